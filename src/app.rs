@@ -1,0 +1,73 @@
+//! Dispatch: parse, run one command, turn its result into an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, Status};
+use crate::output::Output;
+
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { Status::Usage.code() } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let out = Output::new(cli.global.json, cli.global.quiet);
+    let result = match &cli.command {
+        Command::Keygen(a) => crate::commands::keygen::run(a, &out),
+        Command::Pack(a) => crate::commands::pack::run(a, &out),
+        Command::Verify(a) => crate::commands::verify::run(a, &out),
+        Command::List(a) => crate::commands::list::run(a, &out),
+        Command::Unpack(a) => crate::commands::unpack::run(a, &out),
+        Command::Generate(g) => crate::commands::generate::run(g, &out),
+    };
+    match result {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(err) => {
+            let status = classify(&err);
+            report_error(&out, &err, status);
+            ExitCode::from(status.code())
+        }
+    }
+}
+
+/// The exit status an error stands for: integrity failures are 1, everything else 2.
+pub fn classify(err: &anyhow::Error) -> Status {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Error>() {
+            return e.status();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::minisign::Error>() {
+            return if e.is_integrity() { Status::Integrity } else { Status::Usage };
+        }
+    }
+    Status::Usage
+}
+
+fn report_error(out: &Output, err: &anyhow::Error, status: Status) {
+    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    let hint = match status {
+        Status::Integrity => Some("do not use this bundle: obtain a good copy of the named file and run again"),
+        _ => None,
+    };
+    if out.json() {
+        out.document(&serde_json::json!({
+            "status": "error",
+            "exit_code": status.code(),
+            "error": err.to_string(),
+            "causes": causes,
+        }));
+    }
+    eprintln!("error: {err}");
+    for c in &causes {
+        eprintln!("caused by: {c}");
+    }
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+}

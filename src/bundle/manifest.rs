@@ -1,0 +1,303 @@
+//! The signed bundle manifest (format v1): what is in the bundle and where every
+//! stored byte lives. Its exact bytes are signed; it is parsed only after the signature
+//! has been checked, then validated so that every later step can trust its numbers.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::names;
+use crate::bundle::tar::{padded, BLOCK, END_OF_ARCHIVE};
+use crate::digest::Digest;
+use crate::error::{integrity, Result};
+
+pub const FORMAT: &str = "airlift.bundle";
+pub const VERSION: u32 = 1;
+/// Largest manifest airlift will read (it is small: a few hundred bytes per chunk).
+pub const MAX_MANIFEST: u64 = 256 << 20;
+/// Largest chunk: fits the 11 octal digits of a ustar size field with room to spare.
+pub const MAX_CHUNK: u64 = 4 << 30;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    /// Bundle id: 32 hex digits, derived from the bundle's inputs.
+    pub id: String,
+    pub name: String,
+    pub sequence: u64,
+    /// Creation time, seconds since the Unix epoch (also the mtime of every tar entry).
+    pub created: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires: Option<u64>,
+    pub tool: String,
+    pub volume_size: u64,
+    pub chunk_size: u64,
+    pub images: Vec<Image>,
+    pub entries: Vec<Entry>,
+    pub volumes: Vec<Volume>,
+    pub chunks: Vec<Chunk>,
+}
+
+/// One image (manifest or index) as packed, with where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    /// The source as given, e.g. `oci:./layout:app-1.0`.
+    pub source: String,
+    /// The reference name (tag) the image is known by, if any.
+    pub reference: Option<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    /// Size of the image manifest or index itself.
+    pub size: u64,
+    /// Total size of every blob the image needs (manifests included).
+    pub total_size: u64,
+    pub platforms: Vec<String>,
+    /// Every blob the image needs: manifests, indexes, configs, layers.
+    pub blobs: Vec<Digest>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// `airlift/volume.NNNN.json`, first in every volume: says which bundle it belongs to.
+    Label,
+    /// `oci-layout` and `index.json`.
+    Layout,
+    /// `blobs/sha256/<hex>`.
+    Blob,
+    /// An included file, `files/<name>`.
+    File,
+    /// The airlift executable, `files/airlift` (stored uncompressed).
+    Installer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Zstd,
+}
+
+/// One logical file of the bundle, stored as one or more chunks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Path in the extracted tree (before `.zst` and `.partNNNN` suffixes).
+    pub path: String,
+    pub kind: EntryKind,
+    /// sha256 of the expanded content.
+    pub digest: Digest,
+    /// Expanded size; decompression stops past it.
+    pub size: u64,
+    pub compression: Compression,
+    /// Stored (possibly compressed) size: the sum of the entry's chunk lengths.
+    pub stored_size: u64,
+    /// Unix permission bits of the tar entry (0644 or 0755).
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Volume {
+    pub file: String,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+/// One stored tar entry: a whole entry or one numbered part of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunk {
+    /// 1-based volume number.
+    pub volume: u32,
+    /// Offset of the chunk's data (after its tar header) in the volume.
+    pub offset: u64,
+    /// Stored length.
+    pub length: u64,
+    /// sha256 of the stored bytes.
+    pub sha256: Digest,
+    /// Path of the entry this chunk belongs to.
+    pub entry: String,
+    /// 0-based part index within the entry.
+    pub part: u32,
+}
+
+/// Facts derived from a validated manifest, for fast lookups.
+#[derive(Debug, Clone)]
+pub struct Index {
+    /// Entry index of each chunk.
+    pub chunk_entry: Vec<usize>,
+    /// Chunk indexes of each entry, in part order.
+    pub entry_chunks: Vec<Vec<usize>>,
+    /// Offset of each chunk within its entry's stored stream.
+    pub chunk_stored_offset: Vec<u64>,
+    /// Chunk indexes of each volume, in offset order.
+    pub volume_chunks: Vec<Vec<usize>>,
+}
+
+impl Manifest {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Parse signed manifest bytes and validate them.
+    pub fn parse(bytes: &[u8]) -> Result<(Manifest, Index)> {
+        let probe: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| integrity(format!("manifest is not valid JSON: {e}")))?;
+        if probe.get("format").and_then(|v| v.as_str()) != Some(FORMAT) {
+            return Err(integrity("manifest is not an airlift bundle manifest (format field)"));
+        }
+        let version = probe.get("version").and_then(|v| v.as_u64());
+        if version != Some(VERSION as u64) {
+            return Err(integrity(format!(
+                "bundle format version {version:?} is not supported by this airlift (it reads version {VERSION})"
+            )));
+        }
+        let manifest: Manifest = serde_json::from_value(probe)
+            .map_err(|e| integrity(format!("manifest does not match format v{VERSION}: {e}")))?;
+        let index = manifest.validate()?;
+        Ok((manifest, index))
+    }
+
+    /// Check every structural rule; on success, return the lookup index.
+    pub fn validate(&self) -> Result<Index> {
+        let bad = |msg: String| Err(integrity(format!("manifest is inconsistent: {msg}")));
+        if !names::valid_bundle_name(&self.name) {
+            return bad(format!("bundle name '{}' is not allowed", self.name));
+        }
+        if self.id.len() != 32 || !self.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return bad(format!("bundle id '{}' is malformed", self.id));
+        }
+        if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK {
+            return bad(format!("chunk size {} is out of range", self.chunk_size));
+        }
+        let mut entry_by_path = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            names::check_entry_path(e)?;
+            if entry_by_path.insert(e.path.as_str(), i).is_some() {
+                return bad(format!("entry '{}' is listed twice", e.path));
+            }
+            if e.compression == Compression::None && e.stored_size != e.size {
+                return bad(format!("uncompressed entry '{}' has stored size != size", e.path));
+            }
+            if e.mode != 0o644 && e.mode != 0o755 {
+                return bad(format!("entry '{}' has mode {:o}", e.path, e.mode));
+            }
+        }
+        for (v, vol) in self.volumes.iter().enumerate() {
+            let expected = names::volume_file(&self.name, v as u32 + 1);
+            if vol.file != expected {
+                return bad(format!("volume {} is named '{}', expected '{expected}'", v + 1, vol.file));
+            }
+            if vol.size > self.volume_size {
+                return bad(format!("volume '{}' is larger than the volume size", vol.file));
+            }
+        }
+        let mut chunk_entry = Vec::with_capacity(self.chunks.len());
+        let mut entry_chunks: Vec<Vec<usize>> = vec![Vec::new(); self.entries.len()];
+        let mut volume_chunks: Vec<Vec<usize>> = vec![Vec::new(); self.volumes.len()];
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let Some(&e) = entry_by_path.get(chunk.entry.as_str()) else {
+                return bad(format!("chunk {c} belongs to unknown entry '{}'", chunk.entry));
+            };
+            if chunk.volume == 0 || chunk.volume as usize > self.volumes.len() {
+                return bad(format!("chunk {c} is in volume {} which is not listed", chunk.volume));
+            }
+            if chunk.length > self.chunk_size {
+                return bad(format!("chunk {c} is longer than the chunk size"));
+            }
+            if chunk.part as usize != entry_chunks[e].len() {
+                return bad(format!("chunk {c} of '{}' is part {} out of order", chunk.entry, chunk.part));
+            }
+            chunk_entry.push(e);
+            entry_chunks[e].push(c);
+            volume_chunks[chunk.volume as usize - 1].push(c);
+        }
+        let mut chunk_stored_offset = vec![0u64; self.chunks.len()];
+        for (e, chunks) in entry_chunks.iter().enumerate() {
+            let entry = &self.entries[e];
+            if chunks.is_empty() {
+                return bad(format!("entry '{}' has no chunks", entry.path));
+            }
+            let mut offset = 0u64;
+            for &c in chunks {
+                chunk_stored_offset[c] = offset;
+                offset = offset.saturating_add(self.chunks[c].length);
+            }
+            if offset != entry.stored_size {
+                return bad(format!("chunks of '{}' add up to {offset}, not {}", entry.path, entry.stored_size));
+            }
+            if chunks.len() == 1 && entry.compression == Compression::None && self.chunks[chunks[0]].sha256 != entry.digest {
+                return bad(format!("'{}' is stored whole but its chunk hash differs from its digest", entry.path));
+            }
+        }
+        // Rebuild each volume's exact layout: label first, then headers and padded data
+        // back to back, then the end-of-archive blocks.
+        for (v, chunks) in volume_chunks.iter().enumerate() {
+            let vol = &self.volumes[v];
+            let mut pos = 0u64;
+            for (k, &c) in chunks.iter().enumerate() {
+                let chunk = &self.chunks[c];
+                if chunk.offset != pos + BLOCK {
+                    return bad(format!("chunk {c} in '{}' is at offset {} but should be at {}", vol.file, chunk.offset, pos + BLOCK));
+                }
+                let entry = &self.entries[chunk_entry[c]];
+                if k == 0 && (entry.kind != EntryKind::Label || entry.path != names::label_path(v as u32 + 1)) {
+                    return bad(format!("volume '{}' does not start with its label", vol.file));
+                }
+                pos = chunk.offset + padded(chunk.length);
+            }
+            if chunks.is_empty() {
+                return bad(format!("volume '{}' holds no chunks", vol.file));
+            }
+            if pos + END_OF_ARCHIVE != vol.size {
+                return bad(format!("volume '{}' should be {} bytes, manifest says {}", vol.file, pos + END_OF_ARCHIVE, vol.size));
+            }
+        }
+        let blobs: HashSet<&Digest> =
+            self.entries.iter().filter(|e| e.kind == EntryKind::Blob).map(|e| &e.digest).collect();
+        for image in &self.images {
+            for blob in &image.blobs {
+                if !blobs.contains(blob) {
+                    return bad(format!("image {} needs blob {blob} which is not in the bundle", image.digest));
+                }
+            }
+        }
+        Ok(Index { chunk_entry, entry_chunks, chunk_stored_offset, volume_chunks })
+    }
+
+    /// Stored name (tar entry name) of a chunk.
+    pub fn chunk_name(&self, index: &Index, c: usize) -> String {
+        let entry = &self.entries[index.chunk_entry[c]];
+        let parts = index.entry_chunks[index.chunk_entry[c]].len();
+        names::stored_name(entry, self.chunks[c].part, parts)
+    }
+
+    /// What damage to entry `e` hurts, in words: the images that need it, or the file.
+    pub fn hurt_by(&self, e: usize) -> Vec<String> {
+        let entry = &self.entries[e];
+        match entry.kind {
+            EntryKind::Blob => self
+                .images
+                .iter()
+                .filter(|i| i.blobs.contains(&entry.digest))
+                .map(image_label)
+                .collect(),
+            EntryKind::Label => vec![],
+            _ => vec![entry.path.clone()],
+        }
+    }
+}
+
+/// How an image is named in reports.
+pub fn image_label(image: &Image) -> String {
+    match &image.reference {
+        Some(r) => format!("{r} ({})", image.digest),
+        None => image.digest.to_string(),
+    }
+}

@@ -1,0 +1,10 @@
+//! The on-media bundle format v1: manifest, names, tar framing, signing, writing,
+//! reading and unpacking.
+
+pub mod extract;
+pub mod manifest;
+pub mod names;
+pub mod reader;
+pub mod sign;
+pub mod tar;
+pub mod writer;

@@ -1,0 +1,571 @@
+//! Reading a bundle: the signature is checked before the manifest is parsed, then each
+//! volume present is read chunk by chunk. Every byte of a volume is accounted for: chunk
+//! data against its signed sha256, everything else against the exact framing pack writes.
+//! Problems are recorded and reading goes on, so one run reports every bad chunk.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::bundle::manifest::{Index, Manifest};
+use crate::bundle::names;
+use crate::bundle::sign;
+use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
+use crate::digest::Hasher;
+use crate::error::{integrity, usage, Error, IoContext, Result};
+use crate::minisign::PublicKey;
+use crate::oci::layout::read_limited;
+use crate::progress::Progress;
+
+const BUF: usize = 1 << 20;
+
+/// A bundle whose manifest signature has been checked and whose manifest is valid.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub index: Index,
+    /// sha256 of the exact manifest bytes.
+    pub manifest_sha256: crate::digest::Digest,
+    pub key_id: String,
+    pub trusted_comment: String,
+    /// State of `NAME.SHA256SUMS` and its signature.
+    pub sums: SumsState,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
+pub enum SumsState {
+    Ok,
+    Absent,
+    Bad(String),
+}
+
+/// The name of the one bundle in `dir`, or check the one asked for exists.
+pub fn bundle_name(dir: &Path, name: Option<&str>) -> Result<String> {
+    if let Some(n) = name {
+        if !names::valid_bundle_name(n) {
+            return Err(usage(format!("'{n}' is not a valid bundle name")));
+        }
+        return Ok(n.to_string());
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = file.strip_suffix(".manifest.json") {
+            found.push(n.to_string());
+        }
+    }
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(usage(format!("{}: no bundle manifest (*.manifest.json) found", dir.display()))),
+        _ => Err(usage(format!(
+            "{}: several bundles ({}); choose one with --name",
+            dir.display(),
+            found.join(", ")
+        ))),
+    }
+}
+
+/// Read the manifest bytes (unverified), for `list` without a key.
+pub fn read_manifest_bytes(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
+    let path = dir.join(names::manifest_file(name));
+    if !path.exists() {
+        return Err(usage(format!("{}: no such bundle manifest", path.display())));
+    }
+    let bytes = read_limited(&path, crate::bundle::manifest::MAX_MANIFEST)?;
+    Ok((path, bytes))
+}
+
+/// Check the manifest's signature with `key`, then parse and validate it.
+pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
+    let name = bundle_name(dir, name)?;
+    let (path, bytes) = read_manifest_bytes(dir, &name)?;
+    let manifest_file = names::manifest_file(&name);
+    let sig_path = dir.join(names::signature_file(&manifest_file));
+    let sig = match std::fs::read_to_string(&sig_path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(integrity(format!(
+                "{} is not signed: {} is missing",
+                path.display(),
+                sig_path.display()
+            )))
+        }
+        Err(e) => return Err(Error::io(&sig_path, e)),
+    };
+    let comment = sign::verify(key, &bytes, &sig).map_err(|e| match e {
+        Error::Sign(s) if s.is_integrity() => integrity(format!("{}: {s}", sig_path.display())),
+        other => other,
+    })?;
+    let (manifest, index) = Manifest::parse(&bytes)?;
+    sign::check_comment(&comment, &manifest, &manifest_file)?;
+    if manifest.name != name {
+        return Err(integrity(format!("{} names bundle '{}'", path.display(), manifest.name)));
+    }
+    let sums = check_sums(dir, &manifest, key);
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        manifest_sha256: crate::digest::Digest::of(&bytes),
+        manifest,
+        index,
+        key_id: key.key_id_hex(),
+        trusted_comment: comment,
+        sums,
+    })
+}
+
+/// SHA256SUMS is for gates that trust only standard tools; when present it must be signed
+/// and agree with the manifest.
+fn check_sums(dir: &Path, m: &Manifest, key: &PublicKey) -> SumsState {
+    let file = names::sums_file(&m.name);
+    let path = dir.join(&file);
+    let Ok(text) = std::fs::read(&path) else { return SumsState::Absent };
+    let sig_path = dir.join(names::signature_file(&file));
+    let Ok(sig) = std::fs::read_to_string(&sig_path) else {
+        return SumsState::Bad(format!("{} is not signed ({} missing)", file, sig_path.display()));
+    };
+    match sign::verify(key, &text, &sig).and_then(|c| sign::check_comment(&c, m, &file)) {
+        Err(e) => SumsState::Bad(format!("{file}: {e}")),
+        Ok(()) if text != sign::sums_text(m).as_bytes() => {
+            SumsState::Bad(format!("{file} does not list the manifest's volumes"))
+        }
+        Ok(()) => SumsState::Ok,
+    }
+}
+
+/// What to do with a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Already done: do not read it.
+    Skip,
+    /// Read and check it, keep nothing.
+    Check,
+    /// Read, check, and hand the data to a writer.
+    Write,
+}
+
+/// Receives verified chunk data (unpack); verify uses `CheckOnly`.
+pub trait Sink: Sync {
+    fn action(&self, chunk: usize) -> Action;
+    fn open(&self, chunk: usize) -> Result<Box<dyn ChunkWriter + '_>>;
+}
+
+/// Data of one chunk, committed only after its sha256 matched.
+pub trait ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+pub struct CheckOnly;
+
+impl Sink for CheckOnly {
+    fn action(&self, _chunk: usize) -> Action {
+        Action::Check
+    }
+    fn open(&self, _chunk: usize) -> Result<Box<dyn ChunkWriter + '_>> {
+        Err(usage("internal: nothing to write when only checking"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Chunk index in the manifest, when the problem is in a chunk.
+    pub chunk: Option<usize>,
+    pub entry: Option<String>,
+    pub offset: u64,
+    pub problem: String,
+    /// Images (or files) the problem hurts.
+    pub hurts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeStatus {
+    Ok,
+    /// Not read: everything it holds is already unpacked.
+    Done,
+    Damaged,
+    Missing,
+    Foreign,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeReport {
+    pub volume: u32,
+    pub file: String,
+    pub status: VolumeStatus,
+    pub size: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl Bundle {
+    pub fn volume_path(&self, v: usize) -> PathBuf {
+        self.dir.join(&self.manifest.volumes[v].file)
+    }
+
+    fn problem(&self, chunk: usize, offset: u64, problem: String) -> Problem {
+        let e = self.index.chunk_entry[chunk];
+        Problem {
+            chunk: Some(chunk),
+            entry: Some(self.manifest.chunks[chunk].entry.clone()),
+            offset,
+            problem,
+            hurts: self.manifest.hurt_by(e),
+        }
+    }
+
+    /// Read volume `v` (0-based), checking every byte, handing good chunks to `sink`.
+    /// Integrity problems are in the report; an `Err` is an operational failure.
+    pub fn read_volume(&self, v: usize, sink: &dyn Sink, jobs: usize, progress: &dyn Progress) -> Result<VolumeReport> {
+        let vol = &self.manifest.volumes[v];
+        let path = self.volume_path(v);
+        let mut report = VolumeReport {
+            volume: v as u32 + 1,
+            file: vol.file.clone(),
+            status: VolumeStatus::Ok,
+            size: vol.size,
+            problems: Vec::new(),
+        };
+        let meta = match std::fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.status = VolumeStatus::Missing;
+                return Ok(report);
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if !meta.is_file() {
+            report.status = VolumeStatus::Damaged;
+            report.problems.push(Problem {
+                chunk: None,
+                entry: None,
+                offset: 0,
+                problem: format!("{} is not a regular file", path.display()),
+                hurts: vec![],
+            });
+            return Ok(report);
+        }
+        let actual = meta.len();
+        let chunks = &self.index.volume_chunks[v];
+        // The label says which bundle and volume this file really is.
+        if let Some(foreign) = self.check_label(&path, v)? {
+            report.status = VolumeStatus::Foreign;
+            report.problems.push(Problem { chunk: None, entry: None, offset: 0, problem: foreign, hurts: vec![] });
+            return Ok(report);
+        }
+        if actual < vol.size {
+            report.problems.push(Problem {
+                chunk: None,
+                entry: None,
+                offset: actual,
+                problem: format!("volume is truncated: {actual} bytes of {}", vol.size),
+                hurts: vec![],
+            });
+        } else if actual > vol.size {
+            report.problems.push(Problem {
+                chunk: None,
+                entry: None,
+                offset: vol.size,
+                problem: format!("volume has {} unexpected bytes after its end", actual - vol.size),
+                hurts: vec![],
+            });
+        }
+        let problems = Mutex::new(Vec::new());
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.max(1) {
+                scope.spawn(|| {
+                    let run = || -> Result<()> {
+                        let mut file = File::open(&path).at(&path)?;
+                        let mut buf = vec![0u8; BUF];
+                        loop {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&c) = chunks.get(k) else { return Ok(()) };
+                            if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                                return Ok(());
+                            }
+                            if let Some(p) = self.read_chunk(&mut file, &path, c, actual, sink, &mut buf, progress)? {
+                                if let Ok(mut list) = problems.lock() {
+                                    list.push(p);
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = run() {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(e);
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        let mut found = problems.into_inner().unwrap_or_default();
+        found.sort_by_key(|p| p.offset);
+        report.problems.extend(found);
+        // The end-of-archive blocks.
+        if actual >= vol.size {
+            let end = vol.size - END_OF_ARCHIVE;
+            let mut file = File::open(&path).at(&path)?;
+            file.seek(SeekFrom::Start(end)).at(&path)?;
+            let mut tail = vec![0u8; END_OF_ARCHIVE as usize];
+            file.read_exact(&mut tail).at(&path)?;
+            if tail.iter().any(|&b| b != 0) {
+                let mut h = [0u8; 512];
+                h.copy_from_slice(&tail[..512]);
+                report.problems.push(Problem {
+                    chunk: None,
+                    entry: None,
+                    offset: end,
+                    problem: if h.iter().any(|&b| b != 0) {
+                        describe_unexpected(&h, "end of archive")
+                    } else {
+                        "end-of-archive blocks are damaged".into()
+                    },
+                    hurts: vec![],
+                });
+            }
+        }
+        if !report.problems.is_empty() {
+            report.status = VolumeStatus::Damaged;
+        }
+        Ok(report)
+    }
+
+    /// `Some(reason)` when the file is another bundle's volume or another volume of this one.
+    fn check_label(&self, path: &Path, v: usize) -> Result<Option<String>> {
+        let mut file = File::open(path).at(path)?;
+        let mut head = vec![0u8; 2048];
+        let mut got = 0;
+        while got < head.len() {
+            let n = file.read(&mut head[got..]).at(path)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        let Some(label_chunk) = self.index.volume_chunks[v].first() else { return Ok(None) };
+        let expected_len = self.manifest.chunks[*label_chunk].length as usize;
+        if got < 512 {
+            return Ok(None); // truncated: reported by the chunk checks
+        }
+        let mut hdr = tar::Header::new_old();
+        hdr.as_mut_bytes().copy_from_slice(&head[..512]);
+        let name = String::from_utf8_lossy(&hdr.path_bytes()).into_owned();
+        let Some(label_volume) = name.strip_prefix("airlift/volume.").and_then(|s| s.strip_suffix(".json")) else {
+            return Ok(Some(format!("{} is not an airlift volume (first entry '{}')", path.display(), name.escape_debug())));
+        };
+        let size = hdr.size().unwrap_or(0) as usize;
+        let body = &head[512..(512 + size.min(1024)).min(got)];
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let bundle = parsed.as_ref().and_then(|j| j.get("bundle")).and_then(|b| b.as_str()).unwrap_or("");
+        let seq = parsed.as_ref().and_then(|j| j.get("sequence")).and_then(|b| b.as_u64());
+        let other_name = parsed.as_ref().and_then(|j| j.get("name")).and_then(|b| b.as_str()).unwrap_or("?");
+        if !bundle.is_empty() && bundle != self.manifest.id {
+            return Ok(Some(format!(
+                "{} belongs to another bundle: '{other_name}' id {bundle} sequence {}, volume {label_volume}",
+                path.display(),
+                seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+            )));
+        }
+        if bundle == self.manifest.id && label_volume != format!("{:04}", v + 1) {
+            return Ok(Some(format!(
+                "{} is volume {label_volume} of this bundle, not volume {}: files were swapped or renamed",
+                path.display(),
+                v + 1
+            )));
+        }
+        let _ = expected_len;
+        Ok(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_chunk(
+        &self,
+        file: &mut File,
+        path: &Path,
+        c: usize,
+        actual: u64,
+        sink: &dyn Sink,
+        buf: &mut [u8],
+        progress: &dyn Progress,
+    ) -> Result<Option<Problem>> {
+        let chunk = &self.manifest.chunks[c];
+        let action = sink.action(c);
+        if action == Action::Skip {
+            progress.advance(chunk.length);
+            return Ok(None);
+        }
+        let start = chunk.offset - BLOCK;
+        let end = chunk.offset + padded(chunk.length);
+        if end > actual {
+            progress.advance(chunk.length);
+            return Ok(Some(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
+        }
+        let name = self.manifest.chunk_name(&self.index, c);
+        let entry = &self.manifest.entries[self.index.chunk_entry[c]];
+        let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
+        file.seek(SeekFrom::Start(start)).at(path)?;
+        let mut found = [0u8; 512];
+        file.read_exact(&mut found).at(path)?;
+        if found != expected {
+            progress.advance(chunk.length);
+            return Ok(Some(self.problem(c, start, describe_unexpected(&found, &name))));
+        }
+        let mut writer = match action {
+            Action::Write => Some(sink.open(c)?),
+            _ => None,
+        };
+        let mut hasher = Hasher::new();
+        let mut left = chunk.length;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            file.read_exact(&mut buf[..n]).at(path)?;
+            hasher.update(&buf[..n]);
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.write(&buf[..n]) {
+                    // Content that cannot be expanded within its declared bounds is
+                    // malicious; I/O trouble at the destination is operational.
+                    return match e {
+                        Error::Integrity(msg) => Ok(Some(self.problem(c, chunk.offset, msg))),
+                        other => Err(other),
+                    };
+                }
+            }
+            left -= n as u64;
+            progress.advance(n as u64);
+        }
+        let pad = (padded(chunk.length) - chunk.length) as usize;
+        if pad > 0 {
+            file.read_exact(&mut buf[..pad]).at(path)?;
+            if buf[..pad].iter().any(|&b| b != 0) {
+                return Ok(Some(self.problem(c, chunk.offset + chunk.length, format!("padding after '{name}' is not zero"))));
+            }
+        }
+        let digest = hasher.finish();
+        if digest != chunk.sha256 {
+            return Ok(Some(self.problem(
+                c,
+                chunk.offset,
+                format!("chunk '{name}' is damaged: sha256 {digest}, signed manifest says {}", chunk.sha256),
+            )));
+        }
+        if let Some(w) = writer {
+            if let Err(e) = w.commit() {
+                return match e {
+                    Error::Integrity(msg) => Ok(Some(self.problem(c, chunk.offset, msg))),
+                    other => Err(other),
+                };
+            }
+        }
+        Ok(None)
+    }
+
+    /// Files in the directory that look like volumes of this bundle but are not listed.
+    pub fn unlisted_volumes(&self) -> Vec<String> {
+        let mut extra = Vec::new();
+        let prefix = format!("{}.", self.manifest.name);
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for entry in rd.flatten() {
+                let f = entry.file_name().to_string_lossy().into_owned();
+                let is_volume = f
+                    .strip_prefix(&prefix)
+                    .and_then(|s| s.strip_suffix(".tar"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                if is_volume && !self.manifest.volumes.iter().any(|v| v.file == f) {
+                    extra.push(f);
+                }
+            }
+        }
+        extra.sort();
+        extra
+    }
+}
+
+/// How far an image got: all its chunks good, some damaged, or some not present yet.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageState {
+    pub reference: Option<String>,
+    pub digest: crate::digest::Digest,
+    pub status: &'static str,
+    /// Volumes still needed (for incomplete images).
+    pub missing_volumes: Vec<String>,
+}
+
+impl Bundle {
+    /// An expired bundle is refused: the signer said it must not be used after that time.
+    pub fn check_expiry(&self, now: u64) -> Result<()> {
+        match self.manifest.expires {
+            Some(t) if t < now => Err(integrity(format!(
+                "bundle '{}' expired at {} (signed expiry)",
+                self.manifest.name,
+                crate::time::rfc3339(t)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Volumes (0-based) holding any chunk of entry `e`.
+    pub fn entry_volumes(&self, e: usize) -> Vec<usize> {
+        let mut v: Vec<usize> =
+            self.index.entry_chunks[e].iter().map(|&c| self.manifest.chunks[c].volume as usize - 1).collect();
+        v.dedup();
+        v
+    }
+
+    /// Each image's state given the reports of the volumes read.
+    pub fn image_states(&self, reports: &[VolumeReport]) -> Vec<ImageState> {
+        let bad_chunks: HashSet<usize> = reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
+        let entry_of: HashMap<&crate::digest::Digest, usize> = self
+            .manifest
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == crate::bundle::manifest::EntryKind::Blob)
+            .map(|(i, e)| (&e.digest, i))
+            .collect();
+        self.manifest
+            .images
+            .iter()
+            .map(|image| {
+                let mut damaged = false;
+                let mut missing = Vec::new();
+                for blob in &image.blobs {
+                    let Some(&e) = entry_of.get(blob) else { continue };
+                    if self.index.entry_chunks[e].iter().any(|c| bad_chunks.contains(c)) {
+                        damaged = true;
+                    }
+                    for v in self.entry_volumes(e) {
+                        let r = &reports[v];
+                        if r.status == VolumeStatus::Foreign || (r.status == VolumeStatus::Damaged && r.problems.iter().any(|p| p.chunk.is_none())) {
+                            damaged = true;
+                        }
+                        if r.status == VolumeStatus::Missing && !missing.contains(&r.file) {
+                            missing.push(r.file.clone());
+                        }
+                    }
+                }
+                let status = if damaged {
+                    "damaged"
+                } else if !missing.is_empty() {
+                    "incomplete"
+                } else {
+                    "ok"
+                };
+                ImageState { reference: image.reference.clone(), digest: image.digest.clone(), status, missing_volumes: missing }
+            })
+            .collect()
+    }
+}
+
+use std::collections::HashMap;

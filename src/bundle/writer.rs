@@ -1,0 +1,460 @@
+//! Writing a bundle: items are compressed where it pays, cut into chunks, laid out into
+//! volumes that never exceed the volume size, hashed while written, and described by a
+//! signed manifest. Output is a pure function of the inputs, so packing twice gives the
+//! same bytes.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tempfile::NamedTempFile;
+
+use crate::bundle::manifest::{Chunk, Compression, Entry, EntryKind, Image, Manifest, Volume, FORMAT, VERSION};
+use crate::bundle::names;
+use crate::bundle::sign;
+use crate::bundle::tar::{header, padded, BLOCK, END_OF_ARCHIVE};
+use crate::digest::{Digest, Hasher, ThreadedHasher};
+use crate::error::{integrity, usage, IoContext, Result};
+use crate::minisign::SecretKey;
+use crate::progress::Progress;
+use crate::store::write_atomic;
+
+/// Smallest volume accepted: room for a label, one small chunk and the end blocks.
+pub const MIN_VOLUME: u64 = 16 * 1024;
+pub const MIN_CHUNK: u64 = 4 * 1024;
+const BUF: usize = 1 << 20;
+/// zstd level for entries worth compressing.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Whether to try compressing an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compress {
+    Never,
+    /// Compress, and keep the result only if it saves at least a tenth.
+    IfItPays,
+}
+
+#[derive(Debug, Clone)]
+pub enum Content {
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// Something to store in the bundle.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub content: Content,
+    pub size: u64,
+    /// The digest the content must have (blobs); checked while reading.
+    pub expect: Option<Digest>,
+    pub compress: Compress,
+}
+
+pub struct Settings {
+    pub dir: PathBuf,
+    pub name: String,
+    pub sequence: u64,
+    pub created: u64,
+    pub expires: Option<u64>,
+    pub volume_size: u64,
+    pub chunk_size: u64,
+}
+
+/// Where one part of an entry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Placement {
+    volume: u32,
+    len: u64,
+}
+
+/// Position in the volume sequence while laying out.
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    /// Current volume (1-based); 0 before the first.
+    volume: u32,
+    /// Bytes used in the current volume.
+    pos: u64,
+}
+
+/// An item's stored bytes, ready to be copied into volumes.
+struct Prepared {
+    entry: Entry,
+    source: Box<dyn Read>,
+    /// Check the expanded digest while copying (raw items only).
+    verify_raw: bool,
+}
+
+pub struct BundleWriter<'a> {
+    settings: Settings,
+    id: String,
+    progress: &'a dyn Progress,
+    cursor: Cursor,
+    volume: Option<OpenVolume>,
+    entries: Vec<Entry>,
+    chunks: Vec<Chunk>,
+    volumes: Vec<Volume>,
+}
+
+struct OpenVolume {
+    file: NamedTempFile,
+    hasher: ThreadedHasher,
+    written: u64,
+}
+
+impl<'a> BundleWriter<'a> {
+    pub fn new(settings: Settings, id: String, progress: &'a dyn Progress) -> Result<BundleWriter<'a>> {
+        if settings.volume_size < MIN_VOLUME {
+            return Err(usage(format!("volume size {} is below the minimum of {MIN_VOLUME} bytes", settings.volume_size)));
+        }
+        if settings.chunk_size < MIN_CHUNK || settings.chunk_size > crate::bundle::manifest::MAX_CHUNK {
+            return Err(usage(format!(
+                "chunk size {} is out of range ({MIN_CHUNK} to {} bytes)",
+                settings.chunk_size,
+                crate::bundle::manifest::MAX_CHUNK
+            )));
+        }
+        if !names::valid_bundle_name(&settings.name) {
+            return Err(usage(format!(
+                "bundle name '{}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
+                settings.name
+            )));
+        }
+        fs::create_dir_all(&settings.dir).at(&settings.dir)?;
+        Ok(BundleWriter {
+            settings,
+            id,
+            progress,
+            cursor: Cursor { volume: 0, pos: 0 },
+            volume: None,
+            entries: Vec::new(),
+            chunks: Vec::new(),
+            volumes: Vec::new(),
+        })
+    }
+
+    /// Store one item.
+    pub fn add(&mut self, item: &Item) -> Result<()> {
+        let prepared = self.prepare(item)?;
+        self.store(prepared)
+    }
+
+    fn label_bytes(&self, volume: u32) -> Vec<u8> {
+        let s = &self.settings;
+        format!(
+            "{{\"bundle\":\"{}\",\"name\":\"{}\",\"sequence\":{},\"volume\":{volume}}}\n",
+            self.id, s.name, s.sequence
+        )
+        .into_bytes()
+    }
+
+    /// Compress if it pays; otherwise stream the content as is.
+    fn prepare(&self, item: &Item) -> Result<Prepared> {
+        let mut entry = Entry {
+            path: item.path.clone(),
+            kind: item.kind,
+            digest: item.expect.clone().unwrap_or_else(|| Digest::of(b"")),
+            size: item.size,
+            compression: Compression::None,
+            stored_size: item.size,
+            mode: item.mode,
+        };
+        if item.compress == Compress::IfItPays && item.size > 0 {
+            let mut temp = tempfile::tempfile_in(&self.settings.dir).at(&self.settings.dir)?;
+            let mut hasher = Hasher::new();
+            let mut expanded = 0u64;
+            {
+                let mut enc = zstd::stream::Encoder::new(&mut temp, ZSTD_LEVEL).at(&self.settings.dir)?;
+                let mut reader = open_content(&item.content)?;
+                let mut buf = vec![0u8; BUF];
+                loop {
+                    let n = reader.read(&mut buf).at(content_path(&item.content))?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    expanded += n as u64;
+                    enc.write_all(&buf[..n]).at(&self.settings.dir)?;
+                }
+                enc.finish().at(&self.settings.dir)?;
+            }
+            let digest = hasher.finish();
+            check_source(item, &digest, expanded)?;
+            entry.digest = digest;
+            entry.size = expanded;
+            let stored = temp.stream_position().at(&self.settings.dir)?;
+            if stored * 10 <= expanded * 9 {
+                temp.seek(SeekFrom::Start(0)).at(&self.settings.dir)?;
+                entry.compression = Compression::Zstd;
+                entry.stored_size = stored;
+                return Ok(Prepared { entry, source: Box::new(temp), verify_raw: false });
+            }
+            return Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true });
+        }
+        Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true })
+    }
+
+    /// Lay the stored stream of `len` bytes out from the current cursor.
+    fn plan(&self, len: u64) -> Result<Vec<Placement>> {
+        let vs = self.settings.volume_size;
+        let mut cur = self.cursor;
+        let mut parts = Vec::new();
+        let mut remaining = len;
+        loop {
+            let avail = vs.saturating_sub(cur.pos + END_OF_ARCHIVE);
+            let room = if cur.volume == 0 || avail < 2 * BLOCK { 0 } else { (avail - BLOCK) / BLOCK * BLOCK };
+            let fits_empty = remaining == 0 && cur.volume != 0 && avail >= BLOCK;
+            if room == 0 && !fits_empty {
+                cur.volume += 1;
+                cur.pos = BLOCK + padded(self.label_bytes(cur.volume).len() as u64);
+                if cur.pos + 2 * BLOCK + END_OF_ARCHIVE > vs {
+                    return Err(usage(format!("volume size {vs} is too small")));
+                }
+                continue;
+            }
+            let take = remaining.min(self.settings.chunk_size).min(room);
+            parts.push(Placement { volume: cur.volume, len: take });
+            cur.pos += BLOCK + padded(take);
+            remaining -= take;
+            if remaining == 0 {
+                return Ok(parts);
+            }
+        }
+    }
+
+    fn store(&mut self, mut prepared: Prepared) -> Result<()> {
+        let parts = self.plan(prepared.entry.stored_size)?;
+        let mut blob_hasher = (prepared.verify_raw && parts.len() > 1).then(ThreadedHasher::new);
+        let mut chunk_digests = Vec::with_capacity(parts.len());
+        for (part, placement) in parts.iter().enumerate() {
+            if placement.volume != self.cursor.volume {
+                self.next_volume()?;
+            }
+            let name = names::stored_name(&prepared.entry, part as u32, parts.len());
+            let digest = self.copy_chunk(&name, &prepared.entry, placement.len, &mut prepared.source, blob_hasher.as_mut())?;
+            self.chunks.push(Chunk {
+                volume: placement.volume,
+                offset: self.cursor.pos - padded(placement.len),
+                length: placement.len,
+                sha256: digest.clone(),
+                entry: prepared.entry.path.clone(),
+                part: part as u32,
+            });
+            chunk_digests.push(digest);
+        }
+        // Nothing may follow the declared length.
+        let mut probe = [0u8; 1];
+        if prepared.source.read(&mut probe).unwrap_or(0) != 0 {
+            return Err(integrity(format!("{} grew while it was being packed", prepared.entry.path)));
+        }
+        if prepared.verify_raw {
+            let digest = match blob_hasher {
+                Some(h) => h.finish(),
+                None => chunk_digests[0].clone(),
+            };
+            if prepared.entry.kind == EntryKind::Blob || prepared.entry.kind == EntryKind::Layout {
+                if digest != prepared.entry.digest {
+                    return Err(integrity(format!(
+                        "source blob {} is corrupt: its content hashes to {digest}",
+                        prepared.entry.digest
+                    )));
+                }
+            }
+            prepared.entry.digest = digest;
+        }
+        self.entries.push(prepared.entry);
+        Ok(())
+    }
+
+    /// Write one tar entry of `len` bytes from `source`; returns the sha256 of the data.
+    fn copy_chunk(
+        &mut self,
+        name: &str,
+        entry: &Entry,
+        len: u64,
+        source: &mut Box<dyn Read>,
+        mut blob_hasher: Option<&mut ThreadedHasher>,
+    ) -> Result<Digest> {
+        let mtime = self.settings.created;
+        let dir = self.settings.dir.clone();
+        let vol = self.volume.as_mut().ok_or_else(|| usage("internal: no open volume"))?;
+        let h = header(name, len, entry.mode, mtime)?;
+        vol.write(Arc::new(h.to_vec()), &dir)?;
+        let mut hasher = Hasher::new();
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(BUF as u64) as usize;
+            let mut buf = vec![0u8; want];
+            read_full(source, &mut buf).map_err(|e| {
+                crate::error::Error::Io { path: PathBuf::from(&entry.path), source: e }
+            })?;
+            hasher.update(&buf);
+            let buf = Arc::new(buf);
+            if let Some(bh) = blob_hasher.as_deref_mut() {
+                bh.update(buf.clone());
+            }
+            vol.write(buf, &dir)?;
+            left -= want as u64;
+            self.progress.advance(want as u64);
+        }
+        let pad = padded(len) - len;
+        if pad > 0 {
+            vol.write(Arc::new(vec![0u8; pad as usize]), &dir)?;
+        }
+        self.cursor.pos += BLOCK + padded(len);
+        debug_assert_eq!(self.cursor.pos, vol.written);
+        Ok(hasher.finish())
+    }
+
+    fn next_volume(&mut self) -> Result<()> {
+        self.finish_volume()?;
+        let file = NamedTempFile::new_in(&self.settings.dir).at(&self.settings.dir)?;
+        self.volume = Some(OpenVolume { file, hasher: ThreadedHasher::new(), written: 0 });
+        self.cursor = Cursor { volume: self.cursor.volume + 1, pos: 0 };
+        let bytes = self.label_bytes(self.cursor.volume);
+        let entry = Entry {
+            path: names::label_path(self.cursor.volume),
+            kind: EntryKind::Label,
+            digest: Digest::of(&bytes),
+            size: bytes.len() as u64,
+            compression: Compression::None,
+            stored_size: bytes.len() as u64,
+            mode: 0o644,
+        };
+        let mut source: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
+        let len = entry.size;
+        let name = entry.path.clone();
+        let digest = self.copy_chunk(&name, &entry, len, &mut source, None)?;
+        self.chunks.push(Chunk {
+            volume: self.cursor.volume,
+            offset: BLOCK,
+            length: len,
+            sha256: digest,
+            entry: name,
+            part: 0,
+        });
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    fn finish_volume(&mut self) -> Result<()> {
+        let Some(mut vol) = self.volume.take() else { return Ok(()) };
+        vol.write(Arc::new(vec![0u8; END_OF_ARCHIVE as usize]), &self.settings.dir)?;
+        let OpenVolume { file, hasher, written } = vol;
+        let file_name = names::volume_file(&self.settings.name, self.cursor.volume);
+        let dest = self.settings.dir.join(&file_name);
+        crate::store::commit(file, &dest)?;
+        debug_assert!(written <= self.settings.volume_size);
+        self.volumes.push(Volume { file: file_name, size: written, sha256: hasher.finish() });
+        Ok(())
+    }
+
+    /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
+    /// and remove volumes of an earlier, larger bundle of the same name.
+    pub fn finish(mut self, images: Vec<Image>, key: &SecretKey) -> Result<Manifest> {
+        self.finish_volume()?;
+        let s = &self.settings;
+        let manifest = Manifest {
+            format: FORMAT.into(),
+            version: VERSION,
+            id: self.id.clone(),
+            name: s.name.clone(),
+            sequence: s.sequence,
+            created: s.created,
+            expires: s.expires,
+            tool: format!("airlift {}", env!("CARGO_PKG_VERSION")),
+            volume_size: s.volume_size,
+            chunk_size: s.chunk_size,
+            images,
+            entries: self.entries,
+            volumes: self.volumes,
+            chunks: self.chunks,
+        };
+        manifest.validate()?;
+        let sums_name = names::sums_file(&s.name);
+        let sums = sign::sums_text(&manifest);
+        write_atomic(&s.dir.join(&sums_name), sums.as_bytes())?;
+        let sums_sig = sign::sign(key, sums.as_bytes(), &manifest, &sums_name);
+        write_atomic(&s.dir.join(names::signature_file(&sums_name)), sums_sig.as_bytes())?;
+        let manifest_name = names::manifest_file(&s.name);
+        let bytes = manifest.to_bytes();
+        let sig = sign::sign(key, &bytes, &manifest, &manifest_name);
+        write_atomic(&s.dir.join(names::signature_file(&manifest_name)), sig.as_bytes())?;
+        write_atomic(&s.dir.join(&manifest_name), &bytes)?;
+        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len() as u32)?;
+        Ok(manifest)
+    }
+}
+
+impl OpenVolume {
+    fn write(&mut self, buf: Arc<Vec<u8>>, dir: &Path) -> Result<()> {
+        self.file.as_file_mut().write_all(&buf).at(dir)?;
+        self.written += buf.len() as u64;
+        self.hasher.update(buf);
+        Ok(())
+    }
+}
+
+fn remove_stale_volumes(dir: &Path, name: &str, count: u32) -> Result<()> {
+    let mut n = count + 1;
+    loop {
+        let path = dir.join(names::volume_file(name, n));
+        if !path.exists() {
+            return Ok(());
+        }
+        fs::remove_file(&path).at(&path)?;
+        n += 1;
+    }
+}
+
+fn open_content(content: &Content) -> Result<Box<dyn Read>> {
+    Ok(match content {
+        Content::File(p) => Box::new(File::open(p).at(p)?),
+        Content::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
+    })
+}
+
+fn content_path(content: &Content) -> PathBuf {
+    match content {
+        Content::File(p) => p.clone(),
+        Content::Bytes(_) => PathBuf::from("<generated>"),
+    }
+}
+
+fn check_source(item: &Item, digest: &Digest, size: u64) -> Result<()> {
+    if size != item.size {
+        return Err(integrity(format!(
+            "{} is {size} bytes, expected {}",
+            content_path(&item.content).display(),
+            item.size
+        )));
+    }
+    match &item.expect {
+        Some(want) if want != digest => Err(integrity(format!(
+            "source blob {want} is corrupt: its content hashes to {digest}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Fill `buf` completely; a source that ends early is an error, not a short chunk.
+pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("ended after {filled} of {} bytes", buf.len()),
+                ))
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! Command-line definitions (clap derive only; behaviour lives in `commands/`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::size::{ByteSize, Media};
+
+/// Carry container images across an air gap.
+///
+/// airlift packs images into a chunked, checksummed, Ed25519-signed bundle split into
+/// volumes sized for USB sticks, DVDs or Blu-ray; verifies it at the security gate; and
+/// unpacks it, resumably, on the air-gapped host.
+#[derive(Debug, Parser)]
+#[command(name = "airlift", version, propagate_version = true, max_term_width = 100)]
+#[command(after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  integrity failure: bad or missing signature, hash mismatch, foreign or truncated
+     volume, malicious entry
+  2  usage or operational error: bad arguments, unreadable files, source problems
+  3  incomplete: volumes are absent but everything present is good; run again with
+     the remaining volumes";
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print exactly one JSON document on stdout (on failure too)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars or informational messages on stderr
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a signing key pair (minisign format)
+    Keygen(KeygenArgs),
+    /// Pack images into a signed, chunked bundle of volumes
+    Pack(PackArgs),
+    /// Check a bundle's signature, volumes and chunks without writing anything
+    Verify(VerifyArgs),
+    /// List the images, volumes and files of a bundle
+    List(ListArgs),
+    /// Verify and unpack a bundle into an OCI image layout (resumable)
+    Unpack(UnpackArgs),
+    /// Generate man pages or shell completions
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory to write NAME.key (mode 0600) and NAME.pub into
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Base name of the key files
+    #[arg(long, default_value = "airlift")]
+    pub name: String,
+    /// Encrypt the secret key with the password read from FILE (first line)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Overwrite existing key files
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PackArgs {
+    /// Secret key (minisign format) used to sign the bundle
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Password for an encrypted secret key, read from FILE (prompted on a terminal otherwise)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Output directory (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Bundle name, used for every file name in the bundle
+    #[arg(long, default_value = "airlift")]
+    pub name: String,
+    /// Maximum size of one volume file (bytes, or k/M/G, KiB/MiB/GiB)
+    #[arg(long, value_name = "SIZE", conflicts_with = "media")]
+    pub volume_size: Option<ByteSize>,
+    /// Size volumes for a medium (default fat32, the 4 GiB file limit)
+    #[arg(long, value_enum)]
+    pub media: Option<Media>,
+    /// Maximum size of one stored chunk
+    #[arg(long, value_name = "SIZE", default_value = "64MiB")]
+    pub chunk_size: ByteSize,
+    /// Sequence number; unpack refuses a bundle older than the last one it accepted
+    #[arg(long, default_value_t = 1)]
+    pub sequence: u64,
+    /// Expiry after creation, e.g. 30d, 12h, 90m
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<crate::size::Duration>,
+    /// Do not carry the airlift executable (the far side already has this version)
+    #[arg(long)]
+    pub no_installer: bool,
+    /// Extra file to carry in the bundle (repeatable)
+    #[arg(long, value_name = "FILE")]
+    pub include: Vec<PathBuf>,
+    /// Images to pack: oci:PATH (every image of the layout) or oci:PATH:REF
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Bundle directory (manifest, signatures, volumes)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Bundle name, when DIR holds more than one bundle
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// Trusted public key (minisign format); never taken from the bundle
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// Check the manifest signature with this public key before listing
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// Trusted public key (minisign format); never taken from the bundle
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+    /// Write the images as an OCI image layout at OUT (created if missing)
+    #[arg(long, value_name = "OUT")]
+    pub layout: PathBuf,
+    /// Accept a bundle older than (or different from) the last one accepted for this key and name
+    #[arg(long)]
+    pub allow_rollback: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Write man pages (airlift.1, airlift-pack.1, …) into DIR
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print a completion script for SHELL to stdout
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}

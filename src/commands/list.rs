@@ -1,0 +1,71 @@
+//! `airlift list`: what a bundle holds, from its manifest.
+
+use crate::bundle::manifest::{EntryKind, Manifest};
+use crate::bundle::reader;
+use crate::cli::ListArgs;
+use crate::error::Status;
+use crate::output::Output;
+use crate::size::human;
+
+pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
+    let (manifest, signed) = match &args.key {
+        Some(k) => {
+            let key = super::load_public_key(k)?;
+            (reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?.manifest, true)
+        }
+        None => {
+            let name = reader::bundle_name(&args.bundle.dir, args.bundle.name.as_deref())?;
+            let (_, bytes) = reader::read_manifest_bytes(&args.bundle.dir, &name)?;
+            (Manifest::parse(&bytes)?.0, false)
+        }
+    };
+    if !signed {
+        out.info("note: signature not checked (pass --key PUB to check it)");
+    }
+    let m = &manifest;
+    out.data(format!(
+        "bundle {} ({}), sequence {}, created {}{}",
+        m.name,
+        m.id,
+        m.sequence,
+        crate::time::rfc3339(m.created),
+        m.expires.map(|e| format!(", expires {}", crate::time::rfc3339(e))).unwrap_or_default()
+    ));
+    out.data("images:");
+    for i in &m.images {
+        out.data(format!(
+            "  {:<40} {}  {:>10}  {}",
+            i.reference.as_deref().unwrap_or("-"),
+            i.digest,
+            human(i.total_size),
+            i.platforms.join(",")
+        ));
+        out.data(format!("    from {}", i.source));
+    }
+    out.data("volumes:");
+    for v in &m.volumes {
+        out.data(format!("  {}  {:>10}  {}", v.file, human(v.size), v.sha256.hex()));
+    }
+    let files: Vec<_> = m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Installer)).collect();
+    out.data("files:");
+    for f in &files {
+        out.data(format!("  {:<40} {:>10}  {}", f.path, human(f.size), f.digest));
+    }
+    out.document(&serde_json::json!({
+        "status": "ok",
+        "exit_code": 0,
+        "signature_checked": signed,
+        "bundle": { "id": m.id, "name": m.name, "sequence": m.sequence,
+                    "created": crate::time::rfc3339(m.created), "expires": m.expires.map(crate::time::rfc3339),
+                    "tool": m.tool, "volume_size": m.volume_size, "chunk_size": m.chunk_size },
+        "images": m.images.iter().map(|i| serde_json::json!({
+            "source": i.source, "reference": i.reference, "digest": i.digest, "media_type": i.media_type,
+            "platforms": i.platforms, "size": i.total_size, "blobs": i.blobs.len(),
+        })).collect::<Vec<_>>(),
+        "volumes": m.volumes,
+        "files": files.iter().map(|f| serde_json::json!({
+            "path": f.path, "kind": f.kind, "size": f.size, "sha256": f.digest,
+        })).collect::<Vec<_>>(),
+    }));
+    Ok(Status::Ok)
+}

@@ -1,0 +1,31 @@
+//! One module per subcommand; each returns the status the process exits with.
+
+pub mod generate;
+pub mod keygen;
+pub mod list;
+pub mod pack;
+pub mod unpack;
+pub mod verify;
+
+use std::path::Path;
+
+use crate::minisign::{PublicKey, SecretKey};
+
+/// Load a secret key, asking for its password when it is encrypted.
+pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> crate::error::Result<SecretKey> {
+    let password = if SecretKey::is_encrypted_file(path)? {
+        Some(crate::minisign::read_password(password_file, &format!("Password for {}: ", path.display()))?)
+    } else {
+        None
+    };
+    Ok(SecretKey::from_file(path, password.as_deref())?)
+}
+
+pub fn load_public_key(path: &Path) -> crate::error::Result<PublicKey> {
+    Ok(PublicKey::from_file(path)?)
+}
+
+/// Worker threads for hashing: one per core, at most 8.
+pub fn jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
+}

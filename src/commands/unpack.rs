@@ -1,0 +1,141 @@
+//! `airlift unpack`: verify while reading and write an OCI image layout, resumably.
+
+use std::collections::BTreeMap;
+
+use crate::bundle::extract::Extractor;
+use crate::bundle::reader::{self, Action, Bundle, Sink, VolumeReport, VolumeStatus};
+use crate::cli::UnpackArgs;
+use crate::error::{integrity, usage, Status};
+use crate::oci::{descriptor, REF_NAME};
+use crate::output::Output;
+use crate::store::{write_atomic, BlobStore};
+
+pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
+    let key = super::load_public_key(&args.key)?;
+    let bundle = reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?;
+    bundle.check_expiry(crate::time::now())?;
+    let store = BlobStore::create(&args.layout)?;
+    store.purge_temps()?;
+    accept_sequence(&store, &bundle, args.allow_rollback)?;
+    let extractor = Extractor::new(&bundle, &store)?;
+
+    let progress = out.progress();
+    let mut reports = Vec::new();
+    for v in 0..bundle.manifest.volumes.len() {
+        let chunks = &bundle.index.volume_chunks[v];
+        if !chunks.iter().any(|&c| extractor.action(c) == Action::Write) {
+            reports.push(VolumeReport {
+                volume: v as u32 + 1,
+                file: bundle.manifest.volumes[v].file.clone(),
+                status: VolumeStatus::Done,
+                size: bundle.manifest.volumes[v].size,
+                problems: vec![],
+            });
+            continue;
+        }
+        progress.start(&format!("volume {}", v + 1), bundle.manifest.volumes[v].size);
+        let report = bundle.read_volume(v, &extractor, super::jobs(), progress.as_ref())?;
+        progress.finish();
+        if report.status == VolumeStatus::Missing {
+            out.info(format!("{} is not here yet", report.file));
+        }
+        reports.push(report);
+    }
+
+    let complete: Vec<usize> = (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, &store, i)).collect();
+    if !complete.is_empty() {
+        update_index(&store, &bundle, &complete)?;
+    }
+    let all_done = (0..bundle.manifest.entries.len()).all(|e| {
+        let kind = bundle.manifest.entries[e].kind;
+        !matches!(kind, crate::bundle::manifest::EntryKind::Blob | crate::bundle::manifest::EntryKind::File)
+            || extractor.committed(e)
+    });
+    let general = Vec::new();
+    let mut status = super::verify::summarize(&bundle, &reports, &general);
+    if status == Status::Ok && !all_done {
+        status = Status::Incomplete;
+    }
+    if all_done && status == Status::Ok {
+        extractor.cleanup()?;
+    }
+    super::verify::print_report(out, &bundle, &reports, &general, &[], status, "unpack");
+    out.info(format!(
+        "{} of {} image(s) complete in {}",
+        complete.len(),
+        bundle.manifest.images.len(),
+        args.layout.display()
+    ));
+    Ok(status)
+}
+
+fn image_complete(bundle: &Bundle, store: &BlobStore, i: usize) -> bool {
+    let image = &bundle.manifest.images[i];
+    image.blobs.iter().all(|d| {
+        bundle.manifest.entries.iter().any(|e| &e.digest == d && store.contains(d, e.size))
+    })
+}
+
+/// Add the complete images to the layout's index.json, keeping images from other bundles;
+/// a tag that moved points at the new image.
+fn update_index(store: &BlobStore, bundle: &Bundle, complete: &[usize]) -> crate::error::Result<()> {
+    let path = store.root().join("index.json");
+    let mut manifests: Vec<serde_json::Value> = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+            .ok_or_else(|| usage(format!("{}: existing index.json is not an OCI index", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(crate::error::Error::io(&path, e)),
+    };
+    for &i in complete {
+        let image = &bundle.manifest.images[i];
+        let new = descriptor(&image.digest, &image.media_type, image.size, image.reference.as_deref());
+        let ref_of = |d: &serde_json::Value| d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(|r| r.as_str()).map(str::to_string);
+        manifests.retain(|d| match &image.reference {
+            Some(r) => ref_of(d).as_deref() != Some(r),
+            None => !(ref_of(d).is_none() && d.get("digest").and_then(|x| x.as_str()) == Some(&image.digest.to_string())),
+        });
+        manifests.push(new);
+    }
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::oci::OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    bytes.push(b'\n');
+    write_atomic(&path, &bytes)
+}
+
+/// Rollback protection: per signing key and bundle name, remember the last sequence
+/// accepted; refuse an older one, or a different manifest with the same sequence.
+fn accept_sequence(store: &BlobStore, bundle: &Bundle, allow: bool) -> crate::error::Result<()> {
+    let path = store.state_dir().join("accepted.json");
+    let mut seen: BTreeMap<String, serde_json::Value> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| usage(format!("{}: {e}", path.display())))?,
+        Err(_) => BTreeMap::new(),
+    };
+    let m = &bundle.manifest;
+    let slot = format!("{}/{}", bundle.key_id, m.name);
+    if let Some(prev) = seen.get(&slot) {
+        let prev_seq = prev.get("sequence").and_then(|s| s.as_u64()).unwrap_or(0);
+        let prev_sha = prev.get("manifest_sha256").and_then(|s| s.as_str()).unwrap_or("");
+        let same = prev_sha == bundle.manifest_sha256.to_string();
+        if !allow && (m.sequence < prev_seq || (m.sequence == prev_seq && !same)) {
+            return Err(integrity(format!(
+                "rollback refused: bundle '{}' sequence {} from key {}, but sequence {prev_seq} ({}) was already accepted here; use --allow-rollback to accept it anyway",
+                m.name, m.sequence, bundle.key_id, if m.sequence == prev_seq { "a different manifest" } else { "newer" }
+            )));
+        }
+        if m.sequence < prev_seq {
+            return Ok(());
+        }
+    }
+    seen.insert(
+        slot,
+        serde_json::json!({ "sequence": m.sequence, "manifest_sha256": bundle.manifest_sha256, "bundle": m.id }),
+    );
+    let bytes = serde_json::to_vec_pretty(&seen).unwrap_or_default();
+    write_atomic(&path, &bytes)
+}

@@ -1,0 +1,28 @@
+//! airlift carries container images across an air gap.
+//!
+//! `pack` resolves images from OCI layouts and writes a bundle: volumes (plain tar files
+//! that never exceed a volume size) holding the blobs as chunks, described by a signed
+//! manifest. `verify` checks a bundle read-only, one volume at a time. `unpack` verifies
+//! while it reads and writes an OCI image layout, resumably.
+//!
+//! Modules:
+//! - [`bundle`]: the on-media format (manifest, volumes, signing, reading, unpacking)
+//! - [`minisign`]: minisign-compatible Ed25519 keys and signatures
+//! - [`oci`]: media types and OCI image layouts
+//! - [`store`]: the content-addressed blob store and atomic commits
+//! - [`digest`], [`size`], [`time`]: small value types
+//! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
+
+pub mod app;
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod digest;
+pub mod error;
+pub mod minisign;
+pub mod oci;
+pub mod output;
+pub mod progress;
+pub mod size;
+pub mod store;
+pub mod time;

@@ -1,0 +1,59 @@
+//! OCI (and Docker schema2) media types, references, and image layouts.
+
+pub mod layout;
+
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The largest manifest or index airlift reads.
+pub const MAX_MANIFEST: u64 = 8 << 20;
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+pub fn is_manifest(media_type: &str) -> bool {
+    media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// Whether a blob of this media type is already compressed (storing it compressed again
+/// would not pay).
+pub fn is_compressed(media_type: &str) -> bool {
+    ["gzip", "zstd", "+zst", "bzip2", "xz", "lz4"].iter().any(|c| media_type.contains(c))
+        || media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+}
+
+/// Whether a blob of this media type is JSON (manifests, indexes, configs).
+pub fn is_json(media_type: &str) -> bool {
+    media_type.ends_with("json") || is_index(media_type) || is_manifest(media_type)
+}
+
+/// `index.json` of a layout holding these images (digest, media type, size, ref name).
+pub fn index_json<'a>(images: impl Iterator<Item = (&'a crate::digest::Digest, &'a str, u64, Option<&'a str>)>) -> Vec<u8> {
+    let manifests: Vec<serde_json::Value> = images.map(|(d, mt, size, r)| descriptor(d, mt, size, r)).collect();
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests,
+    });
+    let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+/// A descriptor as it appears in `index.json`.
+pub fn descriptor(digest: &crate::digest::Digest, media_type: &str, size: u64, reference: Option<&str>) -> serde_json::Value {
+    let mut d = serde_json::json!({
+        "mediaType": media_type,
+        "digest": digest.to_string(),
+        "size": size,
+    });
+    if let Some(r) = reference {
+        d["annotations"] = serde_json::json!({ REF_NAME: r });
+    }
+    d
+}

@@ -1,0 +1,108 @@
+//! The one output gate: human text and progress go to stderr, data to stdout, and with
+//! `--json` exactly one JSON document goes to stdout, on failure too.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::progress::Progress;
+
+pub struct Output {
+    json: bool,
+    quiet: bool,
+    stderr_tty: bool,
+}
+
+impl Output {
+    pub fn new(json: bool, quiet: bool) -> Output {
+        Output { json, quiet, stderr_tty: std::io::stderr().is_terminal() }
+    }
+
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// An informational line on stderr (suppressed by `--quiet`).
+    pub fn info(&self, msg: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{msg}");
+        }
+    }
+
+    /// A warning on stderr, shown even with `--quiet`.
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        eprintln!("warning: {msg}");
+    }
+
+    /// Human-readable data on stdout; nothing in `--json` mode (the JSON document says it).
+    pub fn data(&self, text: impl std::fmt::Display) {
+        if !self.json {
+            write_stdout(&format!("{text}\n"));
+        }
+    }
+
+    /// The one JSON document of a `--json` run.
+    pub fn document(&self, value: &serde_json::Value) {
+        if self.json {
+            let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+            text.push('\n');
+            write_stdout(&text);
+        }
+    }
+
+    /// A progress reporter: bars when stderr is a terminal, nothing otherwise.
+    pub fn progress(&self) -> Box<dyn Progress> {
+        if self.stderr_tty && !self.quiet {
+            Box::new(Bars { bar: Mutex::new(None) })
+        } else {
+            Box::new(crate::progress::Silent)
+        }
+    }
+}
+
+/// Write to stdout; a closed pipe ends the output quietly.
+fn write_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_err() {
+        // Broken pipe (e.g. `| head`): nothing more to say.
+    }
+}
+
+struct Bars {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn start(&self, label: &str, total: u64) {
+        let bar = ProgressBar::new(total);
+        let style = ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(label.to_string());
+        if let Ok(mut slot) = self.bar.lock() {
+            if let Some(old) = slot.replace(bar) {
+                old.finish_and_clear();
+            }
+        }
+    }
+
+    fn advance(&self, n: u64) {
+        if let Ok(slot) = self.bar.lock() {
+            if let Some(bar) = slot.as_ref() {
+                bar.inc(n);
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(mut slot) = self.bar.lock() {
+            if let Some(bar) = slot.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
