@@ -50,7 +50,16 @@ pub fn classify(err: &anyhow::Error) -> Status {
 }
 
 fn report_error(out: &Output, err: &anyhow::Error, status: Status) {
-    let causes: Vec<String> = err.chain().skip(1).map(|c| c.to_string()).collect();
+    // A cause already spelled out at the end of the message before it is not repeated.
+    let mut causes: Vec<String> = Vec::new();
+    let mut previous = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !previous.ends_with(&text) {
+            causes.push(text.clone());
+        }
+        previous = text;
+    }
     let hint = match status {
         Status::Integrity => Some("do not use this bundle: obtain a good copy of the named file and run again"),
         _ => None,

@@ -102,34 +102,6 @@ impl Hasher {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_and_prints() {
-        let d = Digest::of(b"");
-        assert_eq!(
-            d.to_string(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-    }
-
-    #[test]
-    fn rejects_bad_digests() {
-        for bad in [
-            "sha256:../../etc/passwd",
-            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
-            "sha512:00",
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            "sha256:e3b0",
-        ] {
-            assert!(bad.parse::<Digest>().is_err(), "{bad}");
-        }
-    }
-}
-
 /// A sha256 computed on its own thread: buffers are handed over without copying, so
 /// hashing overlaps the caller's reads and writes.
 pub struct ThreadedHasher {
@@ -171,5 +143,30 @@ impl ThreadedHasher {
 impl Default for ThreadedHasher {
     fn default() -> Self {
         ThreadedHasher::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        let d = Digest::of(b"");
+        assert_eq!(d.to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn rejects_bad_digests() {
+        for bad in [
+            "sha256:../../etc/passwd",
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+            "sha512:00",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "sha256:e3b0",
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad}");
+        }
     }
 }

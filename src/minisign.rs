@@ -99,9 +99,7 @@ pub enum Error {
     /// The signature text is not a minisign signature.
     #[error("malformed signature: {0}")]
     MalformedSignature(String),
-    #[error(
-        "the signature was made by key {signature_key_id}, not by the trusted key {trusted_key_id}"
-    )]
+    #[error("the signature was made by key {signature_key_id}, not by the trusted key {trusted_key_id}")]
     KeyIdMismatch { signature_key_id: String, trusted_key_id: String },
     #[error("signature verification failed: the signed data was altered or the signature is forged")]
     BadSignature,
@@ -203,8 +201,8 @@ impl PublicKey {
         key_id.copy_from_slice(&bytes[2..2 + KEY_ID_LEN]);
         let mut pk = [0u8; 32];
         pk.copy_from_slice(&bytes[2 + KEY_ID_LEN..]);
-        let key = VerifyingKey::from_bytes(&pk)
-            .map_err(|_| key_error(KIND, "the key is not a valid Ed25519 public key"))?;
+        let key =
+            VerifyingKey::from_bytes(&pk).map_err(|_| key_error(KIND, "the key is not a valid Ed25519 public key"))?;
         Ok(PublicKey { key_id, key })
     }
 
@@ -520,9 +518,9 @@ impl ParsedSignature {
         signature.copy_from_slice(&bytes[2 + KEY_ID_LEN..]);
 
         let line = lines.next().ok_or_else(|| malformed("the trusted comment line is missing"))?;
-        let trusted_comment = line.strip_prefix(TRUSTED_COMMENT_PREFIX).ok_or_else(|| {
-            malformed(format!("the third line must start with \"{TRUSTED_COMMENT_PREFIX}\""))
-        })?;
+        let trusted_comment = line
+            .strip_prefix(TRUSTED_COMMENT_PREFIX)
+            .ok_or_else(|| malformed(format!("the third line must start with \"{TRUSTED_COMMENT_PREFIX}\"")))?;
         if trusted_comment.len() > TRUSTED_COMMENT_MAX {
             return Err(malformed(format!(
                 "the trusted comment is {} bytes long, more than minisign's limit of {TRUSTED_COMMENT_MAX}",
@@ -530,11 +528,12 @@ impl ParsedSignature {
             )));
         }
         let line = lines.next().ok_or_else(|| malformed("the trusted comment's signature line is missing"))?;
-        let bytes = decode_base64(line)
-            .ok_or_else(|| malformed("the trusted comment's signature line is not valid base64"))?;
-        let global_signature: [u8; 64] = bytes.as_slice().try_into().map_err(|_| {
-            malformed(format!("the trusted comment's signature is {} bytes long, not 64", bytes.len()))
-        })?;
+        let bytes =
+            decode_base64(line).ok_or_else(|| malformed("the trusted comment's signature line is not valid base64"))?;
+        let global_signature: [u8; 64] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| malformed(format!("the trusted comment's signature is {} bytes long, not 64", bytes.len())))?;
         if lines.any(|l| !l.trim().is_empty()) {
             return Err(malformed("unexpected text after the trusted comment's signature"));
         }
@@ -637,10 +636,7 @@ fn password_from_terminal(prompt: &str) -> Result<Vec<u8>, Error> {
     }
 
     let mut writer = &tty;
-    writer
-        .write_all(prompt.as_bytes())
-        .and_then(|_| writer.flush())
-        .map_err(|e| Error::io("/dev/tty", e))?;
+    writer.write_all(prompt.as_bytes()).and_then(|_| writer.flush()).map_err(|e| Error::io("/dev/tty", e))?;
     // SAFETY: as above; `silent` is a valid settings struct.
     if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &silent) } != 0 {
         return Err(Error::io("/dev/tty", io::Error::last_os_error()));
@@ -706,7 +702,13 @@ fn pick_params(opslimit: u64, memlimit: u64) -> (u32, u32, u32) {
 }
 
 /// crypto_pwhash_scryptsalsa208sha256(out, password, salt, opslimit, memlimit).
-fn derive_stream(password: &[u8], salt: &[u8; SALT_LEN], opslimit: u64, memlimit: u64, out: &mut [u8]) -> Result<(), Error> {
+fn derive_stream(
+    password: &[u8],
+    salt: &[u8; SALT_LEN],
+    opslimit: u64,
+    memlimit: u64,
+    out: &mut [u8],
+) -> Result<(), Error> {
     let (n_log2, r, p) = pick_params(opslimit, memlimit);
     let memory = (128 * u128::from(r)) << n_log2;
     let work = (u128::from(r) * u128::from(p)) << n_log2;
@@ -718,12 +720,10 @@ fn derive_stream(password: &[u8], salt: &[u8; SALT_LEN], opslimit: u64, memlimit
             KDF_MAX_MEMORY >> 20
         )));
     }
-    let params = u8::try_from(n_log2)
-        .ok()
-        .and_then(|n| scrypt::Params::new(n, r, p, 32).ok())
-        .ok_or_else(|| Error::Kdf(format!("invalid scrypt parameters in the secret key (N = 2^{n_log2}, r = {r}, p = {p})")))?;
-    scrypt::scrypt(password, salt, &params, out)
-        .map_err(|e| Error::Kdf(format!("scrypt key derivation failed: {e}")))
+    let params = u8::try_from(n_log2).ok().and_then(|n| scrypt::Params::new(n, r, p, 32).ok()).ok_or_else(|| {
+        Error::Kdf(format!("invalid scrypt parameters in the secret key (N = 2^{n_log2}, r = {r}, p = {p})"))
+    })?;
+    scrypt::scrypt(password, salt, &params, out).map_err(|e| Error::Kdf(format!("scrypt key derivation failed: {e}")))
 }
 
 /// BLAKE2b-256(sig_alg | key id | secret key), minisign's secret key checksum.
@@ -806,7 +806,6 @@ impl Error {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -836,12 +835,7 @@ mod tests {
 
     /// Like tests/common's `have`: skip when minisign is missing, fail under CI=true.
     fn have_minisign() -> bool {
-        let found = Command::new("minisign")
-            .arg("-v")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
+        let found = Command::new("minisign").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
         if !found {
             assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "minisign is required under CI=true");
             eprintln!("skipping: minisign is not installed");
@@ -1247,10 +1241,7 @@ mod tests {
         let plain = dir.path().join("plain.key");
         std::fs::write(&plain, PLAIN_KEY).unwrap();
         assert!(!SecretKey::is_encrypted_file(&plain).unwrap());
-        assert_eq!(
-            SecretKey::from_file(&plain, None).unwrap().public_key(),
-            PublicKey::parse(PLAIN_PUB).unwrap()
-        );
+        assert_eq!(SecretKey::from_file(&plain, None).unwrap().public_key(), PublicKey::parse(PLAIN_PUB).unwrap());
 
         // An integrity error keeps its class when a file is named.
         let err = Error::BadSignature.at(Path::new("x.minisig"));
@@ -1301,13 +1292,22 @@ mod tests {
 
         // -H insists on a prehashed signature; -Q prints only the trusted comment.
         let out = minisign(
-            &["-V".as_ref(), "-H".as_ref(), "-Q".as_ref(), "-p".as_ref(), pub_file.as_os_str(), "-m".as_ref(), data.as_os_str()],
+            &[
+                "-V".as_ref(),
+                "-H".as_ref(),
+                "-Q".as_ref(),
+                "-p".as_ref(),
+                pub_file.as_os_str(),
+                "-m".as_ref(),
+                data.as_os_str(),
+            ],
             b"",
         );
         assert_success(&out, "minisign -V");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "bundle:x\tsequence:3\n");
         // And with the bare key (-P).
-        let out = minisign(&["-V".as_ref(), "-P".as_ref(), pk.to_base64().as_ref(), "-m".as_ref(), data.as_os_str()], b"");
+        let out =
+            minisign(&["-V".as_ref(), "-P".as_ref(), pk.to_base64().as_ref(), "-m".as_ref(), data.as_os_str()], b"");
         assert_success(&out, "minisign -V -P");
 
         // minisign rejects the same signature over altered data.
@@ -1332,7 +1332,17 @@ mod tests {
         std::fs::write(&key_file, sk.to_file_text(None).unwrap()).unwrap();
         let sig_file = dir.path().join("a.minisig");
         let out = minisign(
-            &["-S".as_ref(), "-s".as_ref(), key_file.as_os_str(), "-m".as_ref(), data.as_os_str(), "-x".as_ref(), sig_file.as_os_str(), "-t".as_ref(), "by minisign".as_ref()],
+            &[
+                "-S".as_ref(),
+                "-s".as_ref(),
+                key_file.as_os_str(),
+                "-m".as_ref(),
+                data.as_os_str(),
+                "-x".as_ref(),
+                sig_file.as_os_str(),
+                "-t".as_ref(),
+                "by minisign".as_ref(),
+            ],
             b"",
         );
         assert_success(&out, "minisign -S with an airlift key");
@@ -1341,7 +1351,10 @@ mod tests {
 
         // A key made by minisign -G -W, loaded by airlift.
         let (mkey, mpub) = (dir.path().join("m.key"), dir.path().join("m.pub"));
-        let out = minisign(&["-G".as_ref(), "-W".as_ref(), "-p".as_ref(), mpub.as_os_str(), "-s".as_ref(), mkey.as_os_str()], b"");
+        let out = minisign(
+            &["-G".as_ref(), "-W".as_ref(), "-p".as_ref(), mpub.as_os_str(), "-s".as_ref(), mkey.as_os_str()],
+            b"",
+        );
         assert_success(&out, "minisign -G -W");
         assert!(!SecretKey::is_encrypted_file(&mkey).unwrap());
         let sk = SecretKey::from_file(&mkey, None).unwrap();
@@ -1350,7 +1363,16 @@ mod tests {
         let sig_file = dir.path().join("m.minisig");
         std::fs::write(&sig_file, sk.sign(b"payload", "u", "by airlift")).unwrap();
         let out = minisign(
-            &["-V".as_ref(), "-H".as_ref(), "-p".as_ref(), mpub.as_os_str(), "-m".as_ref(), data.as_os_str(), "-x".as_ref(), sig_file.as_os_str()],
+            &[
+                "-V".as_ref(),
+                "-H".as_ref(),
+                "-p".as_ref(),
+                mpub.as_os_str(),
+                "-m".as_ref(),
+                data.as_os_str(),
+                "-x".as_ref(),
+                sig_file.as_os_str(),
+            ],
             b"",
         );
         assert_success(&out, "minisign -V of an airlift signature");
@@ -1368,7 +1390,10 @@ mod tests {
 
         // minisign -G reads the password (twice) from stdin when it is not a terminal.
         let (mkey, mpub) = (dir.path().join("m.key"), dir.path().join("m.pub"));
-        let out = minisign(&["-G".as_ref(), "-p".as_ref(), mpub.as_os_str(), "-s".as_ref(), mkey.as_os_str()], b"s3cret\ns3cret\n");
+        let out = minisign(
+            &["-G".as_ref(), "-p".as_ref(), mpub.as_os_str(), "-s".as_ref(), mkey.as_os_str()],
+            b"s3cret\ns3cret\n",
+        );
         assert_success(&out, "minisign -G");
         assert!(SecretKey::is_encrypted_file(&mkey).unwrap());
         let sk = SecretKey::from_file(&mkey, Some(b"s3cret")).unwrap();
@@ -1383,7 +1408,17 @@ mod tests {
         let sig_file = dir.path().join("a.minisig");
         let sign = |password: &[u8]| {
             minisign(
-                &["-S".as_ref(), "-s".as_ref(), key_file.as_os_str(), "-m".as_ref(), data.as_os_str(), "-x".as_ref(), sig_file.as_os_str(), "-t".as_ref(), "enc".as_ref()],
+                &[
+                    "-S".as_ref(),
+                    "-s".as_ref(),
+                    key_file.as_os_str(),
+                    "-m".as_ref(),
+                    data.as_os_str(),
+                    "-x".as_ref(),
+                    sig_file.as_os_str(),
+                    "-t".as_ref(),
+                    "enc".as_ref(),
+                ],
                 password,
             )
         };

@@ -76,11 +76,10 @@ struct Bars {
 impl Progress for Bars {
     fn start(&self, label: &str, total: u64) {
         let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template(
-            "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(label.to_string());
         if let Ok(mut slot) = self.bar.lock() {

@@ -57,7 +57,15 @@ fn minisign_sign_and_verify(dir: &Path, key: &Path, public: &Path, password: &[u
     );
     assert_success(&out, "minisign -S");
     let out = minisign(
-        &["-V".as_ref(), "-p".as_ref(), public.as_os_str(), "-m".as_ref(), data.as_os_str(), "-x".as_ref(), sig.as_os_str()],
+        &[
+            "-V".as_ref(),
+            "-p".as_ref(),
+            public.as_os_str(),
+            "-m".as_ref(),
+            data.as_os_str(),
+            "-x".as_ref(),
+            sig.as_os_str(),
+        ],
         b"",
     );
     assert_success(&out, "minisign -V");
@@ -69,12 +77,7 @@ fn keygen_writes_a_key_pair_that_stock_minisign_signs_and_verifies_with() {
     let tmp = common::tempdir();
     // The output directory does not exist yet: keygen creates it.
     let dir = tmp.path().join("keys/nested");
-    let out = common::airlift()
-        .args(["keygen", "--out"])
-        .arg(&dir)
-        .args(["--name", "gate"])
-        .output()
-        .unwrap();
+    let out = common::airlift().args(["keygen", "--out"]).arg(&dir).args(["--name", "gate"]).output().unwrap();
     assert!(out.status.success(), "keygen failed: {}", String::from_utf8_lossy(&out.stderr));
     let (key, public) = (dir.join("gate.key"), dir.join("gate.pub"));
     assert_eq!(mode(&key), 0o600, "the secret key must be readable by its owner only");
@@ -140,11 +143,7 @@ fn keygen_refuses_to_overwrite_a_key_pair_without_force() {
 #[test]
 fn keygen_json_reports_the_key_id_and_paths() {
     let tmp = common::tempdir();
-    let out = common::airlift()
-        .args(["--json", "keygen", "--name", "ci", "--out"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
+    let out = common::airlift().args(["--json", "keygen", "--name", "ci", "--out"]).arg(tmp.path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
     let pk = PublicKey::from_file(&tmp.path().join("ci.pub")).unwrap();
@@ -155,11 +154,7 @@ fn keygen_json_reports_the_key_id_and_paths() {
     assert_eq!(doc["encrypted"], false);
 
     // A refusal is one JSON error document too, with exit code 2.
-    let out = common::airlift()
-        .args(["--json", "keygen", "--name", "ci", "--out"])
-        .arg(tmp.path())
-        .output()
-        .unwrap();
+    let out = common::airlift().args(["--json", "keygen", "--name", "ci", "--out"]).arg(tmp.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
     assert_eq!(doc["status"], "error");
@@ -210,12 +205,14 @@ fn keygen_rejects_unusable_password_files_and_names() {
 
     let empty = tmp.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
-    let out = common::airlift().args(["keygen", "--out"]).arg(&dir).arg("--password-file").arg(&empty).output().unwrap();
+    let out =
+        common::airlift().args(["keygen", "--out"]).arg(&dir).arg("--password-file").arg(&empty).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("password is empty"), "{out:?}");
 
     let missing = tmp.path().join("no-such-file");
-    let out = common::airlift().args(["keygen", "--out"]).arg(&dir).arg("--password-file").arg(&missing).output().unwrap();
+    let out =
+        common::airlift().args(["keygen", "--out"]).arg(&dir).arg("--password-file").arg(&missing).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-file"), "{out:?}");
 
@@ -236,7 +233,10 @@ fn keys_made_by_stock_minisign_are_accepted() {
     }
     let tmp = common::tempdir();
     let (key, public) = (tmp.path().join("m.key"), tmp.path().join("m.pub"));
-    let out = minisign(&["-G".as_ref(), "-W".as_ref(), "-p".as_ref(), public.as_os_str(), "-s".as_ref(), key.as_os_str()], b"");
+    let out = minisign(
+        &["-G".as_ref(), "-W".as_ref(), "-p".as_ref(), public.as_os_str(), "-s".as_ref(), key.as_os_str()],
+        b"",
+    );
     assert_success(&out, "minisign -G -W");
     let sk = SecretKey::from_file(&key, None).unwrap();
     let pk = PublicKey::from_file(&public).unwrap();
@@ -245,7 +245,18 @@ fn keys_made_by_stock_minisign_are_accepted() {
     let data = tmp.path().join("manifest.json");
     std::fs::write(&data, b"{}\n").unwrap();
     std::fs::write(tmp.path().join("manifest.json.minisig"), sk.sign(b"{}\n", "airlift", "bundle:test")).unwrap();
-    let out = minisign(&["-V".as_ref(), "-H".as_ref(), "-Q".as_ref(), "-p".as_ref(), public.as_os_str(), "-m".as_ref(), data.as_os_str()], b"");
+    let out = minisign(
+        &[
+            "-V".as_ref(),
+            "-H".as_ref(),
+            "-Q".as_ref(),
+            "-p".as_ref(),
+            public.as_os_str(),
+            "-m".as_ref(),
+            data.as_os_str(),
+        ],
+        b"",
+    );
     assert_success(&out, "minisign -V");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "bundle:test\n");
 }

@@ -5,3 +5,4 @@
 mod common;
 
 mod keys;
+mod resume;

@@ -81,10 +81,7 @@ impl<'b> Extractor<'b> {
         let entry = self.entry(e);
         match entry.kind {
             EntryKind::Blob => self.store.contains(&entry.digest, entry.size),
-            _ => self
-                .destination(e)
-                .and_then(|p| fs::metadata(p).ok())
-                .is_some_and(|m| m.len() == entry.size),
+            _ => self.destination(e).and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.len() == entry.size),
         }
     }
 

@@ -147,8 +147,8 @@ impl Manifest {
 
     /// Parse signed manifest bytes and validate them.
     pub fn parse(bytes: &[u8]) -> Result<(Manifest, Index)> {
-        let probe: serde_json::Value = serde_json::from_slice(bytes)
-            .map_err(|e| integrity(format!("manifest is not valid JSON: {e}")))?;
+        let probe: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| integrity(format!("manifest is not valid JSON: {e}")))?;
         if probe.get("format").and_then(|v| v.as_str()) != Some(FORMAT) {
             return Err(integrity("manifest is not an airlift bundle manifest (format field)"));
         }
@@ -232,7 +232,10 @@ impl Manifest {
             if offset != entry.stored_size {
                 return bad(format!("chunks of '{}' add up to {offset}, not {}", entry.path, entry.stored_size));
             }
-            if chunks.len() == 1 && entry.compression == Compression::None && self.chunks[chunks[0]].sha256 != entry.digest {
+            if chunks.len() == 1
+                && entry.compression == Compression::None
+                && self.chunks[chunks[0]].sha256 != entry.digest
+            {
                 return bad(format!("'{}' is stored whole but its chunk hash differs from its digest", entry.path));
             }
         }
@@ -244,7 +247,12 @@ impl Manifest {
             for (k, &c) in chunks.iter().enumerate() {
                 let chunk = &self.chunks[c];
                 if chunk.offset != pos + BLOCK {
-                    return bad(format!("chunk {c} in '{}' is at offset {} but should be at {}", vol.file, chunk.offset, pos + BLOCK));
+                    return bad(format!(
+                        "chunk {c} in '{}' is at offset {} but should be at {}",
+                        vol.file,
+                        chunk.offset,
+                        pos + BLOCK
+                    ));
                 }
                 let entry = &self.entries[chunk_entry[c]];
                 if k == 0 && (entry.kind != EntryKind::Label || entry.path != names::label_path(v as u32 + 1)) {
@@ -256,7 +264,12 @@ impl Manifest {
                 return bad(format!("volume '{}' holds no chunks", vol.file));
             }
             if pos + END_OF_ARCHIVE != vol.size {
-                return bad(format!("volume '{}' should be {} bytes, manifest says {}", vol.file, pos + END_OF_ARCHIVE, vol.size));
+                return bad(format!(
+                    "volume '{}' should be {} bytes, manifest says {}",
+                    vol.file,
+                    pos + END_OF_ARCHIVE,
+                    vol.size
+                ));
             }
         }
         let blobs: HashSet<&Digest> =
@@ -282,12 +295,9 @@ impl Manifest {
     pub fn hurt_by(&self, e: usize) -> Vec<String> {
         let entry = &self.entries[e];
         match entry.kind {
-            EntryKind::Blob => self
-                .images
-                .iter()
-                .filter(|i| i.blobs.contains(&entry.digest))
-                .map(image_label)
-                .collect(),
+            EntryKind::Blob => {
+                self.images.iter().filter(|i| i.blobs.contains(&entry.digest)).map(image_label).collect()
+            }
             EntryKind::Label => vec![],
             _ => vec![entry.path.clone()],
         }

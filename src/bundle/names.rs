@@ -68,10 +68,7 @@ pub fn check_entry_path(entry: &Entry) -> Result<()> {
         EntryKind::Layout => entry.path == OCI_LAYOUT || entry.path == INDEX_JSON,
         EntryKind::Blob => entry.path == format!("{BLOBS_PREFIX}{}", entry.digest.hex()),
         EntryKind::Installer => entry.path == INSTALLER && entry.compression == Compression::None,
-        EntryKind::File => entry
-            .path
-            .strip_prefix(FILES_PREFIX)
-            .is_some_and(|n| valid_file_name(n) && n != "airlift"),
+        EntryKind::File => entry.path.strip_prefix(FILES_PREFIX).is_some_and(|n| valid_file_name(n) && n != "airlift"),
     };
     if ok {
         Ok(())

@@ -65,11 +65,7 @@ pub fn bundle_name(dir: &Path, name: Option<&str>) -> Result<String> {
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(usage(format!("{}: no bundle manifest (*.manifest.json) found", dir.display()))),
-        _ => Err(usage(format!(
-            "{}: several bundles ({}); choose one with --name",
-            dir.display(),
-            found.join(", ")
-        ))),
+        _ => Err(usage(format!("{}: several bundles ({}); choose one with --name", dir.display(), found.join(", ")))),
     }
 }
 
@@ -92,11 +88,7 @@ pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
     let sig = match std::fs::read_to_string(&sig_path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(integrity(format!(
-                "{} is not signed: {} is missing",
-                path.display(),
-                sig_path.display()
-            )))
+            return Err(integrity(format!("{} is not signed: {} is missing", path.display(), sig_path.display())))
         }
         Err(e) => return Err(Error::io(&sig_path, e)),
     };
@@ -363,7 +355,11 @@ impl Bundle {
         hdr.as_mut_bytes().copy_from_slice(&head[..512]);
         let name = String::from_utf8_lossy(&hdr.path_bytes()).into_owned();
         let Some(label_volume) = name.strip_prefix("airlift/volume.").and_then(|s| s.strip_suffix(".json")) else {
-            return Ok(Some(format!("{} is not an airlift volume (first entry '{}')", path.display(), name.escape_debug())));
+            return Ok(Some(format!(
+                "{} is not an airlift volume (first entry '{}')",
+                path.display(),
+                name.escape_debug()
+            )));
         };
         let size = hdr.size().unwrap_or(0) as usize;
         let body = &head[512..(512 + size.min(1024)).min(got)];
@@ -449,7 +445,11 @@ impl Bundle {
         if pad > 0 {
             file.read_exact(&mut buf[..pad]).at(path)?;
             if buf[..pad].iter().any(|&b| b != 0) {
-                return Ok(Some(self.problem(c, chunk.offset + chunk.length, format!("padding after '{name}' is not zero"))));
+                return Ok(Some(self.problem(
+                    c,
+                    chunk.offset + chunk.length,
+                    format!("padding after '{name}' is not zero"),
+                )));
             }
         }
         let digest = hasher.finish();
@@ -525,7 +525,8 @@ impl Bundle {
 
     /// Each image's state given the reports of the volumes read.
     pub fn image_states(&self, reports: &[VolumeReport]) -> Vec<ImageState> {
-        let bad_chunks: HashSet<usize> = reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
+        let bad_chunks: HashSet<usize> =
+            reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
         let entry_of: HashMap<&crate::digest::Digest, usize> = self
             .manifest
             .entries
@@ -547,7 +548,9 @@ impl Bundle {
                     }
                     for v in self.entry_volumes(e) {
                         let r = &reports[v];
-                        if r.status == VolumeStatus::Foreign || (r.status == VolumeStatus::Damaged && r.problems.iter().any(|p| p.chunk.is_none())) {
+                        if r.status == VolumeStatus::Foreign
+                            || (r.status == VolumeStatus::Damaged && r.problems.iter().any(|p| p.chunk.is_none()))
+                        {
                             damaged = true;
                         }
                         if r.status == VolumeStatus::Missing && !missing.contains(&r.file) {
@@ -562,7 +565,12 @@ impl Bundle {
                 } else {
                     "ok"
                 };
-                ImageState { reference: image.reference.clone(), digest: image.digest.clone(), status, missing_volumes: missing }
+                ImageState {
+                    reference: image.reference.clone(),
+                    digest: image.digest.clone(),
+                    status,
+                    missing_volumes: missing,
+                }
             })
             .collect()
     }

@@ -108,7 +108,10 @@ struct OpenVolume {
 impl<'a> BundleWriter<'a> {
     pub fn new(settings: Settings, id: String, progress: &'a dyn Progress) -> Result<BundleWriter<'a>> {
         if settings.volume_size < MIN_VOLUME {
-            return Err(usage(format!("volume size {} is below the minimum of {MIN_VOLUME} bytes", settings.volume_size)));
+            return Err(usage(format!(
+                "volume size {} is below the minimum of {MIN_VOLUME} bytes",
+                settings.volume_size
+            )));
         }
         if settings.chunk_size < MIN_CHUNK || settings.chunk_size > crate::bundle::manifest::MAX_CHUNK {
             return Err(usage(format!(
@@ -234,7 +237,8 @@ impl<'a> BundleWriter<'a> {
                 self.next_volume()?;
             }
             let name = names::stored_name(&prepared.entry, part as u32, parts.len());
-            let digest = self.copy_chunk(&name, &prepared.entry, placement.len, &mut prepared.source, blob_hasher.as_mut())?;
+            let digest =
+                self.copy_chunk(&name, &prepared.entry, placement.len, &mut prepared.source, blob_hasher.as_mut())?;
             self.chunks.push(Chunk {
                 volume: placement.volume,
                 offset: self.cursor.pos - padded(placement.len),
@@ -255,13 +259,12 @@ impl<'a> BundleWriter<'a> {
                 Some(h) => h.finish(),
                 None => chunk_digests[0].clone(),
             };
-            if prepared.entry.kind == EntryKind::Blob || prepared.entry.kind == EntryKind::Layout {
-                if digest != prepared.entry.digest {
-                    return Err(integrity(format!(
-                        "source blob {} is corrupt: its content hashes to {digest}",
-                        prepared.entry.digest
-                    )));
-                }
+            let checked = matches!(prepared.entry.kind, EntryKind::Blob | EntryKind::Layout);
+            if checked && digest != prepared.entry.digest {
+                return Err(integrity(format!(
+                    "source blob {} is corrupt: its content hashes to {digest}",
+                    prepared.entry.digest
+                )));
             }
             prepared.entry.digest = digest;
         }
@@ -288,9 +291,8 @@ impl<'a> BundleWriter<'a> {
         while left > 0 {
             let want = left.min(BUF as u64) as usize;
             let mut buf = vec![0u8; want];
-            read_full(source, &mut buf).map_err(|e| {
-                crate::error::Error::Io { path: PathBuf::from(&entry.path), source: e }
-            })?;
+            read_full(source, &mut buf)
+                .map_err(|e| crate::error::Error::Io { path: PathBuf::from(&entry.path), source: e })?;
             hasher.update(&buf);
             let buf = Arc::new(buf);
             if let Some(bh) = blob_hasher.as_deref_mut() {
@@ -433,9 +435,9 @@ fn check_source(item: &Item, digest: &Digest, size: u64) -> Result<()> {
         )));
     }
     match &item.expect {
-        Some(want) if want != digest => Err(integrity(format!(
-            "source blob {want} is corrupt: its content hashes to {digest}"
-        ))),
+        Some(want) if want != digest => {
+            Err(integrity(format!("source blob {want} is corrupt: its content hashes to {digest}")))
+        }
         _ => Ok(()),
     }
 }

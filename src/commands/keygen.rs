@@ -16,11 +16,9 @@ pub fn run(args: &KeygenArgs, out: &Output) -> anyhow::Result<Status> {
     if !args.force {
         for path in [&secret_path, &public_path] {
             if path.symlink_metadata().is_ok() {
-                return Err(usage(format!(
-                    "{} already exists; use --force to overwrite the key pair",
-                    path.display()
-                ))
-                .into());
+                return Err(
+                    usage(format!("{} already exists; use --force to overwrite the key pair", path.display())).into()
+                );
             }
         }
     }
@@ -105,16 +103,10 @@ fn check_name(name: &str) -> Result<(), Error> {
 
 /// Write `bytes` to a fresh temporary file next to `dest` with `mode`, and fsync it.
 fn write_temp(dir: &Path, dest: &Path, bytes: &[u8], mode: u32) -> Result<tempfile::NamedTempFile, Error> {
-    let prefix = format!(
-        ".{}.",
-        dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    );
+    let prefix = format!(".{}.", dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     // tempfile creates the file with mode 0600, so the secret is never readable by others.
-    let mut file = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut file =
+        tempfile::Builder::new().prefix(&prefix).suffix(".tmp").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     let temp = file.path().to_path_buf();
     file.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))
@@ -130,11 +122,9 @@ fn commit(file: tempfile::NamedTempFile, dest: &Path, force: bool) -> anyhow::Re
     let result = if force { file.persist(dest) } else { file.persist_noclobber(dest) };
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(usage(format!(
-            "{} already exists; use --force to overwrite the key pair",
-            dest.display()
-        ))
-        .into()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(usage(format!("{} already exists; use --force to overwrite the key pair", dest.display())).into())
+        }
         Err(e) => Err(Error::io(dest, e.error).into()),
     }
 }

@@ -35,7 +35,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         for img in layout.images(parsed.reference.as_deref()).with_context(|| format!("resolving {source}"))? {
             for blob in &img.blobs {
                 if seen.insert(blob.digest.clone()) {
-                    let compress = if oci::is_compressed(&blob.media_type) { Compress::Never } else { Compress::IfItPays };
+                    let compress =
+                        if oci::is_compressed(&blob.media_type) { Compress::Never } else { Compress::IfItPays };
                     items.push(Item {
                         path: format!("{}{}", names::BLOBS_PREFIX, blob.digest.hex()),
                         kind: EntryKind::Blob,
@@ -86,7 +87,9 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             .into());
         }
         if !included.insert(name.clone()) {
-            return Err(usage(format!("--include {}: another included file is also named '{name}'", path.display())).into());
+            return Err(
+                usage(format!("--include {}: another included file is also named '{name}'", path.display())).into()
+            );
         }
         let meta = std::fs::metadata(path).at(path)?;
         if !meta.is_file() {

@@ -42,7 +42,8 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         reports.push(report);
     }
 
-    let complete: Vec<usize> = (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, &store, i)).collect();
+    let complete: Vec<usize> =
+        (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, &store, i)).collect();
     if !complete.is_empty() {
         update_index(&store, &bundle, &complete)?;
     }
@@ -71,9 +72,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
 
 fn image_complete(bundle: &Bundle, store: &BlobStore, i: usize) -> bool {
     let image = &bundle.manifest.images[i];
-    image.blobs.iter().all(|d| {
-        bundle.manifest.entries.iter().any(|e| &e.digest == d && store.contains(d, e.size))
-    })
+    image.blobs.iter().all(|d| bundle.manifest.entries.iter().any(|e| &e.digest == d && store.contains(d, e.size)))
 }
 
 /// Add the complete images to the layout's index.json, keeping images from other bundles;
@@ -91,10 +90,16 @@ fn update_index(store: &BlobStore, bundle: &Bundle, complete: &[usize]) -> crate
     for &i in complete {
         let image = &bundle.manifest.images[i];
         let new = descriptor(&image.digest, &image.media_type, image.size, image.reference.as_deref());
-        let ref_of = |d: &serde_json::Value| d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(|r| r.as_str()).map(str::to_string);
+        let ref_of = |d: &serde_json::Value| {
+            d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1")))
+                .and_then(|r| r.as_str())
+                .map(str::to_string)
+        };
         manifests.retain(|d| match &image.reference {
             Some(r) => ref_of(d).as_deref() != Some(r),
-            None => !(ref_of(d).is_none() && d.get("digest").and_then(|x| x.as_str()) == Some(&image.digest.to_string())),
+            None => {
+                !(ref_of(d).is_none() && d.get("digest").and_then(|x| x.as_str()) == Some(&image.digest.to_string()))
+            }
         });
         manifests.push(new);
     }

@@ -23,9 +23,7 @@ pub struct LayoutSource {
 impl LayoutSource {
     pub fn parse(source: &str) -> Result<LayoutSource> {
         let Some(rest) = source.strip_prefix("oci:") else {
-            return Err(usage(format!(
-                "unsupported source '{source}': use oci:PATH or oci:PATH:REF"
-            )));
+            return Err(usage(format!("unsupported source '{source}': use oci:PATH or oci:PATH:REF")));
         };
         if rest.is_empty() {
             return Err(usage(format!("source '{source}' names no layout directory")));
@@ -70,11 +68,10 @@ pub struct SourceLayout {
 impl SourceLayout {
     pub fn open(root: &Path) -> Result<SourceLayout> {
         let marker = root.join("oci-layout");
-        let text = std::fs::read_to_string(&marker).map_err(|e| {
-            usage(format!("{} is not an OCI image layout: {}: {e}", root.display(), marker.display()))
-        })?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| usage(format!("{}: not valid JSON: {e}", marker.display())))?;
+        let text = std::fs::read_to_string(&marker)
+            .map_err(|e| usage(format!("{} is not an OCI image layout: {}: {e}", root.display(), marker.display())))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| usage(format!("{}: not valid JSON: {e}", marker.display())))?;
         if value.get("imageLayoutVersion").and_then(|v| v.as_str()).is_none() {
             return Err(usage(format!("{}: no imageLayoutVersion", marker.display())));
         }
@@ -169,7 +166,12 @@ impl SourceLayout {
             // Config or layer: it must be present with the declared size.
             let path = self.blob_path(&blob.digest);
             let meta = std::fs::metadata(&path).map_err(|e| {
-                usage(format!("source layout {} is missing blob {} ({}): {e}", self.root.display(), blob.digest, path.display()))
+                usage(format!(
+                    "source layout {} is missing blob {} ({}): {e}",
+                    self.root.display(),
+                    blob.digest,
+                    path.display()
+                ))
             })?;
             if meta.len() != blob.size {
                 return Err(Error::Integrity(format!(
@@ -197,7 +199,10 @@ impl SourceLayout {
     /// Read a small JSON blob, checking its size and digest against the descriptor.
     fn read_json_blob(&self, blob: &BlobRef) -> Result<Vec<u8>> {
         if blob.size > MAX_MANIFEST {
-            return Err(usage(format!("{} is {} bytes, larger than airlift reads for a manifest", blob.digest, blob.size)));
+            return Err(usage(format!(
+                "{} is {} bytes, larger than airlift reads for a manifest",
+                blob.digest, blob.size
+            )));
         }
         let path = self.blob_path(&blob.digest);
         let bytes = read_limited(&path, MAX_MANIFEST)?;

@@ -33,7 +33,9 @@ pub fn is_json(media_type: &str) -> bool {
 }
 
 /// `index.json` of a layout holding these images (digest, media type, size, ref name).
-pub fn index_json<'a>(images: impl Iterator<Item = (&'a crate::digest::Digest, &'a str, u64, Option<&'a str>)>) -> Vec<u8> {
+pub fn index_json<'a>(
+    images: impl Iterator<Item = (&'a crate::digest::Digest, &'a str, u64, Option<&'a str>)>,
+) -> Vec<u8> {
     let manifests: Vec<serde_json::Value> = images.map(|(d, mt, size, r)| descriptor(d, mt, size, r)).collect();
     let doc = serde_json::json!({
         "schemaVersion": 2,
@@ -46,7 +48,12 @@ pub fn index_json<'a>(images: impl Iterator<Item = (&'a crate::digest::Digest, &
 }
 
 /// A descriptor as it appears in `index.json`.
-pub fn descriptor(digest: &crate::digest::Digest, media_type: &str, size: u64, reference: Option<&str>) -> serde_json::Value {
+pub fn descriptor(
+    digest: &crate::digest::Digest,
+    media_type: &str,
+    size: u64,
+    reference: Option<&str>,
+) -> serde_json::Value {
     let mut d = serde_json::json!({
         "mediaType": media_type,
         "digest": digest.to_string(),

@@ -54,3 +54,80 @@ pub fn run_ok(cmd: &mut Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Deterministic incompressible bytes (xorshift64*).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Write an OCI image layout at `dir` with one image per entry of `images`, each image
+/// having layers of the given sizes (random, stored as gzip media type). Returns the
+/// manifest digests. Images share nothing, except that layer `i` of every image uses
+/// the same seed when `shared` is true.
+pub fn make_layout(dir: &Path, images: &[&[usize]], shared: bool) -> Vec<String> {
+    let blobs = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |data: &[u8]| -> String {
+        let hex = sha256_hex(data);
+        std::fs::write(blobs.join(&hex), data).unwrap();
+        format!("sha256:{hex}")
+    };
+    let mut index = Vec::new();
+    let mut digests = Vec::new();
+    for (n, layers) in images.iter().enumerate() {
+        let mut layer_descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (i, &size) in layers.iter().enumerate() {
+            let seed = if shared { 1000 + i as u64 } else { (n as u64 + 1) * 1000 + i as u64 };
+            let data = noise(seed, size);
+            diff_ids.push(format!("sha256:{}", sha256_hex(&data)));
+            let d = put(&data);
+            layer_descs.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": size }));
+        }
+        let config = serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            "config": { "Env": [format!("IMAGE={n}")] },
+        }))
+        .unwrap();
+        let cd = put(&config);
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len() },
+            "layers": layer_descs,
+        }))
+        .unwrap();
+        let md = put(&manifest);
+        index.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": manifest.len(),
+            "annotations": { "org.opencontainers.image.ref.name": format!("img-{n}") } }));
+        digests.push(md);
+    }
+    let idx = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": index });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec_pretty(&idx).unwrap()).unwrap();
+    digests
+}
+
+/// Make a key pair in `dir`; returns (secret key path, public key path).
+pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    airlift().args(["keygen", "--out"]).arg(dir).args(["--name", name]).assert().success();
+    (dir.join(format!("{name}.key")), dir.join(format!("{name}.pub")))
+}
