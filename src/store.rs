@@ -110,3 +110,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     temp.write_all(bytes).at(temp.path())?;
     commit(temp, path)
 }
+
+/// Starts writeback of what a writer has written, every few MiB, so the fsync at commit
+/// finds most data already on its way to disk and I/O overlaps hashing.
+#[derive(Debug, Default)]
+pub struct Writeback {
+    from: u64,
+}
+
+const WRITEBACK_STEP: u64 = 8 << 20;
+
+impl Writeback {
+    /// `end` is the offset just past the bytes written so far.
+    pub fn wrote(&mut self, file: &File, end: u64) {
+        use std::os::unix::io::AsRawFd;
+        if end < self.from {
+            self.from = end;
+        }
+        if end - self.from >= WRITEBACK_STEP {
+            // SAFETY: sync_file_range only reads its integer arguments; the descriptor
+            // belongs to `file`, which is open for the duration of the call. It is a hint:
+            // its result does not matter, the commit's fsync is what makes data durable.
+            unsafe {
+                libc::sync_file_range(
+                    file.as_raw_fd(),
+                    self.from as libc::off64_t,
+                    (end - self.from) as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                );
+            }
+            self.from = end;
+        }
+    }
+}

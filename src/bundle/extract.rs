@@ -16,7 +16,7 @@ use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
 use crate::error::{integrity, Error, IoContext, Result};
-use crate::store::{self, BlobStore};
+use crate::store::{self, BlobStore, Writeback};
 
 /// Most memory a zstd frame may ask for (2^24 = 16 MiB window); pack uses far less.
 const ZSTD_WINDOW_LOG_MAX: u32 = 24;
@@ -183,11 +183,11 @@ impl Sink for Extractor<'_> {
             let path = self.partial_path(e);
             let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
             let offset = self.bundle.index.chunk_stored_offset[c];
-            return Ok(Box::new(PartWriter { ex: self, c, e, file, path, offset }));
+            return Ok(Box::new(PartWriter { ex: self, c, e, file, path, offset, writeback: Writeback::default() }));
         }
         let temp = self.store.temp()?;
         Ok(match entry.compression {
-            Compression::None => Box::new(WholeWriter { temp, dest }),
+            Compression::None => Box::new(WholeWriter { temp, dest, written: 0, writeback: Writeback::default() }),
             Compression::Zstd => {
                 let sink = Bounded { temp, entry: entry.clone(), written: 0, hasher: Hasher::new(), over: false };
                 let mut dec = zstd::stream::write::Decoder::new(sink).at(&dest)?;
@@ -202,11 +202,16 @@ impl Sink for Extractor<'_> {
 struct WholeWriter {
     temp: NamedTempFile,
     dest: PathBuf,
+    written: u64,
+    writeback: Writeback,
 }
 
 impl ChunkWriter for WholeWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.temp.write_all(data).at(self.temp.path())
+        self.temp.write_all(data).at(self.temp.path())?;
+        self.written += data.len() as u64;
+        self.writeback.wrote(self.temp.as_file(), self.written);
+        Ok(())
     }
     fn commit(self: Box<Self>) -> Result<()> {
         store::commit(self.temp, &self.dest)
@@ -308,12 +313,14 @@ struct PartWriter<'x, 'b> {
     file: File,
     path: PathBuf,
     offset: u64,
+    writeback: Writeback,
 }
 
 impl ChunkWriter for PartWriter<'_, '_> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.file.write_all_at(data, self.offset).at(&self.path)?;
         self.offset += data.len() as u64;
+        self.writeback.wrote(&self.file, self.offset);
         Ok(())
     }
     fn commit(self: Box<Self>) -> Result<()> {

@@ -18,7 +18,7 @@ use crate::digest::{Digest, Hasher, ThreadedHasher};
 use crate::error::{integrity, usage, IoContext, Result};
 use crate::minisign::SecretKey;
 use crate::progress::Progress;
-use crate::store::write_atomic;
+use crate::store::{write_atomic, Writeback};
 
 /// Smallest volume accepted: room for a label, one small chunk and the end blocks.
 pub const MIN_VOLUME: u64 = 16 * 1024;
@@ -103,6 +103,7 @@ struct OpenVolume {
     file: NamedTempFile,
     hasher: ThreadedHasher,
     written: u64,
+    writeback: Writeback,
 }
 
 impl<'a> BundleWriter<'a> {
@@ -314,7 +315,8 @@ impl<'a> BundleWriter<'a> {
     fn next_volume(&mut self) -> Result<()> {
         self.finish_volume()?;
         let file = NamedTempFile::new_in(&self.settings.dir).at(&self.settings.dir)?;
-        self.volume = Some(OpenVolume { file, hasher: ThreadedHasher::new(), written: 0 });
+        self.volume =
+            Some(OpenVolume { file, hasher: ThreadedHasher::new(), written: 0, writeback: Writeback::default() });
         self.cursor = Cursor { volume: self.cursor.volume + 1, pos: 0 };
         let bytes = self.label_bytes(self.cursor.volume);
         let entry = Entry {
@@ -345,7 +347,7 @@ impl<'a> BundleWriter<'a> {
     fn finish_volume(&mut self) -> Result<()> {
         let Some(mut vol) = self.volume.take() else { return Ok(()) };
         vol.write(Arc::new(vec![0u8; END_OF_ARCHIVE as usize]), &self.settings.dir)?;
-        let OpenVolume { file, hasher, written } = vol;
+        let OpenVolume { file, hasher, written, .. } = vol;
         let file_name = names::volume_file(&self.settings.name, self.cursor.volume);
         let dest = self.settings.dir.join(&file_name);
         crate::store::commit(file, &dest)?;
@@ -395,6 +397,7 @@ impl OpenVolume {
     fn write(&mut self, buf: Arc<Vec<u8>>, dir: &Path) -> Result<()> {
         self.file.as_file_mut().write_all(&buf).at(dir)?;
         self.written += buf.len() as u64;
+        self.writeback.wrote(self.file.as_file(), self.written);
         self.hasher.update(buf);
         Ok(())
     }
