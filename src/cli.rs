@@ -124,9 +124,18 @@ pub struct BundleArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// Threads reading and hashing chunks (default: one per core; use 1 for optical drives)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+}
+
+#[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub bundle: BundleArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Trusted public key (minisign format); never taken from the bundle
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,
@@ -145,6 +154,8 @@ pub struct ListArgs {
 pub struct UnpackArgs {
     #[command(flatten)]
     pub bundle: BundleArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     /// Trusted public key (minisign format); never taken from the bundle
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,

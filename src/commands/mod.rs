@@ -25,7 +25,10 @@ pub fn load_public_key(path: &Path) -> crate::error::Result<PublicKey> {
     Ok(PublicKey::from_file(path)?)
 }
 
-/// Worker threads for hashing: one per core, at most 8.
-pub fn jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8)
+/// Threads reading and hashing chunks: as asked, else one per core (at most 8).
+pub fn jobs(args: &crate::cli::ReadArgs) -> usize {
+    match args.jobs {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
+    }
 }

@@ -34,7 +34,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             continue;
         }
         progress.start(&format!("volume {}", v + 1), bundle.manifest.volumes[v].size);
-        let report = bundle.read_volume(v, &extractor, super::jobs(), progress.as_ref())?;
+        let report = bundle.read_volume(v, &extractor, super::jobs(&args.read), progress.as_ref())?;
         progress.finish();
         if report.status == VolumeStatus::Missing {
             out.info(format!("{} is not here yet", report.file));

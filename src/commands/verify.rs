@@ -12,7 +12,7 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let mut reports = Vec::new();
     for v in 0..bundle.manifest.volumes.len() {
         progress.start(&format!("volume {}", v + 1), bundle.manifest.volumes[v].size);
-        reports.push(bundle.read_volume(v, &CheckOnly, super::jobs(), progress.as_ref())?);
+        reports.push(bundle.read_volume(v, &CheckOnly, super::jobs(&args.read), progress.as_ref())?);
         progress.finish();
     }
     let mut general = Vec::new();
