@@ -14,6 +14,15 @@ pub fn run() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { Status::Usage.code() } else { 0 };
             let _ = e.print();
+            // `--json` promises one document on stdout, also when the arguments are wrong.
+            if code != 0 && std::env::args_os().any(|a| a == "--json") {
+                Output::new(true, true).document(&serde_json::json!({
+                    "status": "error",
+                    "exit_code": code,
+                    "error": e.kind().to_string(),
+                    "causes": [e.to_string().trim().to_string()],
+                }));
+            }
             return ExitCode::from(code);
         }
     };

@@ -24,11 +24,10 @@ pub struct Cli {
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  integrity failure: bad or missing signature, hash mismatch, foreign or truncated
-     volume, malicious entry
-  2  usage or operational error: bad arguments, unreadable files, source problems
-  3  incomplete: volumes are absent but everything present is good; run again with
-     the remaining volumes";
+  1  integrity failure: bad or missing signature, wrong key, hash mismatch, foreign, swapped
+     or truncated volume, malicious entry, expired bundle, rollback
+  2  usage or operational error: bad arguments, unreadable files, source problems, disk errors
+  3  incomplete: volumes are absent, everything present is good; run again when they arrive";
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {

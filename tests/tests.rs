@@ -5,4 +5,7 @@
 mod common;
 
 mod keys;
+mod tamper;
 mod resume;
+mod format;
+mod docs;

@@ -49,8 +49,8 @@ pub struct Item {
     pub mode: u32,
     pub content: Content,
     pub size: u64,
-    /// The digest the content must have (blobs); checked while reading.
-    pub expect: Option<Digest>,
+    /// The digest the content must have; checked while it is read.
+    pub digest: Digest,
     pub compress: Compress,
 }
 
@@ -160,7 +160,7 @@ impl<'a> BundleWriter<'a> {
         let mut entry = Entry {
             path: item.path.clone(),
             kind: item.kind,
-            digest: item.expect.clone().unwrap_or_else(|| Digest::of(b"")),
+            digest: item.digest.clone(),
             size: item.size,
             compression: Compression::None,
             stored_size: item.size,
@@ -260,11 +260,10 @@ impl<'a> BundleWriter<'a> {
                 Some(h) => h.finish(),
                 None => chunk_digests[0].clone(),
             };
-            let checked = matches!(prepared.entry.kind, EntryKind::Blob | EntryKind::Layout);
-            if checked && digest != prepared.entry.digest {
+            if digest != prepared.entry.digest {
                 return Err(integrity(format!(
-                    "source blob {} is corrupt: its content hashes to {digest}",
-                    prepared.entry.digest
+                    "{} changed or is corrupt: its content hashes to {digest}, expected {}",
+                    prepared.entry.path, prepared.entry.digest
                 )));
             }
             prepared.entry.digest = digest;
@@ -437,12 +436,14 @@ fn check_source(item: &Item, digest: &Digest, size: u64) -> Result<()> {
             item.size
         )));
     }
-    match &item.expect {
-        Some(want) if want != digest => {
-            Err(integrity(format!("source blob {want} is corrupt: its content hashes to {digest}")))
-        }
-        _ => Ok(()),
+    if &item.digest != digest {
+        return Err(integrity(format!(
+            "{} changed or is corrupt: its content hashes to {digest}, expected {}",
+            content_path(&item.content).display(),
+            item.digest
+        )));
     }
+    Ok(())
 }
 
 /// Fill `buf` completely; a source that ends early is an error, not a short chunk.

@@ -43,7 +43,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
                         mode: 0o644,
                         content: Content::File(layout.blob_path(&blob.digest)),
                         size: blob.size,
-                        expect: Some(blob.digest.clone()),
+                        digest: blob.digest.clone(),
                         compress,
                     });
                 }
@@ -71,8 +71,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             kind: EntryKind::Installer,
             mode: 0o755,
             size: std::fs::metadata(&exe).at(&exe)?.len(),
+            digest: file_digest(&exe)?,
             content: Content::File(exe),
-            expect: None,
             compress: Compress::Never,
         });
     }
@@ -100,8 +100,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             kind: EntryKind::File,
             mode: if is_executable(&meta) { 0o755 } else { 0o644 },
             size: meta.len(),
+            digest: file_digest(path)?,
             content: Content::File(path.clone()),
-            expect: None,
             compress: Compress::IfItPays,
         });
     }
@@ -113,7 +113,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             kind: EntryKind::Layout,
             mode: 0o644,
             size: bytes.len() as u64,
-            expect: Some(Digest::of(&bytes)),
+            digest: Digest::of(&bytes),
             content: Content::Bytes(bytes),
             compress: Compress::IfItPays,
         });
@@ -185,16 +185,31 @@ fn bundle_id(key_id: &[u8; 8], args: &PackArgs, created: u64, volume_size: u64, 
     h.update(args.name.as_bytes());
     h.update(&args.sequence.to_le_bytes());
     h.update(&created.to_le_bytes());
+    h.update(&args.expires.map(|d| d.0 + 1).unwrap_or(0).to_le_bytes());
     h.update(&volume_size.to_le_bytes());
     h.update(&args.chunk_size.0.to_le_bytes());
     for item in items {
         h.update(item.path.as_bytes());
         h.update(&item.size.to_le_bytes());
-        if let Some(d) = &item.expect {
-            h.update(d.hex().as_bytes());
-        }
+        h.update(item.digest.hex().as_bytes());
     }
     h.finish().hex()[..32].to_string()
+}
+
+/// sha256 of a file's content (included files and the installer are hashed up front: the
+/// bundle id covers them, and the writer checks they did not change while packing).
+fn file_digest(path: &std::path::Path) -> crate::error::Result<Digest> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).at(path)?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).at(path)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {
