@@ -135,6 +135,10 @@ pub struct VerifyArgs {
     pub bundle: BundleArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    /// Also hash every split file whole (when all its volumes are present) and check it
+    /// against its digest, as unpack does before committing it
+    #[arg(long)]
+    pub deep: bool,
     /// Trusted public key (minisign format); never taken from the bundle
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,

@@ -102,6 +102,22 @@ impl Hasher {
     }
 }
 
+/// sha256 of a file's content.
+pub fn file_digest(path: &std::path::Path) -> crate::error::Result<Digest> {
+    use crate::error::IoContext;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).at(path)?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).at(path)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
 /// A sha256 computed on its own thread: buffers are handed over without copying, so
 /// hashing overlaps the caller's reads and writes.
 pub struct ThreadedHasher {

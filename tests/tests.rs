@@ -4,8 +4,8 @@
 
 mod common;
 
-mod keys;
-mod tamper;
-mod resume;
-mod format;
 mod docs;
+mod format;
+mod keys;
+mod resume;
+mod tamper;

@@ -3,23 +3,21 @@
 //! entry's parts are written at their offsets into a partial file and recorded in a
 //! journal, so a killed run resumes where it stopped and volumes may come in any order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
 use tempfile::NamedTempFile;
 
+use crate::bundle::expand::{expand, Expander};
 use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
-use crate::error::{integrity, Error, IoContext, Result};
+use crate::error::{integrity, IoContext, Result};
 use crate::store::{self, BlobStore, Writeback};
-
-/// Most memory a zstd frame may ask for (2^24 = 16 MiB window); pack uses far less.
-const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
 pub struct Extractor<'b> {
     bundle: &'b Bundle,
@@ -27,6 +25,9 @@ pub struct Extractor<'b> {
     journal_path: PathBuf,
     /// Journal file and the set of chunks it records, under one lock.
     journal: Mutex<(Option<File>, HashSet<usize>)>,
+    /// Running sha256 of split entries whose parts were written in order in this run:
+    /// entry → (next part, hash so far). Saves re-reading the entry at commit.
+    rolling: Mutex<HashMap<usize, (u32, Hasher)>>,
 }
 
 impl<'b> Extractor<'b> {
@@ -49,10 +50,11 @@ impl<'b> Extractor<'b> {
                 }
             }
         }
-        let ex = Extractor { bundle, store, journal_path, journal: Mutex::new((None, done)) };
+        let ex =
+            Extractor { bundle, store, journal_path, journal: Mutex::new((None, done)), rolling: Mutex::default() };
         for e in 0..bundle.manifest.entries.len() {
             if ex.entry_chunks(e).len() > 1 && ex.destination(e).is_some() && !ex.committed(e) && ex.all_parts_done(e) {
-                ex.finalize(e)?;
+                ex.finalize(e, None)?;
             }
         }
         Ok(ex)
@@ -112,32 +114,58 @@ impl<'b> Extractor<'b> {
         Ok(self.entry_chunks(e).iter().all(|x| guard.1.contains(x)))
     }
 
-    /// Move a completely written split entry into place.
-    fn finalize(&self, e: usize) -> Result<()> {
+    /// Move a completely written split entry into place, once its whole content hashes to
+    /// its digest (`hashed`: the running hash of all its parts, when this run has it).
+    fn finalize(&self, e: usize, hashed: Option<Hasher>) -> Result<()> {
         let entry = self.entry(e);
         let partial = self.partial_path(e);
         let Some(dest) = self.destination(e) else { return Ok(()) };
-        match entry.compression {
+        let checked = match entry.compression {
             Compression::None => {
+                let digest = match hashed {
+                    Some(h) => h.finish(),
+                    None => crate::digest::file_digest(&partial)?,
+                };
                 let len = fs::metadata(&partial).at(&partial)?.len();
-                if len != entry.size {
-                    return Err(integrity(format!("{}: assembled {len} bytes, expected {}", entry.path, entry.size)));
+                if len != entry.size || digest != entry.digest {
+                    Err(integrity(format!(
+                        "'{}' assembled from its parts is {len} bytes with {digest}; the signed manifest says {} bytes with {}",
+                        entry.path, entry.size, entry.digest
+                    )))
+                } else {
+                    File::open(&partial).and_then(|f| f.sync_all()).at(&partial)?;
+                    if let Some(dir) = dest.parent() {
+                        fs::create_dir_all(dir).at(dir)?;
+                    }
+                    fs::rename(&partial, &dest).at(&dest)?;
+                    return store::sync_dir(&dest);
                 }
-                File::open(&partial).and_then(|f| f.sync_all()).at(&partial)?;
-                if let Some(dir) = dest.parent() {
-                    fs::create_dir_all(dir).at(dir)?;
-                }
-                fs::rename(&partial, &dest).at(&dest)?;
-                store::sync_dir(&dest)
             }
             Compression::Zstd => {
-                let mut temp = self.store.temp()?;
                 let source = File::open(&partial).at(&partial)?;
-                expand(source, entry, temp.as_file_mut())?;
-                store::commit(temp, &dest)?;
-                fs::remove_file(&partial).at(&partial)
+                expand(source, entry, self.store.temp()?).and_then(|temp| store::commit(temp, &dest))
             }
+        };
+        if checked.is_err() {
+            // Start this entry over on the next run rather than trust its parts again.
+            self.forget(e)?;
         }
+        fs::remove_file(&partial).at(&partial)?;
+        checked
+    }
+
+    /// Drop an entry's parts from the journal.
+    fn forget(&self, e: usize) -> Result<()> {
+        let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
+        for c in self.entry_chunks(e) {
+            guard.1.remove(c);
+        }
+        guard.0 = None;
+        let mut kept: Vec<usize> = guard.1.iter().copied().collect();
+        kept.sort_unstable();
+        let text: String =
+            kept.iter().map(|&c| format!("{c} {}\n", self.bundle.manifest.chunks[c].sha256.hex())).collect();
+        store::write_atomic(&self.journal_path, text.as_bytes())
     }
 
     /// Drop the journal and partial files once every entry of the bundle is in place.
@@ -183,17 +211,30 @@ impl Sink for Extractor<'_> {
             let path = self.partial_path(e);
             let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
             let offset = self.bundle.index.chunk_stored_offset[c];
-            return Ok(Box::new(PartWriter { ex: self, c, e, file, path, offset, writeback: Writeback::default() }));
+            let part = self.bundle.manifest.chunks[c].part;
+            let hasher = match self.rolling.lock() {
+                Ok(mut r) => match r.remove(&e) {
+                    Some((next, h)) if next == part => Some(h),
+                    _ if part == 0 => Some(Hasher::new()),
+                    _ => None,
+                },
+                Err(_) => None,
+            };
+            return Ok(Box::new(PartWriter {
+                ex: self,
+                c,
+                e,
+                file,
+                path,
+                offset,
+                writeback: Writeback::default(),
+                hasher,
+            }));
         }
         let temp = self.store.temp()?;
         Ok(match entry.compression {
             Compression::None => Box::new(WholeWriter { temp, dest, written: 0, writeback: Writeback::default() }),
-            Compression::Zstd => {
-                let sink = Bounded { temp, entry: entry.clone(), written: 0, hasher: Hasher::new(), over: false };
-                let mut dec = zstd::stream::write::Decoder::new(sink).at(&dest)?;
-                dec.window_log_max(ZSTD_WINDOW_LOG_MAX).at(&dest)?;
-                Box::new(ZstdWriter { dec, dest })
-            }
+            Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, temp)?, dest }),
         })
     }
 }
@@ -218,91 +259,20 @@ impl ChunkWriter for WholeWriter {
     }
 }
 
-/// Expanded output of a compressed entry, refusing to grow past the declared size.
-struct Bounded {
-    temp: NamedTempFile,
-    entry: Entry,
-    written: u64,
-    hasher: Hasher,
-    over: bool,
-}
-
-impl Write for Bounded {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.written + buf.len() as u64 > self.entry.size {
-            self.over = true;
-            return Err(std::io::Error::other("expands past its declared size"));
-        }
-        self.temp.write_all(buf)?;
-        self.hasher.update(buf);
-        self.written += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.temp.flush()
-    }
-}
-
+/// A whole compressed entry, expanded while it streams in.
 struct ZstdWriter {
-    dec: zstd::stream::write::Decoder<'static, Bounded>,
+    exp: Expander<NamedTempFile>,
     dest: PathBuf,
-}
-
-fn expansion_error(entry: &Entry, detail: impl std::fmt::Display) -> Error {
-    integrity(format!(
-        "zstd stream of '{}' is invalid or expands past its declared size of {} bytes: {detail}",
-        entry.path, entry.size
-    ))
 }
 
 impl ChunkWriter for ZstdWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        match self.dec.write_all(data) {
-            Ok(()) => Ok(()),
-            Err(e) if self.dec.get_ref().over => Err(expansion_error(&self.dec.get_ref().entry, e)),
-            Err(e) => Err(expansion_error(&self.dec.get_ref().entry, e)),
-        }
+        self.exp.write(data)
     }
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        let entry = self.dec.get_ref().entry.clone();
-        self.dec.flush().map_err(|e| expansion_error(&entry, e))?;
-        let sink = self.dec.into_inner();
-        check_expanded(&sink.entry, sink.written, sink.hasher.finish())?;
-        store::commit(sink.temp, &self.dest)
+    fn commit(self: Box<Self>) -> Result<()> {
+        let temp = self.exp.finish()?;
+        store::commit(temp, &self.dest)
     }
-}
-
-fn check_expanded(entry: &Entry, size: u64, digest: crate::digest::Digest) -> Result<()> {
-    if size != entry.size || digest != entry.digest {
-        return Err(integrity(format!(
-            "'{}' expands to {size} bytes with {digest}; the signed manifest says {} bytes with {}",
-            entry.path, entry.size, entry.digest
-        )));
-    }
-    Ok(())
-}
-
-/// Decompress a whole stored stream into `out`, bounded by the declared size.
-fn expand(source: impl Read, entry: &Entry, out: &mut File) -> Result<()> {
-    let mut dec = zstd::stream::read::Decoder::new(source).map_err(|e| expansion_error(entry, e))?;
-    dec.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| expansion_error(entry, e))?;
-    let mut limited = dec.take(entry.size + 1);
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = limited.read(&mut buf).map_err(|e| expansion_error(entry, e))?;
-        if n == 0 {
-            break;
-        }
-        total += n as u64;
-        if total > entry.size {
-            return Err(expansion_error(entry, "too long"));
-        }
-        hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(|e| expansion_error(entry, e))?;
-    }
-    check_expanded(entry, total, hasher.finish())
 }
 
 /// One part of a split entry, written in place into the entry's partial file.
@@ -314,6 +284,8 @@ struct PartWriter<'x, 'b> {
     path: PathBuf,
     offset: u64,
     writeback: Writeback,
+    /// The entry's running hash, when every earlier part went through this run in order.
+    hasher: Option<Hasher>,
 }
 
 impl ChunkWriter for PartWriter<'_, '_> {
@@ -321,12 +293,22 @@ impl ChunkWriter for PartWriter<'_, '_> {
         self.file.write_all_at(data, self.offset).at(&self.path)?;
         self.offset += data.len() as u64;
         self.writeback.wrote(&self.file, self.offset);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(data);
+        }
         Ok(())
     }
     fn commit(self: Box<Self>) -> Result<()> {
         self.file.sync_data().at(&self.path)?;
-        if self.ex.record(self.c)? {
-            self.ex.finalize(self.e)?;
+        let complete = self.ex.record(self.c)?;
+        let part = self.ex.bundle.manifest.chunks[self.c].part;
+        let last = part as usize + 1 == self.ex.entry_chunks(self.e).len();
+        if complete {
+            // The running hash covers the whole entry only when this was its last part.
+            return self.ex.finalize(self.e, self.hasher.filter(|_| last));
+        }
+        if let (Some(h), false, Ok(mut rolling)) = (self.hasher, last, self.ex.rolling.lock()) {
+            rolling.insert(self.e, (part + 1, h));
         }
         Ok(())
     }

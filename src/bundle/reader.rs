@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::bundle::manifest::{Index, Manifest};
+use crate::bundle::expand::Expander;
+use crate::bundle::manifest::{Compression, Index, Manifest};
 use crate::bundle::names;
 use crate::bundle::sign;
 use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
@@ -143,7 +144,7 @@ pub enum Action {
     Write,
 }
 
-/// Receives verified chunk data (unpack); verify uses `CheckOnly`.
+/// Receives verified chunk data: unpack's extractor, or verify's `Checker`.
 pub trait Sink: Sync {
     fn action(&self, chunk: usize) -> Action;
     fn open(&self, chunk: usize) -> Result<Box<dyn ChunkWriter + '_>>;
@@ -155,14 +156,102 @@ pub trait ChunkWriter {
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
-pub struct CheckOnly;
+/// verify's sink: nothing is kept, but a compressed entry stored whole is expanded (into
+/// nothing) to check it yields exactly its signed size and digest. With `deep`, split
+/// entries whose parts are all read in order in this run are also hashed (or expanded)
+/// whole and checked against their digest, as unpack does before it commits them.
+pub struct Checker<'b> {
+    bundle: &'b Bundle,
+    deep: bool,
+    rolling: Mutex<HashMap<usize, (u32, Whole)>>,
+}
 
-impl Sink for CheckOnly {
-    fn action(&self, _chunk: usize) -> Action {
-        Action::Check
+/// The running check of a whole entry.
+enum Whole {
+    Plain(Hasher, u64),
+    Zstd(Expander<std::io::Sink>),
+}
+
+impl<'b> Checker<'b> {
+    pub fn new(bundle: &'b Bundle, deep: bool) -> Checker<'b> {
+        Checker { bundle, deep, rolling: Mutex::default() }
     }
-    fn open(&self, _chunk: usize) -> Result<Box<dyn ChunkWriter + '_>> {
-        Err(usage("internal: nothing to write when only checking"))
+}
+
+impl Sink for Checker<'_> {
+    fn action(&self, c: usize) -> Action {
+        let e = self.bundle.index.chunk_entry[c];
+        let whole = self.bundle.index.entry_chunks[e].len() == 1;
+        let compressed = self.bundle.manifest.entries[e].compression == Compression::Zstd;
+        if (whole && compressed) || (!whole && self.deep) {
+            Action::Write
+        } else {
+            Action::Check
+        }
+    }
+
+    fn open(&self, c: usize) -> Result<Box<dyn ChunkWriter + '_>> {
+        let e = self.bundle.index.chunk_entry[c];
+        let entry = &self.bundle.manifest.entries[e];
+        let part = self.bundle.manifest.chunks[c].part;
+        let taken = self.rolling.lock().ok().and_then(|mut r| r.remove(&e));
+        let whole = match taken {
+            Some((next, w)) if next == part => Some(w),
+            _ if part == 0 => Some(match entry.compression {
+                Compression::None => Whole::Plain(Hasher::new(), 0),
+                Compression::Zstd => Whole::Zstd(Expander::new(entry, std::io::sink())?),
+            }),
+            // An earlier part was not read in order (damaged, or on an absent volume).
+            _ => None,
+        };
+        Ok(Box::new(WholeCheck { checker: self, e, part, whole }))
+    }
+}
+
+struct WholeCheck<'c, 'b> {
+    checker: &'c Checker<'b>,
+    e: usize,
+    part: u32,
+    whole: Option<Whole>,
+}
+
+impl ChunkWriter for WholeCheck<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self.whole.as_mut() {
+            Some(Whole::Plain(h, n)) => {
+                h.update(data);
+                *n += data.len() as u64;
+                Ok(())
+            }
+            Some(Whole::Zstd(exp)) => exp.write(data),
+            None => Ok(()),
+        }
+    }
+
+    fn commit(self: Box<Self>) -> Result<()> {
+        let bundle = self.checker.bundle;
+        let entry = &bundle.manifest.entries[self.e];
+        let last = self.part as usize + 1 == bundle.index.entry_chunks[self.e].len();
+        match (self.whole, last) {
+            (None, _) => Ok(()),
+            (Some(Whole::Zstd(exp)), true) => exp.finish().map(|_| ()),
+            (Some(Whole::Plain(h, n)), true) => {
+                let digest = h.finish();
+                if n != entry.size || digest != entry.digest {
+                    return Err(integrity(format!(
+                        "'{}' assembled from its parts is {n} bytes with {digest}; the signed manifest says {} bytes with {}",
+                        entry.path, entry.size, entry.digest
+                    )));
+                }
+                Ok(())
+            }
+            (Some(w), false) => {
+                if let Ok(mut r) = self.checker.rolling.lock() {
+                    r.insert(self.e, (self.part + 1, w));
+                }
+                Ok(())
+            }
+        }
     }
 }
 
@@ -269,6 +358,17 @@ impl Bundle {
                 hurts: vec![],
             });
         }
+        // Work goes out in runs of consecutive chunks of one entry, so a split entry's
+        // parts are read in order by one thread (unpack hashes the whole entry on the way).
+        let mut runs: Vec<&[usize]> = Vec::new();
+        let mut start = 0;
+        for k in 1..=chunks.len() {
+            let same = k < chunks.len() && self.index.chunk_entry[chunks[k]] == self.index.chunk_entry[chunks[start]];
+            if !same {
+                runs.push(&chunks[start..k]);
+                start = k;
+            }
+        }
         let problems = Mutex::new(Vec::new());
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<Error>> = Mutex::new(None);
@@ -280,13 +380,17 @@ impl Bundle {
                         let mut buf = vec![0u8; BUF];
                         loop {
                             let k = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&c) = chunks.get(k) else { return Ok(()) };
-                            if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
-                                return Ok(());
-                            }
-                            if let Some(p) = self.read_chunk(&mut file, &path, c, actual, sink, &mut buf, progress)? {
-                                if let Ok(mut list) = problems.lock() {
-                                    list.push(p);
+                            let Some(run) = runs.get(k) else { return Ok(()) };
+                            for &c in *run {
+                                if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
+                                    return Ok(());
+                                }
+                                if let Some(p) =
+                                    self.read_chunk(&mut file, &path, c, actual, sink, &mut buf, progress)?
+                                {
+                                    if let Ok(mut list) = problems.lock() {
+                                        list.push(p);
+                                    }
                                 }
                             }
                         }
@@ -424,18 +528,21 @@ impl Bundle {
         };
         let mut hasher = Hasher::new();
         let mut left = chunk.length;
+        // Content that cannot be expanded within its declared bounds is malicious; it is
+        // reported after the hash check, so damage is named as damage first.
+        let mut refused: Option<String> = None;
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;
             file.read_exact(&mut buf[..n]).at(path)?;
             hasher.update(&buf[..n]);
             if let Some(w) = writer.as_mut() {
-                if let Err(e) = w.write(&buf[..n]) {
-                    // Content that cannot be expanded within its declared bounds is
-                    // malicious; I/O trouble at the destination is operational.
-                    return match e {
-                        Error::Integrity(msg) => Ok(Some(self.problem(c, chunk.offset, msg))),
-                        other => Err(other),
-                    };
+                match w.write(&buf[..n]) {
+                    Ok(()) => {}
+                    Err(Error::Integrity(msg)) => {
+                        refused = Some(msg);
+                        writer = None;
+                    }
+                    Err(other) => return Err(other),
                 }
             }
             left -= n as u64;
@@ -460,12 +567,14 @@ impl Bundle {
                 format!("chunk '{name}' is damaged: sha256 {digest}, signed manifest says {}", chunk.sha256),
             )));
         }
+        if let Some(msg) = refused {
+            return Ok(Some(self.problem(c, chunk.offset, msg)));
+        }
         if let Some(w) = writer {
-            if let Err(e) = w.commit() {
-                return match e {
-                    Error::Integrity(msg) => Ok(Some(self.problem(c, chunk.offset, msg))),
-                    other => Err(other),
-                };
+            match w.commit() {
+                Ok(()) => {}
+                Err(Error::Integrity(msg)) => return Ok(Some(self.problem(c, chunk.offset, msg))),
+                Err(other) => return Err(other),
             }
         }
         Ok(None)

@@ -71,7 +71,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             kind: EntryKind::Installer,
             mode: 0o755,
             size: std::fs::metadata(&exe).at(&exe)?.len(),
-            digest: file_digest(&exe)?,
+            digest: crate::digest::file_digest(&exe)?,
             content: Content::File(exe),
             compress: Compress::Never,
         });
@@ -100,7 +100,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             kind: EntryKind::File,
             mode: if is_executable(&meta) { 0o755 } else { 0o644 },
             size: meta.len(),
-            digest: file_digest(path)?,
+            digest: crate::digest::file_digest(path)?,
             content: Content::File(path.clone()),
             compress: Compress::IfItPays,
         });
@@ -194,22 +194,6 @@ fn bundle_id(key_id: &[u8; 8], args: &PackArgs, created: u64, volume_size: u64, 
         h.update(item.digest.hex().as_bytes());
     }
     h.finish().hex()[..32].to_string()
-}
-
-/// sha256 of a file's content (included files and the installer are hashed up front: the
-/// bundle id covers them, and the writer checks they did not change while packing).
-fn file_digest(path: &std::path::Path) -> crate::error::Result<Digest> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).at(path)?;
-    let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).at(path)?;
-        if n == 0 {
-            return Ok(hasher.finish());
-        }
-        hasher.update(&buf[..n]);
-    }
 }
 
 fn is_executable(meta: &std::fs::Metadata) -> bool {

@@ -1,6 +1,6 @@
 //! `airlift verify`: read-only check of the signature, then of every volume present.
 
-use crate::bundle::reader::{self, Bundle, CheckOnly, VolumeReport, VolumeStatus};
+use crate::bundle::reader::{self, Bundle, Checker, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
 use crate::error::Status;
 use crate::output::Output;
@@ -9,10 +9,11 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
     let bundle = reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?;
     let progress = out.progress();
+    let checker = Checker::new(&bundle, args.deep);
     let mut reports = Vec::new();
     for v in 0..bundle.manifest.volumes.len() {
         progress.start(&format!("volume {}", v + 1), bundle.manifest.volumes[v].size);
-        reports.push(bundle.read_volume(v, &CheckOnly, super::jobs(&args.read), progress.as_ref())?);
+        reports.push(bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref())?);
         progress.finish();
     }
     let mut general = Vec::new();
