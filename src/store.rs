@@ -64,17 +64,12 @@ impl BlobStore {
     /// A temp file on the store's filesystem, removed unless committed.
     pub fn temp(&self) -> Result<NamedTempFile> {
         let dir = self.state_dir().join("tmp");
-        NamedTempFile::new_in(&dir).at(&dir)
+        temp_in(&dir)
     }
 
     /// Remove temp files left by a killed run.
     pub fn purge_temps(&self) -> Result<()> {
-        let dir = self.state_dir().join("tmp");
-        for entry in fs::read_dir(&dir).at(&dir)? {
-            let path = entry.at(&dir)?.path();
-            fs::remove_file(&path).at(&path)?;
-        }
-        Ok(())
+        purge_temps_in(&self.state_dir().join("tmp"))
     }
 }
 
@@ -89,6 +84,27 @@ pub fn commit(temp: NamedTempFile, dest: &Path) -> Result<()> {
     }
     temp.persist(dest).map_err(|e| crate::error::Error::io(dest, e.error))?;
     sync_dir(dest)
+}
+
+/// Prefix of every temp file airlift creates beside its output.
+pub const TEMP_PREFIX: &str = ".airlift-tmp-";
+
+/// A named temp file in `dir`, removed on drop unless committed.
+pub fn temp_in(dir: &Path) -> Result<NamedTempFile> {
+    tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).at(dir)
+}
+
+/// Remove temp files a killed run left in `dir` (only airlift's own, by their prefix).
+pub fn purge_temps_in(dir: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            let path = entry.path();
+            fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// fsync the directory holding `path`, so a rename into it survives a crash.
@@ -106,7 +122,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut temp = NamedTempFile::new_in(dir).at(dir)?;
+    let mut temp = temp_in(dir)?;
     temp.write_all(bytes).at(temp.path())?;
     commit(temp, path)
 }

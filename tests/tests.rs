@@ -7,5 +7,6 @@ mod common;
 mod docs;
 mod format;
 mod keys;
+mod policy;
 mod resume;
 mod tamper;

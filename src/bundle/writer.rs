@@ -128,6 +128,8 @@ impl<'a> BundleWriter<'a> {
             )));
         }
         fs::create_dir_all(&settings.dir).at(&settings.dir)?;
+        // A pack killed earlier may have left volumes half written.
+        crate::store::purge_temps_in(&settings.dir)?;
         Ok(BundleWriter {
             settings,
             id,
@@ -313,7 +315,7 @@ impl<'a> BundleWriter<'a> {
 
     fn next_volume(&mut self) -> Result<()> {
         self.finish_volume()?;
-        let file = NamedTempFile::new_in(&self.settings.dir).at(&self.settings.dir)?;
+        let file = crate::store::temp_in(&self.settings.dir)?;
         self.volume =
             Some(OpenVolume { file, hasher: ThreadedHasher::new(), written: 0, writeback: Writeback::default() });
         self.cursor = Cursor { volume: self.cursor.volume + 1, pos: 0 };
