@@ -142,3 +142,24 @@ fn pack_killed_mid_way_leaves_no_bundle_and_a_rerun_gives_the_same_bytes() {
     let killed_count = std::fs::read_dir(&killed).unwrap().count();
     assert_eq!(killed_count, names.len(), "the rerun left extra files");
 }
+
+#[test]
+fn progress_bars_show_on_a_terminal_only() {
+    if !common::have("script") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let (key, public) = keygen(&tmp.path().join("keys"), "k");
+    let out = tmp.path().join("b");
+    pack_with(&key, &out, &["--volume-size", "64KiB", "--chunk-size", "16KiB"]).success();
+    // Under a pseudo-terminal (script(1)) verify draws bars...
+    let line = format!("{} verify {} --key {}", airlift_path().display(), out.display(), public.display());
+    let tty = Command::new("script").args(["-qec", &line, "/dev/null"]).output().unwrap();
+    assert!(tty.status.success(), "{tty:?}");
+    let shown = String::from_utf8_lossy(&tty.stdout);
+    assert!(shown.contains("volume 1 [") && shown.contains("volume 2 ["), "no progress bars on a terminal: {shown}");
+    // ...and none when stderr is not a terminal.
+    let piped = airlift().arg("verify").arg(&out).arg("--key").arg(&public).assert().code(0);
+    let err = String::from_utf8_lossy(&piped.get_output().stderr);
+    assert!(!err.contains("volume 1 ["), "progress bars in a pipe: {err}");
+}

@@ -1,6 +1,7 @@
 //! The on-media bundle format v1: manifest, names, tar framing, signing, writing,
 //! reading and unpacking.
 
+pub mod check;
 pub mod expand;
 pub mod extract;
 pub mod manifest;

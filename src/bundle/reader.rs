@@ -3,7 +3,7 @@
 //! data against its signed sha256, everything else against the exact framing pack writes.
 //! Problems are recorded and reading goes on, so one run reports every bad chunk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -12,8 +12,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::bundle::expand::Expander;
-use crate::bundle::manifest::{Compression, Index, Manifest};
+use crate::bundle::manifest::{Index, Manifest};
 use crate::bundle::names;
 use crate::bundle::sign;
 use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
@@ -156,105 +155,6 @@ pub trait ChunkWriter {
     fn commit(self: Box<Self>) -> Result<()>;
 }
 
-/// verify's sink: nothing is kept, but a compressed entry stored whole is expanded (into
-/// nothing) to check it yields exactly its signed size and digest. With `deep`, split
-/// entries whose parts are all read in order in this run are also hashed (or expanded)
-/// whole and checked against their digest, as unpack does before it commits them.
-pub struct Checker<'b> {
-    bundle: &'b Bundle,
-    deep: bool,
-    rolling: Mutex<HashMap<usize, (u32, Whole)>>,
-}
-
-/// The running check of a whole entry.
-enum Whole {
-    Plain(Hasher, u64),
-    Zstd(Expander<std::io::Sink>),
-}
-
-impl<'b> Checker<'b> {
-    pub fn new(bundle: &'b Bundle, deep: bool) -> Checker<'b> {
-        Checker { bundle, deep, rolling: Mutex::default() }
-    }
-}
-
-impl Sink for Checker<'_> {
-    fn action(&self, c: usize) -> Action {
-        let e = self.bundle.index.chunk_entry[c];
-        let whole = self.bundle.index.entry_chunks[e].len() == 1;
-        let compressed = self.bundle.manifest.entries[e].compression == Compression::Zstd;
-        if (whole && compressed) || (!whole && self.deep) {
-            Action::Write
-        } else {
-            Action::Check
-        }
-    }
-
-    fn open(&self, c: usize) -> Result<Box<dyn ChunkWriter + '_>> {
-        let e = self.bundle.index.chunk_entry[c];
-        let entry = &self.bundle.manifest.entries[e];
-        let part = self.bundle.manifest.chunks[c].part;
-        let taken = self.rolling.lock().ok().and_then(|mut r| r.remove(&e));
-        let whole = match taken {
-            Some((next, w)) if next == part => Some(w),
-            _ if part == 0 => Some(match entry.compression {
-                Compression::None => Whole::Plain(Hasher::new(), 0),
-                Compression::Zstd => Whole::Zstd(Expander::new(entry, std::io::sink())?),
-            }),
-            // An earlier part was not read in order (damaged, or on an absent volume).
-            _ => None,
-        };
-        Ok(Box::new(WholeCheck { checker: self, e, part, whole }))
-    }
-}
-
-struct WholeCheck<'c, 'b> {
-    checker: &'c Checker<'b>,
-    e: usize,
-    part: u32,
-    whole: Option<Whole>,
-}
-
-impl ChunkWriter for WholeCheck<'_, '_> {
-    fn write(&mut self, data: &[u8]) -> Result<()> {
-        match self.whole.as_mut() {
-            Some(Whole::Plain(h, n)) => {
-                h.update(data);
-                *n += data.len() as u64;
-                Ok(())
-            }
-            Some(Whole::Zstd(exp)) => exp.write(data),
-            None => Ok(()),
-        }
-    }
-
-    fn commit(self: Box<Self>) -> Result<()> {
-        let bundle = self.checker.bundle;
-        let entry = &bundle.manifest.entries[self.e];
-        let last = self.part as usize + 1 == bundle.index.entry_chunks[self.e].len();
-        match (self.whole, last) {
-            (None, _) => Ok(()),
-            (Some(Whole::Zstd(exp)), true) => exp.finish().map(|_| ()),
-            (Some(Whole::Plain(h, n)), true) => {
-                let digest = h.finish();
-                if n != entry.size || digest != entry.digest {
-                    return Err(integrity(format!(
-                        "'{}' assembled from its parts is {n} bytes with {digest}; the signed manifest says {} bytes with {}",
-                        entry.path, entry.size, entry.digest
-                    )));
-                }
-                Ok(())
-            }
-            (Some(w), false) => {
-                if let Ok(mut r) = self.checker.rolling.lock() {
-                    r.insert(self.e, (self.part + 1, w));
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// Chunk index in the manifest, when the problem is in a chunk.
@@ -287,6 +187,11 @@ pub struct VolumeReport {
 }
 
 impl Bundle {
+    /// Bytes of chunk data in volume `v` (what progress counts).
+    pub fn volume_payload(&self, v: usize) -> u64 {
+        self.index.volume_chunks[v].iter().map(|&c| self.manifest.chunks[c].length).sum()
+    }
+
     pub fn volume_path(&self, v: usize) -> PathBuf {
         self.dir.join(&self.manifest.volumes[v].file)
     }
@@ -684,5 +589,3 @@ impl Bundle {
             .collect()
     }
 }
-
-use std::collections::HashMap;

@@ -33,7 +33,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             });
             continue;
         }
-        progress.start(&format!("volume {}", v + 1), bundle.manifest.volumes[v].size);
+        progress.start(&format!("volume {}", v + 1), bundle.volume_payload(v));
         let report = bundle.read_volume(v, &extractor, super::jobs(&args.read), progress.as_ref())?;
         progress.finish();
         if report.status == VolumeStatus::Missing {

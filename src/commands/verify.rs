@@ -1,6 +1,7 @@
 //! `airlift verify`: read-only check of the signature, then of every volume present.
 
-use crate::bundle::reader::{self, Bundle, Checker, VolumeReport, VolumeStatus};
+use crate::bundle::check::Checker;
+use crate::bundle::reader::{self, Bundle, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
 use crate::error::Status;
 use crate::output::Output;
@@ -12,7 +13,7 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let checker = Checker::new(&bundle, args.deep);
     let mut reports = Vec::new();
     for v in 0..bundle.manifest.volumes.len() {
-        progress.start(&format!("volume {}", v + 1), bundle.manifest.volumes[v].size);
+        progress.start(&format!("volume {}", v + 1), bundle.volume_payload(v));
         reports.push(bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref())?);
         progress.finish();
     }
