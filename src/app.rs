@@ -33,6 +33,8 @@ pub fn run() -> ExitCode {
         Command::Verify(a) => crate::commands::verify::run(a, &out),
         Command::List(a) => crate::commands::list::run(a, &out),
         Command::Unpack(a) => crate::commands::unpack::run(a, &out),
+        Command::Install(a) => crate::commands::install::run(a, &out),
+        Command::Serve(a) => crate::commands::serve::run(a, &out),
         Command::Generate(g) => crate::commands::generate::run(g, &out),
     };
     match result {

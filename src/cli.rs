@@ -49,8 +49,12 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List the images, volumes and files of a bundle
     List(ListArgs),
-    /// Verify and unpack a bundle into an OCI image layout (resumable)
+    /// Verify and unpack a bundle into an OCI layout or a registry root (resumable)
     Unpack(UnpackArgs),
+    /// Set up a registry root: CA and server certificate, credentials, config, systemd unit
+    Install(InstallArgs),
+    /// Serve a registry root: the OCI distribution API over TLS with basic auth
+    Serve(ServeArgs),
     /// Generate man pages or shell completions
     #[command(subcommand)]
     Generate(GenerateCommand),
@@ -163,11 +167,58 @@ pub struct UnpackArgs {
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,
     /// Write the images as an OCI image layout at OUT (created if missing)
-    #[arg(long, value_name = "OUT")]
-    pub layout: PathBuf,
+    #[arg(long, value_name = "OUT", required_unless_present = "root", conflicts_with = "root")]
+    pub layout: Option<PathBuf>,
+    /// Load the images into the registry at ROOT (installed on first use)
+    #[arg(long, value_name = "ROOT")]
+    pub root: Option<PathBuf>,
+    /// Hostname for a registry installed on first use (default: this host's name)
+    #[arg(long, requires = "root")]
+    pub hostname: Option<String>,
+    /// Repository path prefix in the registry: quay.io/ns/app:1.0 → HOST:PORT/PREFIX/ns/app:1.0
+    #[arg(long, value_name = "PATH", requires = "root")]
+    pub prefix: Option<String>,
     /// Accept a bundle older than (or different from) the last one accepted for this key and name
     #[arg(long)]
     pub allow_rollback: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Registry root directory (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Name clients use to reach the registry (default: this host's name)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// TCP port to listen on
+    #[arg(long, default_value_t = 8443)]
+    pub port: u16,
+    /// Name of the initial user
+    #[arg(long, default_value = "init")]
+    pub user: String,
+    /// Use this certificate (PEM chain) instead of generating a CA and server certificate
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Write the systemd unit but do not enable or start it
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Registry root made by `airlift install`
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Listen address (default: the one in ROOT/config.json)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// Refuse every write (push, delete)
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Subcommand)]

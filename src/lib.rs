@@ -23,6 +23,7 @@ pub mod minisign;
 pub mod oci;
 pub mod output;
 pub mod progress;
+pub mod registry;
 pub mod size;
 pub mod store;
 pub mod time;

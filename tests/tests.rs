@@ -4,9 +4,12 @@
 
 mod common;
 
+mod conformance;
 mod docs;
 mod format;
+mod install;
 mod keys;
 mod policy;
+mod registry;
 mod resume;
 mod tamper;

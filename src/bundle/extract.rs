@@ -22,6 +22,8 @@ use crate::store::{self, BlobStore, Writeback};
 pub struct Extractor<'b> {
     bundle: &'b Bundle,
     store: &'b BlobStore,
+    /// Where included files go.
+    files_dir: PathBuf,
     journal_path: PathBuf,
     /// Journal file and the set of chunks it records, under one lock.
     journal: Mutex<(Option<File>, HashSet<usize>)>,
@@ -33,7 +35,7 @@ pub struct Extractor<'b> {
 impl<'b> Extractor<'b> {
     /// Load the journal of this bundle (if a previous run left one) and finish entries
     /// whose parts were all written before that run stopped.
-    pub fn new(bundle: &'b Bundle, store: &'b BlobStore) -> Result<Extractor<'b>> {
+    pub fn new(bundle: &'b Bundle, store: &'b BlobStore, files_dir: PathBuf) -> Result<Extractor<'b>> {
         let dir = store.state_dir().join("journal");
         fs::create_dir_all(&dir).at(&dir)?;
         fs::create_dir_all(store.state_dir().join("partial")).at(store.state_dir())?;
@@ -50,8 +52,14 @@ impl<'b> Extractor<'b> {
                 }
             }
         }
-        let ex =
-            Extractor { bundle, store, journal_path, journal: Mutex::new((None, done)), rolling: Mutex::default() };
+        let ex = Extractor {
+            bundle,
+            store,
+            files_dir,
+            journal_path,
+            journal: Mutex::new((None, done)),
+            rolling: Mutex::default(),
+        };
         for e in 0..bundle.manifest.entries.len() {
             if ex.entry_chunks(e).len() > 1 && ex.destination(e).is_some() && !ex.committed(e) && ex.all_parts_done(e) {
                 ex.finalize(e, None)?;
@@ -73,7 +81,7 @@ impl<'b> Extractor<'b> {
         let entry = self.entry(e);
         match entry.kind {
             EntryKind::Blob => Some(self.store.path(&entry.digest)),
-            EntryKind::File => Some(self.store.root().join(&entry.path)),
+            EntryKind::File => Some(self.files_dir.join(entry.path.strip_prefix(crate::bundle::names::FILES_PREFIX)?)),
             EntryKind::Label | EntryKind::Layout | EntryKind::Installer => None,
         }
     }

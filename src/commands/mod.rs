@@ -1,9 +1,11 @@
 //! One module per subcommand; each returns the status the process exits with.
 
 pub mod generate;
+pub mod install;
 pub mod keygen;
 pub mod list;
 pub mod pack;
+pub mod serve;
 pub mod unpack;
 pub mod verify;
 

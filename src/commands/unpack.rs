@@ -1,4 +1,5 @@
-//! `airlift unpack`: verify while reading and write an OCI image layout, resumably.
+//! `airlift unpack`: verify while reading and write an OCI image layout or into a registry
+//! root, resumably.
 
 use std::collections::BTreeMap;
 
@@ -8,16 +9,76 @@ use crate::cli::UnpackArgs;
 use crate::error::{integrity, usage, Status};
 use crate::oci::{descriptor, REF_NAME};
 use crate::output::Output;
+use crate::registry::config::{self, Config};
+use crate::registry::install::{self, InstallOptions};
+use crate::registry::mirror;
+use crate::registry::storage::Storage;
 use crate::store::{write_atomic, BlobStore};
+
+/// Where unpack writes.
+enum Destination {
+    Layout(BlobStore),
+    Registry { root: std::path::PathBuf, config: Box<Config>, storage: Storage, installed: Option<serde_json::Value> },
+}
+
+impl Destination {
+    fn open(args: &UnpackArgs, out: &Output) -> crate::error::Result<Destination> {
+        if let Some(layout) = &args.layout {
+            return Ok(Destination::Layout(BlobStore::create(layout)?));
+        }
+        let root = args.root.clone().ok_or_else(|| usage("give --layout OUT or --root ROOT"))?;
+        // First use: install the registry (CA, certificate, credentials, config, unit).
+        let installed = if config::installed(&root) {
+            None
+        } else {
+            let opts = InstallOptions {
+                hostname: args.hostname.clone(),
+                port: 8443,
+                user: "init".into(),
+                tls_cert: None,
+                tls_key: None,
+                start: true,
+            };
+            let done = install::install(&root, &opts)?;
+            Some(install::report(out, &done))
+        };
+        let config = Box::new(Config::load(&root)?);
+        let storage = Storage::open(&config.storage_dir(&root))?;
+        Ok(Destination::Registry { root, config, storage, installed })
+    }
+
+    fn store(&self) -> &BlobStore {
+        match self {
+            Destination::Layout(store) => store,
+            Destination::Registry { storage, .. } => storage.blobs(),
+        }
+    }
+
+    /// Where included files go.
+    fn files_dir(&self) -> std::path::PathBuf {
+        match self {
+            Destination::Layout(store) => store.root().join("files"),
+            Destination::Registry { root, .. } => root.join("files"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Destination::Layout(store) => store.root().display().to_string(),
+            Destination::Registry { config, .. } => config.url(),
+        }
+    }
+}
 
 pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
     let bundle = reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?;
     bundle.check_expiry(crate::time::now())?;
-    let store = BlobStore::create(&args.layout)?;
+    let dest = Destination::open(args, out)?;
+    let store = dest.store();
     store.purge_temps()?;
-    accept_sequence(&store, &bundle, args.allow_rollback)?;
-    let extractor = Extractor::new(&bundle, &store)?;
+    accept_sequence(store, &bundle, args.allow_rollback)?;
+    let extractor = Extractor::new(&bundle, store, dest.files_dir())?;
 
     let progress = out.progress();
     let mut reports = Vec::new();
@@ -43,9 +104,27 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
 
     let complete: Vec<usize> =
-        (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, &store, i)).collect();
-    if !complete.is_empty() {
-        update_index(&store, &bundle, &complete)?;
+        (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, store, i)).collect();
+    let mut published = Vec::new();
+    match &dest {
+        Destination::Layout(store) if !complete.is_empty() => update_index(store, &bundle, &complete)?,
+        Destination::Layout(_) => {}
+        Destination::Registry { storage, config, .. } => {
+            for &i in &complete {
+                let image = &bundle.manifest.images[i];
+                let target = mirror::target(image, args.prefix.as_deref())?;
+                mirror::register(storage, image, &target)?;
+                let host = format!("{}:{}", config.hostname, config.port);
+                let reference = match &target.tag {
+                    Some(t) => format!("{host}/{}:{t}", target.repository),
+                    None => format!("{host}/{}@{}", target.repository, image.digest),
+                };
+                out.info(format!("  {reference}"));
+                published.push(serde_json::json!({
+                    "source": image.source, "digest": image.digest, "reference": reference,
+                }));
+            }
+        }
     }
     let all_done = (0..bundle.manifest.entries.len()).all(|e| {
         let kind = bundle.manifest.entries[e].kind;
@@ -60,13 +139,18 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     if all_done && status == Status::Ok {
         extractor.cleanup()?;
     }
-    super::verify::print_report(out, &bundle, &reports, &general, &[], status, "unpack");
+    let mut doc = super::verify::print_report(out, &bundle, &reports, &general, &[], status, "unpack");
     out.info(format!(
         "{} of {} image(s) complete in {}",
         complete.len(),
         bundle.manifest.images.len(),
-        args.layout.display()
+        dest.describe()
     ));
+    doc["destination"] = serde_json::json!(dest.describe());
+    if let Destination::Registry { installed, config, .. } = &dest {
+        doc["registry"] = serde_json::json!({ "url": config.url(), "images": published, "installed": installed });
+    }
+    out.document(&doc);
     Ok(status)
 }
 

@@ -29,7 +29,8 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
         general.push(format!("{f} looks like a volume of this bundle but is not in its manifest (foreign)"));
     }
     let status = summarize(&bundle, &reports, &general);
-    print_report(out, &bundle, &reports, &general, &unlisted, status, "verify");
+    let doc = print_report(out, &bundle, &reports, &general, &unlisted, status, "verify");
+    out.document(&doc);
     Ok(status)
 }
 
@@ -46,7 +47,8 @@ pub fn summarize(_bundle: &Bundle, reports: &[VolumeReport], general: &[String])
     status
 }
 
-/// Human report on stderr/stdout and the JSON document, shared by verify and unpack.
+/// The human report (stdout), and the JSON document for the caller to complete and print;
+/// shared by verify and unpack.
 pub fn print_report(
     out: &Output,
     bundle: &Bundle,
@@ -55,7 +57,7 @@ pub fn print_report(
     unlisted: &[String],
     status: Status,
     command: &str,
-) {
+) -> serde_json::Value {
     let m = &bundle.manifest;
     out.data(format!(
         "bundle {} ({}), sequence {}, created {}, signed by key {}",
@@ -107,7 +109,7 @@ pub fn print_report(
         _ => "FAILED: the bundle is damaged or tampered with".to_string(),
     };
     out.data(verdict);
-    out.document(&serde_json::json!({
+    serde_json::json!({
         "command": command,
         "status": match status { Status::Ok => "ok", Status::Incomplete => "incomplete", Status::Integrity => "failed", Status::Usage => "error" },
         "exit_code": status.code(),
@@ -129,5 +131,5 @@ pub fn print_report(
         "problems": general,
         "images": images,
         "checked_at": crate::time::rfc3339(crate::time::now()),
-    }));
+    })
 }

@@ -28,9 +28,16 @@ impl LayoutSource {
         if rest.is_empty() {
             return Err(usage(format!("source '{source}' names no layout directory")));
         }
-        // A path may itself contain ':'; prefer the whole string when it is a layout.
+        // The reference may contain ':' (`quay.io/ns/app:1.0`) and so may the path: take
+        // the shortest prefix that is a layout directory, else split at the last ':'.
         if Path::new(rest).join("oci-layout").exists() {
             return Ok(LayoutSource { path: rest.into(), reference: None });
+        }
+        for (i, _) in rest.match_indices(':') {
+            let (path, reference) = (&rest[..i], &rest[i + 1..]);
+            if !path.is_empty() && !reference.is_empty() && Path::new(path).join("oci-layout").exists() {
+                return Ok(LayoutSource { path: path.into(), reference: Some(reference.into()) });
+            }
         }
         match rest.rsplit_once(':') {
             Some((path, reference)) if !path.is_empty() && !reference.is_empty() => {
@@ -41,7 +48,6 @@ impl LayoutSource {
     }
 }
 
-/// A blob an image needs, as its descriptor states it.
 #[derive(Debug, Clone)]
 pub struct BlobRef {
     pub digest: Digest,

@@ -1,0 +1,21 @@
+//! `airlift install`: set up a registry root (see `registry::install`).
+
+use crate::cli::InstallArgs;
+use crate::error::Status;
+use crate::output::Output;
+use crate::registry::install::{self, InstallOptions};
+
+pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
+    let opts = InstallOptions {
+        hostname: args.hostname.clone(),
+        port: args.port,
+        user: args.user.clone(),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        start: !args.no_start,
+    };
+    let installed = install::install(&args.root, &opts)?;
+    let doc = install::report(out, &installed);
+    out.document(&doc);
+    Ok(Status::Ok)
+}

@@ -1,0 +1,955 @@
+//! Setting up a registry root (the layout is drawn in `config.rs`): a CA and a server
+//! certificate (or the operator's own pair, copied in), a generated password for the
+//! initial user as a bcrypt htpasswd entry, a copy of the airlift executable, a systemd
+//! unit, and `config.json`, written last: a root with a config is installed, and
+//! installing it again changes nothing.
+//!
+//! Every file is written temp file + fsync + rename, with its final mode set before the
+//! rename; secrets (keys, htpasswd) are 0600 from the moment they exist.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints, SanType, SerialNumber,
+};
+use serde_json::json;
+use tempfile::NamedTempFile;
+use tokio_rustls::rustls;
+
+use super::config::{self, Config};
+use crate::error::{usage, Error, IoContext, Result};
+use crate::output::Output;
+use crate::store;
+
+/// Files of a root, relative to it (config.json is `config::CONFIG_FILE`).
+pub const HTPASSWD: &str = "htpasswd";
+pub const CA_CERT: &str = "tls/ca.crt";
+pub const CA_KEY: &str = "tls/ca.key";
+pub const SERVER_CERT: &str = "tls/server.crt";
+pub const SERVER_KEY: &str = "tls/server.key";
+pub const BINARY: &str = "bin/airlift";
+pub const STORAGE: &str = "storage";
+pub const UNIT_NAME: &str = "airlift-registry.service";
+
+/// Where systemd looks for administrator units, and how to tell that systemd runs the host.
+const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+
+pub const DEFAULT_PORT: u16 = 8443;
+pub const DEFAULT_USER: &str = "init";
+/// Generated passwords: 32 characters of [A-Za-z0-9], about 190 bits.
+const PASSWORD_LEN: usize = 32;
+/// The password is random, so the cost only has to make the hash slow to check offline, not
+/// to make up for a weak secret; 10 keeps the server's (cached) checks cheap.
+const BCRYPT_COST: u32 = 10;
+const DAY: u64 = 86_400;
+const CA_VALID_DAYS: u64 = 20 * 365;
+const SERVER_VALID_DAYS: u64 = 10 * 365;
+
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Name clients use; default: this host's name (/proc/sys/kernel/hostname).
+    pub hostname: Option<String>,
+    pub port: u16,
+    /// Name of the initial user.
+    pub user: String,
+    /// The operator's certificate (PEM chain) and its key: copied to ROOT/tls/server.crt and
+    /// server.key, and no CA is generated.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Enable and start the systemd unit when systemd runs the host and we are root.
+    pub start: bool,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        InstallOptions {
+            hostname: None,
+            port: DEFAULT_PORT,
+            user: DEFAULT_USER.to_string(),
+            tls_cert: None,
+            tls_key: None,
+            start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub config: Config,
+    /// The root, absolute and canonical.
+    pub root: PathBuf,
+    /// false: the root was already installed and nothing was changed.
+    pub fresh: bool,
+    pub user: String,
+    /// The generated password, only on a fresh install (the root keeps only its hash).
+    pub password: Option<String>,
+    /// The CA clients must trust, when install generated one.
+    pub ca_file: Option<PathBuf>,
+    pub service: ServiceState,
+    /// Options a rerun did not apply, because the root was already installed.
+    pub ignored: Vec<String>,
+}
+
+impl Installed {
+    /// `HOST:PORT`, as clients name the registry.
+    pub fn registry(&self) -> String {
+        format!("{}:{}", self.config.hostname, self.config.port)
+    }
+
+    /// `{"auths":{"HOST:PORT":{"auth":"base64(user:password)"}}}`, when the password is known.
+    pub fn pull_secret(&self) -> Option<serde_json::Value> {
+        let password = self.password.as_ref()?;
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{password}", self.user));
+        Some(json!({ "auths": { self.registry(): { "auth": auth } } }))
+    }
+
+    pub fn podman_login(&self) -> String {
+        format!("podman login {} -u {}", self.registry(), self.user)
+    }
+
+    /// The shell lines that make a host trust the CA: RHEL/Fedora, then Debian/Ubuntu.
+    pub fn trust_commands(&self) -> Option<(String, String)> {
+        let ca = self.ca_file.as_ref()?;
+        let name = format!("airlift-{}.crt", self.config.hostname);
+        Some((
+            format!("cp {} /etc/pki/ca-trust/source/anchors/{name} && update-ca-trust", ca.display()),
+            format!("cp {} /usr/local/share/ca-certificates/{name} && update-ca-certificates", ca.display()),
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    /// The unit install wrote, ROOT/airlift-registry.service.
+    pub unit: PathBuf,
+    pub status: ServiceStatus,
+    /// How to start the registry: as root on a systemd host, and by hand without systemd.
+    pub start_systemd: String,
+    pub start_manual: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceStatus {
+    /// Installed into /etc/systemd/system, enabled and started.
+    Started,
+    /// Not started; says why (not asked, no systemd, not root, another root's unit).
+    NotStarted(String),
+    /// `systemctl` failed; its error.
+    Failed(String),
+    /// The root was already installed: install did not touch the service.
+    Unchanged,
+}
+
+impl ServiceStatus {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ServiceStatus::Started => "started",
+            ServiceStatus::NotStarted(_) => "not-started",
+            ServiceStatus::Failed(_) => "failed",
+            ServiceStatus::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Set up a registry root at `root`, or, when it already holds one, change nothing and
+/// describe it (`fresh == false`). Errors are usage errors (exit 2): bad hostname, user
+/// or port, unreadable or mismatched `tls_cert`/`tls_key`, a root that cannot be written
+/// or that holds something else.
+pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
+    check_port(opts.port)?;
+    check_user(&opts.user)?;
+    let hostname = opts.hostname.as_deref().map(check_hostname).transpose()?;
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together: give both or neither")),
+    };
+    if config::installed(root) {
+        return existing(root, opts, hostname.as_deref());
+    }
+    let hostname = match hostname {
+        Some(h) => h,
+        None => default_hostname()?,
+    };
+    // Check everything the operator brought before the first write.
+    let tls = match tls {
+        Some((cert, key)) => Tls::Operator(load_operator_tls(cert, key, &hostname)?),
+        None => Tls::Generate,
+    };
+    let exe = std::env::current_exe().map_err(|e| usage(format!("cannot locate the airlift executable: {e}")))?;
+    let root = prepare_root(root)?;
+
+    let tls_dir = root.join("tls");
+    make_dir(&tls_dir, 0o755)?;
+    let ca_file = match tls {
+        Tls::Generate => {
+            let pems = generate_tls(&hostname, &host_addresses())?;
+            write_file(&root.join(CA_KEY), pems.ca_key.as_bytes(), 0o600)?;
+            write_file(&root.join(CA_CERT), pems.ca_cert.as_bytes(), 0o644)?;
+            write_file(&root.join(SERVER_KEY), pems.server_key.as_bytes(), 0o600)?;
+            write_file(&root.join(SERVER_CERT), pems.server_cert.as_bytes(), 0o644)?;
+            Some(root.join(CA_CERT))
+        }
+        Tls::Operator(pair) => {
+            write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
+            write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
+            // A CA left by a killed install that generated one is not this root's.
+            for stale in [CA_KEY, CA_CERT] {
+                let path = root.join(stale);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+                    _ => {}
+                }
+            }
+            None
+        }
+    };
+
+    let password = generate_password()?;
+    let entry = htpasswd_entry(&opts.user, &password)?;
+    write_file(&root.join(HTPASSWD), entry.as_bytes(), 0o600)?;
+
+    make_dir(&root.join("bin"), 0o755)?;
+    copy_executable(&exe, &root.join(BINARY))?;
+    make_dir(&root.join(STORAGE), 0o755)?;
+
+    let config = Config {
+        version: 1,
+        hostname,
+        listen: format!("0.0.0.0:{}", opts.port),
+        port: opts.port,
+        tls_cert: SERVER_CERT.into(),
+        tls_key: SERVER_KEY.into(),
+        ca_cert: ca_file.as_ref().map(|_| CA_CERT.into()),
+        htpasswd: HTPASSWD.into(),
+        storage: STORAGE.into(),
+    };
+    let unit = unit_text(&root);
+    write_file(&root.join(UNIT_NAME), unit.as_bytes(), 0o644)?;
+    // Last: from here on the root counts as installed.
+    config.save(&root)?;
+
+    let service = start_service(&root, &unit, opts.start);
+    Ok(Installed {
+        config,
+        root,
+        fresh: true,
+        user: opts.user.clone(),
+        password: Some(password),
+        ca_file,
+        service,
+        ignored: Vec::new(),
+    })
+}
+
+/// The root is installed already: read it, touch nothing, and note what was asked
+/// differently.
+fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Result<Installed> {
+    let root = root.canonicalize().at(root)?;
+    let config = Config::load(&root)?;
+    let htpasswd = config.resolve(&root, &config.htpasswd);
+    let user = first_user(&htpasswd)?.unwrap_or_else(|| opts.user.clone());
+    let mut ignored = Vec::new();
+    if let Some(h) = hostname {
+        if h != config.hostname {
+            ignored.push(format!("hostname {h} (the root serves {})", config.hostname));
+        }
+    }
+    // Defaults are not reported: they were not asked for.
+    if opts.port != DEFAULT_PORT && opts.port != config.port {
+        ignored.push(format!("port {} (the root serves port {})", opts.port, config.port));
+    }
+    if opts.user != DEFAULT_USER && opts.user != user {
+        ignored.push(format!("user {} (the root's initial user is {user})", opts.user));
+    }
+    if let Some(cert) = &opts.tls_cert {
+        ignored.push(format!(
+            "--tls-cert {} (the root uses {}; replace that file and its key to change it)",
+            cert.display(),
+            config.resolve(&root, &config.tls_cert).display()
+        ));
+    }
+    let ca_file = config.ca_cert.as_ref().map(|p| config.resolve(&root, p));
+    let service = ServiceState {
+        unit: root.join(UNIT_NAME),
+        status: ServiceStatus::Unchanged,
+        start_systemd: start_systemd_line(&root),
+        start_manual: start_manual_line(&root),
+    };
+    Ok(Installed { config, root, fresh: false, user, password: None, ca_file, service, ignored })
+}
+
+/// Print the summary (stdout, through `out.data`: nothing in `--json` mode; notes as
+/// warnings on stderr) and return the JSON document describing the install. The caller
+/// prints the document (`out.document`) or embeds it in its own.
+///
+/// The password and the pull-secret entry appear only on a fresh install.
+pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
+    let root = installed.root.display();
+    let url = installed.config.url();
+    let server_cert = installed.config.resolve(&installed.root, &installed.config.tls_cert);
+    let mut text = Vec::new();
+    if installed.fresh {
+        text.push(format!("Registry installed in {root}"));
+    } else {
+        text.push(format!("{root} is already a registry root: nothing changed."));
+    }
+    text.push(format!("  URL:       {url}"));
+    match &installed.password {
+        Some(p) => {
+            text.push(format!("  user:      {}", installed.user));
+            text.push(format!("  password:  {p}"));
+            text.push("             (shown only now: the root keeps only its bcrypt hash)".into());
+        }
+        None => {
+            text.push(format!("  user:      {} (its password was shown when the root was installed)", installed.user))
+        }
+    }
+    match &installed.ca_file {
+        Some(ca) => text.push(format!("  CA:        {}", ca.display())),
+        None => text.push(format!(
+            "  TLS:       {} (the operator's certificate: clients must trust its issuer)",
+            server_cert.display()
+        )),
+    }
+    if let Some((rhel, debian)) = installed.trust_commands() {
+        text.push(String::new());
+        text.push("Trust the CA on every client (as root):".into());
+        text.push(format!("  RHEL, Fedora:    {rhel}"));
+        text.push(format!("  Debian, Ubuntu:  {debian}"));
+    }
+    let pull_secret = installed.pull_secret();
+    if let Some(secret) = &pull_secret {
+        text.push(String::new());
+        text.push("Pull-secret entry (merge it into the cluster's pull secret):".into());
+        text.push(format!("  {secret}"));
+    }
+    text.push(String::new());
+    text.push("Log in:".into());
+    text.push(format!("  {}", installed.podman_login()));
+    text.push(String::new());
+    let service = &installed.service;
+    match &service.status {
+        ServiceStatus::Started => {
+            text.push(format!("Service: enabled and started (systemctl status {UNIT_NAME})"));
+        }
+        status => {
+            let why = match status {
+                ServiceStatus::NotStarted(why) => format!("not started: {why}"),
+                ServiceStatus::Failed(error) => format!("failed to start: {error}"),
+                _ => format!("left as it was (unit {})", service.unit.display()),
+            };
+            text.push(format!("Service: {why}. To start the registry:"));
+            text.push(format!("  with systemd, as root:  {}", service.start_systemd));
+            text.push(format!("  without systemd:        {}", service.start_manual));
+        }
+    }
+    out.data(text.join("\n"));
+    for note in &installed.ignored {
+        out.warn(format!("ignored {note}: {root} was already installed"));
+    }
+    if let ServiceStatus::Failed(error) = &service.status {
+        out.warn(format!("the registry is installed but its service did not start: {error}"));
+    }
+
+    let mut service_json = json!({
+        "state": service.status.label(),
+        "unit": service.unit,
+        "start_systemd": service.start_systemd,
+        "start_manual": service.start_manual,
+    });
+    match &service.status {
+        ServiceStatus::NotStarted(why) => service_json["reason"] = json!(why),
+        ServiceStatus::Failed(error) => service_json["error"] = json!(error),
+        _ => {}
+    }
+    let mut doc = json!({
+        "status": "ok",
+        "fresh": installed.fresh,
+        "root": installed.root,
+        "url": url,
+        "registry": installed.registry(),
+        "hostname": installed.config.hostname,
+        "port": installed.config.port,
+        "user": installed.user,
+        "ca_file": installed.ca_file,
+        "tls_cert": server_cert,
+        "podman_login": installed.podman_login(),
+        "service": service_json,
+    });
+    if let Some(p) = &installed.password {
+        doc["password"] = json!(p);
+    }
+    if let Some(secret) = pull_secret {
+        doc["pull_secret"] = secret;
+    }
+    if let Some((rhel, debian)) = installed.trust_commands() {
+        doc["trust"] = json!({ "rhel": rhel, "debian": debian });
+    }
+    if !installed.ignored.is_empty() {
+        doc["ignored"] = json!(installed.ignored);
+    }
+    doc
+}
+
+// ---- checks ----
+
+fn check_port(port: u16) -> Result<()> {
+    if port == 0 {
+        return Err(usage("--port 0 is not a port the registry can be reached on: give one in 1-65535 (default 8443)"));
+    }
+    Ok(())
+}
+
+/// The user name goes into htpasswd (`user:hash`) and into basic auth (`user:password`).
+fn check_user(user: &str) -> Result<()> {
+    let ok = !user.is_empty()
+        && user.len() <= 255
+        && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if !ok {
+        return Err(usage(format!("invalid user name {user:?}: use 1-255 letters, digits, '.', '_', '-' or '@'")));
+    }
+    Ok(())
+}
+
+/// A DNS name (letters, digits, '-', dot-separated labels of 1-63, at most 253) or an IPv4
+/// address, lower-cased. IPv6 addresses are refused: the registry's name is written
+/// `HOST:PORT` by clients and in pull secrets.
+pub fn check_hostname(name: &str) -> Result<String> {
+    let host = name.to_ascii_lowercase();
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Ok(host);
+    }
+    let bad = |why: &str| {
+        usage(format!(
+            "invalid hostname {name:?}: {why}; give the DNS name (or IPv4 address) clients use to reach this host with --hostname"
+        ))
+    };
+    if host.parse::<Ipv6Addr>().is_ok() {
+        return Err(bad("IPv6 addresses cannot be used as a registry name"));
+    }
+    if host.is_empty() || host.len() > 253 {
+        return Err(bad("a DNS name has 1 to 253 characters"));
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    for label in &labels {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("each dot-separated label has 1 to 63 characters"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(bad("only letters, digits, '-' and '.' are allowed"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("a label cannot start or end with '-'"));
+        }
+    }
+    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(bad("the last label cannot be all digits (and this is not an IPv4 address)"));
+    }
+    Ok(host)
+}
+
+/// This host's name, from the kernel.
+fn default_hostname() -> Result<String> {
+    let path = Path::new("/proc/sys/kernel/hostname");
+    let name = fs::read_to_string(path).at(path)?;
+    check_hostname(name.trim()).map_err(|e| usage(format!("this host's name ({path}): {e}", path = path.display())))
+}
+
+/// Create the root if needed and make sure it is ours to fill: writable, and holding
+/// nothing but what install or a killed install writes. Returns it canonical (the unit
+/// names it).
+fn prepare_root(root: &Path) -> Result<PathBuf> {
+    // Checked before anything is created, and again once symlinks are resolved.
+    check_unit_path(&std::path::absolute(root).at(root)?)?;
+    fs::create_dir_all(root).map_err(|e| usage(format!("cannot create the registry root {}: {e}", root.display())))?;
+    let root = root.canonicalize().at(root)?;
+    check_unit_path(&root)?;
+    const OURS: &[&str] =
+        &[config::CONFIG_FILE, HTPASSWD, "tls", "bin", STORAGE, UNIT_NAME, store::STATE_DIR, "serve.log", "lost+found"];
+    for entry in fs::read_dir(&root).at(&root)? {
+        let name = entry.at(&root)?.file_name();
+        let name = name.to_string_lossy();
+        if !OURS.contains(&name.as_ref()) && !name.starts_with(store::TEMP_PREFIX) {
+            return Err(usage(format!(
+                "{} is not empty and is not a registry root (it holds {name}); install into a new or empty directory",
+                root.display()
+            )));
+        }
+    }
+    // Writable? (root may read-only bind-mount, or the directory may belong to someone else.)
+    store::temp_in(&root).map_err(|e| usage(format!("the registry root is not writable: {e}")))?;
+    for dir in [root.clone(), root.join("tls"), root.join("bin")] {
+        store::purge_temps_in(&dir)?;
+    }
+    Ok(root)
+}
+
+/// The root's path goes into the systemd unit unquoted: no spaces, quotes, `%`, `$` or backslashes.
+fn check_unit_path(path: &Path) -> Result<()> {
+    let text = path.to_str().unwrap_or("");
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | '+' | '@' | ','));
+    if !plain {
+        return Err(usage(format!(
+            "{}: the registry root's path goes into a systemd unit; use one made of letters, digits and / . _ - + @ ,",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+// ---- TLS ----
+
+enum Tls {
+    Generate,
+    Operator(OperatorPair),
+}
+
+struct OperatorPair {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+/// Read the operator's certificate chain and key, and check that they parse, that the
+/// key is the certificate's, and that the certificate names `hostname`.
+fn load_operator_tls(cert_path: &Path, key_path: &Path, hostname: &str) -> Result<OperatorPair> {
+    use rustls::pki_types::ServerName;
+    use rustls::server::ParsedCertificate;
+
+    let cert_pem = fs::read(cert_path).at(cert_path)?;
+    let key_pem = fs::read(key_path).at(key_path)?;
+    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| usage(format!("{}: not a PEM certificate chain: {e}", cert_path.display())))?;
+    let Some(leaf) = certs.first() else {
+        return Err(usage(format!(
+            "{}: no certificate in it (a PEM file with -----BEGIN CERTIFICATE----- is expected)",
+            cert_path.display()
+        )));
+    };
+    let parsed = ParsedCertificate::try_from(leaf)
+        .map_err(|e| usage(format!("{}: not a usable X.509 certificate: {e}", cert_path.display())))?;
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| usage(format!("{}: not a PEM private key: {e}", key_path.display())))?
+        .ok_or_else(|| {
+            usage(format!(
+                "{}: no private key in it (a PEM file with -----BEGIN PRIVATE KEY----- is expected)",
+                key_path.display()
+            ))
+        })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| usage(format!("{}: unsupported or invalid private key: {e}", key_path.display())))?;
+    let mismatch = || {
+        usage(format!("{} is not the private key of the certificate in {}", key_path.display(), cert_path.display()))
+    };
+    let certified = rustls::sign::CertifiedKey::new(certs.clone(), signing);
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            // rustls cannot say for this key type; rcgen derives the public key instead.
+            let pair = KeyPair::try_from(&key).map_err(|e| {
+                usage(format!("{}: cannot check this key against the certificate: {e}", key_path.display()))
+            })?;
+            if pair.public_key_der() != parsed.subject_public_key_info().as_ref() {
+                return Err(mismatch());
+            }
+        }
+        Err(rustls::Error::InconsistentKeys(_)) => return Err(mismatch()),
+        Err(e) => return Err(usage(format!("{}: {e}", cert_path.display()))),
+    }
+    let name =
+        ServerName::try_from(hostname.to_string()).map_err(|e| usage(format!("invalid hostname {hostname:?}: {e}")))?;
+    rustls::client::verify_server_name(&parsed, &name).map_err(|e| {
+        usage(format!(
+            "{}: the certificate is not valid for {hostname} ({e}); clients would refuse it: pass the --hostname it names",
+            cert_path.display()
+        ))
+    })?;
+    Ok(OperatorPair { cert_pem, key_pem })
+}
+
+struct GeneratedTls {
+    ca_cert: String,
+    ca_key: String,
+    server_cert: String,
+    server_key: String,
+}
+
+/// A CA (valid 20 years) and a server certificate it signs (10 years), ECDSA P-256, the
+/// server's SAN being the hostname, localhost and `addresses`.
+fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>) -> Result<GeneratedTls> {
+    let fail = |e: rcgen::Error| usage(format!("generating the registry's certificates: {e}"));
+    // A day back, for clients whose clock is a little behind.
+    let start = crate::time::now().saturating_sub(DAY);
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    let at = |secs: u64| epoch + std::time::Duration::from_secs(secs);
+
+    // The names the server answers to: the hostname, localhost, the host's addresses.
+    let mut dns_names = Vec::new();
+    let mut ips = addresses.clone();
+    match hostname.parse::<IpAddr>() {
+        Ok(ip) => {
+            ips.insert(ip);
+        }
+        Err(_) => dns_names.push(hostname.to_string()),
+    }
+    if hostname != "localhost" {
+        dns_names.push("localhost".to_string());
+    }
+
+    let ca_key = KeyPair::generate().map_err(fail)?;
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::OrganizationName, "airlift");
+    ca.distinguished_name.push(DnType::CommonName, format!("airlift registry CA {}", short(hostname)));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    // Clients trust this CA system-wide, and its key lives on the registry host: it may
+    // only vouch for the registry's own names, so a stolen ca.key cannot impersonate
+    // other sites to those clients.
+    let mut permitted: Vec<GeneralSubtree> = dns_names.iter().cloned().map(GeneralSubtree::DnsName).collect();
+    permitted.extend(ips.iter().map(|ip| {
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, prefix))
+    }));
+    ca.name_constraints = Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: Vec::new() });
+    ca.not_before = at(start);
+    ca.not_after = at(start + CA_VALID_DAYS * DAY);
+    ca.serial_number = Some(random_serial()?);
+    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
+
+    let key = KeyPair::generate().map_err(fail)?;
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::OrganizationName, "airlift");
+    leaf.distinguished_name.push(DnType::CommonName, short(hostname));
+    let mut sans = Vec::new();
+    for name in dns_names {
+        sans.push(SanType::DnsName(name.try_into().map_err(fail)?));
+    }
+    sans.extend(ips.into_iter().map(SanType::IpAddress));
+    leaf.subject_alt_names = sans;
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = at(start);
+    leaf.not_after = at(start + SERVER_VALID_DAYS * DAY);
+    leaf.serial_number = Some(random_serial()?);
+    let server_cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(fail)?;
+
+    Ok(GeneratedTls {
+        ca_cert: ca_cert.pem(),
+        ca_key: ca_key.serialize_pem(),
+        server_cert: server_cert.pem(),
+        server_key: key.serialize_pem(),
+    })
+}
+
+/// A common name is at most 64 characters; the SAN carries the full name.
+fn short(name: &str) -> String {
+    name.chars().take(40).collect()
+}
+
+/// 16 random bytes, positive.
+fn random_serial() -> Result<SerialNumber> {
+    let mut bytes = [0u8; 16];
+    random(&mut bytes)?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// The host's addresses (every interface, IPv4 and IPv6 except link-local), loopback included.
+pub fn host_addresses() -> BTreeSet<IpAddr> {
+    let mut set: BTreeSet<IpAddr> = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)].into();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list it allocates; on failure we use
+    // only loopback. The list is walked while it is alive and freed once, below.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return set;
+    }
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a non-null node of the list getifaddrs returned.
+        let ifa = unsafe { &*cursor };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: the family is AF_INET, so this is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                set.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                // Link-local addresses need a zone to be used: no client names them.
+                if ip.segments()[0] & 0xffc0 != 0xfe80 {
+                    set.insert(IpAddr::V6(ip));
+                }
+            }
+        }
+        cursor = ifa.ifa_next;
+    }
+    // SAFETY: `list` came from a successful getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(list) };
+    set.retain(|ip| !ip.is_unspecified());
+    set
+}
+
+// ---- credentials ----
+
+fn random(buf: &mut [u8]) -> Result<()> {
+    getrandom::getrandom(buf).map_err(|e| usage(format!("reading the operating system's randomness: {e}")))
+}
+
+/// PASSWORD_LEN characters of [A-Za-z0-9], uniformly (bytes ≥ 248 are drawn again).
+fn generate_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
+    let mut password = String::with_capacity(PASSWORD_LEN);
+    let mut buf = [0u8; 64];
+    while password.len() < PASSWORD_LEN {
+        random(&mut buf)?;
+        for &b in buf.iter().filter(|&&b| b < limit) {
+            if password.len() < PASSWORD_LEN {
+                password.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(password)
+}
+
+/// `user:$2y$10$...\n`, the form `htpasswd -B` writes.
+fn htpasswd_entry(user: &str, password: &str) -> Result<String> {
+    let hash = bcrypt::hash_with_result(password, BCRYPT_COST)
+        .map_err(|e| usage(format!("hashing the password: {e}")))?
+        .format_for_version(bcrypt::Version::TwoY);
+    Ok(format!("{user}:{hash}\n"))
+}
+
+/// The first user of an htpasswd file.
+fn first_user(path: &Path) -> Result<Option<String>> {
+    let file = File::open(path).at(path)?;
+    for line in BufReader::new(file).lines() {
+        let line = line.at(path)?;
+        if let Some((user, _)) = line.split_once(':') {
+            if !user.trim().is_empty() && !user.starts_with('#') {
+                return Ok(Some(user.trim().to_string()));
+            }
+        }
+    }
+    Ok(None)
+}
+
+// ---- files ----
+
+fn make_dir(dir: &Path, mode: u32) -> Result<()> {
+    fs::create_dir_all(dir).at(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).at(dir)
+}
+
+/// Write `path` atomically with `mode`: the temp file is created 0600 and gets `mode`
+/// before it is fsynced and renamed, so a secret is never readable by others.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let mut temp = store::temp_in(parent(path))?;
+    temp.write_all(bytes).at(temp.path())?;
+    commit(temp, path, mode)
+}
+
+fn copy_executable(from: &Path, to: &Path) -> Result<()> {
+    let mut source = File::open(from).at(from)?;
+    let mut temp = store::temp_in(parent(to))?;
+    std::io::copy(&mut source, temp.as_file_mut()).at(temp.path())?;
+    commit(temp, to, 0o755)
+}
+
+fn commit(temp: NamedTempFile, path: &Path, mode: u32) -> Result<()> {
+    temp.as_file().set_permissions(fs::Permissions::from_mode(mode)).at(temp.path())?;
+    temp.as_file().sync_all().at(temp.path())?;
+    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    store::sync_dir(path)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+// ---- systemd ----
+
+/// The unit: the root's own copy of airlift serves the root, restarted on failure, with
+/// the file system read-only except the root. The root's path is plain (prepare_root), so
+/// it needs no quoting. Options are those systemd 239 (RHEL 8) knows.
+fn unit_text(root: &Path) -> String {
+    let root = root.display();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    // Installed by another user: the service runs as that user, who owns the files.
+    let user = if uid == 0 { String::new() } else { format!("User={uid}\n") };
+    // A private /tmp would hide a root that lives in /tmp.
+    let text = root.to_string();
+    let private_tmp = if text.starts_with("/tmp/") || text.starts_with("/var/tmp/") { "" } else { "PrivateTmp=yes\n" };
+    format!(
+        "# Written by `airlift install`: serves the registry root {root}.\n\
+         [Unit]\n\
+         Description=airlift container registry ({root})\n\
+         Documentation=man:airlift-serve(1)\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         Type=simple\n\
+         # With SELinux enforcing, systemd may refuse to run a binary outside /usr (status=203/EXEC):\n\
+         #   semanage fcontext -a -t bin_t '{root}/bin(/.*)?' && restorecon -Rv {root}/bin\n\
+         ExecStart={root}/{BINARY} serve --root {root}\n\
+         Restart=on-failure\n\
+         RestartSec=2s\n\
+         {user}\
+         NoNewPrivileges=yes\n\
+         ProtectSystem=strict\n\
+         ProtectHome=read-only\n\
+         ReadWritePaths={root}\n\
+         {private_tmp}\
+         PrivateDevices=yes\n\
+         ProtectKernelTunables=yes\n\
+         ProtectKernelModules=yes\n\
+         ProtectControlGroups=yes\n\
+         RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX\n\
+         RestrictNamespaces=yes\n\
+         RestrictRealtime=yes\n\
+         RestrictSUIDSGID=yes\n\
+         LockPersonality=yes\n\
+         MemoryDenyWriteExecute=yes\n\
+         SystemCallArchitectures=native\n\
+         CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n\
+         AmbientCapabilities=CAP_NET_BIND_SERVICE\n\
+         LimitNOFILE=65536\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
+
+fn start_systemd_line(root: &Path) -> String {
+    format!(
+        "cp {}/{UNIT_NAME} {SYSTEMD_UNIT_DIR}/ && systemctl daemon-reload && systemctl enable --now {UNIT_NAME}",
+        root.display()
+    )
+}
+
+fn start_manual_line(root: &Path) -> String {
+    let root = root.display();
+    format!("nohup {root}/{BINARY} serve --root {root} >>{root}/serve.log 2>&1 &")
+}
+
+/// Install, enable and start the unit when asked, systemd runs the host and we are root.
+fn start_service(root: &Path, unit: &str, start: bool) -> ServiceState {
+    let status = if !start {
+        ServiceStatus::NotStarted("not asked to (--no-start)".into())
+    } else if !Path::new(SYSTEMD_RUNNING).is_dir() {
+        ServiceStatus::NotStarted("systemd does not run this host".into())
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    } else if unsafe { libc::geteuid() } != 0 {
+        ServiceStatus::NotStarted("installing a systemd unit needs root".into())
+    } else {
+        enable_unit(unit)
+    };
+    ServiceState {
+        unit: root.join(UNIT_NAME),
+        status,
+        start_systemd: start_systemd_line(root),
+        start_manual: start_manual_line(root),
+    }
+}
+
+fn enable_unit(unit: &str) -> ServiceStatus {
+    let installed = Path::new(SYSTEMD_UNIT_DIR).join(UNIT_NAME);
+    match fs::read_to_string(&installed) {
+        Ok(existing) if existing != unit => {
+            return ServiceStatus::NotStarted(format!(
+                "{} exists and serves another root; it was left alone",
+                installed.display()
+            ))
+        }
+        Ok(_) => {}
+        Err(_) => {
+            if let Err(e) = write_file(&installed, unit.as_bytes(), 0o644) {
+                return ServiceStatus::Failed(e.to_string());
+            }
+        }
+    }
+    for args in [&["daemon-reload"][..], &["enable", "--now", UNIT_NAME][..]] {
+        match Command::new("systemctl").args(args).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return ServiceStatus::Failed(format!(
+                    "systemctl {} exited with {}: {}",
+                    args.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ))
+            }
+            Err(e) => return ServiceStatus::Failed(format!("running systemctl: {e}")),
+        }
+    }
+    ServiceStatus::Started
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        for ok in ["registry", "Registry.Example.COM", "a-b.c1", "10.0.0.5", "x.example.", "localhost"] {
+            let r = check_hostname(ok);
+            if ok.ends_with('.') {
+                assert!(r.is_err(), "{ok}");
+            } else {
+                assert!(r.is_ok(), "{ok}: {r:?}");
+            }
+        }
+        assert_eq!(check_hostname("Registry.Example.COM").unwrap(), "registry.example.com");
+        let long_label = "a".repeat(64);
+        for bad in ["", "bad_host", "-a.b", "a-.b", "a..b", "1.2.3", "999.1.1.1", "::1", "a b", &long_label, "é.fr"] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        let a = generate_password().unwrap();
+        let b = generate_password().unwrap();
+        assert_eq!(a.len(), PASSWORD_LEN);
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn users() {
+        assert!(check_user("init").is_ok());
+        for bad in ["", "a:b", "a b", "a\n"] {
+            assert!(check_user(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_include_loopback() {
+        let set = host_addresses();
+        assert!(set.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(set.contains(&IpAddr::V6(Ipv6Addr::LOCALHOST)));
+    }
+}

@@ -1,0 +1,20 @@
+//! The embedded registry: OCI distribution API over TLS with basic auth, its storage,
+//! and the installer that sets up a registry root.
+//!
+//! - [`storage`]: the on-disk layout (shared blobs, per-repository links, manifests,
+//!   tags, referrers, upload sessions); also what `unpack --root` writes through
+//! - [`names`]: repository names, tags, references, and the `/v2/…` path parser
+//! - [`routes`], [`handlers`], [`errors`], [`auth`]: the HTTP API
+//! - [`server`]: TLS listener and lifecycle
+//! - [`config`], [`install`]: the registry root and its installer
+
+pub mod auth;
+pub mod config;
+pub mod errors;
+pub mod handlers;
+pub mod install;
+pub mod mirror;
+pub mod names;
+pub mod routes;
+pub mod server;
+pub mod storage;

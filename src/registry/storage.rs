@@ -1,0 +1,720 @@
+//! Registry storage: one content-addressed blob store shared by every repository, and
+//! per-repository links, manifest revisions, tags and referrers.
+//!
+//! ```text
+//! DIR/                                       Config::storage_dir(root)
+//!   oci-layout                               (written by BlobStore)
+//!   blobs/sha256/<hex>                       every blob, shared (crate::store::BlobStore)
+//!   .airlift/tmp/                            BlobStore's temp files (unpack --root)
+//!   repositories/<name>/                     <name> spans directories: ns/app
+//!     _links/<hex>                           empty file: the repository holds this blob
+//!     _manifests/revisions/<hex>             {"mediaType":…,"size":…,"subject":…}: a manifest of the repository
+//!     _manifests/tags/<tag>                  "sha256:<hex>\n"
+//!     _referrers/<subject hex>/<hex>         descriptor of a manifest whose subject is <subject>
+//!   uploads/<id>/state                       {"repository":…,"started":…}
+//!   uploads/<id>/data                        bytes received so far
+//!   uploads/.airlift-tmp-*                   temp files of manifests being stored
+//! ```
+//! [`Storage::path`] builds every path here (blob paths come from `BlobStore`), and only
+//! from validated names, tags, upload ids and digests. Names cannot collide with the
+//! `_`-prefixed directories: a repository path component starts with `[a-z0-9]`.
+//!
+//! Every file is committed by temp file + fsync + rename. A revision is written after
+//! its blob, its links and its referrer entry, so it is the commit point of a manifest;
+//! readers ignore a referrer entry whose revision is absent. `airlift unpack --root`
+//! writes blobs into the same store and calls `link_blob`, `link_manifest` and `tag`
+//! while a server may be running: every operation is safe against concurrent ones.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{IoContext, Result};
+use crate::oci::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::store::{self, BlobStore};
+
+pub use super::names::{valid_repository, valid_tag, Reference, Repository, Tag, UploadId};
+
+/// The largest manifest accepted (the spec asks for at least 4 MB).
+pub const MAX_MANIFEST: usize = 16 << 20;
+
+/// What went wrong, in the terms of the distribution API.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("invalid repository name '{0}'")]
+    NameInvalid(String),
+    #[error("invalid tag '{0}'")]
+    TagInvalid(String),
+    #[error("repository {0} is not known")]
+    NameUnknown(Repository),
+    #[error("blob {0} is not known")]
+    BlobUnknown(Digest),
+    #[error("manifest {0} is not known")]
+    ManifestUnknown(String),
+    #[error("invalid manifest: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest references {0}, which is not in the repository")]
+    ManifestBlobUnknown(Digest),
+    #[error("content is {actual}, not {expected}")]
+    DigestInvalid { expected: Digest, actual: Digest },
+    #[error("upload {0} is not known")]
+    UploadUnknown(String),
+    #[error(transparent)]
+    Io(#[from] crate::error::Error),
+}
+
+type SResult<T> = std::result::Result<T, StorageError>;
+
+impl From<StorageError> for crate::error::Error {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Io(e) => e,
+            e @ StorageError::DigestInvalid { .. } => crate::error::integrity(e.to_string()),
+            e => crate::error::usage(e.to_string()),
+        }
+    }
+}
+
+/// A manifest of a repository, as recorded in its revision file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revision {
+    pub media_type: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+}
+
+/// A stored manifest: its digest and revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub digest: Digest,
+    pub revision: Revision,
+}
+
+/// An open upload session.
+#[derive(Debug)]
+pub struct Upload {
+    pub id: UploadId,
+    /// The file the bytes go to.
+    pub data: PathBuf,
+    /// Bytes received so far.
+    pub size: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UploadState {
+    repository: String,
+    started: u64,
+}
+
+/// Every place in the storage directory (see the module comment).
+enum Loc<'a> {
+    Repositories,
+    Repo(&'a Repository),
+    Link(&'a Repository, &'a Digest),
+    Revision(&'a Repository, &'a Digest),
+    Tags(&'a Repository),
+    Tag(&'a Repository, &'a Tag),
+    Referrers(&'a Repository, &'a Digest),
+    Referrer(&'a Repository, &'a Digest, &'a Digest),
+    Uploads,
+    Upload(&'a UploadId),
+    UploadState(&'a UploadId),
+    UploadData(&'a UploadId),
+}
+
+pub struct Storage {
+    dir: PathBuf,
+    blobs: BlobStore,
+}
+
+impl Storage {
+    /// Open the storage at `dir` (`Config::storage_dir(root)`), creating its layout.
+    pub fn open(dir: &Path) -> Result<Storage> {
+        let blobs = BlobStore::create(dir)?;
+        let storage = Storage { dir: dir.to_path_buf(), blobs };
+        for d in [storage.path(Loc::Repositories), storage.path(Loc::Uploads)] {
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        Ok(storage)
+    }
+
+    /// The one function that builds paths (besides `BlobStore`'s blob paths).
+    fn path(&self, loc: Loc) -> PathBuf {
+        let repos = self.dir.join("repositories");
+        let uploads = self.dir.join("uploads");
+        match loc {
+            Loc::Repositories => repos,
+            Loc::Repo(r) => repos.join(r.as_str()),
+            Loc::Link(r, d) => repos.join(r.as_str()).join("_links").join(d.hex()),
+            Loc::Revision(r, d) => repos.join(r.as_str()).join("_manifests").join("revisions").join(d.hex()),
+            Loc::Tags(r) => repos.join(r.as_str()).join("_manifests").join("tags"),
+            Loc::Tag(r, t) => repos.join(r.as_str()).join("_manifests").join("tags").join(t.as_str()),
+            Loc::Referrers(r, s) => repos.join(r.as_str()).join("_referrers").join(s.hex()),
+            Loc::Referrer(r, s, d) => repos.join(r.as_str()).join("_referrers").join(s.hex()).join(d.hex()),
+            Loc::Uploads => uploads,
+            Loc::Upload(id) => uploads.join(id.as_str()),
+            Loc::UploadState(id) => uploads.join(id.as_str()).join("state"),
+            Loc::UploadData(id) => uploads.join(id.as_str()).join("data"),
+        }
+    }
+
+    /// The shared content-addressed blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    // ---- the API `unpack --root` uses ------------------------------------------------
+
+    /// Record that `repo` holds the (committed) blob `digest`.
+    pub fn link_blob(&self, repo: &str, digest: &Digest) -> Result<()> {
+        Ok(self.add_link(&repository(repo)?, digest)?)
+    }
+
+    /// Register the committed blob `digest` as a manifest (or index) of `repo`. Everything
+    /// it references must be in the repository already.
+    pub fn link_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
+        let repo = repository(repo)?;
+        let bytes = self.read_manifest_blob(digest)?;
+        self.register(&repo, digest, &bytes, None)?;
+        Ok(())
+    }
+
+    /// Point `tag` of `repo` at the registered manifest `digest`.
+    pub fn tag(&self, repo: &str, tag: &str, digest: &Digest) -> Result<()> {
+        let repo = repository(repo)?;
+        let tag = Tag::parse(tag).ok_or_else(|| StorageError::TagInvalid(tag.to_string()))?;
+        Ok(self.set_tag(&repo, &tag, digest)?)
+    }
+
+    // ---- blobs -------------------------------------------------------------------------
+
+    /// The size of blob `digest` when `repo` holds it.
+    pub fn blob_size(&self, repo: &Repository, digest: &Digest) -> SResult<Option<u64>> {
+        if !self.path(Loc::Link(repo, digest)).is_file() {
+            return Ok(None);
+        }
+        let path = self.blobs.path(digest);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::error::Error::io(&path, e).into()),
+        }
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.path(digest)
+    }
+
+    /// Link a blob the store holds into `repo`.
+    pub fn add_link(&self, repo: &Repository, digest: &Digest) -> SResult<()> {
+        if !self.blobs.path(digest).is_file() {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        let link = self.path(Loc::Link(repo, digest));
+        if !link.is_file() {
+            write_file(&link, b"")?;
+        }
+        Ok(())
+    }
+
+    /// Mount a blob of `from` into `to`; false when `from` does not hold it.
+    pub fn mount(&self, from: &Repository, to: &Repository, digest: &Digest) -> SResult<bool> {
+        if self.blob_size(from, digest)?.is_none() {
+            return Ok(false);
+        }
+        self.add_link(to, digest)?;
+        Ok(true)
+    }
+
+    /// Remove `repo`'s link to a blob (the shared blob stays: another repository or an
+    /// unpack may hold it).
+    pub fn delete_blob(&self, repo: &Repository, digest: &Digest) -> SResult<()> {
+        let link = self.path(Loc::Link(repo, digest));
+        remove(&link)?.then_some(()).ok_or_else(|| StorageError::BlobUnknown(digest.clone()))
+    }
+
+    // ---- manifests -----------------------------------------------------------------------
+
+    /// Store manifest bytes pushed to `repo` (byte for byte), register them, and tag them
+    /// when `tag` is given. `content_type` is the media type the client declared.
+    pub fn put_manifest(
+        &self,
+        repo: &Repository,
+        bytes: &[u8],
+        content_type: Option<&str>,
+        tag: Option<&Tag>,
+    ) -> SResult<Stored> {
+        let digest = Digest::of(bytes);
+        // Validate before anything is written, so a bad manifest leaves nothing behind.
+        let parsed = parse_manifest(bytes, content_type)?;
+        self.check_references(repo, &parsed)?;
+        if !self.blobs.contains(&digest, bytes.len() as u64) {
+            let mut temp = store::temp_in(&self.path(Loc::Uploads))?;
+            temp.write_all(bytes).at(temp.path())?;
+            store::commit(temp, &self.blobs.path(&digest))?;
+        }
+        let stored = self.commit_manifest(repo, &digest, bytes.len() as u64, parsed)?;
+        if let Some(tag) = tag {
+            self.set_tag(repo, tag, &digest)?;
+        }
+        Ok(stored)
+    }
+
+    fn register(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        bytes: &[u8],
+        content_type: Option<&str>,
+    ) -> SResult<Stored> {
+        let parsed = parse_manifest(bytes, content_type)?;
+        self.check_references(repo, &parsed)?;
+        self.commit_manifest(repo, digest, bytes.len() as u64, parsed)
+    }
+
+    fn check_references(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
+        for d in &parsed.blobs {
+            if self.blob_size(repo, d)?.is_none() {
+                return Err(StorageError::ManifestBlobUnknown(d.clone()));
+            }
+        }
+        for d in &parsed.children {
+            if !self.path(Loc::Revision(repo, d)).is_file() {
+                return Err(StorageError::ManifestBlobUnknown(d.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_manifest(&self, repo: &Repository, digest: &Digest, size: u64, parsed: Parsed) -> SResult<Stored> {
+        self.add_link(repo, digest)?;
+        let subject = parsed.subject.as_ref().map(|(s, _)| s.clone());
+        if let Some((subject, artifact_type)) = &parsed.subject {
+            let mut d = serde_json::json!({
+                "mediaType": parsed.media_type,
+                "digest": digest.to_string(),
+                "size": size,
+            });
+            if let Some(a) = artifact_type {
+                d["artifactType"] = a.clone().into();
+            }
+            if let Some(a) = &parsed.annotations {
+                d["annotations"] = a.clone();
+            }
+            write_file(&self.path(Loc::Referrer(repo, subject, digest)), &json_bytes(&d))?;
+        }
+        let revision = Revision { media_type: parsed.media_type, size, subject };
+        let rev_path = self.path(Loc::Revision(repo, digest));
+        let bytes = json_bytes(&revision);
+        if fs::read(&rev_path).ok().as_deref() != Some(&bytes[..]) {
+            write_file(&rev_path, &bytes)?;
+        }
+        Ok(Stored { digest: digest.clone(), revision })
+    }
+
+    fn set_tag(&self, repo: &Repository, tag: &Tag, digest: &Digest) -> SResult<()> {
+        if !self.path(Loc::Revision(repo, digest)).is_file() {
+            return Err(StorageError::ManifestUnknown(digest.to_string()));
+        }
+        write_file(&self.path(Loc::Tag(repo, tag)), format!("{digest}\n").as_bytes())?;
+        Ok(())
+    }
+
+    /// The manifest a tag or digest names in `repo`.
+    pub fn resolve(&self, repo: &Repository, reference: &Reference) -> SResult<Stored> {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(t) => {
+                self.tag_target(repo, t)?.ok_or_else(|| StorageError::ManifestUnknown(t.to_string()))?
+            }
+        };
+        let path = self.path(Loc::Revision(repo, &digest));
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::ManifestUnknown(reference.to_string()))
+            }
+            Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+        };
+        let revision: Revision = serde_json::from_slice(&bytes)
+            .map_err(|e| crate::error::usage(format!("{}: not a revision record: {e}", path.display())))?;
+        Ok(Stored { digest, revision })
+    }
+
+    fn tag_target(&self, repo: &Repository, tag: &Tag) -> SResult<Option<Digest>> {
+        let path = self.path(Loc::Tag(repo, tag));
+        match fs::read_to_string(&path) {
+            Ok(s) => Ok(Some(s.trim().parse().map_err(|e| crate::error::usage(format!("{}: {e}", path.display())))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(crate::error::Error::io(&path, e).into()),
+        }
+    }
+
+    /// The bytes of a stored manifest, checked against its digest.
+    pub fn read_manifest_blob(&self, digest: &Digest) -> SResult<Vec<u8>> {
+        let path = self.blobs.path(digest);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_MANIFEST as u64 + 1).read_to_end(&mut bytes).at(&path)?;
+        if bytes.len() > MAX_MANIFEST {
+            return Err(StorageError::ManifestInvalid(format!("{digest} is larger than {MAX_MANIFEST} bytes")));
+        }
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(StorageError::DigestInvalid { expected: digest.clone(), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Delete a tag, or (by digest) a manifest with its tags and referrer entry.
+    pub fn delete_manifest(&self, repo: &Repository, reference: &Reference) -> SResult<()> {
+        match reference {
+            Reference::Tag(t) => {
+                if remove(&self.path(Loc::Tag(repo, t)))? {
+                    Ok(())
+                } else {
+                    Err(StorageError::ManifestUnknown(t.to_string()))
+                }
+            }
+            Reference::Digest(d) => {
+                let stored = self.resolve(repo, reference)?;
+                remove(&self.path(Loc::Revision(repo, d)))?;
+                for tag in self.tags(repo).unwrap_or_default() {
+                    if let Some(tag) = Tag::parse(&tag) {
+                        if self.tag_target(repo, &tag)?.as_ref() == Some(d) {
+                            remove(&self.path(Loc::Tag(repo, &tag)))?;
+                        }
+                    }
+                }
+                if let Some(subject) = &stored.revision.subject {
+                    remove(&self.path(Loc::Referrer(repo, subject, d)))?;
+                }
+                remove(&self.path(Loc::Link(repo, d)))?;
+                Ok(())
+            }
+        }
+    }
+
+    // ---- listings ----------------------------------------------------------------------
+
+    /// Whether `repo` exists (has held a manifest or a blob).
+    pub fn exists(&self, repo: &Repository) -> bool {
+        self.path(Loc::Repo(repo)).is_dir()
+    }
+
+    /// Tags of `repo`, sorted.
+    pub fn tags(&self, repo: &Repository) -> SResult<Vec<String>> {
+        if !self.exists(repo) {
+            return Err(StorageError::NameUnknown(repo.clone()));
+        }
+        let mut tags = list_names(&self.path(Loc::Tags(repo)), valid_tag)?;
+        tags.sort();
+        Ok(tags)
+    }
+
+    /// Every repository that holds manifests, sorted.
+    pub fn catalog(&self) -> SResult<Vec<String>> {
+        let mut out = Vec::new();
+        let mut stack = vec![(self.path(Loc::Repositories), String::new())];
+        while let Some((dir, prefix)) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(crate::error::Error::io(&dir, e).into()),
+            };
+            for entry in entries {
+                let entry = entry.at(&dir)?;
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+                if name == "_manifests" {
+                    out.push(prefix.clone());
+                } else if entry.file_type().at(entry.path())?.is_dir() && valid_repository(&name) {
+                    let full = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+                    stack.push((entry.path(), full));
+                }
+            }
+        }
+        out.retain(|r| valid_repository(r));
+        out.sort();
+        Ok(out)
+    }
+
+    /// Descriptors of the manifests in `repo` whose subject is `subject`, sorted by digest.
+    pub fn referrers(&self, repo: &Repository, subject: &Digest) -> SResult<Vec<serde_json::Value>> {
+        let dir = self.path(Loc::Referrers(repo, subject));
+        let mut out = Vec::new();
+        for hex in list_names(&dir, |n| Digest::from_hex(n).is_ok())? {
+            let Ok(d) = Digest::from_hex(&hex) else { continue };
+            if !self.path(Loc::Revision(repo, &d)).is_file() {
+                continue; // a push that died before its commit point
+            }
+            let path = self.path(Loc::Referrer(repo, subject, &d));
+            match fs::read(&path) {
+                Ok(bytes) => {
+                    let v: serde_json::Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| crate::error::usage(format!("{}: {e}", path.display())))?;
+                    out.push(v);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+            }
+        }
+        out.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
+        Ok(out)
+    }
+
+    // ---- uploads -----------------------------------------------------------------------
+
+    /// Start an upload session for `repo`.
+    pub fn start_upload(&self, repo: &Repository) -> SResult<Upload> {
+        let id = UploadId::generate().at(self.path(Loc::Uploads))?;
+        let dir = self.path(Loc::Upload(&id));
+        fs::create_dir(&dir).at(&dir)?;
+        let data = self.path(Loc::UploadData(&id));
+        fs::File::create(&data).at(&data)?;
+        let state = UploadState { repository: repo.to_string(), started: unix_now() };
+        write_file(&self.path(Loc::UploadState(&id)), &json_bytes(&state))?;
+        Ok(Upload { id, data, size: 0 })
+    }
+
+    /// An open session of `repo`.
+    pub fn upload(&self, repo: &Repository, id: &UploadId) -> SResult<Upload> {
+        let unknown = || StorageError::UploadUnknown(id.to_string());
+        let state: UploadState = fs::read(self.path(Loc::UploadState(id)))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(unknown)?;
+        if state.repository != repo.as_str() {
+            return Err(unknown());
+        }
+        let data = self.path(Loc::UploadData(id));
+        let size = fs::metadata(&data).map_err(|_| unknown())?.len();
+        Ok(Upload { id: id.clone(), data, size })
+    }
+
+    /// Whether the session still exists.
+    pub fn upload_exists(&self, id: &UploadId) -> bool {
+        self.path(Loc::Upload(id)).is_dir()
+    }
+
+    /// Drop an upload session and its bytes.
+    pub fn cancel_upload(&self, id: &UploadId) -> SResult<()> {
+        let dir = self.path(Loc::Upload(id));
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StorageError::UploadUnknown(id.to_string())),
+            Err(e) => Err(crate::error::Error::io(&dir, e).into()),
+        }
+    }
+
+    /// Commit a finished upload as blob `expected` of `repo`. `hashed` is the digest the
+    /// caller computed while the bytes arrived; without it, the data is hashed here. On a
+    /// mismatch the session is dropped and nothing is stored. Returns the blob's size.
+    pub fn commit_upload(
+        &self,
+        repo: &Repository,
+        id: &UploadId,
+        expected: &Digest,
+        hashed: Option<Digest>,
+    ) -> SResult<u64> {
+        let upload = self.upload(repo, id)?;
+        let actual = match hashed {
+            Some(d) => d,
+            None => crate::digest::file_digest(&upload.data)?,
+        };
+        if &actual != expected {
+            self.cancel_upload(id)?;
+            return Err(StorageError::DigestInvalid { expected: expected.clone(), actual });
+        }
+        let dest = self.blobs.path(expected);
+        if !self.blobs.contains(expected, upload.size) {
+            use std::os::unix::fs::PermissionsExt;
+            let file = fs::File::open(&upload.data).at(&upload.data)?;
+            file.set_permissions(fs::Permissions::from_mode(0o644)).at(&upload.data)?;
+            file.sync_all().at(&upload.data)?;
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).at(parent)?;
+            }
+            fs::rename(&upload.data, &dest).at(&dest)?;
+            store::sync_dir(&dest)?;
+        }
+        self.add_link(repo, expected)?;
+        self.cancel_upload(id)?;
+        Ok(upload.size)
+    }
+
+    /// Remove upload sessions (and stray temp files) older than `max_age`. Returns how
+    /// many sessions went.
+    pub fn purge_uploads(&self, max_age: Duration) -> SResult<usize> {
+        let dir = self.path(Loc::Uploads);
+        let Some(cutoff) = SystemTime::now().checked_sub(max_age) else { return Ok(0) };
+        let mut purged = 0;
+        let entries = fs::read_dir(&dir).at(&dir)?;
+        for entry in entries {
+            let entry = entry.at(&dir)?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let old = entry.metadata().and_then(|m| m.modified()).map(|t| t < cutoff).unwrap_or(false);
+            if !old {
+                continue;
+            }
+            if let Some(id) = UploadId::parse(&name) {
+                // A session is stale when nothing was written to it for max_age.
+                let data = self.path(Loc::UploadData(&id));
+                let active = fs::metadata(&data).and_then(|m| m.modified()).map(|t| t >= cutoff).unwrap_or(false);
+                if !active {
+                    match fs::remove_dir_all(&path) {
+                        Ok(()) => purged += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+                    }
+                }
+            } else if name.starts_with(store::TEMP_PREFIX) {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(purged)
+    }
+}
+
+fn repository(name: &str) -> SResult<Repository> {
+    Repository::parse(name).ok_or_else(|| StorageError::NameInvalid(name.to_string()))
+}
+
+/// What storage needs to know of a manifest.
+struct Parsed {
+    media_type: String,
+    /// Blobs an image manifest references (config, layers).
+    blobs: Vec<Digest>,
+    /// Manifests an index references.
+    children: Vec<Digest>,
+    /// The subject, and the artifact type the referrers API reports.
+    subject: Option<(Digest, Option<String>)>,
+    annotations: Option<serde_json::Value>,
+}
+
+/// Parse and check a manifest or index (OCI or Docker schema2). The media type is the
+/// declared one, else the `mediaType` field, else inferred; declared and field must agree.
+fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
+    let invalid = |m: String| StorageError::ManifestInvalid(m);
+    let probe: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let field = probe.get("mediaType").and_then(|v| v.as_str());
+    // A charset or other parameter on Content-Type is not part of the media type.
+    let declared = declared.map(|d| d.split(';').next().unwrap_or("").trim()).filter(|d| !d.is_empty());
+    let media_type = match (declared, field) {
+        (Some(d), Some(f)) if d != f => {
+            return Err(invalid(format!("Content-Type {d} does not match the mediaType field {f}")))
+        }
+        (Some(d), _) => d.to_string(),
+        (None, Some(f)) => f.to_string(),
+        (None, None) if probe.get("manifests").is_some() => OCI_INDEX.to_string(),
+        (None, None) => OCI_MANIFEST.to_string(),
+    };
+    if probe.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
+        return Err(invalid("schemaVersion must be 2".into()));
+    }
+    let annotations = probe.get("annotations").filter(|a| a.is_object()).cloned();
+    let digest_of = |d: &Descriptor| -> SResult<Digest> {
+        d.digest().to_string().parse().map_err(|e: String| invalid(format!("descriptor digest: {e}")))
+    };
+    let subject_of = |s: Option<&Descriptor>, artifact_type: Option<String>| -> SResult<_> {
+        s.map(|s| Ok((digest_of(s)?, artifact_type))).transpose()
+    };
+    if media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST {
+        let m: ImageManifest =
+            serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an image manifest: {e}")))?;
+        let mut blobs = vec![digest_of(m.config())?];
+        for layer in m.layers() {
+            // Foreign layers (with urls) live elsewhere and are not pushed.
+            if layer.urls().as_ref().map_or(true, |u| u.is_empty()) {
+                blobs.push(digest_of(layer)?);
+            }
+        }
+        let artifact_type =
+            m.artifact_type().as_ref().map(|a| a.to_string()).or_else(|| Some(m.config().media_type().to_string()));
+        Ok(Parsed {
+            subject: subject_of(m.subject().as_ref(), artifact_type)?,
+            media_type,
+            blobs,
+            children: Vec::new(),
+            annotations,
+        })
+    } else if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+        let i: ImageIndex = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an image index: {e}")))?;
+        let children = i.manifests().iter().map(digest_of).collect::<SResult<Vec<_>>>()?;
+        let artifact_type = i.artifact_type().as_ref().map(|a| a.to_string());
+        Ok(Parsed {
+            subject: subject_of(i.subject().as_ref(), artifact_type)?,
+            media_type,
+            blobs: Vec::new(),
+            children,
+            annotations,
+        })
+    } else {
+        Err(invalid(format!("unsupported manifest media type {media_type}")))
+    }
+}
+
+/// Write a small file atomically, creating its directory.
+fn write_file(path: &Path, bytes: &[u8]) -> SResult<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).at(dir)?;
+    }
+    store::write_atomic(path, bytes)?;
+    Ok(())
+}
+
+/// Remove a file; false when it was not there.
+fn remove(path: &Path) -> SResult<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(crate::error::Error::io(path, e).into()),
+    }
+}
+
+/// Names of the entries of `dir` that pass `keep` (temp files never do); none when `dir`
+/// is absent.
+fn list_names(dir: &Path, keep: impl Fn(&str) -> bool) -> SResult<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(crate::error::Error::io(dir, e).into()),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        if let Some(name) = entry.file_name().to_str() {
+            if keep(name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn json_bytes<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    b
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;
