@@ -11,5 +11,6 @@ mod install;
 mod keys;
 mod policy;
 mod registry;
+mod registry_unpack;
 mod resume;
 mod tamper;
