@@ -21,44 +21,18 @@ VOLUME=${BENCH_VOLUME_SIZE:-1G}
 CHUNK=${BENCH_CHUNK_SIZE:-}
 RUNS=${BENCH_RUNS:-1}
 
-die() { echo "bench: $*" >&2; exit 2; }
-fail() { echo "bench: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR_HERE/lib.sh"
 
 # --- prerequisites --------------------------------------------------------------------
-[[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is missing; install it: apt-get install time"
-/usr/bin/time -f '%e %M' -o /dev/null true 2>/dev/null ||
-    die "/usr/bin/time is not GNU time; install it: apt-get install time"
-for tool in python3 tar split sha256sum cat sync; do
-    command -v "$tool" >/dev/null || die "$tool is missing"
-done
-((BASH_VERSINFO[0] >= 5)) || die "bash 5 or newer is needed (EPOCHREALTIME)"
+require_tools python3 tar split sha256sum cat sync
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 
-to_bytes() {
-    python3 - "$1" <<'EOF'
-import re, sys
-m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", sys.argv[1], re.I)
-if not m:
-    sys.exit(f"bench: bad size {sys.argv[1]!r}")
-print(int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]))
-EOF
-}
 SIZE_BYTES=$(to_bytes "$SIZE")
 VOL_BYTES=$(to_bytes "$VOLUME")
 
 # --- build ----------------------------------------------------------------------------
-if [[ -n ${AIRLIFT:-} ]]; then
-    [[ -x $AIRLIFT ]] || die "AIRLIFT=$AIRLIFT is not an executable"
-else
-    command -v cargo >/dev/null || die "cargo is missing (or set AIRLIFT to a built binary)"
-    say "building airlift (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
-    for cand in "$REPO/target/x86_64-unknown-linux-gnu/release/airlift" "$REPO/target/release/airlift"; do
-        if [[ -x $cand ]]; then AIRLIFT=$cand; break; fi
-    done
-    [[ -n ${AIRLIFT:-} ]] || die "built, but no airlift binary found under $REPO/target"
-fi
+find_airlift
 AIRLIFT_VERSION=$("$AIRLIFT" --version 2>/dev/null || echo unknown)
 
 # --- work directory -------------------------------------------------------------------
@@ -97,42 +71,6 @@ AL=(env HOME="$STATE" XDG_STATE_HOME="$STATE/state" XDG_CACHE_HOME="$STATE/cache
     XDG_DATA_HOME="$STATE/data" XDG_CONFIG_HOME="$STATE/config" "$AIRLIFT")
 fresh_state() { rm -rf -- "$STATE"; mkdir -p "$STATE"; }
 
-# timed NAME CMD...: run CMD under GNU time; sets T_SEC (wall seconds) and T_RSS (peak RSS
-# in KiB of the largest process, for a pipeline the largest member). Any failure aborts.
-timed() {
-    local name=$1; shift
-    local tf="$LOGS/$name.time" rc=0 t0 t1
-    sync
-    t0=$EPOCHREALTIME
-    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err" || rc=$?
-    t1=$EPOCHREALTIME
-    if ((rc != 0)); then
-        echo "bench: $name failed with exit code $rc: $*" >&2
-        tail -n 20 "$LOGS/$name.out" "$LOGS/$name.err" >&2 || true
-        exit 1
-    fi
-    local e m
-    read -r e m < <(tail -n 1 "$tf")
-    [[ $m =~ ^[0-9]+$ ]] || die "$name: cannot read GNU time output: $(cat "$tf")"
-    T_SEC=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-    T_RSS=$m
-}
-
-# measure STEP TOOL PREP CMD...: BENCH_RUNS runs, each after PREP; records the fastest time
-# and the highest peak RSS.
-measure() {
-    local step=$1 tool=$2 prep=$3; shift 3
-    local best="" rss=0 r
-    for ((r = 1; r <= RUNS; r++)); do
-        $prep
-        timed "$step-$tool-$r" "$@"
-        say "  $step $tool run $r: ${T_SEC}s, $((T_RSS / 1024)) MiB"
-        if [[ -z $best ]] || awk -v a="$T_SEC" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$T_SEC; fi
-        if ((T_RSS > rss)); then rss=$T_RSS; fi
-    done
-    printf '%s\t%s\t%s\t%s\n' "$step" "$tool" "$best" "$rss" >>"$RESULTS"
-}
-
 # --- data -----------------------------------------------------------------------------
 say "generating a $SIZE OCI layout in $LAYOUT"
 python3 "$BENCH_DIR_HERE/gen-layout.py" --size "$SIZE" "$LAYOUT"
@@ -150,10 +88,10 @@ if [[ -n $CHUNK ]]; then chunk_args=(--chunk-size "$CHUNK"); fi
 prep_pack_a() { rm -rf -- "$A_BUNDLE"; fresh_state; }
 prep_pack_b() { rm -rf -- "$B_BUNDLE"; mkdir -p "$B_BUNDLE"; }
 say "pack"
-measure pack airlift prep_pack_a \
+measure pack airlift prep_pack_a : \
     "${AL[@]}" pack --quiet --key "$KEYS/bench.key" --out "$A_BUNDLE" --name bench \
     --volume-size "$VOL_BYTES" "${chunk_args[@]}" "oci:$LAYOUT"
-measure pack baseline prep_pack_b \
+measure pack baseline prep_pack_b : \
     bash -c 'set -euo pipefail; cd "$1"
              tar -cf - -C "$2" . | split -d -a 4 -b "$3" - vol.
              sha256sum vol.* >SHA256SUMS' _ "$B_BUNDLE" "$LAYOUT" "$VOL_BYTES"
@@ -173,18 +111,18 @@ done
 
 # --- verify ---------------------------------------------------------------------------
 say "verify"
-measure verify airlift fresh_state \
+measure verify airlift fresh_state : \
     "${AL[@]}" verify --quiet "$A_BUNDLE" --key "$KEYS/bench.pub"
-measure verify baseline : \
+measure verify baseline : : \
     bash -c 'cd "$1" && sha256sum -c --quiet SHA256SUMS' _ "$B_BUNDLE"
 
 # --- unpack ---------------------------------------------------------------------------
 prep_unpack_a() { rm -rf -- "$A_OUT"; fresh_state; }
 prep_unpack_b() { rm -rf -- "$B_OUT"; mkdir -p "$B_OUT"; }
 say "unpack"
-measure unpack airlift prep_unpack_a \
+measure unpack airlift prep_unpack_a : \
     "${AL[@]}" unpack --quiet "$A_BUNDLE" --key "$KEYS/bench.pub" --layout "$A_OUT"
-measure unpack baseline prep_unpack_b \
+measure unpack baseline prep_unpack_b : \
     bash -c 'set -euo pipefail
              cat "$1"/vol.* | tar -xf - -C "$2"
              cd "$2/blobs/sha256"

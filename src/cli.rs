@@ -178,6 +178,9 @@ pub struct UnpackArgs {
     /// Repository path prefix in the registry: quay.io/ns/app:1.0 → HOST:PORT/PREFIX/ns/app:1.0
     #[arg(long, value_name = "PATH", requires = "root")]
     pub prefix: Option<String>,
+    /// When installing on first use, write the systemd unit but do not enable or start it
+    #[arg(long, requires = "root")]
+    pub no_start: bool,
     /// Accept a bundle older than (or different from) the last one accepted for this key and name
     #[arg(long)]
     pub allow_rollback: bool,

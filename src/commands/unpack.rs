@@ -37,7 +37,7 @@ impl Destination {
                 user: "init".into(),
                 tls_cert: None,
                 tls_key: None,
-                start: true,
+                start: !args.no_start,
             };
             let done = install::install(&root, &opts)?;
             Some(install::report(out, &done))

@@ -1,0 +1,84 @@
+# Shared by the benchmark scripts: messages, prerequisites, sizes, and the airlift binary.
+# Source it after setting BENCH_DIR_HERE (this directory) and REPO.
+
+die() { echo "bench: $*" >&2; exit 2; }
+fail() { echo "bench: $*" >&2; exit 1; }
+say() { echo "bench: $*" >&2; }
+
+# require_tools TOOL...: GNU time, bash 5 and the given tools must be present.
+require_tools() {
+    [[ -x /usr/bin/time ]] || die "/usr/bin/time (GNU time) is missing; install it: apt-get install time"
+    /usr/bin/time -f '%e %M' -o /dev/null true 2>/dev/null ||
+        die "/usr/bin/time is not GNU time; install it: apt-get install time"
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool is missing"
+    done
+    ((BASH_VERSINFO[0] >= 5)) || die "bash 5 or newer is needed (EPOCHREALTIME)"
+}
+
+# to_bytes SIZE: 2G, 512M, 100K (powers of 1024) or plain bytes.
+to_bytes() {
+    python3 - "$1" <<'EOF'
+import re, sys
+m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", sys.argv[1], re.I)
+if not m:
+    sys.exit(f"bench: bad size {sys.argv[1]!r}")
+print(int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]))
+EOF
+}
+
+# find_airlift: use $AIRLIFT if set, else build the release binary and point AIRLIFT at it.
+find_airlift() {
+    if [[ -n ${AIRLIFT:-} ]]; then
+        [[ -x $AIRLIFT ]] || die "AIRLIFT=$AIRLIFT is not an executable"
+        return
+    fi
+    command -v cargo >/dev/null || die "cargo is missing (or set AIRLIFT to a built binary)"
+    say "building airlift (cargo build --release)"
+    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
+    local cand
+    for cand in "$REPO/target/x86_64-unknown-linux-gnu/release/airlift" "$REPO/target/release/airlift"; do
+        if [[ -x $cand ]]; then AIRLIFT=$cand; return; fi
+    done
+    die "built, but no airlift binary found under $REPO/target"
+}
+
+# timed and measure write logs under $LOGS and results to $RESULTS; BENCH_RUNS is $RUNS.
+# timed NAME CMD...: run CMD under GNU time; sets T_SEC (wall seconds) and T_RSS (peak RSS in
+# KiB of its largest process). Any failure aborts.
+timed() {
+    local name=$1; shift
+    local tf="$LOGS/$name.time" rc=0 t0 t1
+    sync
+    t0=$EPOCHREALTIME
+    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err" || rc=$?
+    t1=$EPOCHREALTIME
+    if ((rc != 0)); then
+        echo "bench: $name failed with exit code $rc: $*" >&2
+        tail -n 20 "$LOGS/$name.out" "$LOGS/$name.err" >&2 || true
+        exit 1
+    fi
+    local e m
+    read -r e m < <(tail -n 1 "$tf")
+    [[ $m =~ ^[0-9]+$ ]] || die "$name: cannot read GNU time output: $(cat "$tf")"
+    T_SEC=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    T_RSS=$m
+}
+
+# measure STEP TOOL PREP POST CMD...: BENCH_RUNS runs, PREP before and POST NAME after each
+# (POST may replace R_RSS); records the fastest time and the highest peak RSS.
+measure() {
+    local step=$1 tool=$2 prep=$3 post=$4; shift 4
+    local best="" rss=0 r
+    for ((r = 1; r <= RUNS; r++)); do
+        $prep
+        timed "$step-$tool-$r" "$@"
+        R_RSS=$T_RSS
+        $post "$step-$tool-$r"
+        say "  $step $tool run $r: ${T_SEC}s, $((R_RSS / 1024)) MiB"
+        if [[ -z $best ]] || awk -v a="$T_SEC" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$T_SEC; fi
+        if ((R_RSS > rss)); then rss=$R_RSS; fi
+    done
+    printf '%s\t%s\t%s\t%s\n' "$step" "$tool" "$best" "$rss" >>"$RESULTS"
+}
