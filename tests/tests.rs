@@ -4,6 +4,7 @@
 
 mod common;
 
+mod client;
 mod conformance;
 mod docs;
 mod format;

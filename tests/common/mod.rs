@@ -1,6 +1,7 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod distribution;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
