@@ -10,6 +10,7 @@ use crate::registry::server;
 use crate::registry::storage::Storage;
 
 pub fn run(args: &ServeArgs, out: &Output) -> anyhow::Result<Status> {
+    bound_allocator();
     let root = &args.root;
     let config = Config::load(root)?;
     let storage = Storage::open(&config.storage_dir(root))?;
@@ -30,4 +31,16 @@ pub fn run(args: &ServeArgs, out: &Output) -> anyhow::Result<Status> {
     })?;
     out.info("stopped");
     Ok(Status::Ok)
+}
+
+/// A long-running server streams blobs through short-lived 256 KiB buffers on many
+/// threads; with glibc's defaults those land in per-thread arenas and a raised mmap
+/// threshold, and the heap creeps. Fixed settings keep large buffers in mmap (returned to
+/// the system when freed) and the arenas few, so memory stays flat under load.
+fn bound_allocator() {
+    // SAFETY: mallopt only adjusts malloc's tunables; called before any server thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
 }
