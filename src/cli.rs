@@ -111,9 +111,43 @@ pub struct PackArgs {
     /// Extra file to carry in the bundle (repeatable)
     #[arg(long, value_name = "FILE")]
     pub include: Vec<PathBuf>,
-    /// Images to pack: oci:PATH (every image of the layout) or oci:PATH:REF
-    #[arg(required = true, value_name = "SOURCE")]
+    /// Images to pack: docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (a registry; docker://nginx
+    /// is Docker Hub's library/nginx:latest), oci:PATH (every image of the layout) or oci:PATH:REF
+    #[arg(required_unless_present = "images", value_name = "SOURCE")]
     pub sources: Vec<String>,
+    /// Read more sources from FILE: one a line, `#` starts a comment, docker:// may be left out
+    #[arg(long, value_name = "FILE")]
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// How `pack` reaches registries.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Registry options")]
+pub struct RegistryArgs {
+    /// Registry credentials (containers auth.json, docker config.json or an OpenShift pull
+    /// secret); default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust the CA certificates in DIR/*.crt (PEM) besides the system's
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Verify registries' TLS certificates; false also allows plain-HTTP registries
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
+    /// Blob cache: what was fetched once is not fetched again (default $XDG_CACHE_HOME/airlift
+    /// or ~/.cache/airlift)
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Blobs fetched at the same time
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Keep only this platform's manifests of a multi-arch index, OS/ARCH[/VARIANT]
+    /// (repeatable; the index itself is kept as it is)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Vec<String>,
 }
 
 #[derive(Debug, Args)]

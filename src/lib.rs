@@ -9,6 +9,7 @@
 //! - [`bundle`]: the on-media format (manifest, volumes, signing, reading, unpacking)
 //! - [`minisign`]: minisign-compatible Ed25519 keys and signatures
 //! - [`oci`]: media types and OCI image layouts
+//! - [`client`], [`source`]: the registry client, and registries as a pack source
 //! - [`store`]: the content-addressed blob store and atomic commits
 //! - [`digest`], [`size`], [`time`]: small value types
 //! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
@@ -16,6 +17,7 @@
 pub mod app;
 pub mod bundle;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod digest;
 pub mod error;
@@ -25,5 +27,6 @@ pub mod output;
 pub mod progress;
 pub mod registry;
 pub mod size;
+pub mod source;
 pub mod store;
 pub mod time;

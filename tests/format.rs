@@ -943,7 +943,7 @@ fn usage_errors_exit_2_and_name_the_problem() {
     let source = layout_source();
     // (what, key, arguments, words the error message must contain)
     let cases: [(&str, &Path, Vec<&str>, &[&str]); 8] = [
-        ("unknown source scheme", &key, vec!["docker://quay.io/x/y:1"], &["docker://quay.io/x/y:1", "oci:"]),
+        ("unknown source scheme", &key, vec!["s3://bucket/x/y:1"], &["s3://bucket/x/y:1", "oci:", "docker://"]),
         ("missing layout dir", &key, vec![&missing_layout], &["no-such-layout"]),
         ("no such ref", &key, vec![&no_such_ref], &["nosuchref"]),
         ("bad size suffix", &key, vec!["--volume-size", "12X", &source], &["12X", "suffix"]),

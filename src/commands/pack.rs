@@ -9,12 +9,16 @@ use crate::bundle::manifest::{EntryKind, Image};
 use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::cli::PackArgs;
+use crate::client::reference::TRANSPORT;
+use crate::client::{ImageRef, Options};
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext, Status};
-use crate::oci::layout::{LayoutSource, SourceLayout};
+use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
 use crate::oci::{self, index_json};
 use crate::output::Output;
 use crate::size::{human, Media};
+use crate::source::registry::{default_cache_dir, read_images_file, Platform, RegistrySource};
+use crate::store;
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_secret_key(&args.key, args.password_file.as_deref())?;
@@ -25,40 +29,77 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         (None, None) => Media::Fat32.volume_size(),
     };
 
-    // Resolve every source; blobs shared by images are stored once.
+    // Resolve every source; blobs shared by images are stored once. Registry images are
+    // resolved first (manifests only), then their blobs are fetched into the cache.
+    let sources = all_sources(args)?;
+    let registry = if sources.iter().any(|s| s.starts_with(TRANSPORT)) { Some(registry_source(args)?) } else { None };
+    let mut resolved: Vec<(&str, ResolvedImage, PathBuf)> = Vec::new();
+    let mut wanted = Vec::new();
+    for source in &sources {
+        match &registry {
+            Some(reg) if source.starts_with(TRANSPORT) => {
+                let image = ImageRef::parse(source)?;
+                let img = reg.resolve(&image).with_context(|| format!("resolving {source}"))?;
+                wanted.extend(img.blobs.iter().map(|b| (image.clone(), b.clone())));
+                resolved.push((source, img, reg.cache().root().to_path_buf()));
+            }
+            _ if source.contains("://") && !source.starts_with(TRANSPORT) => {
+                return Err(usage(format!(
+                    "unsupported source '{source}': use docker://HOST/REPO[:TAG|@DIGEST], oci:PATH or oci:PATH:REF"
+                ))
+                .into());
+            }
+            _ => {
+                let parsed = LayoutSource::parse(source)?;
+                let layout = SourceLayout::open(&parsed.path)?;
+                for img in layout.images(parsed.reference.as_deref()).with_context(|| format!("resolving {source}"))? {
+                    resolved.push((source, img, layout.root().to_path_buf()));
+                }
+            }
+        }
+    }
+    let mut fetch = None;
+    if let Some(reg) = &registry {
+        let progress = out.progress();
+        let report = reg.fetch(&wanted, progress.as_ref()).context("fetching blobs from registries")?;
+        out.info(format!(
+            "fetched {} blob(s) ({}) from registries, {} already in the cache {}",
+            report.fetched,
+            human(report.bytes),
+            report.cached,
+            reg.cache().root().display()
+        ));
+        fetch = Some(report);
+    }
+
     let mut images = Vec::new();
     let mut items = Vec::new();
     let mut seen: HashSet<Digest> = HashSet::new();
-    for source in &args.sources {
-        let parsed = LayoutSource::parse(source)?;
-        let layout = SourceLayout::open(&parsed.path)?;
-        for img in layout.images(parsed.reference.as_deref()).with_context(|| format!("resolving {source}"))? {
-            for blob in &img.blobs {
-                if seen.insert(blob.digest.clone()) {
-                    let compress =
-                        if oci::is_compressed(&blob.media_type) { Compress::Never } else { Compress::IfItPays };
-                    items.push(Item {
-                        path: format!("{}{}", names::BLOBS_PREFIX, blob.digest.hex()),
-                        kind: EntryKind::Blob,
-                        mode: 0o644,
-                        content: Content::File(layout.blob_path(&blob.digest)),
-                        size: blob.size,
-                        digest: blob.digest.clone(),
-                        compress,
-                    });
-                }
+    for (source, img, root) in resolved {
+        for blob in &img.blobs {
+            if seen.insert(blob.digest.clone()) {
+                let compress = if oci::is_compressed(&blob.media_type) { Compress::Never } else { Compress::IfItPays };
+                items.push(Item {
+                    path: format!("{}{}", names::BLOBS_PREFIX, blob.digest.hex()),
+                    kind: EntryKind::Blob,
+                    mode: 0o644,
+                    content: Content::File(store::blob_path(&root, &blob.digest)),
+                    size: blob.size,
+                    digest: blob.digest.clone(),
+                    compress,
+                });
             }
-            images.push(Image {
-                source: source.clone(),
-                reference: img.reference.clone(),
-                digest: img.digest.clone(),
-                media_type: img.media_type.clone(),
-                size: img.size,
-                total_size: img.blobs.iter().map(|b| b.size).sum(),
-                platforms: img.platforms.clone(),
-                blobs: img.blobs.iter().map(|b| b.digest.clone()).collect(),
-            });
         }
+        images.push(Image {
+            source: source.to_string(),
+            reference: img.reference.clone(),
+            digest: img.digest.clone(),
+            media_type: img.media_type.clone(),
+            size: img.size,
+            total_size: img.blobs.iter().map(|b| b.size).sum(),
+            platforms: img.platforms.clone(),
+            blobs: img.blobs.iter().map(|b| b.digest.clone()).collect(),
+        });
     }
 
     // The installer first (so the first medium carries it), then included files, then
@@ -172,8 +213,38 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         "chunks": manifest.chunks.len(),
         "bytes_in": total,
         "bytes_stored": stored,
+        "fetch": fetch,
     }));
     Ok(Status::Ok)
+}
+
+/// The sources given as arguments, then those of every `--images` file.
+fn all_sources(args: &PackArgs) -> anyhow::Result<Vec<String>> {
+    let mut sources = args.sources.clone();
+    for file in &args.images {
+        let listed = read_images_file(file)?;
+        if listed.is_empty() {
+            return Err(usage(format!("--images {}: lists no image", file.display())).into());
+        }
+        sources.extend(listed);
+    }
+    Ok(sources)
+}
+
+fn registry_source(args: &PackArgs) -> anyhow::Result<RegistrySource> {
+    let r = &args.registry;
+    let platforms = r.platform.iter().map(|p| Platform::parse(p)).collect::<crate::error::Result<Vec<_>>>()?;
+    let cache = match &r.cache {
+        Some(c) => c.clone(),
+        None => default_cache_dir()?,
+    };
+    let options = Options {
+        authfile: r.authfile.clone(),
+        cert_dir: r.cert_dir.clone(),
+        tls_verify: r.tls_verify,
+        ..Options::default()
+    };
+    Ok(RegistrySource::new(options, &cache, platforms, r.parallel as usize)?)
 }
 
 /// The bundle id: a hash of everything that determines the bundle's content, so the same

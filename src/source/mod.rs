@@ -1,0 +1,3 @@
+//! Where `pack` gets images besides OCI layouts ([`crate::oci::layout`]): registries.
+
+pub mod registry;

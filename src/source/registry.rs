@@ -1,0 +1,440 @@
+//! Images from registries (`docker://…`), resolved into the same shape as a layout's
+//! ([`ResolvedImage`]) with every blob in a local cache.
+//!
+//! Tags are resolved to digests once, when the top-level manifest is fetched; everything
+//! below it is fetched by digest. Manifests, indexes and blobs all go into the cache (a
+//! [`BlobStore`] at `--cache`), each committed only after its digest and size matched, so
+//! a pack killed at any point and run again fetches only what is not committed yet.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+
+use crate::client::{Client, ImageRef, Options, Stats};
+use crate::digest::Digest;
+use crate::error::{integrity, usage, Error, IoContext, Result};
+use crate::oci::layout::{read_limited, BlobRef, ResolvedImage};
+use crate::oci::{self, is_index, is_manifest, MAX_MANIFEST};
+use crate::progress::Progress;
+use crate::registry::names::Reference;
+use crate::store::{self, BlobStore};
+
+/// `--platform OS/ARCH[/VARIANT]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(s: &str) -> Result<Platform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => {
+                Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: None })
+            }
+            [os, arch, var] if ok(os) && ok(arch) && ok(var) => {
+                Ok(Platform { os: os.to_string(), architecture: arch.to_string(), variant: Some(var.to_string()) })
+            }
+            _ => Err(usage(format!("--platform {s}: expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64"))),
+        }
+    }
+
+    /// Whether a manifest for `os/arch[/variant]` is wanted: OS and architecture must be
+    /// equal, and the variant too when this platform names one.
+    pub fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+        self.os == os
+            && self.architecture == architecture
+            && self.variant.as_deref().map_or(true, |v| Some(v) == variant)
+    }
+}
+
+/// Where the cache lives by default: `$XDG_CACHE_HOME/airlift`, else `~/.cache/airlift`.
+pub fn default_cache_dir() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("airlift"));
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".cache").join("airlift")),
+        None => Err(usage("no HOME or XDG_CACHE_HOME to put the blob cache under: give --cache DIR")),
+    }
+}
+
+/// How the blobs of a pack were obtained.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct FetchReport {
+    /// Distinct blobs the registry images need (manifests included).
+    pub blobs: u64,
+    /// Of those, already in the cache before this run.
+    pub cached: u64,
+    /// Fetched (and committed to the cache) by this run.
+    pub fetched: u64,
+    /// Size of the blobs fetched by this run.
+    pub bytes: u64,
+    /// Blob bytes received over the network by this run (a blob fetched again after a
+    /// digest mismatch counts twice; a resumed one does not).
+    pub received: u64,
+    /// HTTP requests and retries of this run (token requests and pings included).
+    pub requests: u64,
+    pub retries: u64,
+}
+
+pub struct RegistrySource {
+    client: Client,
+    cache: BlobStore,
+    platforms: Vec<Platform>,
+    parallel: usize,
+    /// Blobs (manifests included) committed to the cache by this run, and their bytes.
+    fetched: Mutex<(HashSet<Digest>, u64)>,
+}
+
+/// Temp files older than this were left by a killed run (a live one writes continually).
+const STALE_TEMP: Duration = Duration::from_secs(3600);
+
+impl RegistrySource {
+    pub fn new(
+        options: Options,
+        cache_dir: &Path,
+        platforms: Vec<Platform>,
+        parallel: usize,
+    ) -> Result<RegistrySource> {
+        let cache = BlobStore::create(cache_dir)?;
+        purge_stale_temps(&cache.state_dir().join("tmp"))?;
+        Ok(RegistrySource {
+            client: Client::new(options)?,
+            cache,
+            platforms,
+            parallel: parallel.max(1),
+            fetched: Mutex::new((HashSet::new(), 0)),
+        })
+    }
+
+    pub fn cache(&self) -> &BlobStore {
+        &self.cache
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.client.stats()
+    }
+
+    /// Resolve an image: its manifests (fetched into the cache now, the top-level one by
+    /// tag, the rest by digest) and the list of every blob it needs, manifests first.
+    pub fn resolve(&self, image: &ImageRef) -> Result<ResolvedImage> {
+        let top = self.client.manifest(image, &image.reference())?;
+        self.put(&top.digest, &top.bytes)?;
+        let top_ref = BlobRef { digest: top.digest.clone(), size: top.bytes.len() as u64, media_type: top.media_type };
+        let mut resolved = ResolvedImage {
+            reference: image.tag.as_ref().map(|t| t.to_string()),
+            digest: top_ref.digest.clone(),
+            media_type: top_ref.media_type.clone(),
+            size: top_ref.size,
+            platforms: Vec::new(),
+            blobs: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        self.walk(image, &top_ref, &top.bytes, &mut resolved, &mut seen, true)?;
+        Ok(resolved)
+    }
+
+    fn walk(
+        &self,
+        image: &ImageRef,
+        blob: &BlobRef,
+        bytes: &[u8],
+        resolved: &mut ResolvedImage,
+        seen: &mut HashSet<Digest>,
+        top: bool,
+    ) -> Result<()> {
+        if !seen.insert(blob.digest.clone()) {
+            return Ok(());
+        }
+        resolved.blobs.push(blob.clone());
+        if is_index(&blob.media_type) {
+            let index: ImageIndex = serde_json::from_slice(bytes)
+                .map_err(|e| usage(format!("{image}: index {} is not a valid image index: {e}", blob.digest)))?;
+            let mut kept = 0;
+            for child in index.manifests() {
+                let platform = child.platform().as_ref();
+                if !self.platforms.is_empty() && is_manifest(child.media_type().as_ref()) {
+                    let wanted = platform.is_some_and(|p| {
+                        self.platforms.iter().any(|w| {
+                            w.matches(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref())
+                        })
+                    });
+                    if !wanted {
+                        continue;
+                    }
+                }
+                kept += 1;
+                if let Some(p) = platform {
+                    let mut s = format!("{}/{}", p.os(), p.architecture());
+                    if let Some(v) = p.variant() {
+                        s.push('/');
+                        s.push_str(v);
+                    }
+                    if !resolved.platforms.contains(&s) {
+                        resolved.platforms.push(s);
+                    }
+                }
+                let child = blob_ref(image, child)?;
+                let child_bytes = self.child_manifest(image, &child)?;
+                self.walk(image, &child, &child_bytes, resolved, seen, false)?;
+            }
+            if top && kept == 0 && !self.platforms.is_empty() {
+                let offered: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .filter_map(|c| c.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture())))
+                    .collect();
+                return Err(usage(format!(
+                    "{image}: no manifest for the platforms asked for (--platform); the index has {}",
+                    if offered.is_empty() { "none with a platform".to_string() } else { offered.join(", ") }
+                )));
+            }
+        } else if is_manifest(&blob.media_type) {
+            let manifest: ImageManifest = serde_json::from_slice(bytes)
+                .map_err(|e| usage(format!("{image}: manifest {} is not a valid image manifest: {e}", blob.digest)))?;
+            let config = blob_ref(image, manifest.config())?;
+            if top {
+                // A single-platform image: its platform is in the config, needed now.
+                if !self.cache.contains(&config.digest, config.size) {
+                    self.client.fetch_blob(image, &config, &self.cache, &crate::progress::Silent)?;
+                    self.fetched_now(&config);
+                }
+                if let Some(p) = self.config_platform(&config) {
+                    resolved.platforms.push(p);
+                }
+            }
+            for b in std::iter::once(config)
+                .chain(manifest.layers().iter().map(|l| blob_ref(image, l)).collect::<Result<Vec<_>>>()?)
+            {
+                if seen.insert(b.digest.clone()) {
+                    resolved.blobs.push(b);
+                }
+            }
+        } else if blob.media_type == oci::DOCKER_SCHEMA1 || blob.media_type == oci::DOCKER_SCHEMA1_SIGNED {
+            return Err(usage(format!(
+                "{image}: {} is a Docker schema1 manifest, which airlift does not carry",
+                blob.digest
+            )));
+        } else {
+            return Err(usage(format!(
+                "{image}: {} has media type {}, which is neither a manifest nor an index",
+                blob.digest, blob.media_type
+            )));
+        }
+        Ok(())
+    }
+
+    /// A child manifest by digest: from the cache when committed there, else fetched
+    /// (its digest checked by the client, its size here) and committed.
+    fn child_manifest(&self, image: &ImageRef, child: &BlobRef) -> Result<Vec<u8>> {
+        if child.size > MAX_MANIFEST {
+            return Err(usage(format!(
+                "{image}: manifest {} is {} bytes, larger than airlift reads for a manifest",
+                child.digest, child.size
+            )));
+        }
+        if self.cache.contains(&child.digest, child.size) {
+            return read_limited(&self.cache.path(&child.digest), MAX_MANIFEST);
+        }
+        let m = self.client.manifest(image, &Reference::Digest(child.digest.clone()))?;
+        if m.bytes.len() as u64 != child.size {
+            return Err(integrity(format!(
+                "{image}: manifest {} is {} bytes, its descriptor says {}",
+                child.digest,
+                m.bytes.len(),
+                child.size
+            )));
+        }
+        self.put(&child.digest, &m.bytes)?;
+        Ok(m.bytes)
+    }
+
+    fn config_platform(&self, config: &BlobRef) -> Option<String> {
+        let bytes = read_limited(&self.cache.path(&config.digest), MAX_MANIFEST).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let os = v.get("os")?.as_str()?;
+        let arch = v.get("architecture")?.as_str()?;
+        Some(match v.get("variant").and_then(|x| x.as_str()) {
+            Some(var) => format!("{os}/{arch}/{var}"),
+            None => format!("{os}/{arch}"),
+        })
+    }
+
+    /// Commit verified bytes into the cache under their digest.
+    fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        if self.cache.contains(digest, bytes.len() as u64) {
+            return Ok(());
+        }
+        let mut temp = self.cache.temp()?;
+        temp.write_all(bytes).at(temp.path())?;
+        store::commit(temp, &self.cache.path(digest))?;
+        self.fetched_now(&BlobRef { digest: digest.clone(), size: bytes.len() as u64, media_type: String::new() });
+        Ok(())
+    }
+
+    fn fetched_now(&self, blob: &BlobRef) {
+        let mut f = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        if f.0.insert(blob.digest.clone()) {
+            f.1 += blob.size;
+        }
+    }
+
+    /// Fetch every blob not yet in the cache, each once, with `parallel` workers.
+    pub fn fetch(&self, wanted: &[(ImageRef, BlobRef)], progress: &dyn Progress) -> Result<FetchReport> {
+        let mut seen = HashSet::new();
+        let mut report = FetchReport::default();
+        let mut todo = Vec::new();
+        for (image, blob) in wanted {
+            if !seen.insert(blob.digest.clone()) {
+                continue;
+            }
+            report.blobs += 1;
+            if !self.cache.contains(&blob.digest, blob.size) {
+                todo.push((image, blob));
+            }
+        }
+        // Largest first, so one big layer does not start last and run alone.
+        todo.sort_by_key(|(_, b)| std::cmp::Reverse(b.size));
+        progress.start("fetch", todo.iter().map(|(_, b)| b.size).sum());
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        let workers = self.parallel.min(todo.len());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    let fail = |e: Error| {
+                        failed.store(true, Ordering::SeqCst);
+                        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                        slot.get_or_insert(e);
+                    };
+                    let client = match self.client.fork() {
+                        Ok(c) => c,
+                        Err(e) => return fail(e),
+                    };
+                    while !failed.load(Ordering::SeqCst) {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((image, blob)) = todo.get(i) else { return };
+                        if let Err(e) = client.fetch_blob(image, blob, &self.cache, progress) {
+                            return fail(e);
+                        }
+                        self.fetched_now(blob);
+                    }
+                });
+            }
+        });
+        progress.finish();
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        let stats = self.client.stats();
+        let (fetched, bytes) = {
+            let f = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+            (f.0.len() as u64, f.1)
+        };
+        report.fetched = fetched;
+        report.cached = report.blobs.saturating_sub(fetched);
+        report.bytes = bytes;
+        report.received = stats.bytes;
+        report.requests = stats.requests;
+        report.retries = stats.retries;
+        Ok(report)
+    }
+}
+
+fn blob_ref(image: &ImageRef, desc: &Descriptor) -> Result<BlobRef> {
+    let digest: Digest =
+        desc.digest().to_string().parse().map_err(|e: String| usage(format!("{image}: a descriptor has {e}")))?;
+    Ok(BlobRef { digest, size: desc.size(), media_type: desc.media_type().to_string() })
+}
+
+/// Remove airlift temp files in `dir` not written to for `STALE_TEMP` (left by a killed
+/// run; another pack sharing the cache keeps its live ones).
+fn purge_stale_temps(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(store::TEMP_PREFIX) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP)
+            .unwrap_or(false);
+        if old {
+            let path = entry.path();
+            std::fs::remove_file(&path).at(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The references of an `--images` file: one a line, `#` starts a comment; a line
+/// without a transport is a `docker://` reference.
+pub fn read_images_file(path: &Path) -> Result<Vec<String>> {
+    let bytes = read_limited(path, 16 << 20)?;
+    let text = String::from_utf8(bytes).map_err(|_| usage(format!("--images {}: not UTF-8 text", path.display())))?;
+    Ok(parse_images_list(&text))
+}
+
+pub fn parse_images_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(
+            |l| {
+                if l.starts_with("docker://") || l.starts_with("oci:") {
+                    l.to_string()
+                } else {
+                    format!("docker://{l}")
+                }
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms() {
+        let p = Platform::parse("linux/arm64").unwrap();
+        assert!(p.matches("linux", "arm64", None) && p.matches("linux", "arm64", Some("v8")));
+        assert!(!p.matches("linux", "amd64", None));
+        let v = Platform::parse("linux/arm/v7").unwrap();
+        assert!(v.matches("linux", "arm", Some("v7")) && !v.matches("linux", "arm", Some("v6")));
+        assert!(!v.matches("linux", "arm", None));
+        for bad in ["linux", "linux/", "/amd64", "linux/amd64/v1/x", "linux/amd 64"] {
+            assert!(Platform::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images_lists() {
+        let text =
+            "# mirror list\nquay.io/ns/app:1.0\n\n  docker://nginx   # the web server\noci:/srv/l:x\n#docker://skip\n";
+        assert_eq!(parse_images_list(text), ["docker://quay.io/ns/app:1.0", "docker://nginx", "oci:/srv/l:x"]);
+    }
+
+    #[test]
+    fn stale_temps_are_purged_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join(format!("{}fresh", store::TEMP_PREFIX));
+        let other = dir.path().join("keep");
+        std::fs::write(&fresh, b"x").unwrap();
+        std::fs::write(&other, b"x").unwrap();
+        purge_stale_temps(dir.path()).unwrap();
+        assert!(fresh.exists() && other.exists());
+    }
+}
