@@ -37,18 +37,24 @@ fn testdata_digest(reference: &str) -> String {
         .to_string()
 }
 
-fn pack_from(dist: &Distribution, dir: &std::path::Path, sources: &[String]) -> assert_cmd::assert::Assert {
+/// `airlift pack` from `dist` into DIR/bundle, with a fresh key and DIR's auth.json.
+fn pack_cmd(dist: &Distribution, dir: &std::path::Path) -> assert_cmd::Command {
     let (key, _) = crate::common::keygen(&dir.join("keys"), "site");
-    crate::common::airlift()
-        .args(["pack", "--no-installer", "--volume-size", "64KiB", "--chunk-size", "16KiB", "--key"])
+    let mut cmd = crate::common::airlift();
+    cmd.args(["pack", "--no-installer", "--key"])
         .arg(&key)
         .arg("--out")
         .arg(dir.join("bundle"))
         .arg("--authfile")
         .arg(dist.authfile(dir))
         .arg("--cert-dir")
-        .arg(&dist.cert_dir)
-        .arg("--cache")
+        .arg(&dist.cert_dir);
+    cmd
+}
+
+fn pack_from(dist: &Distribution, dir: &std::path::Path, sources: &[String]) -> assert_cmd::assert::Assert {
+    pack_cmd(dist, dir)
+        .args(["--volume-size", "64KiB", "--chunk-size", "16KiB", "--cache"])
         .arg(dir.join("cache"))
         .args(sources)
         .assert()
@@ -136,20 +142,7 @@ fn wrong_credentials_unknown_images_and_unknown_hosts_exit_2_naming_the_referenc
 }
 
 fn pack_json(dist: &Distribution, dir: &std::path::Path, extra: &[&str], sources: &[String]) -> serde_json::Value {
-    let (key, _) = crate::common::keygen(&dir.join("keys"), "site");
-    let a = crate::common::airlift()
-        .args(["pack", "--json", "--no-installer", "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(dir.join("bundle"))
-        .arg("--authfile")
-        .arg(dist.authfile(dir))
-        .arg("--cert-dir")
-        .arg(&dist.cert_dir)
-        .args(extra)
-        .args(sources)
-        .assert()
-        .success();
+    let a = pack_cmd(dist, dir).arg("--json").args(extra).args(sources).assert().success();
     serde_json::from_slice(&a.get_output().stdout).unwrap()
 }
 

@@ -141,14 +141,7 @@ impl SourceLayout {
                 .map_err(|e| usage(format!("index {} in {}: {e}", blob.digest, self.root.display())))?;
             for child in index.manifests() {
                 if let Some(p) = child.platform() {
-                    let mut s = format!("{}/{}", p.os(), p.architecture());
-                    if let Some(v) = p.variant() {
-                        s.push('/');
-                        s.push_str(v);
-                    }
-                    if !image.platforms.contains(&s) {
-                        image.platforms.push(s);
-                    }
+                    oci::add_platform(&mut image.platforms, p);
                 }
                 self.walk(&blob_ref(child)?, image, seen, false)?;
             }

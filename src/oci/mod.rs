@@ -64,3 +64,19 @@ pub fn descriptor(
     }
     d
 }
+
+/// `os/arch[/variant]` of a platform.
+pub fn platform_name(p: &oci_spec::image::Platform) -> String {
+    match p.variant() {
+        Some(v) => format!("{}/{}/{v}", p.os(), p.architecture()),
+        None => format!("{}/{}", p.os(), p.architecture()),
+    }
+}
+
+/// Record a platform once.
+pub fn add_platform(platforms: &mut Vec<String>, p: &oci_spec::image::Platform) {
+    let name = platform_name(p);
+    if !platforms.contains(&name) {
+        platforms.push(name);
+    }
+}

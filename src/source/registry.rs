@@ -174,14 +174,7 @@ impl RegistrySource {
                 }
                 kept += 1;
                 if let Some(p) = platform {
-                    let mut s = format!("{}/{}", p.os(), p.architecture());
-                    if let Some(v) = p.variant() {
-                        s.push('/');
-                        s.push_str(v);
-                    }
-                    if !resolved.platforms.contains(&s) {
-                        resolved.platforms.push(s);
-                    }
+                    crate::oci::add_platform(&mut resolved.platforms, p);
                 }
                 let child = blob_ref(image, child)?;
                 let child_bytes = self.child_manifest(image, &child)?;
