@@ -126,17 +126,8 @@ pub struct PackArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Registry options")]
 pub struct RegistryArgs {
-    /// Registry credentials (containers auth.json, docker config.json or an OpenShift pull
-    /// secret); default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-    /// Trust the CA certificates in DIR/*.crt (PEM) besides the system's
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
-    /// Verify registries' TLS certificates; false also allows plain-HTTP registries
-    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
-          action = clap::ArgAction::Set)]
-    pub tls_verify: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Blob cache: what was fetched once is not fetched again (default $XDG_CACHE_HOME/airlift
     /// or ~/.cache/airlift)
     #[arg(long, value_name = "DIR")]
@@ -148,6 +139,23 @@ pub struct RegistryArgs {
     /// (repeatable; the index itself is kept as it is)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Vec<String>,
+}
+
+/// Credentials and TLS for reaching a registry (pack and unpack --to).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Registry options")]
+pub struct ConnectArgs {
+    /// Registry credentials (containers auth.json, docker config.json or an OpenShift pull
+    /// secret); default: $REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json, ~/.docker/config.json
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// Trust the CA certificates in DIR/*.crt (PEM) besides the system's
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Verify registries' TLS certificates; false also allows plain-HTTP registries
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub tls_verify: bool,
 }
 
 #[derive(Debug, Args)]
@@ -201,11 +209,25 @@ pub struct UnpackArgs {
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,
     /// Write the images as an OCI image layout at OUT (created if missing)
-    #[arg(long, value_name = "OUT", required_unless_present = "root", conflicts_with = "root")]
+    #[arg(long, value_name = "OUT", required_unless_present_any = ["root", "to"], conflicts_with_all = ["root", "to"])]
     pub layout: Option<PathBuf>,
     /// Load the images into the registry at ROOT (installed on first use)
-    #[arg(long, value_name = "ROOT")]
+    #[arg(long, value_name = "ROOT", conflicts_with = "to")]
     pub root: Option<PathBuf>,
+    /// Push the images into an existing registry: docker://HOST[:PORT][/PREFIX]
+    /// (quay.io/ns/app:1.0 → HOST:PORT/PREFIX/ns/app:1.0, oci:DIR:REF → PREFIX/DIR:REF)
+    #[arg(long, value_name = "REF")]
+    pub to: Option<String>,
+    /// Staging store for --to: blobs are verified into it, then pushed from it, and it
+    /// keeps the push journal (default $XDG_CACHE_HOME/airlift/push or ~/.cache/airlift/push)
+    #[arg(long, value_name = "DIR", requires = "to")]
+    pub cache: Option<PathBuf>,
+    /// With --to: blobs larger than SIZE are uploaded in chunks of SIZE (less for registries
+    /// behind a proxy that limits request sizes)
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", requires = "to")]
+    pub upload_chunk: ByteSize,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// Hostname for a registry installed on first use (default: this host's name)
     #[arg(long, requires = "root")]
     pub hostname: Option<String>,

@@ -4,13 +4,16 @@
 
 mod common;
 
+mod bearer;
 mod client;
 mod conformance;
 mod docs;
+mod faults;
 mod format;
 mod install;
 mod keys;
 mod policy;
+mod push;
 mod registry;
 mod registry_unpack;
 mod resume;

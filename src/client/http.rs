@@ -160,7 +160,7 @@ impl Client {
         }
     }
 
-    fn policy(&self) -> RetryPolicy {
+    pub(crate) fn policy(&self) -> RetryPolicy {
         self.shared.options.retry
     }
 
@@ -253,7 +253,13 @@ impl Client {
     }
 
     /// The `Authorization` value for a request, if the registry wants one.
-    fn authorization(&self, image: &ImageRef, challenge: Option<&Challenge>, fresh: bool) -> Result<Option<String>> {
+    fn authorization(
+        &self,
+        image: &ImageRef,
+        challenge: Option<&Challenge>,
+        fresh: bool,
+        wanted: Option<&str>,
+    ) -> Result<Option<String>> {
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => match self.credentials(image) {
@@ -266,7 +272,10 @@ impl Client {
             },
             Some(Challenge::Bearer { realm, service, scope }) => {
                 let own = format!("repository:{}:pull", image.repository);
-                let scope = scope.clone().filter(|s| s.contains(image.repository.as_str())).unwrap_or(own);
+                let scope = match wanted {
+                    Some(w) => w.to_string(),
+                    None => scope.clone().filter(|s| s.contains(image.repository.as_str())).unwrap_or(own),
+                };
                 let token = self.token(image, realm, service.as_deref(), &scope, fresh)?;
                 Ok(Some(format!("Bearer {token}")))
             }
@@ -360,11 +369,23 @@ impl Client {
         what: &str,
         build: &dyn Fn(&reqwest::blocking::Client, &str) -> RequestBuilder,
     ) -> Result<Response> {
+        self.send_scoped(image, what, None, build)
+    }
+
+    /// [`Client::send`] with the bearer-token scope to ask for (default: pull access to
+    /// the image's repository); pushes ask for `pull,push`, mounts also for the source.
+    pub fn send_scoped(
+        &self,
+        image: &ImageRef,
+        what: &str,
+        scope: Option<&str>,
+        build: &dyn Fn(&reqwest::blocking::Client, &str) -> RequestBuilder,
+    ) -> Result<Response> {
         let endpoint = self.endpoint(image)?;
         let mut challenge = endpoint.challenge.clone();
         let mut fresh = false;
         loop {
-            let auth = self.authorization(image, challenge.as_ref(), fresh)?;
+            let auth = self.authorization(image, challenge.as_ref(), fresh, scope)?;
             let resp = self.execute(
                 image,
                 what,
@@ -634,7 +655,7 @@ fn basic(c: &Credentials) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password)))
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
@@ -693,7 +714,7 @@ fn content_range_start(v: &str) -> Option<u64> {
 }
 
 /// Read a whole body of at most `limit` bytes (`InvalidData` when larger).
-fn read_body(resp: Response, limit: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_body(resp: Response, limit: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     resp.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
@@ -703,7 +724,7 @@ fn read_body(resp: Response, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// ` (CODE: message)` from a distribution error envelope, or nothing.
-fn error_detail(resp: Response) -> String {
+pub(crate) fn error_detail(resp: Response) -> String {
     let Ok(body) = read_body(resp, MAX_ERROR_BODY) else { return String::new() };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else { return String::new() };
     let errors = doc.get("errors").and_then(|e| e.as_array()).cloned().unwrap_or_default();

@@ -114,7 +114,7 @@ impl fmt::Display for ImageRef {
 
 /// `host[:port]`: DNS labels or an IPv4 address, or a bracketed IPv6 address, then an
 /// optional decimal port.
-fn valid_host(s: &str) -> bool {
+pub(crate) fn valid_host(s: &str) -> bool {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         match rest.split_once(']') {
             Some((addr, tail)) => {

@@ -239,9 +239,9 @@ fn registry_source(args: &PackArgs) -> anyhow::Result<RegistrySource> {
         None => default_cache_dir()?,
     };
     let options = Options {
-        authfile: r.authfile.clone(),
-        cert_dir: r.cert_dir.clone(),
-        tls_verify: r.tls_verify,
+        authfile: r.connect.authfile.clone(),
+        cert_dir: r.connect.cert_dir.clone(),
+        tls_verify: r.connect.tls_verify,
         ..Options::default()
     };
     Ok(RegistrySource::new(options, &cache, platforms, r.parallel as usize)?)

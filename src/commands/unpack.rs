@@ -1,11 +1,13 @@
 //! `airlift unpack`: verify while reading and write an OCI image layout or into a registry
-//! root, resumably.
+//! root, resumably, or push into an existing registry (`--to`) from a staging store.
 
 use std::collections::BTreeMap;
 
 use crate::bundle::extract::Extractor;
 use crate::bundle::reader::{self, Action, Bundle, Sink, VolumeReport, VolumeStatus};
 use crate::cli::UnpackArgs;
+use crate::client::publish::{self, Journal, PushOptions, PushReport};
+use crate::client::{Client, Options};
 use crate::error::{integrity, usage, Status};
 use crate::oci::{descriptor, REF_NAME};
 use crate::output::Output;
@@ -18,7 +20,19 @@ use crate::store::{write_atomic, BlobStore};
 /// Where unpack writes.
 enum Destination {
     Layout(BlobStore),
-    Registry { root: std::path::PathBuf, config: Box<Config>, storage: Storage, installed: Option<serde_json::Value> },
+    Registry {
+        root: std::path::PathBuf,
+        config: Box<Config>,
+        storage: Storage,
+        installed: Option<serde_json::Value>,
+    },
+    /// An existing registry over the network: blobs are verified into a staging store
+    /// (one copy on this host), then pushed from it.
+    Push {
+        staging: BlobStore,
+        to: publish::Destination,
+        client: Box<Client>,
+    },
 }
 
 impl Destination {
@@ -26,7 +40,25 @@ impl Destination {
         if let Some(layout) = &args.layout {
             return Ok(Destination::Layout(BlobStore::create(layout)?));
         }
-        let root = args.root.clone().ok_or_else(|| usage("give --layout OUT or --root ROOT"))?;
+        if let Some(to) = &args.to {
+            let to = publish::Destination::parse(to)?;
+            let staging = match &args.cache {
+                Some(c) => c.clone(),
+                None => crate::source::registry::default_cache_dir()?.join("push"),
+            };
+            let c = &args.connect;
+            let client = Client::new(Options {
+                authfile: c.authfile.clone(),
+                cert_dir: c.cert_dir.clone(),
+                tls_verify: c.tls_verify,
+                ..Options::default()
+            })?;
+            return Ok(Destination::Push { staging: BlobStore::create(&staging)?, to, client: Box::new(client) });
+        }
+        let root = args
+            .root
+            .clone()
+            .ok_or_else(|| usage("give --layout OUT, --root ROOT or --to docker://HOST[:PORT][/PREFIX]"))?;
         // First use: install the registry (CA, certificate, credentials, config, unit).
         let installed = if config::installed(&root) {
             None
@@ -51,6 +83,7 @@ impl Destination {
         match self {
             Destination::Layout(store) => store,
             Destination::Registry { storage, .. } => storage.blobs(),
+            Destination::Push { staging, .. } => staging,
         }
     }
 
@@ -59,6 +92,7 @@ impl Destination {
         match self {
             Destination::Layout(store) => store.root().join("files"),
             Destination::Registry { root, .. } => root.join("files"),
+            Destination::Push { staging, .. } => staging.root().join("files"),
         }
     }
 
@@ -66,6 +100,7 @@ impl Destination {
         match self {
             Destination::Layout(store) => store.root().display().to_string(),
             Destination::Registry { config, .. } => config.url(),
+            Destination::Push { to, .. } => to.to_string(),
         }
     }
 }
@@ -106,6 +141,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let complete: Vec<usize> =
         (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, store, i)).collect();
     let mut published = Vec::new();
+    let mut pushed = PushReport::default();
     match &dest {
         Destination::Layout(store) if !complete.is_empty() => update_index(store, &bundle, &complete)?,
         Destination::Layout(_) => {}
@@ -124,6 +160,25 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
                     "source": image.source, "digest": image.digest, "reference": reference,
                 }));
             }
+        }
+        Destination::Push { staging, to, client } => {
+            let mut journal = Journal::open(staging, &bundle.manifest.id, to)?;
+            let options = PushOptions { chunk: args.upload_chunk.0 };
+            for &i in &complete {
+                let image = &bundle.manifest.images[i];
+                let reference = publish::push_image(client, staging, image, to, options, &mut journal, &mut pushed)?;
+                out.info(format!("  {reference}"));
+                published.push(serde_json::json!({
+                    "source": image.source, "digest": image.digest, "reference": reference,
+                }));
+            }
+            out.info(format!(
+                "pushed {} blob(s), manifest(s) and tag(s) ({} uploaded), mounted {} blob(s), {} already there",
+                pushed.pushed,
+                crate::size::human(pushed.bytes),
+                pushed.mounted,
+                pushed.skipped
+            ));
         }
     }
     let all_done = (0..bundle.manifest.entries.len()).all(|e| {
@@ -149,6 +204,12 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     doc["destination"] = serde_json::json!(dest.describe());
     if let Destination::Registry { installed, config, .. } = &dest {
         doc["registry"] = serde_json::json!({ "url": config.url(), "images": published, "installed": installed });
+    }
+    if let Destination::Push { to, .. } = &dest {
+        doc["push"] = serde_json::json!({
+            "registry": to.registry, "prefix": to.prefix, "images": published,
+            "pushed": pushed.pushed, "skipped": pushed.skipped, "mounted": pushed.mounted, "bytes": pushed.bytes,
+        });
     }
     out.document(&doc);
     Ok(status)

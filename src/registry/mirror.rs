@@ -12,6 +12,7 @@ use crate::error::{usage, Result};
 use crate::oci::layout::read_limited;
 use crate::oci::{is_index, MAX_MANIFEST};
 use crate::registry::storage::{valid_repository, valid_tag, Storage};
+use crate::store::BlobStore;
 
 /// Repository and tag for an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,13 +97,13 @@ fn sanitize(name: &str) -> String {
 /// Link every blob of a complete image into its repository, manifests after what they
 /// reference (children before their index), and the tag last.
 pub fn register(storage: &Storage, image: &Image, target: &Target) -> Result<()> {
-    let manifests = manifests_of(storage, &image.digest, &image.media_type)?;
+    let manifests = manifests_of(storage.blobs(), &image.digest, &image.media_type)?;
     for blob in &image.blobs {
-        if !manifests.contains(blob) {
+        if !manifests.iter().any(|(m, _)| m == blob) {
             storage.link_blob(&target.repository, blob)?;
         }
     }
-    for m in &manifests {
+    for (m, _) in &manifests {
         storage.link_manifest(&target.repository, m)?;
     }
     if let Some(tag) = &target.tag {
@@ -111,24 +112,25 @@ pub fn register(storage: &Storage, image: &Image, target: &Target) -> Result<()>
     Ok(())
 }
 
-/// The manifests of an image in dependency order: children first, the image last.
-fn manifests_of(storage: &Storage, digest: &Digest, media_type: &str) -> Result<Vec<Digest>> {
-    let mut out = Vec::new();
+/// The manifests of an image with their media types, in dependency order: children
+/// first, the image last.
+pub fn manifests_of(store: &BlobStore, digest: &Digest, media_type: &str) -> Result<Vec<(Digest, String)>> {
+    let mut out: Vec<(Digest, String)> = Vec::new();
     if is_index(media_type) {
-        let path = storage.blobs().path(digest);
+        let path = store.path(digest);
         let bytes = read_limited(&path, MAX_MANIFEST)?;
         let index: oci_spec::image::ImageIndex =
             serde_json::from_slice(&bytes).map_err(|e| usage(format!("index {digest}: {e}")))?;
         for child in index.manifests() {
             let d: Digest = child.digest().to_string().parse().map_err(usage)?;
-            for m in manifests_of(storage, &d, child.media_type().as_ref())? {
-                if !out.contains(&m) {
+            for m in manifests_of(store, &d, child.media_type().as_ref())? {
+                if !out.iter().any(|(o, _)| *o == m.0) {
                     out.push(m);
                 }
             }
         }
     }
-    out.push(digest.clone());
+    out.push((digest.clone(), media_type.to_string()));
     Ok(out)
 }
 

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 pub mod distribution;
+pub mod proxy;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
