@@ -4,25 +4,10 @@
 
 use std::time::Duration;
 
-use crate::common::testdata;
+use crate::common::{testdata, testdata_digest};
 use base64::Engine as _;
 
 use crate::common::token::{SlowForwarder, TokenDistribution, DISTRIBUTION_LEEWAY, SERVICE};
-
-/// The digest of a testdata image, by ref name.
-fn testdata_digest(reference: &str) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(testdata("layout").join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == reference)
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 fn push_testdata(reg: &TokenDistribution, pairs: &[(&str, &str)]) {
     let layout = testdata("layout");

@@ -2,7 +2,7 @@
 //! and htpasswd on loopback as the source.
 
 use crate::common::distribution::Distribution;
-use crate::common::testdata;
+use crate::common::{testdata, testdata_digest};
 
 #[test]
 fn the_distribution_harness_serves_pushed_images_over_tls_with_auth() {
@@ -20,21 +20,6 @@ fn the_distribution_harness_serves_pushed_images_over_tls_with_auth() {
         .unwrap()
         .to_string();
     assert_eq!(dist.digest("ns/multi:1"), want);
-}
-
-/// The digests of the testdata images, by ref name.
-fn testdata_digest(reference: &str) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(testdata("layout").join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == reference)
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 /// `airlift pack` from `dist` into DIR/bundle, with a fresh key and DIR's auth.json.

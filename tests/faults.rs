@@ -9,22 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::proxy::{PlainDistribution, Policy, Proxy};
-use crate::common::{airlift, airlift_path, keygen, testdata};
-
-/// The digest of the testdata image with ref name `reference`.
-fn testdata_digest(reference: &str) -> String {
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(testdata("layout").join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == reference)
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
+use crate::common::{airlift, airlift_path, keygen, testdata, testdata_digest};
 
 /// The arguments of `airlift pack` through `proxy` into DIR/bundle, with DIR/cache
 /// unless `cache` is given.

@@ -6,23 +6,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::common::distribution::Distribution;
-use crate::common::{airlift, keygen, tempdir, testdata};
+use crate::common::{airlift, keygen, tempdir, testdata, testdata_digest};
 
 const REFS: [&str; 4] = ["app-00", "app-00-latest", "app-01", "multi"];
-
-/// The digest of a testdata image, by ref name.
-fn source_digest(reference: &str) -> String {
-    let index: Value = serde_json::from_slice(&std::fs::read(testdata("layout").join("index.json")).unwrap()).unwrap();
-    index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == reference)
-        .unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
 
 /// Pack the testdata layout into DIR/bundle; returns (bundle, public key).
 fn pack(dir: &Path) -> (PathBuf, PathBuf) {
@@ -74,10 +60,10 @@ fn push_mirrors_every_image_with_identical_digests_and_a_rerun_pushes_nothing() 
     assert!(d["push"]["pushed"].as_u64().unwrap() > 0, "{d}");
     assert_eq!(d["push"]["images"].as_array().unwrap().len(), REFS.len(), "{d}");
     for r in REFS {
-        assert_eq!(dist.digest(&format!("mirror/layout:{r}")), source_digest(r), "{r}");
+        assert_eq!(dist.digest(&format!("mirror/layout:{r}")), testdata_digest(r), "{r}");
     }
     // The multi-arch index's children are there by digest too.
-    let multi = source_digest("multi");
+    let multi = testdata_digest("multi");
     let raw = std::fs::read(testdata("layout").join("blobs/sha256").join(multi.trim_start_matches("sha256:"))).unwrap();
     let children: Value = serde_json::from_slice(&raw).unwrap();
     for child in children["manifests"].as_array().unwrap() {
@@ -111,7 +97,7 @@ fn push_to_a_second_repository_mounts_and_large_blobs_go_in_chunks() {
     let d = doc(&first);
     assert_eq!(d["push"]["mounted"], 0, "{d}");
     for r in REFS {
-        assert_eq!(dist.digest(&format!("one/layout:{r}")), source_digest(r), "{r}");
+        assert_eq!(dist.digest(&format!("one/layout:{r}")), testdata_digest(r), "{r}");
     }
     // Another prefix on the same registry: blobs are mounted from one/layout, not uploaded.
     let second = push(&dist, tmp.path(), "two", &authfile, &[]).code(0);
@@ -119,7 +105,7 @@ fn push_to_a_second_repository_mounts_and_large_blobs_go_in_chunks() {
     assert!(d["push"]["mounted"].as_u64().unwrap() > 0, "{d}");
     assert_eq!(d["push"]["bytes"], 0, "{d}");
     for r in REFS {
-        assert_eq!(dist.digest(&format!("two/layout:{r}")), source_digest(r), "{r}");
+        assert_eq!(dist.digest(&format!("two/layout:{r}")), testdata_digest(r), "{r}");
     }
 }
 

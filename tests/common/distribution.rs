@@ -17,7 +17,7 @@ pub struct Distribution {
     pub password: String,
     /// Holds `ca.crt`: for skopeo's `--cert-dir` and airlift's `--cert-dir`.
     pub cert_dir: PathBuf,
-    child: Child,
+    child: RegistryProcess,
 }
 
 impl Distribution {
@@ -42,10 +42,7 @@ impl Distribution {
         let cert_dir = tmp.path().join("ca");
         std::fs::create_dir_all(&cert_dir).unwrap();
         std::fs::copy(certs.join("tls/ca.crt"), cert_dir.join("ca.crt")).unwrap();
-        let config = tmp.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
+        let child = RegistryProcess::spawn(tmp.path(), &format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {crt}\n    key: {key}\n\
                  auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n",
@@ -53,17 +50,7 @@ impl Distribution {
                 crt = certs.join("tls/server.crt").display(),
                 key = certs.join("tls/server.key").display(),
                 htpasswd = certs.join("htpasswd").display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
+            ));
         let d = Distribution { _tmp: tmp, port, user: "dist".into(), password, cert_dir, child };
         d.wait_ready();
         Some(d)
@@ -127,19 +114,45 @@ impl Distribution {
 
     /// An auth.json holding this registry's credentials.
     pub fn authfile(&self, dir: &std::path::Path) -> PathBuf {
-        use base64::Engine;
-        let auth = base64::engine::general_purpose::STANDARD.encode(self.creds());
-        let path = dir.join("auth.json");
-        let doc = serde_json::json!({ "auths": { self.host(): { "auth": auth } } });
-        std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-        path
+        write_authfile(dir, &self.host(), &self.creds())
     }
 }
 
-impl Drop for Distribution {
+/// A docker-registry process started from `config` (YAML) in `dir`, logging to
+/// `dir/registry.log`; stopped by pid when dropped.
+pub struct RegistryProcess(Child);
+
+impl RegistryProcess {
+    pub fn spawn(dir: &std::path::Path, config: &str) -> RegistryProcess {
+        let path = dir.join("config.yml");
+        std::fs::write(&path, config).unwrap();
+        let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        RegistryProcess(child)
+    }
+}
+
+impl Drop for RegistryProcess {
     fn drop(&mut self) {
         // SAFETY: kill(2) on the child this harness started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
     }
+}
+
+/// An auth.json in `dir` giving `creds` (user:password) for `host`.
+pub fn write_authfile(dir: &std::path::Path, host: &str, creds: &str) -> PathBuf {
+    use base64::Engine;
+    std::fs::create_dir_all(dir).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(creds);
+    let path = dir.join("auth.json");
+    let doc = serde_json::json!({ "auths": { host: { "auth": auth } } });
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    path
 }

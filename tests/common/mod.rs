@@ -136,3 +136,18 @@ pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     airlift().args(["keygen", "--out"]).arg(dir).args(["--name", name]).assert().success();
     (dir.join(format!("{name}.key")), dir.join(format!("{name}.pub")))
 }
+
+/// The digest of the testdata image with ref name `reference`.
+pub fn testdata_digest(reference: &str) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(testdata("layout").join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == reference)
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

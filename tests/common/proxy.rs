@@ -7,11 +7,12 @@
 //! once enough blob bytes went through (so a test can kill the client mid-fetch). It
 //! counts requests, blob GETs, Range requests and the blob body bytes it forwarded.
 
+use crate::common::distribution::RegistryProcess;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -372,7 +373,7 @@ pub struct PlainDistribution {
     pub port: u16,
     pub user: String,
     pub password: String,
-    child: Child,
+    child: RegistryProcess,
 }
 
 impl PlainDistribution {
@@ -388,26 +389,13 @@ impl PlainDistribution {
         let hash = bcrypt::hash(&password, 4).expect("bcrypt");
         let htpasswd = tmp.path().join("htpasswd");
         std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
-        let config = tmp.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
+        let child = RegistryProcess::spawn(tmp.path(), &format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n\
                  auth:\n  htpasswd:\n    realm: test\n    path: {htpasswd}\n",
                 data = tmp.path().join("data").display(),
                 htpasswd = htpasswd.display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
+            ));
         let d = PlainDistribution { tmp, port, user, password, child };
         d.wait_ready();
         Some(d)
@@ -471,20 +459,6 @@ impl PlainDistribution {
 
     /// An auth.json in `dir` giving this registry's credentials for `host` (the proxy's).
     pub fn authfile(&self, dir: &Path, host: &str) -> PathBuf {
-        use base64::Engine;
-        let auth = base64::engine::general_purpose::STANDARD.encode(self.creds());
-        std::fs::create_dir_all(dir).unwrap();
-        let path = dir.join("auth.json");
-        let doc = serde_json::json!({ "auths": { host: { "auth": auth } } });
-        std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-        path
-    }
-}
-
-impl Drop for PlainDistribution {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the child this harness started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        super::distribution::write_authfile(dir, host, &self.creds())
     }
 }

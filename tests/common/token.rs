@@ -10,10 +10,11 @@
 //! must equal the configured issuer and service, and `exp`/`nbf` are checked with a
 //! 60 s leeway (registry/auth/token/token.go: `Leeway`). Every request is recorded.
 
+use crate::common::distribution::RegistryProcess;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -357,7 +358,7 @@ pub struct TokenDistribution {
     /// Holds `ca.crt` (it signed both the registry's and the issuer's certificate).
     pub cert_dir: PathBuf,
     pub issuer: Issuer,
-    child: Child,
+    child: RegistryProcess,
 }
 
 impl TokenDistribution {
@@ -394,10 +395,7 @@ impl TokenDistribution {
             signer,
             Policy { user: user.clone(), password: password.clone(), exp_offset: 300, expires_in: 300, delay: None },
         );
-        let config = tmp.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
+        let child = RegistryProcess::spawn(tmp.path(), &format!(
                 "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
                  http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {crt}\n    key: {key}\n\
                  auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {bundle}\n",
@@ -406,17 +404,7 @@ impl TokenDistribution {
                 key = certs.join("tls/server.key").display(),
                 realm = issuer.realm(),
                 bundle = bundle.display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start docker-registry");
+            ));
         let d = TokenDistribution { tmp, port, user, password, cert_dir, issuer, child };
         d.wait_ready();
         Some(d)
@@ -467,20 +455,7 @@ impl TokenDistribution {
 
     /// An auth.json in `dir` with `user:password` for this registry.
     pub fn authfile(&self, dir: &Path, user: &str, password: &str) -> PathBuf {
-        std::fs::create_dir_all(dir).unwrap();
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        let path = dir.join("auth.json");
-        let doc = serde_json::json!({ "auths": { self.host(): { "auth": auth } } });
-        std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
-        path
-    }
-}
-
-impl Drop for TokenDistribution {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the child this harness started.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        super::distribution::write_authfile(dir, &self.host(), &format!("{user}:{password}"))
     }
 }
 
