@@ -187,3 +187,46 @@ fn platform_filter_packs_only_that_platforms_content() {
     let arm_path = format!("blobs/sha256/{}", arm["digest"].as_str().unwrap().trim_start_matches("sha256:"));
     assert!(!entries.contains(&arm_path.as_str()), "arm64 manifest was packed");
 }
+
+#[test]
+fn a_platform_filtered_index_keeps_its_digest_and_resolves_for_amd64_after_unpack() {
+    let Some(dist) = Distribution::start() else { return };
+    dist.push(&format!("oci:{}:multi", testdata("layout").display()), "ns/multi:1");
+    let tmp = crate::common::tempdir();
+    let cache = tmp.path().join("cache");
+    pack_json(
+        &dist,
+        tmp.path(),
+        &["--cache", cache.to_str().unwrap(), "--platform", "linux/amd64"],
+        &[dist.docker_ref("ns/multi:1")],
+    );
+    let mut reg = crate::common::registry::Registry::install();
+    crate::common::airlift()
+        .arg("unpack")
+        .arg(tmp.path().join("bundle"))
+        .arg("--key")
+        .arg(tmp.path().join("keys/site.pub"))
+        .arg("--root")
+        .arg(&reg.root)
+        .assert()
+        .code(0);
+    reg.serve(&[]);
+    // The original index, byte for byte...
+    let mut raw = reg.skopeo("inspect");
+    raw.arg("--raw").args(reg.skopeo_args()).arg(reg.docker_ref("ns/multi:1"));
+    let out = raw.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(format!("sha256:{}", crate::common::sha256_hex(&out.stdout)), testdata_digest("multi"));
+    // ...resolves for linux/amd64 pulls, and not for the platform left out.
+    let pull = |arch: &str| {
+        let mut cmd = std::process::Command::new("skopeo");
+        cmd.args(["--override-os", "linux", "--override-arch", arch, "copy", "--quiet"])
+            .args(reg.skopeo_src_args())
+            .arg(reg.docker_ref("ns/multi:1"))
+            .arg(format!("oci:{}:{arch}", tmp.path().join("pulled").display()));
+        cmd.output().unwrap()
+    };
+    let amd = pull("amd64");
+    assert!(amd.status.success(), "amd64 pull: {}", String::from_utf8_lossy(&amd.stderr));
+    assert!(!pull("arm64").status.success(), "arm64 was not packed, yet it pulled");
+}

@@ -187,7 +187,12 @@ pub fn push_image(
     let repo = Repository::parse(&repository)
         .ok_or_else(|| usage(format!("image {}: '{repository}' is not a valid repository name", image.digest)))?;
     let target = ImageRef { registry: dest.registry.clone(), repository: repo, tag: None, digest: None };
-    let manifests = mirror::manifests_of(store, &image.digest, &image.media_type)?;
+    // Manifests the bundle carries (one packed with --platform leaves some children out;
+    // the registry must then accept the index without them).
+    let manifests: Vec<_> = mirror::manifests_of(store, &image.digest, &image.media_type)?
+        .into_iter()
+        .filter(|(m, _)| image.blobs.contains(m))
+        .collect();
 
     for blob in image.blobs.iter().filter(|b| !manifests.iter().any(|(m, _)| m == *b)) {
         if journal.has_blob(&repository, blob) || client.blob_exists(&target, blob)? {

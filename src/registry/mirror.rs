@@ -103,8 +103,10 @@ pub fn register(storage: &Storage, image: &Image, target: &Target) -> Result<()>
             storage.link_blob(&target.repository, blob)?;
         }
     }
-    for (m, _) in &manifests {
-        storage.link_manifest(&target.repository, m)?;
+    // Children left out of the bundle (packed with --platform) make their index sparse.
+    let sparse = manifests.iter().any(|(m, _)| !image.blobs.contains(m));
+    for (m, _) in manifests.iter().filter(|(m, _)| image.blobs.contains(m)) {
+        storage.link_manifest(&target.repository, m, sparse)?;
     }
     if let Some(tag) = &target.tag {
         storage.tag(&target.repository, tag, &image.digest)?;
@@ -123,6 +125,11 @@ pub fn manifests_of(store: &BlobStore, digest: &Digest, media_type: &str) -> Res
             serde_json::from_slice(&bytes).map_err(|e| usage(format!("index {digest}: {e}")))?;
         for child in index.manifests() {
             let d: Digest = child.digest().to_string().parse().map_err(usage)?;
+            if !store.path(&d).is_file() {
+                // Not carried (the bundle was packed for some platforms only).
+                out.push((d, child.media_type().to_string()));
+                continue;
+            }
             for m in manifests_of(store, &d, child.media_type().as_ref())? {
                 if !out.iter().any(|(o, _)| *o == m.0) {
                     out.push(m);

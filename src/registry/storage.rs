@@ -177,12 +177,20 @@ impl Storage {
         Ok(self.add_link(&repository(repo)?, digest)?)
     }
 
-    /// Register the committed blob `digest` as a manifest (or index) of `repo`. Everything
-    /// it references must be in the repository already.
-    pub fn link_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
+    /// Register the committed blob `digest` as a manifest (or index) of `repo`. Every blob
+    /// it references must be in the repository already, and so must every child manifest
+    /// of an index, unless `sparse`: a bundle packed with `--platform` keeps the original
+    /// index, whose other platforms' manifests were left out on purpose (pulls for the
+    /// platforms present resolve; the others get MANIFEST_UNKNOWN).
+    pub fn link_manifest(&self, repo: &str, digest: &Digest, sparse: bool) -> Result<()> {
         let repo = repository(repo)?;
         let bytes = self.read_manifest_blob(digest)?;
-        self.register(&repo, digest, &bytes, None)?;
+        let parsed = parse_manifest(&bytes, None)?;
+        self.check_blobs(&repo, &parsed)?;
+        if !sparse {
+            self.check_children(&repo, &parsed)?;
+        }
+        self.commit_manifest(&repo, digest, bytes.len() as u64, parsed)?;
         Ok(())
     }
 
@@ -267,24 +275,21 @@ impl Storage {
         Ok(stored)
     }
 
-    fn register(
-        &self,
-        repo: &Repository,
-        digest: &Digest,
-        bytes: &[u8],
-        content_type: Option<&str>,
-    ) -> SResult<Stored> {
-        let parsed = parse_manifest(bytes, content_type)?;
-        self.check_references(repo, &parsed)?;
-        self.commit_manifest(repo, digest, bytes.len() as u64, parsed)
+    fn check_references(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
+        self.check_blobs(repo, parsed)?;
+        self.check_children(repo, parsed)
     }
 
-    fn check_references(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
+    fn check_blobs(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
         for d in &parsed.blobs {
             if self.blob_size(repo, d)?.is_none() {
                 return Err(StorageError::ManifestBlobUnknown(d.clone()));
             }
         }
+        Ok(())
+    }
+
+    fn check_children(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
         for d in &parsed.children {
             if !self.path(Loc::Revision(repo, d)).is_file() {
                 return Err(StorageError::ManifestBlobUnknown(d.clone()));
