@@ -355,8 +355,6 @@ impl Bundle {
             }
             got += n;
         }
-        let Some(label_chunk) = self.index.volume_chunks[v].first() else { return Ok(None) };
-        let expected_len = self.manifest.chunks[*label_chunk].length as usize;
         if got < 512 {
             return Ok(None); // truncated: reported by the chunk checks
         }
@@ -390,7 +388,6 @@ impl Bundle {
                 v + 1
             )));
         }
-        let _ = expected_len;
         Ok(None)
     }
 

@@ -187,7 +187,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             || extractor.committed(e)
     });
     let general = Vec::new();
-    let mut status = super::verify::summarize(&bundle, &reports, &general);
+    let mut status = super::verify::summarize(&reports, &general);
     if status == Status::Ok && !all_done {
         status = Status::Incomplete;
     }

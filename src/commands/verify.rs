@@ -28,14 +28,14 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     for f in &unlisted {
         general.push(format!("{f} looks like a volume of this bundle but is not in its manifest (foreign)"));
     }
-    let status = summarize(&bundle, &reports, &general);
+    let status = summarize(&reports, &general);
     let doc = print_report(out, &bundle, &reports, &general, &unlisted, status, "verify");
     out.document(&doc);
     Ok(status)
 }
 
 /// The exit status for a set of volume reports plus bundle-level problems.
-pub fn summarize(_bundle: &Bundle, reports: &[VolumeReport], general: &[String]) -> Status {
+pub fn summarize(reports: &[VolumeReport], general: &[String]) -> Status {
     let mut status = if general.is_empty() { Status::Ok } else { Status::Integrity };
     for r in reports {
         status = status.worst(match r.status {
