@@ -11,7 +11,7 @@
 //! - [`oci`]: media types and OCI image layouts
 //! - [`client`], [`source`]: the registry client, and registries as a pack source
 //! - [`store`]: the content-addressed blob store and atomic commits
-//! - [`digest`], [`size`], [`time`]: small value types
+//! - [`digest`], [`size`], [`time`]: small value types; [`workers`]: a scoped thread pool
 //! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
 
 pub mod app;
@@ -30,3 +30,4 @@ pub mod size;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod workers;

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::progress::Progress;
 
@@ -12,11 +12,14 @@ pub struct Output {
     json: bool,
     quiet: bool,
     stderr_tty: bool,
+    /// Every bar is drawn through this, so bars of work running at the same time (a
+    /// fetch and the pack it feeds) stack instead of overwriting each other.
+    bars: MultiProgress,
 }
 
 impl Output {
     pub fn new(json: bool, quiet: bool) -> Output {
-        Output { json, quiet, stderr_tty: std::io::stderr().is_terminal() }
+        Output { json, quiet, stderr_tty: std::io::stderr().is_terminal(), bars: MultiProgress::new() }
     }
 
     pub fn json(&self) -> bool {
@@ -26,13 +29,13 @@ impl Output {
     /// An informational line on stderr (suppressed by `--quiet`).
     pub fn info(&self, msg: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("{msg}");
+            self.bars.suspend(|| eprintln!("{msg}"));
         }
     }
 
     /// A warning on stderr, shown even with `--quiet`.
     pub fn warn(&self, msg: impl std::fmt::Display) {
-        eprintln!("warning: {msg}");
+        self.bars.suspend(|| eprintln!("warning: {msg}"));
     }
 
     /// Human-readable data on stdout; nothing in `--json` mode (the JSON document says it).
@@ -54,7 +57,7 @@ impl Output {
     /// A progress reporter: bars when stderr is a terminal, nothing otherwise.
     pub fn progress(&self) -> Box<dyn Progress> {
         if self.stderr_tty && !self.quiet {
-            Box::new(Bars { bar: Mutex::new(None) })
+            Box::new(Bars { multi: self.bars.clone(), bar: Mutex::new(None) })
         } else {
             Box::new(crate::progress::Silent)
         }
@@ -70,12 +73,13 @@ fn write_stdout(text: &str) {
 }
 
 struct Bars {
+    multi: MultiProgress,
     bar: Mutex<Option<ProgressBar>>,
 }
 
 impl Progress for Bars {
     fn start(&self, label: &str, total: u64) {
-        let bar = ProgressBar::new(total);
+        let bar = self.multi.add(ProgressBar::new(total));
         let style =
             ProgressStyle::with_template("{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -85,6 +89,7 @@ impl Progress for Bars {
         if let Ok(mut slot) = self.bar.lock() {
             if let Some(old) = slot.replace(bar) {
                 old.finish_and_clear();
+                self.multi.remove(&old);
             }
         }
     }
@@ -101,6 +106,7 @@ impl Progress for Bars {
         if let Ok(mut slot) = self.bar.lock() {
             if let Some(bar) = slot.take() {
                 bar.finish_and_clear();
+                self.multi.remove(&bar);
             }
         }
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::bundle::manifest::{EntryKind, Image};
+use crate::bundle::manifest::{EntryKind, Image, Manifest};
 use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::cli::PackArgs;
@@ -17,7 +17,9 @@ use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
 use crate::oci::{self, index_json};
 use crate::output::Output;
 use crate::size::{human, Media};
-use crate::source::registry::{default_cache_dir, read_images_file, Platform, RegistrySource};
+use crate::minisign::SecretKey;
+use crate::progress::Progress;
+use crate::source::registry::{default_cache_dir, read_images_file, Arrivals, Platform, RegistrySource};
 use crate::store;
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
@@ -30,24 +32,35 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     };
 
     // Resolve every source; blobs shared by images are stored once. Registry images are
-    // resolved first (manifests only), then their blobs are fetched into the cache.
+    // resolved together (manifests only, several at a time); their blobs are fetched into
+    // the cache while the bundle is written, each stored as soon as it is there.
     let sources = all_sources(args)?;
-    let registry = if sources.iter().any(|s| s.starts_with(TRANSPORT)) { Some(registry_source(args)?) } else { None };
+    let registry_refs: Vec<ImageRef> = sources
+        .iter()
+        .filter(|s| s.starts_with(TRANSPORT))
+        .map(|s| ImageRef::parse(s))
+        .collect::<crate::error::Result<_>>()?;
+    if let Some(bad) = sources.iter().find(|s| s.contains("://") && !s.starts_with(TRANSPORT)) {
+        return Err(usage(format!(
+            "unsupported source '{bad}': use docker://HOST/REPO[:TAG|@DIGEST], oci:PATH or oci:PATH:REF"
+        ))
+        .into());
+    }
+    let registry = if registry_refs.is_empty() { None } else { Some(registry_source(args)?) };
+    let mut from_registry = match &registry {
+        Some(reg) => registry_refs.iter().cloned().zip(reg.resolve_all(&registry_refs)?).collect(),
+        None => Vec::new(),
+    }
+    .into_iter();
     let mut resolved: Vec<(&str, ResolvedImage, PathBuf)> = Vec::new();
     let mut wanted = Vec::new();
     for source in &sources {
-        match &registry {
-            Some(reg) if source.starts_with(TRANSPORT) => {
-                let image = ImageRef::parse(source)?;
-                let img = reg.resolve(&image).with_context(|| format!("resolving {source}"))?;
+        match (&registry, source.starts_with(TRANSPORT)) {
+            (Some(reg), true) => {
+                let (image, img) =
+                    from_registry.next().ok_or_else(|| usage(format!("internal: {source} was not resolved")))?;
                 wanted.extend(img.blobs.iter().map(|b| (image.clone(), b.clone())));
                 resolved.push((source, img, reg.cache().root().to_path_buf()));
-            }
-            _ if source.contains("://") && !source.starts_with(TRANSPORT) => {
-                return Err(usage(format!(
-                    "unsupported source '{source}': use docker://HOST/REPO[:TAG|@DIGEST], oci:PATH or oci:PATH:REF"
-                ))
-                .into());
             }
             _ => {
                 let parsed = LayoutSource::parse(source)?;
@@ -57,19 +70,6 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
                 }
             }
         }
-    }
-    let mut fetch = None;
-    if let Some(reg) = &registry {
-        let progress = out.progress();
-        let report = reg.fetch(&wanted, progress.as_ref()).context("fetching blobs from registries")?;
-        out.info(format!(
-            "fetched {} blob(s) ({}) from registries, {} already in the cache {}",
-            report.fetched,
-            human(report.bytes),
-            report.cached,
-            reg.cache().root().display()
-        ));
-        fetch = Some(report);
     }
 
     let mut images = Vec::new();
@@ -174,13 +174,37 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     };
     let progress = out.progress();
     let total: u64 = items.iter().map(|i| i.size).sum();
-    progress.start("pack", total);
-    let mut writer = BundleWriter::new(settings, id, progress.as_ref())?;
-    for item in &items {
-        writer.add(item).with_context(|| format!("storing {}", item.path))?;
-    }
-    let manifest = writer.finish(images, &key)?;
+    let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
+    let fetch_progress = out.progress();
+    let (written, fetched) = std::thread::scope(|scope| {
+        let fetcher = registry.as_ref().map(|reg| scope.spawn(|| reg.fetch(&wanted, fetch_progress.as_ref(), &arrivals)));
+        progress.start("pack", total);
+        let written = write_bundle(settings, id, progress.as_ref(), &items, images, &key, &arrivals);
+        if written.is_err() {
+            arrivals.cancel();
+        }
+        let fetched = fetcher.map(|f| f.join().unwrap_or_else(|_| Err(usage("internal: the fetch thread panicked"))));
+        (written, fetched)
+    });
     progress.finish();
+    // The writer's own failure comes first (the fetch was stopped because of it); a blob
+    // the fetch could not get stops the writer, and then the fetch's error says why.
+    let writer_failed = written.as_ref().is_err_and(|e| e.downcast_ref::<Unfetched>().is_none());
+    let fetch = match fetched {
+        Some(Err(e)) if !writer_failed => return Err(anyhow::Error::from(e).context("fetching blobs from registries")),
+        Some(Ok(report)) => Some(report),
+        _ => None,
+    };
+    let manifest = written?;
+    if let (Some(reg), Some(report)) = (&registry, &fetch) {
+        out.info(format!(
+            "fetched {} blob(s) ({}) from registries, {} already in the cache {}",
+            report.fetched,
+            human(report.bytes),
+            report.cached,
+            reg.cache().root().display()
+        ));
+    }
 
     let stored: u64 = manifest.volumes.iter().map(|v| v.size).sum();
     let manifest_path: PathBuf = args.out.join(names::manifest_file(&manifest.name));
@@ -216,6 +240,39 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         "fetch": fetch,
     }));
     Ok(Status::Ok)
+}
+
+/// A blob the writer waited for that the fetch ended without.
+#[derive(Debug)]
+struct Unfetched(Digest);
+
+impl std::fmt::Display for Unfetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blob {} was not fetched", self.0)
+    }
+}
+
+impl std::error::Error for Unfetched {}
+
+/// Write and sign the bundle, storing each registry blob as soon as the fetch has put it
+/// in the cache.
+fn write_bundle(
+    settings: Settings,
+    id: String,
+    progress: &dyn Progress,
+    items: &[Item],
+    images: Vec<Image>,
+    key: &SecretKey,
+    arrivals: &Arrivals,
+) -> anyhow::Result<Manifest> {
+    let mut writer = BundleWriter::new(settings, id, progress)?;
+    for item in items {
+        if !arrivals.wait(&item.digest) {
+            return Err(Unfetched(item.digest.clone()).into());
+        }
+        writer.add(item).with_context(|| format!("storing {}", item.path))?;
+    }
+    Ok(writer.finish(images, key)?)
 }
 
 /// The sources given as arguments, then those of every `--images` file.

@@ -9,20 +9,20 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use crate::client::{Client, ImageRef, Options, Stats};
 use crate::digest::Digest;
-use crate::error::{integrity, usage, Error, IoContext, Result};
+use crate::error::{integrity, usage, IoContext, Result};
 use crate::oci::layout::{read_limited, BlobRef, ResolvedImage};
 use crate::oci::{self, is_index, is_manifest, MAX_MANIFEST};
 use crate::progress::Progress;
 use crate::registry::names::Reference;
 use crate::store::{self, BlobStore};
+use crate::workers;
 
 /// `--platform OS/ARCH[/VARIANT]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,14 +275,48 @@ impl RegistrySource {
     }
 
     fn fetched_now(&self, blob: &BlobRef) {
-        let mut f = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = lock(&self.fetched);
         if f.0.insert(blob.digest.clone()) {
             f.1 += blob.size;
         }
     }
 
-    /// Fetch every blob not yet in the cache, each once, with `parallel` workers.
-    pub fn fetch(&self, wanted: &[(ImageRef, BlobRef)], progress: &dyn Progress) -> Result<FetchReport> {
+    /// Resolve several images at once, `parallel` at a time; results in the given order.
+    pub fn resolve_all(&self, images: &[ImageRef]) -> Result<Vec<ResolvedImage>> {
+        let slots: Vec<Mutex<Option<ResolvedImage>>> = images.iter().map(|_| Mutex::new(None)).collect();
+        workers::run(
+            self.parallel,
+            images.len(),
+            || Ok(()),
+            |_, i| {
+                let resolved = self.resolve(&images[i])?;
+                *lock(&slots[i]) = Some(resolved);
+                Ok(())
+            },
+        )?;
+        Ok(slots.into_iter().filter_map(|s| s.into_inner().unwrap_or_else(|p| p.into_inner())).collect())
+    }
+
+    /// Fetch every blob not yet in the cache, each once, in the order given, with
+    /// `parallel` workers; `arrivals` learns of each blob as it lands in the cache (and
+    /// of those already there at once), and can stop the fetch.
+    pub fn fetch(
+        &self,
+        wanted: &[(ImageRef, BlobRef)],
+        progress: &dyn Progress,
+        arrivals: &Arrivals,
+    ) -> Result<FetchReport> {
+        let result = self.fetch_into_cache(wanted, progress, arrivals);
+        arrivals.end();
+        result
+    }
+
+    fn fetch_into_cache(
+        &self,
+        wanted: &[(ImageRef, BlobRef)],
+        progress: &dyn Progress,
+        arrivals: &Arrivals,
+    ) -> Result<FetchReport> {
         let mut seen = HashSet::new();
         let mut report = FetchReport::default();
         let mut todo = Vec::new();
@@ -291,47 +325,33 @@ impl RegistrySource {
                 continue;
             }
             report.blobs += 1;
-            if !self.cache.contains(&blob.digest, blob.size) {
+            if self.cache.contains(&blob.digest, blob.size) {
+                arrivals.arrived(&blob.digest);
+            } else {
                 todo.push((image, blob));
             }
         }
-        // Largest first, so one big layer does not start last and run alone.
-        todo.sort_by_key(|(_, b)| std::cmp::Reverse(b.size));
         progress.start("fetch", todo.iter().map(|(_, b)| b.size).sum());
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        let workers = self.parallel.min(todo.len());
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    let fail = |e: Error| {
-                        failed.store(true, Ordering::SeqCst);
-                        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                        slot.get_or_insert(e);
-                    };
-                    let client = match self.client.fork() {
-                        Ok(c) => c,
-                        Err(e) => return fail(e),
-                    };
-                    while !failed.load(Ordering::SeqCst) {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((image, blob)) = todo.get(i) else { return };
-                        if let Err(e) = client.fetch_blob(image, blob, &self.cache, progress) {
-                            return fail(e);
-                        }
-                        self.fetched_now(blob);
-                    }
-                });
-            }
-        });
+        let result = workers::run(
+            self.parallel,
+            todo.len(),
+            || self.client.fork(),
+            |client, i| {
+                if arrivals.cancelled() {
+                    return Err(usage("the fetch was stopped"));
+                }
+                let (image, blob) = todo[i];
+                client.fetch_blob(image, blob, &self.cache, progress)?;
+                self.fetched_now(blob);
+                arrivals.arrived(&blob.digest);
+                Ok(())
+            },
+        );
         progress.finish();
-        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            return Err(e);
-        }
+        result?;
         let stats = self.client.stats();
         let (fetched, bytes) = {
-            let f = self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+            let f = lock(&self.fetched);
             (f.0.len() as u64, f.1)
         };
         report.fetched = fetched;
@@ -342,6 +362,67 @@ impl RegistrySource {
         report.retries = stats.retries;
         Ok(report)
     }
+}
+
+/// The blobs a running fetch has put in the cache so far, for a writer that must not
+/// read a blob before it is there (and that can tell the fetch to stop).
+pub struct Arrivals {
+    state: Mutex<ArrivalState>,
+    changed: Condvar,
+}
+
+struct ArrivalState {
+    /// Blobs the fetch concerns that are not in the cache yet.
+    pending: HashSet<Digest>,
+    /// The fetch is over (done or failed).
+    ended: bool,
+    cancelled: bool,
+}
+
+impl Arrivals {
+    /// Expect the blobs `pending`.
+    pub fn new(pending: impl IntoIterator<Item = Digest>) -> Arrivals {
+        let state = ArrivalState { pending: pending.into_iter().collect(), ended: false, cancelled: false };
+        Arrivals { state: Mutex::new(state), changed: Condvar::new() }
+    }
+
+    fn arrived(&self, digest: &Digest) {
+        lock(&self.state).pending.remove(digest);
+        self.changed.notify_all();
+    }
+
+    fn end(&self) {
+        lock(&self.state).ended = true;
+        self.changed.notify_all();
+    }
+
+    /// Wait until blob `digest` is in the cache (at once when the fetch does not concern
+    /// it); false when the fetch ended without it.
+    pub fn wait(&self, digest: &Digest) -> bool {
+        let mut state = lock(&self.state);
+        loop {
+            if !state.pending.contains(digest) {
+                return true;
+            }
+            if state.ended {
+                return false;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Ask the fetch to stop: no new blob is started.
+    pub fn cancel(&self) {
+        lock(&self.state).cancelled = true;
+    }
+
+    fn cancelled(&self) -> bool {
+        lock(&self.state).cancelled
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn blob_ref(image: &ImageRef, desc: &Descriptor) -> Result<BlobRef> {
