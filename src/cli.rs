@@ -113,11 +113,25 @@ pub struct PackArgs {
     pub include: Vec<PathBuf>,
     /// Images to pack: docker://HOST[:PORT]/REPO[:TAG|@DIGEST] (a registry; docker://nginx
     /// is Docker Hub's library/nginx:latest), oci:PATH (every image of the layout) or oci:PATH:REF
-    #[arg(required_unless_present = "images", value_name = "SOURCE")]
+    #[arg(required_unless_present_any = ["images", "release", "config"], value_name = "SOURCE")]
     pub sources: Vec<String>,
     /// Read more sources from FILE: one a line, `#` starts a comment, docker:// may be left out
     #[arg(long, value_name = "FILE")]
     pub images: Vec<PathBuf>,
+    /// OpenShift release image to pack with every component its payload names
+    /// (repeatable): docker://quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64 or
+    /// oci:DIR:REF
+    #[arg(long, value_name = "REF")]
+    pub release: Vec<String>,
+    /// oc-mirror image set file (kind ImageSetConfiguration): platform releases and
+    /// architectures, additionalImages, blockedImages; other sections are refused
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Release signature file to carry (repeatable); unpack writes the signature
+    /// ConfigMap from it. In a directory named sha256=HEX it signs that release, else the
+    /// only release packed
+    #[arg(long, value_name = "FILE")]
+    pub release_signature: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -226,6 +240,10 @@ pub struct UnpackArgs {
     /// behind a proxy that limits request sizes)
     #[arg(long, value_name = "SIZE", default_value = "64MiB", requires = "to")]
     pub upload_chunk: ByteSize,
+    /// With --to: blobs, mounts, images' manifests and tags pushed at the same time
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64),
+          requires = "to")]
+    pub parallel: u16,
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Hostname for a registry installed on first use (default: this host's name)
@@ -240,6 +258,19 @@ pub struct UnpackArgs {
     /// Accept a bundle older than (or different from) the last one accepted for this key and name
     #[arg(long)]
     pub allow_rollback: bool,
+    /// Where to write what a cluster needs to pull from the mirror (ImageDigestMirrorSet,
+    /// ImageTagMirrorSet, ImageContentSourcePolicy, install-config snippet, release
+    /// signature ConfigMap): default ROOT/results/NAME with --root,
+    /// ./airlift-results/NAME with --to
+    #[arg(long, value_name = "DIR", conflicts_with = "layout")]
+    pub results: Option<PathBuf>,
+    /// Also tag every release component VERSION-ARCH-NAME, as `oc adm release mirror` does
+    #[arg(long, conflicts_with = "layout")]
+    pub release_tags: bool,
+    /// Write RESULTS/pull-secret.json: this pull secret with the mirror's credentials added
+    /// (from the registry installed by this run, else from --authfile or the usual places)
+    #[arg(long, value_name = "FILE", conflicts_with = "layout")]
+    pub merge_pull_secret: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -118,6 +118,17 @@ pub fn file_digest(path: &std::path::Path) -> crate::error::Result<Digest> {
     }
 }
 
+/// So that a reader can be hashed with `std::io::copy`.
+impl std::io::Write for Hasher {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.update(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A sha256 computed on its own thread: buffers are handed over without copying, so
 /// hashing overlaps the caller's reads and writes.
 pub struct ThreadedHasher {

@@ -10,6 +10,7 @@
 //! - [`minisign`]: minisign-compatible Ed25519 keys and signatures
 //! - [`oci`]: media types and OCI image layouts
 //! - [`client`], [`source`]: the registry client, and registries as a pack source
+//! - [`openshift`]: release payloads, image set files, mirror sets for the cluster
 //! - [`store`]: the content-addressed blob store and atomic commits
 //! - [`digest`], [`size`], [`time`]: small value types; [`workers`]: a scoped thread pool
 //! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
@@ -23,6 +24,7 @@ pub mod digest;
 pub mod error;
 pub mod minisign;
 pub mod oci;
+pub mod openshift;
 pub mod output;
 pub mod progress;
 pub mod registry;

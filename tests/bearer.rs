@@ -131,6 +131,12 @@ fn an_expired_bearer_token_is_refreshed_during_a_pack() {
     // `exp` is whole seconds, so a token lives between LIFE - 1 and LIFE seconds.
     let gap = for_a[for_a.len() - 1].at.duration_since(for_a[0].at);
     assert!(gap >= Duration::from_secs(LIFE as u64 - 1), "second ns/a token after {gap:?}: {seen:#?}");
+    // Workers refused at the same moment share one new token: a token is asked for again
+    // only once the last one has expired.
+    for pair in for_a.windows(2) {
+        let between = pair[1].at.duration_since(pair[0].at);
+        assert!(between >= Duration::from_secs(LIFE as u64 - 1), "ns/a tokens {between:?} apart: {seen:#?}");
+    }
     // The registry did refuse the expired token (it logs why at level info).
     assert!(reg.log().contains("token not to be used after"), "registry log:\n{}", reg.log());
 }

@@ -12,6 +12,7 @@ mod faults;
 mod format;
 mod install;
 mod keys;
+mod openshift;
 mod policy;
 mod push;
 mod registry;

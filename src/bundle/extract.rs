@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -17,7 +16,7 @@ use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
 use crate::error::{integrity, IoContext, Result};
-use crate::store::{self, BlobStore, Writeback};
+use crate::store::{self, BlobStore, DirectWriter};
 
 pub struct Extractor<'b> {
     bundle: &'b Bundle,
@@ -228,20 +227,12 @@ impl Sink for Extractor<'_> {
                 },
                 Err(_) => None,
             };
-            return Ok(Box::new(PartWriter {
-                ex: self,
-                c,
-                e,
-                file,
-                path,
-                offset,
-                writeback: Writeback::default(),
-                hasher,
-            }));
+            let file = DirectWriter::at(file, &path, offset);
+            return Ok(Box::new(PartWriter { ex: self, c, e, file, hasher }));
         }
         let temp = self.store.temp()?;
         Ok(match entry.compression {
-            Compression::None => Box::new(WholeWriter { temp, dest, written: 0, writeback: Writeback::default() }),
+            Compression::None => Box::new(WholeWriter { file: DirectWriter::temp(&temp)?, temp, dest }),
             Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, temp)?, dest }),
         })
     }
@@ -250,19 +241,16 @@ impl Sink for Extractor<'_> {
 /// A whole uncompressed entry: its chunk hash is its digest.
 struct WholeWriter {
     temp: NamedTempFile,
+    file: DirectWriter,
     dest: PathBuf,
-    written: u64,
-    writeback: Writeback,
 }
 
 impl ChunkWriter for WholeWriter {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.temp.write_all(data).at(self.temp.path())?;
-        self.written += data.len() as u64;
-        self.writeback.wrote(self.temp.as_file(), self.written);
-        Ok(())
+        self.file.write_all(data)
     }
     fn commit(self: Box<Self>) -> Result<()> {
+        self.file.finish()?;
         store::commit(self.temp, &self.dest)
     }
 }
@@ -288,26 +276,22 @@ struct PartWriter<'x, 'b> {
     ex: &'x Extractor<'b>,
     c: usize,
     e: usize,
-    file: File,
-    path: PathBuf,
-    offset: u64,
-    writeback: Writeback,
+    file: DirectWriter,
     /// The entry's running hash, when every earlier part went through this run in order.
     hasher: Option<Hasher>,
 }
 
 impl ChunkWriter for PartWriter<'_, '_> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.file.write_all_at(data, self.offset).at(&self.path)?;
-        self.offset += data.len() as u64;
-        self.writeback.wrote(&self.file, self.offset);
+        self.file.write_all(data)?;
         if let Some(h) = self.hasher.as_mut() {
             h.update(data);
         }
         Ok(())
     }
     fn commit(self: Box<Self>) -> Result<()> {
-        self.file.sync_data().at(&self.path)?;
+        let path = self.file.path().to_path_buf();
+        self.file.finish()?.sync_data().at(&path)?;
         let complete = self.ex.record(self.c)?;
         let part = self.ex.bundle.manifest.chunks[self.c].part;
         let last = part as usize + 1 == self.ex.entry_chunks(self.e).len();

@@ -35,9 +35,30 @@ pub struct Manifest {
     pub volume_size: u64,
     pub chunk_size: u64,
     pub images: Vec<Image>,
+    /// OpenShift releases packed (`pack --release`); absent from other bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<Release>,
     pub entries: Vec<Entry>,
     pub volumes: Vec<Volume>,
     pub chunks: Vec<Chunk>,
+}
+
+/// An OpenShift release: its image and every component are in `images`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    /// The release image as given, e.g. `docker://quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64`.
+    pub source: String,
+    /// From the payload's release-metadata, e.g. `4.16.3`.
+    pub version: String,
+    /// The release image's digest.
+    pub digest: Digest,
+    /// Its architectures as OpenShift names them in tags (`x86_64`, `aarch64`, …).
+    pub architectures: Vec<String>,
+    /// Every component the payload's image-references names.
+    pub components: Vec<crate::openshift::release::Component>,
+    /// Entry paths (`files/…`) of the release's signatures carried in the bundle.
+    pub signatures: Vec<String>,
 }
 
 /// One image (manifest or index) as packed, with where it came from.
@@ -278,6 +299,17 @@ impl Manifest {
             for blob in &image.blobs {
                 if !blobs.contains(blob) {
                     return bad(format!("image {} needs blob {blob} which is not in the bundle", image.digest));
+                }
+            }
+        }
+        for release in &self.releases {
+            if !self.images.iter().any(|i| i.digest == release.digest) {
+                return bad(format!("release {} ({}) is not among the images", release.version, release.digest));
+            }
+            for sig in &release.signatures {
+                let is_file = entry_by_path.get(sig.as_str()).is_some_and(|&e| self.entries[e].kind == EntryKind::File);
+                if !is_file {
+                    return bad(format!("release {} signature '{sig}' is not a file of the bundle", release.version));
                 }
             }
         }

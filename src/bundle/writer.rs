@@ -3,14 +3,18 @@
 //! signed manifest. Output is a pure function of the inputs, so packing twice gives the
 //! same bytes.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use tempfile::NamedTempFile;
 
-use crate::bundle::manifest::{Chunk, Compression, Entry, EntryKind, Image, Manifest, Volume, FORMAT, VERSION};
+use crate::bundle::manifest::{
+    Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
+};
 use crate::bundle::names;
 use crate::bundle::sign;
 use crate::bundle::tar::{header, padded, BLOCK, END_OF_ARCHIVE};
@@ -18,7 +22,7 @@ use crate::digest::{Digest, Hasher, ThreadedHasher};
 use crate::error::{integrity, usage, IoContext, Result};
 use crate::minisign::SecretKey;
 use crate::progress::Progress;
-use crate::store::{write_atomic, Writeback};
+use crate::store::{write_atomic, DirectReader, DirectWriter};
 
 /// Smallest volume accepted: room for a label, one small chunk and the end blocks.
 pub const MIN_VOLUME: u64 = 16 * 1024;
@@ -99,11 +103,14 @@ pub struct BundleWriter<'a> {
     volumes: Vec<Volume>,
 }
 
+/// A volume being written: buffers go to a thread of its own that hashes them and
+/// writes them, so that disk writes and the volume hash overlap reading the next data.
 struct OpenVolume {
-    file: NamedTempFile,
-    hasher: ThreadedHasher,
+    temp: NamedTempFile,
+    tx: Option<SyncSender<Arc<Vec<u8>>>>,
+    /// Ends with the volume's sha256, or at the first write error.
+    thread: Option<JoinHandle<Result<Digest>>>,
     written: u64,
-    writeback: Writeback,
 }
 
 impl<'a> BundleWriter<'a> {
@@ -143,8 +150,18 @@ impl<'a> BundleWriter<'a> {
     }
 
     /// Store one item.
+    /// Store an item, checking its content against its digest as it is read.
     pub fn add(&mut self, item: &Item) -> Result<()> {
         let prepared = self.prepare(item)?;
+        self.store(prepared)
+    }
+
+    /// Store an item whose content this run has just checked against its digest (a blob
+    /// fetched into the cache): a whole-content hash is not computed again where the
+    /// chunk hashes do not give it for free.
+    pub fn add_checked(&mut self, item: &Item) -> Result<()> {
+        let mut prepared = self.prepare(item)?;
+        prepared.verify_raw = false;
         self.store(prepared)
     }
 
@@ -284,10 +301,9 @@ impl<'a> BundleWriter<'a> {
         mut blob_hasher: Option<&mut ThreadedHasher>,
     ) -> Result<Digest> {
         let mtime = self.settings.created;
-        let dir = self.settings.dir.clone();
         let vol = self.volume.as_mut().ok_or_else(|| usage("internal: no open volume"))?;
         let h = header(name, len, entry.mode, mtime)?;
-        vol.write(Arc::new(h.to_vec()), &dir)?;
+        vol.write(Arc::new(h.to_vec()))?;
         let mut hasher = Hasher::new();
         let mut left = len;
         while left > 0 {
@@ -300,13 +316,13 @@ impl<'a> BundleWriter<'a> {
             if let Some(bh) = blob_hasher.as_deref_mut() {
                 bh.update(buf.clone());
             }
-            vol.write(buf, &dir)?;
+            vol.write(buf)?;
             left -= want as u64;
             self.progress.advance(want as u64);
         }
         let pad = padded(len) - len;
         if pad > 0 {
-            vol.write(Arc::new(vec![0u8; pad as usize]), &dir)?;
+            vol.write(Arc::new(vec![0u8; pad as usize]))?;
         }
         self.cursor.pos += BLOCK + padded(len);
         debug_assert_eq!(self.cursor.pos, vol.written);
@@ -315,9 +331,7 @@ impl<'a> BundleWriter<'a> {
 
     fn next_volume(&mut self) -> Result<()> {
         self.finish_volume()?;
-        let file = crate::store::temp_in(&self.settings.dir)?;
-        self.volume =
-            Some(OpenVolume { file, hasher: ThreadedHasher::new(), written: 0, writeback: Writeback::default() });
+        self.volume = Some(OpenVolume::create(&self.settings.dir)?);
         self.cursor = Cursor { volume: self.cursor.volume + 1, pos: 0 };
         let bytes = self.label_bytes(self.cursor.volume);
         let entry = Entry {
@@ -347,19 +361,20 @@ impl<'a> BundleWriter<'a> {
 
     fn finish_volume(&mut self) -> Result<()> {
         let Some(mut vol) = self.volume.take() else { return Ok(()) };
-        vol.write(Arc::new(vec![0u8; END_OF_ARCHIVE as usize]), &self.settings.dir)?;
-        let OpenVolume { file, hasher, written, .. } = vol;
+        vol.write(Arc::new(vec![0u8; END_OF_ARCHIVE as usize]))?;
+        let written = vol.written;
+        let (temp, sha256) = vol.close()?;
         let file_name = names::volume_file(&self.settings.name, self.cursor.volume);
         let dest = self.settings.dir.join(&file_name);
-        crate::store::commit(file, &dest)?;
+        crate::store::commit(temp, &dest)?;
         debug_assert!(written <= self.settings.volume_size);
-        self.volumes.push(Volume { file: file_name, size: written, sha256: hasher.finish() });
+        self.volumes.push(Volume { file: file_name, size: written, sha256 });
         Ok(())
     }
 
     /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
     /// and remove volumes of an earlier, larger bundle of the same name.
-    pub fn finish(mut self, images: Vec<Image>, key: &SecretKey) -> Result<Manifest> {
+    pub fn finish(mut self, images: Vec<Image>, releases: Vec<Release>, key: &SecretKey) -> Result<Manifest> {
         self.finish_volume()?;
         let s = &self.settings;
         let manifest = Manifest {
@@ -374,6 +389,7 @@ impl<'a> BundleWriter<'a> {
             volume_size: s.volume_size,
             chunk_size: s.chunk_size,
             images,
+            releases,
             entries: self.entries,
             volumes: self.volumes,
             chunks: self.chunks,
@@ -395,12 +411,48 @@ impl<'a> BundleWriter<'a> {
 }
 
 impl OpenVolume {
-    fn write(&mut self, buf: Arc<Vec<u8>>, dir: &Path) -> Result<()> {
-        self.file.as_file_mut().write_all(&buf).at(dir)?;
-        self.written += buf.len() as u64;
-        self.writeback.wrote(self.file.as_file(), self.written);
-        self.hasher.update(buf);
+    fn create(dir: &Path) -> Result<OpenVolume> {
+        let temp = crate::store::temp_in(dir)?;
+        let mut file = DirectWriter::temp(&temp)?;
+        let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(8);
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Hasher::new();
+            for buf in rx {
+                hasher.update(&buf);
+                file.write_all(&buf)?;
+            }
+            file.finish()?;
+            Ok(hasher.finish())
+        });
+        Ok(OpenVolume { temp, tx: Some(tx), thread: Some(thread), written: 0 })
+    }
+
+    fn write(&mut self, buf: Arc<Vec<u8>>) -> Result<()> {
+        let len = buf.len() as u64;
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(buf).is_ok());
+        if !sent {
+            // The thread stopped at a write error: that error.
+            self.tx = None;
+            return self.join().map(|_| ());
+        }
+        self.written += len;
         Ok(())
+    }
+
+    fn join(&mut self) -> Result<Digest> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(result)) => result,
+            // Hashing and writing do not panic short of memory exhaustion: resume it.
+            Some(Err(p)) => std::panic::resume_unwind(p),
+            None => Err(usage("internal: the volume was closed already")),
+        }
+    }
+
+    /// Wait for every write; the temp file and the volume's sha256.
+    fn close(mut self) -> Result<(NamedTempFile, Digest)> {
+        self.tx = None;
+        let digest = self.join()?;
+        Ok((self.temp, digest))
     }
 }
 
@@ -418,7 +470,7 @@ fn remove_stale_volumes(dir: &Path, name: &str, count: u32) -> Result<()> {
 
 fn open_content(content: &Content) -> Result<Box<dyn Read>> {
     Ok(match content {
-        Content::File(p) => Box::new(File::open(p).at(p)?),
+        Content::File(p) => Box::new(DirectReader::open(p)?),
         Content::Bytes(b) => Box::new(std::io::Cursor::new(b.clone())),
     })
 }

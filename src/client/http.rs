@@ -6,7 +6,7 @@
 //! [`Client::execute`]: retries with backoff on transient failures.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +24,7 @@ use crate::oci::layout::BlobRef;
 use crate::oci::{self, MAX_MANIFEST};
 use crate::progress::Progress;
 use crate::registry::names::Reference;
-use crate::store::{self, BlobStore, Writeback};
+use crate::store::{self, BlobStore, DirectReader, DirectWriter};
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -82,13 +82,20 @@ struct Token {
     expires: Instant,
 }
 
+/// A token's key: (`realm service`, scope).
+type TokenKey = (String, String);
+
 struct Shared {
     options: Options,
     /// DER of every trusted root (system and `--cert-dir`).
     roots: Vec<Vec<u8>>,
     keyring: Keyring,
     endpoints: Mutex<HashMap<String, Arc<Endpoint>>>,
-    tokens: Mutex<HashMap<(String, String), Token>>,
+    tokens: Mutex<HashMap<TokenKey, Token>>,
+    /// One lock per token key, held while that token is requested, so that workers
+    /// refused at the same moment ask the token service once, not once each (and a slow
+    /// answer for one scope holds up no other).
+    token_requests: Mutex<HashMap<TokenKey, Arc<Mutex<()>>>>,
     counters: Counters,
 }
 
@@ -139,6 +146,7 @@ impl Client {
             keyring,
             endpoints: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            token_requests: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         });
         Ok(Client { http: build_http(&shared)?, shared })
@@ -257,7 +265,7 @@ impl Client {
         &self,
         image: &ImageRef,
         challenge: Option<&Challenge>,
-        fresh: bool,
+        rejected: Option<&str>,
         wanted: Option<&str>,
     ) -> Result<Option<String>> {
         match challenge {
@@ -276,7 +284,7 @@ impl Client {
                     Some(w) => w.to_string(),
                     None => scope.clone().filter(|s| s.contains(image.repository.as_str())).unwrap_or(own),
                 };
-                let token = self.token(image, realm, service.as_deref(), &scope, fresh)?;
+                let token = self.token(image, realm, service.as_deref(), &scope, rejected)?;
                 Ok(Some(format!("Bearer {token}")))
             }
         }
@@ -291,15 +299,31 @@ impl Client {
         }
     }
 
-    /// A bearer token for `scope`, from the cache unless `fresh`.
-    fn token(&self, image: &ImageRef, realm: &str, service: Option<&str>, scope: &str, fresh: bool) -> Result<String> {
+    /// A bearer token for `scope`: the cached one unless it expired or is the one the
+    /// registry just `rejected`, else a new one from the token service.
+    fn token(
+        &self,
+        image: &ImageRef,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        rejected: Option<&str>,
+    ) -> Result<String> {
         let key = (format!("{realm} {}", service.unwrap_or("")), scope.to_string());
-        if !fresh {
-            if let Some(t) = lock(&self.shared.tokens).get(&key) {
-                if t.expires > Instant::now() {
-                    return Ok(t.value.clone());
-                }
-            }
+        let cached = || {
+            lock(&self.shared.tokens)
+                .get(&key)
+                .filter(|t| t.expires > Instant::now() && Some(t.value.as_str()) != rejected)
+                .map(|t| t.value.clone())
+        };
+        if let Some(t) = cached() {
+            return Ok(t);
+        }
+        let request = lock(&self.shared.token_requests).entry(key.clone()).or_default().clone();
+        let _one_at_a_time = lock(&request);
+        // Another worker may have got a new one while this one waited.
+        if let Some(t) = cached() {
+            return Ok(t);
         }
         let mut url = reqwest::Url::parse(realm)
             .map_err(|e| usage(format!("{image}: the registry's token service '{realm}' is not a URL: {e}")))?;
@@ -383,9 +407,10 @@ impl Client {
     ) -> Result<Response> {
         let endpoint = self.endpoint(image)?;
         let mut challenge = endpoint.challenge.clone();
-        let mut fresh = false;
+        // After a `401`: the token it refused ("" when it was no token).
+        let mut rejected: Option<String> = None;
         loop {
-            let auth = self.authorization(image, challenge.as_ref(), fresh, scope)?;
+            let auth = self.authorization(image, challenge.as_ref(), rejected.as_deref(), scope)?;
             let resp = self.execute(
                 image,
                 what,
@@ -402,11 +427,12 @@ impl Client {
                 return Ok(resp);
             }
             let offered = challenge_of(resp.headers());
-            if !fresh && (offered.is_some() || matches!(challenge, Some(Challenge::Bearer { .. }))) {
+            if rejected.is_none() && (offered.is_some() || matches!(challenge, Some(Challenge::Bearer { .. }))) {
                 if offered.is_some() {
                     challenge = offered;
                 }
-                fresh = true;
+                let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+                rejected = Some(token.to_string());
                 continue;
             }
             return Err(usage(match (self.credentials(image), auth.is_some()) {
@@ -500,13 +526,29 @@ impl Client {
         let path = format!("/v2/{}/blobs/{}", image.repository, blob.digest);
         let policy = self.policy();
         let counters = &self.shared.counters;
-        let mut temp = store.temp()?;
+        // What an earlier, cut-off fetch left is resumed from (and hashed first).
+        let (mut temp, on_disk) = store.partial(&blob.digest)?;
         let mut hasher = Hasher::new();
         let mut have: u64 = 0;
-        let mut writeback = Writeback::default();
+        if on_disk > blob.size {
+            temp.as_file().set_len(0).at(temp.path())?;
+        } else if on_disk > 0 {
+            std::io::copy(&mut DirectReader::open(temp.path())?, &mut hasher).at(temp.path())?;
+            have = on_disk;
+            if have == blob.size && hasher.clone().finish() == blob.digest {
+                store::commit(temp, &store.path(&blob.digest))?;
+                return Ok(());
+            }
+        }
+        let mut file = DirectWriter::at(temp.reopen().at(temp.path())?, temp.path(), have);
         let mut failures = 0;
-        let mut resumed = false;
+        let mut resumed = have > 0;
         let mut restarted_after_mismatch = false;
+        if have == blob.size {
+            // Whole yet wrong: start over.
+            restarted_after_mismatch = true;
+            restart(&mut file, &mut hasher, &mut have)?;
+        }
         let mut buf = vec![0u8; BUF];
         loop {
             let range = (have > 0).then(|| format!("bytes={have}-"));
@@ -522,7 +564,7 @@ impl Client {
                 206 if have > 0 => {
                     let start = header(resp.headers(), CONTENT_RANGE.as_str()).and_then(|v| content_range_start(&v));
                     if start != Some(have) {
-                        restart(&mut temp, &mut hasher, &mut have)?;
+                        restart(&mut file, &mut hasher, &mut have)?;
                         continue;
                     }
                     resumed = true;
@@ -530,7 +572,7 @@ impl Client {
                 200 => {
                     if have > 0 {
                         // The registry ignored the range: start over.
-                        restart(&mut temp, &mut hasher, &mut have)?;
+                        restart(&mut file, &mut hasher, &mut have)?;
                     }
                 }
                 404 => {
@@ -563,16 +605,18 @@ impl Client {
                         blob.digest, blob.size
                     )));
                 }
-                temp.as_file_mut().write_all(&buf[..n]).at(temp.path())?;
+                file.write_all(&buf[..n])?;
                 hasher.update(&buf[..n]);
                 have += n as u64;
-                writeback.wrote(temp.as_file(), have);
                 counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 progress.advance(n as u64);
             };
             if let Some(reason) = dropped {
                 failures = if have > before { 1 } else { failures + 1 };
                 if !policy.may_retry(failures) {
+                    // Keep what arrived for the next run to resume from.
+                    file.finish()?;
+                    temp.disable_cleanup(true);
                     return Err(usage(format!("{image}: {what}: {reason} (gave up after {failures} tries)")));
                 }
                 counters.retries.fetch_add(1, Ordering::Relaxed);
@@ -585,7 +629,7 @@ impl Client {
                     // A registry (or proxy) that got a range wrong: fetch it whole once.
                     restarted_after_mismatch = true;
                     resumed = false;
-                    restart(&mut temp, &mut hasher, &mut have)?;
+                    restart(&mut file, &mut hasher, &mut have)?;
                     continue;
                 }
                 return Err(integrity(format!(
@@ -593,6 +637,7 @@ impl Client {
                     blob.digest, image.registry
                 )));
             }
+            file.finish()?;
             store::commit(temp, &store.path(&blob.digest))?;
             counters.blobs.fetch_add(1, Ordering::Relaxed);
             return Ok(());
@@ -600,9 +645,8 @@ impl Client {
     }
 }
 
-fn restart(temp: &mut tempfile::NamedTempFile, hasher: &mut Hasher, have: &mut u64) -> Result<()> {
-    temp.as_file().set_len(0).at(temp.path())?;
-    temp.as_file_mut().seek(SeekFrom::Start(0)).at(temp.path())?;
+fn restart(file: &mut DirectWriter, hasher: &mut Hasher, have: &mut u64) -> Result<()> {
+    file.reset()?;
     *hasher = Hasher::new();
     *have = 0;
     Ok(())

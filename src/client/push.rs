@@ -1,6 +1,7 @@
 //! Pushing over the distribution API: blob existence (`HEAD`), cross-repository mounts,
-//! monolithic uploads for small blobs and chunked `PATCH` uploads for large ones, and
-//! manifests stored by their exact bytes and media type.
+//! monolithic uploads for small blobs and chunked `PATCH` uploads for large ones (the last
+//! chunk sent with the `PUT` that completes the upload: one request fewer), and manifests
+//! stored by their exact bytes and media type.
 //!
 //! An upload that fails part-way (a dropped connection, a registry that lost the upload
 //! session, a digest the registry computed differently) starts over from a fresh upload
@@ -169,41 +170,36 @@ impl Client {
             _ => return Err(Failure::Fatal(refused(image, "starting a blob upload", resp))),
         }
         let mut location = self.location(image, &resp)?;
-        if size <= chunk {
-            let f = file.clone();
-            let resp = self.send_scoped(image, &what, Some(&scope), &|http, _| {
-                http.put(with_digest(&location, digest))
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .body(Body::sized(Section { file: f.clone(), offset: 0, remaining: size }, size))
-            })?;
-            return finished(image, &what, resp);
-        }
+        // Every chunk but the last as a `PATCH`; the last goes with the `PUT` that
+        // completes the upload (the whole blob when it fits in one chunk).
         let mut offset = 0;
-        while offset < size {
-            let len = chunk.min(size - offset);
+        while size - offset > chunk {
             let f = file.clone();
             let at = offset;
             let resp = self.send_scoped(image, &what, Some(&scope), &|http, _| {
                 http.patch(location.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_RANGE, format!("{at}-{}", at + len - 1))
-                    .body(Body::sized(Section { file: f.clone(), offset: at, remaining: len }, len))
+                    .header(CONTENT_RANGE, format!("{at}-{}", at + chunk - 1))
+                    .body(Body::sized(Section { file: f.clone(), offset: at, remaining: chunk }, chunk))
             })?;
             match resp.status().as_u16() {
                 202 | 204 => location = self.location(image, &resp)?,
                 s @ (400 | 404 | 416) | s @ 500.. => {
                     return Err(Failure::Restart(format!(
                         "sending bytes {at}-{}: answered {s}{}",
-                        at + len - 1,
+                        at + chunk - 1,
                         error_detail(resp)
                     )))
                 }
                 _ => return Err(Failure::Fatal(refused(image, &what, resp))),
             }
-            offset += len;
+            offset += chunk;
         }
+        let (f, at, len) = (file.clone(), offset, size - offset);
         let resp = self.send_scoped(image, &what, Some(&scope), &|http, _| {
-            http.put(with_digest(&location, digest)).header(CONTENT_LENGTH, "0")
+            let put = http.put(with_digest(&location, digest)).header(CONTENT_TYPE, "application/octet-stream");
+            let put = if at > 0 { put.header(CONTENT_RANGE, format!("{at}-{}", at + len - 1)) } else { put };
+            put.body(Body::sized(Section { file: f.clone(), offset: at, remaining: len }, len))
         })?;
         finished(image, &what, resp)
     }

@@ -1,11 +1,11 @@
 //! `airlift pack`: resolve sources, then write and sign the bundle.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::bundle::manifest::{EntryKind, Image, Manifest};
+use crate::bundle::manifest::{EntryKind, Image, Manifest, Release};
 use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::cli::PackArgs;
@@ -13,13 +13,15 @@ use crate::client::reference::TRANSPORT;
 use crate::client::{ImageRef, Options};
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext, Status};
+use crate::minisign::SecretKey;
 use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
 use crate::oci::{self, index_json};
+use crate::openshift::imageset;
+use crate::openshift::release::{self, Payload};
 use crate::output::Output;
+use crate::progress::Silent;
 use crate::size::{human, Media};
-use crate::minisign::SecretKey;
-use crate::progress::Progress;
-use crate::source::registry::{default_cache_dir, read_images_file, Arrivals, Platform, RegistrySource};
+use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, Platform, RegistrySource};
 use crate::store;
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
@@ -31,22 +33,64 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         (None, None) => Media::Fat32.volume_size(),
     };
 
-    // Resolve every source; blobs shared by images are stored once. Registry images are
-    // resolved together (manifests only, several at a time); their blobs are fetched into
-    // the cache while the bundle is written, each stored as soon as it is there.
-    let sources = all_sources(args)?;
-    let registry_refs: Vec<ImageRef> = sources
-        .iter()
-        .filter(|s| s.starts_with(TRANSPORT))
-        .map(|s| ImageRef::parse(s))
-        .collect::<crate::error::Result<_>>()?;
-    if let Some(bad) = sources.iter().find(|s| s.contains("://") && !s.starts_with(TRANSPORT)) {
+    // Resolve every source; blobs shared by images are stored once. Releases come first:
+    // a release image's payload names its components, which are packed with it.
+    // Registry images are resolved together (manifests only, several at a time); their
+    // blobs are fetched into the cache while the bundle is written, each stored as soon
+    // as it is there.
+    let mut sources = all_sources(args)?;
+    let mut release_sources: Vec<String> = args.release.iter().map(|r| with_transport(r)).collect();
+    let imageset = args.config.as_deref().map(imageset::load).transpose()?;
+    if let Some(set) = &imageset {
+        for w in &set.warnings {
+            out.warn(w);
+        }
+        release_sources.extend(set.releases.iter().cloned());
+        sources.extend(set.additional.iter().cloned());
+    }
+    dedup(&mut release_sources);
+    if sources.is_empty() && release_sources.is_empty() {
+        return Err(usage("nothing to pack: give SOURCE, --images, --release or --config").into());
+    }
+    if let Some(bad) = sources.iter().chain(&release_sources).find(|s| s.contains("://") && !s.starts_with(TRANSPORT)) {
         return Err(usage(format!(
             "unsupported source '{bad}': use docker://HOST/REPO[:TAG|@DIGEST], oci:PATH or oci:PATH:REF"
         ))
         .into());
     }
-    let registry = if registry_refs.is_empty() { None } else { Some(registry_source(args)?) };
+    let registry = if !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
+        Some(registry_source(args)?)
+    } else {
+        None
+    };
+    let mut payloads = Vec::new();
+    for source in &release_sources {
+        let payload = read_release(source, registry.as_ref()).with_context(|| format!("reading release {source}"))?;
+        if let Some(set) = &imageset {
+            if let Some(c) = payload.components.iter().find(|c| set.is_blocked(&c.image)) {
+                return Err(usage(format!(
+                    "{}: blockedImages blocks {} ({}), a component of release {}: a release is mirrored whole",
+                    args.config.as_deref().unwrap_or(Path::new("")).display(),
+                    c.name,
+                    c.image,
+                    payload.version
+                ))
+                .into());
+            }
+        }
+        out.info(format!("release {} ({source}): {} components", payload.version, payload.components.len()));
+        payloads.push(payload);
+    }
+    let mut all = release_sources.clone();
+    all.extend(payloads.iter().flat_map(|p| p.components.iter().map(|c| format!("{TRANSPORT}{}", c.image))));
+    all.append(&mut sources);
+    dedup(&mut all);
+    let sources = all;
+    let registry_refs: Vec<ImageRef> = sources
+        .iter()
+        .filter(|s| s.starts_with(TRANSPORT))
+        .map(|s| ImageRef::parse(s))
+        .collect::<crate::error::Result<_>>()?;
     let mut from_registry = match &registry {
         Some(reg) => registry_refs.iter().cloned().zip(reg.resolve_all(&registry_refs)?).collect(),
         None => Vec::new(),
@@ -102,8 +146,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         });
     }
 
-    // The installer first (so the first medium carries it), then included files, then
-    // the layout's own files, then the blobs.
+    // The installer first (so the first medium carries it), then included files and
+    // release signatures, then the layout's own files, then the blobs.
     let mut front = Vec::new();
     if !args.no_installer {
         let exe = std::env::current_exe().context("finding the airlift executable to carry as installer")?;
@@ -120,9 +164,10 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let mut included = HashSet::new();
     for path in &args.include {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !names::valid_file_name(&name) || name == "airlift" {
+        if !names::valid_file_name(&name) || name == "airlift" || name.starts_with(SIGNATURE_PREFIX) {
             return Err(usage(format!(
-                "--include {}: file names must be 1-64 letters, digits, '.', '_' or '-' (and not 'airlift')",
+                "--include {}: file names must be 1-64 letters, digits, '.', '_' or '-' (and not 'airlift' \
+                 or {SIGNATURE_PREFIX}…)",
                 path.display()
             ))
             .into());
@@ -132,19 +177,27 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
                 usage(format!("--include {}: another included file is also named '{name}'", path.display())).into()
             );
         }
-        let meta = std::fs::metadata(path).at(path)?;
-        if !meta.is_file() {
-            return Err(usage(format!("--include {}: not a regular file", path.display())).into());
-        }
-        front.push(Item {
-            path: format!("{}{name}", names::FILES_PREFIX),
-            kind: EntryKind::File,
-            mode: if is_executable(&meta) { 0o755 } else { 0o644 },
-            size: meta.len(),
-            digest: crate::digest::file_digest(path)?,
-            content: Content::File(path.clone()),
-            compress: Compress::IfItPays,
+        front.push(file_item(path, &name, "--include")?);
+    }
+    let mut releases = Vec::new();
+    for (source, payload) in release_sources.iter().zip(payloads) {
+        let image =
+            images.iter().find(|i| &i.source == source).ok_or_else(|| usage("internal: release not resolved"))?;
+        releases.push(Release {
+            source: source.clone(),
+            version: payload.version,
+            digest: image.digest.clone(),
+            architectures: image.platforms.iter().filter_map(|p| openshift_arch(p)).collect(),
+            components: payload.components,
+            signatures: Vec::new(),
         });
+    }
+    for path in &args.release_signature {
+        let release = signed_release(path, &mut releases)?;
+        let name = format!("{SIGNATURE_PREFIX}{}-{}", &release.digest.hex()[..16], release.signatures.len() + 1);
+        let item = file_item(path, &name, "--release-signature")?;
+        release.signatures.push(item.path.clone());
+        front.push(item);
     }
     let layout_marker = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
     let index = index_json(images.iter().map(|i| (&i.digest, i.media_type.as_str(), i.size, i.reference.as_deref())));
@@ -177,9 +230,12 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
     let fetch_progress = out.progress();
     let (written, fetched) = std::thread::scope(|scope| {
-        let fetcher = registry.as_ref().map(|reg| scope.spawn(|| reg.fetch(&wanted, fetch_progress.as_ref(), &arrivals)));
+        let fetcher =
+            registry.as_ref().map(|reg| scope.spawn(|| reg.fetch(&wanted, fetch_progress.as_ref(), &arrivals)));
         progress.start("pack", total);
-        let written = write_bundle(settings, id, progress.as_ref(), &items, images, &key, &arrivals);
+        let written = BundleWriter::new(settings, id, progress.as_ref())
+            .map_err(anyhow::Error::from)
+            .and_then(|writer| write_bundle(writer, &items, images, releases, &key, &arrivals));
         if written.is_err() {
             arrivals.cancel();
         }
@@ -257,22 +313,117 @@ impl std::error::Error for Unfetched {}
 /// Write and sign the bundle, storing each registry blob as soon as the fetch has put it
 /// in the cache.
 fn write_bundle(
-    settings: Settings,
-    id: String,
-    progress: &dyn Progress,
+    mut writer: BundleWriter,
     items: &[Item],
     images: Vec<Image>,
+    releases: Vec<Release>,
     key: &SecretKey,
     arrivals: &Arrivals,
 ) -> anyhow::Result<Manifest> {
-    let mut writer = BundleWriter::new(settings, id, progress)?;
     for item in items {
-        if !arrivals.wait(&item.digest) {
-            return Err(Unfetched(item.digest.clone()).into());
-        }
-        writer.add(item).with_context(|| format!("storing {}", item.path))?;
+        let stored = match arrivals.wait(&item.digest) {
+            Arrival::Missing => return Err(Unfetched(item.digest.clone()).into()),
+            Arrival::Fetched => writer.add_checked(item),
+            Arrival::Present => writer.add(item),
+        };
+        stored.with_context(|| format!("storing {}", item.path))?;
     }
-    Ok(writer.finish(images, key)?)
+    Ok(writer.finish(images, releases, key)?)
+}
+
+/// Included files and release signatures are stored as `files/NAME`; signatures get
+/// generated names with this prefix.
+const SIGNATURE_PREFIX: &str = "release-signature-";
+
+/// An included file (`files/NAME`).
+fn file_item(path: &Path, name: &str, option: &str) -> anyhow::Result<Item> {
+    let meta = std::fs::metadata(path).at(path)?;
+    if !meta.is_file() {
+        return Err(usage(format!("{option} {}: not a regular file", path.display())).into());
+    }
+    Ok(Item {
+        path: format!("{}{name}", names::FILES_PREFIX),
+        kind: EntryKind::File,
+        mode: if is_executable(&meta) { 0o755 } else { 0o644 },
+        size: meta.len(),
+        digest: crate::digest::file_digest(path)?,
+        content: Content::File(path.to_path_buf()),
+        compress: Compress::IfItPays,
+    })
+}
+
+/// The release a signature file belongs to: the one named by its directory when that
+/// is `sha256=HEX` (as mirror.openshift.com lays signatures out), else the only release.
+fn signed_release<'r>(path: &Path, releases: &'r mut [Release]) -> anyhow::Result<&'r mut Release> {
+    let dir = path.parent().and_then(|d| d.file_name()).map(|d| d.to_string_lossy().into_owned());
+    if let Some(hex) = dir.as_deref().and_then(|d| d.strip_prefix("sha256=")) {
+        return releases.iter_mut().find(|r| r.digest.hex() == hex).ok_or_else(|| {
+            usage(format!("--release-signature {}: no release packed has digest sha256:{hex}", path.display())).into()
+        });
+    }
+    match releases {
+        [only] => Ok(only),
+        [] => Err(usage(format!("--release-signature {}: no release is packed (--release)", path.display())).into()),
+        _ => Err(usage(format!(
+            "--release-signature {}: several releases are packed; put the file in a directory named \
+             sha256=HEX after the release it signs",
+            path.display()
+        ))
+        .into()),
+    }
+}
+
+/// A release image's payload, read from its layers (fetched into the cache first when
+/// it comes from a registry).
+fn read_release(source: &str, registry: Option<&RegistrySource>) -> anyhow::Result<Payload> {
+    if source.starts_with(TRANSPORT) {
+        let reg = registry.ok_or_else(|| usage("internal: no registry client"))?;
+        let image = ImageRef::parse(source)?;
+        let resolved = reg.resolve(&image)?;
+        let layers: Vec<_> = resolved.blobs.iter().filter(|b| oci::is_layer(&b.media_type)).cloned().collect();
+        let wanted: Vec<_> = layers.iter().map(|b| (image.clone(), b.clone())).collect();
+        reg.fetch(&wanted, &Silent, &Arrivals::new(layers.iter().map(|b| b.digest.clone())))?;
+        let paths: Vec<PathBuf> = layers.iter().map(|b| reg.cache().path(&b.digest)).collect();
+        return Ok(release::read_payload(source, &paths)?);
+    }
+    let parsed = LayoutSource::parse(source)?;
+    let layout = SourceLayout::open(&parsed.path)?;
+    let images = layout.images(parsed.reference.as_deref())?;
+    let [image] = &images[..] else {
+        return Err(usage(format!("{source}: a release is one image; name it (oci:DIR:REF)")).into());
+    };
+    let paths: Vec<PathBuf> =
+        image.blobs.iter().filter(|b| oci::is_layer(&b.media_type)).map(|b| layout.blob_path(&b.digest)).collect();
+    Ok(release::read_payload(source, &paths)?)
+}
+
+/// OpenShift's name for a platform's architecture (`linux/amd64` → `x86_64`), as used in
+/// release tags.
+fn openshift_arch(platform: &str) -> Option<String> {
+    let arch = platform.split('/').nth(1)?;
+    Some(
+        match arch {
+            "amd64" => "x86_64",
+            "arm64" => "aarch64",
+            other => other,
+        }
+        .to_string(),
+    )
+}
+
+/// `docker://` in front of a reference without a transport.
+fn with_transport(reference: &str) -> String {
+    if reference.starts_with(TRANSPORT) || reference.starts_with("oci:") {
+        reference.to_string()
+    } else {
+        format!("{TRANSPORT}{reference}")
+    }
+}
+
+/// Drop repeated entries, keeping the first of each.
+fn dedup(list: &mut Vec<String>) {
+    let mut seen = HashSet::new();
+    list.retain(|s| seen.insert(s.clone()));
 }
 
 /// The sources given as arguments, then those of every `--images` file.

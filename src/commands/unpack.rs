@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 
 use crate::bundle::extract::Extractor;
+use crate::bundle::manifest::{Image, Release};
+use crate::bundle::names;
 use crate::bundle::reader::{self, Action, Bundle, Sink, VolumeReport, VolumeStatus};
 use crate::cli::UnpackArgs;
 use crate::client::publish::{self, Journal, PushOptions, PushReport};
 use crate::client::{Client, Options};
 use crate::error::{integrity, usage, Status};
 use crate::oci::{descriptor, REF_NAME};
+use crate::openshift::{self, mirrorsets};
 use crate::output::Output;
 use crate::registry::config::{self, Config};
 use crate::registry::install::{self, InstallOptions};
@@ -162,11 +165,12 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             }
         }
         Destination::Push { staging, to, client } => {
-            let mut journal = Journal::open(staging, &bundle.manifest.id, to)?;
-            let options = PushOptions { chunk: args.upload_chunk.0 };
-            for &i in &complete {
-                let image = &bundle.manifest.images[i];
-                let reference = publish::push_image(client, staging, image, to, options, &mut journal, &mut pushed)?;
+            let journal = Journal::open(staging, &bundle.manifest.id, to)?;
+            let options = PushOptions { chunk: args.upload_chunk.0, parallel: args.parallel.into() };
+            let images: Vec<&Image> = complete.iter().map(|&i| &bundle.manifest.images[i]).collect();
+            let (references, report) = publish::push_images(client, staging, &images, to, options, &journal)?;
+            pushed = report;
+            for (image, reference) in images.iter().zip(references) {
                 out.info(format!("  {reference}"));
                 published.push(serde_json::json!({
                     "source": image.source, "digest": image.digest, "reference": reference,
@@ -181,6 +185,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             ));
         }
     }
+    let results = cluster_results(args, out, &bundle, &complete, &dest)?;
     let all_done = (0..bundle.manifest.entries.len()).all(|e| {
         let kind = bundle.manifest.entries[e].kind;
         !matches!(kind, crate::bundle::manifest::EntryKind::Blob | crate::bundle::manifest::EntryKind::File)
@@ -211,8 +216,132 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             "pushed": pushed.pushed, "skipped": pushed.skipped, "mounted": pushed.mounted, "bytes": pushed.bytes,
         });
     }
+    if let Some(r) = results {
+        doc["results"] = r;
+    }
     out.document(&doc);
     Ok(status)
+}
+
+/// What a cluster needs to pull the bundle's `docker://` images from the mirror: the
+/// mirror sets and install-config snippet, the release signatures, with `--release-tags`
+/// the release tags, with `--merge-pull-secret` a pull secret. Nothing for a layout, or
+/// for bundles of OCI-layout images only.
+fn cluster_results(
+    args: &UnpackArgs,
+    out: &Output,
+    bundle: &Bundle,
+    complete: &[usize],
+    dest: &Destination,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let (host, prefix, default_dir) = match dest {
+        Destination::Layout(_) => return Ok(None),
+        Destination::Registry { root, config, .. } => {
+            (format!("{}:{}", config.hostname, config.port), args.prefix.clone(), root.join("results"))
+        }
+        Destination::Push { to, .. } => (to.registry.clone(), to.prefix.clone(), "airlift-results".into()),
+    };
+    let images: Vec<Image> = complete.iter().map(|&i| bundle.manifest.images[i].clone()).collect();
+    let mappings = openshift::mappings(&images, &host, prefix.as_deref())?;
+    if mappings.is_empty() {
+        return Ok(None);
+    }
+    let name = &bundle.manifest.name;
+    let dir = args.results.clone().unwrap_or_else(|| default_dir.join(name));
+    let releases: Vec<&Release> =
+        bundle.manifest.releases.iter().filter(|r| images.iter().any(|i| i.digest == r.digest)).collect();
+    let mut signatures = Vec::new();
+    for release in &releases {
+        for entry in &release.signatures {
+            let file = dest.files_dir().join(entry.trim_start_matches(names::FILES_PREFIX));
+            let bytes = std::fs::read(&file).map_err(|e| crate::error::Error::io(&file, e))?;
+            signatures.push(mirrorsets::Signature { release: release.digest.clone(), bytes });
+        }
+    }
+    let written = mirrorsets::write_results(&dir, &openshift::object_name(name), &mappings, &signatures)?;
+
+    let mut tagged = 0;
+    if args.release_tags {
+        for release in &releases {
+            for t in openshift::release_tags(release, &bundle.manifest.images, prefix.as_deref())? {
+                let image = &bundle.manifest.images[t.image];
+                match dest {
+                    Destination::Registry { storage, .. } => storage.tag(&t.repository, &t.tag, &image.digest)?,
+                    Destination::Push { staging, to, client } => {
+                        put_tag(client, staging, image, &to.registry, &t.repository, &t.tag)?
+                    }
+                    Destination::Layout(_) => {}
+                }
+                tagged += 1;
+            }
+        }
+    }
+
+    let mut pull_secret = None;
+    if let Some(file) = &args.merge_pull_secret {
+        let existing = crate::oci::layout::read_limited(file, 1 << 20)?;
+        let (user, password) = mirror_credentials(args, dest, &host)?;
+        let merged = mirrorsets::merge_pull_secret(&existing, &host, &user, &password)?;
+        let path = dir.join("pull-secret.json");
+        crate::store::write_private(&path, &merged)?;
+        pull_secret = Some(path);
+    }
+
+    out.info(format!("what the cluster needs to use the mirror is in {}:", dir.display()));
+    for (what, path) in &written.files {
+        out.info(format!("  {what}: {}", path.display()));
+    }
+    if let Some(p) = &pull_secret {
+        out.info(format!("  pull secret with the mirror's credentials: {}", p.display()));
+    }
+    if tagged > 0 {
+        out.info(format!("  {tagged} release component tag(s) VERSION-ARCH-NAME added"));
+    }
+    Ok(Some(serde_json::json!({
+        "dir": dir,
+        "files": written.files.iter().map(|(what, path)| serde_json::json!({"kind": what, "path": path})).collect::<Vec<_>>(),
+        "pull_secret": pull_secret,
+        "release_tags": tagged,
+        "releases": releases.iter().map(|r| serde_json::json!({
+            "version": r.version, "digest": r.digest, "components": r.components.len(),
+            "signatures": r.signatures.len(),
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// Point `tag` of `repository` at the (already pushed) `image`.
+fn put_tag(
+    client: &Client,
+    staging: &BlobStore,
+    image: &Image,
+    registry: &str,
+    repository: &str,
+    tag: &str,
+) -> crate::error::Result<()> {
+    let repo = crate::registry::names::Repository::parse(repository)
+        .ok_or_else(|| usage(format!("'{repository}' is not a valid repository name")))?;
+    let target = crate::client::ImageRef { registry: registry.to_string(), repository: repo, tag: None, digest: None };
+    let bytes = crate::oci::layout::read_limited(&staging.path(&image.digest), crate::oci::MAX_MANIFEST)?;
+    client.put_manifest(&target, tag, &bytes, &image.media_type, &image.digest)
+}
+
+/// The mirror's credentials for a pull secret: those of the registry this run installed,
+/// else from the credential files (`--authfile` or the usual places).
+fn mirror_credentials(args: &UnpackArgs, dest: &Destination, host: &str) -> anyhow::Result<(String, String)> {
+    if let Destination::Registry { installed: Some(doc), .. } = dest {
+        if let (Some(u), Some(p)) = (doc["user"].as_str(), doc["password"].as_str()) {
+            return Ok((u.to_string(), p.to_string()));
+        }
+    }
+    let keyring = crate::client::auth::Keyring::load(args.connect.authfile.as_deref())?;
+    match keyring.lookup(host, "") {
+        Some((c, _)) => Ok((c.username.clone(), c.password.clone())),
+        None => Err(usage(format!(
+            "--merge-pull-secret: no credentials for {host}: log in first (podman login {host}) or give --authfile \
+             FILE holding them"
+        ))
+        .into()),
+    }
 }
 
 fn image_complete(bundle: &Bundle, store: &BlobStore, i: usize) -> bool {

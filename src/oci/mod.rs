@@ -22,6 +22,11 @@ pub fn is_manifest(media_type: &str) -> bool {
 
 /// Whether a blob of this media type is already compressed (storing it compressed again
 /// would not pay).
+/// Whether a descriptor is an image layer (OCI or Docker), not a config or manifest.
+pub fn is_layer(media_type: &str) -> bool {
+    media_type.contains(".layer.") || media_type.contains(".rootfs.")
+}
+
 pub fn is_compressed(media_type: &str) -> bool {
     ["gzip", "zstd", "+zst", "bzip2", "xz", "lz4"].iter().any(|c| media_type.contains(c))
         || media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"

@@ -326,7 +326,7 @@ impl RegistrySource {
             }
             report.blobs += 1;
             if self.cache.contains(&blob.digest, blob.size) {
-                arrivals.arrived(&blob.digest);
+                arrivals.arrived(&blob.digest, false);
             } else {
                 todo.push((image, blob));
             }
@@ -343,7 +343,7 @@ impl RegistrySource {
                 let (image, blob) = todo[i];
                 client.fetch_blob(image, blob, &self.cache, progress)?;
                 self.fetched_now(blob);
-                arrivals.arrived(&blob.digest);
+                arrivals.arrived(&blob.digest, true);
                 Ok(())
             },
         );
@@ -371,9 +371,22 @@ pub struct Arrivals {
     changed: Condvar,
 }
 
+/// Where a blob stands, as [`Arrivals::wait`] tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// In the cache from before this run, or not a blob the fetch concerns.
+    Present,
+    /// Fetched into the cache by this run, its digest checked on the way.
+    Fetched,
+    /// The fetch ended without it.
+    Missing,
+}
+
 struct ArrivalState {
     /// Blobs the fetch concerns that are not in the cache yet.
     pending: HashSet<Digest>,
+    /// Blobs this run fetched.
+    fetched: HashSet<Digest>,
     /// The fetch is over (done or failed).
     ended: bool,
     cancelled: bool,
@@ -382,12 +395,22 @@ struct ArrivalState {
 impl Arrivals {
     /// Expect the blobs `pending`.
     pub fn new(pending: impl IntoIterator<Item = Digest>) -> Arrivals {
-        let state = ArrivalState { pending: pending.into_iter().collect(), ended: false, cancelled: false };
+        let state = ArrivalState {
+            pending: pending.into_iter().collect(),
+            fetched: HashSet::new(),
+            ended: false,
+            cancelled: false,
+        };
         Arrivals { state: Mutex::new(state), changed: Condvar::new() }
     }
 
-    fn arrived(&self, digest: &Digest) {
-        lock(&self.state).pending.remove(digest);
+    fn arrived(&self, digest: &Digest, fetched: bool) {
+        let mut state = lock(&self.state);
+        state.pending.remove(digest);
+        if fetched {
+            state.fetched.insert(digest.clone());
+        }
+        drop(state);
         self.changed.notify_all();
     }
 
@@ -397,15 +420,18 @@ impl Arrivals {
     }
 
     /// Wait until blob `digest` is in the cache (at once when the fetch does not concern
-    /// it); false when the fetch ended without it.
-    pub fn wait(&self, digest: &Digest) -> bool {
+    /// it), or the fetch ended without it.
+    pub fn wait(&self, digest: &Digest) -> Arrival {
         let mut state = lock(&self.state);
         loop {
+            if state.fetched.contains(digest) {
+                return Arrival::Fetched;
+            }
             if !state.pending.contains(digest) {
-                return true;
+                return Arrival::Present;
             }
             if state.ended {
-                return false;
+                return Arrival::Missing;
             }
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }

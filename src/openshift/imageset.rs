@@ -1,0 +1,909 @@
+//! oc-mirror's image set file (`ImageSetConfiguration`), the subset airlift can act on.
+//!
+//! A user moving from oc-mirror keeps the file they have; what airlift cannot do exactly as
+//! written is refused with an error naming the field, never ignored, so a bundle never
+//! silently lacks what the file asked for.
+//!
+//! Supported (`kind: ImageSetConfiguration`, `apiVersion: mirror.openshift.io/v1alpha2` or
+//! `mirror.openshift.io/v2alpha1`):
+//! - `mirror.platform.architectures` (default `[amd64]`; amd64, arm64, ppc64le, s390x, multi);
+//! - `mirror.platform.releases` (an airlift extension): a release image reference, used as
+//!   is, or `version: X.Y.Z`, which becomes `BASE:X.Y.Z-ARCH` for every architecture, BASE
+//!   being `mirror.platform.releaseImageBase` (also an extension; default
+//!   [`DEFAULT_RELEASE_BASE`]);
+//! - `mirror.platform.channels` naming a single version (`minVersion` equal to `maxVersion`,
+//!   or only one of them), expanded like `version:`;
+//! - `mirror.additionalImages` and `mirror.blockedImages` (a blocked entry without a tag or
+//!   digest blocks the whole repository);
+//! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
+//!
+//! Refused: anything that needs the OpenShift update graph (Cincinnati) to resolve — version
+//! ranges, a channel's latest release, `full`, `shortestPath`, `graph: true` — because
+//! airlift packs exactly the images named and never queries the graph; operator catalogs
+//! (`operators`), Helm charts (`helm`) and `samples`, which airlift does not mirror; and any
+//! field it does not know, at any depth.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::Path;
+
+use serde_yaml::Value;
+
+use crate::client::reference::{ImageRef, TRANSPORT};
+use crate::error::{usage, Error, Result};
+use crate::oci::layout::{read_limited, LayoutSource};
+
+/// The largest image set file read: a real one is a few kilobytes.
+pub const MAX_FILE: u64 = 1 << 20;
+/// Where `version:` releases are taken from when `releaseImageBase` is not given.
+pub const DEFAULT_RELEASE_BASE: &str = "quay.io/openshift-release-dev/ocp-release";
+
+const KIND: &str = "ImageSetConfiguration";
+const API_VERSIONS: [&str; 2] = ["mirror.openshift.io/v1alpha2", "mirror.openshift.io/v2alpha1"];
+/// Architecture names as the file spells them, and as release image tags spell them.
+const ARCHITECTURES: [(&str, &str); 5] =
+    [("amd64", "x86_64"), ("arm64", "aarch64"), ("ppc64le", "ppc64le"), ("s390x", "s390x"), ("multi", "multi")];
+
+/// What an image set file asks `pack` to carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageSet {
+    /// Release image references to pack, each as `docker://HOST/REPO:TAG|@DIGEST` (or `oci:…`
+    /// passed through), in file order, expanded per architecture.
+    pub releases: Vec<String>,
+    /// Additional image references (`docker://…`), blocked ones already removed, file order,
+    /// no duplicates.
+    pub additional: Vec<String>,
+    /// The blockedImages entries as written (for reporting and for checking release components).
+    pub blocked: Vec<String>,
+    /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
+    pub warnings: Vec<String>,
+}
+
+impl ImageSet {
+    /// Whether `reference` (with or without `docker://`) is blocked: its repository equals
+    /// a blocked entry's, and so do the tag and digest the entry names, if any. A reference
+    /// without a tag or digest means `:latest`.
+    pub fn is_blocked(&self, reference: &str) -> bool {
+        match ImageRef::parse_name(reference.strip_prefix(TRANSPORT).unwrap_or(reference)) {
+            Ok(image) => self.blocked.iter().filter_map(|e| parse_written(e).ok()).any(|e| blocks(&e, &image)),
+            Err(_) => false,
+        }
+    }
+}
+
+/// Read and parse an image set file; every error names the file.
+pub fn load(path: &Path) -> Result<ImageSet> {
+    let origin = path.display().to_string();
+    let bytes = read_limited(path, MAX_FILE)?;
+    let text = String::from_utf8(bytes).map_err(|_| usage(format!("{origin}: not UTF-8 text")))?;
+    parse(&text, &origin)
+}
+
+/// Parse an image set document; `origin` (the file name) starts every error message.
+pub fn parse(text: &str, origin: &str) -> Result<ImageSet> {
+    let root: Value =
+        serde_yaml::from_str(text).map_err(|e| usage(format!("{origin}: not a valid YAML document: {e}")))?;
+    Reader { origin, warnings: Vec::new() }.document(&root)
+}
+
+/// Walks the document, collecting warnings; errors carry the origin and the field path.
+struct Reader<'a> {
+    origin: &'a str,
+    warnings: Vec<String>,
+}
+
+/// The fields of one mapping, in file order.
+type Fields<'v> = Vec<(&'v str, &'v Value)>;
+
+impl Reader<'_> {
+    fn document(mut self, root: &Value) -> Result<ImageSet> {
+        if !matches!(root, Value::Mapping(_)) {
+            return Err(usage(format!(
+                "{}: not an image set file: expected a mapping with kind, apiVersion and mirror",
+                self.origin
+            )));
+        }
+        let fields = self.fields(root, "")?;
+        match field(&fields, "kind") {
+            None => return Err(self.error("kind", format!("missing; an image set file says `kind: {KIND}`"))),
+            Some(v) => {
+                let kind = self.string(v, "kind")?;
+                if kind != KIND {
+                    return Err(self.error("kind", format!("'{kind}' is not {KIND}, the only kind airlift reads")));
+                }
+            }
+        }
+        let supported = format!("use {} or {}", API_VERSIONS[0], API_VERSIONS[1]);
+        match field(&fields, "apiVersion") {
+            None => return Err(self.error("apiVersion", format!("missing; {supported}"))),
+            Some(v) => {
+                let api = self.string(v, "apiVersion")?;
+                if !API_VERSIONS.contains(&api) {
+                    return Err(self.error("apiVersion", format!("'{api}' is not supported; {supported}")));
+                }
+            }
+        }
+        let mut mirror = None;
+        for &(key, value) in &fields {
+            match key {
+                "kind" | "apiVersion" => {}
+                "storageConfig" => self.warnings.push(format!(
+                    "{}: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle",
+                    self.origin
+                )),
+                "mirror" => mirror = Some(value),
+                "archiveSize" => {
+                    return Err(self.error(
+                        key,
+                        "oc-mirror's archive size is not used by airlift; remove it and pass `airlift pack --volume-size`",
+                    ))
+                }
+                _ => return Err(self.unknown(key, "kind, apiVersion, storageConfig, mirror")),
+            }
+        }
+        match mirror {
+            Some(mirror) => self.mirror(mirror),
+            None => Err(self.error("mirror", "missing; nothing to mirror")),
+        }
+    }
+
+    fn mirror(mut self, value: &Value) -> Result<ImageSet> {
+        const PATH: &str = "mirror";
+        let mut releases = Unique::default();
+        let mut wanted = Vec::new();
+        let mut blocked = Vec::new();
+        for (key, value) in self.fields(value, PATH)? {
+            let path = format!("{PATH}.{key}");
+            match key {
+                "platform" => self.platform(value, &path, &mut releases)?,
+                "additionalImages" => {
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        let path = format!("{path}[{i}]");
+                        let name = self.image_name(item, &path)?;
+                        let image = self.docker_ref(name, &format!("{path}.name"))?;
+                        wanted.push((path, image));
+                    }
+                }
+                "blockedImages" => {
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        let path = format!("{path}[{i}]");
+                        let name = self.image_name(item, &path)?;
+                        self.docker_ref(name, &format!("{path}.name"))?;
+                        blocked.push(name.to_string());
+                    }
+                }
+                "operators" => {
+                    return Err(self.error(
+                        &path,
+                        "operator catalogs are not supported by airlift; remove the section (or mirror them with oc-mirror)",
+                    ))
+                }
+                "helm" => {
+                    return Err(self.error(
+                        &path,
+                        "Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)",
+                    ))
+                }
+                "samples" => {
+                    return Err(self.error(
+                        &path,
+                        "sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages",
+                    ))
+                }
+                _ => return Err(self.unknown(&path, "platform, additionalImages, blockedImages")),
+            }
+        }
+        let mut set = ImageSet { blocked, ..ImageSet::default() };
+        let mut additional = Unique::default();
+        let wanted_any = !wanted.is_empty();
+        for (path, (reference, image)) in wanted {
+            if set.is_blocked(&reference) {
+                self.warnings
+                    .push(format!("{}: {path}: {reference} is blocked by mirror.blockedImages; skipped", self.origin));
+            } else {
+                additional.push(image.to_string(), reference);
+            }
+        }
+        if releases.items.is_empty() && additional.items.is_empty() {
+            let why = if wanted_any { " (every additional image is blocked)" } else { "" };
+            return Err(self.error(
+                PATH,
+                format!(
+                    "nothing to mirror{why}; list releases under mirror.platform or images under mirror.additionalImages"
+                ),
+            ));
+        }
+        set.releases = releases.items;
+        set.additional = additional.items;
+        set.warnings = self.warnings;
+        Ok(set)
+    }
+
+    fn platform(&self, value: &Value, path: &str, releases: &mut Unique) -> Result<()> {
+        let fields = self.fields(value, path)?;
+        let arches = match field(&fields, "architectures") {
+            None => vec![ARCHITECTURES[0].1],
+            Some(v) => self.architectures(v, &format!("{path}.architectures"))?,
+        };
+        let base = match field(&fields, "releaseImageBase") {
+            None => None,
+            Some(v) => Some(self.release_base(v, &format!("{path}.releaseImageBase"))?),
+        };
+        // `version:` and single-version channels: one release image per architecture.
+        let expand = |version: &str, path: &str, releases: &mut Unique| -> Result<()> {
+            let base = base.as_deref().unwrap_or(DEFAULT_RELEASE_BASE);
+            for arch in &arches {
+                let (reference, image) = self.docker_ref(&format!("{base}:{version}-{arch}"), path)?;
+                releases.push(image.to_string(), reference);
+            }
+            Ok(())
+        };
+        for &(key, value) in &fields {
+            let path = format!("{path}.{key}");
+            match key {
+                "architectures" | "releaseImageBase" => {}
+                "releases" => {
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        let path = format!("{path}[{i}]");
+                        match item {
+                            Value::String(s) if s.starts_with("oci:") => {
+                                LayoutSource::parse(s).map_err(|e| self.error(&path, e))?;
+                                releases.push(s.clone(), s.clone());
+                            }
+                            Value::String(s) => {
+                                let (reference, image) = self.docker_ref(s, &path)?;
+                                releases.push(image.to_string(), reference);
+                            }
+                            _ => {
+                                let version = self.release_version(item, &path)?;
+                                expand(version, &format!("{path}.version"), releases)?;
+                            }
+                        }
+                    }
+                }
+                "channels" => {
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        let path = format!("{path}[{i}]");
+                        let version = self.channel(item, &path, base.is_some())?;
+                        expand(version, &path, releases)?;
+                    }
+                }
+                "graph" => match value {
+                    Value::Bool(false) => {}
+                    Value::Bool(true) => {
+                        return Err(self.error(
+                            &path,
+                            "the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it",
+                        ))
+                    }
+                    _ => return Err(self.error(&path, "expected true or false")),
+                },
+                _ => return Err(self.unknown(&path, "architectures, releaseImageBase, releases, channels, graph")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The release tag suffix of every listed architecture, in file order.
+    fn architectures(&self, value: &Value, path: &str) -> Result<Vec<&'static str>> {
+        let items = self.sequence(value, path)?;
+        if items.is_empty() {
+            return Err(self.error(path, "empty; list at least one architecture, or remove the field for [amd64]"));
+        }
+        let mut arches = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            let name = self.string(item, &path)?;
+            match ARCHITECTURES.iter().find(|(a, _)| *a == name) {
+                Some((_, arch)) if !arches.contains(arch) => arches.push(*arch),
+                Some(_) => {}
+                None => {
+                    return Err(self.error(
+                        &path,
+                        format!("'{name}' is not a supported architecture; use amd64, arm64, ppc64le, s390x or multi"),
+                    ))
+                }
+            }
+        }
+        Ok(arches)
+    }
+
+    /// `releaseImageBase`: a repository without tag or digest, `docker://` optional.
+    fn release_base(&self, value: &Value, path: &str) -> Result<String> {
+        let written = self.string(value, path)?;
+        let (_, image) = self.docker_ref(written, path)?;
+        let tag = parse_written(written).map_err(|e| self.error(path, e))?.tag;
+        if tag.is_some() || image.digest.is_some() {
+            return Err(self
+                .error(path, "give the repository only (no tag or digest): airlift appends VERSION-ARCH as the tag"));
+        }
+        Ok(written.strip_prefix(TRANSPORT).unwrap_or(written).to_string())
+    }
+
+    /// An entry of `releases` that is not a string: `{version: X.Y.Z}`.
+    fn release_version<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
+        if !matches!(value, Value::Mapping(_)) {
+            return Err(self.error(path, "expected a release image reference or `version: X.Y.Z`"));
+        }
+        let mut version = None;
+        for (key, value) in self.fields(value, path)? {
+            let path = format!("{path}.{key}");
+            match key {
+                "version" => version = Some(self.version(value, &path)?),
+                _ => return Err(self.unknown(&path, "version")),
+            }
+        }
+        version.ok_or_else(|| self.error(&format!("{path}.version"), "missing; give `version: X.Y.Z`"))
+    }
+
+    /// A channel naming a single version; returns that version.
+    fn channel<'v>(&self, value: &'v Value, path: &str, base_given: bool) -> Result<&'v str> {
+        let (mut name, mut min, mut max) = (None, None, None);
+        for (key, value) in self.fields(value, path)? {
+            let field = format!("{path}.{key}");
+            match key {
+                "name" => name = Some(self.string(value, &field)?),
+                "type" => match self.string(value, &field)? {
+                    "ocp" => {}
+                    "okd" if base_given => {}
+                    "okd" => {
+                        return Err(self.error(
+                            &field,
+                            "okd releases are not at the default OCP release base; set mirror.platform.releaseImageBase to the OKD release repository",
+                        ))
+                    }
+                    other => return Err(self.error(&field, format!("'{other}' is not a release type; use ocp or okd"))),
+                },
+                "minVersion" => min = Some(self.version(value, &field)?),
+                "maxVersion" => max = Some(self.version(value, &field)?),
+                "full" | "shortestPath" => match value {
+                    Value::Bool(false) => {}
+                    Value::Bool(true) => {
+                        return Err(self.error(
+                            &field,
+                            "needs the update graph (Cincinnati), which airlift does not query; remove it and list the versions under mirror.platform.releases",
+                        ))
+                    }
+                    _ => return Err(self.error(&field, "expected true or false")),
+                },
+                _ => return Err(self.unknown(&field, "name, type, minVersion, maxVersion")),
+            }
+        }
+        match name {
+            Some(n) if !n.is_empty() => {}
+            _ => return Err(self.error(&format!("{path}.name"), "missing; give the channel name, e.g. stable-4.16")),
+        }
+        match (min, max) {
+            (Some(min), Some(max)) if min != max => Err(self.error(
+                path,
+                format!(
+                    "minVersion {min} and maxVersion {max} make a range, which needs the update graph (Cincinnati) to resolve; \
+                     list the versions under mirror.platform.releases (`- version: {min}`) instead"
+                ),
+            )),
+            (Some(v), _) | (None, Some(v)) => Ok(v),
+            (None, None) => Err(self.error(
+                path,
+                "no minVersion or maxVersion: the channel's latest release needs the update graph (Cincinnati); \
+                 give minVersion (equal to maxVersion) or list the versions under mirror.platform.releases",
+            )),
+        }
+    }
+
+    /// A release version: `X.Y.Z`, optionally `-SUFFIX` (`4.16.3`, `4.17.0-rc.1`).
+    fn version<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
+        let ok = |s: &str| {
+            let (core, suffix) = s.split_once('-').map_or((s, None), |(c, x)| (c, Some(x)));
+            let parts: Vec<&str> = core.split('.').collect();
+            parts.len() == 3
+                && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                && suffix.map_or(true, |x| {
+                    !x.is_empty() && x.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                })
+        };
+        match value {
+            Value::String(s) if ok(s) => Ok(s),
+            Value::String(s) => {
+                Err(self.error(path, format!("'{s}' is not a release version like 4.16.3 or 4.17.0-rc.1")))
+            }
+            _ => Err(self.error(path, "expected a release version like 4.16.3 (quote it: \"4.16.3\")")),
+        }
+    }
+
+    /// The `name` of an `additionalImages` or `blockedImages` entry.
+    fn image_name<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
+        if !matches!(value, Value::Mapping(_)) {
+            return Err(self.error(path, "expected `- name: REFERENCE`"));
+        }
+        let mut name = None;
+        for (key, value) in self.fields(value, path)? {
+            let path = format!("{path}.{key}");
+            match key {
+                "name" => name = Some(self.string(value, &path)?),
+                _ => return Err(self.unknown(&path, "name")),
+            }
+        }
+        name.ok_or_else(|| self.error(&format!("{path}.name"), "missing; give the image reference"))
+    }
+
+    /// A registry reference, `docker://` optional: returns it with `docker://` and parsed.
+    fn docker_ref(&self, written: &str, path: &str) -> Result<(String, ImageRef)> {
+        let reference = if written.starts_with(TRANSPORT) {
+            written.to_string()
+        } else if written.contains("://") || written.starts_with("oci:") {
+            return Err(
+                self.error(path, format!("'{written}': only registry references (docker://) are supported here"))
+            );
+        } else {
+            format!("{TRANSPORT}{written}")
+        };
+        let image = ImageRef::parse(&reference).map_err(|e| self.error(path, e))?;
+        Ok((reference, image))
+    }
+
+    fn fields<'v>(&self, value: &'v Value, path: &str) -> Result<Fields<'v>> {
+        let map = match value {
+            Value::Mapping(map) => map,
+            Value::Null => return Ok(Vec::new()),
+            _ => return Err(self.error(path, "expected a mapping (`key: value` lines)")),
+        };
+        map.iter()
+            .map(|(k, v)| match k {
+                Value::String(k) => Ok((k.as_str(), v)),
+                _ => Err(self.error(path, format!("key {} is not a string", yaml_inline(k)))),
+            })
+            .collect()
+    }
+
+    fn sequence<'v>(&self, value: &'v Value, path: &str) -> Result<&'v [Value]> {
+        match value {
+            Value::Sequence(items) => Ok(items),
+            Value::Null => Ok(&[]),
+            _ => Err(self.error(path, "expected a list (`- …` lines)")),
+        }
+    }
+
+    fn string<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
+        match value {
+            Value::String(s) => Ok(s),
+            _ => Err(self.error(path, format!("expected a string, found {}", yaml_inline(value)))),
+        }
+    }
+
+    fn error(&self, path: &str, msg: impl fmt::Display) -> Error {
+        usage(format!("{}: {path}: {msg}", self.origin))
+    }
+
+    fn unknown(&self, path: &str, supported: &str) -> Error {
+        self.error(path, format!("unknown field; remove it (airlift reads {supported} here)"))
+    }
+}
+
+fn field<'v>(fields: &Fields<'v>, name: &str) -> Option<&'v Value> {
+    fields.iter().find(|(k, _)| *k == name).map(|&(_, v)| v)
+}
+
+/// A value as it would appear in the file, kept short, for messages.
+fn yaml_inline(value: &Value) -> String {
+    let text = serde_yaml::to_string(value).unwrap_or_default();
+    let text = text.trim_end();
+    if text.contains('\n') || text.len() > 40 {
+        "a mapping or list".to_string()
+    } else {
+        format!("'{text}'")
+    }
+}
+
+/// References kept once, in first-seen order, compared by a normalised key.
+#[derive(Default)]
+struct Unique {
+    items: Vec<String>,
+    seen: HashSet<String>,
+}
+
+impl Unique {
+    fn push(&mut self, key: String, item: String) {
+        if self.seen.insert(key) {
+            self.items.push(item);
+        }
+    }
+}
+
+/// Parse a reference (with or without `docker://`) keeping only the tag actually written
+/// (`ImageRef::parse_name` supplies `latest` when there is neither tag nor digest).
+fn parse_written(name: &str) -> std::result::Result<ImageRef, String> {
+    let name = name.strip_prefix(TRANSPORT).unwrap_or(name);
+    let mut image = ImageRef::parse_name(name)?;
+    let before_digest = name.rsplit_once('@').map_or(name, |(rest, _)| rest);
+    let last = before_digest.rsplit('/').next().unwrap_or(before_digest);
+    if !last.contains(':') {
+        image.tag = None;
+    }
+    Ok(image)
+}
+
+/// Whether a blocked `entry` (tag as written) covers `image`.
+fn blocks(entry: &ImageRef, image: &ImageRef) -> bool {
+    entry.registry == image.registry
+        && entry.repository == image.repository
+        && entry.tag.as_ref().map_or(true, |t| image.tag.as_ref() == Some(t))
+        && entry.digest.as_ref().map_or(true, |d| image.digest.as_ref() == Some(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "imageset.yaml";
+    const HEADER: &str = "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha2\n";
+    const OCP: &str = "docker://quay.io/openshift-release-dev/ocp-release";
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    /// The error message for a document.
+    fn refusal(text: &str) -> String {
+        match parse(text, ORIGIN) {
+            Ok(set) => panic!("accepted: {set:?}\n{text}"),
+            Err(e) => {
+                assert_eq!(e.status(), crate::error::Status::Usage, "{e}");
+                e.to_string()
+            }
+        }
+    }
+
+    /// The error message for a `mirror:` section under a valid header.
+    fn refused(mirror: &str) -> String {
+        refusal(&format!("{HEADER}mirror:\n{mirror}"))
+    }
+
+    #[test]
+    fn full_file() {
+        let tool = format!("docker://quay.io/ns/tool@{}", digest('a'));
+        let text = format!(
+            "kind: ImageSetConfiguration
+apiVersion: mirror.openshift.io/v2alpha1
+storageConfig:
+  local:
+    path: ./metadata
+mirror:
+  platform:
+    architectures: [amd64, arm64]
+    releases:
+      - quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64
+      - version: 4.16.4
+      - docker://quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64
+    channels:
+      - name: stable-4.16
+        type: ocp
+        minVersion: 4.16.5
+        maxVersion: 4.16.5
+        full: false
+      - name: fast-4.16
+        maxVersion: 4.16.4
+    graph: false
+  additionalImages:
+    - name: registry.redhat.io/ubi9/ubi:latest
+    - name: {tool}
+    - name: registry.redhat.io/ubi9/ubi-minimal:9.4
+    - name: registry.redhat.io/ubi9/ubi
+  blockedImages:
+    - name: registry.redhat.io/ubi9/ubi-minimal
+    - name: quay.io/ns/tool:old
+"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(
+            set,
+            ImageSet {
+                releases: vec![
+                    format!("{OCP}:4.16.3-x86_64"),
+                    format!("{OCP}:4.16.4-x86_64"),
+                    format!("{OCP}:4.16.4-aarch64"),
+                    format!("{OCP}:4.16.5-x86_64"),
+                    format!("{OCP}:4.16.5-aarch64"),
+                ],
+                additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
+                blocked: vec!["registry.redhat.io/ubi9/ubi-minimal".to_string(), "quay.io/ns/tool:old".to_string()],
+                warnings: vec![
+                    "imageset.yaml: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle"
+                        .to_string(),
+                    "imageset.yaml: mirror.additionalImages[2]: docker://registry.redhat.io/ubi9/ubi-minimal:9.4 is blocked by mirror.blockedImages; skipped"
+                        .to_string(),
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn platform_in_file_order_with_base_and_defaults() {
+        let text = format!(
+            "{HEADER}mirror:
+  platform:
+    channels:
+      - name: okd-4.15
+        type: okd
+        minVersion: 4.15.0-rc.1
+    releaseImageBase: docker://quay.io/openshift/okd
+    releases:
+      - oci:/srv/releases:4.15.0
+      - version: 4.15.2
+"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(
+            set,
+            ImageSet {
+                releases: vec![
+                    "docker://quay.io/openshift/okd:4.15.0-rc.1-x86_64".to_string(),
+                    "oci:/srv/releases:4.15.0".to_string(),
+                    "docker://quay.io/openshift/okd:4.15.2-x86_64".to_string(),
+                ],
+                ..ImageSet::default()
+            }
+        );
+        let text = format!("{HEADER}mirror:\n  platform:\n    architectures: [multi, s390x, ppc64le]\n    releases: [{{version: 4.17.0-ec.2}}]\n");
+        assert_eq!(
+            parse(&text, ORIGIN).unwrap().releases,
+            [
+                format!("{OCP}:4.17.0-ec.2-multi"),
+                format!("{OCP}:4.17.0-ec.2-s390x"),
+                format!("{OCP}:4.17.0-ec.2-ppc64le"),
+            ]
+        );
+        let text = format!("{HEADER}mirror:\n  additionalImages:\n    - name: nginx\n");
+        assert_eq!(
+            parse(&text, ORIGIN).unwrap(),
+            ImageSet { additional: vec!["docker://nginx".to_string()], ..ImageSet::default() }
+        );
+    }
+
+    #[test]
+    fn refuses_what_oc_mirror_alone_does() {
+        assert_eq!(
+            refused("  operators:\n    - catalog: registry.redhat.io/redhat/redhat-operator-index:v4.16\n"),
+            "imageset.yaml: mirror.operators: operator catalogs are not supported by airlift; remove the section (or mirror them with oc-mirror)"
+        );
+        assert_eq!(
+            refused("  helm:\n    repositories: []\n"),
+            "imageset.yaml: mirror.helm: Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)"
+        );
+        assert_eq!(
+            refused("  samples:\n    - name: ruby\n"),
+            "imageset.yaml: mirror.samples: sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages"
+        );
+        assert_eq!(
+            refused("  platform:\n    graph: true\n    releases: [{version: 4.16.3}]\n"),
+            "imageset.yaml: mirror.platform.graph: the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it"
+        );
+        assert_eq!(
+            refusal(&format!("{HEADER}archiveSize: 4\nmirror:\n  additionalImages: [{{name: quay.io/a/b:1}}]\n")),
+            "imageset.yaml: archiveSize: oc-mirror's archive size is not used by airlift; remove it and pass `airlift pack --volume-size`"
+        );
+    }
+
+    #[test]
+    fn refuses_channels_that_need_the_update_graph() {
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - name: stable-4.16\n        minVersion: 4.16.3\n        maxVersion: 4.16.8\n"),
+            "imageset.yaml: mirror.platform.channels[0]: minVersion 4.16.3 and maxVersion 4.16.8 make a range, which needs the update graph (Cincinnati) to resolve; list the versions under mirror.platform.releases (`- version: 4.16.3`) instead"
+        );
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3}\n      - name: stable-4.17\n"),
+            "imageset.yaml: mirror.platform.channels[1]: no minVersion or maxVersion: the channel's latest release needs the update graph (Cincinnati); give minVersion (equal to maxVersion) or list the versions under mirror.platform.releases"
+        );
+        let needs_graph = "needs the update graph (Cincinnati), which airlift does not query; remove it and list the versions under mirror.platform.releases";
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, full: true}\n"),
+            format!("imageset.yaml: mirror.platform.channels[0].full: {needs_graph}")
+        );
+        assert_eq!(
+            refused(
+                "  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, shortestPath: true}\n"
+            ),
+            format!("imageset.yaml: mirror.platform.channels[0].shortestPath: {needs_graph}")
+        );
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {name: okd, type: okd, minVersion: 4.15.0}\n"),
+            "imageset.yaml: mirror.platform.channels[0].type: okd releases are not at the default OCP release base; set mirror.platform.releaseImageBase to the OKD release repository"
+        );
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {name: x, type: rhcos, minVersion: 4.15.0}\n"),
+            "imageset.yaml: mirror.platform.channels[0].type: 'rhcos' is not a release type; use ocp or okd"
+        );
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {minVersion: 4.15.0}\n"),
+            "imageset.yaml: mirror.platform.channels[0].name: missing; give the channel name, e.g. stable-4.16"
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_fields_at_every_depth() {
+        assert_eq!(
+            refusal(&format!("{HEADER}spec: {{}}\nmirror: {{}}\n")),
+            "imageset.yaml: spec: unknown field; remove it (airlift reads kind, apiVersion, storageConfig, mirror here)"
+        );
+        assert_eq!(
+            refused("  xyz: 1\n"),
+            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, additionalImages, blockedImages here)"
+        );
+        assert_eq!(
+            refused("  platform:\n    xyz: 1\n"),
+            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, releases, channels, graph here)"
+        );
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, platform: x}\n"),
+            "imageset.yaml: mirror.platform.channels[0].platform: unknown field; remove it (airlift reads name, type, minVersion, maxVersion here)"
+        );
+        assert_eq!(
+            refused("  platform:\n    releases:\n      - {version: 4.16.3, arch: amd64}\n"),
+            "imageset.yaml: mirror.platform.releases[0].arch: unknown field; remove it (airlift reads version here)"
+        );
+        assert_eq!(
+            refused("  additionalImages:\n    - name: quay.io/a/b:1\n    - name: quay.io/a/c:1\n    - name: quay.io/a/d:1\n      xyz: true\n"),
+            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name here)"
+        );
+        assert_eq!(
+            refused(
+                "  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: quay.io/a/c, regex: true}]\n"
+            ),
+            "imageset.yaml: mirror.blockedImages[0].regex: unknown field; remove it (airlift reads name here)"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_header() {
+        let body = "mirror:\n  additionalImages: [{name: quay.io/a/b:1}]\n";
+        assert_eq!(
+            refusal(&format!("kind: Deployment\napiVersion: mirror.openshift.io/v1alpha2\n{body}")),
+            "imageset.yaml: kind: 'Deployment' is not ImageSetConfiguration, the only kind airlift reads"
+        );
+        assert_eq!(
+            refusal(&format!("apiVersion: mirror.openshift.io/v1alpha2\n{body}")),
+            "imageset.yaml: kind: missing; an image set file says `kind: ImageSetConfiguration`"
+        );
+        assert_eq!(
+            refusal(&format!("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha1\n{body}")),
+            "imageset.yaml: apiVersion: 'mirror.openshift.io/v1alpha1' is not supported; use mirror.openshift.io/v1alpha2 or mirror.openshift.io/v2alpha1"
+        );
+        assert_eq!(
+            refusal(&format!("kind: ImageSetConfiguration\n{body}")),
+            "imageset.yaml: apiVersion: missing; use mirror.openshift.io/v1alpha2 or mirror.openshift.io/v2alpha1"
+        );
+        assert_eq!(
+            refusal("- kind: ImageSetConfiguration\n"),
+            "imageset.yaml: not an image set file: expected a mapping with kind, apiVersion and mirror"
+        );
+        assert!(refusal("kind: [\n").starts_with("imageset.yaml: not a valid YAML document: "));
+        let twice = refusal(&format!("{HEADER}{body}{body}"));
+        assert!(
+            twice.starts_with("imageset.yaml: not a valid YAML document: duplicate entry with key \"mirror\""),
+            "{twice}"
+        );
+        assert_eq!(
+            refusal(&format!("kind: ImageSetConfiguration\napiVersion: 2\n{body}")),
+            "imageset.yaml: apiVersion: expected a string, found '2'"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        assert_eq!(
+            refused("  platform:\n    architectures: [amd64, x86_64]\n    releases: [{version: 4.16.3}]\n"),
+            "imageset.yaml: mirror.platform.architectures[1]: 'x86_64' is not a supported architecture; use amd64, arm64, ppc64le, s390x or multi"
+        );
+        assert_eq!(
+            refused("  platform:\n    architectures: []\n    releases: [{version: 4.16.3}]\n"),
+            "imageset.yaml: mirror.platform.architectures: empty; list at least one architecture, or remove the field for [amd64]"
+        );
+        assert_eq!(
+            refused("  platform:\n    releases: [{version: 4.16}]\n"),
+            "imageset.yaml: mirror.platform.releases[0].version: expected a release version like 4.16.3 (quote it: \"4.16.3\")"
+        );
+        assert_eq!(
+            refused("  platform:\n    releases: [{version: 4.16.x}]\n"),
+            "imageset.yaml: mirror.platform.releases[0].version: '4.16.x' is not a release version like 4.16.3 or 4.17.0-rc.1"
+        );
+        assert_eq!(
+            refused("  platform:\n    channels: [{name: stable-4.16, maxVersion: latest}]\n"),
+            "imageset.yaml: mirror.platform.channels[0].maxVersion: 'latest' is not a release version like 4.16.3 or 4.17.0-rc.1"
+        );
+        assert_eq!(
+            refused("  platform:\n    releaseImageBase: quay.io/openshift-release-dev/ocp-release:4.16\n"),
+            "imageset.yaml: mirror.platform.releaseImageBase: give the repository only (no tag or digest): airlift appends VERSION-ARCH as the tag"
+        );
+        assert_eq!(
+            refused("  additionalImages:\n    - quay.io/a/b:1\n"),
+            "imageset.yaml: mirror.additionalImages[0]: expected `- name: REFERENCE`"
+        );
+        assert_eq!(
+            refused("  additionalImages:\n    - name: oci:/srv/layout\n"),
+            "imageset.yaml: mirror.additionalImages[0].name: 'oci:/srv/layout': only registry references (docker://) are supported here"
+        );
+        for (mirror, path) in [
+            (
+                "  additionalImages:\n    - name: quay.io/a/b:1\n    - name: quay.io/NS/app\n",
+                "mirror.additionalImages[1].name",
+            ),
+            ("  additionalImages:\n    - name: quay.io/a/b@sha256:1234\n", "mirror.additionalImages[0].name"),
+            ("  platform:\n    releases: [\"quay.io/a/b:bad/tag\"]\n", "mirror.platform.releases[0]"),
+            (
+                "  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: \"quay.io/.*\"}]\n",
+                "mirror.blockedImages[0].name",
+            ),
+        ] {
+            let msg = refused(mirror);
+            assert!(msg.starts_with(&format!("imageset.yaml: {path}: bad image reference 'docker://")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn refuses_empty_mirror() {
+        let nothing = "nothing to mirror; list releases under mirror.platform or images under mirror.additionalImages";
+        assert_eq!(refusal(HEADER), "imageset.yaml: mirror: missing; nothing to mirror");
+        assert_eq!(refused(""), format!("imageset.yaml: mirror: {nothing}"));
+        assert_eq!(
+            refused("  platform:\n    architectures: [amd64]\n  blockedImages: [{name: quay.io/a/b}]\n"),
+            format!("imageset.yaml: mirror: {nothing}")
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: quay.io/a/b}]\n"),
+            "imageset.yaml: mirror: nothing to mirror (every additional image is blocked); list releases under mirror.platform or images under mirror.additionalImages"
+        );
+    }
+
+    #[test]
+    fn blocked_references() {
+        let set = ImageSet {
+            blocked: vec![
+                "registry.redhat.io/ubi9/ubi-minimal".to_string(),
+                "docker://quay.io/ns/app:1.0".to_string(),
+                format!("quay.io/ns/tool@{}", digest('b')),
+                "nginx".to_string(),
+            ],
+            ..ImageSet::default()
+        };
+        // Repository-wide: every tag and digest.
+        assert!(set.is_blocked("registry.redhat.io/ubi9/ubi-minimal"));
+        assert!(set.is_blocked("docker://registry.redhat.io/ubi9/ubi-minimal:9.4"));
+        assert!(set.is_blocked(&format!("registry.redhat.io/ubi9/ubi-minimal@{}", digest('c'))));
+        assert!(!set.is_blocked("registry.redhat.io/ubi9/ubi:latest"));
+        assert!(!set.is_blocked("quay.io/ubi9/ubi-minimal:9.4"));
+        // Tag-specific.
+        assert!(set.is_blocked("quay.io/ns/app:1.0"));
+        assert!(set.is_blocked(&format!("docker://quay.io/ns/app:1.0@{}", digest('c'))));
+        assert!(!set.is_blocked("docker://quay.io/ns/app:1.1"));
+        assert!(!set.is_blocked("quay.io/ns/app"));
+        assert!(!set.is_blocked(&format!("quay.io/ns/app@{}", digest('c'))));
+        // Digest-specific.
+        assert!(set.is_blocked(&format!("quay.io/ns/tool@{}", digest('b'))));
+        assert!(set.is_blocked(&format!("docker://quay.io/ns/tool:2@{}", digest('b'))));
+        assert!(!set.is_blocked(&format!("quay.io/ns/tool@{}", digest('c'))));
+        assert!(!set.is_blocked("quay.io/ns/tool:2"));
+        // Docker Hub shorthands name the same repository; other transports are never blocked.
+        assert!(set.is_blocked("docker://docker.io/library/nginx:1.27"));
+        assert!(!set.is_blocked("oci:/srv/layout:nginx"));
+        assert!(!set.is_blocked("docker://"));
+    }
+
+    #[test]
+    fn loads_files_naming_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imageset.yaml");
+        std::fs::write(&path, format!("{HEADER}mirror:\n  additionalImages: [{{name: quay.io/a/b:1}}]\n")).unwrap();
+        assert_eq!(
+            load(&path).unwrap(),
+            ImageSet { additional: vec!["docker://quay.io/a/b:1".to_string()], ..ImageSet::default() }
+        );
+        std::fs::write(&path, format!("{HEADER}mirror:\n  xyz: 1\n")).unwrap();
+        let shown = path.display().to_string();
+        assert!(load(&path).unwrap_err().to_string().starts_with(&format!("{shown}: mirror.xyz: unknown field")));
+        std::fs::write(&path, b"kind: \xff\n").unwrap();
+        assert_eq!(load(&path).unwrap_err().to_string(), format!("{shown}: not UTF-8 text"));
+        std::fs::write(&path, vec![b'#'; MAX_FILE as usize + 1]).unwrap();
+        assert_eq!(load(&path).unwrap_err().to_string(), format!("{shown} is larger than {MAX_FILE} bytes"));
+        let missing = dir.path().join("missing.yaml");
+        assert!(load(&missing).unwrap_err().to_string().starts_with(&missing.display().to_string()));
+    }
+}
