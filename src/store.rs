@@ -28,6 +28,9 @@ pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
 
 pub struct BlobStore {
     root: PathBuf,
+    /// Bulk writes go around the page cache ([`DirectWriter`]) unless what is written is
+    /// read back at once (a staging store whose blobs are uploaded next).
+    direct: bool,
 }
 
 impl BlobStore {
@@ -40,7 +43,20 @@ impl BlobStore {
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
-        Ok(BlobStore { root: root.to_path_buf() })
+        Ok(BlobStore { root: root.to_path_buf(), direct: true })
+    }
+
+    /// This store's blobs are read back right after they are written: keep them in the
+    /// page cache (measured: a push from a staging store written around it took 30 s
+    /// instead of 22 s, the uploads reading every blob from disk again).
+    pub fn read_back_soon(mut self) -> BlobStore {
+        self.direct = false;
+        self
+    }
+
+    /// Whether bulk writes into this store go around the page cache.
+    pub fn direct_io(&self) -> bool {
+        self.direct
     }
 
     pub fn root(&self) -> &Path {
@@ -226,20 +242,22 @@ const DIRECT_ALIGN: usize = 4096;
 const DIRECT_BUF: usize = 2 << 20;
 
 impl DirectWriter {
-    /// Write `temp` from its start, through a handle of its own.
-    pub fn temp(temp: &NamedTempFile) -> Result<DirectWriter> {
+    /// Write `temp` from its start, through a handle of its own; around the page cache
+    /// when `direct`.
+    pub fn temp(temp: &NamedTempFile, direct: bool) -> Result<DirectWriter> {
         let file = temp.reopen().at(temp.path())?;
-        Ok(DirectWriter::at(file, temp.path(), 0))
+        Ok(DirectWriter::at(file, temp.path(), 0, direct))
     }
 
-    /// Write `file` (open for writing, named `path`) from `offset` on.
-    pub fn at(file: File, path: &Path, offset: u64) -> DirectWriter {
+    /// Write `file` (open for writing, named `path`) from `offset` on; around the page
+    /// cache when `direct`.
+    pub fn at(file: File, path: &Path, offset: u64, direct: bool) -> DirectWriter {
         let buf = vec![0u8; DIRECT_BUF + DIRECT_ALIGN];
         let base = buf.as_ptr().align_offset(DIRECT_ALIGN);
         let skew = (offset % DIRECT_ALIGN as u64) as usize;
         let mut w =
             DirectWriter { file, path: path.to_path_buf(), pos: offset, buf, base, skew, len: 0, direct: false };
-        w.direct = w.set_direct(true);
+        w.direct = direct && w.set_direct(true);
         w
     }
 
@@ -419,12 +437,14 @@ mod direct_tests {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> =
             (0..(DIRECT_BUF * 2 + 12345) as u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-        for offset in [0u64, 1, 511, 4096, 4097, 3 * 4096 - 7] {
+        for (offset, direct) in
+            [0u64, 1, 511, 4096, 4097, 3 * 4096 - 7].into_iter().flat_map(|o| [(o, true), (o, false)])
+        {
             for step in [1usize, 4096, 65536 + 3, DIRECT_BUF] {
-                let path = dir.path().join(format!("f{offset}-{step}"));
+                let path = dir.path().join(format!("f{offset}-{step}-{direct}"));
                 std::fs::write(&path, vec![0xAAu8; offset as usize]).unwrap();
                 let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                let mut w = DirectWriter::at(file, &path, offset);
+                let mut w = DirectWriter::at(file, &path, offset, direct);
                 let part = if step == 1 { &data[..10000] } else { &data[..] };
                 for piece in part.chunks(step) {
                     w.write_all(piece).unwrap();
@@ -456,7 +476,7 @@ mod direct_tests {
     fn reset_starts_over() {
         let dir = tempfile::tempdir().unwrap();
         let temp = temp_in(dir.path()).unwrap();
-        let mut w = DirectWriter::temp(&temp).unwrap();
+        let mut w = DirectWriter::temp(&temp, true).unwrap();
         w.write_all(&vec![1u8; DIRECT_BUF + 10]).unwrap();
         w.reset().unwrap();
         w.write_all(b"fresh").unwrap();

@@ -227,12 +227,14 @@ impl Sink for Extractor<'_> {
                 },
                 Err(_) => None,
             };
-            let file = DirectWriter::at(file, &path, offset);
+            let file = DirectWriter::at(file, &path, offset, self.store.direct_io());
             return Ok(Box::new(PartWriter { ex: self, c, e, file, hasher }));
         }
         let temp = self.store.temp()?;
         Ok(match entry.compression {
-            Compression::None => Box::new(WholeWriter { file: DirectWriter::temp(&temp)?, temp, dest }),
+            Compression::None => {
+                Box::new(WholeWriter { file: DirectWriter::temp(&temp, self.store.direct_io())?, temp, dest })
+            }
             Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, temp)?, dest }),
         })
     }

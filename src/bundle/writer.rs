@@ -413,7 +413,7 @@ impl<'a> BundleWriter<'a> {
 impl OpenVolume {
     fn create(dir: &Path) -> Result<OpenVolume> {
         let temp = crate::store::temp_in(dir)?;
-        let mut file = DirectWriter::temp(&temp)?;
+        let mut file = DirectWriter::temp(&temp, true)?;
         let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(8);
         let thread = std::thread::spawn(move || {
             let mut hasher = Hasher::new();

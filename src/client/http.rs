@@ -540,7 +540,7 @@ impl Client {
                 return Ok(());
             }
         }
-        let mut file = DirectWriter::at(temp.reopen().at(temp.path())?, temp.path(), have);
+        let mut file = DirectWriter::at(temp.reopen().at(temp.path())?, temp.path(), have, store.direct_io());
         let mut failures = 0;
         let mut resumed = have > 0;
         let mut restarted_after_mismatch = false;

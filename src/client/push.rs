@@ -125,6 +125,13 @@ impl Client {
     ) -> Result<BlobOutcome> {
         let chunk = chunk.max(1);
         let file = Arc::new(File::open(path).at(path)?);
+        // Staged blobs were written around the page cache: have the kernel read this one
+        // ahead as a whole while the upload starts.
+        // SAFETY: posix_fadvise only reads its integer arguments; `file` keeps the
+        // descriptor open. It is advice: its result does not matter.
+        unsafe {
+            libc::posix_fadvise(std::os::unix::io::AsRawFd::as_raw_fd(&*file), 0, 0, libc::POSIX_FADV_WILLNEED);
+        }
         let policy = self.policy();
         let mut mount = from.filter(|f| *f != image.repository.as_str());
         let mut attempt = 0;

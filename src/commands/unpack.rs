@@ -56,7 +56,11 @@ impl Destination {
                 tls_verify: c.tls_verify,
                 ..Options::default()
             })?;
-            return Ok(Destination::Push { staging: BlobStore::create(&staging)?, to, client: Box::new(client) });
+            return Ok(Destination::Push {
+                staging: BlobStore::create(&staging)?.read_back_soon(),
+                to,
+                client: Box::new(client),
+            });
         }
         let root = args
             .root
