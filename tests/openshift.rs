@@ -418,3 +418,44 @@ fn a_release_pushed_into_another_registry_gets_mirror_sets_and_release_tags() {
         assert_eq!(mirror.digest(&format!("mirror/ocp/art-dev:{VERSION}-x86_64-{}", c.name)), digest);
     }
 }
+
+#[test]
+fn a_release_from_an_oci_layout_packs_its_components_from_the_registry() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    // The release image as an OCI layout on disk (as `oc adm release mirror --to-dir`
+    // leaves it); its components still come from the registry.
+    let layout = tmp.path().join(format!("release-{VERSION}/layout"));
+    let doc = pack(
+        &dist,
+        tmp.path(),
+        &tmp.path().join("bundle"),
+        "ocp",
+        &["--release".into(), format!("oci:{}:release", layout.display())],
+    );
+    let mut want: Vec<String> = rel.components.iter().map(|c| format!("docker://{}", c.image)).collect();
+    want.push(format!("oci:{}:release", layout.display()));
+    want.sort();
+    assert_eq!(packed_sources(&doc), want);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("bundle/ocp.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["releases"][0]["version"], VERSION);
+    assert_eq!(manifest["releases"][0]["digest"], rel.digest.as_str());
+
+    // An image that is not a release payload is refused, naming what is missing.
+    let o = airlift()
+        .args(["pack", "--no-installer", "--key"])
+        .arg(tmp.path().join("keys/site.key"))
+        .arg("--out")
+        .arg(tmp.path().join("refused"))
+        .arg("--release")
+        .arg(format!("oci:{}:app-00", testdata("layout").display()))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an OpenShift release image"));
+}

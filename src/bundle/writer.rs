@@ -88,8 +88,11 @@ struct Cursor {
 struct Prepared {
     entry: Entry,
     source: Box<dyn Read>,
-    /// Check the expanded digest while copying (raw items only).
+    /// Stored as is (not compressed): the stored bytes hash to the entry's digest.
     verify_raw: bool,
+    /// The caller checked the content against the digest already: not hashed again
+    /// whole, and a raw entry in one chunk takes the digest as its chunk hash.
+    checked: bool,
 }
 
 pub struct BundleWriter<'a> {
@@ -149,7 +152,6 @@ impl<'a> BundleWriter<'a> {
         })
     }
 
-    /// Store one item.
     /// Store an item, checking its content against its digest as it is read.
     pub fn add(&mut self, item: &Item) -> Result<()> {
         let prepared = self.prepare(item)?;
@@ -161,7 +163,7 @@ impl<'a> BundleWriter<'a> {
     /// chunk hashes do not give it for free.
     pub fn add_checked(&mut self, item: &Item) -> Result<()> {
         let mut prepared = self.prepare(item)?;
-        prepared.verify_raw = false;
+        prepared.checked = true;
         self.store(prepared)
     }
 
@@ -213,11 +215,11 @@ impl<'a> BundleWriter<'a> {
                 temp.seek(SeekFrom::Start(0)).at(&self.settings.dir)?;
                 entry.compression = Compression::Zstd;
                 entry.stored_size = stored;
-                return Ok(Prepared { entry, source: Box::new(temp), verify_raw: false });
+                return Ok(Prepared { entry, source: Box::new(temp), verify_raw: false, checked: false });
             }
-            return Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true });
+            return Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true, checked: false });
         }
-        Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true })
+        Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true, checked: false })
     }
 
     /// Lay the stored stream of `len` bytes out from the current cursor.
@@ -250,15 +252,25 @@ impl<'a> BundleWriter<'a> {
 
     fn store(&mut self, mut prepared: Prepared) -> Result<()> {
         let parts = self.plan(prepared.entry.stored_size)?;
-        let mut blob_hasher = (prepared.verify_raw && parts.len() > 1).then(ThreadedHasher::new);
+        let verify = prepared.verify_raw && !prepared.checked;
+        let mut blob_hasher = (verify && parts.len() > 1).then(ThreadedHasher::new);
+        // A checked raw entry in one chunk: that chunk's hash is the entry's digest.
+        let known =
+            (prepared.verify_raw && prepared.checked && parts.len() == 1).then(|| prepared.entry.digest.clone());
         let mut chunk_digests = Vec::with_capacity(parts.len());
         for (part, placement) in parts.iter().enumerate() {
             if placement.volume != self.cursor.volume {
                 self.next_volume()?;
             }
             let name = names::stored_name(&prepared.entry, part as u32, parts.len());
-            let digest =
-                self.copy_chunk(&name, &prepared.entry, placement.len, &mut prepared.source, blob_hasher.as_mut())?;
+            let digest = self.copy_chunk(
+                &name,
+                &prepared.entry,
+                placement.len,
+                &mut prepared.source,
+                blob_hasher.as_mut(),
+                known.clone(),
+            )?;
             self.chunks.push(Chunk {
                 volume: placement.volume,
                 offset: self.cursor.pos - padded(placement.len),
@@ -274,7 +286,7 @@ impl<'a> BundleWriter<'a> {
         if prepared.source.read(&mut probe).unwrap_or(0) != 0 {
             return Err(integrity(format!("{} grew while it was being packed", prepared.entry.path)));
         }
-        if prepared.verify_raw {
+        if verify {
             let digest = match blob_hasher {
                 Some(h) => h.finish(),
                 None => chunk_digests[0].clone(),
@@ -291,7 +303,8 @@ impl<'a> BundleWriter<'a> {
         Ok(())
     }
 
-    /// Write one tar entry of `len` bytes from `source`; returns the sha256 of the data.
+    /// Write one tar entry of `len` bytes from `source`; returns the sha256 of the data
+    /// (`known` when the caller knows it already).
     fn copy_chunk(
         &mut self,
         name: &str,
@@ -299,6 +312,7 @@ impl<'a> BundleWriter<'a> {
         len: u64,
         source: &mut Box<dyn Read>,
         mut blob_hasher: Option<&mut ThreadedHasher>,
+        known: Option<Digest>,
     ) -> Result<Digest> {
         let mtime = self.settings.created;
         let vol = self.volume.as_mut().ok_or_else(|| usage("internal: no open volume"))?;
@@ -311,7 +325,9 @@ impl<'a> BundleWriter<'a> {
             let mut buf = vec![0u8; want];
             read_full(source, &mut buf)
                 .map_err(|e| crate::error::Error::Io { path: PathBuf::from(&entry.path), source: e })?;
-            hasher.update(&buf);
+            if known.is_none() {
+                hasher.update(&buf);
+            }
             let buf = Arc::new(buf);
             if let Some(bh) = blob_hasher.as_deref_mut() {
                 bh.update(buf.clone());
@@ -326,7 +342,7 @@ impl<'a> BundleWriter<'a> {
         }
         self.cursor.pos += BLOCK + padded(len);
         debug_assert_eq!(self.cursor.pos, vol.written);
-        Ok(hasher.finish())
+        Ok(known.unwrap_or_else(|| hasher.finish()))
     }
 
     fn next_volume(&mut self) -> Result<()> {
@@ -346,7 +362,7 @@ impl<'a> BundleWriter<'a> {
         let mut source: Box<dyn Read> = Box::new(std::io::Cursor::new(bytes));
         let len = entry.size;
         let name = entry.path.clone();
-        let digest = self.copy_chunk(&name, &entry, len, &mut source, None)?;
+        let digest = self.copy_chunk(&name, &entry, len, &mut source, None, None)?;
         self.chunks.push(Chunk {
             volume: self.cursor.volume,
             offset: BLOCK,
