@@ -93,3 +93,47 @@ EOF
     fi
     die "no bcrypt hasher for docker-registry's htpasswd: apt-get install apache2-utils"
 }
+
+# The docker-registry (CNCF distribution) both benchmarks run: TLS with $TLS/dr.crt and
+# dr.key, htpasswd at $DR_HTPASSWD, logs in $LOGS; the caller sets those, $WORK,
+# $DOCKER_REGISTRY, $DR_CA and the BENCH_USER/BENCH_PASS credentials.
+# docker_registry_config FILE PORT STORAGE
+docker_registry_config() {
+    cat >"$1" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: $3
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$2
+  secret: $(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  headers:
+    X-Content-Type-Options: [nosniff]
+  tls:
+    certificate: $TLS/dr.crt
+    key: $TLS/dr.key
+auth:
+  htpasswd:
+    realm: bench
+    path: $DR_HTPASSWD
+EOF
+}
+# start_docker_registry NAME STORAGE: sets D_PID, D_PORT
+start_docker_registry() {
+    local name=$1 storage=$2
+    mkdir -p "$storage"
+    D_PORT=$(free_port)
+    docker_registry_config "$WORK/$name.yml" "$D_PORT" "$storage"
+    start_server "$LOGS/$name.log" env -i PATH=/usr/bin:/bin "$DOCKER_REGISTRY" serve "$WORK/$name.yml"
+    D_PID=$SERVER_PID
+    wait_ready "$name" "$D_PID" "$D_PORT" "$DR_CA" "$LOGS/$name.log"
+    check_auth "$name" "$D_PORT" "$DR_CA" "$BENCH_USER" "$BENCH_PASS"
+}

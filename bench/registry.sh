@@ -245,46 +245,6 @@ DR_HTPASSWD=$TLS/htpasswd
 make_htpasswd "$DR_HTPASSWD"
 say "credentials: user $BENCH_USER; docker-registry htpasswd by $HASHER, bcrypt cost $BCRYPT_COST"
 
-# docker_registry_config FILE PORT STORAGE
-docker_registry_config() {
-    cat >"$1" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: $3
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$2
-  secret: $(python3 -c 'import secrets; print(secrets.token_hex(16))')
-  headers:
-    X-Content-Type-Options: [nosniff]
-  tls:
-    certificate: $TLS/dr.crt
-    key: $TLS/dr.key
-auth:
-  htpasswd:
-    realm: bench
-    path: $DR_HTPASSWD
-EOF
-}
-# start_docker_registry NAME STORAGE: sets D_PID, D_PORT
-start_docker_registry() {
-    local name=$1 storage=$2
-    mkdir -p "$storage"
-    D_PORT=$(free_port)
-    docker_registry_config "$WORK/$name.yml" "$D_PORT" "$storage"
-    start_server "$LOGS/$name.log" env -i PATH=/usr/bin:/bin "$DOCKER_REGISTRY" serve "$WORK/$name.yml"
-    D_PID=$SERVER_PID
-    wait_ready "$name" "$D_PID" "$D_PORT" "$DR_CA" "$LOGS/$name.log"
-    check_auth "$name" "$D_PORT" "$DR_CA" "$BENCH_USER" "$BENCH_PASS"
-}
 
 # load REGISTRY_NAME PORT CERTDIR SRC_LAYOUT REPO_PREFIX: skopeo copy every ref (--all: an
 # index with all its platforms; a no-op for a single image) to localhost:PORT/PREFIX...

@@ -9,28 +9,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::distribution::Distribution;
-use crate::common::{airlift, airlift_path, keygen, make_layout, tempdir, testdata, testdata_digest};
+use crate::common::{airlift, airlift_path, make_layout, pack_sources, tempdir, testdata, testdata_digest};
 
 const REFS: [&str; 4] = ["app-00", "app-00-latest", "app-01", "multi"];
 
 /// Pack the testdata layout into DIR/bundle; returns (bundle, public key).
 fn pack(dir: &Path) -> (PathBuf, PathBuf) {
     pack_sources(dir, &[format!("oci:{}", testdata("layout").display())])
-}
-
-/// Pack `sources` into DIR/bundle; returns (bundle, public key).
-fn pack_sources(dir: &Path, sources: &[String]) -> (PathBuf, PathBuf) {
-    let (key, public) = keygen(&dir.join("keys"), "site");
-    let bundle = dir.join("bundle");
-    airlift()
-        .args(["pack", "--no-installer", "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(&bundle)
-        .args(sources)
-        .assert()
-        .success();
-    (bundle, public)
 }
 
 /// The blobs of the staging store at DIR/staging that are not manifests or indexes

@@ -406,16 +406,7 @@ fn find_str(v: &Value, key: &str) -> Option<String> {
 /// back with skopeo: same digests, and exactly these repositories and tags.
 fn unpack_serve_and_pull(sources: &[String], prefix: Option<&str>, expected: &[(String, String, String)]) {
     let tmp = common::tempdir();
-    let (key, public) = common::keygen(&tmp.path().join("keys"), "site");
-    let bundle = tmp.path().join("bundle");
-    common::airlift()
-        .args(["pack", "--no-installer", "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(&bundle)
-        .args(sources)
-        .assert()
-        .success();
+    let (bundle, public) = common::pack_sources(tmp.path(), sources);
     let root = tmp.path().join("root");
     let mut cmd = Command::new(common::airlift_path());
     cmd.arg("unpack").arg(&bundle).arg("--key").arg(&public).arg("--root").arg(&root);

@@ -151,3 +151,18 @@ pub fn testdata_digest(reference: &str) -> String {
         .unwrap()
         .to_string()
 }
+
+/// Pack `sources` into DIR/bundle; returns (bundle, public key).
+pub fn pack_sources(dir: &Path, sources: &[String]) -> (PathBuf, PathBuf) {
+    let (key, public) = keygen(&dir.join("keys"), "site");
+    let bundle = dir.join("bundle");
+    airlift()
+        .args(["pack", "--no-installer", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&bundle)
+        .args(sources)
+        .assert()
+        .success();
+    (bundle, public)
+}
