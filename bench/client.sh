@@ -284,7 +284,7 @@ say "push: airlift unpack --to"
 measure push airlift prep_push post_push \
     bash -c 'port=$(cat "$1") bundle=$2 key=$3 auth=$4 certs=$5 cache=$6; shift 6
              exec "$@" unpack --quiet "$bundle" --key "$key" --to "docker://localhost:$port/mirror" \
-                 --authfile "$auth" --cert-dir "$certs" --cache "$cache"' \
+                 --authfile "$auth" --cert-dir "$certs" --cache "$cache" --results "$cache/results"' \
     _ "$WORK/mirror.port" "$A_BUNDLE" "$KEYS/bench.pub" "$AUTHFILE" "$CERTS" "$A_PUSH_CACHE" "${AL[@]}"
 say "push: skopeo copy oci: docker://"
 measure push baseline prep_push post_push \
