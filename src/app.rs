@@ -7,6 +7,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Status};
 use crate::output::Output;
+use crate::text::terminal_safe;
 
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -83,9 +84,9 @@ fn report_error(out: &Output, err: &anyhow::Error, status: Status) {
             "causes": causes,
         }));
     }
-    eprintln!("error: {err}");
+    eprintln!("error: {}", terminal_safe(&err.to_string()));
     for c in &causes {
-        eprintln!("caused by: {c}");
+        eprintln!("caused by: {}", terminal_safe(c));
     }
     if let Some(h) = hint {
         eprintln!("hint: {h}");

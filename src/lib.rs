@@ -12,6 +12,8 @@
 //! - [`client`], [`source`]: the registry client, and registries as a pack source
 //! - [`openshift`]: release payloads, image set files, mirror sets for the cluster
 //! - [`store`]: the content-addressed blob store and atomic commits
+//! - [`media`]: opening files from the media (regular files only, bounded reads);
+//!   [`text`]: escaping strings nobody signed before they are shown
 //! - [`digest`], [`size`], [`time`]: small value types; [`workers`]: a scoped thread pool
 //! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
 
@@ -22,6 +24,7 @@ pub mod client;
 pub mod commands;
 pub mod digest;
 pub mod error;
+pub mod media;
 pub mod minisign;
 pub mod oci;
 pub mod openshift;
@@ -31,5 +34,6 @@ pub mod registry;
 pub mod size;
 pub mod source;
 pub mod store;
+pub mod text;
 pub mod time;
 pub mod workers;

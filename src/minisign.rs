@@ -458,8 +458,10 @@ impl SecretKey {
 
 /// Check a signature file's text over `message` with a trusted key; returns the trusted
 /// comment. Accepts prehashed ("ED") and legacy ("Ed") signatures.
-pub fn verify(key: &PublicKey, message: &[u8], signature_text: &str) -> Result<String, Error> {
-    let parsed = ParsedSignature::parse(signature_text)?;
+/// The file is taken as bytes: its untrusted comment need not be UTF-8 (stock minisign
+/// does not care), but it must fit minisign's line limit.
+pub fn verify(key: &PublicKey, message: &[u8], signature_file: impl AsRef<[u8]>) -> Result<String, Error> {
+    let parsed = ParsedSignature::parse(signature_file.as_ref())?;
     if parsed.key_id != key.key_id {
         return Err(Error::KeyIdMismatch {
             signature_key_id: key_id_hex(parsed.key_id),
@@ -477,29 +479,38 @@ pub fn verify(key: &PublicKey, message: &[u8], signature_text: &str) -> Result<S
     }
     let mut global_message = Vec::with_capacity(64 + parsed.trusted_comment.len());
     global_message.extend_from_slice(&parsed.signature);
-    global_message.extend_from_slice(parsed.trusted_comment.as_bytes());
+    global_message.extend_from_slice(&parsed.trusted_comment);
     if key.key.verify_strict(&global_message, &Signature::from_bytes(&parsed.global_signature)).is_err() {
         return Err(Error::BadTrustedComment);
     }
-    Ok(parsed.trusted_comment)
+    Ok(String::from_utf8_lossy(&parsed.trusted_comment).into_owned())
 }
 
 struct ParsedSignature {
     prehashed: bool,
     key_id: [u8; KEY_ID_LEN],
     signature: [u8; 64],
-    trusted_comment: String,
+    /// Signed bytes, not necessarily UTF-8.
+    trusted_comment: Vec<u8>,
     global_signature: [u8; 64],
 }
 
 impl ParsedSignature {
-    fn parse(text: &str) -> Result<ParsedSignature, Error> {
-        let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-        let comment = lines.next().unwrap_or("");
-        if !comment.starts_with(COMMENT_PREFIX) {
+    fn parse(text: &[u8]) -> Result<ParsedSignature, Error> {
+        let mut lines = text.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let comment = lines.next().unwrap_or(b"");
+        let Some(untrusted) = comment.strip_prefix(COMMENT_PREFIX.as_bytes()) else {
             return Err(malformed(format!("the first line must start with \"{COMMENT_PREFIX}\"")));
+        };
+        if untrusted.len() > UNTRUSTED_COMMENT_MAX {
+            return Err(malformed(format!(
+                "the untrusted comment is {} bytes long, more than minisign's limit of {UNTRUSTED_COMMENT_MAX}",
+                untrusted.len()
+            )));
         }
-        let line = lines.next().ok_or_else(|| malformed("the signature line is missing"))?;
+        let ascii = |l: &[u8]| String::from_utf8_lossy(l).into_owned();
+        let line = ascii(lines.next().ok_or_else(|| malformed("the signature line is missing"))?);
+        let line = line.as_str();
         let bytes = decode_base64(line).ok_or_else(|| malformed("the signature line is not valid base64"))?;
         if bytes.len() != SIGNATURE_BOX_LEN {
             return Err(malformed(format!(
@@ -519,7 +530,7 @@ impl ParsedSignature {
 
         let line = lines.next().ok_or_else(|| malformed("the trusted comment line is missing"))?;
         let trusted_comment = line
-            .strip_prefix(TRUSTED_COMMENT_PREFIX)
+            .strip_prefix(TRUSTED_COMMENT_PREFIX.as_bytes())
             .ok_or_else(|| malformed(format!("the third line must start with \"{TRUSTED_COMMENT_PREFIX}\"")))?;
         if trusted_comment.len() > TRUSTED_COMMENT_MAX {
             return Err(malformed(format!(
@@ -527,21 +538,21 @@ impl ParsedSignature {
                 trusted_comment.len()
             )));
         }
-        let line = lines.next().ok_or_else(|| malformed("the trusted comment's signature line is missing"))?;
+        let line = ascii(lines.next().ok_or_else(|| malformed("the trusted comment's signature line is missing"))?);
         let bytes =
-            decode_base64(line).ok_or_else(|| malformed("the trusted comment's signature line is not valid base64"))?;
+            decode_base64(&line).ok_or_else(|| malformed("the trusted comment's signature line is not valid base64"))?;
         let global_signature: [u8; 64] = bytes
             .as_slice()
             .try_into()
             .map_err(|_| malformed(format!("the trusted comment's signature is {} bytes long, not 64", bytes.len())))?;
-        if lines.any(|l| !l.trim().is_empty()) {
+        if lines.any(|l| !l.trim_ascii().is_empty()) {
             return Err(malformed("unexpected text after the trusted comment's signature"));
         }
         Ok(ParsedSignature {
             prehashed,
             key_id,
             signature,
-            trusted_comment: trusted_comment.to_string(),
+            trusted_comment: trusted_comment.to_vec(),
             global_signature,
         })
     }

@@ -1,5 +1,7 @@
 //! The one output gate: human text and progress go to stderr, data to stdout, and with
-//! `--json` exactly one JSON document goes to stdout, on failure too.
+//! `--json` exactly one JSON document goes to stdout, on failure too. Every human line
+//! passes [`terminal_safe`], so no string can drive the terminal (JSON is exact: its
+//! encoder escapes control characters itself).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -7,6 +9,7 @@ use std::sync::Mutex;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::progress::Progress;
+use crate::text::terminal_safe;
 
 pub struct Output {
     json: bool,
@@ -29,19 +32,19 @@ impl Output {
     /// An informational line on stderr (suppressed by `--quiet`).
     pub fn info(&self, msg: impl std::fmt::Display) {
         if !self.quiet {
-            self.bars.suspend(|| eprintln!("{msg}"));
+            self.bars.suspend(|| eprintln!("{}", terminal_safe(&msg.to_string())));
         }
     }
 
     /// A warning on stderr, shown even with `--quiet`.
     pub fn warn(&self, msg: impl std::fmt::Display) {
-        self.bars.suspend(|| eprintln!("warning: {msg}"));
+        self.bars.suspend(|| eprintln!("warning: {}", terminal_safe(&msg.to_string())));
     }
 
     /// Human-readable data on stdout; nothing in `--json` mode (the JSON document says it).
     pub fn data(&self, text: impl std::fmt::Display) {
         if !self.json {
-            write_stdout(&format!("{text}\n"));
+            write_stdout(&format!("{}\n", terminal_safe(&text.to_string())));
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -18,8 +18,9 @@ use crate::bundle::sign;
 use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
 use crate::digest::Hasher;
 use crate::error::{integrity, usage, Error, IoContext, Result};
+use crate::media;
+use crate::text::untrusted;
 use crate::minisign::PublicKey;
-use crate::oci::layout::read_limited;
 use crate::progress::Progress;
 
 const BUF: usize = 1 << 20;
@@ -65,19 +66,31 @@ pub fn bundle_name(dir: &Path, name: Option<&str>) -> Result<String> {
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(usage(format!("{}: no bundle manifest (*.manifest.json) found", dir.display()))),
-        _ => Err(usage(format!("{}: several bundles ({}); choose one with --name", dir.display(), found.join(", ")))),
+        _ => {
+            let shown: Vec<String> = found.iter().map(|n| untrusted(n)).collect();
+            Err(usage(format!("{}: several bundles ({}); choose one with --name", dir.display(), shown.join(", "))))
+        }
     }
 }
 
 /// Read the manifest bytes (unverified), for `list` without a key.
 pub fn read_manifest_bytes(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
     let path = dir.join(names::manifest_file(name));
-    if !path.exists() {
-        return Err(usage(format!("{}: no such bundle manifest", path.display())));
+    match media::read_bounded(&path, crate::bundle::manifest::MAX_MANIFEST, "the bundle manifest")? {
+        Some(bytes) => Ok((path, bytes)),
+        None => Err(usage(format!("{}: no such bundle manifest", path.display()))),
     }
-    let bytes = read_limited(&path, crate::bundle::manifest::MAX_MANIFEST)?;
-    Ok((path, bytes))
 }
+
+/// A signature file (`.minisig`) from the media: minisign's four lines, each within
+/// minisign's own limits (comments of 1 KiB and 8 KiB), so a few KiB at most.
+fn read_signature(path: &Path) -> Result<Option<Vec<u8>>> {
+    media::read_bounded(path, MAX_SIGNATURE_FILE, "a signature file")
+}
+
+/// The largest signature file minisign itself reads: an untrusted comment line of 1 KiB,
+/// a trusted comment line of 8 KiB, two base64 lines of about 100 bytes, line breaks.
+const MAX_SIGNATURE_FILE: u64 = 1024 + 8192 + 2 * 128;
 
 /// Check the manifest's signature with `key`, then parse and validate it.
 pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
@@ -85,12 +98,8 @@ pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
     let (path, bytes) = read_manifest_bytes(dir, &name)?;
     let manifest_file = names::manifest_file(&name);
     let sig_path = dir.join(names::signature_file(&manifest_file));
-    let sig = match std::fs::read_to_string(&sig_path) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(integrity(format!("{} is not signed: {} is missing", path.display(), sig_path.display())))
-        }
-        Err(e) => return Err(Error::io(&sig_path, e)),
+    let Some(sig) = read_signature(&sig_path)? else {
+        return Err(integrity(format!("{} is not signed: {} is missing", path.display(), sig_path.display())));
     };
     let comment = sign::verify(key, &bytes, &sig).map_err(|e| match e {
         Error::Sign(s) if s.is_integrity() => integrity(format!("{}: {s}", sig_path.display())),
@@ -114,20 +123,26 @@ pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
 }
 
 /// SHA256SUMS is for gates that trust only standard tools; when present it must be signed
-/// and agree with the manifest.
+/// and agree with the manifest. It can only be the text the manifest gives, so it is read
+/// up to that length: anything longer, or not a regular file, or unreadable, is bad.
 fn check_sums(dir: &Path, m: &Manifest, key: &PublicKey) -> SumsState {
     let file = names::sums_file(&m.name);
     let path = dir.join(&file);
-    let Ok(text) = std::fs::read(&path) else { return SumsState::Absent };
+    let expected = sign::sums_text(m);
+    let text = match media::read_bounded(&path, expected.len() as u64, "SHA256SUMS") {
+        Ok(Some(text)) => text,
+        Ok(None) => return SumsState::Absent,
+        Err(e) => return SumsState::Bad(e.to_string()),
+    };
     let sig_path = dir.join(names::signature_file(&file));
-    let Ok(sig) = std::fs::read_to_string(&sig_path) else {
-        return SumsState::Bad(format!("{} is not signed ({} missing)", file, sig_path.display()));
+    let sig = match read_signature(&sig_path) {
+        Ok(Some(sig)) => sig,
+        Ok(None) => return SumsState::Bad(format!("{} is not signed ({} missing)", file, sig_path.display())),
+        Err(e) => return SumsState::Bad(e.to_string()),
     };
     match sign::verify(key, &text, &sig).and_then(|c| sign::check_comment(&c, m, &file)) {
         Err(e) => SumsState::Bad(format!("{file}: {e}")),
-        Ok(()) if text != sign::sums_text(m).as_bytes() => {
-            SumsState::Bad(format!("{file} does not list the manifest's volumes"))
-        }
+        Ok(()) if text != expected.as_bytes() => SumsState::Bad(format!("{file} does not list the manifest's volumes")),
         Ok(()) => SumsState::Ok,
     }
 }
@@ -208,7 +223,9 @@ impl Bundle {
     }
 
     /// Read volume `v` (0-based), checking every byte, handing good chunks to `sink`.
-    /// Integrity problems are in the report; an `Err` is an operational failure.
+    /// Integrity problems are in the report, and so is a volume that cannot be read (a
+    /// scratched disc answering EIO): its problem is recorded and reading goes on with the
+    /// next chunk. An `Err` is an operational failure of the sink (the destination).
     pub fn read_volume(&self, v: usize, sink: &dyn Sink, jobs: usize, progress: &dyn Progress) -> Result<VolumeReport> {
         let vol = &self.manifest.volumes[v];
         let path = self.volume_path(v);
@@ -219,48 +236,45 @@ impl Bundle {
             size: vol.size,
             problems: Vec::new(),
         };
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let whole = |problem: String| Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] };
+        let opened = media::open_regular(&path, &format!("volume {}", v + 1))
+            .and_then(|f| f.map(|f| f.metadata().map(|m| (f, m.len())).at(&path)).transpose());
+        let (file, actual) = match opened {
+            Ok(Some(found)) => found,
+            Ok(None) => {
                 report.status = VolumeStatus::Missing;
                 return Ok(report);
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            Err(e) => {
+                report.status = VolumeStatus::Damaged;
+                report.problems.push(whole(e.to_string()));
+                return Ok(report);
+            }
         };
-        if !meta.is_file() {
-            report.status = VolumeStatus::Damaged;
-            report.problems.push(Problem {
-                chunk: None,
-                entry: None,
-                offset: 0,
-                problem: format!("{} is not a regular file", path.display()),
-                hurts: vec![],
-            });
-            return Ok(report);
-        }
-        let actual = meta.len();
         let chunks = &self.index.volume_chunks[v];
         // The label says which bundle and volume this file really is.
-        if let Some(foreign) = self.check_label(&path, v)? {
-            report.status = VolumeStatus::Foreign;
-            report.problems.push(Problem { chunk: None, entry: None, offset: 0, problem: foreign, hurts: vec![] });
-            return Ok(report);
+        match self.check_label(&file, &path, v) {
+            Ok(None) => {}
+            Ok(Some(foreign)) => {
+                report.status = VolumeStatus::Foreign;
+                report.problems.push(whole(foreign));
+                return Ok(report);
+            }
+            Err(e) => {
+                report.status = VolumeStatus::Damaged;
+                report.problems.push(whole(format!("{}: cannot read its label: {e}", path.display())));
+                return Ok(report);
+            }
         }
         if actual < vol.size {
             report.problems.push(Problem {
-                chunk: None,
-                entry: None,
                 offset: actual,
-                problem: format!("volume is truncated: {actual} bytes of {}", vol.size),
-                hurts: vec![],
+                ..whole(format!("volume is truncated: {actual} bytes of {}", vol.size))
             });
         } else if actual > vol.size {
             report.problems.push(Problem {
-                chunk: None,
-                entry: None,
                 offset: vol.size,
-                problem: format!("volume has {} unexpected bytes after its end", actual - vol.size),
-                hurts: vec![],
+                ..whole(format!("volume has {} unexpected bytes after its end", actual - vol.size))
             });
         }
         // Work goes out in runs of consecutive chunks of one entry, so a split entry's
@@ -281,7 +295,6 @@ impl Bundle {
             for _ in 0..jobs.max(1) {
                 scope.spawn(|| {
                     let run = || -> Result<()> {
-                        let mut file = File::open(&path).at(&path)?;
                         let mut buf = vec![0u8; BUF];
                         loop {
                             let k = next.fetch_add(1, Ordering::Relaxed);
@@ -290,9 +303,7 @@ impl Bundle {
                                 if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
                                     return Ok(());
                                 }
-                                if let Some(p) =
-                                    self.read_chunk(&mut file, &path, c, actual, sink, &mut buf, progress)?
-                                {
+                                if let Some(p) = self.read_chunk(&file, &path, c, actual, sink, &mut buf, progress)? {
                                     if let Ok(mut list) = problems.lock() {
                                         list.push(p);
                                     }
@@ -317,24 +328,22 @@ impl Bundle {
         // The end-of-archive blocks.
         if actual >= vol.size {
             let end = vol.size - END_OF_ARCHIVE;
-            let mut file = File::open(&path).at(&path)?;
-            file.seek(SeekFrom::Start(end)).at(&path)?;
             let mut tail = vec![0u8; END_OF_ARCHIVE as usize];
-            file.read_exact(&mut tail).at(&path)?;
-            if tail.iter().any(|&b| b != 0) {
-                let mut h = [0u8; 512];
-                h.copy_from_slice(&tail[..512]);
-                report.problems.push(Problem {
-                    chunk: None,
-                    entry: None,
-                    offset: end,
-                    problem: if h.iter().any(|&b| b != 0) {
+            let problem = match file.read_exact_at(&mut tail, end) {
+                Err(e) => Some(format!("cannot read the end-of-archive blocks: {e}")),
+                Ok(()) if tail.iter().any(|&b| b != 0) => {
+                    let mut h = [0u8; 512];
+                    h.copy_from_slice(&tail[..512]);
+                    Some(if h.iter().any(|&b| b != 0) {
                         describe_unexpected(&h, "end of archive")
                     } else {
                         "end-of-archive blocks are damaged".into()
-                    },
-                    hurts: vec![],
-                });
+                    })
+                }
+                Ok(()) => None,
+            };
+            if let Some(problem) = problem {
+                report.problems.push(Problem { offset: end, ..whole(problem) });
             }
         }
         if !report.problems.is_empty() {
@@ -343,13 +352,15 @@ impl Bundle {
         Ok(report)
     }
 
-    /// `Some(reason)` when the file is another bundle's volume or another volume of this one.
-    fn check_label(&self, path: &Path, v: usize) -> Result<Option<String>> {
-        let mut file = File::open(path).at(path)?;
+    /// `Some(reason)` when the file is another bundle's volume, another volume of this
+    /// one, or no airlift volume at all. Nothing of what the file holds is shown but what
+    /// an airlift label says (escaped): a volume name may point anywhere (a symlink to a
+    /// local file), and its content is not the gate's to print.
+    fn check_label(&self, file: &File, path: &Path, v: usize) -> std::io::Result<Option<String>> {
         let mut head = vec![0u8; 2048];
         let mut got = 0;
         while got < head.len() {
-            let n = file.read(&mut head[got..]).at(path)?;
+            let n = file.read_at(&mut head[got..], got as u64)?;
             if n == 0 {
                 break;
             }
@@ -358,43 +369,55 @@ impl Bundle {
         if got < 512 {
             return Ok(None); // truncated: reported by the chunk checks
         }
+        let expected = format!("airlift/volume.{:04}.json", v + 1);
         let mut hdr = tar::Header::new_old();
         hdr.as_mut_bytes().copy_from_slice(&head[..512]);
-        let name = String::from_utf8_lossy(&hdr.path_bytes()).into_owned();
-        let Some(label_volume) = name.strip_prefix("airlift/volume.").and_then(|s| s.strip_suffix(".json")) else {
+        let name = hdr.path_bytes();
+        let Some(label_volume) = name
+            .strip_prefix(b"airlift/volume.".as_slice())
+            .and_then(|s| s.strip_suffix(b".json".as_slice()))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+        else {
             return Ok(Some(format!(
-                "{} is not an airlift volume (first entry '{}')",
+                "{} is not an airlift volume: its first entry is not the label {expected} of bundle '{}'",
                 path.display(),
-                name.escape_debug()
+                self.manifest.name
             )));
         };
         let size = hdr.size().unwrap_or(0) as usize;
         let body = &head[512..(512 + size.min(1024)).min(got)];
         let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        let bundle = parsed.as_ref().and_then(|j| j.get("bundle")).and_then(|b| b.as_str()).unwrap_or("");
+        let field = |k: &str| parsed.as_ref().and_then(|j| j.get(k)).and_then(|b| b.as_str()).unwrap_or("");
+        let bundle = field("bundle");
         let seq = parsed.as_ref().and_then(|j| j.get("sequence")).and_then(|b| b.as_u64());
-        let other_name = parsed.as_ref().and_then(|j| j.get("name")).and_then(|b| b.as_str()).unwrap_or("?");
         if !bundle.is_empty() && bundle != self.manifest.id {
+            let other_name = field("name");
             return Ok(Some(format!(
-                "{} belongs to another bundle: '{other_name}' id {bundle} sequence {}, volume {label_volume}",
+                "{} belongs to another bundle: '{}' id {} sequence {}, volume {}",
                 path.display(),
-                seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into())
+                untrusted(if other_name.is_empty() { "?" } else { other_name }),
+                untrusted(bundle),
+                seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                untrusted(&label_volume)
             )));
         }
         if bundle == self.manifest.id && label_volume != format!("{:04}", v + 1) {
             return Ok(Some(format!(
-                "{} is volume {label_volume} of this bundle, not volume {}: files were swapped or renamed",
+                "{} is volume {} of this bundle, not volume {}: files were swapped or renamed",
                 path.display(),
+                untrusted(&label_volume),
                 v + 1
             )));
         }
         Ok(None)
     }
 
+    /// Check one chunk. A read error of the volume is this chunk's problem (the next
+    /// chunk may well be readable); an error of the sink is returned.
     #[allow(clippy::too_many_arguments)]
     fn read_chunk(
         &self,
-        file: &mut File,
+        file: &File,
         path: &Path,
         c: usize,
         actual: u64,
@@ -414,12 +437,17 @@ impl Bundle {
             progress.advance(chunk.length);
             return Ok(Some(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
         }
+        let unreadable = |at: u64, e: std::io::Error| {
+            self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()))
+        };
         let name = self.manifest.chunk_name(&self.index, c);
         let entry = &self.manifest.entries[self.index.chunk_entry[c]];
         let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
-        file.seek(SeekFrom::Start(start)).at(path)?;
         let mut found = [0u8; 512];
-        file.read_exact(&mut found).at(path)?;
+        if let Err(e) = file.read_exact_at(&mut found, start) {
+            progress.advance(chunk.length);
+            return Ok(Some(unreadable(start, e)));
+        }
         if found != expected {
             progress.advance(chunk.length);
             return Ok(Some(self.problem(c, start, describe_unexpected(&found, &name))));
@@ -429,13 +457,17 @@ impl Bundle {
             _ => None,
         };
         let mut hasher = Hasher::new();
-        let mut left = chunk.length;
+        let mut at = chunk.offset;
+        let data_end = chunk.offset + chunk.length;
         // Content that cannot be expanded within its declared bounds is malicious; it is
         // reported after the hash check, so damage is named as damage first.
         let mut refused: Option<String> = None;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            file.read_exact(&mut buf[..n]).at(path)?;
+        while at < data_end {
+            let n = (data_end - at).min(buf.len() as u64) as usize;
+            if let Err(e) = file.read_exact_at(&mut buf[..n], at) {
+                progress.advance(data_end - at);
+                return Ok(Some(unreadable(at, e)));
+            }
             hasher.update(&buf[..n]);
             if let Some(w) = writer.as_mut() {
                 match w.write(&buf[..n]) {
@@ -447,18 +479,16 @@ impl Bundle {
                     Err(other) => return Err(other),
                 }
             }
-            left -= n as u64;
+            at += n as u64;
             progress.advance(n as u64);
         }
         let pad = (padded(chunk.length) - chunk.length) as usize;
         if pad > 0 {
-            file.read_exact(&mut buf[..pad]).at(path)?;
+            if let Err(e) = file.read_exact_at(&mut buf[..pad], data_end) {
+                return Ok(Some(unreadable(data_end, e)));
+            }
             if buf[..pad].iter().any(|&b| b != 0) {
-                return Ok(Some(self.problem(
-                    c,
-                    chunk.offset + chunk.length,
-                    format!("padding after '{name}' is not zero"),
-                )));
+                return Ok(Some(self.problem(c, data_end, format!("padding after '{name}' is not zero"))));
             }
         }
         let digest = hasher.finish();

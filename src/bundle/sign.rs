@@ -19,7 +19,7 @@ pub fn sign(key: &SecretKey, bytes: &[u8], m: &Manifest, file: &str) -> String {
 }
 
 /// Check a signature; returns the trusted comment (not yet compared with a manifest).
-pub fn verify(key: &PublicKey, bytes: &[u8], signature: &str) -> Result<String> {
+pub fn verify(key: &PublicKey, bytes: &[u8], signature: &[u8]) -> Result<String> {
     Ok(crate::minisign::verify(key, bytes, signature)?)
 }
 
@@ -31,7 +31,8 @@ pub fn check_comment(comment: &str, m: &Manifest, file: &str) -> Result<()> {
         Ok(())
     } else {
         Err(integrity(format!(
-            "the signature of {file} was made for another bundle: trusted comment '{comment}', expected '{expected}'"
+            "the signature of {file} was made for another bundle: trusted comment '{}', expected '{expected}'",
+            comment.escape_debug()
         )))
     }
 }

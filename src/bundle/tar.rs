@@ -36,9 +36,10 @@ pub fn describe_unexpected(found: &[u8; 512], expected_name: &str) -> String {
     }
     let mut h = tar::Header::new_old();
     h.as_mut_bytes().copy_from_slice(found);
-    let name = h.path_bytes().iter().map(|&b| b as char).collect::<String>().escape_debug().to_string();
+    // Names and link targets in a header nobody signed: escaped before they are shown.
+    let name = crate::text::untrusted_bytes(&h.path_bytes());
     let kind = h.entry_type();
-    let link = h.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+    let link = h.link_name_bytes().map(|l| crate::text::untrusted_bytes(&l)).unwrap_or_default();
     let what = if kind.is_symlink() {
         format!("a symbolic link '{name}' -> '{link}'")
     } else if kind.is_hard_link() {
