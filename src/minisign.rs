@@ -539,8 +539,8 @@ impl ParsedSignature {
             )));
         }
         let line = ascii(lines.next().ok_or_else(|| malformed("the trusted comment's signature line is missing"))?);
-        let bytes =
-            decode_base64(&line).ok_or_else(|| malformed("the trusted comment's signature line is not valid base64"))?;
+        let bytes = decode_base64(&line)
+            .ok_or_else(|| malformed("the trusted comment's signature line is not valid base64"))?;
         let global_signature: [u8; 64] = bytes
             .as_slice()
             .try_into()
@@ -1057,7 +1057,7 @@ mod tests {
         assert!(sig.ends_with('\n'));
         assert_eq!(verify(&pk, b"manifest bytes", &sig).unwrap(), "bundle:abc\tsequence:7");
         // CRLF line endings (a signature copied through a Windows machine) still verify.
-        assert_eq!(verify(&pk, b"manifest bytes", &sig.replace('\n', "\r\n")).unwrap(), "bundle:abc\tsequence:7");
+        assert_eq!(verify(&pk, b"manifest bytes", sig.replace('\n', "\r\n")).unwrap(), "bundle:abc\tsequence:7");
         // Empty message and empty comments.
         let sig = sk.sign(b"", "", "");
         assert_eq!(verify(&pk, b"", &sig).unwrap(), "");
@@ -1104,7 +1104,7 @@ mod tests {
         assert!(err.is_integrity());
         // Another key claiming our key id: the signature does not verify.
         let impostor = SecretKey { key_id: sk.key_id, key: other_sk.key.clone() };
-        let err = verify(&pk, b"m", &impostor.sign(b"m", "u", "t")).unwrap_err();
+        let err = verify(&pk, b"m", impostor.sign(b"m", "u", "t")).unwrap_err();
         assert!(matches!(err, Error::BadSignature), "{err}");
     }
 
@@ -1179,7 +1179,7 @@ mod tests {
             assert!(matches!(err, Error::MalformedSignature(_)), "{case:?}: {err}");
         }
         // Trailing blank lines are fine.
-        assert_eq!(verify(&pk, b"m", &format!("{sig}\n\n")).unwrap(), "t");
+        assert_eq!(verify(&pk, b"m", format!("{sig}\n\n")).unwrap(), "t");
     }
 
     #[test]
@@ -1434,7 +1434,7 @@ mod tests {
             )
         };
         assert_success(&sign(b"open sesame\n"), "minisign -S with an encrypted airlift key");
-        assert_eq!(verify(&pk, b"payload", &std::fs::read_to_string(&sig_file).unwrap()).unwrap(), "enc");
+        assert_eq!(verify(&pk, b"payload", std::fs::read_to_string(&sig_file).unwrap()).unwrap(), "enc");
         let out = sign(b"open sesamE\n");
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("Wrong password"), "{out:?}");

@@ -20,6 +20,9 @@ use serde_json::Value;
 
 use crate::common;
 
+mod fuzz;
+mod gate;
+
 /// The bundle name pack uses by default.
 const NAME: &str = "airlift";
 

@@ -19,9 +19,9 @@ use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCH
 use crate::digest::Hasher;
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::media;
-use crate::text::untrusted;
 use crate::minisign::PublicKey;
 use crate::progress::Progress;
+use crate::text::untrusted;
 
 const BUF: usize = 1 << 20;
 
@@ -437,9 +437,8 @@ impl Bundle {
             progress.advance(chunk.length);
             return Ok(Some(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
         }
-        let unreadable = |at: u64, e: std::io::Error| {
-            self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()))
-        };
+        let unreadable =
+            |at: u64, e: std::io::Error| self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()));
         let name = self.manifest.chunk_name(&self.index, c);
         let entry = &self.manifest.entries[self.index.chunk_entry[c]];
         let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
