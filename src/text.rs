@@ -42,6 +42,14 @@ enum Shown {
     Byte(u8),
 }
 
+/// An untrusted string escaped like [`untrusted`] but not cut, for fields shown in full
+/// (image references in an unverified manifest).
+pub fn escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    s.chars().for_each(|c| push_escaped(&mut out, c));
+    out
+}
+
 /// Display adapter: escapes and cuts like [`untrusted`].
 pub struct Untrusted<'a>(pub &'a str);
 

@@ -23,9 +23,11 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         out.info("note: signature not checked (pass --key PUB to check it)");
     }
     let m = &manifest;
+    // Without a key nothing here is verified: every string is shown escaped (JSON is exact).
+    let shown = |s: &str| if signed { s.to_string() } else { crate::text::escaped(s) };
     out.data(format!(
         "bundle {} ({}), sequence {}, created {}{}",
-        m.name,
+        shown(&m.name),
         m.id,
         m.sequence,
         crate::time::rfc3339(m.created),
@@ -35,21 +37,21 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
     for i in &m.images {
         out.data(format!(
             "  {:<40} {}  {:>10}  {}",
-            i.reference.as_deref().unwrap_or("-"),
+            shown(i.reference.as_deref().unwrap_or("-")),
             i.digest,
             human(i.total_size),
             i.platforms.join(",")
         ));
-        out.data(format!("    from {}", i.source));
+        out.data(format!("    from {}", shown(&i.source.to_string())));
     }
     out.data("volumes:");
     for v in &m.volumes {
-        out.data(format!("  {}  {:>10}  {}", v.file, human(v.size), v.sha256.hex()));
+        out.data(format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex()));
     }
     let files: Vec<_> = m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Installer)).collect();
     out.data("files:");
     for f in &files {
-        out.data(format!("  {:<40} {:>10}  {}", f.path, human(f.size), f.digest));
+        out.data(format!("  {:<40} {:>10}  {}", shown(&f.path), human(f.size), f.digest));
     }
     out.document(&serde_json::json!({
         "status": "ok",

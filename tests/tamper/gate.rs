@@ -416,3 +416,20 @@ fn an_unreadable_volume_is_reported_and_the_others_are_still_checked() {
     let digest = &entry_of(&m, c).digest;
     assert!(!layout.join("blobs/sha256").join(digest.hex()).exists(), "the unreadable blob was not committed");
 }
+
+#[test]
+fn list_without_a_key_shows_unverified_strings_escaped() {
+    let fx = Fixture::new();
+    let path = fx.dir.join(format!("{NAME}.manifest.json"));
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    doc["images"][0]["reference"] = Value::from(format!("app\n\u{1b}[32m{FORGED}\u{1b}[8m"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    let r = run(common::airlift().arg("list").arg(&fx.dir));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_contains(&r.stderr, "signature not checked", "says it is unverified");
+    assert_contains(&r.stdout, "app\\n\\u{1b}[32mOK", "shown escaped");
+    assert_nothing_forged(&r);
+    // With the key the tampered manifest is refused.
+    let r = run(common::airlift().arg("list").arg(&fx.dir).arg("--key").arg(&fx.public));
+    assert_eq!(r.code, 1, "{r:?}");
+}
