@@ -42,28 +42,9 @@ impl Rng {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Truth {
-    Ok = 0,
-    Incomplete = 3,
-    Damaged = 1,
-}
-
-impl Truth {
-    /// Several mutations: damage beats incompleteness.
-    fn and(self, other: Truth) -> Truth {
-        let rank = |t: Truth| match t {
-            Truth::Ok => 0,
-            Truth::Incomplete => 1,
-            Truth::Damaged => 2,
-        };
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
-    }
-}
+/// What a case's bundle truly is, as the exit status airlift must give: good (0),
+/// damaged (1), incomplete (3); several mutations combine as `Status::worst` does.
+type Truth = airlift::error::Status;
 
 fn volume_file(dir: &Path, v: usize) -> PathBuf {
     dir.join(format!("{NAME}.{v:04}.tar"))
@@ -153,7 +134,7 @@ fn mutate_manifest(rng: &mut Rng, dir: &Path, key: &Path) -> (String, Truth) {
     bytes.push(b'\n');
     std::fs::write(&path, bytes).unwrap();
     minisign_sign(key, &path, &comment);
-    (format!("{list}[{i}].{field}: {old} -> {new}"), Truth::Damaged)
+    (format!("{list}[{i}].{field}: {old} -> {new}"), Truth::Integrity)
 }
 
 /// `airlift ARGS` under `/usr/bin/time` with a bound: exit code, peak RSS (KiB), output.
@@ -207,7 +188,7 @@ fn random_damage_gets_the_exit_code_the_truth_says() {
             if rng.below(4) == 0 {
                 let (w, t) = mutate_manifest(&mut rng, &dir, &fx.key);
                 what.push(w);
-                truth = truth.and(t);
+                truth = truth.worst(t);
             } else {
                 what.push(mutate_volume(&mut rng, &dir, volumes));
             }
@@ -216,9 +197,9 @@ fn random_damage_gets_the_exit_code_the_truth_says() {
         for v in 1..=volumes {
             let now = std::fs::read(volume_file(&dir, v)).ok();
             let was = std::fs::read(volume_file(&fx.dir, v)).unwrap();
-            truth = truth.and(match now {
+            truth = truth.worst(match now {
                 None => Truth::Incomplete,
-                Some(b) if b != was => Truth::Damaged,
+                Some(b) if b != was => Truth::Integrity,
                 Some(_) => Truth::Ok,
             });
         }
@@ -228,7 +209,7 @@ fn random_damage_gets_the_exit_code_the_truth_says() {
         let (r, rss, took) =
             bounded(&["--json".as_ref(), "verify".as_ref(), dir.as_os_str(), "--key".as_ref(), fx.public.as_os_str()]);
         runs += 1;
-        assert_eq!(r.code, truth as i32, "verify, {label}: {r:?}");
+        assert_eq!(r.code, truth.code() as i32, "verify, {label}: {r:?}");
         assert!(!r.stderr.contains("panicked"), "verify panicked, {label}: {r:?}");
         let _ = r.json();
         (peak, slowest) = (peak.max(rss), slowest.max(took));
@@ -247,7 +228,7 @@ fn random_damage_gets_the_exit_code_the_truth_says() {
                 layout.as_os_str(),
             ]);
             runs += 1;
-            assert_eq!(r.code, truth as i32, "unpack, {label}: {r:?}");
+            assert_eq!(r.code, truth.code() as i32, "unpack, {label}: {r:?}");
             assert!(!r.stderr.contains("panicked"), "unpack panicked, {label}: {r:?}");
             (peak, slowest) = (peak.max(rss), slowest.max(took));
             assert!(rss < MEMORY_BOUND_KIB, "unpack, {label}: peak RSS {rss} KiB");
@@ -266,7 +247,7 @@ fn random_damage_gets_the_exit_code_the_truth_says() {
                 }
             }
         }
-        seen[truth as usize] += 1;
+        seen[truth.code() as usize] += 1;
         std::fs::remove_dir_all(&work).unwrap();
     }
     eprintln!(

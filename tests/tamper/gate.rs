@@ -25,6 +25,11 @@ fn measured(args: &[&std::ffi::OsStr]) -> (Run, u64) {
     (r, rss)
 }
 
+/// `airlift unpack DIR --key PUB --layout LAYOUT` within [`BOUND`].
+fn unpack_bounded(dir: &Path, public: &Path, layout: &Path) -> Run {
+    run(common::airlift().arg("unpack").arg(dir).arg("--key").arg(public).arg("--layout").arg(layout).timeout(BOUND))
+}
+
 fn verify_measured(fx: &Fixture) -> (Run, Value, u64) {
     let (r, rss) =
         measured(&["--json".as_ref(), "verify".as_ref(), fx.dir.as_os_str(), "--key".as_ref(), fx.public.as_os_str()]);
@@ -172,14 +177,7 @@ fn fifos_and_devices_in_place_of_media_files_are_refused_not_waited_on() {
         assert_eq!(r.code, verify_code, "verify with {file} a FIFO: {r:?}");
         assert_contains(&r.text(), "FIFO", &format!("verify names the FIFO {file}"));
         let _ = std::fs::remove_dir_all(&layout);
-        let r = run(common::airlift()
-            .arg("unpack")
-            .arg(&fx.dir)
-            .arg("--key")
-            .arg(&fx.public)
-            .arg("--layout")
-            .arg(&layout)
-            .timeout(BOUND));
+        let r = unpack_bounded(&fx.dir, &fx.public, &layout);
         assert_eq!(r.code, unpack_code, "unpack with {file} a FIFO: {r:?}");
         std::fs::remove_file(&path).unwrap();
         std::fs::rename(&saved, &path).unwrap();
@@ -403,14 +401,7 @@ fn an_unreadable_volume_is_reported_and_the_others_are_still_checked() {
     }
     // unpack takes what it can and names the same problem.
     let layout = fx.root().join("layout");
-    let r = run(common::airlift()
-        .arg("unpack")
-        .arg(&disc.mountpoint)
-        .arg("--key")
-        .arg(&fx.public)
-        .arg("--layout")
-        .arg(&layout)
-        .timeout(BOUND));
+    let r = unpack_bounded(&disc.mountpoint, &fx.public, &layout);
     assert_eq!(r.code, 1, "{r:?}");
     assert_contains(&r.stdout, "Input/output error", "unpack names the read error");
     let digest = &entry_of(&m, c).digest;
