@@ -453,3 +453,116 @@ fn unusable_root_exits_2() {
     assert_eq!(code, 2, "{doc}");
     assert!(doc["error"].as_str().unwrap().contains("systemd unit"), "{doc}");
 }
+
+/// The root's files agree with each other and with `password`: htpasswd verifies it, the
+/// server certificate is signed by the CA, names HOST and goes with server.key.
+fn assert_consistent(root: &Path, password: &str) {
+    let htpasswd = String::from_utf8(read(&root.join("htpasswd"))).unwrap();
+    let (_, hash) = htpasswd.trim_end().split_once(':').expect("user:hash");
+    assert!(bcrypt::verify(password, hash).unwrap(), "{}: the reported password is not the stored one", root.display());
+    let (ca, cert, key) =
+        (read(&root.join("tls/ca.crt")), read(&root.join("tls/server.crt")), read(&root.join("tls/server.key")));
+    handshake(&ca, &cert, &key, HOST).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    Config::load(root).unwrap();
+}
+
+/// Two runs of `args` (ending in `--root`) on `root` at once: (exit code, JSON document) of each.
+fn run_pair(args: &[&str], root: &Path) -> Vec<(i32, Value, String)> {
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(airlift_path())
+                .args(args)
+                .arg(root)
+                .env_remove("SOURCE_DATE_EPOCH")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn airlift")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let doc: Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e}):\n{stdout}"));
+            (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect()
+}
+
+/// Defect 13: two installs on one fresh root at once. Both succeed, exactly one reports a
+/// (new) password, that password is the stored one and the certificate goes with its key.
+#[test]
+fn concurrent_installs_agree_on_one_root() {
+    let dir = tempdir();
+    for i in 0..20 {
+        let root = dir.path().join(format!("registry-{i}"));
+        let runs = run_pair(&["--json", "install", "--no-start", "--hostname", HOST, "--root"], &root);
+        for (code, doc, stderr) in &runs {
+            assert_eq!(*code, 0, "pair {i}: {doc}\n{stderr}");
+        }
+        let passwords: Vec<&str> = runs.iter().filter_map(|(_, doc, _)| doc["password"].as_str()).collect();
+        assert_eq!(passwords.len(), 1, "pair {i}: exactly one run installs: {runs:?}");
+        assert_consistent(&root, passwords[0]);
+        no_temp_files(&root);
+    }
+}
+
+/// Defect 13 through `unpack --root`: the same, with the install done on first use.
+#[test]
+fn concurrent_first_use_unpacks_agree_on_one_root() {
+    let dir = tempdir();
+    let (bundle, public) =
+        crate::common::pack_sources(dir.path(), &[format!("oci:{}", crate::common::testdata("layout").display())]);
+    for i in 0..20 {
+        let root = dir.path().join(format!("registry-{i}"));
+        let args = [
+            "--json",
+            "unpack",
+            bundle.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+            "--no-start",
+            "--hostname",
+            HOST,
+            "--root",
+        ];
+        let runs = run_pair(&args, &root);
+        for (code, doc, stderr) in &runs {
+            assert_eq!(*code, 0, "pair {i}: {doc}\n{stderr}");
+        }
+        let passwords: Vec<&str> =
+            runs.iter().filter_map(|(_, doc, _)| doc["registry"]["installed"]["password"].as_str()).collect();
+        assert_eq!(passwords.len(), 1, "pair {i}: exactly one run installs: {runs:?}");
+        assert_consistent(&root, passwords[0]);
+    }
+}
+
+/// Defect 13: a root left with a server certificate that is not server.key's (as a race
+/// once left it) is not "installed": install repairs it, keeps the CA clients already
+/// trust, and keeps the password that was shown.
+#[test]
+fn a_root_with_a_mismatched_certificate_is_repaired() {
+    let dir = tempdir();
+    let root = dir.path().join("registry");
+    let first = install_ok(&root, &["--hostname", HOST]);
+    let password = first["password"].as_str().unwrap().to_string();
+    let ca = read(&root.join("tls/ca.crt"));
+    // A certificate from the same CA but for another key.
+    let (cert, _) = sign_with_ca(&String::from_utf8(read(&root.join("tls/ca.key"))).unwrap(), HOST, HOST);
+    fs::write(root.join("tls/server.crt"), cert).unwrap();
+    let handshake_broken =
+        handshake(&ca, &read(&root.join("tls/server.crt")), &read(&root.join("tls/server.key")), HOST).is_err();
+    assert!(handshake_broken, "the test did not break the root");
+
+    let doc = install_ok(&root, &["--hostname", HOST]);
+    assert_eq!(doc["fresh"], true, "a broken root is not reported as already installed: {doc}");
+    assert!(doc.get("password").is_none(), "the password already shown is kept: {doc}");
+    assert!(doc["repaired"].to_string().contains("server.crt"), "{doc}");
+    assert_eq!(read(&root.join("tls/ca.crt")), ca, "a good CA is not replaced");
+    assert_consistent(&root, &password);
+    // Repaired means installed: the next run changes nothing.
+    assert_eq!(install_ok(&root, &["--hostname", HOST])["fresh"], false);
+}
