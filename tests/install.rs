@@ -566,3 +566,122 @@ fn a_root_with_a_mismatched_certificate_is_repaired() {
     // Repaired means installed: the next run changes nothing.
     assert_eq!(install_ok(&root, &["--hostname", HOST])["fresh"], false);
 }
+
+/// Whether `user:password` logs in to `airlift serve` on `root` (started here, stopped on return).
+fn logs_in(root: &Path, user: &str, password: &str) -> bool {
+    let ca = root.canonicalize().unwrap().join("tls/ca.crt");
+    let mut reg = crate::common::registry::Registry::adopt(root, user, password, &ca);
+    reg.serve(&[]);
+    let status = crate::common::registry::send(reg.req(reqwest::Method::GET, "/v2/")).status().as_u16();
+    reg.stop();
+    assert!(status == 200 || status == 401, "GET /v2/ answered {status}");
+    status == 200
+}
+
+/// A bundle of the test layout (`dir`/bundle) and its public key.
+fn bundle_of_testdata(dir: &Path) -> (PathBuf, PathBuf) {
+    crate::common::pack_sources(dir, &[format!("oci:{}", crate::common::testdata("layout").display())])
+}
+
+/// `airlift --json unpack BUNDLE --key PUB --root ROOT --no-start --hostname HOST EXTRA…`.
+fn unpack_root_json(bundle: &Path, public: &Path, root: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = airlift()
+        .args(["--json", "unpack"])
+        .arg(bundle)
+        .arg("--key")
+        .arg(public)
+        .arg("--root")
+        .arg(root)
+        .args(["--no-start", "--hostname", HOST])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e}):\n{stdout}"));
+    (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Defect 16: a first-use `unpack --root --json` that fails after installing the registry
+/// (here: a prefix that makes no valid repository name, exit 2; then a damaged volume,
+/// exit 1) still gives the credentials, in its one JSON document and at once on stderr,
+/// and they log in.
+#[test]
+fn first_use_credentials_survive_a_failed_unpack() {
+    let dir = tempdir();
+    let (bundle, public) = bundle_of_testdata(dir.path());
+
+    let root = dir.path().join("registry");
+    let (code, doc, stderr) = unpack_root_json(&bundle, &public, &root, &["--prefix", "Bad..Prefix"]);
+    assert_eq!(code, 2, "{doc}\n{stderr}");
+    assert_eq!(doc["status"], "error", "{doc}");
+    let password = doc["credentials"]["password"].as_str().unwrap_or_else(|| panic!("no credentials in {doc}"));
+    assert_eq!(doc["credentials"]["user"], "init", "{doc}");
+    assert!(stderr.contains(password), "the password is not on stderr at install time:\n{stderr}");
+    assert!(logs_in(&root, "init", password), "the reported password does not log in");
+
+    // A damaged volume: the report (exit 1) carries them too.
+    let damaged = dir.path().join("damaged");
+    fs::create_dir(&damaged).unwrap();
+    for entry in fs::read_dir(&bundle).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), damaged.join(entry.file_name())).unwrap();
+    }
+    let volume = damaged.join("airlift.0001.tar");
+    let mut bytes = read(&volume);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&volume, bytes).unwrap();
+    let root = dir.path().join("registry-2");
+    let (code, doc, stderr) = unpack_root_json(&damaged, &public, &root, &[]);
+    assert_eq!(code, 1, "{doc}\n{stderr}");
+    let password = doc["credentials"]["password"].as_str().unwrap_or_else(|| panic!("no credentials in {doc}"));
+    assert_consistent(&root, password);
+}
+
+/// Defect 16: `install --reset-password` makes a new password for the initial user; it logs
+/// in (serve reads htpasswd when it starts: restarted here) and the old one no longer does.
+#[test]
+fn reset_password_replaces_the_old_one() {
+    let dir = tempdir();
+    let root = dir.path().join("registry");
+    let old = install_ok(&root, &["--hostname", HOST])["password"].as_str().unwrap().to_string();
+    let before = snapshot(&root);
+
+    let doc = install_ok(&root, &["--reset-password"]);
+    assert_eq!(doc["password_reset"], true, "{doc}");
+    assert_eq!(doc["user"], "init", "{doc}");
+    let new = doc["password"].as_str().unwrap_or_else(|| panic!("no password in {doc}")).to_string();
+    assert_ne!(new, old);
+    assert!(doc["pull_secret"]["auths"][format!("{HOST}:8443")]["auth"].is_string(), "{doc}");
+    assert_eq!(mode(&root.join("htpasswd")), 0o600);
+    no_temp_files(&root);
+    // Only htpasswd changed.
+    let after = snapshot(&root);
+    for (path, file) in &before {
+        if path != Path::new("htpasswd") && path != Path::new("") {
+            assert_eq!(after.get(path), Some(file), "{} changed", path.display());
+        }
+    }
+    assert!(logs_in(&root, "init", &new), "the new password does not log in");
+    assert!(!logs_in(&root, "init", &old), "the old password still logs in");
+
+    // Human output shows it; an unknown user is refused (exit 2) and changes nothing.
+    let out = airlift()
+        .args(["install", "--root"])
+        .arg(&root)
+        .args(["--reset-password", "--user", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+    let out = airlift().args(["install", "--root"]).arg(&root).arg("--reset-password").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let shown =
+        text.lines().find_map(|l| l.trim().strip_prefix("password:")).unwrap_or_else(|| panic!("{text}")).trim();
+    assert!(logs_in(&root, "init", shown));
+    // A root that is not installed has no password to reset.
+    let (code, doc, _) = install_json(&dir.path().join("empty"), &["--reset-password"]);
+    assert_eq!(code, 2, "{doc}");
+}
