@@ -284,9 +284,10 @@ pub struct InstallArgs {
     /// TCP port to listen on
     #[arg(long, default_value_t = 8443)]
     pub port: u16,
-    /// Name of the initial user
-    #[arg(long, default_value = "init")]
-    pub user: String,
+    /// Name of the initial user (default: init); with --reset-password, the user whose
+    /// password is reset (default: the root's initial user)
+    #[arg(long)]
+    pub user: Option<String>,
     /// Use this certificate (PEM chain) instead of generating a CA and server certificate
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -296,6 +297,10 @@ pub struct InstallArgs {
     /// Write the systemd unit but do not enable or start it
     #[arg(long)]
     pub no_start: bool,
+    /// Give an installed root's user (--user, default: its initial user) a new generated
+    /// password, print it, and change nothing else; restart `airlift serve` for it to work
+    #[arg(long, conflicts_with_all = ["hostname", "tls_cert", "tls_key"])]
+    pub reset_password: bool,
 }
 
 #[derive(Debug, Args)]

@@ -474,13 +474,105 @@ fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Resul
     })
 }
 
+/// `install --reset-password`: a new generated password for `user` (default: the root's
+/// initial user, the first of htpasswd), written into htpasswd in place of the old entry,
+/// atomically and under the install lock; other users are kept. The root must be
+/// installed. `airlift serve` reads htpasswd when it starts: a running server needs a
+/// restart for the new password to work.
+pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
+    if let Some(u) = user {
+        check_user(u)?;
+    }
+    let problems = problems(root);
+    if !problems.is_empty() {
+        return Err(usage(format!(
+            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
+            root.display(),
+            problems.join("; "),
+            root.display()
+        )));
+    }
+    let root = root.canonicalize().at(root)?;
+    let _lock = lock_root(&root)?;
+    let config = Config::load(&root)?;
+    let path = config.resolve(&root, &config.htpasswd);
+    let text = fs::read_to_string(&path).at(&path)?;
+    let user = match user {
+        Some(u) => u.to_string(),
+        None => first_user(&path)?.ok_or_else(|| usage(format!("{}: holds no user", path.display())))?,
+    };
+    let password = generate_password()?;
+    let entry = htpasswd_entry(&user, &password)?;
+    let mut found = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        match line.split_once(':') {
+            Some((name, _)) if name.trim() == user && !name.starts_with('#') => {
+                found = true;
+                lines.push(entry.trim_end().to_string());
+            }
+            _ => lines.push(line.to_string()),
+        }
+    }
+    if !found {
+        return Err(usage(format!(
+            "{}: no user {user:?} to reset (give --user with one of its users)",
+            path.display()
+        )));
+    }
+    let mut bytes = lines.join("\n");
+    bytes.push('\n');
+    write_file(&path, bytes.as_bytes(), 0o600)?;
+    let ca_file = config.ca_cert.as_ref().map(|p| config.resolve(&root, p));
+    let service = ServiceState {
+        unit: root.join(UNIT_NAME),
+        status: ServiceStatus::Unchanged,
+        start_systemd: start_systemd_line(&root),
+        start_manual: start_manual_line(&root),
+    };
+    Ok(Installed {
+        config,
+        root,
+        fresh: false,
+        user,
+        password: Some(password),
+        ca_file,
+        service,
+        ignored: Vec::new(),
+        repaired: Vec::new(),
+        password_reset: true,
+    })
+}
+
 /// Print the summary (stdout, through `out.data`: nothing in `--json` mode; notes as
 /// warnings on stderr) and return the JSON document describing the install. The caller
 /// prints the document (`out.document`) or embeds it in its own.
 ///
-/// The password and the pull-secret entry appear only on a fresh install.
+/// The password and the pull-secret entry appear only when this run made the password
+/// (a fresh install, `--reset-password`). Then they are also kept for every JSON document
+/// of the run (`Output::keep`: a run that fails later still gives them in its error
+/// document) and, in `--json` mode, written to stderr at once, so a run killed before its
+/// document is printed does not lose them.
 pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
     let root = installed.root.display();
+    if let Some(password) = &installed.password {
+        out.keep(
+            "credentials",
+            json!({
+                "registry": installed.registry(),
+                "user": installed.user,
+                "password": password,
+                "pull_secret": installed.pull_secret(),
+                "ca_file": installed.ca_file,
+            }),
+        );
+        if out.json() {
+            out.warn(format!(
+                "the registry at {root} has a new password, shown only now (and in the JSON document): user {} password {password}",
+                installed.user
+            ));
+        }
+    }
     let url = installed.config.url();
     let server_cert = installed.config.resolve(&installed.root, &installed.config.tls_cert);
     let mut text = Vec::new();
@@ -565,6 +657,13 @@ pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
         ServiceStatus::Failed(error) => service_json["error"] = json!(error),
         _ => {}
     }
+    if installed.password_reset {
+        text.push(String::new());
+        text.push(format!(
+            "`airlift serve` reads htpasswd when it starts: restart it for the new password to work \
+             (systemctl restart {UNIT_NAME})"
+        ));
+    }
     let mut doc = json!({
         "status": "ok",
         "fresh": installed.fresh,
@@ -593,6 +692,10 @@ pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
     }
     if !installed.repaired.is_empty() {
         doc["repaired"] = json!(installed.repaired);
+    }
+    if installed.password_reset {
+        doc["password_reset"] = json!(true);
+        doc["restart_needed"] = json!(true);
     }
     doc
 }
