@@ -102,9 +102,13 @@ pub struct PackArgs {
     /// Sequence number; unpack refuses a bundle older than the last one it accepted
     #[arg(long, default_value_t = 1)]
     pub sequence: u64,
-    /// Expiry after creation, e.g. 30d, 12h, 90m
+    /// Expiry, counted from now (also when SOURCE_DATE_EPOCH fixes the creation time),
+    /// e.g. 30d, 12h, 90m
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<crate::size::Duration>,
+    /// Replace a bundle of the same name already in --out (its files, extra volumes included)
+    #[arg(long)]
+    pub force: bool,
     /// Do not carry the airlift executable (the far side already has this version)
     #[arg(long)]
     pub no_installer: bool,

@@ -63,6 +63,9 @@ fn pack_does_not_replace_an_existing_bundle_without_force() {
     // Another name in the same directory is another bundle: no conflict.
     let r = pack_into(&fx.key, &fx.dir, &["--name", "other"]);
     assert_eq!(r.code, 0, "{r:?}");
+    for file in files(&fx.dir).keys().filter(|f| f.starts_with("other.")) {
+        fs::remove_file(fx.dir.join(file)).unwrap();
+    }
 
     let r = pack_into(&fx.key, &fx.dir, &["--volume-size", "1MiB", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
