@@ -107,3 +107,146 @@ fn pack_cmd(key: &Path, out: &Path) -> assert_cmd::Command {
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
+
+// ---------------------------------------------------------------------------------------
+// (a) unpack checks the chunk hash of a whole, uncompressed blob
+
+/// A flipped data byte in a whole, uncompressed layer: `unpack --layout` exits 1 and
+/// leaves nothing at blobs/sha256/HEX, and no temp file. (verify's own test does not
+/// cover unpack, which reads through the same reader but commits.)
+#[test]
+fn unpack_refuses_a_flipped_byte_in_a_whole_plain_blob_and_commits_nothing() {
+    let fx = Fixture::new();
+    let m = fx.manifest();
+    let c = (1..=m.volumes.len() as u32)
+        .find_map(|v| {
+            (0..m.chunks.len()).find(|&c| {
+                m.chunks[c].volume == v && !m.chunks[c].entry.starts_with("airlift/") && tamper::whole_plain_blob(&m, c)
+            })
+        })
+        .expect("a whole, uncompressed blob");
+    let chunk = &m.chunks[c];
+    let entry = tamper::entry_of(&m, c);
+    tamper::flip(&fx.volume(chunk.volume), chunk.offset + chunk.length / 2);
+    let out = fx.root().join("layout");
+    let r = tamper::unpack(&fx.dir, &fx.public, &out, false);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.text().contains(&chunk.entry), "the report names the damaged entry: {r:?}");
+    let blob = out.join("blobs/sha256").join(entry.digest.hex());
+    assert!(!blob.exists(), "{} was committed from a damaged chunk", blob.display());
+    assert_no_temp_files(&out);
+}
+
+/// No `.airlift-tmp-*` file anywhere under `dir`.
+fn assert_no_temp_files(dir: &Path) {
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy();
+        assert!(!name.starts_with(".airlift-tmp-"), "temp file left: {}", entry.path().display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) the client checks the digest of a first fetch
+
+/// A proxy that flips one byte of every whole blob body: `pack docker://…` fails naming the
+/// registry and the digest, and nothing is stored under that digest in the cache (neither
+/// as a blob nor as a partial fetch to resume).
+#[test]
+fn pack_refuses_a_blob_whose_bytes_do_not_match_its_digest() {
+    let Some(dist) = common::proxy::PlainDistribution::start() else { return };
+    let names = crate::faults::push_testdata(&dist);
+    let proxy = common::proxy::Proxy::start(dist.port);
+    proxy.set_policy(common::proxy::Policy { corrupt_every: 1, ..Default::default() });
+    let tmp = common::tempdir();
+    let cache = tmp.path().join("cache");
+    let out = common::airlift()
+        .args(crate::faults::pack_args(&dist, &proxy, tmp.path(), &cache))
+        .arg(proxy.docker_ref(&names[1]))
+        .timeout(std::time::Duration::from_secs(300))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let s = proxy.stats();
+    assert!(s.get(&s.corrupted) >= 1, "the proxy corrupted nothing: {}", s.summary());
+    assert_eq!(out.status.code(), Some(1), "pack accepted corrupted blobs: {stderr}\nproxy: {}", s.summary());
+    assert!(stderr.contains(&proxy.host()), "the error names the registry: {stderr}");
+    assert!(stderr.contains("wrong content"), "{stderr}");
+    let digest = stderr
+        .split("blob sha256:")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect::<String>())
+        .filter(|hex| hex.len() == 64)
+        .unwrap_or_else(|| panic!("the error names no blob digest: {stderr}"));
+    for path in [cache.join("blobs/sha256").join(&digest), cache.join(".airlift/partial").join(&digest)] {
+        assert!(!path.exists(), "{} holds the corrupted blob", path.display());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) verify compares SHA256SUMS with the manifest
+
+/// One line of NAME.SHA256SUMS changed and re-signed with the right trusted comment: the
+/// signature is good, the content is not the manifest's: exit 1, sha256sums bad.
+#[test]
+fn verify_refuses_a_resigned_sha256sums_that_differs_from_the_manifest() {
+    if !common::have("minisign") {
+        return;
+    }
+    let fx = Fixture::new();
+    let sums = fx.dir.join(format!("{NAME}.SHA256SUMS"));
+    let comment = tamper::trusted_comment(&fx.dir.join(format!("{NAME}.SHA256SUMS.minisig")));
+    let text = fs::read_to_string(&sums).unwrap();
+    let first = text.lines().next().unwrap();
+    let (hex, file) = first.split_once("  ").unwrap();
+    let other = common::sha256_hex(hex.as_bytes());
+    fs::write(&sums, text.replacen(first, &format!("{other}  {file}"), 1)).unwrap();
+    tamper::minisign_sign(&fx.key, &sums, &comment);
+    let (r, doc) = fx.verify_json();
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(doc["sha256sums"]["state"], "bad", "{doc:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// (f) every field of the trusted comment is checked
+
+/// The manifest's exact bytes signed by the right key, with a trusted comment that differs
+/// from the right one in one field: another bundle id, sequence, expiry, file or name.
+/// Each is refused (exit 1) before anything is read.
+#[test]
+fn every_field_of_the_trusted_comment_is_checked() {
+    if !common::have("minisign") {
+        return;
+    }
+    let fx = Fixture::with_args(&["--expires", "30d", "--sequence", "4"]);
+    let manifest = fx.dir.join(format!("{NAME}.manifest.json"));
+    let sig = fx.dir.join(format!("{NAME}.manifest.json.minisig"));
+    let original = fs::read(&sig).unwrap();
+    let comment = tamper::trusted_comment(&sig);
+    let m = fx.manifest();
+    let expires = m.expires.expect("an expiry").to_string();
+    let cases = [
+        ("bundle", m.id.clone(), "0123456789abcdef0123456789abcdef".to_string()),
+        ("sequence", "4".to_string(), "5".to_string()),
+        ("expires", expires.clone(), "never".to_string()),
+        ("expires", expires.clone(), (m.expires.unwrap() + 86_400).to_string()),
+        ("file", format!("{NAME}.manifest.json"), format!("{NAME}.SHA256SUMS")),
+        ("name", NAME.to_string(), "other".to_string()),
+    ];
+    for (field, from, to) in cases {
+        let right = format!("{field}:{from}");
+        assert!(comment.contains(&right), "the trusted comment has no {right}: {comment}");
+        let forged = comment.replacen(&right, &format!("{field}:{to}"), 1);
+        tamper::minisign_sign(&fx.key, &manifest, &forged);
+        let r = fx.verify();
+        assert_eq!(r.code, 1, "{field} {from} → {to} was accepted: {r:?}");
+        assert!(r.text().contains("made for another bundle"), "{field}: {r:?}");
+        let out = fx.root().join(format!("layout-{field}-{to}"));
+        let r = tamper::unpack(&fx.dir, &fx.public, &out, false);
+        assert_eq!(r.code, 1, "unpack: {field} {from} → {to} was accepted: {r:?}");
+        assert!(!out.join("blobs").exists(), "unpack wrote blobs under a forged signature");
+    }
+    // The right comment again: accepted (the forgeries were refused for their comment only).
+    fs::write(&sig, original).unwrap();
+    assert_eq!(fx.verify().code, 0);
+}
