@@ -250,3 +250,218 @@ fn every_field_of_the_trusted_comment_is_checked() {
     fs::write(&sig, original).unwrap();
     assert_eq!(fx.verify().code, 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Syscall traces (strace): what reaches the disk, in which order
+
+/// One completed system call of a trace: its name, its quoted string arguments (paths),
+/// its first argument when it is a number (a descriptor), and its result.
+#[derive(Debug)]
+struct Call {
+    name: String,
+    strings: Vec<String>,
+    fd: Option<i64>,
+    ret: i64,
+}
+
+/// The calls of an `strace -f -s 4096 -o FILE` trace, in the order they completed, with
+/// `<unfinished ...>` / `<... resumed>` pairs joined.
+fn parse_trace(text: &str) -> Vec<Call> {
+    let mut pending: BTreeMap<String, String> = BTreeMap::new();
+    let mut calls = Vec::new();
+    for line in text.lines() {
+        let (pid, rest) = line.split_once(' ').unwrap_or(("", line));
+        let rest = rest.trim_start();
+        let full = if let Some(head) = rest.strip_suffix("<unfinished ...>") {
+            pending.insert(pid.to_string(), head.to_string());
+            continue;
+        } else if let Some(tail) = rest.strip_prefix("<... ") {
+            let tail = tail.split_once("resumed>").map(|(_, t)| t).unwrap_or("");
+            format!("{}{tail}", pending.remove(pid).unwrap_or_default())
+        } else {
+            rest.to_string()
+        };
+        if let Some(call) = parse_call(&full) {
+            calls.push(call);
+        }
+    }
+    calls
+}
+
+fn parse_call(text: &str) -> Option<Call> {
+    let open = text.find('(')?;
+    let name = text[..open].to_string();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None; // "+++ exited", "--- SIGCHLD", …
+    }
+    let ret: i64 = text.rsplit_once(" = ")?.1.split_whitespace().next()?.parse().ok()?;
+    let args = &text[open + 1..];
+    let fd = args.split([',', ')']).next().and_then(|a| a.trim().parse().ok());
+    // Quoted strings, with strace's backslash escapes kept as they are (paths have none).
+    let mut strings = Vec::new();
+    let mut chars = args.chars();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            let mut s = String::new();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        s.push(c);
+                        s.extend(chars.next());
+                    }
+                    '"' => break,
+                    _ => s.push(c),
+                }
+            }
+            strings.push(s);
+        }
+    }
+    Some(Call { name, strings, fd, ret })
+}
+
+/// Run `airlift ARGS` under strace (every thread), tracing `calls`; the calls and the exit code.
+fn traced(args: &[&std::ffi::OsStr], calls: &str, dir: &Path) -> (Vec<Call>, i32) {
+    let trace = dir.join("strace.out");
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-s", "4096", "-e", &format!("trace={calls}"), "-o"])
+        .arg(&trace)
+        .arg(common::airlift_path())
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .expect("run strace");
+    let text = fs::read_to_string(&trace).unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
+    fs::remove_file(&trace).unwrap();
+    assert!(!text.is_empty(), "strace wrote nothing: {}", String::from_utf8_lossy(&out.stderr));
+    (parse_trace(&text), out.status.code().unwrap_or(-1))
+}
+
+/// The path each descriptor was opened for, updated as the trace goes (descriptors are
+/// per process and reused: the latest `openat` wins).
+#[derive(Default)]
+struct Descriptors(BTreeMap<i64, String>);
+
+impl Descriptors {
+    /// Record an `openat`; the path a descriptor-taking call acts on.
+    fn follow(&mut self, call: &Call) -> Option<String> {
+        if call.name == "openat" && call.ret >= 0 {
+            if let Some(path) = call.strings.first() {
+                self.0.insert(call.ret, path.clone());
+            }
+            return None;
+        }
+        call.fd.and_then(|fd| self.0.get(&fd).cloned())
+    }
+}
+
+fn is_rename(name: &str) -> bool {
+    matches!(name, "rename" | "renameat" | "renameat2")
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) fsync before rename, and of the directory after
+
+/// One unpack traced: every blob committed under blobs/sha256 went temp file fsync →
+/// rename → fsync of blobs/sha256, in that order.
+#[test]
+fn unpack_fsyncs_each_blob_before_its_rename_and_the_directory_after() {
+    if !common::have("strace") {
+        return;
+    }
+    let fx = Fixture::new();
+    let out = fx.root().join("layout");
+    let args = [
+        "unpack".as_ref(),
+        fx.dir.as_os_str(),
+        "--key".as_ref(),
+        fx.public.as_os_str(),
+        "--layout".as_ref(),
+        out.as_os_str(),
+    ];
+    let (calls, code) = traced(&args, "fsync,fdatasync,rename,renameat,renameat2,openat", fx.root());
+    assert_eq!(code, 0);
+    let blobs = out.join("blobs/sha256");
+    let blobs = blobs.to_str().unwrap();
+    let mut fds = Descriptors::default();
+    // Per temp file: fsynced since it was opened. Renamed blobs waiting for their
+    // directory's fsync.
+    let mut synced: Vec<String> = Vec::new();
+    let mut waiting: Vec<String> = Vec::new();
+    let mut committed = 0;
+    for call in &calls {
+        let path = fds.follow(call);
+        if call.name == "openat" {
+            continue;
+        }
+        if matches!(call.name.as_str(), "fsync" | "fdatasync") && call.ret == 0 {
+            let path = path.expect("an fsync of a descriptor opened in the trace");
+            if path == blobs {
+                waiting.clear();
+            } else {
+                synced.push(path);
+            }
+        } else if is_rename(&call.name) && call.ret == 0 {
+            let (from, to) = (&call.strings[0], &call.strings[1]);
+            if to.starts_with(&format!("{blobs}/")) {
+                assert!(synced.contains(from), "{to} was renamed from {from} before that file was fsynced");
+                waiting.push(to.clone());
+                committed += 1;
+            }
+        }
+    }
+    assert!(committed >= 3, "the trace shows {committed} blob commits");
+    assert!(waiting.is_empty(), "no fsync of {blobs} after the rename of {waiting:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// (e) zstd expansion stops at the signed size
+
+/// A zstd blob whose signed size is half what it expands to: unpack refuses it, and the
+/// bytes written to its temp file (every write traced) never exceed the signed size.
+#[test]
+fn zstd_expansion_never_writes_past_the_signed_size() {
+    if !common::have("strace") || !common::have("minisign") {
+        return;
+    }
+    let fx = Fixture::new();
+    let (_, path, declared) = tamper::zstd_bomb(&fx);
+    let out = fx.root().join("layout");
+    let args = [
+        "unpack".as_ref(),
+        fx.dir.as_os_str(),
+        "--key".as_ref(),
+        fx.public.as_os_str(),
+        "--layout".as_ref(),
+        out.as_os_str(),
+    ];
+    let (calls, code) = traced(&args, "openat,write,pwrite64,writev,pwritev,rename,renameat,renameat2", fx.root());
+    assert_eq!(code, 1, "a zstd entry expanding past its signed size was accepted");
+    let mut fds = Descriptors::default();
+    let mut written: BTreeMap<String, u64> = BTreeMap::new();
+    let mut renamed = Vec::new();
+    for call in &calls {
+        let target = fds.follow(call);
+        if call.name.contains("write") && call.ret > 0 {
+            if let Some(t) = target.filter(|t| t.contains("/.airlift-tmp-")) {
+                *written.entry(t).or_default() += call.ret as u64;
+            }
+        } else if is_rename(&call.name) && call.ret == 0 {
+            renamed.push(call.strings[0].clone());
+        }
+    }
+    // The temp files never committed: the refused entry's.
+    let left: std::collections::BTreeSet<&String> = calls
+        .iter()
+        .filter(|c| c.name == "openat" && c.ret >= 0)
+        .filter_map(|c| c.strings.first())
+        .filter(|p| p.contains("/.airlift/tmp/.airlift-tmp-") && !renamed.contains(p))
+        .collect();
+    assert!(!left.is_empty(), "no temp file was opened for {path} (or it was committed)");
+    for temp in left {
+        let bytes = written.get(temp).copied().unwrap_or(0);
+        assert!(bytes <= declared, "{bytes} bytes were written to {temp} for {path}, signed as {declared} bytes");
+    }
+    let blob = out.join(&path);
+    assert!(!blob.exists(), "{} was committed", blob.display());
+    assert_no_temp_files(&out);
+}
