@@ -258,6 +258,8 @@ fn every_field_of_the_trusted_comment_is_checked() {
 /// its first argument when it is a number (a descriptor), and its result.
 #[derive(Debug)]
 struct Call {
+    /// The thread that made it.
+    pid: String,
     name: String,
     strings: Vec<String>,
     fd: Option<i64>,
@@ -281,14 +283,14 @@ fn parse_trace(text: &str) -> Vec<Call> {
         } else {
             rest.to_string()
         };
-        if let Some(call) = parse_call(&full) {
+        if let Some(call) = parse_call(pid, &full) {
             calls.push(call);
         }
     }
     calls
 }
 
-fn parse_call(text: &str) -> Option<Call> {
+fn parse_call(pid: &str, text: &str) -> Option<Call> {
     let open = text.find('(')?;
     let name = text[..open].to_string();
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
@@ -316,7 +318,7 @@ fn parse_call(text: &str) -> Option<Call> {
             strings.push(s);
         }
     }
-    Some(Call { name, strings, fd, ret })
+    Some(Call { pid: pid.to_string(), name, strings, fd, ret })
 }
 
 /// Run `airlift ARGS` under strace (every thread), tracing `calls`; the calls and the exit code.
@@ -383,10 +385,10 @@ fn unpack_fsyncs_each_blob_before_its_rename_and_the_directory_after() {
     let blobs = out.join("blobs/sha256");
     let blobs = blobs.to_str().unwrap();
     let mut fds = Descriptors::default();
-    // Per temp file: fsynced since it was opened. Renamed blobs waiting for their
-    // directory's fsync.
+    // Files fsynced so far; per thread, the blob it renamed and has not yet made durable
+    // by an fsync of blobs/sha256 (it must, before it goes on to another rename).
     let mut synced: Vec<String> = Vec::new();
-    let mut waiting: Vec<String> = Vec::new();
+    let mut waiting: BTreeMap<String, String> = BTreeMap::new();
     let mut committed = 0;
     for call in &calls {
         let path = fds.follow(call);
@@ -396,21 +398,26 @@ fn unpack_fsyncs_each_blob_before_its_rename_and_the_directory_after() {
         if matches!(call.name.as_str(), "fsync" | "fdatasync") && call.ret == 0 {
             let path = path.expect("an fsync of a descriptor opened in the trace");
             if path == blobs {
-                waiting.clear();
+                waiting.remove(&call.pid);
             } else {
                 synced.push(path);
             }
         } else if is_rename(&call.name) && call.ret == 0 {
             let (from, to) = (&call.strings[0], &call.strings[1]);
+            if let Some(blob) = waiting.get(&call.pid) {
+                panic!(
+                    "{blob} was renamed into place, then its thread renamed {from} with no fsync of {blobs} between"
+                );
+            }
             if to.starts_with(&format!("{blobs}/")) {
                 assert!(synced.contains(from), "{to} was renamed from {from} before that file was fsynced");
-                waiting.push(to.clone());
+                waiting.insert(call.pid.clone(), to.clone());
                 committed += 1;
             }
         }
     }
-    assert!(committed >= 3, "the trace shows {committed} blob commits");
     assert!(waiting.is_empty(), "no fsync of {blobs} after the rename of {waiting:?}");
+    assert!(committed >= 3, "the trace shows {committed} blob commits");
 }
 
 // ---------------------------------------------------------------------------------------
