@@ -422,8 +422,16 @@ fn lock_root(root: &Path) -> Result<File> {
     fs::create_dir_all(&dir).at(&dir)?;
     let path = dir.join("install.lock");
     let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
-    file.lock().at(&path)?;
-    Ok(file)
+    loop {
+        // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(&path, e));
+        }
+    }
 }
 
 /// The root is installed already: read it, touch nothing, and note what was asked
