@@ -217,10 +217,10 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
 
     let tls_dir = root.join("tls");
     make_dir(&tls_dir, 0o755)?;
-    let ca_file = match tls {
-        Tls::Generate if previous.as_ref().is_some_and(|c| c.ca_cert.is_none()) => {
-            // The operator's certificate: it cannot be made here, only checked.
-            let config = previous.as_ref().ok_or_else(|| usage("unreachable: no previous config"))?;
+    // A root installed with the operator's certificate: it cannot be made here, only checked.
+    let operators = previous.as_ref().filter(|c| c.ca_cert.is_none());
+    let ca_file = match (tls, operators) {
+        (Tls::Generate, Some(config)) => {
             let (cert, key) = (config.resolve(&root, &config.tls_cert), config.resolve(&root, &config.tls_key));
             read_pair(&cert, &key).map_err(|e| {
                 usage(format!(
@@ -230,11 +230,11 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
             })?;
             None
         }
-        Tls::Generate => {
+        (Tls::Generate, None) => {
             generate_or_keep_tls(&root, &hostname, &mut repaired)?;
             Some(root.join(CA_CERT))
         }
-        Tls::Operator(pair) => {
+        (Tls::Operator(pair), _) => {
             write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
             write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
             // A CA left by a killed install that generated one is not this root's.
@@ -344,7 +344,7 @@ fn generate_or_keep_tls(root: &Path, hostname: &str, repaired: &mut Vec<String>)
                 }
                 Err(e) => {
                     repaired.push(format!(
-                        "{} (a new CA: the old one {e}; clients must trust the new one)",
+                        "{} (a new CA, which clients must trust again: the old one cannot vouch for {hostname}: {e})",
                         ca_cert_path.display()
                     ));
                     None
