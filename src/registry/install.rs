@@ -418,10 +418,17 @@ pub fn problems(root: &Path) -> Vec<String> {
 /// Take the root's install lock, waiting for another run that holds it. Released when the
 /// file is dropped (or the process ends, killed or not).
 fn lock_root(root: &Path) -> Result<File> {
+    let not_writable =
+        |path: &Path, e: std::io::Error| usage(format!("the registry root is not writable: {}: {e}", path.display()));
     let dir = root.join(store::STATE_DIR);
-    fs::create_dir_all(&dir).at(&dir)?;
+    fs::create_dir_all(&dir).map_err(|e| not_writable(&dir, e))?;
     let path = dir.join("install.lock");
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| not_writable(&path, e))?;
     loop {
         // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
         if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {
@@ -793,13 +800,14 @@ fn open_root(root: &Path) -> Result<PathBuf> {
             )));
         }
     }
-    // Writable? (root may read-only bind-mount, or the directory may belong to someone else.)
-    store::temp_in(&root).map_err(|e| usage(format!("the registry root is not writable: {e}")))?;
     Ok(root)
 }
 
-/// Under the install lock: remove the temp files a killed install left.
+/// Under the install lock (nobody else writes in the root meanwhile): check the root is
+/// writable and remove the temp files a killed install left.
 fn prepare_root(root: &Path) -> Result<()> {
+    // Writable? (root may read-only bind-mount, or the directory may belong to someone else.)
+    store::temp_in(root).map_err(|e| usage(format!("the registry root is not writable: {e}")))?;
     for dir in [root.to_path_buf(), root.join("tls"), root.join("bin")] {
         store::purge_temps_in(&dir)?;
     }
