@@ -690,3 +690,22 @@ fn reset_password_replaces_the_old_one() {
     let (code, doc, _) = install_json(&dir.path().join("empty"), &["--reset-password"]);
     assert_eq!(code, 2, "{doc}");
 }
+
+/// Defect 13: a root whose htpasswd is gone (config.json present) is not installed; install
+/// completes it with a new password, reported once, and keeps the certificates.
+#[test]
+fn a_root_without_htpasswd_gets_a_new_password() {
+    let dir = tempdir();
+    let root = dir.path().join("registry");
+    install_ok(&root, &["--hostname", HOST]);
+    let (ca, cert) = (read(&root.join("tls/ca.crt")), read(&root.join("tls/server.crt")));
+    fs::remove_file(root.join("htpasswd")).unwrap();
+    let doc = install_ok(&root, &[]);
+    assert_eq!(doc["fresh"], true, "{doc}");
+    assert!(doc["repaired"].to_string().contains("htpasswd"), "{doc}");
+    let password = doc["password"].as_str().unwrap_or_else(|| panic!("no new password in {doc}"));
+    assert_consistent(&root, password);
+    assert_eq!(read(&root.join("tls/ca.crt")), ca);
+    assert_eq!(read(&root.join("tls/server.crt")), cert, "a good server certificate is kept");
+    assert_eq!(doc["url"], format!("https://{HOST}:8443"), "the hostname is the root's");
+}
