@@ -102,9 +102,13 @@ pub struct PackArgs {
     /// Sequence number; unpack refuses a bundle older than the last one it accepted
     #[arg(long, default_value_t = 1)]
     pub sequence: u64,
-    /// Expiry after creation, e.g. 30d, 12h, 90m
+    /// Expiry, counted from now (also when SOURCE_DATE_EPOCH fixes the creation time),
+    /// e.g. 30d, 12h, 90m
     #[arg(long, value_name = "DURATION")]
     pub expires: Option<crate::size::Duration>,
+    /// Replace a bundle of the same name already in --out (its files, extra volumes included)
+    #[arg(long)]
+    pub force: bool,
     /// Do not carry the airlift executable (the far side already has this version)
     #[arg(long)]
     pub no_installer: bool,
@@ -284,9 +288,10 @@ pub struct InstallArgs {
     /// TCP port to listen on
     #[arg(long, default_value_t = 8443)]
     pub port: u16,
-    /// Name of the initial user
-    #[arg(long, default_value = "init")]
-    pub user: String,
+    /// Name of the initial user (default: init); with --reset-password, the user whose
+    /// password is reset (default: the root's initial user)
+    #[arg(long)]
+    pub user: Option<String>,
     /// Use this certificate (PEM chain) instead of generating a CA and server certificate
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -296,6 +301,10 @@ pub struct InstallArgs {
     /// Write the systemd unit but do not enable or start it
     #[arg(long)]
     pub no_start: bool,
+    /// Give an installed root's user (--user, default: its initial user) a new generated
+    /// password, print it, and change nothing else; restart `airlift serve` for it to work
+    #[arg(long, conflicts_with_all = ["hostname", "tls_cert", "tls_key"])]
+    pub reset_password: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,11 +18,19 @@ pub struct Output {
     /// Every bar is drawn through this, so bars of work running at the same time (a
     /// fetch and the pack it feeds) stack instead of overwriting each other.
     bars: MultiProgress,
+    /// Fields every JSON document of this run carries (`keep`).
+    kept: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Output {
     pub fn new(json: bool, quiet: bool) -> Output {
-        Output { json, quiet, stderr_tty: std::io::stderr().is_terminal(), bars: MultiProgress::new() }
+        Output {
+            json,
+            quiet,
+            stderr_tty: std::io::stderr().is_terminal(),
+            bars: MultiProgress::new(),
+            kept: Mutex::new(serde_json::Map::new()),
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -48,10 +56,26 @@ impl Output {
         }
     }
 
-    /// The one JSON document of a `--json` run.
+    /// Keep `key: value` for the run's JSON document, whatever it turns out to be: the
+    /// success report or the error document of a run that fails later (e.g. the
+    /// credentials of a registry installed on first use). A field the document sets
+    /// itself wins.
+    pub fn keep(&self, key: &str, value: serde_json::Value) {
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.insert(key.to_string(), value);
+        }
+    }
+
+    /// The one JSON document of a `--json` run, with the fields kept by `keep`.
     pub fn document(&self, value: &serde_json::Value) {
         if self.json {
-            let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".into());
+            let mut value = value.clone();
+            if let (Some(doc), Ok(kept)) = (value.as_object_mut(), self.kept.lock()) {
+                for (k, v) in kept.iter() {
+                    doc.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| "{}".into());
             text.push('\n');
             write_stdout(&text);
         }

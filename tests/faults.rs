@@ -13,7 +13,7 @@ use crate::common::{airlift, airlift_path, keygen, testdata, testdata_digest};
 
 /// The arguments of `airlift pack` through `proxy` into DIR/bundle, with DIR/cache
 /// unless `cache` is given.
-fn pack_args(dist: &PlainDistribution, proxy: &Proxy, dir: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
+pub(crate) fn pack_args(dist: &PlainDistribution, proxy: &Proxy, dir: &Path, cache: &Path) -> Vec<std::ffi::OsString> {
     let key = dir.join("keys/site.key");
     if !key.exists() {
         keygen(&dir.join("keys"), "site");
@@ -69,7 +69,7 @@ fn verify_ok(dir: &Path) {
 
 const REFS: [&str; 3] = ["multi", "app-00", "app-01"];
 
-fn push_testdata(dist: &PlainDistribution) -> Vec<String> {
+pub(crate) fn push_testdata(dist: &PlainDistribution) -> Vec<String> {
     let layout = testdata("layout");
     REFS.iter()
         .map(|r| {

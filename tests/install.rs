@@ -453,3 +453,259 @@ fn unusable_root_exits_2() {
     assert_eq!(code, 2, "{doc}");
     assert!(doc["error"].as_str().unwrap().contains("systemd unit"), "{doc}");
 }
+
+/// The root's files agree with each other and with `password`: htpasswd verifies it, the
+/// server certificate is signed by the CA, names HOST and goes with server.key.
+fn assert_consistent(root: &Path, password: &str) {
+    let htpasswd = String::from_utf8(read(&root.join("htpasswd"))).unwrap();
+    let (_, hash) = htpasswd.trim_end().split_once(':').expect("user:hash");
+    assert!(bcrypt::verify(password, hash).unwrap(), "{}: the reported password is not the stored one", root.display());
+    let (ca, cert, key) =
+        (read(&root.join("tls/ca.crt")), read(&root.join("tls/server.crt")), read(&root.join("tls/server.key")));
+    handshake(&ca, &cert, &key, HOST).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    Config::load(root).unwrap();
+}
+
+/// Two runs of `args` (ending in `--root`) on `root` at once: (exit code, JSON document) of each.
+fn run_pair(args: &[&str], root: &Path) -> Vec<(i32, Value, String)> {
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(airlift_path())
+                .args(args)
+                .arg(root)
+                .env_remove("SOURCE_DATE_EPOCH")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn airlift")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let doc: Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e}):\n{stdout}"));
+            (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect()
+}
+
+/// Defect 13: two installs on one fresh root at once. Both succeed, exactly one reports a
+/// (new) password, that password is the stored one and the certificate goes with its key.
+#[test]
+fn concurrent_installs_agree_on_one_root() {
+    let dir = tempdir();
+    for i in 0..20 {
+        let root = dir.path().join(format!("registry-{i}"));
+        let runs = run_pair(&["--json", "install", "--no-start", "--hostname", HOST, "--root"], &root);
+        for (code, doc, stderr) in &runs {
+            assert_eq!(*code, 0, "pair {i}: {doc}\n{stderr}");
+        }
+        let passwords: Vec<&str> = runs.iter().filter_map(|(_, doc, _)| doc["password"].as_str()).collect();
+        assert_eq!(passwords.len(), 1, "pair {i}: exactly one run installs: {runs:?}");
+        assert_consistent(&root, passwords[0]);
+        no_temp_files(&root);
+    }
+}
+
+/// Defect 13 through `unpack --root`: the same, with the install done on first use.
+#[test]
+fn concurrent_first_use_unpacks_agree_on_one_root() {
+    let dir = tempdir();
+    let (bundle, public) =
+        crate::common::pack_sources(dir.path(), &[format!("oci:{}", crate::common::testdata("layout").display())]);
+    for i in 0..20 {
+        let root = dir.path().join(format!("registry-{i}"));
+        let args = [
+            "--json",
+            "unpack",
+            bundle.to_str().unwrap(),
+            "--key",
+            public.to_str().unwrap(),
+            "--no-start",
+            "--hostname",
+            HOST,
+            "--root",
+        ];
+        let runs = run_pair(&args, &root);
+        for (code, doc, stderr) in &runs {
+            // Two unpacks into one root still race on the storage's temp files (defect 14,
+            // fixed on its own branch): such a failure names a path under storage/, never
+            // the install's files. Once 14 is merged, every run here must exit 0.
+            let storage_race = *code == 2 && doc["error"].as_str().is_some_and(|e| e.contains("/storage/"));
+            assert!(*code == 0 || storage_race, "pair {i}: {doc}\n{stderr}");
+        }
+        // The run that installed says so in its document, failed or not (`credentials`).
+        let passwords: Vec<&str> =
+            runs.iter().filter_map(|(_, doc, _)| doc["credentials"]["password"].as_str()).collect();
+        assert_eq!(passwords.len(), 1, "pair {i}: exactly one run installs: {runs:?}");
+        assert_consistent(&root, passwords[0]);
+    }
+}
+
+/// Defect 13: a root left with a server certificate that is not server.key's (as a race
+/// once left it) is not "installed": install repairs it, keeps the CA clients already
+/// trust, and keeps the password that was shown.
+#[test]
+fn a_root_with_a_mismatched_certificate_is_repaired() {
+    let dir = tempdir();
+    let root = dir.path().join("registry");
+    let first = install_ok(&root, &["--hostname", HOST]);
+    let password = first["password"].as_str().unwrap().to_string();
+    let ca = read(&root.join("tls/ca.crt"));
+    // A certificate from the same CA but for another key.
+    let (cert, _) = sign_with_ca(&String::from_utf8(read(&root.join("tls/ca.key"))).unwrap(), HOST, HOST);
+    fs::write(root.join("tls/server.crt"), cert).unwrap();
+    let handshake_broken =
+        handshake(&ca, &read(&root.join("tls/server.crt")), &read(&root.join("tls/server.key")), HOST).is_err();
+    assert!(handshake_broken, "the test did not break the root");
+
+    let doc = install_ok(&root, &["--hostname", HOST]);
+    assert_eq!(doc["fresh"], true, "a broken root is not reported as already installed: {doc}");
+    assert!(doc.get("password").is_none(), "the password already shown is kept: {doc}");
+    assert!(doc["repaired"].to_string().contains("server.crt"), "{doc}");
+    assert_eq!(read(&root.join("tls/ca.crt")), ca, "a good CA is not replaced");
+    assert_consistent(&root, &password);
+    // Repaired means installed: the next run changes nothing.
+    assert_eq!(install_ok(&root, &["--hostname", HOST])["fresh"], false);
+}
+
+/// Whether `user:password` logs in to `airlift serve` on `root` (started here, stopped on return).
+fn logs_in(root: &Path, user: &str, password: &str) -> bool {
+    let ca = root.canonicalize().unwrap().join("tls/ca.crt");
+    let mut reg = crate::common::registry::Registry::adopt(root, user, password, &ca);
+    reg.serve(&[]);
+    let status = crate::common::registry::send(reg.req(reqwest::Method::GET, "/v2/")).status().as_u16();
+    reg.stop();
+    assert!(status == 200 || status == 401, "GET /v2/ answered {status}");
+    status == 200
+}
+
+/// A bundle of the test layout (`dir`/bundle) and its public key.
+fn bundle_of_testdata(dir: &Path) -> (PathBuf, PathBuf) {
+    crate::common::pack_sources(dir, &[format!("oci:{}", crate::common::testdata("layout").display())])
+}
+
+/// `airlift --json unpack BUNDLE --key PUB --root ROOT --no-start --hostname HOST EXTRA…`.
+fn unpack_root_json(bundle: &Path, public: &Path, root: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = airlift()
+        .args(["--json", "unpack"])
+        .arg(bundle)
+        .arg("--key")
+        .arg(public)
+        .arg("--root")
+        .arg(root)
+        .args(["--no-start", "--hostname", HOST])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("--json printed no single JSON document ({e}):\n{stdout}"));
+    (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Defect 16: a first-use `unpack --root --json` that fails after installing the registry
+/// (here: a prefix that makes no valid repository name, exit 2; then a damaged volume,
+/// exit 1) still gives the credentials, in its one JSON document and at once on stderr,
+/// and they log in.
+#[test]
+fn first_use_credentials_survive_a_failed_unpack() {
+    let dir = tempdir();
+    let (bundle, public) = bundle_of_testdata(dir.path());
+
+    let root = dir.path().join("registry");
+    let (code, doc, stderr) = unpack_root_json(&bundle, &public, &root, &["--prefix", "Bad..Prefix"]);
+    assert_eq!(code, 2, "{doc}\n{stderr}");
+    assert_eq!(doc["status"], "error", "{doc}");
+    let password = doc["credentials"]["password"].as_str().unwrap_or_else(|| panic!("no credentials in {doc}"));
+    assert_eq!(doc["credentials"]["user"], "init", "{doc}");
+    assert!(stderr.contains(password), "the password is not on stderr at install time:\n{stderr}");
+    assert!(logs_in(&root, "init", password), "the reported password does not log in");
+
+    // A damaged volume: the report (exit 1) carries them too.
+    let damaged = dir.path().join("damaged");
+    fs::create_dir(&damaged).unwrap();
+    for entry in fs::read_dir(&bundle).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), damaged.join(entry.file_name())).unwrap();
+    }
+    let volume = damaged.join("airlift.0001.tar");
+    let mut bytes = read(&volume);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&volume, bytes).unwrap();
+    let root = dir.path().join("registry-2");
+    let (code, doc, stderr) = unpack_root_json(&damaged, &public, &root, &[]);
+    assert_eq!(code, 1, "{doc}\n{stderr}");
+    let password = doc["credentials"]["password"].as_str().unwrap_or_else(|| panic!("no credentials in {doc}"));
+    assert_consistent(&root, password);
+}
+
+/// Defect 16: `install --reset-password` makes a new password for the initial user; it logs
+/// in (serve reads htpasswd when it starts: restarted here) and the old one no longer does.
+#[test]
+fn reset_password_replaces_the_old_one() {
+    let dir = tempdir();
+    let root = dir.path().join("registry");
+    let old = install_ok(&root, &["--hostname", HOST])["password"].as_str().unwrap().to_string();
+    let before = snapshot(&root);
+
+    let doc = install_ok(&root, &["--reset-password"]);
+    assert_eq!(doc["password_reset"], true, "{doc}");
+    assert_eq!(doc["user"], "init", "{doc}");
+    let new = doc["password"].as_str().unwrap_or_else(|| panic!("no password in {doc}")).to_string();
+    assert_ne!(new, old);
+    assert!(doc["pull_secret"]["auths"][format!("{HOST}:8443")]["auth"].is_string(), "{doc}");
+    assert_eq!(mode(&root.join("htpasswd")), 0o600);
+    no_temp_files(&root);
+    // Only htpasswd changed.
+    let after = snapshot(&root);
+    for (path, file) in &before {
+        if path != Path::new("htpasswd") && path != Path::new("") {
+            assert_eq!(after.get(path), Some(file), "{} changed", path.display());
+        }
+    }
+    assert!(logs_in(&root, "init", &new), "the new password does not log in");
+    assert!(!logs_in(&root, "init", &old), "the old password still logs in");
+
+    // Human output shows it; an unknown user is refused (exit 2) and changes nothing.
+    let out = airlift()
+        .args(["install", "--root"])
+        .arg(&root)
+        .args(["--reset-password", "--user", "nobody"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody"));
+    let out = airlift().args(["install", "--root"]).arg(&root).arg("--reset-password").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let shown =
+        text.lines().find_map(|l| l.trim().strip_prefix("password:")).unwrap_or_else(|| panic!("{text}")).trim();
+    assert!(logs_in(&root, "init", shown));
+    // A root that is not installed has no password to reset.
+    let (code, doc, _) = install_json(&dir.path().join("empty"), &["--reset-password"]);
+    assert_eq!(code, 2, "{doc}");
+}
+
+/// Defect 13: a root whose htpasswd is gone (config.json present) is not installed; install
+/// completes it with a new password, reported once, and keeps the certificates.
+#[test]
+fn a_root_without_htpasswd_gets_a_new_password() {
+    let dir = tempdir();
+    let root = dir.path().join("registry");
+    install_ok(&root, &["--hostname", HOST]);
+    let (ca, cert) = (read(&root.join("tls/ca.crt")), read(&root.join("tls/server.crt")));
+    fs::remove_file(root.join("htpasswd")).unwrap();
+    let doc = install_ok(&root, &[]);
+    assert_eq!(doc["fresh"], true, "{doc}");
+    assert!(doc["repaired"].to_string().contains("htpasswd"), "{doc}");
+    let password = doc["password"].as_str().unwrap_or_else(|| panic!("no new password in {doc}"));
+    assert_consistent(&root, password);
+    assert_eq!(read(&root.join("tls/ca.crt")), ca);
+    assert_eq!(read(&root.join("tls/server.crt")), cert, "a good server certificate is kept");
+    assert_eq!(doc["url"], format!("https://{HOST}:8443"), "the hostname is the root's");
+}

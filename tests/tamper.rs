@@ -24,25 +24,25 @@ mod fuzz;
 mod gate;
 
 /// The bundle name pack uses by default.
-const NAME: &str = "airlift";
+pub(crate) const NAME: &str = "airlift";
 
 // ---------------------------------------------------------------------------------------
 // Running airlift
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// Everything the command printed (the report goes to stdout, errors to stderr).
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 
     /// The one JSON document of a `--json` run.
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!("stdout is not one JSON document ({e}):\n{}\nstderr: {}", self.stdout, self.stderr)
         })
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Run {
     }
 }
 
-fn run(cmd: &mut assert_cmd::Command) -> Run {
+pub(crate) fn run(cmd: &mut assert_cmd::Command) -> Run {
     let out = cmd.output().expect("run airlift");
     Run {
         code: out.status.code().unwrap_or(-1),
@@ -64,7 +64,7 @@ fn run(cmd: &mut assert_cmd::Command) -> Run {
     }
 }
 
-fn verify(dir: &Path, public: &Path, json: bool) -> Run {
+pub(crate) fn verify(dir: &Path, public: &Path, json: bool) -> Run {
     let mut cmd = common::airlift();
     if json {
         cmd.arg("--json");
@@ -72,7 +72,7 @@ fn verify(dir: &Path, public: &Path, json: bool) -> Run {
     run(cmd.arg("verify").arg(dir).arg("--key").arg(public))
 }
 
-fn unpack(dir: &Path, public: &Path, layout: &Path, json: bool) -> Run {
+pub(crate) fn unpack(dir: &Path, public: &Path, layout: &Path, json: bool) -> Run {
     let mut cmd = common::airlift();
     if json {
         cmd.arg("--json");
@@ -87,7 +87,7 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Pack the test layout into small volumes: ~3 volumes, split blobs, zstd entries.
-fn pack(key: &Path, out: &Path, extra: &[&str]) {
+pub(crate) fn pack(key: &Path, out: &Path, extra: &[&str]) {
     let r = run(common::airlift()
         .arg("pack")
         .arg("--key")
@@ -107,15 +107,15 @@ fn key_id(public: &Path) -> String {
 // ---------------------------------------------------------------------------------------
 // A freshly packed bundle in its own temp dir
 
-struct Fixture {
+pub(crate) struct Fixture {
     tmp: tempfile::TempDir,
-    key: PathBuf,
-    public: PathBuf,
-    dir: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) public: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         Fixture::with_args(&[])
     }
 
@@ -135,7 +135,7 @@ impl Fixture {
         Fixture::build(tmp, &["--include", notes.to_str().unwrap()])
     }
 
-    fn with_args(extra: &[&str]) -> Fixture {
+    pub(crate) fn with_args(extra: &[&str]) -> Fixture {
         Fixture::build(common::tempdir(), extra)
     }
 
@@ -150,45 +150,45 @@ impl Fixture {
         fx
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.tmp.path()
     }
 
-    fn manifest(&self) -> Manifest {
+    pub(crate) fn manifest(&self) -> Manifest {
         read_manifest(&self.dir)
     }
 
-    fn volume(&self, n: u32) -> PathBuf {
+    pub(crate) fn volume(&self, n: u32) -> PathBuf {
         self.dir.join(format!("{NAME}.{n:04}.tar"))
     }
 
-    fn verify(&self) -> Run {
+    pub(crate) fn verify(&self) -> Run {
         verify(&self.dir, &self.public, false)
     }
 
-    fn verify_json(&self) -> (Run, Value) {
+    pub(crate) fn verify_json(&self) -> (Run, Value) {
         let r = verify(&self.dir, &self.public, true);
         let doc = r.json();
         (r, doc)
     }
 
     /// Re-seal the bundle after its volumes were edited (see the module doc).
-    fn reseal(&self, update_sizes: bool, edit: impl FnOnce(&mut Manifest)) {
+    pub(crate) fn reseal(&self, update_sizes: bool, edit: impl FnOnce(&mut Manifest)) {
         reseal(&self.dir, &self.key, update_sizes, edit)
     }
 }
 
-fn read_manifest(dir: &Path) -> Manifest {
+pub(crate) fn read_manifest(dir: &Path) -> Manifest {
     read_manifest_named(dir, NAME)
 }
 
-fn read_manifest_named(dir: &Path, name: &str) -> Manifest {
+pub(crate) fn read_manifest_named(dir: &Path, name: &str) -> Manifest {
     let bytes = std::fs::read(dir.join(format!("{name}.manifest.json"))).expect("read manifest");
     serde_json::from_slice(&bytes).expect("parse manifest")
 }
 
 /// Index of the first chunk in `volume` (1-based) that is not the label and satisfies `pred`.
-fn pick_chunk(m: &Manifest, volume: u32, pred: impl Fn(&Manifest, usize) -> bool) -> usize {
+pub(crate) fn pick_chunk(m: &Manifest, volume: u32, pred: impl Fn(&Manifest, usize) -> bool) -> usize {
     (0..m.chunks.len())
         .find(|&c| {
             let ch = &m.chunks[c];
@@ -197,16 +197,16 @@ fn pick_chunk(m: &Manifest, volume: u32, pred: impl Fn(&Manifest, usize) -> bool
         .unwrap_or_else(|| panic!("no suitable chunk in volume {volume}"))
 }
 
-fn entry_of(m: &Manifest, c: usize) -> &airlift::bundle::manifest::Entry {
+pub(crate) fn entry_of(m: &Manifest, c: usize) -> &airlift::bundle::manifest::Entry {
     m.entries.iter().find(|e| e.path == m.chunks[c].entry).expect("chunk's entry")
 }
 
-fn parts_of(m: &Manifest, c: usize) -> usize {
+pub(crate) fn parts_of(m: &Manifest, c: usize) -> usize {
     m.chunks.iter().filter(|ch| ch.entry == m.chunks[c].entry).count()
 }
 
 /// A whole (single-chunk), uncompressed blob.
-fn whole_plain_blob(m: &Manifest, c: usize) -> bool {
+pub(crate) fn whole_plain_blob(m: &Manifest, c: usize) -> bool {
     let e = entry_of(m, c);
     e.kind == EntryKind::Blob && e.compression == Compression::None && parts_of(m, c) == 1
 }
@@ -236,7 +236,7 @@ fn images_needing(m: &Manifest, c: usize) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 // Editing bytes, crafting headers, re-sealing
 
-fn flip(path: &Path, offset: u64) {
+pub(crate) fn flip(path: &Path, offset: u64) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= 0x01;
     std::fs::write(path, bytes).unwrap();
@@ -290,7 +290,7 @@ fn ustar(name: &str, size: u64, kind: Kind, link: &str, mode: u32, mtime: u64) -
 }
 
 /// The `trusted comment:` line of a minisign signature file.
-fn trusted_comment(sig: &Path) -> String {
+pub(crate) fn trusted_comment(sig: &Path) -> String {
     let text = std::fs::read_to_string(sig).unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix("trusted comment: "))
@@ -299,7 +299,7 @@ fn trusted_comment(sig: &Path) -> String {
 }
 
 /// Sign `file` with stock minisign (writes `file.minisig`).
-fn minisign_sign(key: &Path, file: &Path, comment: &str) {
+pub(crate) fn minisign_sign(key: &Path, file: &Path, comment: &str) {
     let out = Command::new("minisign")
         .arg("-S")
         .arg("-s")
@@ -323,7 +323,7 @@ fn minisign_sign(key: &Path, file: &Path, comment: &str) {
 /// Apply `edit` to the manifest, recompute the sha256 (and, when asked, the size) of every
 /// volume present, rewrite the manifest (serde_json pretty, as pack does) and SHA256SUMS,
 /// and re-sign both with stock minisign and the trusted comments they had.
-fn reseal(dir: &Path, key: &Path, update_sizes: bool, edit: impl FnOnce(&mut Manifest)) {
+pub(crate) fn reseal(dir: &Path, key: &Path, update_sizes: bool, edit: impl FnOnce(&mut Manifest)) {
     let manifest_path = dir.join(format!("{NAME}.manifest.json"));
     let sums_path = dir.join(format!("{NAME}.SHA256SUMS"));
     let manifest_comment = trusted_comment(&dir.join(format!("{NAME}.manifest.json.minisig")));
@@ -1179,7 +1179,7 @@ fn crafted_extra_entry_before_the_end_of_archive_is_refused() {
 }
 
 /// A zstd blob whose declared (signed) expanded size is lowered below what it expands to.
-fn zstd_bomb(fx: &Fixture) -> (usize, String, u64) {
+pub(crate) fn zstd_bomb(fx: &Fixture) -> (usize, String, u64) {
     let m = fx.manifest();
     let c = (0..m.chunks.len())
         .find(|&c| {

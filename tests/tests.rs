@@ -10,6 +10,7 @@ mod conformance;
 mod docs;
 mod faults;
 mod format;
+mod guards;
 mod install;
 mod keys;
 mod openshift;

@@ -27,6 +27,9 @@ use crate::store;
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_secret_key(&args.key, args.password_file.as_deref())?;
     let created = crate::time::now_or_source_date().map_err(usage)?;
+    if !args.force {
+        refuse_existing_bundle(&args.out, &args.name)?;
+    }
     let volume_size = match (args.volume_size, args.media) {
         (Some(s), _) => s.0,
         (None, Some(m)) => m.volume_size(),
@@ -221,7 +224,9 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         name: args.name.clone(),
         sequence: args.sequence,
         created,
-        expires: args.expires.map(|d| created + d.0),
+        // From now: SOURCE_DATE_EPOCH fixes the creation time (reproducible), but a
+        // bundle made today from an old commit must not be born expired.
+        expires: args.expires.map(|d| crate::time::now().saturating_add(d.0)),
         volume_size,
         chunk_size: args.chunk_size.0,
     };
@@ -296,6 +301,39 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         "fetch": fetch,
     }));
     Ok(Status::Ok)
+}
+
+/// Refuse (exit 2) when `out` already holds a bundle called `name` (its manifest or the
+/// manifest's signature: pack writes them last, so volumes alone are what a killed pack
+/// left, and a rerun goes on over them): writing would replace its files and delete the
+/// volumes the new bundle does not have. The refusal names every `NAME.*` file there.
+/// `--force` allows it.
+fn refuse_existing_bundle(out: &std::path::Path, name: &str) -> crate::error::Result<()> {
+    let entries = match std::fs::read_dir(out) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(crate::error::Error::io(out, e)),
+    };
+    let prefix = format!("{name}.");
+    let mut existing = Vec::new();
+    for entry in entries {
+        let file = entry.map_err(|e| crate::error::Error::io(out, e))?.file_name().to_string_lossy().into_owned();
+        if file.starts_with(&prefix) && !file.starts_with(store::TEMP_PREFIX) {
+            existing.push(file);
+        }
+    }
+    let manifest = names::manifest_file(name);
+    let signature = names::signature_file(&manifest);
+    if !existing.iter().any(|f| *f == manifest || *f == signature) {
+        return Ok(());
+    }
+    existing.sort();
+    Err(usage(format!(
+        "{} already holds a bundle named '{name}' ({}): packing would replace it; use --force to replace it, \
+         or another --out or --name",
+        out.display(),
+        existing.join(", ")
+    )))
 }
 
 /// A blob the writer waited for that the fetch ended without.

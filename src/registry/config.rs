@@ -81,9 +81,11 @@ impl Config {
     }
 }
 
-/// Whether `root` holds an installed registry.
+/// Whether `root` holds an installed registry: not only a config, but files that agree
+/// with each other (see `install::problems`); a half-installed root is not installed, and
+/// the next install completes it.
 pub fn installed(root: &Path) -> bool {
-    Config::path(root).is_file()
+    super::install::problems(root).is_empty()
 }
 
 /// Check the root directory exists or can be created.

@@ -97,6 +97,10 @@ pub struct Installed {
     pub service: ServiceState,
     /// Options a rerun did not apply, because the root was already installed.
     pub ignored: Vec<String>,
+    /// What a run found broken in a root installed before, and redid.
+    pub repaired: Vec<String>,
+    /// `--reset-password`: `password` is a new one for `user`.
+    pub password_reset: bool,
 }
 
 impl Installed {
@@ -161,24 +165,36 @@ impl ServiceStatus {
 }
 
 /// Set up a registry root at `root`, or, when it already holds one, change nothing and
-/// describe it (`fresh == false`). Errors are usage errors (exit 2): bad hostname, user
-/// or port, unreadable or mismatched `tls_cert`/`tls_key`, a root that cannot be written
-/// or that holds something else.
+/// describe it (`fresh == false`). A root counts as installed only when its files agree
+/// (`problems` is empty); a half-installed one (a killed or raced install) is completed,
+/// keeping a CA that is still good and the password already shown. Runs on one root are
+/// serialised by an exclusive lock (ROOT/.airlift/install.lock): a second run waits, then
+/// finds the root installed. Errors are usage errors (exit 2): bad hostname, user or
+/// port, unreadable or mismatched `tls_cert`/`tls_key`, a root that cannot be written or
+/// that holds something else.
 pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
     check_port(opts.port)?;
     check_user(&opts.user)?;
-    let hostname = opts.hostname.as_deref().map(check_hostname).transpose()?;
+    let asked = opts.hostname.as_deref().map(check_hostname).transpose()?;
     let tls = match (&opts.tls_cert, &opts.tls_key) {
         (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
         (None, None) => None,
         _ => return Err(usage("--tls-cert and --tls-key go together: give both or neither")),
     };
     if config::installed(root) {
-        return existing(root, opts, hostname.as_deref());
+        return existing(root, opts, asked.as_deref());
     }
-    let hostname = match hostname {
-        Some(h) => h,
-        None => default_hostname()?,
+    // A config that parses means an install finished once (its password was shown): a
+    // repair keeps its name and port unless asked otherwise.
+    let previous = Config::load(root).ok();
+    let hostname = match (asked.clone(), &previous) {
+        (Some(h), _) => h,
+        (None, Some(c)) => c.hostname.clone(),
+        (None, None) => default_hostname()?,
+    };
+    let port = match &previous {
+        Some(c) if opts.port == DEFAULT_PORT => c.port,
+        _ => opts.port,
     };
     // Check everything the operator brought before the first write.
     let tls = match tls {
@@ -186,20 +202,39 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         None => Tls::Generate,
     };
     let exe = std::env::current_exe().map_err(|e| usage(format!("cannot locate the airlift executable: {e}")))?;
-    let root = prepare_root(root)?;
+    let root = open_root(root)?;
+    let _lock = lock_root(&root)?;
+    // Another run may have installed the root while this one waited.
+    if config::installed(&root) {
+        return existing(&root, opts, asked.as_deref());
+    }
+    prepare_root(&root)?;
+    let previous = Config::load(&root).ok();
+    let mut repaired = Vec::new();
+    if previous.is_some() {
+        repaired.extend(problems(&root));
+    }
 
     let tls_dir = root.join("tls");
     make_dir(&tls_dir, 0o755)?;
-    let ca_file = match tls {
-        Tls::Generate => {
-            let pems = generate_tls(&hostname, &host_addresses())?;
-            write_file(&root.join(CA_KEY), pems.ca_key.as_bytes(), 0o600)?;
-            write_file(&root.join(CA_CERT), pems.ca_cert.as_bytes(), 0o644)?;
-            write_file(&root.join(SERVER_KEY), pems.server_key.as_bytes(), 0o600)?;
-            write_file(&root.join(SERVER_CERT), pems.server_cert.as_bytes(), 0o644)?;
+    // A root installed with the operator's certificate: it cannot be made here, only checked.
+    let operators = previous.as_ref().filter(|c| c.ca_cert.is_none());
+    let ca_file = match (tls, operators) {
+        (Tls::Generate, Some(config)) => {
+            let (cert, key) = (config.resolve(&root, &config.tls_cert), config.resolve(&root, &config.tls_key));
+            read_pair(&cert, &key).map_err(|e| {
+                usage(format!(
+                    "{e}; {} serves the operator's certificate: give it again with --tls-cert and --tls-key",
+                    root.display()
+                ))
+            })?;
+            None
+        }
+        (Tls::Generate, None) => {
+            generate_or_keep_tls(&root, &hostname, &mut repaired)?;
             Some(root.join(CA_CERT))
         }
-        Tls::Operator(pair) => {
+        (Tls::Operator(pair), _) => {
             write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
             write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
             // A CA left by a killed install that generated one is not this root's.
@@ -214,9 +249,22 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         }
     };
 
-    let password = generate_password()?;
-    let entry = htpasswd_entry(&opts.user, &password)?;
-    write_file(&root.join(HTPASSWD), entry.as_bytes(), 0o600)?;
+    // The password of a finished install was shown then: keep it while its htpasswd holds
+    // a user. Otherwise (first install, or one killed before it said anything) a new one.
+    let htpasswd = root.join(HTPASSWD);
+    let kept_user = match &previous {
+        Some(_) => first_user(&htpasswd).ok().flatten(),
+        None => None,
+    };
+    let (user, password) = match kept_user {
+        Some(user) => (user, None),
+        None => {
+            let password = generate_password()?;
+            let entry = htpasswd_entry(&opts.user, &password)?;
+            write_file(&htpasswd, entry.as_bytes(), 0o600)?;
+            (opts.user.clone(), Some(password))
+        }
+    };
 
     make_dir(&root.join("bin"), 0o755)?;
     copy_executable(&exe, &root.join(BINARY))?;
@@ -225,8 +273,8 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
     let config = Config {
         version: 1,
         hostname,
-        listen: format!("0.0.0.0:{}", opts.port),
-        port: opts.port,
+        listen: format!("0.0.0.0:{port}"),
+        port,
         tls_cert: SERVER_CERT.into(),
         tls_key: SERVER_KEY.into(),
         ca_cert: ca_file.as_ref().map(|_| CA_CERT.into()),
@@ -237,18 +285,160 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
     write_file(&root.join(UNIT_NAME), unit.as_bytes(), 0o644)?;
     // Last: from here on the root counts as installed.
     config.save(&root)?;
+    let left = problems(&root);
+    if !left.is_empty() {
+        return Err(usage(format!(
+            "{}: the install did not leave a consistent root: {}",
+            root.display(),
+            left.join("; ")
+        )));
+    }
 
     let service = start_service(&root, &unit, opts.start);
     Ok(Installed {
         config,
         root,
         fresh: true,
-        user: opts.user.clone(),
-        password: Some(password),
+        user,
+        password,
         ca_file,
         service,
         ignored: Vec::new(),
+        repaired,
+        password_reset: false,
     })
+}
+
+/// Write a CA and a server certificate, keeping what a previous run left that is still
+/// good: a CA whose key matches it, and a server pair it signed for `hostname`. What was
+/// replaced is added to `repaired`.
+fn generate_or_keep_tls(root: &Path, hostname: &str, repaired: &mut Vec<String>) -> Result<()> {
+    let (ca_cert_path, ca_key_path) = (root.join(CA_CERT), root.join(CA_KEY));
+    let (cert_path, key_path) = (root.join(SERVER_CERT), root.join(SERVER_KEY));
+    let old_ca = read_pair(&ca_cert_path, &ca_key_path).ok().and_then(|(cert_pem, key_pem)| {
+        let key = KeyPair::from_pem(std::str::from_utf8(&key_pem).ok()?).ok()?;
+        Some((cert_pem, key))
+    });
+    if let Some((ca_pem, _)) = &old_ca {
+        let server_good = read_pair(&cert_path, &key_path)
+            .ok()
+            .is_some_and(|(cert, _)| verify_chain(ca_pem, &cert, hostname).is_ok());
+        if server_good {
+            return Ok(());
+        }
+    }
+    let addresses = host_addresses();
+    // A kept CA must still be able to vouch for this host's names (its name constraints
+    // were fixed when it was made); otherwise a new CA, which clients must trust again.
+    let reused = match old_ca {
+        Some((ca_pem, ca_key)) => {
+            let pems = generate_tls(hostname, &addresses, Some(ca_key))?;
+            match verify_chain(&ca_pem, pems.server_cert.as_bytes(), hostname) {
+                Ok(()) => {
+                    repaired.push(format!(
+                        "{} and {} (reissued by the CA kept)",
+                        cert_path.display(),
+                        key_path.display()
+                    ));
+                    Some(pems)
+                }
+                Err(e) => {
+                    repaired.push(format!(
+                        "{} (a new CA, which clients must trust again: the old one cannot vouch for {hostname}: {e})",
+                        ca_cert_path.display()
+                    ));
+                    None
+                }
+            }
+        }
+        None => {
+            if ca_cert_path.exists() {
+                repaired.push(format!("{} (a new CA: the old one was unusable)", ca_cert_path.display()));
+            }
+            None
+        }
+    };
+    let pems = match reused {
+        Some(pems) => pems,
+        None => {
+            let pems = generate_tls(hostname, &addresses, None)?;
+            write_file(&ca_key_path, pems.ca_key.as_bytes(), 0o600)?;
+            write_file(&ca_cert_path, pems.ca_cert.as_bytes(), 0o644)?;
+            pems
+        }
+    };
+    write_file(&key_path, pems.server_key.as_bytes(), 0o600)?;
+    write_file(&cert_path, pems.server_cert.as_bytes(), 0o644)
+}
+
+/// What is wrong with the root's files, each naming its file; empty: the root is installed.
+/// Checked, not assumed: config.json parses, the server certificate parses and goes with
+/// server.key, the CA (when install made one) parses and signed it for the configured
+/// hostname, htpasswd holds a user, the executable and the storage exist.
+pub fn problems(root: &Path) -> Vec<String> {
+    let config = match Config::load(root) {
+        Ok(c) => c,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut problems = Vec::new();
+    let (cert, key) = (config.resolve(root, &config.tls_cert), config.resolve(root, &config.tls_key));
+    match read_pair(&cert, &key) {
+        Err(e) => problems.push(e.to_string()),
+        Ok((cert_pem, _)) => {
+            if let Some(ca) = &config.ca_cert {
+                let ca = config.resolve(root, ca);
+                match fs::read(&ca) {
+                    Err(e) => problems.push(format!("{}: {e}", ca.display())),
+                    Ok(ca_pem) => {
+                        if let Err(e) = verify_chain(&ca_pem, &cert_pem, &config.hostname) {
+                            problems.push(format!("{}: {e}", cert.display()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let htpasswd = config.resolve(root, &config.htpasswd);
+    match first_user(&htpasswd) {
+        Ok(Some(_)) => {}
+        Ok(None) => problems.push(format!("{}: holds no user", htpasswd.display())),
+        Err(e) => problems.push(e.to_string()),
+    }
+    let binary = root.join(BINARY);
+    if !binary.is_file() {
+        problems.push(format!("{}: missing", binary.display()));
+    }
+    let storage = config.storage_dir(root);
+    if !storage.is_dir() {
+        problems.push(format!("{}: missing", storage.display()));
+    }
+    problems
+}
+
+/// Take the root's install lock, waiting for another run that holds it. Released when the
+/// file is dropped (or the process ends, killed or not).
+fn lock_root(root: &Path) -> Result<File> {
+    let not_writable =
+        |path: &Path, e: std::io::Error| usage(format!("the registry root is not writable: {}: {e}", path.display()));
+    let dir = root.join(store::STATE_DIR);
+    fs::create_dir_all(&dir).map_err(|e| not_writable(&dir, e))?;
+    let path = dir.join("install.lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| not_writable(&path, e))?;
+    loop {
+        // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {
+            return Ok(file);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io(&path, e));
+        }
+    }
 }
 
 /// The root is installed already: read it, touch nothing, and note what was asked
@@ -285,20 +475,127 @@ fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Resul
         start_systemd: start_systemd_line(&root),
         start_manual: start_manual_line(&root),
     };
-    Ok(Installed { config, root, fresh: false, user, password: None, ca_file, service, ignored })
+    Ok(Installed {
+        config,
+        root,
+        fresh: false,
+        user,
+        password: None,
+        ca_file,
+        service,
+        ignored,
+        repaired: Vec::new(),
+        password_reset: false,
+    })
+}
+
+/// `install --reset-password`: a new generated password for `user` (default: the root's
+/// initial user, the first of htpasswd), written into htpasswd in place of the old entry,
+/// atomically and under the install lock; other users are kept. The root must be
+/// installed. `airlift serve` reads htpasswd when it starts: a running server needs a
+/// restart for the new password to work.
+pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
+    if let Some(u) = user {
+        check_user(u)?;
+    }
+    let problems = problems(root);
+    if !problems.is_empty() {
+        return Err(usage(format!(
+            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
+            root.display(),
+            problems.join("; "),
+            root.display()
+        )));
+    }
+    let root = root.canonicalize().at(root)?;
+    let _lock = lock_root(&root)?;
+    let config = Config::load(&root)?;
+    let path = config.resolve(&root, &config.htpasswd);
+    let text = fs::read_to_string(&path).at(&path)?;
+    let user = match user {
+        Some(u) => u.to_string(),
+        None => first_user(&path)?.ok_or_else(|| usage(format!("{}: holds no user", path.display())))?,
+    };
+    let password = generate_password()?;
+    let entry = htpasswd_entry(&user, &password)?;
+    let mut found = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        match line.split_once(':') {
+            Some((name, _)) if name.trim() == user && !name.starts_with('#') => {
+                found = true;
+                lines.push(entry.trim_end().to_string());
+            }
+            _ => lines.push(line.to_string()),
+        }
+    }
+    if !found {
+        return Err(usage(format!(
+            "{}: no user {user:?} to reset (give --user with one of its users)",
+            path.display()
+        )));
+    }
+    let mut bytes = lines.join("\n");
+    bytes.push('\n');
+    write_file(&path, bytes.as_bytes(), 0o600)?;
+    let ca_file = config.ca_cert.as_ref().map(|p| config.resolve(&root, p));
+    let service = ServiceState {
+        unit: root.join(UNIT_NAME),
+        status: ServiceStatus::Unchanged,
+        start_systemd: start_systemd_line(&root),
+        start_manual: start_manual_line(&root),
+    };
+    Ok(Installed {
+        config,
+        root,
+        fresh: false,
+        user,
+        password: Some(password),
+        ca_file,
+        service,
+        ignored: Vec::new(),
+        repaired: Vec::new(),
+        password_reset: true,
+    })
 }
 
 /// Print the summary (stdout, through `out.data`: nothing in `--json` mode; notes as
 /// warnings on stderr) and return the JSON document describing the install. The caller
 /// prints the document (`out.document`) or embeds it in its own.
 ///
-/// The password and the pull-secret entry appear only on a fresh install.
+/// The password and the pull-secret entry appear only when this run made the password
+/// (a fresh install, `--reset-password`). Then they are also kept for every JSON document
+/// of the run (`Output::keep`: a run that fails later still gives them in its error
+/// document) and, in `--json` mode, written to stderr at once, so a run killed before its
+/// document is printed does not lose them.
 pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
     let root = installed.root.display();
+    if let Some(password) = &installed.password {
+        out.keep(
+            "credentials",
+            json!({
+                "registry": installed.registry(),
+                "user": installed.user,
+                "password": password,
+                "pull_secret": installed.pull_secret(),
+                "ca_file": installed.ca_file,
+            }),
+        );
+        if out.json() {
+            out.warn(format!(
+                "the registry at {root} has a new password, shown only now (and in the JSON document): user {} password {password}",
+                installed.user
+            ));
+        }
+    }
     let url = installed.config.url();
     let server_cert = installed.config.resolve(&installed.root, &installed.config.tls_cert);
     let mut text = Vec::new();
-    if installed.fresh {
+    if installed.password_reset {
+        text.push(format!("New password for {} in {root}", installed.user));
+    } else if !installed.repaired.is_empty() {
+        text.push(format!("Registry in {root} repaired (it was half installed)"));
+    } else if installed.fresh {
         text.push(format!("Registry installed in {root}"));
     } else {
         text.push(format!("{root} is already a registry root: nothing changed."));
@@ -357,6 +654,9 @@ pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
     for note in &installed.ignored {
         out.warn(format!("ignored {note}: {root} was already installed"));
     }
+    for note in &installed.repaired {
+        out.warn(format!("repaired: {note}"));
+    }
     if let ServiceStatus::Failed(error) = &service.status {
         out.warn(format!("the registry is installed but its service did not start: {error}"));
     }
@@ -371,6 +671,13 @@ pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
         ServiceStatus::NotStarted(why) => service_json["reason"] = json!(why),
         ServiceStatus::Failed(error) => service_json["error"] = json!(error),
         _ => {}
+    }
+    if installed.password_reset {
+        text.push(String::new());
+        text.push(format!(
+            "`airlift serve` reads htpasswd when it starts: restart it for the new password to work \
+             (systemctl restart {UNIT_NAME})"
+        ));
     }
     let mut doc = json!({
         "status": "ok",
@@ -397,6 +704,13 @@ pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
     }
     if !installed.ignored.is_empty() {
         doc["ignored"] = json!(installed.ignored);
+    }
+    if !installed.repaired.is_empty() {
+        doc["repaired"] = json!(installed.repaired);
+    }
+    if installed.password_reset {
+        doc["password_reset"] = json!(true);
+        doc["restart_needed"] = json!(true);
     }
     doc
 }
@@ -465,10 +779,10 @@ fn default_hostname() -> Result<String> {
     check_hostname(name.trim()).map_err(|e| usage(format!("this host's name ({path}): {e}", path = path.display())))
 }
 
-/// Create the root if needed and make sure it is ours to fill: writable, and holding
-/// nothing but what install or a killed install writes. Returns it canonical (the unit
-/// names it).
-fn prepare_root(root: &Path) -> Result<PathBuf> {
+/// Create the root if needed and make sure it is ours to fill: holding nothing but what
+/// install or a killed install writes. Returns it canonical (the unit names it). Writes
+/// nothing into an existing directory.
+fn open_root(root: &Path) -> Result<PathBuf> {
     // Checked before anything is created, and again once symlinks are resolved.
     check_unit_path(&std::path::absolute(root).at(root)?)?;
     fs::create_dir_all(root).map_err(|e| usage(format!("cannot create the registry root {}: {e}", root.display())))?;
@@ -486,12 +800,18 @@ fn prepare_root(root: &Path) -> Result<PathBuf> {
             )));
         }
     }
+    Ok(root)
+}
+
+/// Under the install lock (nobody else writes in the root meanwhile): check the root is
+/// writable and remove the temp files a killed install left.
+fn prepare_root(root: &Path) -> Result<()> {
     // Writable? (root may read-only bind-mount, or the directory may belong to someone else.)
-    store::temp_in(&root).map_err(|e| usage(format!("the registry root is not writable: {e}")))?;
-    for dir in [root.clone(), root.join("tls"), root.join("bin")] {
+    store::temp_in(root).map_err(|e| usage(format!("the registry root is not writable: {e}")))?;
+    for dir in [root.to_path_buf(), root.join("tls"), root.join("bin")] {
         store::purge_temps_in(&dir)?;
     }
-    Ok(root)
+    Ok(())
 }
 
 /// The root's path goes into the systemd unit unquoted: no spaces, quotes, `%`, `$` or backslashes.
@@ -526,18 +846,44 @@ fn load_operator_tls(cert_path: &Path, key_path: &Path, hostname: &str) -> Resul
     use rustls::pki_types::ServerName;
     use rustls::server::ParsedCertificate;
 
-    let cert_pem = fs::read(cert_path).at(cert_path)?;
-    let key_pem = fs::read(key_path).at(key_path)?;
-    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+    let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
+    let certs = parse_certs(&cert_pem, cert_path)?;
+    let parsed = ParsedCertificate::try_from(&certs[0])
+        .map_err(|e| usage(format!("{}: not a usable X.509 certificate: {e}", cert_path.display())))?;
+    let name =
+        ServerName::try_from(hostname.to_string()).map_err(|e| usage(format!("invalid hostname {hostname:?}: {e}")))?;
+    rustls::client::verify_server_name(&parsed, &name).map_err(|e| {
+        usage(format!(
+            "{}: the certificate is not valid for {hostname} ({e}); clients would refuse it: pass the --hostname it names",
+            cert_path.display()
+        ))
+    })?;
+    Ok(OperatorPair { cert_pem, key_pem })
+}
+
+/// A PEM certificate chain, at least one certificate.
+fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let certs = rustls_pemfile::certs(&mut &pem[..])
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| usage(format!("{}: not a PEM certificate chain: {e}", cert_path.display())))?;
-    let Some(leaf) = certs.first() else {
+        .map_err(|e| usage(format!("{}: not a PEM certificate chain: {e}", path.display())))?;
+    if certs.is_empty() {
         return Err(usage(format!(
             "{}: no certificate in it (a PEM file with -----BEGIN CERTIFICATE----- is expected)",
-            cert_path.display()
+            path.display()
         )));
-    };
-    let parsed = ParsedCertificate::try_from(leaf)
+    }
+    Ok(certs)
+}
+
+/// Read a certificate chain and its key (PEM) and check that they parse and that the key
+/// is the first certificate's. Returns both files' bytes.
+fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    use rustls::server::ParsedCertificate;
+
+    let cert_pem = fs::read(cert_path).at(cert_path)?;
+    let key_pem = fs::read(key_path).at(key_path)?;
+    let certs = parse_certs(&cert_pem, cert_path)?;
+    let parsed = ParsedCertificate::try_from(&certs[0])
         .map_err(|e| usage(format!("{}: not a usable X.509 certificate: {e}", cert_path.display())))?;
     let key = rustls_pemfile::private_key(&mut &key_pem[..])
         .map_err(|e| usage(format!("{}: not a PEM private key: {e}", key_path.display())))?
@@ -567,15 +913,34 @@ fn load_operator_tls(cert_path: &Path, key_path: &Path, hostname: &str) -> Resul
         Err(rustls::Error::InconsistentKeys(_)) => return Err(mismatch()),
         Err(e) => return Err(usage(format!("{}: {e}", cert_path.display()))),
     }
-    let name =
-        ServerName::try_from(hostname.to_string()).map_err(|e| usage(format!("invalid hostname {hostname:?}: {e}")))?;
-    rustls::client::verify_server_name(&parsed, &name).map_err(|e| {
-        usage(format!(
-            "{}: the certificate is not valid for {hostname} ({e}); clients would refuse it: pass the --hostname it names",
-            cert_path.display()
-        ))
-    })?;
-    Ok(OperatorPair { cert_pem, key_pem })
+    Ok((cert_pem, key_pem))
+}
+
+/// Whether a client trusting `ca_pem` accepts the server chain `cert_pem` for `hostname`
+/// (signature, validity, names, name constraints), as podman or skopeo would check it.
+/// The key is checked against the certificate by `read_pair`.
+fn verify_chain(ca_pem: &[u8], cert_pem: &[u8], hostname: &str) -> std::result::Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        let cert = cert.map_err(|e| format!("the CA is not a PEM certificate: {e}"))?;
+        roots.add(cert).map_err(|e| format!("the CA is not a usable certificate: {e}"))?;
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+        .build()
+        .map_err(|e| format!("the CA cannot verify certificates: {e}"))?;
+    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate chain: {e}"))?;
+    let (leaf, chain) = certs.split_first().ok_or("no certificate in it")?;
+    let name = ServerName::try_from(hostname.to_string()).map_err(|e| format!("invalid hostname {hostname}: {e}"))?;
+    verifier
+        .verify_server_cert(leaf, chain, &name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| format!("not a certificate the CA signed for {hostname}: {e}"))
 }
 
 struct GeneratedTls {
@@ -586,8 +951,10 @@ struct GeneratedTls {
 }
 
 /// A CA (valid 20 years) and a server certificate it signs (10 years), ECDSA P-256, the
-/// server's SAN being the hostname, localhost and `addresses`.
-fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>) -> Result<GeneratedTls> {
+/// server's SAN being the hostname, localhost and `addresses`. With `ca_key`, the CA is
+/// the one made before with that key for this hostname (same name, same key identifier):
+/// only the server certificate is new, and `ca_cert` is not to be written.
+fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>, ca_key: Option<KeyPair>) -> Result<GeneratedTls> {
     let fail = |e: rcgen::Error| usage(format!("generating the registry's certificates: {e}"));
     // A day back, for clients whose clock is a little behind.
     let start = crate::time::now().saturating_sub(DAY);
@@ -607,7 +974,10 @@ fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>) -> Result<Generate
         dns_names.push("localhost".to_string());
     }
 
-    let ca_key = KeyPair::generate().map_err(fail)?;
+    let ca_key = match ca_key {
+        Some(key) => key,
+        None => KeyPair::generate().map_err(fail)?,
+    };
     let mut ca = CertificateParams::default();
     ca.distinguished_name = DistinguishedName::new();
     ca.distinguished_name.push(DnType::OrganizationName, "airlift");

@@ -4,8 +4,8 @@
 //! One request per connection (`Connection: close` both ways). Per the [`Policy`] the test
 //! sets, the proxy answers 500 or 429 (`Retry-After: 1`) instead of forwarding, drops the
 //! connection part way through a blob body, stalls a response, or holds every blob body
-//! once enough blob bytes went through (so a test can kill the client mid-fetch). It
-//! counts requests, blob GETs, Range requests and the blob body bytes it forwarded.
+//! once enough blob bytes went through (so a test can kill the client mid-fetch), or
+//! flips a byte of a blob body (wrong content). It counts requests, blob GETs, Range requests and the blob body bytes it forwarded.
 
 use crate::common::distribution::RegistryProcess;
 use std::collections::BTreeMap;
@@ -37,6 +37,9 @@ pub struct Policy {
     /// Once this many blob body bytes went through, every blob body waits (forever,
     /// until the policy changes) before its next bytes.
     pub hold_after_bytes: Option<u64>,
+    /// Every k-th whole blob body (a 200 answer, not a range) reaches the client with one
+    /// byte flipped, the one in its middle: the registry (or the path) sends wrong content.
+    pub corrupt_every: u64,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +59,8 @@ pub struct Stats {
     pub blob_bytes: AtomicU64,
     /// Blob bodies currently waiting in a hold.
     pub held: AtomicU64,
+    /// Blob bodies sent with a flipped byte.
+    pub corrupted: AtomicU64,
     /// Per blob digest: (GETs, body bytes written to the client).
     pub per_blob: Mutex<BTreeMap<String, (u64, u64)>>,
     /// Every request line, in order, with the status sent back (or what happened).
@@ -78,6 +83,7 @@ impl Stats {
             &self.drops,
             &self.stalls,
             &self.blob_bytes,
+            &self.corrupted,
         ] {
             c.store(0, Ordering::SeqCst);
         }
@@ -87,7 +93,8 @@ impl Stats {
 
     pub fn summary(&self) -> String {
         format!(
-            "requests {} (junk {}), blob GETs {}, Range {}, injected 500 {} / 429 {}, drops {}, stalls {}, blob bytes {}",
+            "requests {} (junk {}), blob GETs {}, Range {}, injected 500 {} / 429 {}, drops {}, stalls {}, blob bytes {}, \
+             corrupted {}",
             self.get(&self.requests),
             self.get(&self.junk),
             self.get(&self.blob_gets),
@@ -97,6 +104,7 @@ impl Stats {
             self.get(&self.drops),
             self.get(&self.stalls),
             self.get(&self.blob_bytes),
+            self.get(&self.corrupted),
         )
     }
 }
@@ -298,6 +306,15 @@ fn handle(s: &State, client: TcpStream) -> std::io::Result<()> {
         && body_len.is_some_and(|l| l > policy.drop_after))
     .then_some(policy.drop_after);
     let stall_at = (stall && blob_body).then(|| body_len.unwrap_or(0) / 2);
+    let corrupt_at = (status == 200
+        && blob.is_some()
+        && policy.corrupt_every > 0
+        && blob_n % policy.corrupt_every == 0
+        && body_len.is_some_and(|l| l > 0))
+    .then(|| body_len.unwrap_or(0) / 2);
+    if corrupt_at.is_some() {
+        stats.corrupted.fetch_add(1, Ordering::SeqCst);
+    }
     let limit = body_len.unwrap_or(u64::MAX);
     let mut sent: u64 = 0;
     let mut buf = vec![0u8; 16 << 10];
@@ -333,6 +350,9 @@ fn handle(s: &State, client: TcpStream) -> std::io::Result<()> {
         if got == 0 {
             break;
         }
+        if let Some(at) = corrupt_at.filter(|&at| (sent..sent + got as u64).contains(&at)) {
+            buf[(at - sent) as usize] ^= 0x01;
+        }
         client.write_all(&buf[..got])?;
         sent += got as u64;
         if blob_body {
@@ -343,7 +363,10 @@ fn handle(s: &State, client: TcpStream) -> std::io::Result<()> {
         }
     }
     client.flush()?;
-    note(format!("{status}, {sent} body bytes"));
+    match corrupt_at {
+        Some(at) => note(format!("{status}, {sent} body bytes, byte {at} flipped")),
+        None => note(format!("{status}, {sent} body bytes")),
+    }
     let _ = client.shutdown(Shutdown::Write);
     Ok(())
 }
