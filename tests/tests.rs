@@ -19,3 +19,4 @@ mod registry;
 mod registry_unpack;
 mod resume;
 mod tamper;
+mod trust;
