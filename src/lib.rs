@@ -32,4 +32,5 @@ pub mod size;
 pub mod source;
 pub mod store;
 pub mod time;
+pub mod trust;
 pub mod workers;
