@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::manifest::Image;
+use crate::bundle::manifest::{EntryKind, Image};
 use crate::bundle::reader::Bundle;
 use crate::digest::Digest;
 use crate::error::{integrity, refused, usage, Result};
@@ -80,7 +80,7 @@ impl Record {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 usage(format!("{}: not a rollback record ({e}); move it away to start a new one", path.display()))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State { version: 1, ..State::default() },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State { version: 1, ..earlier(state_dir) },
             Err(e) => return Err(crate::error::Error::io(&path, e)),
         };
         Ok(Record { path, state })
@@ -153,7 +153,7 @@ impl Record {
     pub fn accept(&mut self, bundle: &Bundle, published: &[Claim]) -> Result<()> {
         let m = &bundle.manifest;
         let slot = slot(bundle);
-        if self.state.bundles.get(&slot).is_none_or(|prev| m.sequence >= prev.sequence) {
+        if !self.state.bundles.get(&slot).is_some_and(|prev| m.sequence < prev.sequence) {
             self.state.bundles.insert(
                 slot,
                 Accepted {
@@ -183,27 +183,41 @@ impl Record {
     }
 }
 
+/// What an earlier airlift recorded in `accepted.json` (per key and bundle name: the last
+/// sequence and its manifest), so that upgrading keeps that protection.
+fn earlier(state_dir: &Path) -> State {
+    let path = state_dir.join("accepted.json");
+    let old: BTreeMap<String, serde_json::Value> =
+        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let bundles = old
+        .into_iter()
+        .filter_map(|(slot, v)| {
+            Some((
+                slot,
+                Accepted {
+                    sequence: v.get("sequence")?.as_u64()?,
+                    created: 0,
+                    manifest_sha256: v.get("manifest_sha256")?.as_str()?.to_string(),
+                    bundle: v.get("bundle").and_then(|b| b.as_str()).unwrap_or_default().to_string(),
+                },
+            ))
+        })
+        .collect();
+    State { bundles, ..State::default() }
+}
+
 fn slot(bundle: &Bundle) -> String {
     format!("{}/{}", bundle.key_id, bundle.manifest.name)
 }
 
 /// The signed image list agrees with the bundle's entries: every image's own digest is
-/// one of its blobs and a blob of the bundle, of the size the image states. Checked
-/// before anything is written.
+/// one of its blobs and a blob of the bundle. Checked before anything is written.
 pub fn check_image_list(bundle: &Bundle) -> Result<()> {
     let m = &bundle.manifest;
     for image in &m.images {
-        let entry =
-            m.entries.iter().find(|e| e.kind == crate::bundle::manifest::EntryKind::Blob && e.digest == image.digest);
-        match entry {
-            Some(e) if image.blobs.contains(&image.digest) && e.size == image.size => {}
-            Some(e) if image.blobs.contains(&image.digest) => {
-                return Err(inconsistent(
-                    image,
-                    format!("its manifest is {} bytes in the bundle, not {}", e.size, image.size),
-                ))
-            }
-            _ => return Err(inconsistent(image, "its manifest is not among the bundle's blobs for it".into())),
+        let carried = m.entries.iter().any(|e| e.kind == EntryKind::Blob && e.digest == image.digest);
+        if !carried || !image.blobs.contains(&image.digest) {
+            return Err(inconsistent(image, "its manifest is not among the bundle's blobs for it".into()));
         }
     }
     Ok(())
@@ -214,6 +228,10 @@ pub fn check_image_list(bundle: &Bundle) -> Result<()> {
 /// every blob it references is listed for the image (children an index names may be
 /// left out: packed for some platforms only).
 pub fn check_image_graph(bundle: &Bundle, store: &BlobStore, image: &Image) -> Result<()> {
+    let entry = bundle.manifest.entries.iter().find(|e| e.kind == EntryKind::Blob && e.digest == image.digest);
+    if let Some(e) = entry.filter(|e| e.size != image.size) {
+        return Err(inconsistent(image, format!("its manifest is {} bytes in the bundle, not {}", e.size, image.size)));
+    }
     check_manifest(bundle, store, image, &image.digest, &image.media_type, 0)
 }
 

@@ -251,6 +251,22 @@ fn an_older_bundle_under_another_name_does_not_move_a_tag_back() {
 }
 
 #[test]
+fn another_manifest_under_an_accepted_name_and_sequence_is_refused_even_when_signed_later() {
+    let tmp = common::tempdir();
+    let (key, public) = keygen(&tmp.path().join("keys"), "k");
+    let (a_src, b_src) = two_versions(tmp.path());
+    let (a, b) = (tmp.path().join("a-bundle"), tmp.path().join("b-bundle"));
+    pack(&key, &a, &a_src, &["--name", "site", "--sequence", "3"], Some(1_700_000_000));
+    pack(&key, &b, &b_src, &["--name", "site", "--sequence", "3"], Some(1_700_000_900));
+    let layout = tmp.path().join("L");
+    assert_eq!(code(&unpack(&a, &public, "--layout", &layout, &[])), 0);
+    let o = unpack(&b, &public, "--layout", &layout, &[]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("different manifest") && text(&o).contains("--sequence 4"), "{}", text(&o));
+    assert_eq!(refs(&layout).len(), 1, "published anyway: {:?}", refs(&layout));
+}
+
+#[test]
 fn two_bundles_packed_with_the_default_sequence_both_unpack_into_one_root_and_one_layout() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");

@@ -105,6 +105,9 @@ pub fn print_report(
         reports.iter().filter(|r| r.status == VolumeStatus::Missing).map(|r| r.file.as_str()).collect();
     let skipped = reports.iter().filter(|r| r.status == VolumeStatus::Skipped).count();
     let verdict = match status {
+        Status::Ok if skipped == reports.len() => format!(
+            "OK: no volume needed reading ({skipped} skipped (not needed)): what they hold was already complete"
+        ),
         Status::Ok if skipped > 0 => format!(
             "OK: every chunk read matches the signed manifest ({} volume(s) read now; {skipped} skipped (not \
              needed): what they hold was already complete)",
