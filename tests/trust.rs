@@ -325,6 +325,18 @@ fn a_ref_name_moved_by_a_newer_bundle_is_warned_about_and_recorded() {
     assert_eq!(moved[0]["ref"], "img-0", "{moved}");
     assert_eq!(moved[0]["from"], da.as_str());
     assert_eq!(moved[0]["to"], db.as_str());
+    // A registry root says so too (REPO:TAG).
+    let root = tmp.path().join("R");
+    assert_eq!(code(&unpack(&a, &public, "--root", &root, &[])), 0);
+    let o = unpack(&b, &public, "--root", &root, &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let moved = &doc(&o)["moved"];
+    assert_eq!(moved[0]["ref"], "src:img-0", "{moved}");
+    assert_eq!(moved[0]["from"], da.as_str());
+    assert_eq!(moved[0]["to"], db.as_str());
+    // The same bundle again moves nothing.
+    let o = unpack(&b, &public, "--layout", &layout, &[]);
+    assert_eq!(doc(&o)["moved"], serde_json::json!([]), "{}", text(&o));
 }
 
 // ---- defect 8: the image graph is checked before anything is published ----------------

@@ -214,6 +214,13 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             for &i in &complete {
                 let image = &bundle.manifest.images[i];
                 let target = mirror::target(image, args.prefix.as_deref())?;
+                if let Some(tag) = &target.tag {
+                    let from = tag_target(storage, &target.repository, tag).filter(|d| *d != image.digest);
+                    if let Some(from) = from {
+                        let reference = format!("{}:{tag}", target.repository);
+                        moved.push(Moved { reference, from: from.to_string(), to: image.digest.to_string() });
+                    }
+                }
                 mirror::register(storage, image, &target)?;
                 let host = format!("{}:{}", config.hostname, config.port);
                 let reference = match &target.tag {
@@ -446,7 +453,15 @@ fn image_complete(bundle: &Bundle, extractor: &Extractor, i: usize) -> bool {
     })
 }
 
-/// A ref name of a layout repointed to another image.
+/// The manifest `repository:tag` points at in a registry root, if any.
+fn tag_target(storage: &Storage, repository: &str, tag: &str) -> Option<crate::digest::Digest> {
+    use crate::registry::names::{Reference, Repository, Tag};
+    let repo = Repository::parse(repository)?;
+    let tag = Tag::parse(tag)?;
+    storage.resolve(&repo, &Reference::Tag(tag)).ok().map(|s| s.digest)
+}
+
+/// A ref name (layout) or `REPO:TAG` (registry root) repointed to another image.
 struct Moved {
     reference: String,
     from: String,
