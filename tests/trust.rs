@@ -267,6 +267,37 @@ fn another_manifest_under_an_accepted_name_and_sequence_is_refused_even_when_sig
 }
 
 #[test]
+fn with_to_an_older_bundle_under_another_name_does_not_move_a_tag_back_and_the_record_is_said_to_be_per_host() {
+    let Some(dist) = crate::common::distribution::Distribution::start() else { return };
+    let tmp = common::tempdir();
+    let (key, public) = keygen(&tmp.path().join("keys"), "k");
+    let (new_src, old_src) = two_versions(tmp.path());
+    let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
+    pack(&key, &new, &new_src, &["--name", "app", "--sequence", "5"], Some(1_700_000_500));
+    pack(&key, &old, &old_src, &["--name", "app-old", "--sequence", "1"], Some(1_700_000_000));
+    let new_digest = manifest(&new, "app").images[0].digest.to_string();
+    let old_digest = manifest(&old, "app-old").images[0].digest.to_string();
+    let authfile = dist.authfile(tmp.path());
+    let to = format!("docker://{}/mirror", dist.host());
+    let push = |bundle: &Path, extra: &[&str]| {
+        let mut args = vec!["--authfile", authfile.to_str().unwrap(), "--cert-dir", dist.cert_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        unpack(bundle, &public, "--to", Path::new(&to), &[&["--cache", tmp.path().join("staging").to_str().unwrap()], &args[..]].concat())
+    };
+    let o = push(&new, &[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("this host only"), "{}", text(&o));
+    assert_eq!(dist.digest("mirror/src:img-0"), new_digest);
+    let o = push(&old, &[]);
+    assert_eq!(code(&o), 1, "an older bundle moved a pushed tag back: {}", text(&o));
+    assert!(text(&o).contains("mirror/src:img-0"), "{}", text(&o));
+    assert_eq!(dist.digest("mirror/src:img-0"), new_digest);
+    let o = push(&old, &["--allow-rollback"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(dist.digest("mirror/src:img-0"), old_digest);
+}
+
+#[test]
 fn two_bundles_packed_with_the_default_sequence_both_unpack_into_one_root_and_one_layout() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
