@@ -533,6 +533,41 @@ mod direct_tests {
         }
     }
 
+    /// A fresh temp file (a concurrent run's, in flight) survives a purge; one left
+    /// untouched for longer than [`STALE_TEMP`] does not.
+    #[test]
+    fn purge_removes_only_stale_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::create(dir.path()).unwrap();
+        let fresh = store.temp().unwrap();
+        let stale = store.temp().unwrap().into_temp_path().keep().unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMP - std::time::Duration::from_secs(60);
+        let f = File::options().write(true).open(&stale).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(old)).unwrap();
+        store.purge_temps().unwrap();
+        assert!(fresh.path().exists(), "a temp file in use was purged");
+        assert!(!stale.exists(), "a stale temp file was kept");
+    }
+
+    /// A second run waits for the first, and is told who holds the lock.
+    #[test]
+    fn the_run_lock_makes_a_second_run_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::create(dir.path()).unwrap();
+        let first = store.lock_run(|_| panic!("nobody holds the lock yet")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let store = BlobStore::create(&root).unwrap();
+            let _lock = store.lock_run(|holder| tx.send(holder.to_string()).unwrap()).unwrap();
+        });
+        let holder = rx.recv().unwrap();
+        assert_eq!(holder, std::process::id().to_string());
+        assert!(!second.is_finished(), "the second run did not wait");
+        drop(first);
+        second.join().unwrap();
+    }
+
     #[test]
     fn reset_starts_over() {
         let dir = tempfile::tempdir().unwrap();

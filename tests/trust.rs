@@ -282,7 +282,13 @@ fn with_to_an_older_bundle_under_another_name_does_not_move_a_tag_back_and_the_r
     let push = |bundle: &Path, extra: &[&str]| {
         let mut args = vec!["--authfile", authfile.to_str().unwrap(), "--cert-dir", dist.cert_dir.to_str().unwrap()];
         args.extend_from_slice(extra);
-        unpack(bundle, &public, "--to", Path::new(&to), &[&["--cache", tmp.path().join("staging").to_str().unwrap()], &args[..]].concat())
+        unpack(
+            bundle,
+            &public,
+            "--to",
+            Path::new(&to),
+            &[&["--cache", tmp.path().join("staging").to_str().unwrap()], &args[..]].concat(),
+        )
     };
     let o = push(&new, &[]);
     assert_eq!(code(&o), 0, "{}", text(&o));
