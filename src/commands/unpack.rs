@@ -127,6 +127,23 @@ impl Destination {
                 claims.push(trust::Claim { tag, digest: image.digest.clone() });
             }
         }
+        // `--release-tags` adds VERSION-ARCH-NAME tags to a registry.
+        let (prefix, host) = match self {
+            Destination::Layout(_) => return Ok(claims),
+            Destination::Registry { .. } => (args.prefix.as_deref(), None),
+            Destination::Push { to, .. } => (to.prefix.as_deref(), Some(to.registry.as_str())),
+        };
+        if args.release_tags {
+            for release in &bundle.manifest.releases {
+                for t in openshift::release_tags(release, &bundle.manifest.images, prefix)? {
+                    let tag = match host {
+                        Some(h) => format!("{h}/{}:{}", t.repository, t.tag),
+                        None => format!("{}:{}", t.repository, t.tag),
+                    };
+                    claims.push(trust::Claim { tag, digest: bundle.manifest.images[t.image].digest.clone() });
+                }
+            }
+        }
         Ok(claims)
     }
 
