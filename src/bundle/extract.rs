@@ -134,6 +134,8 @@ impl<'b> Extractor<'b> {
     /// Hash every entry found in place that this bundle's journal did not commit; keep
     /// those that match their signed digest, remove the others (and remember them).
     fn check_in_place(&mut self) -> Result<()> {
+        // (entry, path, metadata) of what is in place and must be hashed.
+        let mut suspects = Vec::new();
         for e in 0..self.bundle.manifest.entries.len() {
             let Some(dest) = self.destination(e) else { continue };
             let Ok(meta) = fs::symlink_metadata(&dest) else { continue };
@@ -141,23 +143,42 @@ impl<'b> Extractor<'b> {
                 self.from_journal += 1;
                 continue;
             }
-            let entry = self.entry(e);
-            let good = meta.is_file() && meta.len() == entry.size && crate::digest::file_digest(&dest)? == entry.digest;
-            if good {
-                self.checked.insert(e);
-            } else {
-                // Content-addressed or signed: what is there is not what was signed.
-                if meta.is_dir() {
-                    return Err(integrity(format!(
-                        "{} is a directory where the signed entry '{}' goes",
-                        dest.display(),
-                        entry.path
-                    )));
+            suspects.push((e, dest, meta));
+        }
+        // Hashing is the cost of a rerun: spread it over the cores.
+        let good: Vec<std::sync::atomic::AtomicBool> =
+            suspects.iter().map(|_| std::sync::atomic::AtomicBool::new(false)).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        crate::workers::run(
+            threads,
+            suspects.len(),
+            || Ok(()),
+            |_, i| {
+                let (e, dest, meta) = &suspects[i];
+                let entry = self.entry(*e);
+                if meta.is_file() && meta.len() == entry.size && crate::digest::file_digest(dest)? == entry.digest {
+                    good[i].store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                fs::remove_file(&dest).at(&dest)?;
-                store::sync_dir(&dest)?;
-                self.damaged.push((e, entry.path.clone()));
+                Ok(())
+            },
+        )?;
+        for (i, (e, dest, meta)) in suspects.into_iter().enumerate() {
+            if good[i].load(std::sync::atomic::Ordering::SeqCst) {
+                self.checked.insert(e);
+                continue;
             }
+            // Content-addressed or signed: what is there is not what was signed.
+            let entry = self.entry(e);
+            if meta.is_dir() {
+                return Err(integrity(format!(
+                    "{} is a directory where the signed entry '{}' goes",
+                    dest.display(),
+                    entry.path
+                )));
+            }
+            fs::remove_file(&dest).at(&dest)?;
+            store::sync_dir(&dest)?;
+            self.damaged.push((e, entry.path.clone()));
         }
         Ok(())
     }
