@@ -72,8 +72,15 @@ fn report_error(out: &Output, err: &anyhow::Error, status: Status) {
         }
         previous = text;
     }
+    // A refusal by policy carries its own hint; other integrity errors are damage.
+    let specific = err.chain().find_map(|c| match c.downcast_ref::<Error>() {
+        Some(Error::Refused { hint, .. }) => Some(hint.as_str()),
+        _ => None,
+    });
     let hint = match status {
-        Status::Integrity => Some("do not use this bundle: obtain a good copy of the named file and run again"),
+        Status::Integrity => {
+            Some(specific.unwrap_or("do not use this bundle: obtain a good copy of the named file and run again"))
+        }
         _ => None,
     };
     if out.json() {

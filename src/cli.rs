@@ -99,9 +99,12 @@ pub struct PackArgs {
     /// Maximum size of one stored chunk
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub chunk_size: ByteSize,
-    /// Sequence number; unpack refuses a bundle older than the last one it accepted
-    #[arg(long, default_value_t = 1)]
-    pub sequence: u64,
+    /// Sequence number of this bundle among the bundles of its name and key; unpack refuses
+    /// an older one, and another bundle under a sequence it accepted. Default: the signed
+    /// creation time in seconds since the epoch (SOURCE_DATE_EPOCH when set), so it grows by
+    /// itself; give it when two bundles of one name are made within the same second
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
     /// Expiry, counted from now (also when SOURCE_DATE_EPOCH fixes the creation time),
     /// e.g. 30d, 12h, 90m
     #[arg(long, value_name = "DURATION")]
@@ -259,7 +262,10 @@ pub struct UnpackArgs {
     /// When installing on first use, write the systemd unit but do not enable or start it
     #[arg(long, requires = "root")]
     pub no_start: bool,
-    /// Accept a bundle older than (or different from) the last one accepted for this key and name
+    /// Accept a rollback: a tag moving to content signed earlier (same key) than what set it,
+    /// an older sequence or a different manifest under an accepted sequence of a (key, name).
+    /// The record is kept at the destination (LAYOUT/.airlift/trust.json, the registry
+    /// storage's .airlift/trust.json; for --to, beside the staging cache: this host only)
     #[arg(long)]
     pub allow_rollback: bool,
     /// Where to write what a cluster needs to pull from the mirror (ImageDigestMirrorSet,

@@ -46,6 +46,9 @@ pub enum Error {
     /// Content does not match what was signed, or is malicious.
     #[error("{0}")]
     Integrity(String),
+    /// A signed, intact bundle refused by policy (rollback, expiry), with what to do.
+    #[error("{message}")]
+    Refused { message: String, hint: String },
     /// Bad arguments or input the user supplied (not bundle content).
     #[error("{0}")]
     Usage(String),
@@ -58,7 +61,7 @@ pub enum Error {
 impl Error {
     pub fn status(&self) -> Status {
         match self {
-            Error::Integrity(_) => Status::Integrity,
+            Error::Integrity(_) | Error::Refused { .. } => Status::Integrity,
             Error::Sign(e) if e.is_integrity() => Status::Integrity,
             Error::Usage(_) | Error::Io { .. } | Error::Sign(_) => Status::Usage,
         }
@@ -85,6 +88,11 @@ impl<T> IoContext<T> for io::Result<T> {
 /// Shorthand constructors used across the library.
 pub fn integrity(msg: impl Into<String>) -> Error {
     Error::Integrity(msg.into())
+}
+
+/// A signed bundle refused by policy, with the hint printed after the error.
+pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Refused { message: message.into(), hint: hint.into() }
 }
 
 pub fn usage(msg: impl Into<String>) -> Error {

@@ -6,7 +6,8 @@
 //!   index.json              images, by digest and ref name
 //!   blobs/sha256/<hex>      every blob, named by the sha256 of its bytes
 //!   files/<name>            files included in a bundle
-//!   .airlift/               unpack state: tmp/ (temp files), partial/, journal, accepted.json
+//!   .airlift/               unpack state: tmp/ (temp files), partial/, journal/, lock,
+//!                           trust.json (rollback protection, see bundle::trust)
 //! ```
 //! This module is the only place that builds blob paths.
 
@@ -104,10 +105,70 @@ impl BlobStore {
         Ok((NamedTempFile::from_parts(file, temp_path), len))
     }
 
-    /// Remove temp files left by a killed run.
+    /// Remove temp files left by a killed run: only those nobody has written to for
+    /// [`STALE_TEMP`], so a concurrent run's (or the registry's uploads') temp files in
+    /// flight are left alone.
     pub fn purge_temps(&self) -> Result<()> {
-        purge_temps_in(&self.state_dir().join("tmp"))
+        let dir = self.state_dir().join("tmp");
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
+        let now = std::time::SystemTime::now();
+        for entry in entries {
+            let entry = entry.at(&dir)?;
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let idle = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| now.duration_since(t).ok());
+            if idle.is_some_and(|d| d >= STALE_TEMP) {
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(crate::error::Error::io(&path, e))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
+
+    /// Take this store's run lock (`STATE/lock`, flock), so that two unpacks into one
+    /// destination run one after the other; `waiting` is told the holder's pid (as it
+    /// wrote it) when the lock is taken. Released when the returned guard is dropped.
+    pub fn lock_run(&self, waiting: impl FnOnce(&str)) -> Result<RunLock> {
+        use std::io::{Read, Seek};
+        use std::os::unix::io::AsRawFd;
+        let path = self.state_dir().join("lock");
+        let mut file =
+            fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
+        // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            waiting(holder.trim());
+            loop {
+                // SAFETY: as above; this call blocks until the holder releases the lock.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(crate::error::Error::io(&path, e));
+                }
+            }
+        }
+        file.set_len(0).at(&path)?;
+        file.rewind().at(&path)?;
+        file.write_all(std::process::id().to_string().as_bytes()).at(&path)?;
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// How long a temp file must have been left untouched before a new run removes it.
+pub const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Held while one run writes into a store ([`BlobStore::lock_run`]).
+pub struct RunLock {
+    _file: File,
 }
 
 /// Make a finished temp file durable under `dest` (mode 0644): fsync, rename, fsync the
@@ -470,6 +531,41 @@ mod direct_tests {
             DirectReader::open(&path).unwrap().read_to_end(&mut got).unwrap();
             assert!(got == data, "length {len}");
         }
+    }
+
+    /// A fresh temp file (a concurrent run's, in flight) survives a purge; one left
+    /// untouched for longer than [`STALE_TEMP`] does not.
+    #[test]
+    fn purge_removes_only_stale_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::create(dir.path()).unwrap();
+        let fresh = store.temp().unwrap();
+        let stale = store.temp().unwrap().into_temp_path().keep().unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMP - std::time::Duration::from_secs(60);
+        let f = File::options().write(true).open(&stale).unwrap();
+        f.set_times(fs::FileTimes::new().set_modified(old)).unwrap();
+        store.purge_temps().unwrap();
+        assert!(fresh.path().exists(), "a temp file in use was purged");
+        assert!(!stale.exists(), "a stale temp file was kept");
+    }
+
+    /// A second run waits for the first, and is told who holds the lock.
+    #[test]
+    fn the_run_lock_makes_a_second_run_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::create(dir.path()).unwrap();
+        let first = store.lock_run(|_| panic!("nobody holds the lock yet")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let store = BlobStore::create(&root).unwrap();
+            let _lock = store.lock_run(|holder| tx.send(holder.to_string()).unwrap()).unwrap();
+        });
+        let holder = rx.recv().unwrap();
+        assert_eq!(holder, std::process::id().to_string());
+        assert!(!second.is_finished(), "the second run did not wait");
+        drop(first);
+        second.join().unwrap();
     }
 
     #[test]

@@ -242,5 +242,7 @@ fn rollback_to_an_older_sequence_is_refused() {
     let refused = unpack("old").assert().code(1);
     let err = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
     assert!(err.contains("rollback"), "{err}");
+    // Its own hint, not the one for damaged media.
+    assert!(err.contains("hint: repack with --sequence 6"), "{err}");
     unpack("old").arg("--allow-rollback").assert().code(0);
 }

@@ -20,3 +20,4 @@ mod registry;
 mod registry_unpack;
 mod resume;
 mod tamper;
+mod trust;

@@ -2,6 +2,11 @@
 //! to their final place. A whole entry goes to a temp file renamed into place; a split
 //! entry's parts are written at their offsets into a partial file and recorded in a
 //! journal, so a killed run resumes where it stopped and volumes may come in any order.
+//!
+//! Nothing already on disk counts as done by its name or size alone: an entry this
+//! bundle's journal did not commit (another bundle's blob, an earlier run's file, a file
+//! someone edited) is hashed once per run against its signed digest, and removed to be
+//! written again from the bundle when it differs.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -24,41 +29,74 @@ pub struct Extractor<'b> {
     /// Where included files go.
     files_dir: PathBuf,
     journal_path: PathBuf,
-    /// Journal file and the set of chunks it records, under one lock.
-    journal: Mutex<(Option<File>, HashSet<usize>)>,
+    /// Journal file and what it records, under one lock.
+    journal: Mutex<Journal>,
+    /// Entries found in place at start that this bundle's journal had not committed, and
+    /// whose content matched their signed digest (hashed once, here).
+    checked: HashSet<usize>,
+    /// Paths of entries found in place at start whose content did not match: removed,
+    /// to be written again from the bundle.
+    damaged: Vec<(usize, String)>,
+    /// Entries in place at start that this bundle's journal had committed (not hashed again).
+    from_journal: usize,
     /// Running sha256 of split entries whose parts were written in order in this run:
     /// entry → (next part, hash so far). Saves re-reading the entry at commit.
     rolling: Mutex<HashMap<usize, (u32, Hasher)>>,
 }
 
+/// A bundle's journal: one line per committed part (`CHUNK SHA256`) or whole entry
+/// (`entry ENTRY DIGEST`), appended and synced as they are committed.
+#[derive(Default)]
+struct Journal {
+    file: Option<File>,
+    chunks: HashSet<usize>,
+    entries: HashSet<usize>,
+}
+
 impl<'b> Extractor<'b> {
-    /// Load the journal of this bundle (if a previous run left one) and finish entries
-    /// whose parts were all written before that run stopped.
+    /// Load the journal of this bundle (if a previous run left one), check every entry
+    /// already in place that it did not commit, and finish entries whose parts were all
+    /// written before that run stopped.
     pub fn new(bundle: &'b Bundle, store: &'b BlobStore, files_dir: PathBuf) -> Result<Extractor<'b>> {
         let dir = store.state_dir().join("journal");
         fs::create_dir_all(&dir).at(&dir)?;
         fs::create_dir_all(store.state_dir().join("partial")).at(store.state_dir())?;
         let journal_path = dir.join(&bundle.manifest.id);
-        let mut done = HashSet::new();
+        let mut journal = Journal::default();
         if let Ok(file) = File::open(&journal_path) {
             for line in BufReader::new(file).lines() {
                 let Ok(line) = line else { break };
                 // A torn last line (killed mid-append) simply does not count.
-                let Some((c, sha)) = line.split_once(' ') else { continue };
-                let Ok(c) = c.parse::<usize>() else { continue };
-                if bundle.manifest.chunks.get(c).is_some_and(|ch| ch.sha256.hex() == sha) {
-                    done.insert(c);
+                let words: Vec<&str> = line.split(' ').collect();
+                match words[..] {
+                    [c, sha] => {
+                        let Ok(c) = c.parse::<usize>() else { continue };
+                        if bundle.manifest.chunks.get(c).is_some_and(|ch| ch.sha256.hex() == sha) {
+                            journal.chunks.insert(c);
+                        }
+                    }
+                    ["entry", e, digest] => {
+                        let Ok(e) = e.parse::<usize>() else { continue };
+                        if bundle.manifest.entries.get(e).is_some_and(|en| en.digest.hex() == digest) {
+                            journal.entries.insert(e);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
-        let ex = Extractor {
+        let mut ex = Extractor {
             bundle,
             store,
             files_dir,
             journal_path,
-            journal: Mutex::new((None, done)),
+            journal: Mutex::new(journal),
+            checked: HashSet::new(),
+            damaged: Vec::new(),
+            from_journal: 0,
             rolling: Mutex::default(),
         };
+        ex.check_in_place()?;
         for e in 0..bundle.manifest.entries.len() {
             if ex.entry_chunks(e).len() > 1 && ex.destination(e).is_some() && !ex.committed(e) && ex.all_parts_done(e) {
                 ex.finalize(e, None)?;
@@ -85,18 +123,93 @@ impl<'b> Extractor<'b> {
         }
     }
 
-    /// The entry is in place (renames are atomic, so its presence means it was verified).
-    pub fn committed(&self, e: usize) -> bool {
-        let entry = self.entry(e);
-        match entry.kind {
-            EntryKind::Blob => self.store.contains(&entry.digest, entry.size),
-            _ => self.destination(e).and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.len() == entry.size),
+    /// Whether this bundle's journal committed entry `e` (whole, or every part).
+    fn journaled(&self, e: usize) -> bool {
+        match self.journal.lock() {
+            Ok(j) => j.entries.contains(&e) || self.entry_chunks(e).iter().all(|c| j.chunks.contains(c)),
+            Err(_) => false,
         }
+    }
+
+    /// Hash every entry found in place that this bundle's journal did not commit; keep
+    /// those that match their signed digest, remove the others (and remember them).
+    fn check_in_place(&mut self) -> Result<()> {
+        // (entry, path, metadata) of what is in place and must be hashed.
+        let mut suspects = Vec::new();
+        for e in 0..self.bundle.manifest.entries.len() {
+            let Some(dest) = self.destination(e) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&dest) else { continue };
+            if self.journaled(e) && meta.is_file() && meta.len() == self.entry(e).size {
+                self.from_journal += 1;
+                continue;
+            }
+            suspects.push((e, dest, meta));
+        }
+        // Hashing is the cost of a rerun: spread it over the cores.
+        let good: Vec<std::sync::atomic::AtomicBool> =
+            suspects.iter().map(|_| std::sync::atomic::AtomicBool::new(false)).collect();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        crate::workers::run(
+            threads,
+            suspects.len(),
+            || Ok(()),
+            |_, i| {
+                let (e, dest, meta) = &suspects[i];
+                let entry = self.entry(*e);
+                if meta.is_file() && meta.len() == entry.size && crate::digest::file_digest(dest)? == entry.digest {
+                    good[i].store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(())
+            },
+        )?;
+        for (i, (e, dest, meta)) in suspects.into_iter().enumerate() {
+            if good[i].load(std::sync::atomic::Ordering::SeqCst) {
+                self.checked.insert(e);
+                continue;
+            }
+            // Content-addressed or signed: what is there is not what was signed.
+            let entry = self.entry(e);
+            if meta.is_dir() {
+                return Err(integrity(format!(
+                    "{} is a directory where the signed entry '{}' goes",
+                    dest.display(),
+                    entry.path
+                )));
+            }
+            fs::remove_file(&dest).at(&dest)?;
+            store::sync_dir(&dest)?;
+            self.damaged.push((e, entry.path.clone()));
+        }
+        Ok(())
+    }
+
+    /// The entry is in place and its content is what was signed: committed by this
+    /// bundle's journal (every commit hashed it first), or hashed at the start of this run.
+    pub fn committed(&self, e: usize) -> bool {
+        if self.destination(e).is_none() {
+            return false;
+        }
+        if self.checked.contains(&e) {
+            return true;
+        }
+        self.journaled(e) && self.destination(e).and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.is_file())
+    }
+
+    /// Entries found in place whose content did not match their signed digest (removed at
+    /// start): (entry path, whether this run wrote it again).
+    pub fn damaged(&self) -> Vec<(String, bool)> {
+        self.damaged.iter().map(|(e, path)| (path.clone(), self.committed(*e))).collect()
+    }
+
+    /// What was already complete when this run started: (entries committed by this
+    /// bundle's journal, entries found in place and checked against their digests now).
+    pub fn already_complete(&self) -> (usize, usize) {
+        (self.from_journal, self.checked.len())
     }
 
     fn all_parts_done(&self, e: usize) -> bool {
         match self.journal.lock() {
-            Ok(j) => self.entry_chunks(e).iter().all(|c| j.1.contains(c)),
+            Ok(j) => self.entry_chunks(e).iter().all(|c| j.chunks.contains(c)),
             Err(_) => false,
         }
     }
@@ -105,20 +218,33 @@ impl<'b> Extractor<'b> {
         self.store.state_dir().join("partial").join(format!("{}.{e}", self.bundle.manifest.id))
     }
 
+    /// Append a line to the journal (synced).
+    fn append(&self, guard: &mut Journal, line: &str) -> Result<()> {
+        if guard.file.is_none() {
+            let f = OpenOptions::new().create(true).append(true).open(&self.journal_path).at(&self.journal_path)?;
+            guard.file = Some(f);
+        }
+        if let Some(f) = guard.file.as_mut() {
+            f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).at(&self.journal_path)?;
+        }
+        Ok(())
+    }
+
     /// Record a committed part; returns whether it completed its entry.
     fn record(&self, c: usize) -> Result<bool> {
         let e = self.bundle.index.chunk_entry[c];
         let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
-        if guard.0.is_none() {
-            let f = OpenOptions::new().create(true).append(true).open(&self.journal_path).at(&self.journal_path)?;
-            guard.0 = Some(f);
-        }
-        let line = format!("{c} {}\n", self.bundle.manifest.chunks[c].sha256.hex());
-        if let Some(f) = guard.0.as_mut() {
-            f.write_all(line.as_bytes()).and_then(|_| f.sync_data()).at(&self.journal_path)?;
-        }
-        guard.1.insert(c);
-        Ok(self.entry_chunks(e).iter().all(|x| guard.1.contains(x)))
+        self.append(&mut guard, &format!("{c} {}\n", self.bundle.manifest.chunks[c].sha256.hex()))?;
+        guard.chunks.insert(c);
+        Ok(self.entry_chunks(e).iter().all(|x| guard.chunks.contains(x)))
+    }
+
+    /// Record a whole entry committed (after its content was checked).
+    fn record_entry(&self, e: usize) -> Result<()> {
+        let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
+        self.append(&mut guard, &format!("entry {e} {}\n", self.entry(e).digest.hex()))?;
+        guard.entries.insert(e);
+        Ok(())
     }
 
     /// Move a completely written split entry into place, once its whole content hashes to
@@ -165,20 +291,26 @@ impl<'b> Extractor<'b> {
     fn forget(&self, e: usize) -> Result<()> {
         let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
         for c in self.entry_chunks(e) {
-            guard.1.remove(c);
+            guard.chunks.remove(c);
         }
-        guard.0 = None;
-        let mut kept: Vec<usize> = guard.1.iter().copied().collect();
+        guard.entries.remove(&e);
+        guard.file = None;
+        let mut kept: Vec<usize> = guard.chunks.iter().copied().collect();
         kept.sort_unstable();
-        let text: String =
+        let mut text: String =
             kept.iter().map(|&c| format!("{c} {}\n", self.bundle.manifest.chunks[c].sha256.hex())).collect();
+        let mut entries: Vec<usize> = guard.entries.iter().copied().collect();
+        entries.sort_unstable();
+        for e in entries {
+            text.push_str(&format!("entry {e} {}\n", self.entry(e).digest.hex()));
+        }
         store::write_atomic(&self.journal_path, text.as_bytes())
     }
 
     /// Drop the journal and partial files once every entry of the bundle is in place.
     pub fn cleanup(&self) -> Result<()> {
         if let Ok(mut guard) = self.journal.lock() {
-            guard.0 = None;
+            guard.file = None;
         }
         if self.journal_path.exists() {
             fs::remove_file(&self.journal_path).at(&self.journal_path)?;
@@ -202,7 +334,7 @@ impl Sink for Extractor<'_> {
         if self.committed(e) {
             return Action::Skip;
         }
-        let done = self.journal.lock().map(|j| j.1.contains(&c)).unwrap_or(false);
+        let done = self.journal.lock().map(|j| j.chunks.contains(&c)).unwrap_or(false);
         if done {
             Action::Skip
         } else {
@@ -232,44 +364,54 @@ impl Sink for Extractor<'_> {
         }
         let temp = self.store.temp()?;
         Ok(match entry.compression {
-            Compression::None => {
-                Box::new(WholeWriter { file: DirectWriter::temp(&temp, self.store.direct_io())?, temp, dest })
-            }
-            Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, temp)?, dest }),
+            Compression::None => Box::new(WholeWriter {
+                file: DirectWriter::temp(&temp, self.store.direct_io())?,
+                temp,
+                dest,
+                ex: self,
+                e,
+            }),
+            Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, temp)?, dest, ex: self, e }),
         })
     }
 }
 
 /// A whole uncompressed entry: its chunk hash is its digest.
-struct WholeWriter {
+struct WholeWriter<'x, 'b> {
     temp: NamedTempFile,
     file: DirectWriter,
     dest: PathBuf,
+    ex: &'x Extractor<'b>,
+    e: usize,
 }
 
-impl ChunkWriter for WholeWriter {
+impl ChunkWriter for WholeWriter<'_, '_> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.file.write_all(data)
     }
     fn commit(self: Box<Self>) -> Result<()> {
         self.file.finish()?;
-        store::commit(self.temp, &self.dest)
+        store::commit(self.temp, &self.dest)?;
+        self.ex.record_entry(self.e)
     }
 }
 
 /// A whole compressed entry, expanded while it streams in.
-struct ZstdWriter {
+struct ZstdWriter<'x, 'b> {
     exp: Expander<NamedTempFile>,
     dest: PathBuf,
+    ex: &'x Extractor<'b>,
+    e: usize,
 }
 
-impl ChunkWriter for ZstdWriter {
+impl ChunkWriter for ZstdWriter<'_, '_> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.exp.write(data)
     }
     fn commit(self: Box<Self>) -> Result<()> {
         let temp = self.exp.finish()?;
-        store::commit(temp, &self.dest)
+        store::commit(temp, &self.dest)?;
+        self.ex.record_entry(self.e)
     }
 }
 

@@ -185,8 +185,8 @@ pub struct Problem {
 #[serde(rename_all = "lowercase")]
 pub enum VolumeStatus {
     Ok,
-    /// Not read: everything it holds is already unpacked.
-    Done,
+    /// Not read: everything it holds is already unpacked (or only checked, not needed).
+    Skipped,
     Damaged,
     Missing,
     Foreign,
@@ -546,11 +546,10 @@ impl Bundle {
     /// An expired bundle is refused: the signer said it must not be used after that time.
     pub fn check_expiry(&self, now: u64) -> Result<()> {
         match self.manifest.expires {
-            Some(t) if t < now => Err(integrity(format!(
-                "bundle '{}' expired at {} (signed expiry)",
-                self.manifest.name,
-                crate::time::rfc3339(t)
-            ))),
+            Some(t) if t < now => Err(crate::error::refused(
+                format!("bundle '{}' expired at {} (signed expiry)", self.manifest.name, crate::time::rfc3339(t)),
+                format!("expired on {}: ask for a new bundle", crate::time::rfc3339(t)),
+            )),
             _ => Ok(()),
         }
     }

@@ -222,7 +222,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let settings = Settings {
         dir: args.out.clone(),
         name: args.name.clone(),
-        sequence: args.sequence,
+        sequence: sequence(args, created),
         created,
         // From now: SOURCE_DATE_EPOCH fixes the creation time (reproducible), but a
         // bundle made today from an old commit must not be born expired.
@@ -493,6 +493,12 @@ fn registry_source(args: &PackArgs) -> anyhow::Result<RegistrySource> {
     Ok(RegistrySource::new(options, &cache, platforms, r.parallel as usize)?)
 }
 
+/// The bundle's sequence: `--sequence`, else its signed creation time in seconds (it
+/// grows by itself and stays reproducible under SOURCE_DATE_EPOCH).
+fn sequence(args: &PackArgs, created: u64) -> u64 {
+    args.sequence.unwrap_or(created)
+}
+
 /// The bundle id: a hash of everything that determines the bundle's content, so the same
 /// inputs give the same id (and the same bytes) and different bundles differ.
 fn bundle_id(key_id: &[u8; 8], args: &PackArgs, created: u64, volume_size: u64, items: &[Item]) -> String {
@@ -500,7 +506,7 @@ fn bundle_id(key_id: &[u8; 8], args: &PackArgs, created: u64, volume_size: u64, 
     h.update(b"airlift bundle id v1\0");
     h.update(key_id);
     h.update(args.name.as_bytes());
-    h.update(&args.sequence.to_le_bytes());
+    h.update(&sequence(args, created).to_le_bytes());
     h.update(&created.to_le_bytes());
     h.update(&args.expires.map(|d| d.0 + 1).unwrap_or(0).to_le_bytes());
     h.update(&volume_size.to_le_bytes());

@@ -1,16 +1,14 @@
 //! `airlift unpack`: verify while reading and write an OCI image layout or into a registry
 //! root, resumably, or push into an existing registry (`--to`) from a staging store.
 
-use std::collections::BTreeMap;
-
 use crate::bundle::extract::Extractor;
-use crate::bundle::manifest::{Image, Release};
+use crate::bundle::manifest::{EntryKind, Image, Release};
 use crate::bundle::names;
 use crate::bundle::reader::{self, Action, Bundle, Sink, VolumeReport, VolumeStatus};
 use crate::cli::UnpackArgs;
 use crate::client::publish::{self, Journal, PushOptions, PushReport};
 use crate::client::{Client, Options};
-use crate::error::{integrity, usage, Status};
+use crate::error::{usage, Status};
 use crate::oci::{descriptor, REF_NAME};
 use crate::openshift::{self, mirrorsets};
 use crate::output::Output;
@@ -19,6 +17,7 @@ use crate::registry::install::{self, InstallOptions};
 use crate::registry::mirror;
 use crate::registry::storage::Storage;
 use crate::store::{write_atomic, BlobStore};
+use crate::trust;
 
 /// Where unpack writes.
 enum Destination {
@@ -103,6 +102,51 @@ impl Destination {
         }
     }
 
+    /// Where this destination's rollback record lives: beside what it serves (the
+    /// layout, the registry's storage); for `--to`, beside the staging store (this host).
+    fn trust_dir(&self) -> std::path::PathBuf {
+        self.store().state_dir()
+    }
+
+    /// The tags this bundle's images would set here, as this destination names them.
+    fn claims(&self, bundle: &Bundle, args: &UnpackArgs) -> crate::error::Result<Vec<trust::Claim>> {
+        let mut claims = Vec::new();
+        for image in &bundle.manifest.images {
+            let tag = match self {
+                Destination::Layout(_) => image.reference.clone(),
+                Destination::Registry { .. } => {
+                    let t = mirror::target(image, args.prefix.as_deref())?;
+                    t.tag.map(|tag| format!("{}:{tag}", t.repository))
+                }
+                Destination::Push { to, .. } => {
+                    let t = mirror::target(image, to.prefix.as_deref())?;
+                    t.tag.map(|tag| format!("{}/{}:{tag}", to.registry, t.repository))
+                }
+            };
+            if let Some(tag) = tag {
+                claims.push(trust::Claim { tag, digest: image.digest.clone() });
+            }
+        }
+        // `--release-tags` adds VERSION-ARCH-NAME tags to a registry.
+        let (prefix, host) = match self {
+            Destination::Layout(_) => return Ok(claims),
+            Destination::Registry { .. } => (args.prefix.as_deref(), None),
+            Destination::Push { to, .. } => (to.prefix.as_deref(), Some(to.registry.as_str())),
+        };
+        if args.release_tags {
+            for release in &bundle.manifest.releases {
+                for t in openshift::release_tags(release, &bundle.manifest.images, prefix)? {
+                    let tag = match host {
+                        Some(h) => format!("{h}/{}:{}", t.repository, t.tag),
+                        None => format!("{}:{}", t.repository, t.tag),
+                    };
+                    claims.push(trust::Claim { tag, digest: bundle.manifest.images[t.image].digest.clone() });
+                }
+            }
+        }
+        Ok(claims)
+    }
+
     fn describe(&self) -> String {
         match self {
             Destination::Layout(store) => store.root().display().to_string(),
@@ -118,8 +162,23 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     bundle.check_expiry(crate::time::now())?;
     let dest = Destination::open(args, out)?;
     let store = dest.store();
+    let _lock = store.lock_run(|pid| {
+        out.info(format!("waiting for another unpack of {} (pid {pid})", store.root().display()));
+    })?;
     store.purge_temps()?;
-    accept_sequence(store, &bundle, args.allow_rollback)?;
+    trust::check_image_list(&bundle)?;
+    let claims = dest.claims(&bundle, args)?;
+    let mut record = trust::Record::open(&dest.trust_dir())?;
+    if let Destination::Push { .. } = &dest {
+        out.info(format!(
+            "warning: rollback protection for --to is recorded on this host only ({}): another host or another \
+             --cache does not see it",
+            record.path().display()
+        ));
+    }
+    for overridden in record.check(&bundle, &claims, args.allow_rollback)? {
+        out.info(format!("warning: --allow-rollback: accepting a rollback: {overridden}"));
+    }
     let extractor = Extractor::new(&bundle, store, dest.files_dir())?;
 
     let progress = out.progress();
@@ -130,7 +189,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             reports.push(VolumeReport {
                 volume: v as u32 + 1,
                 file: bundle.manifest.volumes[v].file.clone(),
-                status: VolumeStatus::Done,
+                status: VolumeStatus::Skipped,
                 size: bundle.manifest.volumes[v].size,
                 problems: vec![],
             });
@@ -144,18 +203,41 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         }
         reports.push(report);
     }
+    let damaged = extractor.damaged();
+    for (path, replaced) in &damaged {
+        out.info(format!(
+            "warning: the stored copy of {path} did not match its signed digest: {}",
+            if *replaced { "replaced from the bundle" } else { "removed; the volume holding it is needed" }
+        ));
+    }
 
     let complete: Vec<usize> =
-        (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, store, i)).collect();
+        (0..bundle.manifest.images.len()).filter(|&i| image_complete(&bundle, &extractor, i)).collect();
+    for &i in &complete {
+        trust::check_image_graph(&bundle, store, &bundle.manifest.images[i])?;
+    }
+    let published_claims: Vec<trust::Claim> = claims
+        .iter()
+        .filter(|c| complete.iter().any(|&i| bundle.manifest.images[i].digest == c.digest))
+        .cloned()
+        .collect();
     let mut published = Vec::new();
+    let mut moved = Vec::new();
     let mut pushed = PushReport::default();
     match &dest {
-        Destination::Layout(store) if !complete.is_empty() => update_index(store, &bundle, &complete)?,
+        Destination::Layout(store) if !complete.is_empty() => moved = update_index(store, &bundle, &complete)?,
         Destination::Layout(_) => {}
         Destination::Registry { storage, config, .. } => {
             for &i in &complete {
                 let image = &bundle.manifest.images[i];
                 let target = mirror::target(image, args.prefix.as_deref())?;
+                if let Some(tag) = &target.tag {
+                    let from = tag_target(storage, &target.repository, tag).filter(|d| *d != image.digest);
+                    if let Some(from) = from {
+                        let reference = format!("{}:{tag}", target.repository);
+                        moved.push(Moved { reference, from: from.to_string(), to: image.digest.to_string() });
+                    }
+                }
                 mirror::register(storage, image, &target)?;
                 let host = format!("{}:{}", config.hostname, config.port);
                 let reference = match &target.tag {
@@ -189,6 +271,17 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             ));
         }
     }
+    for m in &moved {
+        out.info(format!(
+            "warning: ref {} in {} moved from {} to {} (bundle '{}')",
+            m.reference,
+            dest.describe(),
+            m.from,
+            m.to,
+            bundle.manifest.name
+        ));
+    }
+    record.accept(&bundle, &published_claims)?;
     let results = cluster_results(args, out, &bundle, &complete, &dest)?;
     let all_done = (0..bundle.manifest.entries.len()).all(|e| {
         let kind = bundle.manifest.entries[e].kind;
@@ -196,6 +289,13 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             || extractor.committed(e)
     });
     let general = Vec::new();
+    let (from_journal, checked_now) = extractor.already_complete();
+    if from_journal + checked_now > 0 {
+        out.data(format!(
+            "already complete: {from_journal} entr(y/ies) committed by an earlier run of this bundle (its journal), \
+             {checked_now} found in place and checked against their signed digests now"
+        ));
+    }
     let mut status = super::verify::summarize(&reports, &general);
     if status == Status::Ok && !all_done {
         status = Status::Incomplete;
@@ -211,6 +311,15 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         dest.describe()
     ));
     doc["destination"] = serde_json::json!(dest.describe());
+    doc["already_complete"] = serde_json::json!({ "from_journal": from_journal, "checked_now": checked_now });
+    doc["damaged_in_store"] = serde_json::json!(damaged
+        .iter()
+        .map(|(path, replaced)| serde_json::json!({ "entry": path, "replaced": replaced }))
+        .collect::<Vec<_>>());
+    doc["moved"] = serde_json::json!(moved
+        .iter()
+        .map(|m| serde_json::json!({ "ref": m.reference, "from": m.from, "to": m.to }))
+        .collect::<Vec<_>>());
     if let Destination::Registry { installed, config, .. } = &dest {
         doc["registry"] = serde_json::json!({ "url": config.url(), "images": published, "installed": installed });
     }
@@ -348,14 +457,38 @@ fn mirror_credentials(args: &UnpackArgs, dest: &Destination, host: &str) -> anyh
     }
 }
 
-fn image_complete(bundle: &Bundle, store: &BlobStore, i: usize) -> bool {
+/// Every blob image `i` needs is committed and checked against its signed digest.
+fn image_complete(bundle: &Bundle, extractor: &Extractor, i: usize) -> bool {
     let image = &bundle.manifest.images[i];
-    image.blobs.iter().all(|d| bundle.manifest.entries.iter().any(|e| &e.digest == d && store.contains(d, e.size)))
+    image.blobs.iter().all(|d| {
+        bundle
+            .manifest
+            .entries
+            .iter()
+            .position(|e| e.kind == EntryKind::Blob && &e.digest == d)
+            .is_some_and(|e| extractor.committed(e))
+    })
+}
+
+/// The manifest `repository:tag` points at in a registry root, if any.
+fn tag_target(storage: &Storage, repository: &str, tag: &str) -> Option<crate::digest::Digest> {
+    use crate::registry::names::{Reference, Repository, Tag};
+    let repo = Repository::parse(repository)?;
+    let tag = Tag::parse(tag)?;
+    storage.resolve(&repo, &Reference::Tag(tag)).ok().map(|s| s.digest)
+}
+
+/// A ref name (layout) or `REPO:TAG` (registry root) repointed to another image.
+struct Moved {
+    reference: String,
+    from: String,
+    to: String,
 }
 
 /// Add the complete images to the layout's index.json, keeping images from other bundles;
 /// a tag that moved points at the new image.
-fn update_index(store: &BlobStore, bundle: &Bundle, complete: &[usize]) -> crate::error::Result<()> {
+fn update_index(store: &BlobStore, bundle: &Bundle, complete: &[usize]) -> crate::error::Result<Vec<Moved>> {
+    let mut moved = Vec::new();
     let path = store.root().join("index.json");
     let mut manifests: Vec<serde_json::Value> = match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -373,6 +506,14 @@ fn update_index(store: &BlobStore, bundle: &Bundle, complete: &[usize]) -> crate
                 .and_then(|r| r.as_str())
                 .map(str::to_string)
         };
+        if let Some(r) = &image.reference {
+            for d in manifests.iter().filter(|d| ref_of(d).as_deref() == Some(r.as_str())) {
+                let from = d.get("digest").and_then(|x| x.as_str()).unwrap_or_default();
+                if from != image.digest.to_string() {
+                    moved.push(Moved { reference: r.clone(), from: from.to_string(), to: image.digest.to_string() });
+                }
+            }
+        }
         manifests.retain(|d| match &image.reference {
             Some(r) => ref_of(d).as_deref() != Some(r),
             None => {
@@ -388,37 +529,6 @@ fn update_index(store: &BlobStore, bundle: &Bundle, complete: &[usize]) -> crate
     });
     let mut bytes = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     bytes.push(b'\n');
-    write_atomic(&path, &bytes)
-}
-
-/// Rollback protection: per signing key and bundle name, remember the last sequence
-/// accepted; refuse an older one, or a different manifest with the same sequence.
-fn accept_sequence(store: &BlobStore, bundle: &Bundle, allow: bool) -> crate::error::Result<()> {
-    let path = store.state_dir().join("accepted.json");
-    let mut seen: BTreeMap<String, serde_json::Value> = match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| usage(format!("{}: {e}", path.display())))?,
-        Err(_) => BTreeMap::new(),
-    };
-    let m = &bundle.manifest;
-    let slot = format!("{}/{}", bundle.key_id, m.name);
-    if let Some(prev) = seen.get(&slot) {
-        let prev_seq = prev.get("sequence").and_then(|s| s.as_u64()).unwrap_or(0);
-        let prev_sha = prev.get("manifest_sha256").and_then(|s| s.as_str()).unwrap_or("");
-        let same = prev_sha == bundle.manifest_sha256.to_string();
-        if !allow && (m.sequence < prev_seq || (m.sequence == prev_seq && !same)) {
-            return Err(integrity(format!(
-                "rollback refused: bundle '{}' sequence {} from key {}, but sequence {prev_seq} ({}) was already accepted here; use --allow-rollback to accept it anyway",
-                m.name, m.sequence, bundle.key_id, if m.sequence == prev_seq { "a different manifest" } else { "newer" }
-            )));
-        }
-        if m.sequence < prev_seq {
-            return Ok(());
-        }
-    }
-    seen.insert(
-        slot,
-        serde_json::json!({ "sequence": m.sequence, "manifest_sha256": bundle.manifest_sha256, "bundle": m.id }),
-    );
-    let bytes = serde_json::to_vec_pretty(&seen).unwrap_or_default();
-    write_atomic(&path, &bytes)
+    write_atomic(&path, &bytes)?;
+    Ok(moved)
 }

@@ -39,7 +39,7 @@ pub fn summarize(reports: &[VolumeReport], general: &[String]) -> Status {
     let mut status = if general.is_empty() { Status::Ok } else { Status::Integrity };
     for r in reports {
         status = status.worst(match r.status {
-            VolumeStatus::Ok | VolumeStatus::Done => Status::Ok,
+            VolumeStatus::Ok | VolumeStatus::Skipped => Status::Ok,
             VolumeStatus::Missing => Status::Incomplete,
             VolumeStatus::Damaged | VolumeStatus::Foreign => Status::Integrity,
         });
@@ -70,7 +70,7 @@ pub fn print_report(
     for r in reports {
         let word = match r.status {
             VolumeStatus::Ok => "ok",
-            VolumeStatus::Done => "done",
+            VolumeStatus::Skipped => "skipped (not needed)",
             VolumeStatus::Damaged => "DAMAGED",
             VolumeStatus::Missing => "missing",
             VolumeStatus::Foreign => "FOREIGN",
@@ -103,7 +103,16 @@ pub fn print_report(
     }
     let missing: Vec<&str> =
         reports.iter().filter(|r| r.status == VolumeStatus::Missing).map(|r| r.file.as_str()).collect();
+    let skipped = reports.iter().filter(|r| r.status == VolumeStatus::Skipped).count();
     let verdict = match status {
+        Status::Ok if skipped == reports.len() => format!(
+            "OK: no volume needed reading ({skipped} skipped (not needed)): what they hold was already complete"
+        ),
+        Status::Ok if skipped > 0 => format!(
+            "OK: every chunk read matches the signed manifest ({} volume(s) read now; {skipped} skipped (not \
+             needed): what they hold was already complete)",
+            reports.len() - skipped
+        ),
         Status::Ok => "OK: every volume and chunk matches the signed manifest".to_string(),
         Status::Incomplete => format!("INCOMPLETE: everything present is good; still missing: {}", missing.join(", ")),
         _ => "FAILED: the bundle is damaged or tampered with".to_string(),

@@ -1,0 +1,326 @@
+//! What unpack accepts beyond the signature: rollback policy and the image graph.
+//!
+//! Rollback protection is about what a destination serves, not about bundle names
+//! (DESIGN.md property 8): a tag (a layout's ref name, a registry's `REPO:TAG`) never
+//! moves to content from a bundle signed earlier than the bundle that set it, by the same
+//! key, whatever the bundles are called. "Signed earlier" compares the signed creation
+//! time (in the trusted comment), ties broken by sequence. Besides, for one (key, bundle
+//! name) an older sequence is refused, and a different manifest under a sequence already
+//! accepted. `--allow-rollback` overrides all three.
+//!
+//! The record lives at the destination, in its state directory (`trust.json` beside the
+//! layout's or registry storage's `.airlift/`), updated under the destination's run lock:
+//! ```text
+//! { "version": 1,
+//!   "bundles": { "KEYID/NAME": { "sequence", "created", "manifest_sha256", "bundle" } },
+//!   "tags":    { "TAG": { "digest", "key_id", "name", "sequence", "created", "bundle" } } }
+//! ```
+//!
+//! The image graph: an image is published only when its signed description agrees with
+//! its own (verified) manifest bytes: its digest is one of the bundle's blobs, its media
+//! type is the manifest's, and every blob its manifest references is listed for it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::manifest::{EntryKind, Image};
+use crate::bundle::reader::Bundle;
+use crate::digest::Digest;
+use crate::error::{integrity, refused, usage, Result};
+use crate::store::BlobStore;
+
+/// A tag a bundle points at an image.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The tag as the destination names it: a ref name, `REPO:TAG`, `HOST/REPO:TAG`.
+    pub tag: String,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    version: u32,
+    #[serde(default)]
+    bundles: BTreeMap<String, Accepted>,
+    #[serde(default)]
+    tags: BTreeMap<String, TagSetter>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Accepted {
+    sequence: u64,
+    created: u64,
+    manifest_sha256: String,
+    bundle: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TagSetter {
+    digest: String,
+    key_id: String,
+    name: String,
+    sequence: u64,
+    created: u64,
+    bundle: String,
+}
+
+/// A destination's rollback record.
+pub struct Record {
+    path: PathBuf,
+    state: State,
+}
+
+impl Record {
+    /// The record kept in `state_dir` (none yet: empty).
+    pub fn open(state_dir: &Path) -> Result<Record> {
+        let path = state_dir.join("trust.json");
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                usage(format!("{}: not a rollback record ({e}); move it away to start a new one", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State { version: 1, ..earlier(state_dir) },
+            Err(e) => return Err(crate::error::Error::io(&path, e)),
+        };
+        Ok(Record { path, state })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Refuse `bundle` (exit 1, with a hint) when accepting it would roll this destination
+    /// back: an older sequence or another manifest under an accepted sequence of its
+    /// (key, name), or a tag of `claims` moving to content signed earlier than what set it.
+    /// With `allow`, nothing is refused; what would have been is returned, to be shown.
+    pub fn check(&self, bundle: &Bundle, claims: &[Claim], allow: bool) -> Result<Vec<String>> {
+        let m = &bundle.manifest;
+        let mut problems = Vec::new();
+        let mut newest_sequence = None;
+        if let Some(prev) = self.state.bundles.get(&slot(bundle)) {
+            if m.sequence < prev.sequence {
+                problems.push(format!(
+                    "bundle '{}' sequence {} from key {}, but sequence {} ({}) was already accepted here",
+                    m.name, m.sequence, bundle.key_id, prev.sequence, prev.bundle
+                ));
+            } else if m.sequence == prev.sequence && prev.manifest_sha256 != bundle.manifest_sha256.to_string() {
+                problems.push(format!(
+                    "bundle '{}' sequence {} from key {} is a different manifest from the one already accepted \
+                     here under that sequence ({})",
+                    m.name, m.sequence, bundle.key_id, prev.bundle
+                ));
+            }
+            newest_sequence = Some(prev.sequence);
+        }
+        for claim in claims {
+            let Some(setter) = self.state.tags.get(&claim.tag) else { continue };
+            if setter.key_id != bundle.key_id || setter.digest == claim.digest.to_string() {
+                continue;
+            }
+            if (m.created, m.sequence) < (setter.created, setter.sequence) {
+                problems.push(format!(
+                    "{} would move back from {} (set by bundle '{}' sequence {}, signed {}) to {} from bundle '{}' \
+                     sequence {}, signed earlier ({})",
+                    claim.tag,
+                    setter.digest,
+                    setter.name,
+                    setter.sequence,
+                    crate::time::rfc3339(setter.created),
+                    claim.digest,
+                    m.name,
+                    m.sequence,
+                    crate::time::rfc3339(m.created)
+                ));
+                newest_sequence = newest_sequence.max(Some(setter.sequence));
+            }
+        }
+        if problems.is_empty() || allow {
+            return Ok(problems);
+        }
+        let next = newest_sequence.unwrap_or(m.sequence) + 1;
+        Err(refused(
+            format!(
+                "rollback refused in {}: {}; use --allow-rollback to accept it anyway",
+                self.path.display(),
+                problems.join("; ")
+            ),
+            format!("repack with --sequence {next} (or a newer bundle)"),
+        ))
+    }
+
+    /// Record `bundle` as accepted and as the setter of the tags it published.
+    pub fn accept(&mut self, bundle: &Bundle, published: &[Claim]) -> Result<()> {
+        let m = &bundle.manifest;
+        let slot = slot(bundle);
+        if !self.state.bundles.get(&slot).is_some_and(|prev| m.sequence < prev.sequence) {
+            self.state.bundles.insert(
+                slot,
+                Accepted {
+                    sequence: m.sequence,
+                    created: m.created,
+                    manifest_sha256: bundle.manifest_sha256.to_string(),
+                    bundle: m.id.clone(),
+                },
+            );
+        }
+        for claim in published {
+            self.state.tags.insert(
+                claim.tag.clone(),
+                TagSetter {
+                    digest: claim.digest.to_string(),
+                    key_id: bundle.key_id.clone(),
+                    name: m.name.clone(),
+                    sequence: m.sequence,
+                    created: m.created,
+                    bundle: m.id.clone(),
+                },
+            );
+        }
+        let mut bytes = serde_json::to_vec_pretty(&self.state).map_err(|e| usage(format!("internal: {e}")))?;
+        bytes.push(b'\n');
+        crate::store::write_atomic(&self.path, &bytes)
+    }
+}
+
+/// What an earlier airlift recorded in `accepted.json` (per key and bundle name: the last
+/// sequence and its manifest), so that upgrading keeps that protection.
+fn earlier(state_dir: &Path) -> State {
+    let path = state_dir.join("accepted.json");
+    let old: BTreeMap<String, serde_json::Value> =
+        std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let bundles = old
+        .into_iter()
+        .filter_map(|(slot, v)| {
+            Some((
+                slot,
+                Accepted {
+                    sequence: v.get("sequence")?.as_u64()?,
+                    created: 0,
+                    manifest_sha256: v.get("manifest_sha256")?.as_str()?.to_string(),
+                    bundle: v.get("bundle").and_then(|b| b.as_str()).unwrap_or_default().to_string(),
+                },
+            ))
+        })
+        .collect();
+    State { bundles, ..State::default() }
+}
+
+fn slot(bundle: &Bundle) -> String {
+    format!("{}/{}", bundle.key_id, bundle.manifest.name)
+}
+
+/// The signed image list agrees with the bundle's entries: every image's own digest is
+/// one of its blobs and a blob of the bundle. Checked before anything is written.
+pub fn check_image_list(bundle: &Bundle) -> Result<()> {
+    let m = &bundle.manifest;
+    for image in &m.images {
+        let carried = m.entries.iter().any(|e| e.kind == EntryKind::Blob && e.digest == image.digest);
+        if !carried || !image.blobs.contains(&image.digest) {
+            return Err(inconsistent(image, "its manifest is not among the bundle's blobs for it".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Image `image`'s manifest (or index, and the children carried) as stored in `store`
+/// (verified bytes of this bundle) agrees with its signed description: media type, and
+/// every blob it references is listed for the image (children an index names may be
+/// left out: packed for some platforms only).
+pub fn check_image_graph(bundle: &Bundle, store: &BlobStore, image: &Image) -> Result<()> {
+    let entry = bundle.manifest.entries.iter().find(|e| e.kind == EntryKind::Blob && e.digest == image.digest);
+    if let Some(e) = entry.filter(|e| e.size != image.size) {
+        return Err(inconsistent(image, format!("its manifest is {} bytes in the bundle, not {}", e.size, image.size)));
+    }
+    check_manifest(bundle, store, image, &image.digest, &image.media_type, 0)
+}
+
+fn check_manifest(
+    bundle: &Bundle,
+    store: &BlobStore,
+    image: &Image,
+    digest: &Digest,
+    media_type: &str,
+    depth: usize,
+) -> Result<()> {
+    if depth > 4 {
+        return Err(inconsistent(image, format!("{digest} nests indexes too deep")));
+    }
+    let bytes = crate::oci::layout::read_limited(&store.path(digest), crate::oci::MAX_MANIFEST)?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| inconsistent(image, format!("{digest} is not a JSON manifest ({e})")))?;
+    if media_type == crate::oci::DOCKER_SCHEMA1 || media_type == crate::oci::DOCKER_SCHEMA1_SIGNED {
+        return Ok(());
+    }
+    let is_index = doc.get("manifests").is_some();
+    let declared = doc.get("mediaType").and_then(|t| t.as_str());
+    let agrees = match declared {
+        Some(t) => t == media_type,
+        None => is_index == crate::oci::is_index(media_type),
+    };
+    if !agrees || is_index != crate::oci::is_index(media_type) {
+        return Err(inconsistent(
+            image,
+            format!(
+                "{digest} is said to be {media_type} but its bytes are {}",
+                declared.unwrap_or(if is_index { "an index" } else { "a manifest" })
+            ),
+        ));
+    }
+    let descriptors = |field: &str| -> Vec<serde_json::Value> {
+        match doc.get(field) {
+            Some(serde_json::Value::Array(a)) => a.clone(),
+            Some(v @ serde_json::Value::Object(_)) => vec![v.clone()],
+            _ => Vec::new(),
+        }
+    };
+    let parse = |d: &serde_json::Value| -> Result<(Digest, String, u64)> {
+        let dg: Digest = d
+            .get("digest")
+            .and_then(|x| x.as_str())
+            .and_then(|x| x.parse().ok())
+            .ok_or_else(|| inconsistent(image, format!("{digest} holds a descriptor without a valid digest")))?;
+        let mt = d.get("mediaType").and_then(|x| x.as_str()).unwrap_or_default().to_string();
+        let size = d.get("size").and_then(|x| x.as_u64()).unwrap_or(0);
+        Ok((dg, mt, size))
+    };
+    let listed = |dg: &Digest, size: u64| -> Result<bool> {
+        if !image.blobs.contains(dg) {
+            return Ok(false);
+        }
+        match bundle.manifest.entries.iter().find(|e| &e.digest == dg) {
+            Some(e) if e.size == size => Ok(true),
+            Some(e) => {
+                Err(inconsistent(image, format!("{digest} says {dg} is {size} bytes, the bundle's is {}", e.size)))
+            }
+            None => Ok(false),
+        }
+    };
+    if is_index {
+        for child in descriptors("manifests") {
+            let (dg, mt, size) = parse(&child)?;
+            if listed(&dg, size)? {
+                check_manifest(bundle, store, image, &dg, &mt, depth + 1)?;
+            }
+        }
+        return Ok(());
+    }
+    for d in descriptors("config").iter().chain(descriptors("layers").iter()) {
+        if d.get("urls").is_some() {
+            continue; // a foreign layer: fetched from its URLs, never carried
+        }
+        let (dg, _, size) = parse(d)?;
+        if !listed(&dg, size)? {
+            return Err(inconsistent(image, format!("{digest} needs {dg}, which the bundle does not list for it")));
+        }
+    }
+    Ok(())
+}
+
+fn inconsistent(image: &Image, why: String) -> crate::error::Error {
+    integrity(format!(
+        "the signed image list is inconsistent: image {} ({}): {why}; nothing was published",
+        image.reference.as_deref().unwrap_or("without a ref name"),
+        image.digest
+    ))
+}
