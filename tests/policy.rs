@@ -67,12 +67,7 @@ fn an_expired_bundle_is_refused_by_verify_and_unpack() {
         .arg(format!("oci:{}", testdata("layout").display()))
         .assert()
         .success();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("airlift.manifest.json")).unwrap()).unwrap();
-    let expires = manifest["expires"].as_u64().expect("an expiry");
-    while airlift::time::now() <= expires {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let expires = common::wait_until_expired(&out);
     let v = airlift().arg("verify").arg(&out).arg("--key").arg(&public).arg("--json").assert().code(1);
     let doc: serde_json::Value = serde_json::from_slice(&v.get_output().stdout).unwrap();
     assert_eq!(doc["bundle"]["expires"], airlift::time::rfc3339(expires));

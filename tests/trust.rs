@@ -334,11 +334,14 @@ fn an_expired_bundle_gets_its_own_hint() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
     let b = tmp.path().join("b");
-    pack(&key, &b, &testdata("layout"), &["--expires", "1d"], Some(1_700_000_000));
+    // The expiry counts from now: one second, then wait for the clock to pass it.
+    pack(&key, &b, &testdata("layout"), &["--expires", "1s"], None);
+    let expires = common::wait_until_expired(&b);
     let o = unpack(&b, &public, "--layout", &tmp.path().join("L"), &[]);
     assert_eq!(code(&o), 1);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("hint: expired on 2023-11-15") && err.contains("ask for a new bundle"), "{err}");
+    let day = &airlift::time::rfc3339(expires)[..10];
+    assert!(err.contains(&format!("hint: expired on {day}")) && err.contains("ask for a new bundle"), "{err}");
 }
 
 // ---- defect 18 (third item): a ref name that moves is said -----------------------------

@@ -166,3 +166,15 @@ pub fn pack_sources(dir: &Path, sources: &[String]) -> (PathBuf, PathBuf) {
         .success();
     (bundle, public)
 }
+
+/// Wait until the clock has passed the signed expiry of the bundle `airlift` in `dir`
+/// (packed with a short `--expires`, which counts from now); returns that expiry.
+pub fn wait_until_expired(dir: &Path) -> u64 {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("airlift.manifest.json")).expect("manifest")).expect("json");
+    let expires = manifest["expires"].as_u64().expect("an expiry");
+    while airlift::time::now() <= expires {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    expires
+}
