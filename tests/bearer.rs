@@ -188,6 +188,8 @@ fn unpack_to_pushes_through_bearer_tokens_with_push_scope() {
         .arg(&reg.cert_dir)
         .arg("--cache")
         .arg(tmp.path().join("push-cache"))
+        .arg("--results")
+        .arg(tmp.path().join("results"))
         .timeout(Duration::from_secs(300))
         .assert();
     let seen = reg.issuer.seen();
@@ -285,6 +287,8 @@ fn unpack_to_refreshes_tokens_that_expire_during_the_push() {
         .arg(&reg.cert_dir)
         .arg("--cache")
         .arg(tmp.path().join("push-cache"))
+        .arg("--results")
+        .arg(tmp.path().join("results"))
         .args(["--upload-chunk", "4KiB"])
         .timeout(Duration::from_secs(300))
         .assert();
