@@ -1,33 +1,40 @@
 //! The registry's lifecycle: TLS listener, one task per connection (HTTP/1.1 over
-//! rustls), periodic purge of stale uploads, graceful shutdown on SIGTERM/SIGINT.
+//! rustls), periodic purge of stale uploads and temp files, graceful shutdown on
+//! SIGTERM/SIGINT. Connections are admitted by the [`Gate`] (a share kept for
+//! authenticated clients), time out in the handshake and when idle, and close with
+//! close_notify and a bounded drain of what the client still sends (see [`linger`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tower::Service;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
+use super::body::MinRate;
 use super::config::Config;
+use super::gate::{Gate, Ticket};
+use super::limits::Limits;
 use super::routes::{self, App};
 use crate::error::{usage, IoContext, Result};
 
-/// Upload sessions untouched this long are removed.
-pub const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
-/// How often stale uploads are looked for.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 1024;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// A connection idle (or sending headers) this long is closed.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a closing connection waits for its close_notify to go out, and then reads
+/// what the client still sends, at most…
+const LINGER: Duration = Duration::from_secs(5);
+/// …and how many bytes.
+const LINGER_BYTES: u64 = 256 << 20;
 /// Time in-flight requests get to finish after a shutdown signal (an interrupted upload
 /// resumes after a restart, so nothing is lost by keeping this short).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -72,6 +79,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
 
 /// Bind `addr`, then serve until `shutdown` completes; in-flight requests get a grace
 /// period. `ready` is called with the bound address once connections are accepted.
+/// Before that, stale upload sessions and temp files left by killed writers are purged.
 pub async fn serve(
     app: Arc<App>,
     tls: Arc<ServerConfig>,
@@ -81,29 +89,23 @@ pub async fn serve(
 ) -> Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| usage(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| usage(format!("{addr}: {e}")))?;
+    purge(Arc::clone(&app)).await;
     let purge = tokio::spawn(purge_loop(Arc::clone(&app)));
     ready(local);
     let acceptor = TlsAcceptor::from(tls);
-    let router = routes::router(app);
+    let router = routes::router(Arc::clone(&app));
+    let gate = Gate::new(app.limits.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; recv() returns None once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 eprintln!("warning: accept: {e}");
@@ -111,8 +113,11 @@ pub async fn serve(
                 continue;
             }
         };
+        // Every slot held by authenticated or busy connections: refuse this one.
+        let Some(ticket) = gate.admit(peer) else { continue };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(tcp, acceptor.clone(), router.clone(), stop_rx.clone(), alive_tx.clone(), permit));
+        let conn = Conn { peer, ticket: Arc::new(ticket) };
+        tokio::spawn(connection(tcp, conn, acceptor.clone(), router.clone(), stop_rx.clone(), alive_tx.clone()));
     }
     drop(listener);
     purge.abort();
@@ -122,50 +127,215 @@ pub async fn serve(
     Ok(())
 }
 
+/// What a request knows of its connection (a request extension).
+#[derive(Clone)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub ticket: Arc<Ticket>,
+}
+
+/// Why a connection's wait ended.
+enum Event {
+    Done,
+    Close,
+    Tick,
+}
+
 async fn connection(
     tcp: TcpStream,
+    conn: Conn,
     acceptor: TlsAcceptor,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
-    _permit: OwnedSemaphorePermit,
 ) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        _ => return,
+    let limits = conn.ticket.limits().clone();
+    let activity = Activity::new();
+    let tcp = Watched { inner: tcp, activity: activity.clone() };
+    let stream = tokio::select! {
+        r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => match r {
+            Ok(Ok(s)) => s,
+            _ => return,
+        },
+        _ = conn.ticket.close.notified() => return,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).keep_alive(true);
+    let service = service(conn.clone(), router, &limits);
+    let mut http = builder.serve_connection(TokioIo::new(stream), service);
+    let mut closing = false;
+    loop {
+        let idle_limit =
+            if conn.ticket.is_authenticated() { limits.idle_timeout } else { limits.unauthenticated_idle_timeout };
+        let event = tokio::select! {
+            _ = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => Event::Done,
+            _ = conn.ticket.close.notified(), if !closing => Event::Close,
+            _ = stop.wait_for(|s| *s), if !closing => Event::Close,
+            _ = tokio::time::sleep_until(activity.last() + idle_limit) => Event::Tick,
+        };
+        match event {
+            Event::Done => break,
+            Event::Close => {
+                closing = true;
+                Pin::new(&mut http).graceful_shutdown();
+            }
+            // Nothing moved for the idle limit, and no request is being answered (a
+            // handler may work long without I/O, e.g. hashing a large upload).
+            Event::Tick if activity.last() + idle_limit <= Instant::now() && !conn.ticket.busy.load(Ordering::Relaxed) => {
+                break
+            }
+            Event::Tick => {}
         }
+    }
+    let io = http.into_parts().io.into_inner();
+    linger(io).await;
+}
+
+/// Close a connection so that the client reads the last answer: send close_notify and a
+/// FIN, then read and drop what the client still sends (the rest of a body it was sending
+/// when it was answered early), for a bounded time and amount. Closing with unread bytes
+/// would make the kernel reset the connection, and the client lose the answer.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+    let drain = async {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n as u64),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// The per-connection service: the router, with the connection as a request extension,
+/// the body under a minimum rate, and the connection marked busy while a request runs.
+fn service(
+    conn: Conn,
+    router: axum::Router,
+    limits: &Limits,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = Pin<Box<dyn Future<Output = std::result::Result<axum::response::Response, std::convert::Infallible>> + Send>>,
+> + Clone {
+    let (min_rate, window) = (limits.body_min_rate, limits.body_window);
+    let svc = move |req: hyper::Request<hyper::body::Incoming>| {
+        let conn = conn.clone();
+        let mut router = router.clone();
+        let fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+            let busy = Busy::mark(Arc::clone(&conn.ticket.busy));
+            let mut req = req.map(|b| axum::body::Body::new(MinRate::new(b, min_rate, window)));
+            req.extensions_mut().insert(conn);
+            let response = router.call(req).await;
+            drop(busy);
+            response
+        });
+        fut
+    };
+    hyper::service::service_fn(svc)
+}
+
+/// The busy flag of a connection, cleared when dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn mark(flag: Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::Relaxed);
+        Busy(flag)
     }
 }
 
-/// Remove stale upload sessions now and every hour.
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// When a connection last moved a byte.
+#[derive(Clone)]
+struct Activity {
+    epoch: Instant,
+    millis: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { epoch: Instant::now(), millis: Arc::new(AtomicU64::new(0)) }
+    }
+
+    fn touch(&self) {
+        self.millis.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream that records when it last moved a byte.
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Purge stale upload sessions and temp files (off the async threads).
+async fn purge(app: Arc<App>) {
+    let result = tokio::task::spawn_blocking(move || {
+        let limits = &app.limits;
+        let n = app.storage.purge_uploads(limits.upload_expiry)?;
+        let t = app.storage.purge_temp_files(limits.temp_grace)?;
+        if let Ok(mut map) = app.uploads.lock() {
+            map.retain(|id, _| app.storage.upload_exists(id));
+        }
+        Ok::<_, super::storage::StorageError>((n, t))
+    })
+    .await;
+    match result {
+        Ok(Ok((0, 0))) => {}
+        Ok(Ok((n, t))) => eprintln!("purged {n} stale upload session(s) and {t} stale temp file(s)"),
+        Ok(Err(e)) => eprintln!("warning: purging stale uploads: {e}"),
+        Err(e) => eprintln!("warning: purging stale uploads: {e}"),
+    }
+}
+
+/// Purge every `purge_every` (the first purge ran before serving).
 async fn purge_loop(app: Arc<App>) {
     loop {
-        let a = Arc::clone(&app);
-        let result = tokio::task::spawn_blocking(move || {
-            let n = a.storage.purge_uploads(STALE_UPLOAD)?;
-            if let Ok(mut map) = a.uploads.lock() {
-                map.retain(|id, _| a.storage.upload_exists(id));
-            }
-            Ok::<_, super::storage::StorageError>(n)
-        })
-        .await;
-        match result {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => eprintln!("purged {n} stale upload session(s)"),
-            Ok(Err(e)) => eprintln!("warning: purging stale uploads: {e}"),
-            Err(e) => eprintln!("warning: purging stale uploads: {e}"),
-        }
-        tokio::time::sleep(PURGE_EVERY).await;
+        tokio::time::sleep(app.limits.purge_every()).await;
+        purge(Arc::clone(&app)).await;
     }
 }
 
