@@ -93,7 +93,12 @@ fn refused(image: &ImageRef, what: &str, resp: Response) -> Error {
     let why = match status {
         401 | 403 => "refused the push (are these credentials allowed to push there?)".to_string(),
         404 => "has no such repository or does not accept pushes to it".to_string(),
-        507 => return usage(format!("{image}: registry {} refused the upload: no space left on device (507)", image.registry)),
+        507 => {
+            return usage(format!(
+                "{image}: registry {} refused the upload: no space left on device (507)",
+                image.registry
+            ))
+        }
         _ => format!("answered {status}"),
     };
     usage(format!("{image}: registry {} {why} while {what}{detail}", image.registry))

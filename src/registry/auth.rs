@@ -57,7 +57,8 @@ impl Htpasswd {
         if users.is_empty() {
             return Err("no users".into());
         }
-        let cost = users.values().filter_map(|h| h.get(4..6)?.parse::<u32>().ok()).max().unwrap_or(bcrypt::DEFAULT_COST);
+        let cost =
+            users.values().filter_map(|h| h.get(4..6)?.parse::<u32>().ok()).max().unwrap_or(bcrypt::DEFAULT_COST);
         let mut random = [0u8; 18];
         getrandom::getrandom(&mut random).map_err(|e| format!("no randomness for the dummy hash: {e}"))?;
         let dummy = bcrypt::hash(Digest::of(&random).hex(), cost).map_err(|e| format!("bcrypt cost {cost}: {e}"))?;

@@ -51,7 +51,7 @@ impl Table {
         let victim = self
             .entries
             .iter()
-            .find(|(_, e)| !e.authenticated && ip.is_none_or(|ip| e.ip == ip) && !e.busy.load(Ordering::Relaxed))
+            .find(|(_, e)| !e.authenticated && ip.map_or(true, |ip| e.ip == ip) && !e.busy.load(Ordering::Relaxed))
             .map(|(id, _)| *id);
         let Some(id) = victim else { return false };
         self.demote(id);
@@ -90,8 +90,7 @@ impl Gate {
     pub fn admit(self: &Arc<Gate>, peer: SocketAddr) -> Option<Ticket> {
         let mut t = self.table.lock().ok()?;
         let ip = peer.ip();
-        if t.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_unauthenticated_per_client && !t.evict(Some(ip))
-        {
+        if t.per_ip.get(&ip).copied().unwrap_or(0) >= self.limits.max_unauthenticated_per_client && !t.evict(Some(ip)) {
             return None;
         }
         if t.unauthenticated >= self.limits.max_unauthenticated && !t.evict(None) {
@@ -213,7 +212,12 @@ mod tests {
 
     #[test]
     fn the_oldest_idle_unauthenticated_connection_makes_room() {
-        let limits = Limits { max_connections: 4, max_unauthenticated: 2, max_unauthenticated_per_client: 2, ..Limits::default() };
+        let limits = Limits {
+            max_connections: 4,
+            max_unauthenticated: 2,
+            max_unauthenticated_per_client: 2,
+            ..Limits::default()
+        };
         let gate = Gate::new(limits);
         let a = gate.admit(addr(1, 1)).unwrap();
         a.authenticated();

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::body::HttpBody as _;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +78,11 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         Err(e) => e.into_response(),
     };
     response.headers_mut().insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
-    let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .or_else(|| response.body().size_hint().exact());
     app.log.request(&RequestLine {
         client: conn.map(|c| c.peer),
         user: user.as_deref(),

@@ -18,10 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tower::Service;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+use tower::Service;
 
 use super::body::MinRate;
 use super::config::Config;
@@ -181,7 +181,9 @@ async fn connection(
             }
             // Nothing moved for the idle limit, and no request is being answered (a
             // handler may work long without I/O, e.g. hashing a large upload).
-            Event::Tick if activity.last() + idle_limit <= Instant::now() && !conn.ticket.busy.load(Ordering::Relaxed) => {
+            Event::Tick
+                if activity.last() + idle_limit <= Instant::now() && !conn.ticket.busy.load(Ordering::Relaxed) =>
+            {
                 break
             }
             Event::Tick => {}
@@ -220,7 +222,9 @@ fn service(
     hyper::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
     Error = std::convert::Infallible,
-    Future = Pin<Box<dyn Future<Output = std::result::Result<axum::response::Response, std::convert::Infallible>> + Send>>,
+    Future = Pin<
+        Box<dyn Future<Output = std::result::Result<axum::response::Response, std::convert::Infallible>> + Send>,
+    >,
 > + Clone {
     let (min_rate, window) = (limits.body_min_rate, limits.body_window);
     let svc = move |req: hyper::Request<hyper::body::Incoming>| {

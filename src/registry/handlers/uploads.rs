@@ -337,9 +337,7 @@ impl Writer {
         }
         blocking(move || {
             let n = self.buf.len() as u64;
-            self.file
-                .write_all_at(&self.buf, self.pos)
-                .map_err(|e| ApiError::io("upload write", &e))?;
+            self.file.write_all_at(&self.buf, self.pos).map_err(|e| ApiError::io("upload write", &e))?;
             if let Some(h) = &mut self.hasher {
                 h.update(&self.buf);
             }
