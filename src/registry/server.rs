@@ -2,7 +2,7 @@
 //! rustls), periodic purge of stale uploads and temp files, graceful shutdown on
 //! SIGTERM/SIGINT. Connections are admitted by the [`Gate`] (a share kept for
 //! authenticated clients), time out in the handshake and when idle, and close with
-//! close_notify and a bounded drain of what the client still sends (see [`linger`]).
+//! close_notify after a bounded drain of what the client still sends (see [`drain`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
@@ -30,11 +30,15 @@ use super::limits::Limits;
 use super::routes::{self, App};
 use crate::error::{usage, IoContext, Result};
 
-/// How long a closing connection waits for its close_notify to go out, and then reads
-/// what the client still sends, at most…
-const LINGER: Duration = Duration::from_secs(5);
-/// …and how many bytes.
-const LINGER_BYTES: u64 = 256 << 20;
+/// After an answer given before the request body was read, how long the connection
+/// reads what the client still sends, at most…
+const LINGER: Duration = Duration::from_secs(30);
+/// …and how many bytes…
+const LINGER_BYTES: u64 = 1 << 30;
+/// …and how many connections do so at once (more close at once).
+const MAX_LINGERING: usize = 64;
+/// How long close_notify gets to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time in-flight requests get to finish after a shutdown signal (an interrupted upload
 /// resumes after a restart, so nothing is lost by keeping this short).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -98,6 +102,7 @@ pub async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; recv() returns None once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -117,7 +122,16 @@ pub async fn serve(
         let Some(ticket) = gate.admit(peer) else { continue };
         let _ = tcp.set_nodelay(true);
         let conn = Conn { peer, ticket: Arc::new(ticket) };
-        tokio::spawn(connection(tcp, conn, acceptor.clone(), router.clone(), stop_rx.clone(), alive_tx.clone()));
+        let linger = Arc::clone(&lingering);
+        tokio::spawn(connection(
+            tcp,
+            conn,
+            acceptor.clone(),
+            router.clone(),
+            stop_rx.clone(),
+            alive_tx.clone(),
+            linger,
+        ));
     }
     drop(listener);
     purge.abort();
@@ -148,6 +162,7 @@ async fn connection(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
+    lingering: Arc<Semaphore>,
 ) {
     let limits = conn.ticket.limits().clone();
     let activity = Activity::new();
@@ -164,17 +179,23 @@ async fn connection(
     let service = service(conn.clone(), router, &limits);
     let mut http = builder.serve_connection(TokioIo::new(stream), service);
     let mut closing = false;
+    let mut done = false;
     loop {
         let idle_limit =
             if conn.ticket.is_authenticated() { limits.idle_timeout } else { limits.unauthenticated_idle_timeout };
+        // Past the limit while a request is busy: look again in a second, not in a loop.
+        let check = (activity.last() + idle_limit).max(Instant::now() + Duration::from_millis(500));
         let event = tokio::select! {
             _ = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => Event::Done,
             _ = conn.ticket.close.notified(), if !closing => Event::Close,
             _ = stop.wait_for(|s| *s), if !closing => Event::Close,
-            _ = tokio::time::sleep_until(activity.last() + idle_limit) => Event::Tick,
+            _ = tokio::time::sleep_until(check) => Event::Tick,
         };
         match event {
-            Event::Done => break,
+            Event::Done => {
+                done = true;
+                break;
+            }
             Event::Close => {
                 closing = true;
                 Pin::new(&mut http).graceful_shutdown();
@@ -189,16 +210,26 @@ async fn connection(
             Event::Tick => {}
         }
     }
-    let io = http.into_parts().io.into_inner();
-    linger(io).await;
+    let mut io = http.into_parts().io.into_inner();
+    // The slot is free once the answer is out; lingering is bounded on its own.
+    drop(conn);
+    // hyper ended the connection itself (the client closed, or an answer came before the
+    // body was read): read what the client still sends before closing. A connection the
+    // server closed (idle, evicted, shutdown) just closes.
+    if done && !closing {
+        if let Ok(_permit) = lingering.try_acquire() {
+            drain(&mut io).await;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.shutdown()).await;
 }
 
-/// Close a connection so that the client reads the last answer: send close_notify and a
-/// FIN, then read and drop what the client still sends (the rest of a body it was sending
-/// when it was answered early), for a bounded time and amount. Closing with unread bytes
-/// would make the kernel reset the connection, and the client lose the answer.
-async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
-    let _ = tokio::time::timeout(LINGER, io.shutdown()).await;
+/// Read and drop what the client still sends (the rest of a body it was sending when it
+/// was answered early) until it closes, for a bounded time and amount, so that it reads
+/// the answer: closing with unread bytes makes the kernel reset the connection and the
+/// client lose the answer, and a client that streams its body (reqwest's blocking
+/// client, `unpack --to`) only reads the answer once the body is sent.
+async fn drain<S: AsyncRead + Unpin>(io: &mut S) {
     let drain = async {
         let mut buf = vec![0u8; 64 << 10];
         let mut left = LINGER_BYTES;
