@@ -140,6 +140,18 @@ fn an_early_answer_during_a_large_body_reaches_the_client() {
             Ok(r) => assert_eq!(r.status(), 401, "round {round}"),
             Err(e) => panic!("round {round}: unauthenticated 64 MiB PUT: the client saw no status: {e:#}"),
         }
+        // A client that streams its body (as `unpack --to` does) reads the answer only
+        // after the whole body went out.
+        let streamed = reqwest::blocking::Body::sized(std::io::Cursor::new(body.clone()), body.len() as u64);
+        let r = reg
+            .new_client()
+            .put(reg.url(&format!("/v2/early/app/blobs/uploads/?digest={digest}")))
+            .body(streamed)
+            .send();
+        match r {
+            Ok(r) => assert_eq!(r.status(), 401, "round {round}"),
+            Err(e) => panic!("round {round}: streamed unauthenticated 64 MiB PUT: the client saw no status: {e:#}"),
+        }
         let session = reg.start_upload("early/app");
         let r = reg
             .new_client()

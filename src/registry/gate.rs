@@ -68,6 +68,13 @@ pub struct Gate {
     table: Mutex<Table>,
 }
 
+/// What a request knows of its connection (a request extension the server adds).
+#[derive(Clone)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub ticket: Arc<Ticket>,
+}
+
 /// A connection's place in the table; leaving it frees the place.
 pub struct Ticket {
     gate: Arc<Gate>,

@@ -62,7 +62,9 @@ impl Log {
         }));
     }
 
+    /// `user` is what the client sent, cut to 128 characters.
     pub fn login_failed(&self, client: Option<SocketAddr>, user: &str, reason: &str) {
+        let user: String = user.chars().take(128).collect();
         self.write(json!({
             "time": now(),
             "event": "login_failed",

@@ -17,12 +17,11 @@ use axum::Router;
 
 use super::auth::{self, Htpasswd, Verdict};
 use super::errors::{ApiError, Code};
-use super::gate::LoginLimiter;
+use super::gate::{Conn, LoginLimiter};
 use super::handlers::{blobs, listing, manifests, uploads};
 use super::limits::Limits;
 use super::log::{Log, RequestLine};
 use super::names::{parse_route, Route, UploadId};
-use super::server::Conn;
 use super::storage::Storage;
 
 /// What every handler shares.

@@ -25,7 +25,7 @@ use tower::Service;
 
 use super::body::MinRate;
 use super::config::Config;
-use super::gate::{Gate, Ticket};
+use super::gate::{Conn, Gate};
 use super::limits::Limits;
 use super::routes::{self, App};
 use crate::error::{usage, IoContext, Result};
@@ -139,13 +139,6 @@ pub async fn serve(
     drop(alive_tx);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;
     Ok(())
-}
-
-/// What a request knows of its connection (a request extension).
-#[derive(Clone)]
-pub struct Conn {
-    pub peer: SocketAddr,
-    pub ticket: Arc<Ticket>,
 }
 
 /// Why a connection's wait ended.
