@@ -4,6 +4,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,18 +39,25 @@ impl BodyTooSlow {
 
 pub struct MinRate<B> {
     inner: B,
+    /// Set once the body was read to its end.
+    ended: Arc<AtomicBool>,
     min_rate: u64,
     window: Duration,
     received: u64,
     timer: Pin<Box<Sleep>>,
 }
 
-impl<B> MinRate<B> {
-    pub fn new(inner: B, min_rate: u64, window: Duration) -> MinRate<B> {
+impl<B: Body> MinRate<B> {
+    /// The body, and a flag set once it was read to its end (an empty body is at its end).
+    pub fn new(inner: B, min_rate: u64, window: Duration) -> (MinRate<B>, Arc<AtomicBool>) {
         let window = window.max(Duration::from_millis(10));
-        MinRate { inner, min_rate, window, received: 0, timer: Box::pin(tokio::time::sleep(window)) }
+        let ended = Arc::new(AtomicBool::new(inner.is_end_stream()));
+        let timer = Box::pin(tokio::time::sleep(window));
+        (MinRate { inner, ended: Arc::clone(&ended), min_rate, window, received: 0, timer }, ended)
     }
+}
 
+impl<B> MinRate<B> {
     /// A window ended: enough bytes came, or the body is too slow.
     fn roll(&mut self) -> Result<(), BodyTooSlow> {
         let needed = (self.min_rate as f64 * self.window.as_secs_f64()) as u64;
@@ -81,10 +90,16 @@ where
                         return Poll::Ready(Some(Err(e.into())));
                     }
                 }
+                if this.inner.is_end_stream() {
+                    this.ended.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.ended.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 while this.timer.as_mut().poll(cx).is_ready() {
                     if let Err(e) = this.roll() {

@@ -83,6 +83,8 @@ pub struct Ticket {
     pub close: Arc<Notify>,
     /// Set while a request is being answered (such a connection is not evicted).
     pub busy: Arc<AtomicBool>,
+    /// Whether the last request was answered before its body was read.
+    pub body_unread: AtomicBool,
     authenticated: AtomicBool,
 }
 
@@ -113,7 +115,14 @@ impl Gate {
         t.entries.insert(id, Entry { ip, authenticated: false, close: Arc::clone(&close), busy: Arc::clone(&busy) });
         t.unauthenticated += 1;
         *t.per_ip.entry(ip).or_insert(0) += 1;
-        Some(Ticket { gate: Arc::clone(self), id, close, busy, authenticated: AtomicBool::new(false) })
+        Some(Ticket {
+            gate: Arc::clone(self),
+            id,
+            close,
+            busy,
+            body_unread: AtomicBool::new(false),
+            authenticated: AtomicBool::new(false),
+        })
     }
 
     pub fn limits(&self) -> &Limits {

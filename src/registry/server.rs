@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::{header, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -35,6 +36,8 @@ use crate::error::{usage, IoContext, Result};
 const LINGER: Duration = Duration::from_secs(30);
 /// …and how many bytes…
 const LINGER_BYTES: u64 = 1 << 30;
+/// …and how long a pause of the client ends it…
+const LINGER_PAUSE: Duration = Duration::from_millis(500);
 /// …and how many connections do so at once (more close at once).
 const MAX_LINGERING: usize = 64;
 /// How long close_notify gets to go out.
@@ -204,12 +207,12 @@ async fn connection(
         }
     }
     let mut io = http.into_parts().io.into_inner();
+    let unread = conn.ticket.body_unread.load(Ordering::Relaxed);
     // The slot is free once the answer is out; lingering is bounded on its own.
     drop(conn);
-    // hyper ended the connection itself (the client closed, or an answer came before the
-    // body was read): read what the client still sends before closing. A connection the
-    // server closed (idle, evicted, shutdown) just closes.
-    if done && !closing {
+    // The last answer came before the request body was read: read what the client still
+    // sends before closing. Any other connection just closes.
+    if done && !closing && unread {
         if let Ok(_permit) = lingering.try_acquire() {
             drain(&mut io).await;
         }
@@ -218,18 +221,19 @@ async fn connection(
 }
 
 /// Read and drop what the client still sends (the rest of a body it was sending when it
-/// was answered early) until it closes, for a bounded time and amount, so that it reads
-/// the answer: closing with unread bytes makes the kernel reset the connection and the
-/// client lose the answer, and a client that streams its body (reqwest's blocking
-/// client, `unpack --to`) only reads the answer once the body is sent.
+/// was answered early) until it closes or pauses, for a bounded time and amount, so that
+/// it reads the answer: closing with unread bytes makes the kernel reset the connection
+/// and the client lose the answer, and a client that streams its body (reqwest's blocking
+/// client, `unpack --to`) only reads the answer once the body is sent. A pause ends it:
+/// a client that sent everything and waits for the close is not kept waiting long.
 async fn drain<S: AsyncRead + Unpin>(io: &mut S) {
     let drain = async {
         let mut buf = vec![0u8; 64 << 10];
         let mut left = LINGER_BYTES;
         while left > 0 {
-            match io.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n as u64),
+            match tokio::time::timeout(LINGER_PAUSE, io.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n as u64),
+                _ => break,
             }
         }
     };
@@ -256,9 +260,22 @@ fn service(
         let mut router = router.clone();
         let fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
             let busy = Busy::mark(Arc::clone(&conn.ticket.busy));
-            let mut req = req.map(|b| axum::body::Body::new(MinRate::new(b, min_rate, window)));
+            let ticket = Arc::clone(&conn.ticket);
+            let (parts, body) = req.into_parts();
+            let (body, ended) = MinRate::new(body, min_rate, window);
+            let mut req = hyper::Request::from_parts(parts, axum::body::Body::new(body));
             req.extensions_mut().insert(conn);
-            let response = router.call(req).await;
+            let mut response = router.call(req).await;
+            // Answered before the body was read: the connection cannot carry another
+            // request; say so, so the client does not reuse it (the rest of the body is
+            // drained before the connection closes).
+            let unread = !ended.load(Ordering::Relaxed);
+            ticket.body_unread.store(unread, Ordering::Relaxed);
+            if let Ok(r) = &mut response {
+                if unread {
+                    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+            }
             drop(busy);
             response
         });
