@@ -54,6 +54,7 @@ pub enum Command {
     /// Set up a registry root: CA and server certificate, credentials, config, systemd unit
     Install(InstallArgs),
     /// Serve a registry root: the OCI distribution API over TLS with basic auth
+    #[command(after_long_help = SERVE_LOG_HELP)]
     Serve(ServeArgs),
     /// Generate man pages or shell completions
     #[command(subcommand)]
@@ -324,6 +325,65 @@ pub struct ServeArgs {
     /// Refuse every write (push, delete)
     #[arg(long)]
     pub read_only: bool,
+    /// Append the request log (JSON lines, see below) to FILE instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Remove upload sessions nothing was written to for this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub upload_expiry: u64,
+    #[command(flatten)]
+    pub limits: ServeLimitArgs,
+}
+
+/// The request log's format (serve --help, man page).
+const SERVE_LOG_HELP: &str = "\
+Request log: every answered request and every failed login is one JSON object a line, on
+stderr or appended to --log FILE:
+  {\"time\":\"2026-12-03T18:00:00Z\",\"event\":\"request\",\"client\":\"10.0.0.5:51234\",
+   \"user\":\"admin\",\"method\":\"GET\",\"path\":\"/v2/app/manifests/v1\",\"status\":200,
+   \"bytes\":1234,\"duration_ms\":3}
+  {\"time\":\"…\",\"event\":\"login_failed\",\"client\":\"10.0.0.5:51234\",\"user\":\"admin\",
+   \"reason\":\"wrong password\"}
+time: RFC 3339 UTC; client: address:port; user: null without valid credentials; path: without
+the query; bytes: the response body's length (null when streamed without one); duration_ms:
+until the response started. Passwords and Authorization values are never logged.
+
+Limits: unauthenticated connections are bounded per client address and overall (a share of
+connections is kept for authenticated clients; the oldest idle unauthenticated connection is
+closed to make room); handshakes and idle connections time out; a request body slower than
+1 KiB/s over 30 s is answered 408; after 10 failed logins an address gets one try every 2 s
+(429 with Retry-After meanwhile); open upload sessions are capped (100 per repository, 1000 in
+all: 429 TOOMANYREQUESTS) and expire after --upload-expiry. A full disk is answered 507.";
+
+/// Limits of `serve` that tests and tuning change (hidden: the defaults are the policy).
+#[derive(Debug, Args)]
+pub struct ServeLimitArgs {
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_connections: Option<usize>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_unauthenticated: Option<usize>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_unauthenticated_per_client: Option<usize>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub handshake_timeout: Option<u64>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub unauthenticated_idle_timeout: Option<u64>,
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub body_min_rate: Option<u64>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub body_window: Option<u64>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub login_burst: Option<u32>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub login_refill: Option<u64>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_uploads: Option<usize>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_uploads_per_repo: Option<usize>,
+    #[arg(long, hide = true, value_name = "SECONDS")]
+    pub temp_grace: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

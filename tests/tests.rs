@@ -4,6 +4,7 @@
 
 mod common;
 
+mod abuse;
 mod bearer;
 mod client;
 mod conformance;

@@ -93,6 +93,12 @@ fn refused(image: &ImageRef, what: &str, resp: Response) -> Error {
     let why = match status {
         401 | 403 => "refused the push (are these credentials allowed to push there?)".to_string(),
         404 => "has no such repository or does not accept pushes to it".to_string(),
+        507 => {
+            return usage(format!(
+                "{image}: registry {} refused the upload: no space left on device (507)",
+                image.registry
+            ))
+        }
         _ => format!("answered {status}"),
     };
     usage(format!("{image}: registry {} {why} while {what}{detail}", image.registry))
@@ -173,7 +179,7 @@ impl Client {
         match resp.status().as_u16() {
             201 if mount.is_some() => return Ok(BlobOutcome::Mounted),
             202 => {}
-            s if s >= 500 => return Err(Failure::Restart(format!("starting an upload: answered {s}"))),
+            s if s >= 500 && s != 507 => return Err(Failure::Restart(format!("starting an upload: answered {s}"))),
             _ => return Err(Failure::Fatal(refused(image, "starting a blob upload", resp))),
         }
         let mut location = self.location(image, &resp)?;
@@ -191,7 +197,7 @@ impl Client {
             })?;
             match resp.status().as_u16() {
                 202 | 204 => location = self.location(image, &resp)?,
-                s @ (400 | 404 | 416) | s @ 500.. => {
+                s @ (400 | 404 | 416 | 500..=506 | 508..) => {
                     return Err(Failure::Restart(format!(
                         "sending bytes {at}-{}: answered {s}{}",
                         at + chunk - 1,
@@ -282,7 +288,7 @@ fn with_digest(location: &reqwest::Url, digest: &Digest) -> reqwest::Url {
 fn finished(image: &ImageRef, what: &str, resp: Response) -> std::result::Result<BlobOutcome, Failure> {
     match resp.status().as_u16() {
         200..=299 => Ok(BlobOutcome::Uploaded),
-        s @ (400 | 404 | 416) | s @ 500.. => {
+        s @ (400 | 404 | 416 | 500..=506 | 508..) => {
             Err(Failure::Restart(format!("completing the upload: answered {s}{}", error_detail(resp))))
         }
         _ => Err(Failure::Fatal(refused(image, what, resp))),

@@ -27,7 +27,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Whether a response status is worth another try.
     pub fn retryable(status: u16) -> bool {
-        matches!(status, 408 | 429) || (500..600).contains(&status) && !matches!(status, 501 | 505)
+        matches!(status, 408 | 429) || (500..600).contains(&status) && !matches!(status, 501 | 505 | 507)
     }
 
     /// Whether try number `attempt` (1-based) may be followed by another.

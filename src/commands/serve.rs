@@ -1,10 +1,14 @@
 //! `airlift serve`: the registry over TLS.
 
-use crate::cli::ServeArgs;
+use std::time::Duration;
+
+use crate::cli::{ServeArgs, ServeLimitArgs};
 use crate::error::{usage, Status};
 use crate::output::Output;
 use crate::registry::auth::Htpasswd;
 use crate::registry::config::Config;
+use crate::registry::limits::Limits;
+use crate::registry::log::Log;
 use crate::registry::routes::App;
 use crate::registry::server;
 use crate::registry::storage::Storage;
@@ -17,7 +21,11 @@ pub fn run(args: &ServeArgs, out: &Output) -> anyhow::Result<Status> {
     let htpasswd = Htpasswd::load(&config.resolve(root, &config.htpasswd))?;
     let tls = server::tls_config(&config.resolve(root, &config.tls_cert), &config.resolve(root, &config.tls_key))?;
     let addr = args.addr.clone().unwrap_or_else(|| server::listen_address(&config));
-    let app = App::new(storage, htpasswd, args.read_only);
+    let log = match &args.log {
+        Some(path) => Log::file(path)?,
+        None => Log::Stderr,
+    };
+    let app = App::with(storage, htpasswd, args.read_only, limits(args.upload_expiry, &args.limits), log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -31,6 +39,28 @@ pub fn run(args: &ServeArgs, out: &Output) -> anyhow::Result<Status> {
     })?;
     out.info("stopped");
     Ok(Status::Ok)
+}
+
+/// The defaults, with what the flags change.
+fn limits(upload_expiry: u64, a: &ServeLimitArgs) -> Limits {
+    let d = Limits::default();
+    let secs = |v: Option<u64>, default: Duration| v.map_or(default, Duration::from_secs);
+    Limits {
+        max_connections: a.max_connections.unwrap_or(d.max_connections),
+        max_unauthenticated: a.max_unauthenticated.unwrap_or(d.max_unauthenticated),
+        max_unauthenticated_per_client: a.max_unauthenticated_per_client.unwrap_or(d.max_unauthenticated_per_client),
+        handshake_timeout: secs(a.handshake_timeout, d.handshake_timeout),
+        idle_timeout: secs(a.idle_timeout, d.idle_timeout),
+        unauthenticated_idle_timeout: secs(a.unauthenticated_idle_timeout, d.unauthenticated_idle_timeout),
+        body_min_rate: a.body_min_rate.unwrap_or(d.body_min_rate),
+        body_window: secs(a.body_window, d.body_window),
+        login_burst: a.login_burst.unwrap_or(d.login_burst),
+        login_refill: secs(a.login_refill, d.login_refill),
+        max_uploads: a.max_uploads.unwrap_or(d.max_uploads),
+        max_uploads_per_repo: a.max_uploads_per_repo.unwrap_or(d.max_uploads_per_repo),
+        upload_expiry: Duration::from_secs(upload_expiry),
+        temp_grace: secs(a.temp_grace, d.temp_grace),
+    }
 }
 
 /// A long-running server streams blobs through short-lived 256 KiB buffers on many

@@ -122,6 +122,28 @@ impl ApiError {
             .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"airlift\""))
     }
 
+    /// 507 Insufficient Storage: the disk (or quota) is full. The message says so (it is
+    /// not hidden like other server errors: the client must be able to name it).
+    pub fn no_space(detail: impl Into<String>) -> ApiError {
+        eprintln!("error: {}", detail.into());
+        ApiError {
+            status: StatusCode::INSUFFICIENT_STORAGE,
+            code: None,
+            message: "no space left on device".into(),
+            detail: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// An I/O error while serving: 507 when the disk is full, else an internal error.
+    pub fn io(what: &str, e: &std::io::Error) -> ApiError {
+        if no_space(e) {
+            ApiError::no_space(format!("{what}: {e}"))
+        } else {
+            ApiError::internal(format!("{what}: {e}"))
+        }
+    }
+
     pub fn read_only() -> ApiError {
         ApiError::new(Code::Unsupported, "the registry is read-only")
     }
@@ -155,6 +177,10 @@ impl From<StorageError> for ApiError {
             }
             StorageError::DigestInvalid { .. } => Code::DigestInvalid,
             StorageError::UploadUnknown(_) => Code::BlobUploadUnknown,
+            StorageError::TooManyUploads(_) => Code::TooManyRequests,
+            StorageError::Io(crate::error::Error::Io { source, .. }) if no_space(source) => {
+                return ApiError::no_space(message)
+            }
             StorageError::Io(_) => return ApiError::internal(message),
         };
         ApiError::new(code, message)
@@ -163,18 +189,29 @@ impl From<StorageError> for ApiError {
 
 impl From<crate::error::Error> for ApiError {
     fn from(e: crate::error::Error) -> Self {
-        ApiError::internal(e.to_string())
+        match &e {
+            crate::error::Error::Io { source, .. } if no_space(source) => ApiError::no_space(e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
     }
+}
+
+/// ENOSPC or EDQUOT.
+fn no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.status.is_server_error() {
+        // Server errors are logged and answered without detail (it may name paths), but
+        // a full disk is named: the client must tell the operator.
+        let shown = !self.status.is_server_error() || self.status == StatusCode::INSUFFICIENT_STORAGE;
+        if !shown {
             eprintln!("error: {}", self.message);
         }
         let mut entry = serde_json::json!({
             "code": self.code.map_or("UNKNOWN", Code::as_str),
-            "message": if self.status.is_server_error() { "internal error".to_string() } else { self.message },
+            "message": if shown { self.message } else { "internal error".to_string() },
         });
         if let Some(d) = self.detail {
             entry["detail"] = d;

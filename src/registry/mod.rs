@@ -5,14 +5,19 @@
 //!   tags, referrers, upload sessions); also what `unpack --root` writes through
 //! - [`names`]: repository names, tags, references, and the `/v2/…` path parser
 //! - [`routes`], [`handlers`], [`errors`], [`auth`]: the HTTP API
-//! - [`server`]: TLS listener and lifecycle
+//! - [`server`], [`gate`], [`body`], [`limits`], [`log`]: TLS listener and lifecycle,
+//!   connection admission and failed-login limits, slow bodies, the request log
 //! - [`config`], [`install`]: the registry root and its installer
 
 pub mod auth;
+pub mod body;
 pub mod config;
 pub mod errors;
+pub mod gate;
 pub mod handlers;
 pub mod install;
+pub mod limits;
+pub mod log;
 pub mod mirror;
 pub mod names;
 pub mod routes;

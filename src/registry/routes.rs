@@ -1,20 +1,26 @@
 //! The HTTP surface: one catch-all `/v2/{*rest}` route. A request is authenticated, its
 //! path parsed into a [`Route`] (see `names.rs`), writes are refused in read-only mode,
 //! and a thin handler answers it; every error becomes the OCI envelope in one place
-//! (`errors.rs`).
+//! (`errors.rs`). Every answer is logged (`log.rs`); failed logins are logged and limited
+//! per client address (`gate.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use axum::body::HttpBody as _;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-use super::auth::{self, Htpasswd};
-use super::errors::ApiError;
+use super::auth::{self, Htpasswd, Verdict};
+use super::errors::{ApiError, Code};
+use super::gate::{Conn, LoginLimiter};
 use super::handlers::{blobs, listing, manifests, uploads};
+use super::limits::Limits;
+use super::log::{Log, RequestLine};
 use super::names::{parse_route, Route, UploadId};
 use super::storage::Storage;
 
@@ -25,11 +31,27 @@ pub struct App {
     pub read_only: bool,
     /// Running hashes of upload sessions, so closing one does not re-read its bytes.
     pub uploads: Mutex<HashMap<UploadId, uploads::Slot>>,
+    pub limits: Limits,
+    pub log: Log,
+    pub logins: LoginLimiter,
 }
 
 impl App {
+    /// An app with the default limits that logs nothing (router tests).
     pub fn new(storage: Storage, auth: Htpasswd, read_only: bool) -> Arc<App> {
-        Arc::new(App { storage, auth: Arc::new(auth), read_only, uploads: Mutex::new(HashMap::new()) })
+        App::with(storage, auth, read_only, Limits::default(), Log::Discard)
+    }
+
+    pub fn with(storage: Storage, auth: Htpasswd, read_only: bool, limits: Limits, log: Log) -> Arc<App> {
+        Arc::new(App {
+            storage,
+            auth: Arc::new(auth),
+            read_only,
+            uploads: Mutex::new(HashMap::new()),
+            logins: LoginLimiter::new(&limits),
+            limits,
+            log,
+        })
     }
 }
 
@@ -46,19 +68,70 @@ pub fn router(app: Arc<App>) -> Router {
 pub type Params = HashMap<String, String>;
 
 async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
-    let mut response = match handle(app, req).await {
+    let start = Instant::now();
+    let conn = req.extensions().get::<Conn>().cloned();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let mut user = None;
+    let mut response = match handle(&app, req, conn.as_ref(), &mut user).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
     response.headers_mut().insert("Docker-Distribution-API-Version", HeaderValue::from_static("registry/2.0"));
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .or_else(|| response.body().size_hint().exact());
+    app.log.request(&RequestLine {
+        client: conn.map(|c| c.peer),
+        user: user.as_deref(),
+        method: &method,
+        path: &path,
+        status: response.status().as_u16(),
+        bytes,
+        duration: start.elapsed(),
+    });
     response
 }
 
-async fn handle(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    if !auth::authorized(&app.auth, authorization).await {
-        return Err(ApiError::unauthorized());
+/// Check the credentials of a request: a client address with too many failed logins is
+/// answered 429 without a password check (credentials verified before still pass).
+async fn authenticate(app: &App, authorization: Option<String>, conn: Option<&Conn>) -> Result<String, ApiError> {
+    let client = conn.map(|c| c.peer);
+    if let Some(Verdict::User(user)) = app.auth.cached(authorization.as_deref()) {
+        return Ok(user);
     }
+    if let (Some(wait), Some(_)) = (client.and_then(|c| app.logins.blocked(c.ip())), &authorization) {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        return Err(ApiError::new(Code::TooManyRequests, "too many failed logins from this address: try again later")
+            .with_header(header::RETRY_AFTER, super::handlers::value(secs.to_string())));
+    }
+    match auth::verdict(&app.auth, authorization).await {
+        Verdict::User(user) => Ok(user),
+        Verdict::Anonymous => Err(ApiError::unauthorized()),
+        Verdict::Failed { user, unknown } => {
+            app.log.login_failed(client, &user, if unknown { "unknown user" } else { "wrong password" });
+            if let Some(c) = client {
+                app.logins.failed(c.ip());
+            }
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+async fn handle(
+    app: &Arc<App>,
+    req: Request,
+    conn: Option<&Conn>,
+    user: &mut Option<String>,
+) -> Result<Response, ApiError> {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let name = authenticate(app, authorization, conn).await?;
+    if let Some(c) = conn {
+        c.ticket.authenticated();
+    }
+    *user = Some(name);
+    let app = Arc::clone(app);
     let route = parse_route(req.uri().path())?;
     let params: Params = Query::try_from_uri(req.uri()).map(|Query(q)| q).unwrap_or_default();
     let method = req.method().clone();

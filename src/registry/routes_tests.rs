@@ -10,6 +10,8 @@ use tower::ServiceExt;
 use super::*;
 use crate::digest::Digest;
 use crate::oci::{OCI_INDEX, OCI_MANIFEST};
+use crate::registry::limits::Limits;
+use crate::registry::log::Log;
 
 struct T {
     dir: tempfile::TempDir,
@@ -162,6 +164,10 @@ async fn chunked_upload_and_blob_reads() {
     assert_eq!((s, &b[..]), (StatusCode::PARTIAL_CONTENT, &b"world!"[..]));
     assert_eq!(h["content-range"], "bytes 7-12/13");
     let (s, h, _) = t.send("GET", &url, &[("range", "bytes=13-")], vec![]).await;
+    assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(h["content-range"], "bytes */13");
+    // An inverted range is unsatisfiable too (distribution spec), not the whole blob.
+    let (s, h, _) = t.send("GET", &url, &[("range", "bytes=5-0")], vec![]).await;
     assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(h["content-range"], "bytes */13");
     // Another repository does not hold it until mounted.
@@ -354,6 +360,29 @@ async fn read_only_refuses_writes() {
     }
     assert_eq!(t.send("GET", "/v2/", &[], vec![]).await.0, StatusCode::OK);
     assert_eq!(t.files_under("uploads") + t.files_under("repositories"), 0);
+}
+
+#[tokio::test]
+async fn upload_sessions_are_capped_per_repository_and_in_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("storage")).unwrap();
+    let auth = Htpasswd::parse(&format!("user:{}\n", bcrypt::hash("pw", 4).unwrap())).unwrap();
+    let limits = Limits { max_uploads: 3, max_uploads_per_repo: 2, ..Limits::default() };
+    let t = T { dir, app: App::with(storage, auth, false, limits, Log::Discard) };
+    let start = |repo: &'static str| {
+        let t = &t;
+        async move { t.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], vec![]).await }
+    };
+    let (s, h, _) = start("a").await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let first = h["location"].to_str().unwrap().to_string();
+    assert_eq!(start("a").await.0, StatusCode::ACCEPTED);
+    let (s, _, b) = start("a").await;
+    assert_eq!((s, code(&b)), (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS".to_string()));
+    assert_eq!(start("b").await.0, StatusCode::ACCEPTED);
+    assert_eq!(start("b").await.0, StatusCode::TOO_MANY_REQUESTS, "three in total");
+    assert_eq!(t.send("DELETE", &first, &[], vec![]).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(start("b").await.0, StatusCode::ACCEPTED, "a cancelled session frees its place");
 }
 
 #[tokio::test]

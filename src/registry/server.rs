@@ -1,33 +1,47 @@
 //! The registry's lifecycle: TLS listener, one task per connection (HTTP/1.1 over
-//! rustls), periodic purge of stale uploads, graceful shutdown on SIGTERM/SIGINT.
+//! rustls), periodic purge of stale uploads and temp files, graceful shutdown on
+//! SIGTERM/SIGINT. Connections are admitted by the [`Gate`] (a share kept for
+//! authenticated clients), time out in the handshake and when idle, and close with
+//! close_notify after a bounded drain of what the client still sends (see [`drain`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::http::{header, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
+use tower::Service;
 
+use super::body::MinRate;
 use super::config::Config;
+use super::gate::{Conn, Gate};
+use super::limits::Limits;
 use super::routes::{self, App};
 use crate::error::{usage, IoContext, Result};
 
-/// Upload sessions untouched this long are removed.
-pub const STALE_UPLOAD: Duration = Duration::from_secs(24 * 3600);
-/// How often stale uploads are looked for.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 1024;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-/// A connection idle (or sending headers) this long is closed.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// After an answer given before the request body was read, how long the connection
+/// reads what the client still sends, at most…
+const LINGER: Duration = Duration::from_secs(30);
+/// …and how many bytes…
+const LINGER_BYTES: u64 = 1 << 30;
+/// …and how long a pause of the client ends it…
+const LINGER_PAUSE: Duration = Duration::from_millis(500);
+/// …and how many connections do so at once (more close at once).
+const MAX_LINGERING: usize = 64;
+/// How long close_notify gets to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time in-flight requests get to finish after a shutdown signal (an interrupted upload
 /// resumes after a restart, so nothing is lost by keeping this short).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -72,6 +86,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
 
 /// Bind `addr`, then serve until `shutdown` completes; in-flight requests get a grace
 /// period. `ready` is called with the bound address once connections are accepted.
+/// Before that, stale upload sessions and temp files left by killed writers are purged.
 pub async fn serve(
     app: Arc<App>,
     tls: Arc<ServerConfig>,
@@ -81,29 +96,24 @@ pub async fn serve(
 ) -> Result<()> {
     let listener = TcpListener::bind(addr).await.map_err(|e| usage(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr().map_err(|e| usage(format!("{addr}: {e}")))?;
+    purge(Arc::clone(&app)).await;
     let purge = tokio::spawn(purge_loop(Arc::clone(&app)));
     ready(local);
     let acceptor = TlsAcceptor::from(tls);
-    let router = routes::router(app);
+    let router = routes::router(Arc::clone(&app));
+    let gate = Gate::new(app.limits.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a sender; recv() returns None once all are gone.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let lingering = Arc::new(Semaphore::new(MAX_LINGERING));
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            _ = &mut shutdown => break,
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let tcp = match accepted {
-            Ok((tcp, _)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 eprintln!("warning: accept: {e}");
@@ -111,8 +121,20 @@ pub async fn serve(
                 continue;
             }
         };
+        // Every slot held by authenticated or busy connections: refuse this one.
+        let Some(ticket) = gate.admit(peer) else { continue };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(tcp, acceptor.clone(), router.clone(), stop_rx.clone(), alive_tx.clone(), permit));
+        let conn = Conn { peer, ticket: Arc::new(ticket) };
+        let linger = Arc::clone(&lingering);
+        tokio::spawn(connection(
+            tcp,
+            conn,
+            acceptor.clone(),
+            router.clone(),
+            stop_rx.clone(),
+            alive_tx.clone(),
+            linger,
+        ));
     }
     drop(listener);
     purge.abort();
@@ -122,50 +144,243 @@ pub async fn serve(
     Ok(())
 }
 
+/// Why a connection's wait ended.
+enum Event {
+    Done,
+    Close,
+    Tick,
+}
+
 async fn connection(
     tcp: TcpStream,
+    conn: Conn,
     acceptor: TlsAcceptor,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
     _alive: mpsc::Sender<()>,
-    _permit: OwnedSemaphorePermit,
+    lingering: Arc<Semaphore>,
 ) {
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        _ => return,
+    let limits = conn.ticket.limits().clone();
+    let activity = Activity::new();
+    let tcp = Watched { inner: tcp, activity: activity.clone() };
+    let stream = tokio::select! {
+        r = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => match r {
+            Ok(Ok(s)) => s,
+            _ => return,
+        },
+        _ = conn.ticket.close.notified() => return,
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout).keep_alive(true);
+    let service = service(conn.clone(), router, &limits);
+    let mut http = builder.serve_connection(TokioIo::new(stream), service);
+    let mut closing = false;
+    let mut done = false;
+    loop {
+        let idle_limit =
+            if conn.ticket.is_authenticated() { limits.idle_timeout } else { limits.unauthenticated_idle_timeout };
+        // Past the limit while a request is busy: look again in a second, not in a loop.
+        let check = (activity.last() + idle_limit).max(Instant::now() + Duration::from_millis(500));
+        let event = tokio::select! {
+            _ = std::future::poll_fn(|cx| http.poll_without_shutdown(cx)) => Event::Done,
+            _ = conn.ticket.close.notified(), if !closing => Event::Close,
+            _ = stop.wait_for(|s| *s), if !closing => Event::Close,
+            _ = tokio::time::sleep_until(check) => Event::Tick,
+        };
+        match event {
+            Event::Done => {
+                done = true;
+                break;
+            }
+            Event::Close => {
+                closing = true;
+                Pin::new(&mut http).graceful_shutdown();
+            }
+            // Nothing moved for the idle limit, and no request is being answered (a
+            // handler may work long without I/O, e.g. hashing a large upload).
+            Event::Tick
+                if activity.last() + idle_limit <= Instant::now() && !conn.ticket.busy.load(Ordering::Relaxed) =>
+            {
+                break
+            }
+            Event::Tick => {}
         }
+    }
+    let mut io = http.into_parts().io.into_inner();
+    let unread = conn.ticket.body_unread.load(Ordering::Relaxed);
+    // The slot is free once the answer is out; lingering is bounded on its own.
+    drop(conn);
+    // The last answer came before the request body was read: read what the client still
+    // sends before closing. Any other connection just closes.
+    if done && !closing && unread {
+        if let Ok(_permit) = lingering.try_acquire() {
+            drain(&mut io).await;
+        }
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.shutdown()).await;
+}
+
+/// Read and drop what the client still sends (the rest of a body it was sending when it
+/// was answered early) until it closes or pauses, for a bounded time and amount, so that
+/// it reads the answer: closing with unread bytes makes the kernel reset the connection
+/// and the client lose the answer, and a client that streams its body (reqwest's blocking
+/// client, `unpack --to`) only reads the answer once the body is sent. A pause ends it:
+/// a client that sent everything and waits for the close is not kept waiting long.
+async fn drain<S: AsyncRead + Unpin>(io: &mut S) {
+    let drain = async {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match tokio::time::timeout(LINGER_PAUSE, io.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n as u64),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// The per-connection service: the router, with the connection as a request extension,
+/// the body under a minimum rate, and the connection marked busy while a request runs.
+fn service(
+    conn: Conn,
+    router: axum::Router,
+    limits: &Limits,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = Pin<
+        Box<dyn Future<Output = std::result::Result<axum::response::Response, std::convert::Infallible>> + Send>,
+    >,
+> + Clone {
+    let (min_rate, window) = (limits.body_min_rate, limits.body_window);
+    let svc = move |req: hyper::Request<hyper::body::Incoming>| {
+        let conn = conn.clone();
+        let mut router = router.clone();
+        let fut: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+            let busy = Busy::mark(Arc::clone(&conn.ticket.busy));
+            let ticket = Arc::clone(&conn.ticket);
+            let (parts, body) = req.into_parts();
+            let (body, ended) = MinRate::new(body, min_rate, window);
+            let mut req = hyper::Request::from_parts(parts, axum::body::Body::new(body));
+            req.extensions_mut().insert(conn);
+            let mut response = router.call(req).await;
+            // Answered before the body was read: the connection cannot carry another
+            // request; say so, so the client does not reuse it (the rest of the body is
+            // drained before the connection closes).
+            let unread = !ended.load(Ordering::Relaxed);
+            ticket.body_unread.store(unread, Ordering::Relaxed);
+            if let Ok(r) = &mut response {
+                if unread {
+                    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+            }
+            drop(busy);
+            response
+        });
+        fut
+    };
+    hyper::service::service_fn(svc)
+}
+
+/// The busy flag of a connection, cleared when dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    fn mark(flag: Arc<AtomicBool>) -> Busy {
+        flag.store(true, Ordering::Relaxed);
+        Busy(flag)
     }
 }
 
-/// Remove stale upload sessions now and every hour.
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
+/// When a connection last moved a byte.
+#[derive(Clone)]
+struct Activity {
+    epoch: Instant,
+    millis: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { epoch: Instant::now(), millis: Arc::new(AtomicU64::new(0)) }
+    }
+
+    fn touch(&self) {
+        self.millis.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.millis.load(Ordering::Relaxed))
+    }
+}
+
+/// A stream that records when it last moved a byte.
+struct Watched<S> {
+    inner: S,
+    activity: Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Purge stale upload sessions and temp files (off the async threads).
+async fn purge(app: Arc<App>) {
+    let result = tokio::task::spawn_blocking(move || {
+        let limits = &app.limits;
+        let n = app.storage.purge_uploads(limits.upload_expiry)?;
+        let t = app.storage.purge_temp_files(limits.temp_grace)?;
+        if let Ok(mut map) = app.uploads.lock() {
+            map.retain(|id, _| app.storage.upload_exists(id));
+        }
+        Ok::<_, super::storage::StorageError>((n, t))
+    })
+    .await;
+    match result {
+        Ok(Ok((0, 0))) => {}
+        Ok(Ok((n, t))) => eprintln!("purged {n} stale upload session(s) and {t} stale temp file(s)"),
+        Ok(Err(e)) => eprintln!("warning: purging stale uploads: {e}"),
+        Err(e) => eprintln!("warning: purging stale uploads: {e}"),
+    }
+}
+
+/// Purge every `purge_every` (the first purge ran before serving).
 async fn purge_loop(app: Arc<App>) {
     loop {
-        let a = Arc::clone(&app);
-        let result = tokio::task::spawn_blocking(move || {
-            let n = a.storage.purge_uploads(STALE_UPLOAD)?;
-            if let Ok(mut map) = a.uploads.lock() {
-                map.retain(|id, _| a.storage.upload_exists(id));
-            }
-            Ok::<_, super::storage::StorageError>(n)
-        })
-        .await;
-        match result {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => eprintln!("purged {n} stale upload session(s)"),
-            Ok(Err(e)) => eprintln!("warning: purging stale uploads: {e}"),
-            Err(e) => eprintln!("warning: purging stale uploads: {e}"),
-        }
-        tokio::time::sleep(PURGE_EVERY).await;
+        tokio::time::sleep(app.limits.purge_every()).await;
+        purge(Arc::clone(&app)).await;
     }
 }
 

@@ -64,6 +64,8 @@ pub enum StorageError {
     DigestInvalid { expected: Digest, actual: Digest },
     #[error("upload {0} is not known")]
     UploadUnknown(String),
+    #[error("{0}")]
+    TooManyUploads(String),
     #[error(transparent)]
     Io(#[from] crate::error::Error),
 }
@@ -482,6 +484,39 @@ impl Storage {
 
     // ---- uploads -----------------------------------------------------------------------
 
+    /// Start an upload session for `repo`, unless `repo` has `per_repo` open sessions
+    /// already or the registry `total`.
+    pub fn start_upload_capped(&self, repo: &Repository, total: usize, per_repo: usize) -> SResult<Upload> {
+        let (all, mine) = self.count_uploads(repo)?;
+        if mine >= per_repo {
+            return Err(StorageError::TooManyUploads(format!(
+                "{repo} has {mine} open upload sessions, the most allowed: finish or cancel some (abandoned ones expire)"
+            )));
+        }
+        if all >= total {
+            return Err(StorageError::TooManyUploads(format!(
+                "the registry has {all} open upload sessions, the most allowed: finish or cancel some (abandoned ones expire)"
+            )));
+        }
+        self.start_upload(repo)
+    }
+
+    /// Open upload sessions: in total, and of `repo`.
+    fn count_uploads(&self, repo: &Repository) -> SResult<(usize, usize)> {
+        let dir = self.path(Loc::Uploads);
+        let (mut all, mut mine) = (0, 0);
+        for name in list_names(&dir, |n| UploadId::parse(n).is_some())? {
+            let Some(id) = UploadId::parse(&name) else { continue };
+            all += 1;
+            let state: Option<UploadState> =
+                fs::read(self.path(Loc::UploadState(&id))).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            if state.is_some_and(|s| s.repository == repo.as_str()) {
+                mine += 1;
+            }
+        }
+        Ok((all, mine))
+    }
+
     /// Start an upload session for `repo`.
     pub fn start_upload(&self, repo: &Repository) -> SResult<Upload> {
         let id = UploadId::generate().at(self.path(Loc::Uploads))?;
@@ -560,8 +595,8 @@ impl Storage {
         Ok(upload.size)
     }
 
-    /// Remove upload sessions (and stray temp files) older than `max_age`. Returns how
-    /// many sessions went.
+    /// Remove upload sessions untouched for `max_age` (temp files: see
+    /// `purge_temp_files`). Returns how many sessions went.
     pub fn purge_uploads(&self, max_age: Duration) -> SResult<usize> {
         let dir = self.path(Loc::Uploads);
         let Some(cutoff) = SystemTime::now().checked_sub(max_age) else { return Ok(0) };
@@ -587,8 +622,45 @@ impl Storage {
                         Err(e) => return Err(crate::error::Error::io(&path, e).into()),
                     }
                 }
-            } else if name.starts_with(store::TEMP_PREFIX) {
-                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(purged)
+    }
+}
+
+impl Storage {
+    /// Remove temp files (`.airlift-tmp-*`) older than `grace` under `repositories/`
+    /// and `uploads/`: leftovers of writers killed between write and rename (a tag, a
+    /// revision, a manifest). Younger ones may belong to a writer at work and stay.
+    /// Returns how many went.
+    pub fn purge_temp_files(&self, grace: Duration) -> SResult<usize> {
+        let Some(cutoff) = SystemTime::now().checked_sub(grace) else { return Ok(0) };
+        let mut purged = 0;
+        let mut stack = vec![self.path(Loc::Repositories), self.path(Loc::Uploads)];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(crate::error::Error::io(&dir, e).into()),
+            };
+            for entry in entries {
+                let entry = entry.at(&dir)?;
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    // Upload sessions hold no temp files; their data is large: skip them.
+                    if dir != self.path(Loc::Uploads) {
+                        stack.push(path);
+                    }
+                } else if entry.file_name().to_string_lossy().starts_with(store::TEMP_PREFIX)
+                    && meta.modified().is_ok_and(|t| t < cutoff)
+                {
+                    match fs::remove_file(&path) {
+                        Ok(()) => purged += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+                    }
+                }
             }
         }
         Ok(purged)

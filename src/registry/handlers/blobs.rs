@@ -28,7 +28,9 @@ pub enum Range {
 }
 
 /// Interpret a `Range` header against a blob of `size` bytes. Only single ranges are
-/// served; anything else is ignored (the whole blob is sent), as RFC 9110 allows.
+/// served; multiple ranges and other units are ignored (the whole blob is sent), as RFC
+/// 9110 allows. An inverted range (`500-0`) or one past the end is unsatisfiable (416),
+/// as the distribution spec asks.
 pub fn parse_range(header: Option<&str>, size: u64) -> Range {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else { return Range::Whole };
     if spec.contains(',') {
@@ -51,7 +53,8 @@ pub fn parse_range(header: Option<&str>, size: u64) -> Range {
     } else {
         match b.parse::<u64>() {
             Ok(e) if e >= start => e,
-            _ => return Range::Whole,
+            Ok(_) => return Range::Unsatisfiable,
+            Err(_) => return Range::Whole,
         }
     };
     if start >= size {
@@ -172,7 +175,8 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=10-"), 10), Range::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=-0"), 10), Range::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-"), 0), Range::Unsatisfiable);
-        assert_eq!(parse_range(Some("bytes=4-2"), 10), Range::Whole);
+        assert_eq!(parse_range(Some("bytes=4-2"), 10), Range::Unsatisfiable);
+        assert_eq!(parse_range(Some("bytes=500-0"), 1000), Range::Unsatisfiable);
         assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Range::Whole);
         assert_eq!(parse_range(Some("items=0-1"), 10), Range::Whole);
     }

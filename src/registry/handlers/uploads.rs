@@ -130,7 +130,8 @@ pub async fn start(app: Arc<App>, repo: Repository, params: Params, req: Request
         }
     }
     let (a, r) = (Arc::clone(&app), repo.clone());
-    let upload = blocking(move || Ok(a.storage.start_upload(&r)?)).await?;
+    let (total, per_repo) = (app.limits.max_uploads, app.limits.max_uploads_per_repo);
+    let upload = blocking(move || Ok(a.storage.start_upload_capped(&r, total, per_repo)?)).await?;
     match digest_param(&params, "digest") {
         Ok(Some(digest)) => {
             let id = upload.id.clone();
@@ -284,7 +285,7 @@ async fn append(
     let result = async {
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| ApiError::new(Code::BlobUploadInvalid, format!("upload body: {e}")))?;
+            let chunk = chunk.map_err(body_error)?;
             let received = state.pos - offset + (state.buf.len() + chunk.len()) as u64;
             if exact.is_some_and(|n| received > n) {
                 return Err(ApiError::new(Code::SizeInvalid, "body is longer than declared"));
@@ -310,6 +311,16 @@ async fn append(
     }
 }
 
+/// A request body that failed: too slow (408, see `body.rs`), or cut.
+fn body_error(e: axum::Error) -> ApiError {
+    let inner = e.into_inner();
+    if crate::registry::body::BodyTooSlow::is(inner.as_ref()) {
+        ApiError::new(Code::BlobUploadInvalid, format!("upload body: {inner}")).with_status(StatusCode::REQUEST_TIMEOUT)
+    } else {
+        ApiError::new(Code::BlobUploadInvalid, format!("upload body: {inner}"))
+    }
+}
+
 /// A buffered writer at an offset, hashing what it writes on the blocking pool.
 struct Writer {
     file: Arc<File>,
@@ -326,9 +337,7 @@ impl Writer {
         }
         blocking(move || {
             let n = self.buf.len() as u64;
-            self.file
-                .write_all_at(&self.buf, self.pos)
-                .map_err(|e| ApiError::internal(format!("upload write: {e}")))?;
+            self.file.write_all_at(&self.buf, self.pos).map_err(|e| ApiError::io("upload write", &e))?;
             if let Some(h) = &mut self.hasher {
                 h.update(&self.buf);
             }

@@ -213,3 +213,18 @@ fn layout_paths_come_from_validated_values() {
     assert_eq!(s.path(Loc::Referrer(&r, &d, &d)), base.join("_referrers").join(d.hex()).join(d.hex()));
     assert!(s.blobs().path(&d).starts_with(dir.path().join("blobs/sha256")));
 }
+
+#[test]
+fn stale_temp_files_are_purged_and_fresh_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Storage::open(&dir.path().join("storage")).unwrap();
+    let tags = dir.path().join("storage/repositories/ns/app/_manifests/tags");
+    std::fs::create_dir_all(&tags).unwrap();
+    let (stale, fresh) = (tags.join(".airlift-tmp-a"), tags.join(".airlift-tmp-b"));
+    std::fs::write(&stale, "x").unwrap();
+    std::fs::write(&fresh, "x").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
+    assert_eq!(s.purge_temp_files(Duration::from_secs(3600)).unwrap(), 1);
+    assert!(!stale.exists() && fresh.exists());
+}
