@@ -184,6 +184,13 @@ fn every_request_and_failed_login_is_logged_as_json_without_passwords() {
     reg.stop();
     let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
     let lines = json_lines(&text);
+    // The server's own events are in the same stream, as JSON.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "listening" && l["address"].as_str().is_some_and(|a| a.starts_with("https://"))),
+        "{text}"
+    );
     let requests: Vec<&Value> = lines.iter().filter(|l| l["event"] == "request").collect();
     let layer = format!("/v2/logged/app/blobs/{}", digest_of(&image.layers[0]));
     let blob_get = requests

@@ -6,6 +6,10 @@
 //!  "path":"/v2/app/blobs/sha256:…","status":200,"bytes":1234,"duration_ms":3}
 //! {"time":"…Z","event":"login_failed","client":"10.0.0.5:51234","user":"admin","reason":"wrong password"}
 //! ```
+//! The server's own events are lines too: `{"time","event":"listening","address"}`,
+//! `{"time","event":"purged","uploads","temp_files"}`, `{"time","event":"warning","message"}`.
+//! With the log on stderr, the human readiness line `listening on https://…` (which scripts
+//! wait for) is the only line that is not JSON.
 //! `user` is null when the request carried no (valid) credentials; `bytes` is the length of
 //! the response body as announced (null when streamed without a length); `duration_ms` is
 //! the time until the response started. Passwords and `Authorization` values are never
@@ -72,6 +76,15 @@ impl Log {
             "user": user,
             "reason": reason,
         }));
+    }
+
+    /// A server event (`listening`, `purged`, `warning`) with its fields.
+    pub fn event(&self, event: &str, fields: serde_json::Value) {
+        let mut line = json!({ "time": now(), "event": event });
+        if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
+            line.extend(fields.clone());
+        }
+        self.write(line);
     }
 
     fn write(&self, line: serde_json::Value) {

@@ -98,6 +98,7 @@ pub async fn serve(
     let local = listener.local_addr().map_err(|e| usage(format!("{addr}: {e}")))?;
     purge(Arc::clone(&app)).await;
     let purge = tokio::spawn(purge_loop(Arc::clone(&app)));
+    app.log.event("listening", serde_json::json!({ "address": format!("https://{local}") }));
     ready(local);
     let acceptor = TlsAcceptor::from(tls);
     let router = routes::router(Arc::clone(&app));
@@ -116,7 +117,7 @@ pub async fn serve(
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
-                eprintln!("warning: accept: {e}");
+                app.log.event("warning", serde_json::json!({ "message": format!("accept: {e}") }));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -358,6 +359,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
 
 /// Purge stale upload sessions and temp files (off the async threads).
 async fn purge(app: Arc<App>) {
+    let log = Arc::clone(&app);
+    let log = &log.log;
     let result = tokio::task::spawn_blocking(move || {
         let limits = &app.limits;
         let n = app.storage.purge_uploads(limits.upload_expiry)?;
@@ -370,9 +373,9 @@ async fn purge(app: Arc<App>) {
     .await;
     match result {
         Ok(Ok((0, 0))) => {}
-        Ok(Ok((n, t))) => eprintln!("purged {n} stale upload session(s) and {t} stale temp file(s)"),
-        Ok(Err(e)) => eprintln!("warning: purging stale uploads: {e}"),
-        Err(e) => eprintln!("warning: purging stale uploads: {e}"),
+        Ok(Ok((n, t))) => log.event("purged", serde_json::json!({ "uploads": n, "temp_files": t })),
+        Ok(Err(e)) => log.event("warning", serde_json::json!({ "message": format!("purging stale uploads: {e}") })),
+        Err(e) => log.event("warning", serde_json::json!({ "message": format!("purging stale uploads: {e}") })),
     }
 }
 
