@@ -346,7 +346,9 @@ stderr or appended to --log FILE:
    \"reason\":\"wrong password\"}
 time: RFC 3339 UTC; client: address:port; user: null without valid credentials; path: without
 the query; bytes: the response body's length (null when streamed without one); duration_ms:
-until the response started. Passwords and Authorization values are never logged.
+until the response started. Passwords and Authorization values are never logged. The
+server's own events are JSON lines too (listening, purged, warning); on stderr the
+readiness line `listening on https://…` is the only other line.
 
 Limits: unauthenticated connections are bounded per client address and overall (a share of
 connections is kept for authenticated clients; the oldest idle unauthenticated connection is
