@@ -208,17 +208,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Every file of a directory, by name.
-fn dir_contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap())
-        })
-        .collect()
-}
-
 /// Parse a `--json` run's stdout: it must be exactly one JSON document.
 fn one_json_document(out: &Output) -> Value {
     let doc: Value = serde_json::from_slice(&out.stdout)
@@ -383,7 +372,7 @@ fn packing_twice_gives_byte_identical_bundles_and_the_sequence_changes_the_id() 
     };
     let a = pack("a", "7");
     let b = pack("b", "7");
-    let (ca, cb) = (dir_contents(&a), dir_contents(&b));
+    let (ca, cb) = (common::dir_contents(&a), common::dir_contents(&b));
     assert_eq!(ca.keys().collect::<Vec<_>>(), cb.keys().collect::<Vec<_>>(), "same file names");
     for name in [
         "ocp.manifest.json",
@@ -419,7 +408,7 @@ fn packing_twice_gives_byte_identical_bundles_and_the_sequence_changes_the_id() 
     let mc = manifest(&c, "ocp");
     assert_eq!(mc["sequence"].as_u64(), Some(8));
     assert_ne!(m["id"], mc["id"], "a different sequence gives a different bundle id");
-    assert_ne!(dir_contents(&c)["ocp.manifest.json"], ca["ocp.manifest.json"]);
+    assert_ne!(common::dir_contents(&c)["ocp.manifest.json"], ca["ocp.manifest.json"]);
 }
 
 #[test]

@@ -16,17 +16,6 @@ use std::path::Path;
 use crate::common;
 use crate::tamper::{self, Fixture, NAME};
 
-/// Every file directly in `dir`: name → bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap())
-        })
-        .collect()
-}
-
 fn pack_into(key: &Path, out: &Path, extra: &[&str]) -> tamper::Run {
     tamper::run(
         common::airlift()
@@ -49,7 +38,7 @@ fn pack_into(key: &Path, out: &Path, extra: &[&str]) -> tamper::Run {
 #[test]
 fn pack_does_not_replace_an_existing_bundle_without_force() {
     let fx = Fixture::new();
-    let before = files(&fx.dir);
+    let before = common::dir_contents(&fx.dir);
     let volumes = fx.manifest().volumes.len();
     assert!(volumes >= 3);
 
@@ -58,12 +47,12 @@ fn pack_does_not_replace_an_existing_bundle_without_force() {
     for want in [format!("{NAME}.manifest.json"), format!("{NAME}.{volumes:04}.tar"), "--force".to_string()] {
         assert!(r.stderr.contains(&want), "the refusal does not name {want}: {r:?}");
     }
-    assert_eq!(files(&fx.dir), before, "a refused pack changed the bundle");
+    assert_eq!(common::dir_contents(&fx.dir), before, "a refused pack changed the bundle");
 
     // Another name in the same directory is another bundle: no conflict.
     let r = pack_into(&fx.key, &fx.dir, &["--name", "other"]);
     assert_eq!(r.code, 0, "{r:?}");
-    for file in files(&fx.dir).keys().filter(|f| f.starts_with("other.")) {
+    for file in common::dir_contents(&fx.dir).keys().filter(|f| f.starts_with("other.")) {
         fs::remove_file(fx.dir.join(file)).unwrap();
     }
 

@@ -468,6 +468,12 @@ fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Resul
             config.resolve(&root, &config.tls_cert).display()
         ));
     }
+    Ok(Installed { ignored, ..unchanged(config, root, user, None) })
+}
+
+/// An installed root as it stands (nothing generated, the service left as it is), with
+/// `password` when this run made one.
+fn unchanged(config: Config, root: PathBuf, user: String, password: Option<String>) -> Installed {
     let ca_file = config.ca_cert.as_ref().map(|p| config.resolve(&root, p));
     let service = ServiceState {
         unit: root.join(UNIT_NAME),
@@ -475,18 +481,18 @@ fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Resul
         start_systemd: start_systemd_line(&root),
         start_manual: start_manual_line(&root),
     };
-    Ok(Installed {
+    Installed {
         config,
         root,
         fresh: false,
         user,
-        password: None,
+        password,
         ca_file,
         service,
-        ignored,
+        ignored: Vec::new(),
         repaired: Vec::new(),
         password_reset: false,
-    })
+    }
 }
 
 /// `install --reset-password`: a new generated password for `user` (default: the root's
@@ -538,25 +544,7 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     let mut bytes = lines.join("\n");
     bytes.push('\n');
     write_file(&path, bytes.as_bytes(), 0o600)?;
-    let ca_file = config.ca_cert.as_ref().map(|p| config.resolve(&root, p));
-    let service = ServiceState {
-        unit: root.join(UNIT_NAME),
-        status: ServiceStatus::Unchanged,
-        start_systemd: start_systemd_line(&root),
-        start_manual: start_manual_line(&root),
-    };
-    Ok(Installed {
-        config,
-        root,
-        fresh: false,
-        user,
-        password: Some(password),
-        ca_file,
-        service,
-        ignored: Vec::new(),
-        repaired: Vec::new(),
-        password_reset: true,
-    })
+    Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
 }
 
 /// Print the summary (stdout, through `out.data`: nothing in `--json` mode; notes as

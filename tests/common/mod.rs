@@ -178,3 +178,14 @@ pub fn wait_until_expired(dir: &Path) -> u64 {
     }
     expires
 }
+
+/// Every file directly in `dir`, by name, with its bytes.
+pub fn dir_contents(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect()
+}
