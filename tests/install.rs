@@ -531,11 +531,8 @@ fn concurrent_first_use_unpacks_agree_on_one_root() {
         ];
         let runs = run_pair(&args, &root);
         for (code, doc, stderr) in &runs {
-            // Two unpacks into one root still race on the storage's temp files (defect 14,
-            // fixed on its own branch): such a failure names a path under storage/, never
-            // the install's files. Once 14 is merged, every run here must exit 0.
-            let storage_race = *code == 2 && doc["error"].as_str().is_some_and(|e| e.contains("/storage/"));
-            assert!(*code == 0 || storage_race, "pair {i}: {doc}\n{stderr}");
+            // Both succeed: the install is locked, and so is the unpack (defect 14).
+            assert_eq!(*code, 0, "pair {i}: {doc}\n{stderr}");
         }
         // The run that installed says so in its document, failed or not (`credentials`).
         let passwords: Vec<&str> =
