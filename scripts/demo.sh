@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
-airlift=$PWD/target/x86_64-unknown-linux-gnu/debug/airlift
+# Where cargo put it: honours CARGO_TARGET_DIR and .cargo/config.toml's target.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+airlift=$target_dir/x86_64-unknown-linux-gnu/debug/airlift
 work=$(mktemp -d -t airlift-demo.XXXXXX)
 server=
 cleanup() {
