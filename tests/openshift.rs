@@ -8,7 +8,7 @@ use std::process::Command;
 
 use airlift::openshift::release::{payload_files, Component};
 use serde_json::Value;
-use serde_yaml::Value as Yaml;
+use serde_yaml_ng::Value as Yaml;
 
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
@@ -136,7 +136,7 @@ fn unpack_root(dir: &Path, bundle: &Path, root: &Path, extra: &[&str]) -> Value 
 
 fn yaml(path: &Path) -> Yaml {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
 /// source → mirrors of an ImageDigestMirrorSet.

@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::client::reference::{ImageRef, TRANSPORT};
 use crate::error::{usage, Error, Result};
@@ -82,7 +82,7 @@ pub fn load(path: &Path) -> Result<ImageSet> {
 /// Parse an image set document; `origin` (the file name) starts every error message.
 pub fn parse(text: &str, origin: &str) -> Result<ImageSet> {
     let root: Value =
-        serde_yaml::from_str(text).map_err(|e| usage(format!("{origin}: not a valid YAML document: {e}")))?;
+        serde_yaml_ng::from_str(text).map_err(|e| usage(format!("{origin}: not a valid YAML document: {e}")))?;
     Reader { origin, warnings: Vec::new() }.document(&root)
 }
 
@@ -485,7 +485,7 @@ fn field<'v>(fields: &Fields<'v>, name: &str) -> Option<&'v Value> {
 
 /// A value as it would appear in the file, kept short, for messages.
 fn yaml_inline(value: &Value) -> String {
-    let text = serde_yaml::to_string(value).unwrap_or_default();
+    let text = serde_yaml_ng::to_string(value).unwrap_or_default();
     let text = text.trim_end();
     if text.contains('\n') || text.len() > 40 {
         "a mapping or list".to_string()

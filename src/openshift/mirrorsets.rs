@@ -299,7 +299,7 @@ fn signature_config_maps(signatures: &[Signature]) -> Result<String> {
 }
 
 fn to_yaml(what: &str, value: &impl Serialize) -> Result<String> {
-    serde_yaml::to_string(value).map_err(|e| usage(format!("cannot serialise the {what}: {e}")))
+    serde_yaml_ng::to_string(value).map_err(|e| usage(format!("cannot serialise the {what}: {e}")))
 }
 
 /// Remove a result file an earlier run wrote and this one does not.
@@ -349,7 +349,7 @@ fn check_repository(what: &str, repo: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_yaml::Value;
+    use serde_yaml_ng::Value;
 
     const SOURCE_A: &str = "quay.io/openshift-release-dev/ocp-release";
     const SOURCE_B: &str = "quay.io/openshift-release-dev/ocp-v4.0-art-dev";
@@ -379,7 +379,7 @@ mod tests {
     }
 
     fn yaml(path: &Path) -> Value {
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     /// `[{source, mirrors: [..]}]` as a YAML value.
@@ -387,7 +387,7 @@ mod tests {
         let entries: Vec<Value> = entries
             .iter()
             .map(|(source, mirrors)| {
-                let mut m = serde_yaml::Mapping::new();
+                let mut m = serde_yaml_ng::Mapping::new();
                 m.insert("source".into(), (*source).into());
                 m.insert("mirrors".into(), mirrors.iter().map(|s| Value::from(*s)).collect());
                 Value::Mapping(m)
@@ -425,7 +425,7 @@ mod tests {
         let idms = yaml(&out.join(DIGEST_MIRROR_SET_FILE));
         assert_eq!(idms["apiVersion"], "config.openshift.io/v1");
         assert_eq!(idms["kind"], "ImageDigestMirrorSet");
-        assert_eq!(idms["metadata"], serde_yaml::from_str::<Value>("name: airlift-ocp").unwrap());
+        assert_eq!(idms["metadata"], serde_yaml_ng::from_str::<Value>("name: airlift-ocp").unwrap());
         assert_eq!(idms["spec"]["imageDigestMirrors"], both);
         assert_eq!(idms.as_mapping().unwrap().len(), 4);
 
@@ -459,7 +459,7 @@ mod tests {
         write_results(dir.path(), "mirror", &mappings(), &signatures()).unwrap();
         let text = std::fs::read_to_string(dir.path().join(RELEASE_SIGNATURES_FILE)).unwrap();
         let docs: Vec<Value> =
-            serde_yaml::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
+            serde_yaml_ng::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect();
         assert_eq!(docs.len(), 2);
 
         let sigs = signatures();
