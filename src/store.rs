@@ -105,36 +105,23 @@ impl BlobStore {
         Ok((NamedTempFile::from_parts(file, temp_path), len))
     }
 
-    /// Remove temp files left by a killed run: only those nobody has written to for
-    /// [`STALE_TEMP`], so a concurrent run's (or the registry's uploads') temp files in
-    /// flight are left alone.
-    pub fn purge_temps(&self) -> Result<()> {
-        let dir = self.state_dir().join("tmp");
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(()) };
-        let now = std::time::SystemTime::now();
-        for entry in entries {
-            let entry = entry.at(&dir)?;
-            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            let path = entry.path();
-            let idle = entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| now.duration_since(t).ok());
-            if idle.is_some_and(|d| d >= STALE_TEMP) {
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(crate::error::Error::io(&path, e))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(())
+    /// Remove every temp file: with this store's run lock held no other run writes here
+    /// (the registry's uploads have their own directory), so any is a killed run's.
+    pub fn purge_temps(&self, _held: &RunLock) -> Result<()> {
+        purge_temps_under(&self.state_dir().join("tmp"), std::time::Duration::ZERO, &|_| false).map(drop)
+    }
+
+    /// Remove the temp files nobody has written to for [`STALE_TEMP`], where several runs
+    /// may share the store without a lock (the fetch cache of concurrent packs): a live
+    /// run's temp files, written continually, stay.
+    pub fn purge_stale_temps(&self) -> Result<()> {
+        purge_temps_under(&self.state_dir().join("tmp"), STALE_TEMP, &|_| false).map(drop)
     }
 
     /// Take this store's run lock (`STATE/lock`, flock), so that two unpacks into one
     /// destination run one after the other; `waiting` is told the holder's pid (as it
     /// wrote it) when the lock is taken. Released when the returned guard is dropped.
-    pub fn lock_run(&self, waiting: impl FnOnce(&str)) -> Result<RunLock> {
+    pub fn lock_run(&self, waiting: impl FnOnce(Option<u32>)) -> Result<RunLock> {
         use std::io::{Read, Seek};
         use std::os::unix::io::AsRawFd;
         let path = self.state_dir().join("lock");
@@ -144,7 +131,8 @@ impl BlobStore {
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            waiting(holder.trim());
+            // The holder writes its pid just after it took the lock: it may not be there yet.
+            waiting(holder.trim().parse::<u32>().ok());
             loop {
                 // SAFETY: as above; this call blocks until the holder releases the lock.
                 if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -194,15 +182,46 @@ pub fn temp_in(dir: &Path) -> Result<NamedTempFile> {
 
 /// Remove temp files a killed run left in `dir` (only airlift's own, by their prefix).
 pub fn purge_temps_in(dir: &Path) -> Result<()> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
-    for entry in entries {
-        let entry = entry.at(dir)?;
-        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+    purge_temps_under(dir, std::time::Duration::ZERO, &|_| false).map(drop)
+}
+
+/// The one temp-file sweep: remove airlift's temp files ([`TEMP_PREFIX`]) in `dir` that
+/// nothing touched for `grace` or longer (`Duration::ZERO`: every one), going down into
+/// the subdirectories `descend` accepts. A missing `dir` holds none. Returns how many went.
+pub fn purge_temps_under(dir: &Path, grace: std::time::Duration, descend: &dyn Fn(&Path) -> bool) -> Result<usize> {
+    let now = std::time::SystemTime::now();
+    let mut purged = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(crate::error::Error::io(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.at(&dir)?;
             let path = entry.path();
-            fs::remove_file(&path).at(&path)?;
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                if descend(&path) {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let idle = meta.modified().ok().and_then(|t| now.duration_since(t).ok());
+            if grace.is_zero() || idle.is_some_and(|d| d >= grace) {
+                match fs::remove_file(&path) {
+                    Ok(()) => purged += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(crate::error::Error::io(&path, e)),
+                }
+            }
         }
     }
-    Ok(())
+    Ok(purged)
 }
 
 /// fsync the directory holding `path`, so a rename into it survives a crash.
@@ -533,23 +552,26 @@ mod direct_tests {
         }
     }
 
-    /// A fresh temp file (a concurrent run's, in flight) survives a purge; one left
-    /// untouched for longer than [`STALE_TEMP`] does not.
+    /// Without a lock, a fresh temp file (a concurrent run's, in flight) survives a purge
+    /// and one left untouched for longer than [`STALE_TEMP`] does not; under the run lock
+    /// every temp file goes.
     #[test]
-    fn purge_removes_only_stale_temps() {
+    fn purges_keep_what_a_live_run_may_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::create(dir.path()).unwrap();
-        let fresh = store.temp().unwrap();
+        let fresh = store.temp().unwrap().into_temp_path().keep().unwrap();
         let stale = store.temp().unwrap().into_temp_path().keep().unwrap();
         let old = std::time::SystemTime::now() - STALE_TEMP - std::time::Duration::from_secs(60);
         let f = File::options().write(true).open(&stale).unwrap();
         f.set_times(fs::FileTimes::new().set_modified(old)).unwrap();
-        store.purge_temps().unwrap();
-        assert!(fresh.path().exists(), "a temp file in use was purged");
+        store.purge_stale_temps().unwrap();
+        assert!(fresh.exists(), "a temp file in use was purged");
         assert!(!stale.exists(), "a stale temp file was kept");
+        let lock = store.lock_run(|_| panic!("nobody holds the lock")).unwrap();
+        store.purge_temps(&lock).unwrap();
+        assert!(!fresh.exists(), "under the run lock every temp file is a leftover");
     }
 
-    /// A second run waits for the first, and is told who holds the lock.
     #[test]
     fn the_run_lock_makes_a_second_run_wait() {
         let dir = tempfile::tempdir().unwrap();
@@ -559,10 +581,10 @@ mod direct_tests {
         let root = dir.path().to_path_buf();
         let second = std::thread::spawn(move || {
             let store = BlobStore::create(&root).unwrap();
-            let _lock = store.lock_run(|holder| tx.send(holder.to_string()).unwrap()).unwrap();
+            let _lock = store.lock_run(|holder| tx.send(holder).unwrap()).unwrap();
         });
         let holder = rx.recv().unwrap();
-        assert_eq!(holder, std::process::id().to_string());
+        assert_eq!(holder, Some(std::process::id()));
         assert!(!second.is_finished(), "the second run did not wait");
         drop(first);
         second.join().unwrap();

@@ -162,10 +162,11 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     bundle.check_expiry(crate::time::now())?;
     let dest = Destination::open(args, out)?;
     let store = dest.store();
-    let _lock = store.lock_run(|pid| {
-        out.info(format!("waiting for another unpack of {} (pid {pid})", store.root().display()));
+    let lock = store.lock_run(|pid| {
+        let holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+        out.info(format!("waiting for another unpack of {}{holder}", store.root().display()));
     })?;
-    store.purge_temps()?;
+    store.purge_temps(&lock)?;
     trust::check_image_list(&bundle)?;
     let claims = dest.claims(&bundle, args)?;
     let mut record = trust::Record::open(&dest.trust_dir())?;

@@ -634,36 +634,10 @@ impl Storage {
     /// revision, a manifest). Younger ones may belong to a writer at work and stay.
     /// Returns how many went.
     pub fn purge_temp_files(&self, grace: Duration) -> SResult<usize> {
-        let Some(cutoff) = SystemTime::now().checked_sub(grace) else { return Ok(0) };
-        let mut purged = 0;
-        let mut stack = vec![self.path(Loc::Repositories), self.path(Loc::Uploads)];
-        while let Some(dir) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(crate::error::Error::io(&dir, e).into()),
-            };
-            for entry in entries {
-                let entry = entry.at(&dir)?;
-                let path = entry.path();
-                let Ok(meta) = entry.metadata() else { continue };
-                if meta.is_dir() {
-                    // Upload sessions hold no temp files; their data is large: skip them.
-                    if dir != self.path(Loc::Uploads) {
-                        stack.push(path);
-                    }
-                } else if entry.file_name().to_string_lossy().starts_with(store::TEMP_PREFIX)
-                    && meta.modified().is_ok_and(|t| t < cutoff)
-                {
-                    match fs::remove_file(&path) {
-                        Ok(()) => purged += 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(crate::error::Error::io(&path, e).into()),
-                    }
-                }
-            }
-        }
-        Ok(purged)
+        // Upload sessions hold no temp files and their data is large: not gone through.
+        let tags = store::purge_temps_under(&self.path(Loc::Repositories), grace, &|_| true)?;
+        let uploads = store::purge_temps_under(&self.path(Loc::Uploads), grace, &|_| false)?;
+        Ok(tags + uploads)
     }
 }
 

@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, SystemTime};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
@@ -95,9 +94,6 @@ pub struct RegistrySource {
     fetched: Mutex<(HashSet<Digest>, u64)>,
 }
 
-/// Temp files older than this were left by a killed run (a live one writes continually).
-const STALE_TEMP: Duration = Duration::from_secs(3600);
-
 impl RegistrySource {
     pub fn new(
         options: Options,
@@ -106,7 +102,7 @@ impl RegistrySource {
         parallel: usize,
     ) -> Result<RegistrySource> {
         let cache = BlobStore::create(cache_dir)?;
-        purge_stale_temps(&cache.state_dir().join("tmp"))?;
+        cache.purge_stale_temps()?;
         Ok(RegistrySource {
             client: Client::new(options)?,
             cache,
@@ -457,28 +453,6 @@ fn blob_ref(image: &ImageRef, desc: &Descriptor) -> Result<BlobRef> {
     Ok(BlobRef { digest, size: desc.size(), media_type: desc.media_type().to_string() })
 }
 
-/// Remove airlift temp files in `dir` not written to for `STALE_TEMP` (left by a killed
-/// run; another pack sharing the cache keeps its live ones).
-fn purge_stale_temps(dir: &Path) -> Result<()> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
-    let now = SystemTime::now();
-    for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(store::TEMP_PREFIX) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(|t| now.duration_since(t).unwrap_or_default() > STALE_TEMP)
-            .unwrap_or(false);
-        if old {
-            let path = entry.path();
-            std::fs::remove_file(&path).at(&path)?;
-        }
-    }
-    Ok(())
-}
-
 /// The references of an `--images` file: one a line, `#` starts a comment; a line
 /// without a transport is a `docker://` reference.
 pub fn read_images_file(path: &Path) -> Result<Vec<String>> {
@@ -525,16 +499,5 @@ mod tests {
         let text =
             "# mirror list\nquay.io/ns/app:1.0\n\n  docker://nginx   # the web server\noci:/srv/l:x\n#docker://skip\n";
         assert_eq!(parse_images_list(text), ["docker://quay.io/ns/app:1.0", "docker://nginx", "oci:/srv/l:x"]);
-    }
-
-    #[test]
-    fn stale_temps_are_purged_fresh_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let fresh = dir.path().join(format!("{}fresh", store::TEMP_PREFIX));
-        let other = dir.path().join("keep");
-        std::fs::write(&fresh, b"x").unwrap();
-        std::fs::write(&other, b"x").unwrap();
-        purge_stale_temps(dir.path()).unwrap();
-        assert!(fresh.exists() && other.exists());
     }
 }
