@@ -36,5 +36,4 @@ pub mod source;
 pub mod store;
 pub mod text;
 pub mod time;
-pub mod trust;
 pub mod workers;

@@ -1,5 +1,5 @@
 //! The on-media bundle format v1: manifest, names, tar framing, signing, writing,
-//! reading and unpacking.
+//! reading and unpacking, and what unpack accepts beyond the signature (`trust`).
 
 pub mod check;
 pub mod expand;
@@ -9,4 +9,5 @@ pub mod names;
 pub mod reader;
 pub mod sign;
 pub mod tar;
+pub mod trust;
 pub mod writer;

@@ -5,6 +5,7 @@ use crate::bundle::extract::Extractor;
 use crate::bundle::manifest::{EntryKind, Image, Release};
 use crate::bundle::names;
 use crate::bundle::reader::{self, Action, Bundle, Sink, VolumeReport, VolumeStatus};
+use crate::bundle::trust;
 use crate::cli::UnpackArgs;
 use crate::client::publish::{self, Journal, PushOptions, PushReport};
 use crate::client::{Client, Options};
@@ -17,7 +18,6 @@ use crate::registry::install::{self, InstallOptions};
 use crate::registry::mirror;
 use crate::registry::storage::Storage;
 use crate::store::{write_atomic, BlobStore};
-use crate::trust;
 
 /// Where unpack writes.
 enum Destination {
