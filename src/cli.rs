@@ -178,6 +178,10 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub tls_verify: bool,
+    /// Seconds to wait for a registry's answer, or for the next bytes of a transfer,
+    /// before the request counts as dropped (retried, resumed with Range)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]

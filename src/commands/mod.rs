@@ -34,3 +34,14 @@ pub fn jobs(args: &crate::cli::ReadArgs) -> usize {
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
     }
 }
+
+/// The registry client's options from the connection flags pack and `unpack --to` share.
+pub fn client_options(c: &crate::cli::ConnectArgs) -> crate::client::Options {
+    crate::client::Options {
+        authfile: c.authfile.clone(),
+        cert_dir: c.cert_dir.clone(),
+        tls_verify: c.tls_verify,
+        timeout: std::time::Duration::from_secs(c.timeout),
+        ..crate::client::Options::default()
+    }
+}

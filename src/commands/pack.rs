@@ -10,7 +10,7 @@ use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::cli::PackArgs;
 use crate::client::reference::TRANSPORT;
-use crate::client::{ImageRef, Options};
+use crate::client::ImageRef;
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext, Status};
 use crate::minisign::SecretKey;
@@ -484,13 +484,7 @@ fn registry_source(args: &PackArgs) -> anyhow::Result<RegistrySource> {
         Some(c) => c.clone(),
         None => default_cache_dir()?,
     };
-    let options = Options {
-        authfile: r.connect.authfile.clone(),
-        cert_dir: r.connect.cert_dir.clone(),
-        tls_verify: r.connect.tls_verify,
-        ..Options::default()
-    };
-    Ok(RegistrySource::new(options, &cache, platforms, r.parallel as usize)?)
+    Ok(RegistrySource::new(super::client_options(&r.connect), &cache, platforms, r.parallel as usize)?)
 }
 
 /// The bundle's sequence: `--sequence`, else its signed creation time in seconds (it

@@ -8,7 +8,7 @@ use crate::bundle::reader::{self, Action, Bundle, Sink, VolumeReport, VolumeStat
 use crate::bundle::trust;
 use crate::cli::UnpackArgs;
 use crate::client::publish::{self, Journal, PushOptions, PushReport};
-use crate::client::{Client, Options};
+use crate::client::Client;
 use crate::error::{usage, Status};
 use crate::oci::{descriptor, REF_NAME};
 use crate::openshift::{self, mirrorsets};
@@ -49,12 +49,7 @@ impl Destination {
                 None => crate::source::registry::default_cache_dir()?.join("push"),
             };
             let c = &args.connect;
-            let client = Client::new(Options {
-                authfile: c.authfile.clone(),
-                cert_dir: c.cert_dir.clone(),
-                tls_verify: c.tls_verify,
-                ..Options::default()
-            })?;
+            let client = Client::new(super::client_options(c))?;
             return Ok(Destination::Push {
                 staging: BlobStore::create(&staging)?.read_back_soon(),
                 to,
