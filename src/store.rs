@@ -91,13 +91,11 @@ impl BlobStore {
     /// Dropped without [`commit`], the file is removed (the fetcher keeps it with
     /// `disable_cleanup` when its bytes are worth resuming from).
     pub fn partial(&self, digest: &Digest) -> Result<(NamedTempFile, u64)> {
-        use std::os::unix::io::AsRawFd;
         let dir = self.state_dir().join("partial");
         fs::create_dir_all(&dir).at(&dir)?;
         let path = dir.join(digest.hex());
         let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
-        // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !matches!(lock_exclusive(&file, &path, false), Ok(true)) {
             return Ok((self.temp()?, 0));
         }
         let len = file.metadata().at(&path)?.len();
@@ -123,31 +121,40 @@ impl BlobStore {
     /// wrote it) when the lock is taken. Released when the returned guard is dropped.
     pub fn lock_run(&self, waiting: impl FnOnce(Option<u32>)) -> Result<RunLock> {
         use std::io::{Read, Seek};
-        use std::os::unix::io::AsRawFd;
         let path = self.state_dir().join("lock");
         let mut file =
             fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
-        // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if !lock_exclusive(&file, &path, false)? {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
             // The holder writes its pid just after it took the lock: it may not be there yet.
             waiting(holder.trim().parse::<u32>().ok());
-            loop {
-                // SAFETY: as above; this call blocks until the holder releases the lock.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                    break;
-                }
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(crate::error::Error::io(&path, e));
-                }
-            }
+            lock_exclusive(&file, &path, true)?;
         }
         file.set_len(0).at(&path)?;
         file.rewind().at(&path)?;
         file.write_all(std::process::id().to_string().as_bytes()).at(&path)?;
         Ok(RunLock { _file: file })
+    }
+}
+
+/// Take an exclusive `flock` on `file` (at `path`, for errors): with `wait`, block until
+/// it is free; without, `Ok(false)` when another holds it. The lock goes with the
+/// descriptor: dropped with the file, or when the process ends, killed or not.
+pub fn lock_exclusive(file: &File, path: &Path, wait: bool) -> Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    loop {
+        // SAFETY: flock only acts on the descriptor `file` owns.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock if !wait => return Ok(false),
+            _ => return Err(crate::error::Error::io(path, e)),
+        }
     }
 }
 

@@ -429,16 +429,8 @@ fn lock_root(root: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| not_writable(&path, e))?;
-    loop {
-        // SAFETY: flock only acts on the descriptor `file` owns; the lock goes with it.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io(&path, e));
-        }
-    }
+    store::lock_exclusive(&file, &path, true)?;
+    Ok(file)
 }
 
 /// The root is installed already: read it, touch nothing, and note what was asked
