@@ -166,14 +166,14 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let claims = dest.claims(&bundle, args)?;
     let mut record = trust::Record::open(&dest.trust_dir())?;
     if let Destination::Push { .. } = &dest {
-        out.info(format!(
-            "warning: rollback protection for --to is recorded on this host only ({}): another host or another \
+        out.warn(format!(
+            "rollback protection for --to is recorded on this host only ({}): another host or another \
              --cache does not see it",
             record.path().display()
         ));
     }
     for overridden in record.check(&bundle, &claims, args.allow_rollback)? {
-        out.info(format!("warning: --allow-rollback: accepting a rollback: {overridden}"));
+        out.warn(format!("--allow-rollback: accepting a rollback: {overridden}"));
     }
     let extractor = Extractor::new(&bundle, store, dest.files_dir())?;
 
@@ -201,8 +201,8 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     let damaged = extractor.damaged();
     for (path, replaced) in &damaged {
-        out.info(format!(
-            "warning: the stored copy of {path} did not match its signed digest: {}",
+        out.warn(format!(
+            "the stored copy of {path} did not match its signed digest: {}",
             if *replaced { "replaced from the bundle" } else { "removed; the volume holding it is needed" }
         ));
     }
@@ -268,8 +268,8 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         }
     }
     for m in &moved {
-        out.info(format!(
-            "warning: ref {} in {} moved from {} to {} (bundle '{}')",
+        out.warn(format!(
+            "ref {} in {} moved from {} to {} (bundle '{}')",
             m.reference,
             dest.describe(),
             m.from,
