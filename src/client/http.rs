@@ -16,14 +16,13 @@ use reqwest::blocking::{RequestBuilder, Response};
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_TYPE, RANGE, RETRY_AFTER};
 
 use crate::client::auth::{Challenge, Credentials, Keyring, TokenResponse};
-use crate::client::reference::ImageRef;
 use crate::client::retry::{parse_retry_after, RetryPolicy};
 use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::oci::layout::BlobRef;
+use crate::oci::names::{ImageRef, Reference};
 use crate::oci::{self, MAX_MANIFEST};
 use crate::progress::Progress;
-use crate::registry::names::Reference;
 use crate::store::{self, BlobStore, DirectReader, DirectWriter};
 
 /// How to reach registries.

@@ -1,7 +1,6 @@
-//! The registry client: references, credentials, and pulling manifests and blobs over
+//! The registry client: credentials, and pulling manifests and blobs over
 //! the distribution API (`/v2/`), with retries, resumption and digest checks.
 //!
-//! - [`reference`]: `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]` references
 //! - [`auth`]: auth.json / config.json / pull secrets, `WWW-Authenticate` challenges
 //! - [`retry`]: which failures are retried and the backoff between tries
 //! - [`http`]: the blocking client itself
@@ -12,8 +11,7 @@ pub mod auth;
 pub mod http;
 pub mod publish;
 pub mod push;
-pub mod reference;
 pub mod retry;
 
+pub use crate::oci::names::ImageRef;
 pub use http::{Client, Manifest, Options, Stats};
-pub use reference::ImageRef;

@@ -26,14 +26,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::bundle::manifest::Image;
 use crate::client::push::BlobOutcome;
-use crate::client::reference::{valid_host, TRANSPORT};
-use crate::client::{Client, ImageRef};
+use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::{usage, IoContext, Result};
 use crate::oci::layout::read_limited;
+use crate::oci::names::{valid_host, ImageRef, Repository, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
 use crate::registry::mirror::{self, Target};
-use crate::registry::names::Repository;
 use crate::store::BlobStore;
 use crate::workers;
 

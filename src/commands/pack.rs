@@ -9,12 +9,12 @@ use crate::bundle::manifest::{EntryKind, Image, Manifest, Release};
 use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::cli::PackArgs;
-use crate::client::reference::TRANSPORT;
 use crate::client::ImageRef;
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext, Status};
 use crate::minisign::SecretKey;
 use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
+use crate::oci::names::TRANSPORT;
 use crate::oci::{self, index_json};
 use crate::openshift::imageset;
 use crate::openshift::release::{self, Payload};
@@ -451,11 +451,7 @@ fn openshift_arch(platform: &str) -> Option<String> {
 
 /// `docker://` in front of a reference without a transport.
 fn with_transport(reference: &str) -> String {
-    if reference.starts_with(TRANSPORT) || reference.starts_with("oci:") {
-        reference.to_string()
-    } else {
-        format!("{TRANSPORT}{reference}")
-    }
+    crate::oci::names::with_transport(reference)
 }
 
 /// Drop repeated entries, keeping the first of each.

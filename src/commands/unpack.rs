@@ -427,7 +427,7 @@ fn put_tag(
     repository: &str,
     tag: &str,
 ) -> crate::error::Result<()> {
-    let repo = crate::registry::names::Repository::parse(repository)
+    let repo = crate::oci::names::Repository::parse(repository)
         .ok_or_else(|| usage(format!("'{repository}' is not a valid repository name")))?;
     let target = crate::client::ImageRef { registry: registry.to_string(), repository: repo, tag: None, digest: None };
     let bytes = crate::oci::layout::read_limited(&staging.path(&image.digest), crate::oci::MAX_MANIFEST)?;
@@ -468,7 +468,7 @@ fn image_complete(bundle: &Bundle, extractor: &Extractor, i: usize) -> bool {
 
 /// The manifest `repository:tag` points at in a registry root, if any.
 fn tag_target(storage: &Storage, repository: &str, tag: &str) -> Option<crate::digest::Digest> {
-    use crate::registry::names::{Reference, Repository, Tag};
+    use crate::oci::names::{Reference, Repository, Tag};
     let repo = Repository::parse(repository)?;
     let tag = Tag::parse(tag)?;
     storage.resolve(&repo, &Reference::Tag(tag)).ok().map(|s| s.digest)

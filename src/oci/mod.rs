@@ -1,6 +1,7 @@
 //! OCI (and Docker schema2) media types, references, and image layouts.
 
 pub mod layout;
+pub mod names;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -29,9 +29,9 @@ use std::path::Path;
 
 use serde_yaml_ng::Value;
 
-use crate::client::reference::{ImageRef, TRANSPORT};
 use crate::error::{usage, Error, Result};
 use crate::oci::layout::{read_limited, LayoutSource};
+use crate::oci::names::{with_transport, ImageRef, TRANSPORT};
 
 /// The largest image set file read: a real one is a few kilobytes.
 pub const MAX_FILE: u64 = 1 << 20;
@@ -65,7 +65,9 @@ impl ImageSet {
     /// without a tag or digest means `:latest`.
     pub fn is_blocked(&self, reference: &str) -> bool {
         match ImageRef::parse_name(reference.strip_prefix(TRANSPORT).unwrap_or(reference)) {
-            Ok(image) => self.blocked.iter().filter_map(|e| parse_written(e).ok()).any(|e| blocks(&e, &image)),
+            Ok(image) => {
+                self.blocked.iter().filter_map(|e| ImageRef::parse_written(e).ok()).any(|e| blocks(&e, &image))
+            }
             Err(_) => false,
         }
     }
@@ -312,7 +314,7 @@ impl Reader<'_> {
     fn release_base(&self, value: &Value, path: &str) -> Result<String> {
         let written = self.string(value, path)?;
         let (_, image) = self.docker_ref(written, path)?;
-        let tag = parse_written(written).map_err(|e| self.error(path, e))?.tag;
+        let tag = ImageRef::parse_written(written).map_err(|e| self.error(path, e))?.tag;
         if tag.is_some() || image.digest.is_some() {
             return Err(self
                 .error(path, "give the repository only (no tag or digest): airlift appends VERSION-ARCH as the tag"));
@@ -428,15 +430,12 @@ impl Reader<'_> {
 
     /// A registry reference, `docker://` optional: returns it with `docker://` and parsed.
     fn docker_ref(&self, written: &str, path: &str) -> Result<(String, ImageRef)> {
-        let reference = if written.starts_with(TRANSPORT) {
-            written.to_string()
-        } else if written.contains("://") || written.starts_with("oci:") {
+        if !written.starts_with(TRANSPORT) && (written.contains("://") || written.starts_with("oci:")) {
             return Err(
                 self.error(path, format!("'{written}': only registry references (docker://) are supported here"))
             );
-        } else {
-            format!("{TRANSPORT}{written}")
-        };
+        }
+        let reference = with_transport(written);
         let image = ImageRef::parse(&reference).map_err(|e| self.error(path, e))?;
         Ok((reference, image))
     }
@@ -507,19 +506,6 @@ impl Unique {
             self.items.push(item);
         }
     }
-}
-
-/// Parse a reference (with or without `docker://`) keeping only the tag actually written
-/// (`ImageRef::parse_name` supplies `latest` when there is neither tag nor digest).
-fn parse_written(name: &str) -> std::result::Result<ImageRef, String> {
-    let name = name.strip_prefix(TRANSPORT).unwrap_or(name);
-    let mut image = ImageRef::parse_name(name)?;
-    let before_digest = name.rsplit_once('@').map_or(name, |(rest, _)| rest);
-    let last = before_digest.rsplit('/').next().unwrap_or(before_digest);
-    if !last.contains(':') {
-        image.tag = None;
-    }
-    Ok(image)
 }
 
 /// Whether a blocked `entry` (tag as written) covers `image`.

@@ -11,8 +11,8 @@ pub mod mirrorsets;
 pub mod release;
 
 use crate::bundle::manifest::{Image, Release};
-use crate::client::reference::{ImageRef, TRANSPORT};
 use crate::error::Result;
+use crate::oci::names::{valid_tag, ImageRef, TRANSPORT};
 use crate::registry::mirror;
 
 /// Where every `docker://` image of a bundle is mirrored: its source repository (as the
@@ -76,7 +76,7 @@ pub fn release_tags(release: &Release, images: &[Image], prefix: Option<&str>) -
         })?;
         let target = mirror::target(&images[image], prefix)?;
         let tag = format!("{}-{arch}-{}", release.version, component.name);
-        if !crate::registry::storage::valid_tag(&tag) {
+        if !valid_tag(&tag) {
             return Err(crate::error::usage(format!(
                 "release {}: component {} gives tag '{tag}', which is not a valid tag",
                 release.version, component.name

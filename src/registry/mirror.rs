@@ -10,8 +10,9 @@ use crate::bundle::manifest::Image;
 use crate::digest::Digest;
 use crate::error::{usage, Result};
 use crate::oci::layout::read_limited;
+use crate::oci::names::{split, valid_repository, valid_tag, TRANSPORT};
 use crate::oci::{is_index, MAX_MANIFEST};
-use crate::registry::storage::{valid_repository, valid_tag, Storage};
+use crate::registry::storage::Storage;
 use crate::store::BlobStore;
 
 /// Repository and tag for an image.
@@ -38,13 +39,13 @@ pub fn target(image: &Image, prefix: Option<&str>) -> Result<Target> {
 
 /// (repository path, tag) from a source string and the image's reference name.
 fn source_path(source: &str, reference: Option<&str>) -> (String, Option<String>) {
-    if let Some(rest) = source.strip_prefix("docker://") {
-        let (name, tag) = split_reference(rest);
-        return (strip_host(&name), tag.or_else(|| reference.map(str::to_string)));
+    if let Some(rest) = source.strip_prefix(TRANSPORT) {
+        let parts = split(rest);
+        return (parts.path.to_string(), parts.tag.or(reference).map(str::to_string));
     }
     if let Some(r) = reference.filter(|r| r.contains('/')) {
-        let (name, tag) = split_reference(r);
-        return (strip_host(&name), tag);
+        let parts = split(r);
+        return (parts.path.to_string(), parts.tag.map(str::to_string));
     }
     let dir = source.strip_prefix("oci:").unwrap_or(source);
     let dir = match reference {
@@ -56,23 +57,6 @@ fn source_path(source: &str, reference: Option<&str>) -> (String, Option<String>
         .map(|b| b.to_string_lossy().into_owned())
         .unwrap_or_else(|| "images".into());
     (sanitize(&base), reference.map(str::to_string))
-}
-
-/// `name[:tag][@digest]` → (name, tag)
-fn split_reference(r: &str) -> (String, Option<String>) {
-    let r = r.split('@').next().unwrap_or(r);
-    match r.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name.to_string(), Some(tag.to_string())),
-        _ => (r.to_string(), None),
-    }
-}
-
-/// Drop a leading registry host (`quay.io/`, `localhost:5000/`).
-fn strip_host(name: &str) -> String {
-    match name.split_once('/') {
-        Some((host, rest)) if host.contains('.') || host.contains(':') || host == "localhost" => rest.to_string(),
-        _ => name.to_string(),
-    }
 }
 
 /// A directory name as a repository path component.

@@ -1,120 +1,12 @@
-//! Names in the distribution API: repositories, tags, references, upload ids, and the
-//! parser that turns a request path under `/v2/` into a [`Route`].
+//! The registry's own names: upload ids, and the parser that turns a request path under
+//! `/v2/` into a [`Route`] (repositories, tags and references are `crate::oci::names`').
 //!
 //! Every value here is validated on construction; storage builds paths only from them.
 
 use std::fmt;
 
 use crate::digest::Digest;
-
-/// Longest repository name accepted (the distribution-spec's advice for names).
-pub const MAX_REPOSITORY: usize = 255;
-
-/// Whether `name` is a repository name by the distribution-spec grammar:
-/// `[a-z0-9]+((\.|_|__|[-]+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|[-]+)[a-z0-9]+)*)*`, at most
-/// 255 characters. `..`, empty components, leading `/` and `_` are all outside it.
-pub fn valid_repository(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_REPOSITORY && name.split('/').all(valid_component)
-}
-
-/// One path component: alphanumeric runs joined by `.`, `_`, `__` or any number of `-`.
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    let mut i = 0;
-    loop {
-        // An alphanumeric run.
-        let start = i;
-        while i < b.len() && alnum(b[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        if i == b.len() {
-            return true;
-        }
-        // A separator, then another run must follow.
-        match b[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// Whether `tag` matches `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
-pub fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    let first = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
-    !b.is_empty() && b.len() <= 128 && first(b[0]) && b[1..].iter().all(|&x| first(x) || x == b'.' || x == b'-')
-}
-
-/// A validated repository name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Repository(String);
-
-impl Repository {
-    pub fn parse(name: &str) -> Option<Repository> {
-        valid_repository(name).then(|| Repository(name.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Repository {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A validated tag.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
-
-impl Tag {
-    pub fn parse(tag: &str) -> Option<Tag> {
-        valid_tag(tag).then(|| Tag(tag.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What a manifest URL names: a tag or a digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reference {
-    Tag(Tag),
-    Digest(Digest),
-}
-
-impl fmt::Display for Reference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reference::Tag(t) => t.fmt(f),
-            Reference::Digest(d) => d.fmt(f),
-        }
-    }
-}
+use crate::oci::names::{Reference, Repository, Tag};
 
 /// An upload session id: 32 lowercase hex digits, made by the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -239,50 +131,6 @@ mod tests {
 
     fn repo(s: &str) -> Repository {
         Repository::parse(s).unwrap()
-    }
-
-    #[test]
-    fn repository_grammar() {
-        for good in ["a", "ns/app", "a/b/c/d", "a.b", "a_b", "a__b", "a---b", "0", "quay.io/ns/app", "x-1/y_2.z"] {
-            assert!(valid_repository(good), "{good}");
-        }
-        for bad in [
-            "",
-            "/a",
-            "a/",
-            "a//b",
-            "..",
-            "a/../b",
-            "a/..",
-            "a..b",
-            "A",
-            "a_",
-            "_a",
-            "a___b",
-            "a.-b",
-            "-a",
-            "a b",
-            "a/.b",
-            "a%2fb",
-            "a/_manifests",
-            "ns/ä",
-        ] {
-            assert!(!valid_repository(bad), "{bad}");
-        }
-        assert!(valid_repository(&"a".repeat(255)));
-        assert!(!valid_repository(&"a".repeat(256)));
-    }
-
-    #[test]
-    fn tag_grammar() {
-        for good in ["latest", "1.0", "_x", "A-b_c.d", "0"] {
-            assert!(valid_tag(good), "{good}");
-        }
-        for bad in ["", ".x", "-x", "a/b", "a:b", "..", "a b"] {
-            assert!(!valid_tag(bad), "{bad}");
-        }
-        assert!(valid_tag(&"a".repeat(128)));
-        assert!(!valid_tag(&"a".repeat(129)));
     }
 
     #[test]

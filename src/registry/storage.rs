@@ -38,7 +38,8 @@ use crate::error::{IoContext, Result};
 use crate::oci::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::store::{self, BlobStore};
 
-pub use super::names::{valid_repository, valid_tag, Reference, Repository, Tag, UploadId};
+use super::names::UploadId;
+use crate::oci::names::{valid_repository, valid_tag, Reference, Repository, Tag};
 
 /// The largest manifest accepted (the spec asks for at least 4 MB).
 pub const MAX_MANIFEST: usize = 16 << 20;

@@ -13,13 +13,13 @@ use std::sync::{Condvar, Mutex};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
-use crate::client::{Client, ImageRef, Options, Stats};
+use crate::client::{Client, Options, Stats};
 use crate::digest::Digest;
 use crate::error::{integrity, usage, IoContext, Result};
 use crate::oci::layout::{read_limited, BlobRef, ResolvedImage};
+use crate::oci::names::{with_transport, ImageRef, Reference};
 use crate::oci::{self, is_index, is_manifest, MAX_MANIFEST};
 use crate::progress::Progress;
-use crate::registry::names::Reference;
 use crate::store::{self, BlobStore};
 use crate::workers;
 
@@ -465,15 +465,7 @@ pub fn parse_images_list(text: &str) -> Vec<String> {
     text.lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
-        .map(
-            |l| {
-                if l.starts_with("docker://") || l.starts_with("oci:") {
-                    l.to_string()
-                } else {
-                    format!("docker://{l}")
-                }
-            },
-        )
+        .map(with_transport)
         .collect()
 }
 

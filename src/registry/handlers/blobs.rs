@@ -12,8 +12,8 @@ use axum::response::Response;
 use super::{blocking, empty, response, value, CONTENT_DIGEST};
 use crate::digest::Digest;
 use crate::error::IoContext;
+use crate::oci::names::Repository;
 use crate::registry::errors::{ApiError, Code};
-use crate::registry::names::Repository;
 use crate::registry::routes::App;
 
 /// Bytes read from disk per step of a blob stream.

@@ -8,9 +8,9 @@ use axum::response::Response;
 
 use super::{blocking, json, value, FILTERS_APPLIED};
 use crate::digest::Digest;
+use crate::oci::names::Repository;
 use crate::oci::OCI_INDEX;
 use crate::registry::errors::ApiError;
-use crate::registry::names::Repository;
 use crate::registry::routes::{App, Params};
 
 /// One page of a sorted list: the entries after `last`, at most `n`, and whether more follow.

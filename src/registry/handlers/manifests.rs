@@ -9,8 +9,8 @@ use axum::response::Response;
 
 use super::{blocking, empty, response, value, CONTENT_DIGEST, OCI_SUBJECT};
 use crate::digest::Digest;
+use crate::oci::names::{Reference, Repository};
 use crate::registry::errors::{ApiError, Code};
-use crate::registry::names::{Reference, Repository};
 use crate::registry::routes::App;
 use crate::registry::storage::MAX_MANIFEST;
 
