@@ -13,8 +13,8 @@ use crate::error::{integrity, Result};
 
 pub const FORMAT: &str = "airlift.bundle";
 pub const VERSION: u32 = 1;
-/// Largest manifest airlift will read (it is small: a few hundred bytes per chunk).
-pub const MAX_MANIFEST: u64 = 256 << 20;
+/// Largest bundle manifest airlift will read (a few hundred bytes per chunk).
+pub const MAX_BUNDLE_MANIFEST: u64 = 256 << 20;
 /// Largest chunk: fits the 11 octal digits of a ustar size field with room to spare.
 pub const MAX_CHUNK: u64 = 4 << 30;
 

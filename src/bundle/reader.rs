@@ -76,7 +76,7 @@ pub fn bundle_name(dir: &Path, name: Option<&str>) -> Result<String> {
 /// Read the manifest bytes (unverified), for `list` without a key.
 pub fn read_manifest_bytes(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)> {
     let path = dir.join(names::manifest_file(name));
-    match media::read_bounded(&path, crate::bundle::manifest::MAX_MANIFEST, "the bundle manifest")? {
+    match media::read_bounded(&path, crate::bundle::manifest::MAX_BUNDLE_MANIFEST, "the bundle manifest")? {
         Some(bytes) => Ok((path, bytes)),
         None => Err(usage(format!("{}: no such bundle manifest", path.display()))),
     }

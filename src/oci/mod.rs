@@ -10,8 +10,9 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
 pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// The largest manifest or index airlift reads.
-pub const MAX_MANIFEST: u64 = 8 << 20;
+/// The largest image manifest, index or image config airlift reads, fetches, serves or
+/// accepts (the distribution-spec asks registries for at least 4 MB).
+pub const MAX_MANIFEST: u64 = 16 << 20;
 
 pub fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_LIST

@@ -35,14 +35,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
-use crate::oci::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::{DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::store::{self, BlobStore};
 
 use super::names::UploadId;
 use crate::oci::names::{valid_repository, valid_tag, Reference, Repository, Tag};
 
-/// The largest manifest accepted (the spec asks for at least 4 MB).
-pub const MAX_MANIFEST: usize = 16 << 20;
 
 /// What went wrong, in the terms of the distribution API.
 #[derive(Debug, thiserror::Error)]
@@ -376,8 +374,8 @@ impl Storage {
             Err(e) => return Err(crate::error::Error::io(&path, e).into()),
         };
         let mut bytes = Vec::new();
-        file.take(MAX_MANIFEST as u64 + 1).read_to_end(&mut bytes).at(&path)?;
-        if bytes.len() > MAX_MANIFEST {
+        file.take(MAX_MANIFEST + 1).read_to_end(&mut bytes).at(&path)?;
+        if bytes.len() as u64 > MAX_MANIFEST {
             return Err(StorageError::ManifestInvalid(format!("{digest} is larger than {MAX_MANIFEST} bytes")));
         }
         let actual = Digest::of(&bytes);

@@ -12,7 +12,7 @@ use crate::digest::Digest;
 use crate::oci::names::{Reference, Repository};
 use crate::registry::errors::{ApiError, Code};
 use crate::registry::routes::App;
-use crate::registry::storage::MAX_MANIFEST;
+use crate::oci::MAX_MANIFEST;
 
 pub async fn get(app: Arc<App>, repo: Repository, reference: Reference, head: bool) -> Result<Response, ApiError> {
     let (stored, bytes) = blocking(move || {
@@ -36,11 +36,11 @@ pub async fn put(app: Arc<App>, repo: Repository, reference: Reference, req: Req
             .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_MANIFEST as u64) {
+    if declared.is_some_and(|n| n > MAX_MANIFEST) {
         return Err(too_large());
     }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let bytes = axum::body::to_bytes(req.into_body(), MAX_MANIFEST).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_MANIFEST as usize).await.map_err(|_| too_large())?;
     if declared.is_some_and(|n| n != bytes.len() as u64) {
         return Err(ApiError::new(Code::SizeInvalid, "manifest body does not match its Content-Length"));
     }
