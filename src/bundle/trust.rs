@@ -25,10 +25,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use oci_spec::image::Descriptor;
+
 use crate::bundle::manifest::{EntryKind, Image};
 use crate::bundle::reader::Bundle;
 use crate::digest::Digest;
 use crate::error::{integrity, refused, usage, Result};
+use crate::oci::layout::{read_limited, BlobRef};
+use crate::oci::walk::{walk, Doc, Invalid, Kind, Manifests, Node, Role, Visitor};
+use crate::oci::{doc_type, is_index, DocType, MAX_MANIFEST, OCI_INDEX};
 use crate::store::BlobStore;
 
 /// A tag a bundle points at an image.
@@ -232,89 +237,109 @@ pub fn check_image_graph(bundle: &Bundle, store: &BlobStore, image: &Image) -> R
     if let Some(e) = entry.filter(|e| e.size != image.size) {
         return Err(inconsistent(image, format!("its manifest is {} bytes in the bundle, not {}", e.size, image.size)));
     }
-    check_manifest(bundle, store, image, &image.digest, &image.media_type, 0)
+    let top = BlobRef { digest: image.digest.clone(), size: image.size, media_type: image.media_type.clone() };
+    let carried = Carried { bundle, store, image };
+    walk(&carried, &top, &mut Checker(&carried))
 }
 
-fn check_manifest(
-    bundle: &Bundle,
-    store: &BlobStore,
-    image: &Image,
-    digest: &Digest,
-    media_type: &str,
-    depth: usize,
-) -> Result<()> {
-    if depth > 4 {
-        return Err(inconsistent(image, format!("{digest} nests indexes too deep")));
-    }
-    let bytes = crate::oci::layout::read_limited(&store.path(digest), crate::oci::MAX_MANIFEST)?;
-    let doc: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| inconsistent(image, format!("{digest} is not a JSON manifest ({e})")))?;
-    if media_type == crate::oci::DOCKER_SCHEMA1 || media_type == crate::oci::DOCKER_SCHEMA1_SIGNED {
-        return Ok(());
-    }
-    let is_index = doc.get("manifests").is_some();
-    let declared = doc.get("mediaType").and_then(|t| t.as_str());
-    let agrees = match declared {
-        Some(t) => t == media_type,
-        None => is_index == crate::oci::is_index(media_type),
-    };
-    if !agrees || is_index != crate::oci::is_index(media_type) {
-        return Err(inconsistent(
-            image,
-            format!(
-                "{digest} is said to be {media_type} but its bytes are {}",
-                declared.unwrap_or(if is_index { "an index" } else { "a manifest" })
-            ),
-        ));
-    }
-    let descriptors = |field: &str| -> Vec<serde_json::Value> {
-        match doc.get(field) {
-            Some(serde_json::Value::Array(a)) => a.clone(),
-            Some(v @ serde_json::Value::Object(_)) => vec![v.clone()],
-            _ => Vec::new(),
-        }
-    };
-    let parse = |d: &serde_json::Value| -> Result<(Digest, String, u64)> {
-        let dg: Digest = d
-            .get("digest")
-            .and_then(|x| x.as_str())
-            .and_then(|x| x.parse().ok())
-            .ok_or_else(|| inconsistent(image, format!("{digest} holds a descriptor without a valid digest")))?;
-        let mt = d.get("mediaType").and_then(|x| x.as_str()).unwrap_or_default().to_string();
-        let size = d.get("size").and_then(|x| x.as_u64()).unwrap_or(0);
-        Ok((dg, mt, size))
-    };
-    let listed = |dg: &Digest, size: u64| -> Result<bool> {
-        if !image.blobs.contains(dg) {
+/// Deepest nesting of indexes followed.
+const MAX_DEPTH: usize = 4;
+
+/// An image's documents as this bundle carries them (verified bytes in `store`).
+struct Carried<'a> {
+    bundle: &'a Bundle,
+    store: &'a BlobStore,
+    image: &'a Image,
+}
+
+impl Carried<'_> {
+    /// Whether blob `dg` (`size` bytes as document `parent` says) is listed for the image
+    /// and carried by the bundle; an error when the bundle's is another size.
+    fn listed(&self, parent: &Digest, dg: &Digest, size: u64) -> Result<bool> {
+        if !self.image.blobs.contains(dg) {
             return Ok(false);
         }
-        match bundle.manifest.entries.iter().find(|e| &e.digest == dg) {
+        match self.bundle.manifest.entries.iter().find(|e| &e.digest == dg) {
             Some(e) if e.size == size => Ok(true),
             Some(e) => {
-                Err(inconsistent(image, format!("{digest} says {dg} is {size} bytes, the bundle's is {}", e.size)))
+                Err(inconsistent(self.image, format!("{parent} says {dg} is {size} bytes, the bundle's is {}", e.size)))
             }
             None => Ok(false),
         }
-    };
-    if is_index {
-        for child in descriptors("manifests") {
-            let (dg, mt, size) = parse(&child)?;
-            if listed(&dg, size)? {
-                check_manifest(bundle, store, image, &dg, &mt, depth + 1)?;
+    }
+}
+
+impl Manifests for Carried<'_> {
+    /// The document's bytes, whose JSON must agree with the media type it is listed under.
+    fn manifest(&self, blob: &BlobRef, _: Role) -> Result<Option<Vec<u8>>> {
+        let digest = &blob.digest;
+        let bytes = read_limited(&self.store.path(digest), MAX_MANIFEST)?;
+        let doc: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| inconsistent(self.image, format!("{digest} is not a JSON manifest ({e})")))?;
+        if Kind::of(&blob.media_type) == Kind::Schema1 {
+            return Ok(Some(bytes));
+        }
+        let media_type = blob.media_type.as_str();
+        let (agrees, found) = match doc_type(&doc) {
+            DocType::Named(t) => (t == media_type, t),
+            DocType::Implied(OCI_INDEX) => (is_index(media_type), "an index"),
+            DocType::Implied(_) | DocType::Unknown => (!is_index(media_type), "a manifest"),
+        };
+        if !agrees {
+            return Err(inconsistent(
+                self.image,
+                format!("{digest} is said to be {media_type} but its bytes are {found}"),
+            ));
+        }
+        Ok(Some(bytes))
+    }
+
+    fn invalid(&self, blob: &BlobRef, problem: Invalid) -> crate::error::Error {
+        let digest = &blob.digest;
+        inconsistent(
+            self.image,
+            match problem {
+                Invalid::Descriptor(_) => format!("{digest} holds a descriptor without a valid digest"),
+                Invalid::Index(e) | Invalid::Manifest(e) => {
+                    format!("{digest} is not a valid {} ({e})", blob.media_type)
+                }
+            },
+        )
+    }
+}
+
+/// Follows the children an index has carried, and refuses a manifest needing a blob the
+/// bundle does not list for the image (foreign layers, fetched from their URLs, aside).
+struct Checker<'a>(&'a Carried<'a>);
+
+impl Visitor for Checker<'_> {
+    fn enter(&mut self, parent: &Node, child: &BlobRef, desc: &Descriptor) -> Result<bool> {
+        let (carried, digest) = (self.0, &parent.blob.digest);
+        match parent.doc {
+            Doc::Index(_) => {
+                let listed = carried.listed(digest, &child.digest, child.size)?;
+                if listed && parent.depth >= MAX_DEPTH {
+                    return Err(inconsistent(carried.image, format!("{} nests indexes too deep", child.digest)));
+                }
+                Ok(listed)
             }
-        }
-        return Ok(());
-    }
-    for d in descriptors("config").iter().chain(descriptors("layers").iter()) {
-        if d.get("urls").is_some() {
-            continue; // a foreign layer: fetched from its URLs, never carried
-        }
-        let (dg, _, size) = parse(d)?;
-        if !listed(&dg, size)? {
-            return Err(inconsistent(image, format!("{digest} needs {dg}, which the bundle does not list for it")));
+            _ if desc.urls().is_some() => Ok(false),
+            _ if carried.listed(digest, &child.digest, child.size)? => Ok(false),
+            _ => Err(inconsistent(
+                carried.image,
+                format!("{digest} needs {}, which the bundle does not list for it", child.digest),
+            )),
         }
     }
-    Ok(())
+
+    /// A top or child of another media type is not walked, but must be the JSON
+    /// document it is listed as.
+    fn visit(&mut self, node: &Node) -> Result<()> {
+        if matches!(node.doc, Doc::Blob) && matches!(node.role, Role::Top | Role::Child) {
+            self.0.manifest(node.blob, node.role)?;
+        }
+        Ok(())
+    }
 }
 
 fn inconsistent(image: &Image, why: String) -> crate::error::Error {

@@ -723,7 +723,11 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> std::result:
     let schema1 = |mt: &str| mt == oci::DOCKER_SCHEMA1 || mt == oci::DOCKER_SCHEMA1_SIGNED;
     let doc: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("the registry sent a manifest that is not JSON: {e}"))?;
-    let body_type = doc.get("mediaType").and_then(|m| m.as_str());
+    let (body_type, implied) = match oci::doc_type(&doc) {
+        oci::DocType::Named(t) => (Some(t), None),
+        oci::DocType::Implied(t) => (None, Some(t)),
+        oci::DocType::Unknown => (None, None),
+    };
     if content_type.is_some_and(schema1)
         || body_type.is_some_and(schema1)
         || doc.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
@@ -739,12 +743,11 @@ fn manifest_media_type(content_type: Option<&str>, bytes: &[u8]) -> std::result:
         }
         return Ok(ct.to_string());
     }
-    match body_type {
-        Some(bt) if known(bt) => Ok(bt.to_string()),
-        Some(bt) => Err(format!("unsupported manifest media type {bt}")),
-        None if doc.get("manifests").is_some() => Ok(oci::OCI_INDEX.to_string()),
-        None if doc.get("layers").is_some() && doc.get("config").is_some() => Ok(oci::OCI_MANIFEST.to_string()),
-        None => Err(format!(
+    match (body_type, implied) {
+        (Some(bt), _) if known(bt) => Ok(bt.to_string()),
+        (Some(bt), _) => Err(format!("unsupported manifest media type {bt}")),
+        (None, Some(t)) => Ok(t.to_string()),
+        (None, None) => Err(format!(
             "unsupported manifest (Content-Type {})",
             content_type.filter(|c| !c.is_empty()).unwrap_or("missing")
         )),

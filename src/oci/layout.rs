@@ -1,16 +1,16 @@
 //! Reading a source OCI image layout: resolve references, walk every image down to its
 //! blobs, and check what is read against its descriptor.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex};
 
 use crate::digest::Digest;
 use crate::error::{usage, Error, IoContext, Result};
-use crate::oci::{self, is_index, is_manifest, MAX_MANIFEST, REF_NAME};
+use crate::oci::walk::{walk, Doc, Invalid, Manifests, Node, Role, Visitor};
+use crate::oci::{self, MAX_MANIFEST, REF_NAME};
 use crate::store;
 
 /// A source given as `oci:PATH` or `oci:PATH:REF`.
@@ -48,11 +48,20 @@ impl LayoutSource {
     }
 }
 
+/// A descriptor's digest, size and media type.
 #[derive(Debug, Clone)]
 pub struct BlobRef {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
+}
+
+impl BlobRef {
+    /// The blob a descriptor names (an error when its digest is not valid).
+    pub fn of(desc: &Descriptor) -> std::result::Result<BlobRef, String> {
+        let digest: Digest = desc.digest().to_string().parse()?;
+        Ok(BlobRef { digest, size: desc.size(), media_type: desc.media_type().to_string() })
+    }
 }
 
 /// One top-level image (manifest or index) of a layout, walked down to its blobs.
@@ -116,7 +125,7 @@ impl SourceLayout {
     }
 
     fn resolve(&self, desc: &Descriptor, reference: Option<String>) -> Result<ResolvedImage> {
-        let top = blob_ref(desc)?;
+        let top = BlobRef::of(desc).map_err(usage)?;
         let mut image = ResolvedImage {
             reference,
             digest: top.digest.clone(),
@@ -125,74 +134,34 @@ impl SourceLayout {
             platforms: Vec::new(),
             blobs: Vec::new(),
         };
-        let mut seen = HashSet::new();
-        self.walk(&top, &mut image, &mut seen, true)?;
+        walk(self, &top, &mut Resolver { layout: self, image: &mut image })?;
         Ok(image)
     }
 
-    fn walk(&self, blob: &BlobRef, image: &mut ResolvedImage, seen: &mut HashSet<Digest>, top: bool) -> Result<()> {
-        if !seen.insert(blob.digest.clone()) {
-            return Ok(());
-        }
-        image.blobs.push(blob.clone());
-        if is_index(&blob.media_type) {
-            let bytes = self.read_json_blob(blob)?;
-            let index: ImageIndex = serde_json::from_slice(&bytes)
-                .map_err(|e| usage(format!("index {} in {}: {e}", blob.digest, self.root.display())))?;
-            for child in index.manifests() {
-                if let Some(p) = child.platform() {
-                    oci::add_platform(&mut image.platforms, p);
-                }
-                self.walk(&blob_ref(child)?, image, seen, false)?;
-            }
-        } else if is_manifest(&blob.media_type) {
-            let bytes = self.read_json_blob(blob)?;
-            let manifest: ImageManifest = serde_json::from_slice(&bytes)
-                .map_err(|e| usage(format!("manifest {} in {}: {e}", blob.digest, self.root.display())))?;
-            let config = blob_ref(manifest.config())?;
-            if top {
-                if let Some(p) = self.config_platform(&config) {
-                    image.platforms.push(p);
-                }
-            }
-            self.walk(&config, image, seen, false)?;
-            for layer in manifest.layers() {
-                self.walk(&blob_ref(layer)?, image, seen, false)?;
-            }
-        } else if blob.media_type == oci::DOCKER_SCHEMA1 || blob.media_type == oci::DOCKER_SCHEMA1_SIGNED {
-            return Err(usage(format!("{} is a Docker schema1 manifest, which airlift does not carry", blob.digest)));
-        } else {
-            // Config or layer: it must be present with the declared size.
-            let path = self.blob_path(&blob.digest);
-            let meta = std::fs::metadata(&path).map_err(|e| {
-                usage(format!(
-                    "source layout {} is missing blob {} ({}): {e}",
-                    self.root.display(),
-                    blob.digest,
-                    path.display()
-                ))
-            })?;
-            if meta.len() != blob.size {
-                return Err(Error::Integrity(format!(
-                    "source blob {} is {} bytes, its descriptor says {}",
-                    path.display(),
-                    meta.len(),
-                    blob.size
-                )));
-            }
+    /// A config or layer must be present with the declared size.
+    fn check_blob(&self, blob: &BlobRef) -> Result<()> {
+        let path = self.blob_path(&blob.digest);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            usage(format!(
+                "source layout {} is missing blob {} ({}): {e}",
+                self.root.display(),
+                blob.digest,
+                path.display()
+            ))
+        })?;
+        if meta.len() != blob.size {
+            return Err(Error::Integrity(format!(
+                "source blob {} is {} bytes, its descriptor says {}",
+                path.display(),
+                meta.len(),
+                blob.size
+            )));
         }
         Ok(())
     }
 
     fn config_platform(&self, config: &BlobRef) -> Option<String> {
-        let bytes = self.read_json_blob(config).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        let os = v.get("os")?.as_str()?;
-        let arch = v.get("architecture")?.as_str()?;
-        Some(match v.get("variant").and_then(|x| x.as_str()) {
-            Some(var) => format!("{os}/{arch}/{var}"),
-            None => format!("{os}/{arch}"),
-        })
+        config_platform(&self.read_json_blob(config).ok()?)
     }
 
     /// Read a small JSON blob, checking its size and digest against the descriptor.
@@ -215,9 +184,63 @@ impl SourceLayout {
     }
 }
 
-fn blob_ref(desc: &Descriptor) -> Result<BlobRef> {
-    let digest: Digest = desc.digest().to_string().parse().map_err(usage)?;
-    Ok(BlobRef { digest, size: desc.size(), media_type: desc.media_type().to_string() })
+impl Manifests for SourceLayout {
+    fn manifest(&self, blob: &BlobRef, _: Role) -> Result<Option<Vec<u8>>> {
+        self.read_json_blob(blob).map(Some)
+    }
+
+    fn invalid(&self, blob: &BlobRef, problem: Invalid) -> Error {
+        match problem {
+            Invalid::Index(e) => usage(format!("index {} in {}: {e}", blob.digest, self.root.display())),
+            Invalid::Manifest(e) => usage(format!("manifest {} in {}: {e}", blob.digest, self.root.display())),
+            Invalid::Descriptor(e) => usage(e),
+        }
+    }
+}
+
+/// Records every blob of an image, each once, manifests first, and its platforms: an
+/// index's children's, or a single manifest's config's.
+struct Resolver<'a> {
+    layout: &'a SourceLayout,
+    image: &'a mut ResolvedImage,
+}
+
+impl Visitor for Resolver<'_> {
+    fn enter(&mut self, parent: &Node, _: &BlobRef, desc: &Descriptor) -> Result<bool> {
+        if let (Doc::Index(_), Some(p)) = (parent.doc, desc.platform()) {
+            oci::add_platform(&mut self.image.platforms, p);
+        }
+        Ok(true)
+    }
+
+    fn visit(&mut self, node: &Node) -> Result<()> {
+        self.image.blobs.push(node.blob.clone());
+        match node.doc {
+            Doc::Manifest(m) if node.role == Role::Top => {
+                let config = BlobRef::of(m.config()).map_err(usage)?;
+                if let Some(p) = self.layout.config_platform(&config) {
+                    self.image.platforms.push(p);
+                }
+                Ok(())
+            }
+            Doc::Schema1 => {
+                Err(usage(format!("{} is a Docker schema1 manifest, which airlift does not carry", node.blob.digest)))
+            }
+            Doc::Blob => self.layout.check_blob(node.blob),
+            Doc::Index(_) | Doc::Manifest(_) | Doc::Absent => Ok(()),
+        }
+    }
+}
+
+/// `os/arch[/variant]` from an image config's bytes.
+pub fn config_platform(config: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let os = v.get("os")?.as_str()?;
+    let arch = v.get("architecture")?.as_str()?;
+    Some(match v.get("variant").and_then(|x| x.as_str()) {
+        Some(var) => format!("{os}/{arch}/{var}"),
+        None => format!("{os}/{arch}"),
+    })
 }
 
 /// Read a whole file that must not exceed `limit` bytes.

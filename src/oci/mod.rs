@@ -2,6 +2,7 @@
 
 pub mod layout;
 pub mod names;
+pub mod walk;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -20,6 +21,32 @@ pub fn is_index(media_type: &str) -> bool {
 
 pub fn is_manifest(media_type: &str) -> bool {
     media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
+}
+
+/// What a manifest document's JSON says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocType<'a> {
+    /// The media type its `mediaType` field names.
+    Named(&'a str),
+    /// No `mediaType`, but its fields imply one: `manifests` an OCI index, `config` and
+    /// `layers` an OCI image manifest.
+    Implied(&'static str),
+    /// Neither.
+    Unknown,
+}
+
+/// The one manifest classifier: what a document's JSON names or implies it is (callers
+/// weigh it against the media type they were given: a descriptor's, a Content-Type).
+pub fn doc_type(doc: &serde_json::Value) -> DocType<'_> {
+    if let Some(named) = doc.get("mediaType").and_then(|v| v.as_str()) {
+        DocType::Named(named)
+    } else if doc.get("manifests").is_some() {
+        DocType::Implied(OCI_INDEX)
+    } else if doc.get("config").is_some() && doc.get("layers").is_some() {
+        DocType::Implied(OCI_MANIFEST)
+    } else {
+        DocType::Unknown
+    }
 }
 
 /// Whether a blob of this media type is already compressed (storing it compressed again

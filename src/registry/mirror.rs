@@ -9,9 +9,9 @@
 use crate::bundle::manifest::Image;
 use crate::digest::Digest;
 use crate::error::{usage, Result};
-use crate::oci::layout::read_limited;
+use crate::oci::layout::BlobRef;
 use crate::oci::names::{split, valid_repository, valid_tag, TRANSPORT};
-use crate::oci::{is_index, MAX_MANIFEST};
+use crate::oci::walk::{walk, Node, Role, Visitor};
 use crate::registry::storage::Storage;
 use crate::store::BlobStore;
 
@@ -99,30 +99,29 @@ pub fn register(storage: &Storage, image: &Image, target: &Target) -> Result<()>
 }
 
 /// The manifests of an image with their media types, in dependency order: children
-/// first, the image last.
+/// first, the image last. Children an index names that the store does not hold (the
+/// bundle was packed for some platforms only) are listed, not walked.
 pub fn manifests_of(store: &BlobStore, digest: &Digest, media_type: &str) -> Result<Vec<(Digest, String)>> {
-    let mut out: Vec<(Digest, String)> = Vec::new();
-    if is_index(media_type) {
-        let path = store.path(digest);
-        let bytes = read_limited(&path, MAX_MANIFEST)?;
-        let index: oci_spec::image::ImageIndex =
-            serde_json::from_slice(&bytes).map_err(|e| usage(format!("index {digest}: {e}")))?;
-        for child in index.manifests() {
-            let d: Digest = child.digest().to_string().parse().map_err(usage)?;
-            if !store.path(&d).is_file() {
-                // Not carried (the bundle was packed for some platforms only).
-                out.push((d, child.media_type().to_string()));
-                continue;
-            }
-            for m in manifests_of(store, &d, child.media_type().as_ref())? {
-                if !out.iter().any(|(o, _)| *o == m.0) {
-                    out.push(m);
-                }
-            }
-        }
+    let top = BlobRef { digest: digest.clone(), size: 0, media_type: media_type.to_string() };
+    let mut manifests = Manifests(Vec::new());
+    walk(store, &top, &mut manifests)?;
+    Ok(manifests.0)
+}
+
+/// Lists every manifest and index after its children.
+struct Manifests(Vec<(Digest, String)>);
+
+impl Visitor for Manifests {
+    fn visit(&mut self, _: &Node) -> Result<()> {
+        Ok(())
     }
-    out.push((digest.clone(), media_type.to_string()));
-    Ok(out)
+
+    fn leave(&mut self, node: &Node) -> Result<()> {
+        if matches!(node.role, Role::Top | Role::Child) {
+            self.0.push((node.blob.digest.clone(), node.blob.media_type.clone()));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

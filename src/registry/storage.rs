@@ -35,12 +35,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{IoContext, Result};
-use crate::oci::{DOCKER_LIST, DOCKER_MANIFEST, MAX_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::walk::Kind;
+use crate::oci::{doc_type, DocType, MAX_MANIFEST, OCI_MANIFEST};
 use crate::store::{self, BlobStore};
 
 use super::names::UploadId;
 use crate::oci::names::{valid_repository, valid_tag, Reference, Repository, Tag};
-
 
 /// What went wrong, in the terms of the distribution API.
 #[derive(Debug, thiserror::Error)]
@@ -661,17 +661,16 @@ struct Parsed {
 fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
     let invalid = |m: String| StorageError::ManifestInvalid(m);
     let probe: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not JSON: {e}")))?;
-    let field = probe.get("mediaType").and_then(|v| v.as_str());
     // A charset or other parameter on Content-Type is not part of the media type.
     let declared = declared.map(|d| d.split(';').next().unwrap_or("").trim()).filter(|d| !d.is_empty());
-    let media_type = match (declared, field) {
-        (Some(d), Some(f)) if d != f => {
+    let media_type = match (declared, doc_type(&probe)) {
+        (Some(d), DocType::Named(f)) if d != f => {
             return Err(invalid(format!("Content-Type {d} does not match the mediaType field {f}")))
         }
         (Some(d), _) => d.to_string(),
-        (None, Some(f)) => f.to_string(),
-        (None, None) if probe.get("manifests").is_some() => OCI_INDEX.to_string(),
-        (None, None) => OCI_MANIFEST.to_string(),
+        (None, DocType::Named(f)) => f.to_string(),
+        (None, DocType::Implied(t)) => t.to_string(),
+        (None, DocType::Unknown) => OCI_MANIFEST.to_string(),
     };
     if probe.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
         return Err(invalid("schemaVersion must be 2".into()));
@@ -683,7 +682,7 @@ fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
     let subject_of = |s: Option<&Descriptor>, artifact_type: Option<String>| -> SResult<_> {
         s.map(|s| Ok((digest_of(s)?, artifact_type))).transpose()
     };
-    if media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST {
+    if Kind::of(&media_type) == Kind::Manifest {
         let m: ImageManifest =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an image manifest: {e}")))?;
         let mut blobs = vec![digest_of(m.config())?];
@@ -702,7 +701,7 @@ fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
             children: Vec::new(),
             annotations,
         })
-    } else if media_type == OCI_INDEX || media_type == DOCKER_LIST {
+    } else if Kind::of(&media_type) == Kind::Index {
         let i: ImageIndex = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an image index: {e}")))?;
         let children = i.manifests().iter().map(digest_of).collect::<SResult<Vec<_>>>()?;
         let artifact_type = i.artifact_type().as_ref().map(|a| a.to_string());

@@ -11,14 +11,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use oci_spec::image::Descriptor;
 
 use crate::client::{Client, Options, Stats};
 use crate::digest::Digest;
-use crate::error::{integrity, usage, IoContext, Result};
-use crate::oci::layout::{read_limited, BlobRef, ResolvedImage};
+use crate::error::{integrity, usage, Error, IoContext, Result};
+use crate::oci::layout::{config_platform, read_limited, BlobRef, ResolvedImage};
 use crate::oci::names::{with_transport, ImageRef, Reference};
-use crate::oci::{self, is_index, is_manifest, MAX_MANIFEST};
+use crate::oci::walk::{walk, Doc, Invalid, Manifests, Node, Role, Visitor};
+use crate::oci::{is_manifest, MAX_MANIFEST};
 use crate::progress::Progress;
 use crate::store::{self, BlobStore};
 use crate::workers;
@@ -134,92 +135,22 @@ impl RegistrySource {
             platforms: Vec::new(),
             blobs: Vec::new(),
         };
-        let mut seen = HashSet::new();
-        self.walk(image, &top_ref, &top.bytes, &mut resolved, &mut seen, true)?;
+        let remote = Remote { source: self, image, top: &top.bytes };
+        walk(&remote, &top_ref, &mut Resolver { remote: &remote, resolved: &mut resolved })?;
         Ok(resolved)
     }
 
-    fn walk(
-        &self,
-        image: &ImageRef,
-        blob: &BlobRef,
-        bytes: &[u8],
-        resolved: &mut ResolvedImage,
-        seen: &mut HashSet<Digest>,
-        top: bool,
-    ) -> Result<()> {
-        if !seen.insert(blob.digest.clone()) {
-            return Ok(());
+    /// Whether an index's child is wanted by `--platform` (every one without it; an
+    /// index always).
+    fn wanted(&self, child: &Descriptor) -> bool {
+        if self.platforms.is_empty() || !is_manifest(child.media_type().as_ref()) {
+            return true;
         }
-        resolved.blobs.push(blob.clone());
-        if is_index(&blob.media_type) {
-            let index: ImageIndex = serde_json::from_slice(bytes)
-                .map_err(|e| usage(format!("{image}: index {} is not a valid image index: {e}", blob.digest)))?;
-            let mut kept = 0;
-            for child in index.manifests() {
-                let platform = child.platform().as_ref();
-                if !self.platforms.is_empty() && is_manifest(child.media_type().as_ref()) {
-                    let wanted = platform.is_some_and(|p| {
-                        self.platforms.iter().any(|w| {
-                            w.matches(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref())
-                        })
-                    });
-                    if !wanted {
-                        continue;
-                    }
-                }
-                kept += 1;
-                if let Some(p) = platform {
-                    crate::oci::add_platform(&mut resolved.platforms, p);
-                }
-                let child = blob_ref(image, child)?;
-                let child_bytes = self.child_manifest(image, &child)?;
-                self.walk(image, &child, &child_bytes, resolved, seen, false)?;
-            }
-            if top && kept == 0 && !self.platforms.is_empty() {
-                let offered: Vec<String> = index
-                    .manifests()
-                    .iter()
-                    .filter_map(|c| c.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture())))
-                    .collect();
-                return Err(usage(format!(
-                    "{image}: no manifest for the platforms asked for (--platform); the index has {}",
-                    if offered.is_empty() { "none with a platform".to_string() } else { offered.join(", ") }
-                )));
-            }
-        } else if is_manifest(&blob.media_type) {
-            let manifest: ImageManifest = serde_json::from_slice(bytes)
-                .map_err(|e| usage(format!("{image}: manifest {} is not a valid image manifest: {e}", blob.digest)))?;
-            let config = blob_ref(image, manifest.config())?;
-            if top {
-                // A single-platform image: its platform is in the config, needed now.
-                if !self.cache.contains(&config.digest, config.size) {
-                    self.client.fetch_blob(image, &config, &self.cache, &crate::progress::Silent)?;
-                    self.fetched_now(&config);
-                }
-                if let Some(p) = self.config_platform(&config) {
-                    resolved.platforms.push(p);
-                }
-            }
-            for b in std::iter::once(config)
-                .chain(manifest.layers().iter().map(|l| blob_ref(image, l)).collect::<Result<Vec<_>>>()?)
-            {
-                if seen.insert(b.digest.clone()) {
-                    resolved.blobs.push(b);
-                }
-            }
-        } else if blob.media_type == oci::DOCKER_SCHEMA1 || blob.media_type == oci::DOCKER_SCHEMA1_SIGNED {
-            return Err(usage(format!(
-                "{image}: {} is a Docker schema1 manifest, which airlift does not carry",
-                blob.digest
-            )));
-        } else {
-            return Err(usage(format!(
-                "{image}: {} has media type {}, which is neither a manifest nor an index",
-                blob.digest, blob.media_type
-            )));
-        }
-        Ok(())
+        child.platform().as_ref().is_some_and(|p| {
+            self.platforms
+                .iter()
+                .any(|w| w.matches(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref()))
+        })
     }
 
     /// A child manifest by digest: from the cache when committed there, else fetched
@@ -248,14 +179,7 @@ impl RegistrySource {
     }
 
     fn config_platform(&self, config: &BlobRef) -> Option<String> {
-        let bytes = read_limited(&self.cache.path(&config.digest), MAX_MANIFEST).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        let os = v.get("os")?.as_str()?;
-        let arch = v.get("architecture")?.as_str()?;
-        Some(match v.get("variant").and_then(|x| x.as_str()) {
-            Some(var) => format!("{os}/{arch}/{var}"),
-            None => format!("{os}/{arch}"),
-        })
+        config_platform(&read_limited(&self.cache.path(&config.digest), MAX_MANIFEST).ok()?)
     }
 
     /// Commit verified bytes into the cache under their digest.
@@ -360,6 +284,99 @@ impl RegistrySource {
     }
 }
 
+/// One image's manifests as a registry serves them: the top one already fetched, the
+/// others by digest through the cache.
+struct Remote<'a> {
+    source: &'a RegistrySource,
+    image: &'a ImageRef,
+    top: &'a [u8],
+}
+
+impl Manifests for Remote<'_> {
+    fn manifest(&self, blob: &BlobRef, role: Role) -> Result<Option<Vec<u8>>> {
+        match role {
+            Role::Top => Ok(Some(self.top.to_vec())),
+            _ => self.source.child_manifest(self.image, blob).map(Some),
+        }
+    }
+
+    fn invalid(&self, blob: &BlobRef, problem: Invalid) -> Error {
+        let image = self.image;
+        match problem {
+            Invalid::Index(e) => usage(format!("{image}: index {} is not a valid image index: {e}", blob.digest)),
+            Invalid::Manifest(e) => {
+                usage(format!("{image}: manifest {} is not a valid image manifest: {e}", blob.digest))
+            }
+            Invalid::Descriptor(e) => usage(format!("{image}: a descriptor has {e}")),
+        }
+    }
+}
+
+/// Records every blob of an image, each once, manifests first, following only the
+/// children `--platform` wants, and the platforms kept.
+struct Resolver<'a> {
+    remote: &'a Remote<'a>,
+    resolved: &'a mut ResolvedImage,
+}
+
+impl Visitor for Resolver<'_> {
+    fn enter(&mut self, parent: &Node, _: &BlobRef, desc: &Descriptor) -> Result<bool> {
+        if !matches!(parent.doc, Doc::Index(_)) {
+            return Ok(true);
+        }
+        if !self.remote.source.wanted(desc) {
+            return Ok(false);
+        }
+        if let Some(p) = desc.platform() {
+            crate::oci::add_platform(&mut self.resolved.platforms, p);
+        }
+        Ok(true)
+    }
+
+    fn visit(&mut self, node: &Node) -> Result<()> {
+        self.resolved.blobs.push(node.blob.clone());
+        let (source, image) = (self.remote.source, self.remote.image);
+        match node.doc {
+            Doc::Index(index) if node.role == Role::Top => {
+                if source.platforms.is_empty() || index.manifests().iter().any(|c| source.wanted(c)) {
+                    return Ok(());
+                }
+                let offered: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .filter_map(|c| c.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture())))
+                    .collect();
+                Err(usage(format!(
+                    "{image}: no manifest for the platforms asked for (--platform); the index has {}",
+                    if offered.is_empty() { "none with a platform".to_string() } else { offered.join(", ") }
+                )))
+            }
+            Doc::Manifest(m) if node.role == Role::Top => {
+                // A single-platform image: its platform is in the config, needed now.
+                let config =
+                    BlobRef::of(m.config()).map_err(|e| self.remote.invalid(node.blob, Invalid::Descriptor(e)))?;
+                if !source.cache.contains(&config.digest, config.size) {
+                    source.client.fetch_blob(image, &config, &source.cache, &crate::progress::Silent)?;
+                    source.fetched_now(&config);
+                }
+                if let Some(p) = source.config_platform(&config) {
+                    self.resolved.platforms.push(p);
+                }
+                Ok(())
+            }
+            Doc::Schema1 => Err(usage(format!(
+                "{image}: {} is a Docker schema1 manifest, which airlift does not carry",
+                node.blob.digest
+            ))),
+            Doc::Blob if matches!(node.role, Role::Top | Role::Child) => Err(usage(format!(
+                "{image}: {} has media type {}, which is neither a manifest nor an index",
+                node.blob.digest, node.blob.media_type
+            ))),
+            Doc::Index(_) | Doc::Manifest(_) | Doc::Blob | Doc::Absent => Ok(()),
+        }
+    }
+}
+
 /// The blobs a running fetch has put in the cache so far, for a writer that must not
 /// read a blob before it is there (and that can tell the fetch to stop).
 pub struct Arrivals {
@@ -445,12 +462,6 @@ impl Arrivals {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn blob_ref(image: &ImageRef, desc: &Descriptor) -> Result<BlobRef> {
-    let digest: Digest =
-        desc.digest().to_string().parse().map_err(|e: String| usage(format!("{image}: a descriptor has {e}")))?;
-    Ok(BlobRef { digest, size: desc.size(), media_type: desc.media_type().to_string() })
 }
 
 /// The references of an `--images` file: one a line, `#` starts a comment; a line

@@ -10,9 +10,9 @@ use axum::response::Response;
 use super::{blocking, empty, response, value, CONTENT_DIGEST, OCI_SUBJECT};
 use crate::digest::Digest;
 use crate::oci::names::{Reference, Repository};
+use crate::oci::MAX_MANIFEST;
 use crate::registry::errors::{ApiError, Code};
 use crate::registry::routes::App;
-use crate::oci::MAX_MANIFEST;
 
 pub async fn get(app: Arc<App>, repo: Repository, reference: Reference, head: bool) -> Result<Response, ApiError> {
     let (stored, bytes) = blocking(move || {

@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::oci::{DOCKER_MANIFEST, OCI_INDEX};
 
 fn repo(s: &str) -> Repository {
     Repository::parse(s).unwrap()
