@@ -1,4 +1,10 @@
-//! OCI (and Docker schema2) media types, references, and image layouts.
+//! The image model shared by every layer above: OCI (and Docker schema2) media types,
+//! the manifest classifier ([`doc_type`]), the size limit of a manifest document
+//! ([`MAX_MANIFEST`]), `index.json` descriptors and platforms.
+//!
+//! - [`names`]: repositories, tags, references, `docker://` image references
+//! - [`walk`]: the one walk over an image graph (index → manifests → config and layers)
+//! - [`layout`]: reading a source OCI image layout
 
 pub mod layout;
 pub mod names;
@@ -112,5 +118,19 @@ pub fn add_platform(platforms: &mut Vec<String>, p: &oci_spec::image::Platform) 
     let name = platform_name(p);
     if !platforms.contains(&name) {
         platforms.push(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_documents() {
+        let doc = |v: serde_json::Value| v;
+        assert_eq!(doc_type(&doc(serde_json::json!({ "mediaType": DOCKER_LIST }))), DocType::Named(DOCKER_LIST));
+        assert_eq!(doc_type(&doc(serde_json::json!({ "manifests": [] }))), DocType::Implied(OCI_INDEX));
+        assert_eq!(doc_type(&doc(serde_json::json!({ "config": {}, "layers": [] }))), DocType::Implied(OCI_MANIFEST));
+        assert_eq!(doc_type(&doc(serde_json::json!({ "config": {} }))), DocType::Unknown);
     }
 }

@@ -102,6 +102,7 @@ pub fn register(storage: &Storage, image: &Image, target: &Target) -> Result<()>
 /// first, the image last. Children an index names that the store does not hold (the
 /// bundle was packed for some platforms only) are listed, not walked.
 pub fn manifests_of(store: &BlobStore, digest: &Digest, media_type: &str) -> Result<Vec<(Digest, String)>> {
+    // A store holds verified blobs: it reads them by digest and checks no size.
     let top = BlobRef { digest: digest.clone(), size: 0, media_type: media_type.to_string() };
     let mut manifests = Manifests(Vec::new());
     walk(store, &top, &mut manifests)?;
