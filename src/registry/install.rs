@@ -1145,8 +1145,7 @@ fn parent(path: &Path) -> &Path {
 /// it needs no quoting. Options are those systemd 239 (RHEL 8) knows.
 fn unit_text(root: &Path) -> String {
     let root = root.display();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     // Installed by another user: the service runs as that user, who owns the files.
     let user = if uid == 0 { String::new() } else { format!("User={uid}\n") };
     // A private /tmp would hide a root that lives in /tmp.
@@ -1211,8 +1210,7 @@ fn start_service(root: &Path, unit: &str, start: bool) -> ServiceState {
         ServiceStatus::NotStarted("not asked to (--no-start)".into())
     } else if !Path::new(SYSTEMD_RUNNING).is_dir() {
         ServiceStatus::NotStarted("systemd does not run this host".into())
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    } else if unsafe { libc::geteuid() } != 0 {
+    } else if !rustix::process::geteuid().is_root() {
         ServiceStatus::NotStarted("installing a systemd unit needs root".into())
     } else {
         enable_unit(unit)
