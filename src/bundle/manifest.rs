@@ -187,7 +187,6 @@ impl Manifest {
 
     /// Check every structural rule; on success, return the lookup index.
     pub fn validate(&self) -> Result<Index> {
-        let bad = |msg: String| Err(integrity(format!("manifest is inconsistent: {msg}")));
         if !names::valid_bundle_name(&self.name) {
             return bad(format!("bundle name '{}' is not allowed", self.name));
         }
@@ -197,6 +196,17 @@ impl Manifest {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK {
             return bad(format!("chunk size {} is out of range", self.chunk_size));
         }
+        let entry_by_path = self.check_entries()?;
+        self.check_volume_names()?;
+        let (chunk_entry, entry_chunks, volume_chunks) = self.map_chunks(&entry_by_path)?;
+        let chunk_stored_offset = self.stored_offsets(&entry_chunks)?;
+        self.check_volume_layout(&volume_chunks, &chunk_entry)?;
+        self.check_references(&entry_by_path)?;
+        Ok(Index { chunk_entry, entry_chunks, chunk_stored_offset, volume_chunks })
+    }
+
+    /// Every entry's path, size and mode; each path once. Returns the entry of each path.
+    fn check_entries(&self) -> Result<HashMap<&str, usize>> {
         let mut entry_by_path = HashMap::new();
         for (i, e) in self.entries.iter().enumerate() {
             names::check_entry_path(e)?;
@@ -210,6 +220,11 @@ impl Manifest {
                 return bad(format!("entry '{}' has mode {:o}", e.path, e.mode));
             }
         }
+        Ok(entry_by_path)
+    }
+
+    /// Volumes are named in order after the bundle and fit the volume size.
+    fn check_volume_names(&self) -> Result<()> {
         for (v, vol) in self.volumes.iter().enumerate() {
             let expected = names::volume_file(&self.name, v as u32 + 1);
             if vol.file != expected {
@@ -219,6 +234,12 @@ impl Manifest {
                 return bad(format!("volume '{}' is larger than the volume size", vol.file));
             }
         }
+        Ok(())
+    }
+
+    /// Every chunk belongs to a known entry, in part order, and to a listed volume:
+    /// the entry of each chunk, the chunks of each entry and of each volume.
+    fn map_chunks(&self, entry_by_path: &HashMap<&str, usize>) -> Result<ChunkMaps> {
         let mut chunk_entry = Vec::with_capacity(self.chunks.len());
         let mut entry_chunks: Vec<Vec<usize>> = vec![Vec::new(); self.entries.len()];
         let mut volume_chunks: Vec<Vec<usize>> = vec![Vec::new(); self.volumes.len()];
@@ -239,6 +260,13 @@ impl Manifest {
             entry_chunks[e].push(c);
             volume_chunks[chunk.volume as usize - 1].push(c);
         }
+        Ok((chunk_entry, entry_chunks, volume_chunks))
+    }
+
+    /// Each entry has chunks whose lengths add up to its stored size (and a whole
+    /// uncompressed entry's chunk hash is its digest): where each chunk starts in its
+    /// entry's stored stream.
+    fn stored_offsets(&self, entry_chunks: &[Vec<usize>]) -> Result<Vec<u64>> {
         let mut chunk_stored_offset = vec![0u64; self.chunks.len()];
         for (e, chunks) in entry_chunks.iter().enumerate() {
             let entry = &self.entries[e];
@@ -260,8 +288,12 @@ impl Manifest {
                 return bad(format!("'{}' is stored whole but its chunk hash differs from its digest", entry.path));
             }
         }
-        // Rebuild each volume's exact layout: label first, then headers and padded data
-        // back to back, then the end-of-archive blocks.
+        Ok(chunk_stored_offset)
+    }
+
+    /// Rebuild each volume's exact layout: label first, then headers and padded data
+    /// back to back, then the end-of-archive blocks.
+    fn check_volume_layout(&self, volume_chunks: &[Vec<usize>], chunk_entry: &[usize]) -> Result<()> {
         for (v, chunks) in volume_chunks.iter().enumerate() {
             let vol = &self.volumes[v];
             let mut pos = 0u64;
@@ -293,6 +325,12 @@ impl Manifest {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Every blob an image needs is in the bundle; every release is among the images and
+    /// its signatures are files of the bundle.
+    fn check_references(&self, entry_by_path: &HashMap<&str, usize>) -> Result<()> {
         let blobs: HashSet<&Digest> =
             self.entries.iter().filter(|e| e.kind == EntryKind::Blob).map(|e| &e.digest).collect();
         for image in &self.images {
@@ -313,7 +351,7 @@ impl Manifest {
                 }
             }
         }
-        Ok(Index { chunk_entry, entry_chunks, chunk_stored_offset, volume_chunks })
+        Ok(())
     }
 
     /// Stored name (tar entry name) of a chunk.
@@ -334,6 +372,13 @@ impl Manifest {
             _ => vec![entry.path.clone()],
         }
     }
+}
+
+/// The entry of each chunk, the chunks of each entry, the chunks of each volume.
+type ChunkMaps = (Vec<usize>, Vec<Vec<usize>>, Vec<Vec<usize>>);
+
+fn bad<T>(msg: String) -> Result<T> {
+    Err(integrity(format!("manifest is inconsistent: {msg}")))
 }
 
 /// How an image is named in reports.

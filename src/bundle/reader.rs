@@ -16,7 +16,7 @@ use crate::bundle::manifest::{Index, Manifest};
 use crate::bundle::names;
 use crate::bundle::sign;
 use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
-use crate::digest::Hasher;
+use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::media;
 use crate::minisign::PublicKey;
@@ -236,36 +236,14 @@ impl Bundle {
             size: vol.size,
             problems: Vec::new(),
         };
-        let whole = |problem: String| Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] };
-        let opened = media::open_regular(&path, &format!("volume {}", v + 1))
-            .and_then(|f| f.map(|f| f.metadata().map(|m| (f, m.len())).at(&path)).transpose());
-        let (file, actual) = match opened {
-            Ok(Some(found)) => found,
-            Ok(None) => {
-                report.status = VolumeStatus::Missing;
-                return Ok(report);
-            }
-            Err(e) => {
-                report.status = VolumeStatus::Damaged;
-                report.problems.push(whole(e.to_string()));
+        let (file, actual) = match self.open_volume(v, &path) {
+            Ok(opened) => opened,
+            Err((status, problem)) => {
+                report.status = status;
+                report.problems.extend(problem.map(whole));
                 return Ok(report);
             }
         };
-        let chunks = &self.index.volume_chunks[v];
-        // The label says which bundle and volume this file really is.
-        match self.check_label(&file, &path, v) {
-            Ok(None) => {}
-            Ok(Some(foreign)) => {
-                report.status = VolumeStatus::Foreign;
-                report.problems.push(whole(foreign));
-                return Ok(report);
-            }
-            Err(e) => {
-                report.status = VolumeStatus::Damaged;
-                report.problems.push(whole(format!("{}: cannot read its label: {e}", path.display())));
-                return Ok(report);
-            }
-        }
         if actual < vol.size {
             report.problems.push(Problem {
                 offset: actual,
@@ -277,8 +255,48 @@ impl Bundle {
                 ..whole(format!("volume has {} unexpected bytes after its end", actual - vol.size))
             });
         }
-        // Work goes out in runs of consecutive chunks of one entry, so a split entry's
-        // parts are read in order by one thread (unpack hashes the whole entry on the way).
+        let mut found = self.read_chunks((&file, &path, actual), &self.index.volume_chunks[v], sink, jobs, progress)?;
+        found.sort_by_key(|p| p.offset);
+        report.problems.extend(found);
+        if actual >= vol.size {
+            report.problems.extend(end_of_archive_problem(&file, vol.size));
+        }
+        if !report.problems.is_empty() {
+            report.status = VolumeStatus::Damaged;
+        }
+        Ok(report)
+    }
+
+    /// Open volume `v` at `path` and check its label: the file and its length, or how the
+    /// volume stands without being read (missing; damaged or foreign, with the reason).
+    fn open_volume(&self, v: usize, path: &Path) -> std::result::Result<(File, u64), (VolumeStatus, Option<String>)> {
+        let opened = media::open_regular(path, &format!("volume {}", v + 1))
+            .and_then(|f| f.map(|f| f.metadata().map(|m| (f, m.len())).at(path)).transpose());
+        let (file, actual) = match opened {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err((VolumeStatus::Missing, None)),
+            Err(e) => return Err((VolumeStatus::Damaged, Some(e.to_string()))),
+        };
+        // The label says which bundle and volume this file really is.
+        match self.check_label(&file, path, v) {
+            Ok(None) => Ok((file, actual)),
+            Ok(Some(foreign)) => Err((VolumeStatus::Foreign, Some(foreign))),
+            Err(e) => Err((VolumeStatus::Damaged, Some(format!("{}: cannot read its label: {e}", path.display())))),
+        }
+    }
+
+    /// Read `chunks` (one volume's, in offset order) on `jobs` threads; the problems found,
+    /// in no particular order. Work goes out in runs of consecutive chunks of one entry, so
+    /// a split entry's parts are read in order by one thread (unpack hashes the whole entry
+    /// on the way). The first error of the sink stops every thread and is returned.
+    fn read_chunks(
+        &self,
+        volume: VolumeFile<'_>,
+        chunks: &[usize],
+        sink: &dyn Sink,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Problem>> {
         let mut runs: Vec<&[usize]> = Vec::new();
         let mut start = 0;
         for k in 1..=chunks.len() {
@@ -303,7 +321,7 @@ impl Bundle {
                                 if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
                                     return Ok(());
                                 }
-                                if let Some(p) = self.read_chunk(&file, &path, c, actual, sink, &mut buf, progress)? {
+                                if let Some(p) = self.read_chunk(volume, c, sink, &mut buf, progress)? {
                                     if let Ok(mut list) = problems.lock() {
                                         list.push(p);
                                     }
@@ -322,34 +340,7 @@ impl Bundle {
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
         }
-        let mut found = problems.into_inner().unwrap_or_default();
-        found.sort_by_key(|p| p.offset);
-        report.problems.extend(found);
-        // The end-of-archive blocks.
-        if actual >= vol.size {
-            let end = vol.size - END_OF_ARCHIVE;
-            let mut tail = vec![0u8; END_OF_ARCHIVE as usize];
-            let problem = match file.read_exact_at(&mut tail, end) {
-                Err(e) => Some(format!("cannot read the end-of-archive blocks: {e}")),
-                Ok(()) if tail.iter().any(|&b| b != 0) => {
-                    let mut h = [0u8; 512];
-                    h.copy_from_slice(&tail[..512]);
-                    Some(if h.iter().any(|&b| b != 0) {
-                        describe_unexpected(&h, "end of archive")
-                    } else {
-                        "end-of-archive blocks are damaged".into()
-                    })
-                }
-                Ok(()) => None,
-            };
-            if let Some(problem) = problem {
-                report.problems.push(Problem { offset: end, ..whole(problem) });
-            }
-        }
-        if !report.problems.is_empty() {
-            report.status = VolumeStatus::Damaged;
-        }
-        Ok(report)
+        Ok(problems.into_inner().unwrap_or_default())
     }
 
     /// `Some(reason)` when the file is another bundle's volume, another volume of this
@@ -414,13 +405,10 @@ impl Bundle {
 
     /// Check one chunk. A read error of the volume is this chunk's problem (the next
     /// chunk may well be readable); an error of the sink is returned.
-    #[allow(clippy::too_many_arguments)]
     fn read_chunk(
         &self,
-        file: &File,
-        path: &Path,
+        volume: VolumeFile<'_>,
         c: usize,
-        actual: u64,
         sink: &dyn Sink,
         buf: &mut [u8],
         progress: &dyn Progress,
@@ -431,66 +419,34 @@ impl Bundle {
             progress.advance(chunk.length);
             return Ok(None);
         }
-        let start = chunk.offset - BLOCK;
-        let end = chunk.offset + padded(chunk.length);
-        if end > actual {
-            progress.advance(chunk.length);
-            return Ok(Some(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
-        }
-        let unreadable =
-            |at: u64, e: std::io::Error| self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()));
-        let name = self.manifest.chunk_name(&self.index, c);
-        let entry = &self.manifest.entries[self.index.chunk_entry[c]];
-        let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
-        let mut found = [0u8; 512];
-        if let Err(e) = file.read_exact_at(&mut found, start) {
-            progress.advance(chunk.length);
-            return Ok(Some(unreadable(start, e)));
-        }
-        if found != expected {
-            progress.advance(chunk.length);
-            return Ok(Some(self.problem(c, start, describe_unexpected(&found, &name))));
-        }
+        let name = match self.check_header(volume, c)? {
+            Ok(name) => name,
+            Err(problem) => {
+                progress.advance(chunk.length);
+                return Ok(Some(problem));
+            }
+        };
         let mut writer = match action {
             Action::Write => Some(sink.open(c)?),
             _ => None,
         };
-        let mut hasher = Hasher::new();
-        let mut at = chunk.offset;
-        let data_end = chunk.offset + chunk.length;
         // Content that cannot be expanded within its declared bounds is malicious; it is
         // reported after the hash check, so damage is named as damage first.
-        let mut refused: Option<String> = None;
-        while at < data_end {
-            let n = (data_end - at).min(buf.len() as u64) as usize;
-            if let Err(e) = file.read_exact_at(&mut buf[..n], at) {
-                progress.advance(data_end - at);
-                return Ok(Some(unreadable(at, e)));
-            }
-            hasher.update(&buf[..n]);
-            if let Some(w) = writer.as_mut() {
-                match w.write(&buf[..n]) {
-                    Ok(()) => {}
-                    Err(Error::Integrity(msg)) => {
-                        refused = Some(msg);
-                        writer = None;
-                    }
-                    Err(other) => return Err(other),
-                }
-            }
-            at += n as u64;
-            progress.advance(n as u64);
-        }
+        let (digest, refused) = match self.read_data(volume, c, &mut writer, buf, progress)? {
+            Ok(read) => read,
+            Err(problem) => return Ok(Some(problem)),
+        };
+        let (file, path, _) = volume;
+        let data_end = chunk.offset + chunk.length;
         let pad = (padded(chunk.length) - chunk.length) as usize;
         if pad > 0 {
             if let Err(e) = file.read_exact_at(&mut buf[..pad], data_end) {
-                return Ok(Some(unreadable(data_end, e)));
+                return Ok(Some(self.unreadable(c, path, data_end, e)));
             }
             if buf[..pad].iter().any(|&b| b != 0) {
                 return Ok(Some(self.problem(c, data_end, format!("padding after '{name}' is not zero"))));
             }
         }
-        let digest = hasher.finish();
         if digest != chunk.sha256 {
             return Ok(Some(self.problem(
                 c,
@@ -509,6 +465,75 @@ impl Bundle {
             }
         }
         Ok(None)
+    }
+
+    /// Check that chunk `c` is present in full and its tar header is exactly the one pack
+    /// writes: its stored name, or the problem.
+    fn check_header(
+        &self,
+        (file, path, actual): VolumeFile<'_>,
+        c: usize,
+    ) -> Result<std::result::Result<String, Problem>> {
+        let chunk = &self.manifest.chunks[c];
+        let start = chunk.offset - BLOCK;
+        let end = chunk.offset + padded(chunk.length);
+        if end > actual {
+            return Ok(Err(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
+        }
+        let name = self.manifest.chunk_name(&self.index, c);
+        let entry = &self.manifest.entries[self.index.chunk_entry[c]];
+        let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
+        let mut found = [0u8; 512];
+        if let Err(e) = file.read_exact_at(&mut found, start) {
+            return Ok(Err(self.unreadable(c, path, start, e)));
+        }
+        if found != expected {
+            return Ok(Err(self.problem(c, start, describe_unexpected(&found, &name))));
+        }
+        Ok(Ok(name))
+    }
+
+    /// Stream chunk `c`'s data through the hash and into `writer`: its sha256 and, when
+    /// the writer refused the content (it would not expand within its bounds), why; the
+    /// writer is then dropped. A read error is the chunk's problem.
+    fn read_data(
+        &self,
+        (file, path, _): VolumeFile<'_>,
+        c: usize,
+        writer: &mut Option<Box<dyn ChunkWriter + '_>>,
+        buf: &mut [u8],
+        progress: &dyn Progress,
+    ) -> Result<std::result::Result<(Digest, Option<String>), Problem>> {
+        let chunk = &self.manifest.chunks[c];
+        let mut hasher = Hasher::new();
+        let mut at = chunk.offset;
+        let data_end = chunk.offset + chunk.length;
+        let mut refused: Option<String> = None;
+        while at < data_end {
+            let n = (data_end - at).min(buf.len() as u64) as usize;
+            if let Err(e) = file.read_exact_at(&mut buf[..n], at) {
+                progress.advance(data_end - at);
+                return Ok(Err(self.unreadable(c, path, at, e)));
+            }
+            hasher.update(&buf[..n]);
+            if let Some(w) = writer.as_mut() {
+                match w.write(&buf[..n]) {
+                    Ok(()) => {}
+                    Err(Error::Integrity(msg)) => {
+                        refused = Some(msg);
+                        *writer = None;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            at += n as u64;
+            progress.advance(n as u64);
+        }
+        Ok(Ok((hasher.finish(), refused)))
+    }
+
+    fn unreadable(&self, c: usize, path: &Path, at: u64, e: std::io::Error) -> Problem {
+        self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()))
     }
 
     /// Files in the directory that look like volumes of this bundle but are not listed.
@@ -530,6 +555,34 @@ impl Bundle {
         extra.sort();
         extra
     }
+}
+
+/// An open volume as the chunk readers use it: the file, its path, its actual length.
+type VolumeFile<'a> = (&'a File, &'a Path, u64);
+
+/// A problem of the volume as a whole (no chunk), at its start.
+fn whole(problem: String) -> Problem {
+    Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] }
+}
+
+/// The end-of-archive blocks of a volume of `size` bytes: a problem unless they are zeros.
+fn end_of_archive_problem(file: &File, size: u64) -> Option<Problem> {
+    let end = size - END_OF_ARCHIVE;
+    let mut tail = vec![0u8; END_OF_ARCHIVE as usize];
+    let problem = match file.read_exact_at(&mut tail, end) {
+        Err(e) => Some(format!("cannot read the end-of-archive blocks: {e}")),
+        Ok(()) if tail.iter().any(|&b| b != 0) => {
+            let mut h = [0u8; 512];
+            h.copy_from_slice(&tail[..512]);
+            Some(if h.iter().any(|&b| b != 0) {
+                describe_unexpected(&h, "end of archive")
+            } else {
+                "end-of-archive blocks are damaged".into()
+            })
+        }
+        Ok(()) => None,
+    }?;
+    Some(Problem { offset: end, ..whole(problem) })
 }
 
 /// How far an image got: all its chunks good, some damaged, or some not present yet.

@@ -73,7 +73,7 @@ impl Destination {
                 start: !args.no_start,
             };
             let done = install::install(&root, &opts)?;
-            Some(install::report(out, &done))
+            Some(super::install::present(out, &done))
         };
         let config = Box::new(Config::load(&root)?);
         let storage = Storage::open(&config.storage_dir(&root))?;

@@ -26,7 +26,6 @@ use tokio_rustls::rustls;
 
 use super::config::{self, Config};
 use crate::error::{usage, Error, IoContext, Result};
-use crate::output::Output;
 use crate::store;
 
 /// Files of a root, relative to it (config.json is `config::CONFIG_FILE`).
@@ -173,14 +172,7 @@ impl ServiceStatus {
 /// port, unreadable or mismatched `tls_cert`/`tls_key`, a root that cannot be written or
 /// that holds something else.
 pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
-    check_port(opts.port)?;
-    check_user(&opts.user)?;
-    let asked = opts.hostname.as_deref().map(check_hostname).transpose()?;
-    let tls = match (&opts.tls_cert, &opts.tls_key) {
-        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-        (None, None) => None,
-        _ => return Err(usage("--tls-cert and --tls-key go together: give both or neither")),
-    };
+    let (asked, tls) = check_options(opts)?;
     if config::installed(root) {
         return existing(root, opts, asked.as_deref());
     }
@@ -215,57 +207,8 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         repaired.extend(problems(&root));
     }
 
-    let tls_dir = root.join("tls");
-    make_dir(&tls_dir, 0o755)?;
-    // A root installed with the operator's certificate: it cannot be made here, only checked.
-    let operators = previous.as_ref().filter(|c| c.ca_cert.is_none());
-    let ca_file = match (tls, operators) {
-        (Tls::Generate, Some(config)) => {
-            let (cert, key) = (config.resolve(&root, &config.tls_cert), config.resolve(&root, &config.tls_key));
-            read_pair(&cert, &key).map_err(|e| {
-                usage(format!(
-                    "{e}; {} serves the operator's certificate: give it again with --tls-cert and --tls-key",
-                    root.display()
-                ))
-            })?;
-            None
-        }
-        (Tls::Generate, None) => {
-            generate_or_keep_tls(&root, &hostname, &mut repaired)?;
-            Some(root.join(CA_CERT))
-        }
-        (Tls::Operator(pair), _) => {
-            write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
-            write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
-            // A CA left by a killed install that generated one is not this root's.
-            for stale in [CA_KEY, CA_CERT] {
-                let path = root.join(stale);
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
-                    _ => {}
-                }
-            }
-            None
-        }
-    };
-
-    // The password of a finished install was shown then: keep it while its htpasswd holds
-    // a user. Otherwise (first install, or one killed before it said anything) a new one.
-    let htpasswd = root.join(HTPASSWD);
-    let kept_user = match &previous {
-        Some(_) => first_user(&htpasswd).ok().flatten(),
-        None => None,
-    };
-    let (user, password) = match kept_user {
-        Some(user) => (user, None),
-        None => {
-            let password = generate_password()?;
-            let entry = htpasswd_entry(&opts.user, &password)?;
-            write_file(&htpasswd, entry.as_bytes(), 0o600)?;
-            (opts.user.clone(), Some(password))
-        }
-    };
-
+    let ca_file = write_tls(&root, tls, previous.as_ref(), &hostname, &mut repaired)?;
+    let (user, password) = write_credentials(&root, previous.is_some(), &opts.user)?;
     make_dir(&root.join("bin"), 0o755)?;
     copy_executable(&exe, &root.join(BINARY))?;
     make_dir(&root.join(STORAGE), 0o755)?;
@@ -307,6 +250,84 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         repaired,
         password_reset: false,
     })
+}
+
+/// The operator's certificate and key files.
+type CertAndKey<'a> = (&'a Path, &'a Path);
+
+/// Check the options before anything is written: port, user, the hostname asked for
+/// (returned checked) and the operator's TLS pair (both files or neither).
+fn check_options(opts: &InstallOptions) -> Result<(Option<String>, Option<CertAndKey<'_>>)> {
+    check_port(opts.port)?;
+    check_user(&opts.user)?;
+    let asked = opts.hostname.as_deref().map(check_hostname).transpose()?;
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together: give both or neither")),
+    };
+    Ok((asked, tls))
+}
+
+/// The root's TLS files: generated (keeping a previous run's that are still good), the
+/// operator's pair copied in, or, for a root installed with the operator's pair, checked
+/// only. Returns the CA clients must trust when install generated one.
+fn write_tls(
+    root: &Path,
+    tls: Tls,
+    previous: Option<&Config>,
+    hostname: &str,
+    repaired: &mut Vec<String>,
+) -> Result<Option<PathBuf>> {
+    make_dir(&root.join("tls"), 0o755)?;
+    // A root installed with the operator's certificate: it cannot be made here, only checked.
+    let operators = previous.filter(|c| c.ca_cert.is_none());
+    match (tls, operators) {
+        (Tls::Generate, Some(config)) => {
+            let (cert, key) = (config.resolve(root, &config.tls_cert), config.resolve(root, &config.tls_key));
+            read_pair(&cert, &key).map_err(|e| {
+                usage(format!(
+                    "{e}; {} serves the operator's certificate: give it again with --tls-cert and --tls-key",
+                    root.display()
+                ))
+            })?;
+            Ok(None)
+        }
+        (Tls::Generate, None) => {
+            generate_or_keep_tls(root, hostname, repaired)?;
+            Ok(Some(root.join(CA_CERT)))
+        }
+        (Tls::Operator(pair), _) => {
+            write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
+            write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
+            // A CA left by a killed install that generated one is not this root's.
+            for stale in [CA_KEY, CA_CERT] {
+                let path = root.join(stale);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+                    _ => {}
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The password of a finished install was shown then: when `repairing`, keep it while
+/// its htpasswd holds a user. Otherwise (first install, or one killed before it said
+/// anything) a new one for `user`. Returns the user and the password made, if any.
+fn write_credentials(root: &Path, repairing: bool, user: &str) -> Result<(String, Option<String>)> {
+    let htpasswd = root.join(HTPASSWD);
+    let kept_user = if repairing { first_user(&htpasswd).ok().flatten() } else { None };
+    match kept_user {
+        Some(kept) => Ok((kept, None)),
+        None => {
+            let password = generate_password()?;
+            let entry = htpasswd_entry(user, &password)?;
+            write_file(&htpasswd, entry.as_bytes(), 0o600)?;
+            Ok((user.to_string(), Some(password)))
+        }
+    }
 }
 
 /// Write a CA and a server certificate, keeping what a previous run left that is still
@@ -539,160 +560,161 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
 }
 
-/// Print the summary (stdout, through `out.data`: nothing in `--json` mode; notes as
-/// warnings on stderr) and return the JSON document describing the install. The caller
-/// prints the document (`out.document`) or embeds it in its own.
-///
-/// The password and the pull-secret entry appear only when this run made the password
-/// (a fresh install, `--reset-password`). Then they are also kept for every JSON document
-/// of the run (`Output::keep`: a run that fails later still gives them in its error
-/// document) and, in `--json` mode, written to stderr at once, so a run killed before its
-/// document is printed does not lose them.
-pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
-    let root = installed.root.display();
-    if let Some(password) = &installed.password {
-        out.keep(
-            "credentials",
-            json!({
-                "registry": installed.registry(),
-                "user": installed.user,
-                "password": password,
-                "pull_secret": installed.pull_secret(),
-                "ca_file": installed.ca_file,
-            }),
-        );
-        if out.json() {
-            out.warn(format!(
-                "the registry at {root} has a new password, shown only now (and in the JSON document): user {} password {password}",
-                installed.user
-            ));
+/// What an install did, for the caller to present: the human summary, the notes, the
+/// credentials made and the JSON document (`commands::install::present` prints them).
+impl Installed {
+    /// The summary for stdout: what was done, how to reach, trust and log in to the
+    /// registry, and the service's state. The password and the pull-secret entry appear
+    /// only when this run made the password (a fresh install, `--reset-password`).
+    pub fn summary(&self) -> String {
+        let root = self.root.display();
+        let mut text = vec![if self.password_reset {
+            format!("New password for {} in {root}", self.user)
+        } else if !self.repaired.is_empty() {
+            format!("Registry in {root} repaired (it was half installed)")
+        } else if self.fresh {
+            format!("Registry installed in {root}")
+        } else {
+            format!("{root} is already a registry root: nothing changed.")
+        }];
+        text.push(format!("  URL:       {}", self.config.url()));
+        match &self.password {
+            Some(p) => {
+                text.push(format!("  user:      {}", self.user));
+                text.push(format!("  password:  {p}"));
+                text.push("             (shown only now: the root keeps only its bcrypt hash)".into());
+            }
+            None => {
+                text.push(format!("  user:      {} (its password was shown when the root was installed)", self.user))
+            }
         }
-    }
-    let url = installed.config.url();
-    let server_cert = installed.config.resolve(&installed.root, &installed.config.tls_cert);
-    let mut text = Vec::new();
-    if installed.password_reset {
-        text.push(format!("New password for {} in {root}", installed.user));
-    } else if !installed.repaired.is_empty() {
-        text.push(format!("Registry in {root} repaired (it was half installed)"));
-    } else if installed.fresh {
-        text.push(format!("Registry installed in {root}"));
-    } else {
-        text.push(format!("{root} is already a registry root: nothing changed."));
-    }
-    text.push(format!("  URL:       {url}"));
-    match &installed.password {
-        Some(p) => {
-            text.push(format!("  user:      {}", installed.user));
-            text.push(format!("  password:  {p}"));
-            text.push("             (shown only now: the root keeps only its bcrypt hash)".into());
+        match &self.ca_file {
+            Some(ca) => text.push(format!("  CA:        {}", ca.display())),
+            None => text.push(format!(
+                "  TLS:       {} (the operator's certificate: clients must trust its issuer)",
+                self.server_cert().display()
+            )),
         }
-        None => {
-            text.push(format!("  user:      {} (its password was shown when the root was installed)", installed.user))
+        if let Some((rhel, debian)) = self.trust_commands() {
+            text.push(String::new());
+            text.push("Trust the CA on every client (as root):".into());
+            text.push(format!("  RHEL, Fedora:    {rhel}"));
+            text.push(format!("  Debian, Ubuntu:  {debian}"));
         }
-    }
-    match &installed.ca_file {
-        Some(ca) => text.push(format!("  CA:        {}", ca.display())),
-        None => text.push(format!(
-            "  TLS:       {} (the operator's certificate: clients must trust its issuer)",
-            server_cert.display()
-        )),
-    }
-    if let Some((rhel, debian)) = installed.trust_commands() {
+        if let Some(secret) = self.pull_secret() {
+            text.push(String::new());
+            text.push("Pull-secret entry (merge it into the cluster's pull secret):".into());
+            text.push(format!("  {secret}"));
+        }
         text.push(String::new());
-        text.push("Trust the CA on every client (as root):".into());
-        text.push(format!("  RHEL, Fedora:    {rhel}"));
-        text.push(format!("  Debian, Ubuntu:  {debian}"));
-    }
-    let pull_secret = installed.pull_secret();
-    if let Some(secret) = &pull_secret {
+        text.push("Log in:".into());
+        text.push(format!("  {}", self.podman_login()));
         text.push(String::new());
-        text.push("Pull-secret entry (merge it into the cluster's pull secret):".into());
-        text.push(format!("  {secret}"));
-    }
-    text.push(String::new());
-    text.push("Log in:".into());
-    text.push(format!("  {}", installed.podman_login()));
-    text.push(String::new());
-    let service = &installed.service;
-    match &service.status {
-        ServiceStatus::Started => {
-            text.push(format!("Service: enabled and started (systemctl status {UNIT_NAME})"));
-        }
-        status => {
-            let why = match status {
-                ServiceStatus::NotStarted(why) => format!("not started: {why}"),
-                ServiceStatus::Failed(error) => format!("failed to start: {error}"),
-                _ => format!("left as it was (unit {})", service.unit.display()),
-            };
-            text.push(format!("Service: {why}. To start the registry:"));
-            text.push(format!("  with systemd, as root:  {}", service.start_systemd));
-            text.push(format!("  without systemd:        {}", service.start_manual));
-        }
-    }
-    out.data(text.join("\n"));
-    for note in &installed.ignored {
-        out.warn(format!("ignored {note}: {root} was already installed"));
-    }
-    for note in &installed.repaired {
-        out.warn(format!("repaired: {note}"));
-    }
-    if let ServiceStatus::Failed(error) = &service.status {
-        out.warn(format!("the registry is installed but its service did not start: {error}"));
+        text.extend(self.service.summary());
+        text.join("\n")
     }
 
-    let mut service_json = json!({
-        "state": service.status.label(),
-        "unit": service.unit,
-        "start_systemd": service.start_systemd,
-        "start_manual": service.start_manual,
-    });
-    match &service.status {
-        ServiceStatus::NotStarted(why) => service_json["reason"] = json!(why),
-        ServiceStatus::Failed(error) => service_json["error"] = json!(error),
-        _ => {}
+    /// Warnings for stderr: options a rerun ignored, what was repaired, a service that
+    /// failed to start.
+    pub fn notes(&self) -> Vec<String> {
+        let root = self.root.display();
+        let mut notes: Vec<String> =
+            self.ignored.iter().map(|note| format!("ignored {note}: {root} was already installed")).collect();
+        notes.extend(self.repaired.iter().map(|note| format!("repaired: {note}")));
+        if let ServiceStatus::Failed(error) = &self.service.status {
+            notes.push(format!("the registry is installed but its service did not start: {error}"));
+        }
+        notes
     }
-    if installed.password_reset {
-        text.push(String::new());
-        text.push(format!(
-            "`airlift serve` reads htpasswd when it starts: restart it for the new password to work \
-             (systemctl restart {UNIT_NAME})"
-        ));
+
+    /// The credentials this run made (none unless it made the password): what a run must
+    /// keep for every JSON document it prints, even one that fails later.
+    pub fn credentials(&self) -> Option<serde_json::Value> {
+        let password = self.password.as_ref()?;
+        Some(json!({
+            "registry": self.registry(),
+            "user": self.user,
+            "password": password,
+            "pull_secret": self.pull_secret(),
+            "ca_file": self.ca_file,
+        }))
     }
-    let mut doc = json!({
-        "status": "ok",
-        "fresh": installed.fresh,
-        "root": installed.root,
-        "url": url,
-        "registry": installed.registry(),
-        "hostname": installed.config.hostname,
-        "port": installed.config.port,
-        "user": installed.user,
-        "ca_file": installed.ca_file,
-        "tls_cert": server_cert,
-        "podman_login": installed.podman_login(),
-        "service": service_json,
-    });
-    if let Some(p) = &installed.password {
-        doc["password"] = json!(p);
+
+    /// The JSON document describing the install.
+    pub fn document(&self) -> serde_json::Value {
+        let mut doc = json!({
+            "status": "ok",
+            "fresh": self.fresh,
+            "root": self.root,
+            "url": self.config.url(),
+            "registry": self.registry(),
+            "hostname": self.config.hostname,
+            "port": self.config.port,
+            "user": self.user,
+            "ca_file": self.ca_file,
+            "tls_cert": self.server_cert(),
+            "podman_login": self.podman_login(),
+            "service": self.service.document(),
+        });
+        if let Some(p) = &self.password {
+            doc["password"] = json!(p);
+        }
+        if let Some(secret) = self.pull_secret() {
+            doc["pull_secret"] = secret;
+        }
+        if let Some((rhel, debian)) = self.trust_commands() {
+            doc["trust"] = json!({ "rhel": rhel, "debian": debian });
+        }
+        if !self.ignored.is_empty() {
+            doc["ignored"] = json!(self.ignored);
+        }
+        if !self.repaired.is_empty() {
+            doc["repaired"] = json!(self.repaired);
+        }
+        if self.password_reset {
+            doc["password_reset"] = json!(true);
+            doc["restart_needed"] = json!(true);
+        }
+        doc
     }
-    if let Some(secret) = pull_secret {
-        doc["pull_secret"] = secret;
+
+    fn server_cert(&self) -> PathBuf {
+        self.config.resolve(&self.root, &self.config.tls_cert)
     }
-    if let Some((rhel, debian)) = installed.trust_commands() {
-        doc["trust"] = json!({ "rhel": rhel, "debian": debian });
+}
+
+impl ServiceState {
+    /// The summary's lines about the service: its state and, unless it runs, how to start it.
+    fn summary(&self) -> Vec<String> {
+        let why = match &self.status {
+            ServiceStatus::Started => {
+                return vec![format!("Service: enabled and started (systemctl status {UNIT_NAME})")]
+            }
+            ServiceStatus::NotStarted(why) => format!("not started: {why}"),
+            ServiceStatus::Failed(error) => format!("failed to start: {error}"),
+            ServiceStatus::Unchanged => format!("left as it was (unit {})", self.unit.display()),
+        };
+        vec![
+            format!("Service: {why}. To start the registry:"),
+            format!("  with systemd, as root:  {}", self.start_systemd),
+            format!("  without systemd:        {}", self.start_manual),
+        ]
     }
-    if !installed.ignored.is_empty() {
-        doc["ignored"] = json!(installed.ignored);
+
+    fn document(&self) -> serde_json::Value {
+        let mut doc = json!({
+            "state": self.status.label(),
+            "unit": self.unit,
+            "start_systemd": self.start_systemd,
+            "start_manual": self.start_manual,
+        });
+        match &self.status {
+            ServiceStatus::NotStarted(why) => doc["reason"] = json!(why),
+            ServiceStatus::Failed(error) => doc["error"] = json!(error),
+            _ => {}
+        }
+        doc
     }
-    if !installed.repaired.is_empty() {
-        doc["repaired"] = json!(installed.repaired);
-    }
-    if installed.password_reset {
-        doc["password_reset"] = json!(true);
-        doc["restart_needed"] = json!(true);
-    }
-    doc
 }
 
 // ---- checks ----
