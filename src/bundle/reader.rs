@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::bundle::ids::{ChunkId, EntryId, VolumeId};
 use crate::bundle::manifest::{Index, Manifest};
 use crate::bundle::names;
 use crate::bundle::sign;
@@ -160,8 +161,8 @@ pub enum Action {
 
 /// Receives verified chunk data: unpack's extractor, or verify's `Checker`.
 pub trait Sink: Sync {
-    fn action(&self, chunk: usize) -> Action;
-    fn open(&self, chunk: usize) -> Result<Box<dyn ChunkWriter + '_>>;
+    fn action(&self, chunk: ChunkId) -> Action;
+    fn open(&self, chunk: ChunkId) -> Result<Box<dyn ChunkWriter + '_>>;
 }
 
 /// Data of one chunk, committed only after its sha256 matched.
@@ -173,7 +174,7 @@ pub trait ChunkWriter {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// Chunk index in the manifest, when the problem is in a chunk.
-    pub chunk: Option<usize>,
+    pub chunk: Option<ChunkId>,
     pub entry: Option<String>,
     pub offset: u64,
     pub problem: String,
@@ -203,34 +204,40 @@ pub struct VolumeReport {
 
 impl Bundle {
     /// Bytes of chunk data in volume `v` (what progress counts).
-    pub fn volume_payload(&self, v: usize) -> u64 {
-        self.index.volume_chunks[v].iter().map(|&c| self.manifest.chunks[c].length).sum()
+    pub fn volume_payload(&self, v: VolumeId) -> u64 {
+        self.index.chunks_in(v).iter().map(|&c| self.manifest.chunk(c).length).sum()
     }
 
-    pub fn volume_path(&self, v: usize) -> PathBuf {
-        self.dir.join(&self.manifest.volumes[v].file)
+    pub fn volume_path(&self, v: VolumeId) -> PathBuf {
+        self.dir.join(&self.manifest.volume(v).file)
     }
 
-    fn problem(&self, chunk: usize, offset: u64, problem: String) -> Problem {
-        let e = self.index.chunk_entry[chunk];
+    fn problem(&self, chunk: ChunkId, offset: u64, problem: String) -> Problem {
+        let e = self.index.entry_of(chunk);
         Problem {
             chunk: Some(chunk),
-            entry: Some(self.manifest.chunks[chunk].entry.clone()),
+            entry: Some(self.manifest.chunk(chunk).entry.clone()),
             offset,
             problem,
             hurts: self.manifest.hurt_by(e),
         }
     }
 
-    /// Read volume `v` (0-based), checking every byte, handing good chunks to `sink`.
+    /// Read volume `v`, checking every byte, handing good chunks to `sink`.
     /// Integrity problems are in the report, and so is a volume that cannot be read (a
     /// scratched disc answering EIO): its problem is recorded and reading goes on with the
     /// next chunk. An `Err` is an operational failure of the sink (the destination).
-    pub fn read_volume(&self, v: usize, sink: &dyn Sink, jobs: usize, progress: &dyn Progress) -> Result<VolumeReport> {
-        let vol = &self.manifest.volumes[v];
+    pub fn read_volume(
+        &self,
+        v: VolumeId,
+        sink: &dyn Sink,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<VolumeReport> {
+        let vol = self.manifest.volume(v);
         let path = self.volume_path(v);
         let mut report = VolumeReport {
-            volume: v as u32 + 1,
+            volume: v.number(),
             file: vol.file.clone(),
             status: VolumeStatus::Ok,
             size: vol.size,
@@ -255,7 +262,7 @@ impl Bundle {
                 ..whole(format!("volume has {} unexpected bytes after its end", actual - vol.size))
             });
         }
-        let mut found = self.read_chunks((&file, &path, actual), &self.index.volume_chunks[v], sink, jobs, progress)?;
+        let mut found = self.read_chunks((&file, &path, actual), self.index.chunks_in(v), sink, jobs, progress)?;
         found.sort_by_key(|p| p.offset);
         report.problems.extend(found);
         if actual >= vol.size {
@@ -269,8 +276,12 @@ impl Bundle {
 
     /// Open volume `v` at `path` and check its label: the file and its length, or how the
     /// volume stands without being read (missing; damaged or foreign, with the reason).
-    fn open_volume(&self, v: usize, path: &Path) -> std::result::Result<(File, u64), (VolumeStatus, Option<String>)> {
-        let opened = media::open_regular(path, &format!("volume {}", v + 1))
+    fn open_volume(
+        &self,
+        v: VolumeId,
+        path: &Path,
+    ) -> std::result::Result<(File, u64), (VolumeStatus, Option<String>)> {
+        let opened = media::open_regular(path, &format!("volume {v}"))
             .and_then(|f| f.map(|f| f.metadata().map(|m| (f, m.len())).at(path)).transpose());
         let (file, actual) = match opened {
             Ok(Some(found)) => found,
@@ -292,15 +303,15 @@ impl Bundle {
     fn read_chunks(
         &self,
         volume: VolumeFile<'_>,
-        chunks: &[usize],
+        chunks: &[ChunkId],
         sink: &dyn Sink,
         jobs: usize,
         progress: &dyn Progress,
     ) -> Result<Vec<Problem>> {
-        let mut runs: Vec<&[usize]> = Vec::new();
+        let mut runs: Vec<&[ChunkId]> = Vec::new();
         let mut start = 0;
         for k in 1..=chunks.len() {
-            let same = k < chunks.len() && self.index.chunk_entry[chunks[k]] == self.index.chunk_entry[chunks[start]];
+            let same = k < chunks.len() && self.index.entry_of(chunks[k]) == self.index.entry_of(chunks[start]);
             if !same {
                 runs.push(&chunks[start..k]);
                 start = k;
@@ -347,7 +358,7 @@ impl Bundle {
     /// one, or no airlift volume at all. Nothing of what the file holds is shown but what
     /// an airlift label says (escaped): a volume name may point anywhere (a symlink to a
     /// local file), and its content is not the gate's to print.
-    fn check_label(&self, file: &File, path: &Path, v: usize) -> std::io::Result<Option<String>> {
+    fn check_label(&self, file: &File, path: &Path, v: VolumeId) -> std::io::Result<Option<String>> {
         let mut head = vec![0u8; 2048];
         let mut got = 0;
         while got < head.len() {
@@ -360,7 +371,7 @@ impl Bundle {
         if got < 512 {
             return Ok(None); // truncated: reported by the chunk checks
         }
-        let expected = format!("airlift/volume.{:04}.json", v + 1);
+        let expected = names::label_path(v);
         let mut hdr = tar::Header::new_old();
         hdr.as_mut_bytes().copy_from_slice(&head[..512]);
         let name = hdr.path_bytes();
@@ -392,12 +403,12 @@ impl Bundle {
                 untrusted(&label_volume)
             )));
         }
-        if bundle == self.manifest.id && label_volume != format!("{:04}", v + 1) {
+        if bundle == self.manifest.id && label_volume != format!("{:04}", v.number()) {
             return Ok(Some(format!(
                 "{} is volume {} of this bundle, not volume {}: files were swapped or renamed",
                 path.display(),
                 untrusted(&label_volume),
-                v + 1
+                v
             )));
         }
         Ok(None)
@@ -408,12 +419,12 @@ impl Bundle {
     fn read_chunk(
         &self,
         volume: VolumeFile<'_>,
-        c: usize,
+        c: ChunkId,
         sink: &dyn Sink,
         buf: &mut [u8],
         progress: &dyn Progress,
     ) -> Result<Option<Problem>> {
-        let chunk = &self.manifest.chunks[c];
+        let chunk = self.manifest.chunk(c);
         let action = sink.action(c);
         if action == Action::Skip {
             progress.advance(chunk.length);
@@ -472,16 +483,16 @@ impl Bundle {
     fn check_header(
         &self,
         (file, path, actual): VolumeFile<'_>,
-        c: usize,
+        c: ChunkId,
     ) -> Result<std::result::Result<String, Problem>> {
-        let chunk = &self.manifest.chunks[c];
+        let chunk = self.manifest.chunk(c);
         let start = chunk.offset - BLOCK;
         let end = chunk.offset + padded(chunk.length);
         if end > actual {
             return Ok(Err(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
         }
         let name = self.manifest.chunk_name(&self.index, c);
-        let entry = &self.manifest.entries[self.index.chunk_entry[c]];
+        let entry = self.manifest.entry(self.index.entry_of(c));
         let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
         let mut found = [0u8; 512];
         if let Err(e) = file.read_exact_at(&mut found, start) {
@@ -499,12 +510,12 @@ impl Bundle {
     fn read_data(
         &self,
         (file, path, _): VolumeFile<'_>,
-        c: usize,
+        c: ChunkId,
         writer: &mut Option<Box<dyn ChunkWriter + '_>>,
         buf: &mut [u8],
         progress: &dyn Progress,
     ) -> Result<std::result::Result<(Digest, Option<String>), Problem>> {
-        let chunk = &self.manifest.chunks[c];
+        let chunk = self.manifest.chunk(c);
         let mut hasher = Hasher::new();
         let mut at = chunk.offset;
         let data_end = chunk.offset + chunk.length;
@@ -532,7 +543,7 @@ impl Bundle {
         Ok(Ok((hasher.finish(), refused)))
     }
 
-    fn unreadable(&self, c: usize, path: &Path, at: u64, e: std::io::Error) -> Problem {
+    fn unreadable(&self, c: ChunkId, path: &Path, at: u64, e: std::io::Error) -> Problem {
         self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()))
     }
 
@@ -607,25 +618,24 @@ impl Bundle {
         }
     }
 
-    /// Volumes (0-based) holding any chunk of entry `e`.
-    pub fn entry_volumes(&self, e: usize) -> Vec<usize> {
-        let mut v: Vec<usize> =
-            self.index.entry_chunks[e].iter().map(|&c| self.manifest.chunks[c].volume as usize - 1).collect();
+    /// Volumes holding any chunk of entry `e`.
+    pub fn entry_volumes(&self, e: EntryId) -> Vec<VolumeId> {
+        let mut v: Vec<VolumeId> = self.index.chunks_of(e).iter().map(|&c| self.index.volume_of(c)).collect();
         v.dedup();
         v
     }
 
     /// Each image's state given the reports of the volumes read.
     pub fn image_states(&self, reports: &[VolumeReport]) -> Vec<ImageState> {
-        let bad_chunks: HashSet<usize> =
+        let bad_chunks: HashSet<ChunkId> =
             reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
-        let entry_of: HashMap<&crate::digest::Digest, usize> = self
+        let entry_of: HashMap<&crate::digest::Digest, EntryId> = self
             .manifest
             .entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.kind == crate::bundle::manifest::EntryKind::Blob)
-            .map(|(i, e)| (&e.digest, i))
+            .map(|(i, e)| (&e.digest, EntryId::new(i)))
             .collect();
         self.manifest
             .images
@@ -635,11 +645,11 @@ impl Bundle {
                 let mut missing = Vec::new();
                 for blob in &image.blobs {
                     let Some(&e) = entry_of.get(blob) else { continue };
-                    if self.index.entry_chunks[e].iter().any(|c| bad_chunks.contains(c)) {
+                    if self.index.chunks_of(e).iter().any(|c| bad_chunks.contains(c)) {
                         damaged = true;
                     }
                     for v in self.entry_volumes(e) {
-                        let r = &reports[v];
+                        let r = &reports[v.index()];
                         if r.status == VolumeStatus::Foreign
                             || (r.status == VolumeStatus::Damaged && r.problems.iter().any(|p| p.chunk.is_none()))
                         {

@@ -12,8 +12,8 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let progress = out.progress();
     let checker = Checker::new(&bundle, args.deep);
     let mut reports = Vec::new();
-    for v in 0..bundle.manifest.volumes.len() {
-        progress.start(&format!("volume {}", v + 1), bundle.volume_payload(v));
+    for v in bundle.manifest.volume_ids() {
+        progress.start(&format!("volume {v}"), bundle.volume_payload(v));
         reports.push(bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref())?);
         progress.finish();
     }
