@@ -517,7 +517,6 @@ impl Client {
     ) -> Result<()> {
         let what = format!("fetching blob {}", blob.digest);
         let path = format!("/v2/{}/blobs/{}", image.repository, blob.digest);
-        let policy = self.policy();
         let counters = &self.shared.counters;
         // What an earlier, cut-off fetch left is resumed from (and hashed first).
         let (mut temp, on_disk) = store.partial(&blob.digest)?;
@@ -534,7 +533,7 @@ impl Client {
             }
         }
         let mut file = DirectWriter::at(temp.reopen().at(temp.path())?, temp.path(), have, store.direct_io());
-        let mut failures = 0;
+        let mut tries = self.policy().tries().counting(&counters.retries);
         let mut resumed = have > 0;
         let mut restarted_after_mismatch = false;
         if have == blob.size {
@@ -605,15 +604,16 @@ impl Client {
                 progress.advance(n as u64);
             };
             if let Some(reason) = dropped {
-                failures = if have > before { 1 } else { failures + 1 };
-                if !policy.may_retry(failures) {
+                if have > before {
+                    // Bytes arrived since the last drop: this drop is the first of a new count.
+                    tries.restart();
+                }
+                if !tries.again(None) {
                     // Keep what arrived for the next run to resume from.
                     file.finish()?;
                     temp.disable_cleanup(true);
-                    return Err(usage(format!("{image}: {what}: {reason} (gave up after {failures} tries)")));
+                    return Err(usage(format!("{image}: {what}: {reason} (gave up after {} tries)", tries.failed())));
                 }
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(policy.delay(failures, None));
                 continue;
             }
             let digest = hasher.clone().finish();

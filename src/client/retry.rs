@@ -89,6 +89,11 @@ impl<'a> Tries<'a> {
         true
     }
 
+    /// Count from zero again (a transfer that made progress before it dropped).
+    pub fn restart(&mut self) {
+        self.failed = 0;
+    }
+
     /// How many tries failed so far (all of them, once `again` returned false).
     pub fn failed(&self) -> u32 {
         self.failed
@@ -152,5 +157,7 @@ mod tests {
         assert!(!tries.again(None));
         assert_eq!(tries.failed(), 3);
         assert_eq!(retries.load(Ordering::Relaxed), 2);
+        tries.restart();
+        assert!(tries.again(None) && tries.failed() == 1);
     }
 }
