@@ -1041,45 +1041,101 @@ fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// The host's addresses (every interface, IPv4 and IPv6 except link-local), loopback included.
+/// The host's addresses (every interface, IPv4 and IPv6 except link-local), loopback
+/// included: those the kernel lists over rtnetlink, or only loopback when it cannot.
 pub fn host_addresses() -> BTreeSet<IpAddr> {
     let mut set: BTreeSet<IpAddr> = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)].into();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list it allocates; on failure we use
-    // only loopback. The list is walked while it is alive and freed once, below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return set;
-    }
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a non-null node of the list getifaddrs returned.
-        let ifa = unsafe { &*cursor };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
-            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-            if family == libc::AF_INET {
-                // SAFETY: the family is AF_INET, so this is a sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                set.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
-            } else if family == libc::AF_INET6 {
-                // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
-                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                // Link-local addresses need a zone to be used: no client names them.
-                if ip.segments()[0] & 0xffc0 != 0xfe80 {
-                    set.insert(IpAddr::V6(ip));
-                }
-            }
-        }
-        cursor = ifa.ifa_next;
-    }
-    // SAFETY: `list` came from a successful getifaddrs and is freed exactly once.
-    unsafe { libc::freeifaddrs(list) };
+    // Link-local addresses need a zone to be used: no client names them.
+    let link_local = |ip: &IpAddr| matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    set.extend(interface_addresses().unwrap_or_default().into_iter().filter(|ip| !link_local(ip)));
     set.retain(|ip| !ip.is_unspecified());
     set
 }
 
-// ---- credentials ----
+// rtnetlink, as linux/netlink.h, linux/rtnetlink.h and linux/if_addr.h define it.
+const NLMSG_HDRLEN: usize = 16;
+const IFADDRMSG_LEN: usize = 8;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// Every address of every interface, as getifaddrs(3) gets them: one RTM_GETADDR dump
+/// over a netlink socket (rustix, no unsafe), read to its NLMSG_DONE.
+fn interface_addresses() -> std::io::Result<Vec<IpAddr>> {
+    use rustix::net::{recv, send, socket, AddressFamily, RecvFlags, SendFlags, SocketType};
+    let fd = socket(AddressFamily::NETLINK, SocketType::RAW, None)?;
+    let mut request = [0u8; NLMSG_HDRLEN + IFADDRMSG_LEN];
+    request[0..4].copy_from_slice(&((NLMSG_HDRLEN + IFADDRMSG_LEN) as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETADDR.to_ne_bytes());
+    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // The ifaddrmsg that follows asks for every family (AF_UNSPEC: zeros).
+    send(&fd, &request, SendFlags::empty())?;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let (_, n) = recv(&fd, &mut buf[..], RecvFlags::empty())?;
+        let datagram = buf.get(..n).ok_or_else(|| std::io::Error::other("rtnetlink: a message was truncated"))?;
+        if n == 0 || addresses_in(datagram, &mut found)? {
+            return Ok(found);
+        }
+    }
+}
+
+/// Add the addresses of one datagram of rtnetlink messages to `found`; true once the
+/// dump ended.
+fn addresses_in(mut data: &[u8], found: &mut Vec<IpAddr>) -> std::io::Result<bool> {
+    while data.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let kind = u16::from_ne_bytes([data[4], data[5]]);
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return Err(std::io::Error::other("rtnetlink: a malformed message"));
+        }
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => return Err(std::io::Error::other("rtnetlink: the address dump failed")),
+            RTM_NEWADDR => found.extend(address_of(&data[NLMSG_HDRLEN..len])),
+            _ => {}
+        }
+        data = &data[len.next_multiple_of(4).min(data.len())..];
+    }
+    Ok(false)
+}
+
+/// The address of one RTM_NEWADDR message: IFA_LOCAL (the interface's own on a
+/// point-to-point link, where IFA_ADDRESS is the peer's), else IFA_ADDRESS, as getifaddrs
+/// chooses.
+fn address_of(msg: &[u8]) -> Option<IpAddr> {
+    let family = *msg.first()?;
+    let mut attrs = msg.get(IFADDRMSG_LEN..)?;
+    let (mut local, mut address) = (None, None);
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            break;
+        }
+        match kind {
+            IFA_LOCAL => local = Some(&attrs[4..len]),
+            IFA_ADDRESS => address = Some(&attrs[4..len]),
+            _ => {}
+        }
+        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
+    }
+    let bytes = local.or(address)?;
+    match family {
+        AF_INET => <[u8; 4]>::try_from(bytes).ok().map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        AF_INET6 => <[u8; 16]>::try_from(bytes).ok().map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        _ => None,
+    }
+}
 
 fn random(buf: &mut [u8]) -> Result<()> {
     getrandom::getrandom(buf).map_err(|e| usage(format!("reading the operating system's randomness: {e}")))
@@ -1314,6 +1370,42 @@ mod tests {
         for bad in ["", "a:b", "a b", "a\n"] {
             assert!(check_user(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rtnetlink_dumps_are_parsed_as_getifaddrs_reads_them() {
+        fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+            let mut m = ((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes().to_vec();
+            m.extend(kind.to_ne_bytes());
+            m.extend([0u8; 10]);
+            m.extend(body);
+            m
+        }
+        fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+            let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+            a.extend(kind.to_ne_bytes());
+            a.extend(value);
+            a
+        }
+        // A point-to-point IPv4 address: the peer in IFA_ADDRESS, the host's own in IFA_LOCAL.
+        let mut v4 = vec![AF_INET, 32, 0, 0, 2, 0, 0, 0];
+        v4.extend(attr(IFA_ADDRESS, &[10, 0, 0, 9]));
+        v4.extend(attr(IFA_LOCAL, &[10, 0, 0, 1]));
+        let mut v6 = vec![AF_INET6, 64, 0, 0, 2, 0, 0, 0];
+        v6.extend(attr(IFA_ADDRESS, &Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7).octets()));
+        // A cut-off attribute is ignored, not read past.
+        v6.extend([200, 0, 1, 0]);
+        let mut datagram = message(RTM_NEWADDR, &v4);
+        datagram.extend(message(RTM_NEWADDR, &v6));
+        let mut found = Vec::new();
+        assert!(!addresses_in(&datagram, &mut found).unwrap());
+        assert!(addresses_in(&message(NLMSG_DONE, &[0; 4]), &mut found).unwrap());
+        let want: Vec<IpAddr> = vec![[10, 0, 0, 1].into(), Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7).into()];
+        assert_eq!(found, want);
+        assert!(addresses_in(&message(NLMSG_ERROR, &[0; 4]), &mut found).is_err());
+        let mut short = message(RTM_NEWADDR, &v4);
+        short[0] = 200;
+        assert!(addresses_in(&short, &mut found).is_err());
     }
 
     #[test]
