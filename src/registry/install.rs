@@ -1091,43 +1091,33 @@ fn interface_addresses() -> std::io::Result<Vec<IpAddr>> {
 
 /// Add the addresses of one datagram of rtnetlink messages to `found`; true once the
 /// dump ended.
-fn addresses_in(mut data: &[u8], found: &mut Vec<IpAddr>) -> std::io::Result<bool> {
-    while data.len() >= NLMSG_HDRLEN {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        if len < NLMSG_HDRLEN || len > data.len() {
-            return Err(std::io::Error::other("rtnetlink: a malformed message"));
-        }
+fn addresses_in(data: &[u8], found: &mut Vec<IpAddr>) -> std::io::Result<bool> {
+    let head = |h: &[u8]| (u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize, u16::from_ne_bytes([h[4], h[5]]));
+    for record in records(data, NLMSG_HDRLEN, head) {
+        let (kind, body) = record.ok_or_else(|| std::io::Error::other("rtnetlink: a malformed message"))?;
         match kind {
             NLMSG_DONE => return Ok(true),
             NLMSG_ERROR => return Err(std::io::Error::other("rtnetlink: the address dump failed")),
-            RTM_NEWADDR => found.extend(address_of(&data[NLMSG_HDRLEN..len])),
+            RTM_NEWADDR => found.extend(address_of(body)),
             _ => {}
         }
-        data = &data[len.next_multiple_of(4).min(data.len())..];
     }
     Ok(false)
 }
 
 /// The address of one RTM_NEWADDR message: IFA_LOCAL (the interface's own on a
 /// point-to-point link, where IFA_ADDRESS is the peer's), else IFA_ADDRESS, as getifaddrs
-/// chooses.
+/// chooses. A cut-off attribute ends the list.
 fn address_of(msg: &[u8]) -> Option<IpAddr> {
     let family = *msg.first()?;
-    let mut attrs = msg.get(IFADDRMSG_LEN..)?;
+    let head = |h: &[u8]| (u16::from_ne_bytes([h[0], h[1]]) as usize, u16::from_ne_bytes([h[2], h[3]]));
     let (mut local, mut address) = (None, None);
-    while attrs.len() >= 4 {
-        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
-        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
-        if len < 4 || len > attrs.len() {
-            break;
-        }
+    for (kind, value) in records(msg.get(IFADDRMSG_LEN..)?, 4, head).map_while(|r| r) {
         match kind {
-            IFA_LOCAL => local = Some(&attrs[4..len]),
-            IFA_ADDRESS => address = Some(&attrs[4..len]),
+            IFA_LOCAL => local = Some(value),
+            IFA_ADDRESS => address = Some(value),
             _ => {}
         }
-        attrs = &attrs[len.next_multiple_of(4).min(attrs.len())..];
     }
     let bytes = local.or(address)?;
     match family {
@@ -1135,6 +1125,29 @@ fn address_of(msg: &[u8]) -> Option<IpAddr> {
         AF_INET6 => <[u8; 16]>::try_from(bytes).ok().map(|b| IpAddr::V6(Ipv6Addr::from(b))),
         _ => None,
     }
+}
+
+/// Netlink's records (messages, attributes): 4-byte aligned, each with a header of `header`
+/// bytes from which `head` reads the record's length (header included) and kind. Each
+/// record's kind and body, until the data ends; `None` for a record that does not fit.
+fn records(
+    mut data: &[u8],
+    header: usize,
+    head: impl Fn(&[u8]) -> (usize, u16),
+) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    std::iter::from_fn(move || {
+        if data.len() < header {
+            return None;
+        }
+        let (len, kind) = head(data);
+        if len < header || len > data.len() {
+            data = &[];
+            return Some(None);
+        }
+        let body = &data[header..len];
+        data = &data[len.next_multiple_of(4).min(data.len())..];
+        Some(Some((kind, body)))
+    })
 }
 
 fn random(buf: &mut [u8]) -> Result<()> {
