@@ -27,7 +27,7 @@
 //! in upper-case hex.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -604,87 +604,23 @@ fn check_password(mut password: Vec<u8>, origin: &str) -> Result<Vec<u8>, Error>
     }
 }
 
+/// Asks on the controlling terminal with echo off (rpassword). No terminal at all is told
+/// apart from a terminal that fails while reading, so the error can point to
+/// `--password-file`.
 fn password_from_terminal(prompt: &str) -> Result<Vec<u8>, Error> {
-    use std::os::unix::io::AsRawFd;
-
-    let no_terminal = |why: String| {
-        Error::Password(format!(
-            "the secret key is encrypted and there is no terminal to ask for its password ({why}); \
+    if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/tty") {
+        return Err(Error::Password(format!(
+            "the secret key is encrypted and there is no terminal to ask for its password (/dev/tty: {e}); \
              use --password-file FILE"
-        ))
+        )));
+    }
+    let password = match rpassword::prompt_password(prompt) {
+        Ok(password) => password.into_bytes(),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(Error::Password("no password was entered".to_string()))
+        }
+        Err(e) => return Err(Error::io("/dev/tty", e)),
     };
-    let tty = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(|e| no_terminal(format!("/dev/tty: {e}")))?;
-    let fd = tty.as_raw_fd();
-    let mut original = std::mem::MaybeUninit::<libc::termios>::uninit();
-    // SAFETY: `fd` is an open descriptor owned by `tty`, alive for this whole function, and
-    // `original` points to writable memory of the right type.
-    if unsafe { libc::tcgetattr(fd, original.as_mut_ptr()) } != 0 {
-        return Err(no_terminal(format!("/dev/tty: {}", io::Error::last_os_error())));
-    }
-    // SAFETY: tcgetattr succeeded, so it initialised `original`.
-    let original = unsafe { original.assume_init() };
-    let mut silent = original;
-    silent.c_lflag &= !libc::ECHO;
-    silent.c_lflag |= libc::ECHONL;
-
-    /// Restores the terminal's settings however the read ends.
-    struct Restore {
-        fd: libc::c_int,
-        termios: libc::termios,
-    }
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: `fd` is still open (the guard is dropped before the file) and
-            // `termios` is a valid settings struct obtained from tcgetattr.
-            unsafe {
-                libc::tcsetattr(self.fd, libc::TCSAFLUSH, &self.termios);
-            }
-        }
-    }
-
-    let mut writer = &tty;
-    writer.write_all(prompt.as_bytes()).and_then(|_| writer.flush()).map_err(|e| Error::io("/dev/tty", e))?;
-    // SAFETY: as above; `silent` is a valid settings struct.
-    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &silent) } != 0 {
-        return Err(Error::io("/dev/tty", io::Error::last_os_error()));
-    }
-    let restore = Restore { fd, termios: original };
-    let mut password = Vec::new();
-    let mut reader = &tty;
-    let mut byte = [0u8; 1];
-    let mut ended = false;
-    loop {
-        match reader.read(&mut byte) {
-            Ok(0) => break,
-            Ok(_) if byte[0] == b'\n' => {
-                ended = true;
-                break;
-            }
-            Ok(_) => {
-                // Keep reading to the end of the line, but never hold more than the limit + 1.
-                if password.len() <= PASSWORD_MAX {
-                    password.push(byte[0]);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                drop(restore);
-                wipe(&mut password);
-                return Err(Error::io("/dev/tty", e));
-            }
-        }
-    }
-    drop(restore);
-    if !ended && password.is_empty() {
-        return Err(Error::Password("no password was entered".to_string()));
-    }
-    if password.last() == Some(&b'\r') {
-        password.pop();
-    }
     check_password(password, "terminal")
 }
 
@@ -820,6 +756,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::process::{Command, Stdio};
 
     const PLAIN_KEY: &str = include_str!("../testdata/keys/minisign-plain.key");

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::bundle::expand::Expander;
+use crate::bundle::ids::{ChunkId, EntryId};
 use crate::bundle::manifest::Compression;
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
@@ -16,7 +17,7 @@ use crate::error::{integrity, Result};
 pub struct Checker<'b> {
     bundle: &'b Bundle,
     deep: bool,
-    rolling: Mutex<HashMap<usize, (u32, Whole)>>,
+    rolling: Mutex<HashMap<EntryId, (u32, Whole)>>,
 }
 
 /// The running check of a whole entry.
@@ -32,10 +33,10 @@ impl<'b> Checker<'b> {
 }
 
 impl Sink for Checker<'_> {
-    fn action(&self, c: usize) -> Action {
-        let e = self.bundle.index.chunk_entry[c];
-        let whole = self.bundle.index.entry_chunks[e].len() == 1;
-        let compressed = self.bundle.manifest.entries[e].compression == Compression::Zstd;
+    fn action(&self, c: ChunkId) -> Action {
+        let e = self.bundle.index.entry_of(c);
+        let whole = self.bundle.index.chunks_of(e).len() == 1;
+        let compressed = self.bundle.manifest.entry(e).compression == Compression::Zstd;
         if (whole && compressed) || (!whole && self.deep) {
             Action::Write
         } else {
@@ -43,10 +44,10 @@ impl Sink for Checker<'_> {
         }
     }
 
-    fn open(&self, c: usize) -> Result<Box<dyn ChunkWriter + '_>> {
-        let e = self.bundle.index.chunk_entry[c];
-        let entry = &self.bundle.manifest.entries[e];
-        let part = self.bundle.manifest.chunks[c].part;
+    fn open(&self, c: ChunkId) -> Result<Box<dyn ChunkWriter + '_>> {
+        let e = self.bundle.index.entry_of(c);
+        let entry = self.bundle.manifest.entry(e);
+        let part = self.bundle.manifest.chunk(c).part;
         let taken = self.rolling.lock().ok().and_then(|mut r| r.remove(&e));
         let whole = match taken {
             Some((next, w)) if next == part => Some(w),
@@ -63,7 +64,7 @@ impl Sink for Checker<'_> {
 
 struct WholeCheck<'c, 'b> {
     checker: &'c Checker<'b>,
-    e: usize,
+    e: EntryId,
     part: u32,
     whole: Option<Whole>,
 }
@@ -83,8 +84,8 @@ impl ChunkWriter for WholeCheck<'_, '_> {
 
     fn commit(self: Box<Self>) -> Result<()> {
         let bundle = self.checker.bundle;
-        let entry = &bundle.manifest.entries[self.e];
-        let last = self.part as usize + 1 == bundle.index.entry_chunks[self.e].len();
+        let entry = bundle.manifest.entry(self.e);
+        let last = self.part as usize + 1 == bundle.index.chunks_of(self.e).len();
         match (self.whole, last) {
             (None, _) => Ok(()),
             (Some(Whole::Zstd(exp)), true) => exp.finish().map(|_| ()),

@@ -17,6 +17,7 @@ use std::sync::Mutex;
 use tempfile::NamedTempFile;
 
 use crate::bundle::expand::{expand, Expander};
+use crate::bundle::ids::{ChunkId, EntryId};
 use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
@@ -49,7 +50,7 @@ pub struct Extractor<'b> {
 #[derive(Default)]
 struct Journal {
     file: Option<File>,
-    chunks: HashSet<usize>,
+    chunks: HashSet<ChunkId>,
     entries: HashSet<usize>,
 }
 
@@ -72,7 +73,7 @@ impl<'b> Extractor<'b> {
                     [c, sha] => {
                         let Ok(c) = c.parse::<usize>() else { continue };
                         if bundle.manifest.chunks.get(c).is_some_and(|ch| ch.sha256.hex() == sha) {
-                            journal.chunks.insert(c);
+                            journal.chunks.insert(ChunkId::new(c));
                         }
                     }
                     ["entry", e, digest] => {
@@ -109,8 +110,8 @@ impl<'b> Extractor<'b> {
         &self.bundle.manifest.entries[e]
     }
 
-    fn entry_chunks(&self, e: usize) -> &[usize] {
-        &self.bundle.index.entry_chunks[e]
+    fn entry_chunks(&self, e: usize) -> &[ChunkId] {
+        self.bundle.index.chunks_of(EntryId::new(e))
     }
 
     /// Where an entry ends up; `None` for entries that are only checked.
@@ -231,10 +232,10 @@ impl<'b> Extractor<'b> {
     }
 
     /// Record a committed part; returns whether it completed its entry.
-    fn record(&self, c: usize) -> Result<bool> {
-        let e = self.bundle.index.chunk_entry[c];
+    fn record(&self, c: ChunkId) -> Result<bool> {
+        let e = self.bundle.index.entry_of(c).index();
         let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
-        self.append(&mut guard, &format!("{c} {}\n", self.bundle.manifest.chunks[c].sha256.hex()))?;
+        self.append(&mut guard, &format!("{c} {}\n", self.bundle.manifest.chunk(c).sha256.hex()))?;
         guard.chunks.insert(c);
         Ok(self.entry_chunks(e).iter().all(|x| guard.chunks.contains(x)))
     }
@@ -295,10 +296,10 @@ impl<'b> Extractor<'b> {
         }
         guard.entries.remove(&e);
         guard.file = None;
-        let mut kept: Vec<usize> = guard.chunks.iter().copied().collect();
+        let mut kept: Vec<ChunkId> = guard.chunks.iter().copied().collect();
         kept.sort_unstable();
         let mut text: String =
-            kept.iter().map(|&c| format!("{c} {}\n", self.bundle.manifest.chunks[c].sha256.hex())).collect();
+            kept.iter().map(|&c| format!("{c} {}\n", self.bundle.manifest.chunk(c).sha256.hex())).collect();
         let mut entries: Vec<usize> = guard.entries.iter().copied().collect();
         entries.sort_unstable();
         for e in entries {
@@ -326,8 +327,8 @@ impl<'b> Extractor<'b> {
 }
 
 impl Sink for Extractor<'_> {
-    fn action(&self, c: usize) -> Action {
-        let e = self.bundle.index.chunk_entry[c];
+    fn action(&self, c: ChunkId) -> Action {
+        let e = self.bundle.index.entry_of(c).index();
         if self.destination(e).is_none() {
             return Action::Check;
         }
@@ -342,15 +343,15 @@ impl Sink for Extractor<'_> {
         }
     }
 
-    fn open(&self, c: usize) -> Result<Box<dyn ChunkWriter + '_>> {
-        let e = self.bundle.index.chunk_entry[c];
+    fn open(&self, c: ChunkId) -> Result<Box<dyn ChunkWriter + '_>> {
+        let e = self.bundle.index.entry_of(c).index();
         let entry = self.entry(e);
         let dest = self.destination(e).ok_or_else(|| crate::error::usage("internal: no destination"))?;
         if self.entry_chunks(e).len() > 1 {
             let path = self.partial_path(e);
             let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
-            let offset = self.bundle.index.chunk_stored_offset[c];
-            let part = self.bundle.manifest.chunks[c].part;
+            let offset = self.bundle.index.stored_offset(c);
+            let part = self.bundle.manifest.chunk(c).part;
             let hasher = match self.rolling.lock() {
                 Ok(mut r) => match r.remove(&e) {
                     Some((next, h)) if next == part => Some(h),
@@ -418,7 +419,7 @@ impl ChunkWriter for ZstdWriter<'_, '_> {
 /// One part of a split entry, written in place into the entry's partial file.
 struct PartWriter<'x, 'b> {
     ex: &'x Extractor<'b>,
-    c: usize,
+    c: ChunkId,
     e: usize,
     file: DirectWriter,
     /// The entry's running hash, when every earlier part went through this run in order.
@@ -437,7 +438,7 @@ impl ChunkWriter for PartWriter<'_, '_> {
         let path = self.file.path().to_path_buf();
         self.file.finish()?.sync_data().at(&path)?;
         let complete = self.ex.record(self.c)?;
-        let part = self.ex.bundle.manifest.chunks[self.c].part;
+        let part = self.ex.bundle.manifest.chunk(self.c).part;
         let last = part as usize + 1 == self.ex.entry_chunks(self.e).len();
         if complete {
             // The running hash covers the whole entry only when this was its last part.

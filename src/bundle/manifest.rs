@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::bundle::ids::{ChunkId, EntryId, VolumeId};
 use crate::bundle::names;
 use crate::bundle::tar::{padded, BLOCK, END_OF_ARCHIVE};
 use crate::digest::Digest;
@@ -149,14 +150,43 @@ pub struct Chunk {
 /// Facts derived from a validated manifest, for fast lookups.
 #[derive(Debug, Clone)]
 pub struct Index {
-    /// Entry index of each chunk.
-    pub chunk_entry: Vec<usize>,
-    /// Chunk indexes of each entry, in part order.
-    pub entry_chunks: Vec<Vec<usize>>,
+    /// The entry of each chunk.
+    chunk_entry: Vec<EntryId>,
+    /// The volume of each chunk.
+    chunk_volume: Vec<VolumeId>,
+    /// The chunks of each entry, in part order.
+    entry_chunks: Vec<Vec<ChunkId>>,
     /// Offset of each chunk within its entry's stored stream.
-    pub chunk_stored_offset: Vec<u64>,
-    /// Chunk indexes of each volume, in offset order.
-    pub volume_chunks: Vec<Vec<usize>>,
+    chunk_stored_offset: Vec<u64>,
+    /// The chunks of each volume, in offset order.
+    volume_chunks: Vec<Vec<ChunkId>>,
+}
+
+impl Index {
+    /// The entry chunk `c` is (a part of).
+    pub fn entry_of(&self, c: ChunkId) -> EntryId {
+        self.chunk_entry[c.index()]
+    }
+
+    /// The volume chunk `c` is stored in.
+    pub fn volume_of(&self, c: ChunkId) -> VolumeId {
+        self.chunk_volume[c.index()]
+    }
+
+    /// The chunks of entry `e`, in part order.
+    pub fn chunks_of(&self, e: EntryId) -> &[ChunkId] {
+        &self.entry_chunks[e.index()]
+    }
+
+    /// The chunks stored in volume `v`, in offset order.
+    pub fn chunks_in(&self, v: VolumeId) -> &[ChunkId] {
+        &self.volume_chunks[v.index()]
+    }
+
+    /// Where chunk `c` starts in its entry's stored stream.
+    pub fn stored_offset(&self, c: ChunkId) -> u64 {
+        self.chunk_stored_offset[c.index()]
+    }
 }
 
 impl Manifest {
@@ -187,7 +217,6 @@ impl Manifest {
 
     /// Check every structural rule; on success, return the lookup index.
     pub fn validate(&self) -> Result<Index> {
-        let bad = |msg: String| Err(integrity(format!("manifest is inconsistent: {msg}")));
         if !names::valid_bundle_name(&self.name) {
             return bad(format!("bundle name '{}' is not allowed", self.name));
         }
@@ -197,10 +226,43 @@ impl Manifest {
         if self.chunk_size == 0 || self.chunk_size > MAX_CHUNK {
             return bad(format!("chunk size {} is out of range", self.chunk_size));
         }
+        let entry_by_path = self.check_entries()?;
+        self.check_volume_names()?;
+        let mut index = self.map_chunks(&entry_by_path)?;
+        index.chunk_stored_offset = self.stored_offsets(&index)?;
+        self.check_volume_layout(&index)?;
+        self.check_references(&entry_by_path)?;
+        Ok(index)
+    }
+
+    pub fn chunk(&self, c: ChunkId) -> &Chunk {
+        &self.chunks[c.index()]
+    }
+
+    pub fn entry(&self, e: EntryId) -> &Entry {
+        &self.entries[e.index()]
+    }
+
+    pub fn volume(&self, v: VolumeId) -> &Volume {
+        &self.volumes[v.index()]
+    }
+
+    /// Every volume, first to last.
+    pub fn volume_ids(&self) -> impl Iterator<Item = VolumeId> {
+        (0..self.volumes.len()).map(VolumeId::new)
+    }
+
+    /// Every entry, in manifest order.
+    pub fn entry_ids(&self) -> impl Iterator<Item = EntryId> {
+        (0..self.entries.len()).map(EntryId::new)
+    }
+
+    /// Every entry's path, size and mode; each path once. Returns the entry of each path.
+    fn check_entries(&self) -> Result<HashMap<&str, EntryId>> {
         let mut entry_by_path = HashMap::new();
         for (i, e) in self.entries.iter().enumerate() {
             names::check_entry_path(e)?;
-            if entry_by_path.insert(e.path.as_str(), i).is_some() {
+            if entry_by_path.insert(e.path.as_str(), EntryId::new(i)).is_some() {
                 return bad(format!("entry '{}' is listed twice", e.path));
             }
             if e.compression == Compression::None && e.stored_size != e.size {
@@ -210,63 +272,89 @@ impl Manifest {
                 return bad(format!("entry '{}' has mode {:o}", e.path, e.mode));
             }
         }
-        for (v, vol) in self.volumes.iter().enumerate() {
-            let expected = names::volume_file(&self.name, v as u32 + 1);
+        Ok(entry_by_path)
+    }
+
+    /// Volumes are named in order after the bundle and fit the volume size.
+    fn check_volume_names(&self) -> Result<()> {
+        for v in self.volume_ids() {
+            let vol = self.volume(v);
+            let expected = names::volume_file(&self.name, v);
             if vol.file != expected {
-                return bad(format!("volume {} is named '{}', expected '{expected}'", v + 1, vol.file));
+                return bad(format!("volume {v} is named '{}', expected '{expected}'", vol.file));
             }
             if vol.size > self.volume_size {
                 return bad(format!("volume '{}' is larger than the volume size", vol.file));
             }
         }
+        Ok(())
+    }
+
+    /// Every chunk belongs to a known entry, in part order, and to a listed volume:
+    /// the index without the stored offsets.
+    fn map_chunks(&self, entry_by_path: &HashMap<&str, EntryId>) -> Result<Index> {
         let mut chunk_entry = Vec::with_capacity(self.chunks.len());
-        let mut entry_chunks: Vec<Vec<usize>> = vec![Vec::new(); self.entries.len()];
-        let mut volume_chunks: Vec<Vec<usize>> = vec![Vec::new(); self.volumes.len()];
+        let mut chunk_volume = Vec::with_capacity(self.chunks.len());
+        let mut entry_chunks: Vec<Vec<ChunkId>> = vec![Vec::new(); self.entries.len()];
+        let mut volume_chunks: Vec<Vec<ChunkId>> = vec![Vec::new(); self.volumes.len()];
         for (c, chunk) in self.chunks.iter().enumerate() {
+            let c = ChunkId::new(c);
             let Some(&e) = entry_by_path.get(chunk.entry.as_str()) else {
                 return bad(format!("chunk {c} belongs to unknown entry '{}'", chunk.entry));
             };
-            if chunk.volume == 0 || chunk.volume as usize > self.volumes.len() {
+            let Some(v) = VolumeId::from_number(chunk.volume).filter(|v| v.index() < self.volumes.len()) else {
                 return bad(format!("chunk {c} is in volume {} which is not listed", chunk.volume));
-            }
+            };
             if chunk.length > self.chunk_size {
                 return bad(format!("chunk {c} is longer than the chunk size"));
             }
-            if chunk.part as usize != entry_chunks[e].len() {
+            if chunk.part as usize != entry_chunks[e.index()].len() {
                 return bad(format!("chunk {c} of '{}' is part {} out of order", chunk.entry, chunk.part));
             }
             chunk_entry.push(e);
-            entry_chunks[e].push(c);
-            volume_chunks[chunk.volume as usize - 1].push(c);
+            chunk_volume.push(v);
+            entry_chunks[e.index()].push(c);
+            volume_chunks[v.index()].push(c);
         }
+        Ok(Index { chunk_entry, chunk_volume, entry_chunks, chunk_stored_offset: Vec::new(), volume_chunks })
+    }
+
+    /// Each entry has chunks whose lengths add up to its stored size (and a whole
+    /// uncompressed entry's chunk hash is its digest): where each chunk starts in its
+    /// entry's stored stream.
+    fn stored_offsets(&self, index: &Index) -> Result<Vec<u64>> {
         let mut chunk_stored_offset = vec![0u64; self.chunks.len()];
-        for (e, chunks) in entry_chunks.iter().enumerate() {
-            let entry = &self.entries[e];
+        for e in self.entry_ids() {
+            let (entry, chunks) = (self.entry(e), index.chunks_of(e));
             if chunks.is_empty() {
                 return bad(format!("entry '{}' has no chunks", entry.path));
             }
             let mut offset = 0u64;
             for &c in chunks {
-                chunk_stored_offset[c] = offset;
-                offset = offset.saturating_add(self.chunks[c].length);
+                chunk_stored_offset[c.index()] = offset;
+                offset = offset.saturating_add(self.chunk(c).length);
             }
             if offset != entry.stored_size {
                 return bad(format!("chunks of '{}' add up to {offset}, not {}", entry.path, entry.stored_size));
             }
             if chunks.len() == 1
                 && entry.compression == Compression::None
-                && self.chunks[chunks[0]].sha256 != entry.digest
+                && self.chunk(chunks[0]).sha256 != entry.digest
             {
                 return bad(format!("'{}' is stored whole but its chunk hash differs from its digest", entry.path));
             }
         }
-        // Rebuild each volume's exact layout: label first, then headers and padded data
-        // back to back, then the end-of-archive blocks.
-        for (v, chunks) in volume_chunks.iter().enumerate() {
-            let vol = &self.volumes[v];
+        Ok(chunk_stored_offset)
+    }
+
+    /// Rebuild each volume's exact layout: label first, then headers and padded data
+    /// back to back, then the end-of-archive blocks.
+    fn check_volume_layout(&self, index: &Index) -> Result<()> {
+        for v in self.volume_ids() {
+            let (vol, chunks) = (self.volume(v), index.chunks_in(v));
             let mut pos = 0u64;
             for (k, &c) in chunks.iter().enumerate() {
-                let chunk = &self.chunks[c];
+                let chunk = self.chunk(c);
                 if chunk.offset != pos + BLOCK {
                     return bad(format!(
                         "chunk {c} in '{}' is at offset {} but should be at {}",
@@ -275,8 +363,8 @@ impl Manifest {
                         pos + BLOCK
                     ));
                 }
-                let entry = &self.entries[chunk_entry[c]];
-                if k == 0 && (entry.kind != EntryKind::Label || entry.path != names::label_path(v as u32 + 1)) {
+                let entry = self.entry(index.entry_of(c));
+                if k == 0 && (entry.kind != EntryKind::Label || entry.path != names::label_path(v)) {
                     return bad(format!("volume '{}' does not start with its label", vol.file));
                 }
                 pos = chunk.offset + padded(chunk.length);
@@ -293,6 +381,12 @@ impl Manifest {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Every blob an image needs is in the bundle; every release is among the images and
+    /// its signatures are files of the bundle.
+    fn check_references(&self, entry_by_path: &HashMap<&str, EntryId>) -> Result<()> {
         let blobs: HashSet<&Digest> =
             self.entries.iter().filter(|e| e.kind == EntryKind::Blob).map(|e| &e.digest).collect();
         for image in &self.images {
@@ -307,25 +401,24 @@ impl Manifest {
                 return bad(format!("release {} ({}) is not among the images", release.version, release.digest));
             }
             for sig in &release.signatures {
-                let is_file = entry_by_path.get(sig.as_str()).is_some_and(|&e| self.entries[e].kind == EntryKind::File);
+                let is_file = entry_by_path.get(sig.as_str()).is_some_and(|&e| self.entry(e).kind == EntryKind::File);
                 if !is_file {
                     return bad(format!("release {} signature '{sig}' is not a file of the bundle", release.version));
                 }
             }
         }
-        Ok(Index { chunk_entry, entry_chunks, chunk_stored_offset, volume_chunks })
+        Ok(())
     }
 
     /// Stored name (tar entry name) of a chunk.
-    pub fn chunk_name(&self, index: &Index, c: usize) -> String {
-        let entry = &self.entries[index.chunk_entry[c]];
-        let parts = index.entry_chunks[index.chunk_entry[c]].len();
-        names::stored_name(entry, self.chunks[c].part, parts)
+    pub fn chunk_name(&self, index: &Index, c: ChunkId) -> String {
+        let e = index.entry_of(c);
+        names::stored_name(self.entry(e), self.chunk(c).part, index.chunks_of(e).len())
     }
 
     /// What damage to entry `e` hurts, in words: the images that need it, or the file.
-    pub fn hurt_by(&self, e: usize) -> Vec<String> {
-        let entry = &self.entries[e];
+    pub fn hurt_by(&self, e: EntryId) -> Vec<String> {
+        let entry = self.entry(e);
         match entry.kind {
             EntryKind::Blob => {
                 self.images.iter().filter(|i| i.blobs.contains(&entry.digest)).map(image_label).collect()
@@ -334,6 +427,10 @@ impl Manifest {
             _ => vec![entry.path.clone()],
         }
     }
+}
+
+fn bad<T>(msg: String) -> Result<T> {
+    Err(integrity(format!("manifest is inconsistent: {msg}")))
 }
 
 /// How an image is named in reports.

@@ -1,9 +1,10 @@
-//! The on-media bundle format v1: manifest, names, tar framing, signing, writing,
-//! reading and unpacking, and what unpack accepts beyond the signature (`trust`).
+//! The on-media bundle format v1: manifest, typed ids, names, tar framing, signing,
+//! writing, reading and unpacking, and what unpack accepts beyond the signature (`trust`).
 
 pub mod check;
 pub mod expand;
 pub mod extract;
+pub mod ids;
 pub mod manifest;
 pub mod names;
 pub mod reader;

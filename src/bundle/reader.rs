@@ -12,11 +12,12 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::bundle::ids::{ChunkId, EntryId, VolumeId};
 use crate::bundle::manifest::{Index, Manifest};
 use crate::bundle::names;
 use crate::bundle::sign;
 use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
-use crate::digest::Hasher;
+use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::media;
 use crate::minisign::PublicKey;
@@ -160,8 +161,8 @@ pub enum Action {
 
 /// Receives verified chunk data: unpack's extractor, or verify's `Checker`.
 pub trait Sink: Sync {
-    fn action(&self, chunk: usize) -> Action;
-    fn open(&self, chunk: usize) -> Result<Box<dyn ChunkWriter + '_>>;
+    fn action(&self, chunk: ChunkId) -> Action;
+    fn open(&self, chunk: ChunkId) -> Result<Box<dyn ChunkWriter + '_>>;
 }
 
 /// Data of one chunk, committed only after its sha256 matched.
@@ -173,7 +174,7 @@ pub trait ChunkWriter {
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
     /// Chunk index in the manifest, when the problem is in a chunk.
-    pub chunk: Option<usize>,
+    pub chunk: Option<ChunkId>,
     pub entry: Option<String>,
     pub offset: u64,
     pub problem: String,
@@ -203,69 +204,53 @@ pub struct VolumeReport {
 
 impl Bundle {
     /// Bytes of chunk data in volume `v` (what progress counts).
-    pub fn volume_payload(&self, v: usize) -> u64 {
-        self.index.volume_chunks[v].iter().map(|&c| self.manifest.chunks[c].length).sum()
+    pub fn volume_payload(&self, v: VolumeId) -> u64 {
+        self.index.chunks_in(v).iter().map(|&c| self.manifest.chunk(c).length).sum()
     }
 
-    pub fn volume_path(&self, v: usize) -> PathBuf {
-        self.dir.join(&self.manifest.volumes[v].file)
+    pub fn volume_path(&self, v: VolumeId) -> PathBuf {
+        self.dir.join(&self.manifest.volume(v).file)
     }
 
-    fn problem(&self, chunk: usize, offset: u64, problem: String) -> Problem {
-        let e = self.index.chunk_entry[chunk];
+    fn problem(&self, chunk: ChunkId, offset: u64, problem: String) -> Problem {
+        let e = self.index.entry_of(chunk);
         Problem {
             chunk: Some(chunk),
-            entry: Some(self.manifest.chunks[chunk].entry.clone()),
+            entry: Some(self.manifest.chunk(chunk).entry.clone()),
             offset,
             problem,
             hurts: self.manifest.hurt_by(e),
         }
     }
 
-    /// Read volume `v` (0-based), checking every byte, handing good chunks to `sink`.
+    /// Read volume `v`, checking every byte, handing good chunks to `sink`.
     /// Integrity problems are in the report, and so is a volume that cannot be read (a
     /// scratched disc answering EIO): its problem is recorded and reading goes on with the
     /// next chunk. An `Err` is an operational failure of the sink (the destination).
-    pub fn read_volume(&self, v: usize, sink: &dyn Sink, jobs: usize, progress: &dyn Progress) -> Result<VolumeReport> {
-        let vol = &self.manifest.volumes[v];
+    pub fn read_volume(
+        &self,
+        v: VolumeId,
+        sink: &dyn Sink,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<VolumeReport> {
+        let vol = self.manifest.volume(v);
         let path = self.volume_path(v);
         let mut report = VolumeReport {
-            volume: v as u32 + 1,
+            volume: v.number(),
             file: vol.file.clone(),
             status: VolumeStatus::Ok,
             size: vol.size,
             problems: Vec::new(),
         };
-        let whole = |problem: String| Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] };
-        let opened = media::open_regular(&path, &format!("volume {}", v + 1))
-            .and_then(|f| f.map(|f| f.metadata().map(|m| (f, m.len())).at(&path)).transpose());
-        let (file, actual) = match opened {
-            Ok(Some(found)) => found,
-            Ok(None) => {
-                report.status = VolumeStatus::Missing;
-                return Ok(report);
-            }
-            Err(e) => {
-                report.status = VolumeStatus::Damaged;
-                report.problems.push(whole(e.to_string()));
+        let (file, actual) = match self.open_volume(v, &path) {
+            Ok(opened) => opened,
+            Err((status, problem)) => {
+                report.status = status;
+                report.problems.extend(problem.map(whole));
                 return Ok(report);
             }
         };
-        let chunks = &self.index.volume_chunks[v];
-        // The label says which bundle and volume this file really is.
-        match self.check_label(&file, &path, v) {
-            Ok(None) => {}
-            Ok(Some(foreign)) => {
-                report.status = VolumeStatus::Foreign;
-                report.problems.push(whole(foreign));
-                return Ok(report);
-            }
-            Err(e) => {
-                report.status = VolumeStatus::Damaged;
-                report.problems.push(whole(format!("{}: cannot read its label: {e}", path.display())));
-                return Ok(report);
-            }
-        }
         if actual < vol.size {
             report.problems.push(Problem {
                 offset: actual,
@@ -277,12 +262,56 @@ impl Bundle {
                 ..whole(format!("volume has {} unexpected bytes after its end", actual - vol.size))
             });
         }
-        // Work goes out in runs of consecutive chunks of one entry, so a split entry's
-        // parts are read in order by one thread (unpack hashes the whole entry on the way).
-        let mut runs: Vec<&[usize]> = Vec::new();
+        let mut found = self.read_chunks((&file, &path, actual), self.index.chunks_in(v), sink, jobs, progress)?;
+        found.sort_by_key(|p| p.offset);
+        report.problems.extend(found);
+        if actual >= vol.size {
+            report.problems.extend(end_of_archive_problem(&file, vol.size));
+        }
+        if !report.problems.is_empty() {
+            report.status = VolumeStatus::Damaged;
+        }
+        Ok(report)
+    }
+
+    /// Open volume `v` at `path` and check its label: the file and its length, or how the
+    /// volume stands without being read (missing; damaged or foreign, with the reason).
+    fn open_volume(
+        &self,
+        v: VolumeId,
+        path: &Path,
+    ) -> std::result::Result<(File, u64), (VolumeStatus, Option<String>)> {
+        let opened = media::open_regular(path, &format!("volume {v}"))
+            .and_then(|f| f.map(|f| f.metadata().map(|m| (f, m.len())).at(path)).transpose());
+        let (file, actual) = match opened {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err((VolumeStatus::Missing, None)),
+            Err(e) => return Err((VolumeStatus::Damaged, Some(e.to_string()))),
+        };
+        // The label says which bundle and volume this file really is.
+        match self.check_label(&file, path, v) {
+            Ok(None) => Ok((file, actual)),
+            Ok(Some(foreign)) => Err((VolumeStatus::Foreign, Some(foreign))),
+            Err(e) => Err((VolumeStatus::Damaged, Some(format!("{}: cannot read its label: {e}", path.display())))),
+        }
+    }
+
+    /// Read `chunks` (one volume's, in offset order) on `jobs` threads; the problems found,
+    /// in no particular order. Work goes out in runs of consecutive chunks of one entry, so
+    /// a split entry's parts are read in order by one thread (unpack hashes the whole entry
+    /// on the way). The first error of the sink stops every thread and is returned.
+    fn read_chunks(
+        &self,
+        volume: VolumeFile<'_>,
+        chunks: &[ChunkId],
+        sink: &dyn Sink,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Problem>> {
+        let mut runs: Vec<&[ChunkId]> = Vec::new();
         let mut start = 0;
         for k in 1..=chunks.len() {
-            let same = k < chunks.len() && self.index.chunk_entry[chunks[k]] == self.index.chunk_entry[chunks[start]];
+            let same = k < chunks.len() && self.index.entry_of(chunks[k]) == self.index.entry_of(chunks[start]);
             if !same {
                 runs.push(&chunks[start..k]);
                 start = k;
@@ -303,7 +332,7 @@ impl Bundle {
                                 if failure.lock().map(|f| f.is_some()).unwrap_or(true) {
                                     return Ok(());
                                 }
-                                if let Some(p) = self.read_chunk(&file, &path, c, actual, sink, &mut buf, progress)? {
+                                if let Some(p) = self.read_chunk(volume, c, sink, &mut buf, progress)? {
                                     if let Ok(mut list) = problems.lock() {
                                         list.push(p);
                                     }
@@ -322,41 +351,14 @@ impl Bundle {
         if let Some(e) = failure.into_inner().ok().flatten() {
             return Err(e);
         }
-        let mut found = problems.into_inner().unwrap_or_default();
-        found.sort_by_key(|p| p.offset);
-        report.problems.extend(found);
-        // The end-of-archive blocks.
-        if actual >= vol.size {
-            let end = vol.size - END_OF_ARCHIVE;
-            let mut tail = vec![0u8; END_OF_ARCHIVE as usize];
-            let problem = match file.read_exact_at(&mut tail, end) {
-                Err(e) => Some(format!("cannot read the end-of-archive blocks: {e}")),
-                Ok(()) if tail.iter().any(|&b| b != 0) => {
-                    let mut h = [0u8; 512];
-                    h.copy_from_slice(&tail[..512]);
-                    Some(if h.iter().any(|&b| b != 0) {
-                        describe_unexpected(&h, "end of archive")
-                    } else {
-                        "end-of-archive blocks are damaged".into()
-                    })
-                }
-                Ok(()) => None,
-            };
-            if let Some(problem) = problem {
-                report.problems.push(Problem { offset: end, ..whole(problem) });
-            }
-        }
-        if !report.problems.is_empty() {
-            report.status = VolumeStatus::Damaged;
-        }
-        Ok(report)
+        Ok(problems.into_inner().unwrap_or_default())
     }
 
     /// `Some(reason)` when the file is another bundle's volume, another volume of this
     /// one, or no airlift volume at all. Nothing of what the file holds is shown but what
     /// an airlift label says (escaped): a volume name may point anywhere (a symlink to a
     /// local file), and its content is not the gate's to print.
-    fn check_label(&self, file: &File, path: &Path, v: usize) -> std::io::Result<Option<String>> {
+    fn check_label(&self, file: &File, path: &Path, v: VolumeId) -> std::io::Result<Option<String>> {
         let mut head = vec![0u8; 2048];
         let mut got = 0;
         while got < head.len() {
@@ -369,7 +371,7 @@ impl Bundle {
         if got < 512 {
             return Ok(None); // truncated: reported by the chunk checks
         }
-        let expected = format!("airlift/volume.{:04}.json", v + 1);
+        let expected = names::label_path(v);
         let mut hdr = tar::Header::new_old();
         hdr.as_mut_bytes().copy_from_slice(&head[..512]);
         let name = hdr.path_bytes();
@@ -401,12 +403,12 @@ impl Bundle {
                 untrusted(&label_volume)
             )));
         }
-        if bundle == self.manifest.id && label_volume != format!("{:04}", v + 1) {
+        if bundle == self.manifest.id && label_volume != format!("{:04}", v.number()) {
             return Ok(Some(format!(
                 "{} is volume {} of this bundle, not volume {}: files were swapped or renamed",
                 path.display(),
                 untrusted(&label_volume),
-                v + 1
+                v
             )));
         }
         Ok(None)
@@ -414,83 +416,48 @@ impl Bundle {
 
     /// Check one chunk. A read error of the volume is this chunk's problem (the next
     /// chunk may well be readable); an error of the sink is returned.
-    #[allow(clippy::too_many_arguments)]
     fn read_chunk(
         &self,
-        file: &File,
-        path: &Path,
-        c: usize,
-        actual: u64,
+        volume: VolumeFile<'_>,
+        c: ChunkId,
         sink: &dyn Sink,
         buf: &mut [u8],
         progress: &dyn Progress,
     ) -> Result<Option<Problem>> {
-        let chunk = &self.manifest.chunks[c];
+        let chunk = self.manifest.chunk(c);
         let action = sink.action(c);
         if action == Action::Skip {
             progress.advance(chunk.length);
             return Ok(None);
         }
-        let start = chunk.offset - BLOCK;
-        let end = chunk.offset + padded(chunk.length);
-        if end > actual {
-            progress.advance(chunk.length);
-            return Ok(Some(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
-        }
-        let unreadable =
-            |at: u64, e: std::io::Error| self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()));
-        let name = self.manifest.chunk_name(&self.index, c);
-        let entry = &self.manifest.entries[self.index.chunk_entry[c]];
-        let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
-        let mut found = [0u8; 512];
-        if let Err(e) = file.read_exact_at(&mut found, start) {
-            progress.advance(chunk.length);
-            return Ok(Some(unreadable(start, e)));
-        }
-        if found != expected {
-            progress.advance(chunk.length);
-            return Ok(Some(self.problem(c, start, describe_unexpected(&found, &name))));
-        }
+        let name = match self.check_header(volume, c)? {
+            Ok(name) => name,
+            Err(problem) => {
+                progress.advance(chunk.length);
+                return Ok(Some(problem));
+            }
+        };
         let mut writer = match action {
             Action::Write => Some(sink.open(c)?),
             _ => None,
         };
-        let mut hasher = Hasher::new();
-        let mut at = chunk.offset;
-        let data_end = chunk.offset + chunk.length;
         // Content that cannot be expanded within its declared bounds is malicious; it is
         // reported after the hash check, so damage is named as damage first.
-        let mut refused: Option<String> = None;
-        while at < data_end {
-            let n = (data_end - at).min(buf.len() as u64) as usize;
-            if let Err(e) = file.read_exact_at(&mut buf[..n], at) {
-                progress.advance(data_end - at);
-                return Ok(Some(unreadable(at, e)));
-            }
-            hasher.update(&buf[..n]);
-            if let Some(w) = writer.as_mut() {
-                match w.write(&buf[..n]) {
-                    Ok(()) => {}
-                    Err(Error::Integrity(msg)) => {
-                        refused = Some(msg);
-                        writer = None;
-                    }
-                    Err(other) => return Err(other),
-                }
-            }
-            at += n as u64;
-            progress.advance(n as u64);
-        }
+        let (digest, refused) = match self.read_data(volume, c, &mut writer, buf, progress)? {
+            Ok(read) => read,
+            Err(problem) => return Ok(Some(problem)),
+        };
+        let (file, path, _) = volume;
+        let data_end = chunk.offset + chunk.length;
         let pad = (padded(chunk.length) - chunk.length) as usize;
         if pad > 0 {
             if let Err(e) = file.read_exact_at(&mut buf[..pad], data_end) {
-                return Ok(Some(unreadable(data_end, e)));
+                return Ok(Some(self.unreadable(c, path, data_end, e)));
             }
             if buf[..pad].iter().any(|&b| b != 0) {
                 return Ok(Some(self.problem(c, data_end, format!("padding after '{name}' is not zero"))));
             }
         }
-        let digest = hasher.finish();
         if digest != chunk.sha256 {
             return Ok(Some(self.problem(
                 c,
@@ -509,6 +476,75 @@ impl Bundle {
             }
         }
         Ok(None)
+    }
+
+    /// Check that chunk `c` is present in full and its tar header is exactly the one pack
+    /// writes: its stored name, or the problem.
+    fn check_header(
+        &self,
+        (file, path, actual): VolumeFile<'_>,
+        c: ChunkId,
+    ) -> Result<std::result::Result<String, Problem>> {
+        let chunk = self.manifest.chunk(c);
+        let start = chunk.offset - BLOCK;
+        let end = chunk.offset + padded(chunk.length);
+        if end > actual {
+            return Ok(Err(self.problem(c, start, format!("chunk is cut off: the volume ends at byte {actual}"))));
+        }
+        let name = self.manifest.chunk_name(&self.index, c);
+        let entry = self.manifest.entry(self.index.entry_of(c));
+        let expected = header(&name, chunk.length, entry.mode, self.manifest.created)?;
+        let mut found = [0u8; 512];
+        if let Err(e) = file.read_exact_at(&mut found, start) {
+            return Ok(Err(self.unreadable(c, path, start, e)));
+        }
+        if found != expected {
+            return Ok(Err(self.problem(c, start, describe_unexpected(&found, &name))));
+        }
+        Ok(Ok(name))
+    }
+
+    /// Stream chunk `c`'s data through the hash and into `writer`: its sha256 and, when
+    /// the writer refused the content (it would not expand within its bounds), why; the
+    /// writer is then dropped. A read error is the chunk's problem.
+    fn read_data(
+        &self,
+        (file, path, _): VolumeFile<'_>,
+        c: ChunkId,
+        writer: &mut Option<Box<dyn ChunkWriter + '_>>,
+        buf: &mut [u8],
+        progress: &dyn Progress,
+    ) -> Result<std::result::Result<(Digest, Option<String>), Problem>> {
+        let chunk = self.manifest.chunk(c);
+        let mut hasher = Hasher::new();
+        let mut at = chunk.offset;
+        let data_end = chunk.offset + chunk.length;
+        let mut refused: Option<String> = None;
+        while at < data_end {
+            let n = (data_end - at).min(buf.len() as u64) as usize;
+            if let Err(e) = file.read_exact_at(&mut buf[..n], at) {
+                progress.advance(data_end - at);
+                return Ok(Err(self.unreadable(c, path, at, e)));
+            }
+            hasher.update(&buf[..n]);
+            if let Some(w) = writer.as_mut() {
+                match w.write(&buf[..n]) {
+                    Ok(()) => {}
+                    Err(Error::Integrity(msg)) => {
+                        refused = Some(msg);
+                        *writer = None;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            at += n as u64;
+            progress.advance(n as u64);
+        }
+        Ok(Ok((hasher.finish(), refused)))
+    }
+
+    fn unreadable(&self, c: ChunkId, path: &Path, at: u64, e: std::io::Error) -> Problem {
+        self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()))
     }
 
     /// Files in the directory that look like volumes of this bundle but are not listed.
@@ -530,6 +566,34 @@ impl Bundle {
         extra.sort();
         extra
     }
+}
+
+/// An open volume as the chunk readers use it: the file, its path, its actual length.
+type VolumeFile<'a> = (&'a File, &'a Path, u64);
+
+/// A problem of the volume as a whole (no chunk), at its start.
+fn whole(problem: String) -> Problem {
+    Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] }
+}
+
+/// The end-of-archive blocks of a volume of `size` bytes: a problem unless they are zeros.
+fn end_of_archive_problem(file: &File, size: u64) -> Option<Problem> {
+    let end = size - END_OF_ARCHIVE;
+    let mut tail = vec![0u8; END_OF_ARCHIVE as usize];
+    let problem = match file.read_exact_at(&mut tail, end) {
+        Err(e) => Some(format!("cannot read the end-of-archive blocks: {e}")),
+        Ok(()) if tail.iter().any(|&b| b != 0) => {
+            let mut h = [0u8; 512];
+            h.copy_from_slice(&tail[..512]);
+            Some(if h.iter().any(|&b| b != 0) {
+                describe_unexpected(&h, "end of archive")
+            } else {
+                "end-of-archive blocks are damaged".into()
+            })
+        }
+        Ok(()) => None,
+    }?;
+    Some(Problem { offset: end, ..whole(problem) })
 }
 
 /// How far an image got: all its chunks good, some damaged, or some not present yet.
@@ -554,25 +618,24 @@ impl Bundle {
         }
     }
 
-    /// Volumes (0-based) holding any chunk of entry `e`.
-    pub fn entry_volumes(&self, e: usize) -> Vec<usize> {
-        let mut v: Vec<usize> =
-            self.index.entry_chunks[e].iter().map(|&c| self.manifest.chunks[c].volume as usize - 1).collect();
+    /// Volumes holding any chunk of entry `e`.
+    pub fn entry_volumes(&self, e: EntryId) -> Vec<VolumeId> {
+        let mut v: Vec<VolumeId> = self.index.chunks_of(e).iter().map(|&c| self.index.volume_of(c)).collect();
         v.dedup();
         v
     }
 
     /// Each image's state given the reports of the volumes read.
     pub fn image_states(&self, reports: &[VolumeReport]) -> Vec<ImageState> {
-        let bad_chunks: HashSet<usize> =
+        let bad_chunks: HashSet<ChunkId> =
             reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
-        let entry_of: HashMap<&crate::digest::Digest, usize> = self
+        let entry_of: HashMap<&crate::digest::Digest, EntryId> = self
             .manifest
             .entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.kind == crate::bundle::manifest::EntryKind::Blob)
-            .map(|(i, e)| (&e.digest, i))
+            .map(|(i, e)| (&e.digest, EntryId::new(i)))
             .collect();
         self.manifest
             .images
@@ -582,11 +645,11 @@ impl Bundle {
                 let mut missing = Vec::new();
                 for blob in &image.blobs {
                     let Some(&e) = entry_of.get(blob) else { continue };
-                    if self.index.entry_chunks[e].iter().any(|c| bad_chunks.contains(c)) {
+                    if self.index.chunks_of(e).iter().any(|c| bad_chunks.contains(c)) {
                         damaged = true;
                     }
                     for v in self.entry_volumes(e) {
-                        let r = &reports[v];
+                        let r = &reports[v.index()];
                         if r.status == VolumeStatus::Foreign
                             || (r.status == VolumeStatus::Damaged && r.problems.iter().any(|p| p.chunk.is_none()))
                         {

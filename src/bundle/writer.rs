@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use tempfile::NamedTempFile;
 
+use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{
     Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
 };
@@ -71,15 +72,15 @@ pub struct Settings {
 /// Where one part of an entry goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Placement {
-    volume: u32,
+    volume: VolumeId,
     len: u64,
 }
 
 /// Position in the volume sequence while laying out.
 #[derive(Debug, Clone, Copy)]
 struct Cursor {
-    /// Current volume (1-based); 0 before the first.
-    volume: u32,
+    /// Current volume; none before the first.
+    volume: Option<VolumeId>,
     /// Bytes used in the current volume.
     pos: u64,
 }
@@ -144,7 +145,7 @@ impl<'a> BundleWriter<'a> {
             settings,
             id,
             progress,
-            cursor: Cursor { volume: 0, pos: 0 },
+            cursor: Cursor { volume: None, pos: 0 },
             volume: None,
             entries: Vec::new(),
             chunks: Vec::new(),
@@ -167,11 +168,14 @@ impl<'a> BundleWriter<'a> {
         self.store(prepared)
     }
 
-    fn label_bytes(&self, volume: u32) -> Vec<u8> {
+    fn label_bytes(&self, volume: VolumeId) -> Vec<u8> {
         let s = &self.settings;
         format!(
-            "{{\"bundle\":\"{}\",\"name\":\"{}\",\"sequence\":{},\"volume\":{volume}}}\n",
-            self.id, s.name, s.sequence
+            "{{\"bundle\":\"{}\",\"name\":\"{}\",\"sequence\":{},\"volume\":{}}}\n",
+            self.id,
+            s.name,
+            s.sequence,
+            volume.number()
         )
         .into_bytes()
     }
@@ -230,18 +234,21 @@ impl<'a> BundleWriter<'a> {
         let mut remaining = len;
         loop {
             let avail = vs.saturating_sub(cur.pos + END_OF_ARCHIVE);
-            let room = if cur.volume == 0 || avail < 2 * BLOCK { 0 } else { (avail - BLOCK) / BLOCK * BLOCK };
-            let fits_empty = remaining == 0 && cur.volume != 0 && avail >= BLOCK;
-            if room == 0 && !fits_empty {
-                cur.volume += 1;
-                cur.pos = BLOCK + padded(self.label_bytes(cur.volume).len() as u64);
-                if cur.pos + 2 * BLOCK + END_OF_ARCHIVE > vs {
-                    return Err(usage(format!("volume size {vs} is too small")));
+            let room = if avail < 2 * BLOCK { 0 } else { (avail - BLOCK) / BLOCK * BLOCK };
+            let fits_empty = remaining == 0 && avail >= BLOCK;
+            let volume = match cur.volume {
+                Some(v) if room > 0 || fits_empty => v,
+                current => {
+                    let next = VolumeId::after(current);
+                    cur = Cursor { volume: Some(next), pos: BLOCK + padded(self.label_bytes(next).len() as u64) };
+                    if cur.pos + 2 * BLOCK + END_OF_ARCHIVE > vs {
+                        return Err(usage(format!("volume size {vs} is too small")));
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             let take = remaining.min(self.settings.chunk_size).min(room);
-            parts.push(Placement { volume: cur.volume, len: take });
+            parts.push(Placement { volume, len: take });
             cur.pos += BLOCK + padded(take);
             remaining -= take;
             if remaining == 0 {
@@ -259,7 +266,7 @@ impl<'a> BundleWriter<'a> {
             (prepared.verify_raw && prepared.checked && parts.len() == 1).then(|| prepared.entry.digest.clone());
         let mut chunk_digests = Vec::with_capacity(parts.len());
         for (part, placement) in parts.iter().enumerate() {
-            if placement.volume != self.cursor.volume {
+            if Some(placement.volume) != self.cursor.volume {
                 self.next_volume()?;
             }
             let name = names::stored_name(&prepared.entry, part as u32, parts.len());
@@ -272,7 +279,7 @@ impl<'a> BundleWriter<'a> {
                 known.clone(),
             )?;
             self.chunks.push(Chunk {
-                volume: placement.volume,
+                volume: placement.volume.number(),
                 offset: self.cursor.pos - padded(placement.len),
                 length: placement.len,
                 sha256: digest.clone(),
@@ -348,10 +355,11 @@ impl<'a> BundleWriter<'a> {
     fn next_volume(&mut self) -> Result<()> {
         self.finish_volume()?;
         self.volume = Some(OpenVolume::create(&self.settings.dir)?);
-        self.cursor = Cursor { volume: self.cursor.volume + 1, pos: 0 };
-        let bytes = self.label_bytes(self.cursor.volume);
+        let v = VolumeId::after(self.cursor.volume);
+        self.cursor = Cursor { volume: Some(v), pos: 0 };
+        let bytes = self.label_bytes(v);
         let entry = Entry {
-            path: names::label_path(self.cursor.volume),
+            path: names::label_path(v),
             kind: EntryKind::Label,
             digest: Digest::of(&bytes),
             size: bytes.len() as u64,
@@ -364,7 +372,7 @@ impl<'a> BundleWriter<'a> {
         let name = entry.path.clone();
         let digest = self.copy_chunk(&name, &entry, len, &mut source, None, None)?;
         self.chunks.push(Chunk {
-            volume: self.cursor.volume,
+            volume: v.number(),
             offset: BLOCK,
             length: len,
             sha256: digest,
@@ -376,11 +384,11 @@ impl<'a> BundleWriter<'a> {
     }
 
     fn finish_volume(&mut self) -> Result<()> {
-        let Some(mut vol) = self.volume.take() else { return Ok(()) };
+        let (Some(mut vol), Some(v)) = (self.volume.take(), self.cursor.volume) else { return Ok(()) };
         vol.write(Arc::new(vec![0u8; END_OF_ARCHIVE as usize]))?;
         let written = vol.written;
         let (temp, sha256) = vol.close()?;
-        let file_name = names::volume_file(&self.settings.name, self.cursor.volume);
+        let file_name = names::volume_file(&self.settings.name, v);
         let dest = self.settings.dir.join(&file_name);
         crate::store::commit(temp, &dest)?;
         debug_assert!(written <= self.settings.volume_size);
@@ -421,7 +429,7 @@ impl<'a> BundleWriter<'a> {
         let sig = sign::sign(key, &bytes, &manifest, &manifest_name);
         write_atomic(&s.dir.join(names::signature_file(&manifest_name)), sig.as_bytes())?;
         write_atomic(&s.dir.join(&manifest_name), &bytes)?;
-        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len() as u32)?;
+        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len())?;
         Ok(manifest)
     }
 }
@@ -472,15 +480,15 @@ impl OpenVolume {
     }
 }
 
-fn remove_stale_volumes(dir: &Path, name: &str, count: u32) -> Result<()> {
-    let mut n = count + 1;
+fn remove_stale_volumes(dir: &Path, name: &str, count: usize) -> Result<()> {
+    let mut v = VolumeId::new(count);
     loop {
-        let path = dir.join(names::volume_file(name, n));
+        let path = dir.join(names::volume_file(name, v));
         if !path.exists() {
             return Ok(());
         }
         fs::remove_file(&path).at(&path)?;
-        n += 1;
+        v = v.next();
     }
 }
 

@@ -180,30 +180,26 @@ impl Client {
         build: &dyn Fn() -> RequestBuilder,
         retry: Retry,
     ) -> Result<Response> {
-        let policy = self.policy();
         let counters = &self.shared.counters;
-        let mut attempt = 0;
+        let mut tries = self.policy().tries().counting(&counters.retries);
         loop {
-            attempt += 1;
             counters.requests.fetch_add(1, Ordering::Relaxed);
             match build().send() {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    if retry != Retry::Never && RetryPolicy::retryable(status) && policy.may_retry(attempt) {
+                    if retry != Retry::Never && RetryPolicy::retryable(status) {
                         let after =
                             resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-                        counters.retries.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(policy.delay(attempt, after));
-                        continue;
+                        if tries.again(after) {
+                            continue;
+                        }
                     }
                     return Ok(resp);
                 }
                 Err(e) => {
                     let text = error_chain(&e);
                     let refused_first = retry == Retry::NotRefused && text.to_ascii_lowercase().contains("refused");
-                    if retry != Retry::Never && !refused_first && transient(&e, &text) && policy.may_retry(attempt) {
-                        counters.retries.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(policy.delay(attempt, None));
+                    if retry != Retry::Never && !refused_first && transient(&e, &text) && tries.again(None) {
                         continue;
                     }
                     return Err(unreachable(image, what, &text, self.shared.options.tls_verify));
@@ -324,17 +320,26 @@ impl Client {
         if let Some(t) = cached() {
             return Ok(t);
         }
-        let mut url = reqwest::Url::parse(realm)
-            .map_err(|e| usage(format!("{image}: the registry's token service '{realm}' is not a URL: {e}")))?;
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
-            }
-            for s in scope.split(' ').filter(|s| !s.is_empty()) {
-                q.append_pair("scope", s);
-            }
-        }
+        let parsed = self.request_token(image, realm, service, scope)?;
+        let value = parsed
+            .value()
+            .ok_or_else(|| usage(format!("{image}: the token service {realm} sent neither token nor access_token")))?
+            .to_string();
+        let expires = Instant::now() + Duration::from_secs(parsed.lifetime());
+        lock(&self.shared.tokens).insert(key, Token { value: value.clone(), expires });
+        Ok(value)
+    }
+
+    /// Ask the token service at `realm` for a token for `scope`, with the credentials for
+    /// `image`'s registry when there are any (over HTTPS only, unless TLS is not verified).
+    fn request_token(
+        &self,
+        image: &ImageRef,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<TokenResponse> {
+        let url = token_url(image, realm, service, scope)?;
         let creds = self.credentials(image).map(|(c, _)| c.clone());
         if creds.is_some() && url.scheme() != "https" && self.shared.options.tls_verify {
             return Err(usage(format!(
@@ -372,15 +377,8 @@ impl Client {
         }
         let body = read_body(resp, MAX_TOKEN_RESPONSE)
             .map_err(|e| usage(format!("{image}: reading the token from {realm}: {e}")))?;
-        let parsed: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| usage(format!("{image}: the token service {realm} sent no JSON token: {e}")))?;
-        let value = parsed
-            .value()
-            .ok_or_else(|| usage(format!("{image}: the token service {realm} sent neither token nor access_token")))?
-            .to_string();
-        let expires = Instant::now() + Duration::from_secs(parsed.lifetime());
-        lock(&self.shared.tokens).insert(key, Token { value: value.clone(), expires });
-        Ok(value)
+        serde_json::from_slice(&body)
+            .map_err(|e| usage(format!("{image}: the token service {realm} sent no JSON token: {e}")))
     }
 
     /// An authorised request to the registry of `image`: `build` gets the HTTP client and
@@ -463,10 +461,8 @@ impl Client {
         ]
         .join(", ");
         let path = format!("/v2/{}/manifests/{reference}", image.repository);
-        let policy = self.policy();
-        let mut attempt = 0;
+        let mut tries = self.policy().tries().counting(&self.shared.counters.retries);
         let (bytes, content_type, header_digest) = loop {
-            attempt += 1;
             let resp =
                 self.send(image, &what, &|http, base| http.get(format!("{base}{path}")).header(ACCEPT, &accept))?;
             let status = resp.status().as_u16();
@@ -485,10 +481,7 @@ impl Client {
             let header_digest = header(resp.headers(), "docker-content-digest");
             match read_body(resp, MAX_MANIFEST) {
                 Ok(b) => break (b, content_type, header_digest),
-                Err(e) if policy.may_retry(attempt) && e.kind() != std::io::ErrorKind::InvalidData => {
-                    self.shared.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    std::thread::sleep(policy.delay(attempt, None));
-                }
+                Err(e) if e.kind() != std::io::ErrorKind::InvalidData && tries.again(None) => {}
                 Err(e) => return Err(usage(format!("{image}: {what}: {e}"))),
             }
         };
@@ -523,7 +516,6 @@ impl Client {
     ) -> Result<()> {
         let what = format!("fetching blob {}", blob.digest);
         let path = format!("/v2/{}/blobs/{}", image.repository, blob.digest);
-        let policy = self.policy();
         let counters = &self.shared.counters;
         // What an earlier, cut-off fetch left is resumed from (and hashed first).
         let (mut temp, on_disk) = store.partial(&blob.digest)?;
@@ -540,7 +532,7 @@ impl Client {
             }
         }
         let mut file = DirectWriter::at(temp.reopen().at(temp.path())?, temp.path(), have, store.direct_io());
-        let mut failures = 0;
+        let mut tries = self.policy().tries().counting(&counters.retries);
         let mut resumed = have > 0;
         let mut restarted_after_mismatch = false;
         if have == blob.size {
@@ -611,15 +603,16 @@ impl Client {
                 progress.advance(n as u64);
             };
             if let Some(reason) = dropped {
-                failures = if have > before { 1 } else { failures + 1 };
-                if !policy.may_retry(failures) {
+                if have > before {
+                    // Bytes arrived since the last drop: this drop is the first of a new count.
+                    tries.restart();
+                }
+                if !tries.again(None) {
                     // Keep what arrived for the next run to resume from.
                     file.finish()?;
                     temp.disable_cleanup(true);
-                    return Err(usage(format!("{image}: {what}: {reason} (gave up after {failures} tries)")));
+                    return Err(usage(format!("{image}: {what}: {reason} (gave up after {} tries)", tries.failed())));
                 }
-                counters.retries.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(policy.delay(failures, None));
                 continue;
             }
             let digest = hasher.clone().finish();
@@ -691,6 +684,22 @@ fn cert_dir_roots(dir: &Path) -> Result<Vec<Vec<u8>>> {
         }
     }
     Ok(out)
+}
+
+/// The token service's URL for `service` and `scope` (one `scope` pair per scope).
+fn token_url(image: &ImageRef, realm: &str, service: Option<&str>, scope: &str) -> Result<reqwest::Url> {
+    let mut url = reqwest::Url::parse(realm)
+        .map_err(|e| usage(format!("{image}: the registry's token service '{realm}' is not a URL: {e}")))?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(s) = service {
+            q.append_pair("service", s);
+        }
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            q.append_pair("scope", s);
+        }
+    }
+    Ok(url)
 }
 
 fn basic(c: &Credentials) -> String {

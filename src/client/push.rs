@@ -132,27 +132,20 @@ impl Client {
         let chunk = chunk.max(1);
         let file = Arc::new(File::open(path).at(path)?);
         // Staged blobs were written around the page cache: have the kernel read this one
-        // ahead as a whole while the upload starts.
-        // SAFETY: posix_fadvise only reads its integer arguments; `file` keeps the
-        // descriptor open. It is advice: its result does not matter.
-        unsafe {
-            libc::posix_fadvise(std::os::unix::io::AsRawFd::as_raw_fd(&*file), 0, 0, libc::POSIX_FADV_WILLNEED);
-        }
-        let policy = self.policy();
+        // ahead as a whole while the upload starts. It is advice: its result does not matter.
+        let _ = rustix::fs::fadvise(&*file, 0, None, rustix::fs::Advice::WillNeed);
+        let mut tries = self.policy().tries();
         let mut mount = from.filter(|f| *f != image.repository.as_str());
-        let mut attempt = 0;
         loop {
-            attempt += 1;
             match self.upload_once(image, digest, (&file, size), mount.take(), chunk) {
                 Ok(outcome) => return Ok(outcome),
                 Err(Failure::Fatal(e)) => return Err(e),
-                Err(Failure::Restart(_)) if policy.may_retry(attempt) => {
-                    std::thread::sleep(policy.delay(attempt, None));
-                }
+                Err(Failure::Restart(_)) if tries.again(None) => {}
                 Err(Failure::Restart(reason)) => {
                     return Err(usage(format!(
-                        "{image}: uploading blob {digest} to registry {}: {reason} (gave up after {attempt} tries)",
-                        image.registry
+                        "{image}: uploading blob {digest} to registry {}: {reason} (gave up after {} tries)",
+                        image.registry,
+                        tries.failed()
                     )))
                 }
             }

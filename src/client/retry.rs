@@ -5,6 +5,7 @@
 //! `base` up to `max`, with up to a quarter of random jitter so parallel workers do not
 //! retry in step; a `Retry-After` in seconds is honoured up to `MAX_RETRY_AFTER`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The longest `Retry-After` airlift honours; a registry asking for more gets this.
@@ -59,6 +60,53 @@ impl RetryPolicy {
     }
 }
 
+/// The tries of one operation under a policy: every retry loop of the client counts,
+/// decides and waits through this, so none spells out the backoff itself.
+pub struct Tries<'a> {
+    policy: RetryPolicy,
+    failed: u32,
+    retries: Option<&'a AtomicU64>,
+}
+
+impl<'a> Tries<'a> {
+    /// Also count every retry in `retries` (the client's statistics).
+    pub fn counting(self, retries: &'a AtomicU64) -> Tries<'a> {
+        Tries { retries: Some(retries), ..self }
+    }
+
+    /// Record that the try just made failed in a way worth retrying. When the policy allows
+    /// another, wait its backoff (or `retry_after`) and return true; else return false and
+    /// leave the caller to give up.
+    pub fn again(&mut self, retry_after: Option<Duration>) -> bool {
+        self.failed += 1;
+        if !self.policy.may_retry(self.failed) {
+            return false;
+        }
+        if let Some(retries) = self.retries {
+            retries.fetch_add(1, Ordering::Relaxed);
+        }
+        std::thread::sleep(self.policy.delay(self.failed, retry_after));
+        true
+    }
+
+    /// Count from zero again (a transfer that made progress before it dropped).
+    pub fn restart(&mut self) {
+        self.failed = 0;
+    }
+
+    /// How many tries failed so far (all of them, once `again` returned false).
+    pub fn failed(&self) -> u32 {
+        self.failed
+    }
+}
+
+impl RetryPolicy {
+    /// A fresh count of tries under this policy.
+    pub fn tries<'a>(self) -> Tries<'a> {
+        Tries { policy: self, failed: 0, retries: None }
+    }
+}
+
 /// A `Retry-After` header in seconds (an HTTP date is not honoured: the backoff applies).
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
@@ -98,5 +146,18 @@ mod tests {
         assert_eq!(p.delay(1, Some(Duration::from_secs(3600))), MAX_RETRY_AFTER);
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn tries_stop_at_the_policy_and_count_retries() {
+        let p = RetryPolicy { attempts: 3, base: Duration::from_millis(1), max: Duration::from_millis(1) };
+        let retries = AtomicU64::new(0);
+        let mut tries = p.tries().counting(&retries);
+        assert!(tries.again(None) && tries.again(None));
+        assert!(!tries.again(None));
+        assert_eq!(tries.failed(), 3);
+        assert_eq!(retries.load(Ordering::Relaxed), 2);
+        tries.restart();
+        assert!(tries.again(None) && tries.failed() == 1);
     }
 }

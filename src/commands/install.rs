@@ -3,12 +3,12 @@
 use crate::cli::InstallArgs;
 use crate::error::Status;
 use crate::output::Output;
-use crate::registry::install::{self, InstallOptions};
+use crate::registry::install::{self, InstallOptions, Installed};
 
 pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
     if args.reset_password {
         let reset = install::reset_password(&args.root, args.user.as_deref())?;
-        out.document(&install::report(out, &reset));
+        out.document(&present(out, &reset));
         return Ok(Status::Ok);
     }
     let opts = InstallOptions {
@@ -20,7 +20,32 @@ pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
         start: !args.no_start,
     };
     let installed = install::install(&args.root, &opts)?;
-    let doc = install::report(out, &installed);
-    out.document(&doc);
+    out.document(&present(out, &installed));
     Ok(Status::Ok)
+}
+
+/// Print what an install did (the summary on stdout through `out.data`: nothing in
+/// `--json` mode; notes as warnings on stderr) and return its JSON document, for the
+/// caller to print (`out.document`) or embed in its own (unpack's first-use install).
+///
+/// Credentials this run made are also kept for every JSON document of the run
+/// (`Output::keep`: a run that fails later still gives them in its error document) and,
+/// in `--json` mode, written to stderr at once, so a run killed before its document is
+/// printed does not lose them.
+pub fn present(out: &Output, installed: &Installed) -> serde_json::Value {
+    if let Some(credentials) = installed.credentials() {
+        out.keep("credentials", credentials);
+        if let (true, Some(password)) = (out.json(), &installed.password) {
+            out.warn(format!(
+                "the registry at {} has a new password, shown only now (and in the JSON document): user {} password {password}",
+                installed.root.display(),
+                installed.user
+            ));
+        }
+    }
+    out.data(installed.summary());
+    for note in installed.notes() {
+        out.warn(note);
+    }
+    installed.document()
 }

@@ -73,7 +73,7 @@ impl Destination {
                 start: !args.no_start,
             };
             let done = install::install(&root, &opts)?;
-            Some(install::report(out, &done))
+            Some(super::install::present(out, &done))
         };
         let config = Box::new(Config::load(&root)?);
         let storage = Storage::open(&config.storage_dir(&root))?;
@@ -179,19 +179,19 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
 
     let progress = out.progress();
     let mut reports = Vec::new();
-    for v in 0..bundle.manifest.volumes.len() {
-        let chunks = &bundle.index.volume_chunks[v];
+    for v in bundle.manifest.volume_ids() {
+        let chunks = bundle.index.chunks_in(v);
         if !chunks.iter().any(|&c| extractor.action(c) == Action::Write) {
             reports.push(VolumeReport {
-                volume: v as u32 + 1,
-                file: bundle.manifest.volumes[v].file.clone(),
+                volume: v.number(),
+                file: bundle.manifest.volume(v).file.clone(),
                 status: VolumeStatus::Skipped,
-                size: bundle.manifest.volumes[v].size,
+                size: bundle.manifest.volume(v).size,
                 problems: vec![],
             });
             continue;
         }
-        progress.start(&format!("volume {}", v + 1), bundle.volume_payload(v));
+        progress.start(&format!("volume {v}"), bundle.volume_payload(v));
         let report = bundle.read_volume(v, &extractor, super::jobs(&args.read), progress.as_ref())?;
         progress.finish();
         if report.status == VolumeStatus::Missing {

@@ -12,8 +12,8 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let progress = out.progress();
     let checker = Checker::new(&bundle, args.deep);
     let mut reports = Vec::new();
-    for v in 0..bundle.manifest.volumes.len() {
-        progress.start(&format!("volume {}", v + 1), bundle.volume_payload(v));
+    for v in bundle.manifest.volume_ids() {
+        progress.start(&format!("volume {v}"), bundle.volume_payload(v));
         reports.push(bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref())?);
         progress.finish();
     }
@@ -67,26 +67,7 @@ pub fn print_report(
         crate::time::rfc3339(m.created),
         bundle.key_id
     ));
-    for r in reports {
-        let word = match r.status {
-            VolumeStatus::Ok => "ok",
-            VolumeStatus::Skipped => "skipped (not needed)",
-            VolumeStatus::Damaged => "DAMAGED",
-            VolumeStatus::Missing => "missing",
-            VolumeStatus::Foreign => "FOREIGN",
-        };
-        out.data(format!("  {word:<8} {}", r.file));
-        for p in &r.problems {
-            let mut line = format!("           at byte {}: {}", p.offset, p.problem);
-            if let Some(c) = p.chunk {
-                line.push_str(&format!(" [chunk {c}]"));
-            }
-            out.data(line);
-            if !p.hurts.is_empty() {
-                out.data(format!("           hurts: {}", p.hurts.join(", ")));
-            }
-        }
-    }
+    print_volumes(out, reports);
     for g in general {
         out.data(format!("  problem: {g}"));
     }
@@ -103,21 +84,7 @@ pub fn print_report(
     }
     let missing: Vec<&str> =
         reports.iter().filter(|r| r.status == VolumeStatus::Missing).map(|r| r.file.as_str()).collect();
-    let skipped = reports.iter().filter(|r| r.status == VolumeStatus::Skipped).count();
-    let verdict = match status {
-        Status::Ok if skipped == reports.len() => format!(
-            "OK: no volume needed reading ({skipped} skipped (not needed)): what they hold was already complete"
-        ),
-        Status::Ok if skipped > 0 => format!(
-            "OK: every chunk read matches the signed manifest ({} volume(s) read now; {skipped} skipped (not \
-             needed): what they hold was already complete)",
-            reports.len() - skipped
-        ),
-        Status::Ok => "OK: every volume and chunk matches the signed manifest".to_string(),
-        Status::Incomplete => format!("INCOMPLETE: everything present is good; still missing: {}", missing.join(", ")),
-        _ => "FAILED: the bundle is damaged or tampered with".to_string(),
-    };
-    out.data(verdict);
+    out.data(verdict(reports, &missing, status));
     serde_json::json!({
         "command": command,
         "status": match status { Status::Ok => "ok", Status::Incomplete => "incomplete", Status::Integrity => "failed", Status::Usage => "error" },
@@ -141,4 +108,47 @@ pub fn print_report(
         "images": images,
         "checked_at": crate::time::rfc3339(crate::time::now()),
     })
+}
+
+/// One line per volume (its state and file), then each problem found in it: where, which
+/// chunk, which images it hurts.
+fn print_volumes(out: &Output, reports: &[VolumeReport]) {
+    for r in reports {
+        let word = match r.status {
+            VolumeStatus::Ok => "ok",
+            VolumeStatus::Skipped => "skipped (not needed)",
+            VolumeStatus::Damaged => "DAMAGED",
+            VolumeStatus::Missing => "missing",
+            VolumeStatus::Foreign => "FOREIGN",
+        };
+        out.data(format!("  {word:<8} {}", r.file));
+        for p in &r.problems {
+            let mut line = format!("           at byte {}: {}", p.offset, p.problem);
+            if let Some(c) = p.chunk {
+                line.push_str(&format!(" [chunk {c}]"));
+            }
+            out.data(line);
+            if !p.hurts.is_empty() {
+                out.data(format!("           hurts: {}", p.hurts.join(", ")));
+            }
+        }
+    }
+}
+
+/// The last line of the report: OK, INCOMPLETE (naming the `missing` volumes) or FAILED.
+fn verdict(reports: &[VolumeReport], missing: &[&str], status: Status) -> String {
+    let skipped = reports.iter().filter(|r| r.status == VolumeStatus::Skipped).count();
+    match status {
+        Status::Ok if skipped == reports.len() => format!(
+            "OK: no volume needed reading ({skipped} skipped (not needed)): what they hold was already complete"
+        ),
+        Status::Ok if skipped > 0 => format!(
+            "OK: every chunk read matches the signed manifest ({} volume(s) read now; {skipped} skipped (not \
+             needed): what they hold was already complete)",
+            reports.len() - skipped
+        ),
+        Status::Ok => "OK: every volume and chunk matches the signed manifest".to_string(),
+        Status::Incomplete => format!("INCOMPLETE: everything present is good; still missing: {}", missing.join(", ")),
+        _ => "FAILED: the bundle is damaged or tampered with".to_string(),
+    }
 }

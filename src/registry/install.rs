@@ -26,7 +26,6 @@ use tokio_rustls::rustls;
 
 use super::config::{self, Config};
 use crate::error::{usage, Error, IoContext, Result};
-use crate::output::Output;
 use crate::store;
 
 /// Files of a root, relative to it (config.json is `config::CONFIG_FILE`).
@@ -173,14 +172,7 @@ impl ServiceStatus {
 /// port, unreadable or mismatched `tls_cert`/`tls_key`, a root that cannot be written or
 /// that holds something else.
 pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
-    check_port(opts.port)?;
-    check_user(&opts.user)?;
-    let asked = opts.hostname.as_deref().map(check_hostname).transpose()?;
-    let tls = match (&opts.tls_cert, &opts.tls_key) {
-        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
-        (None, None) => None,
-        _ => return Err(usage("--tls-cert and --tls-key go together: give both or neither")),
-    };
+    let (asked, tls) = check_options(opts)?;
     if config::installed(root) {
         return existing(root, opts, asked.as_deref());
     }
@@ -215,57 +207,8 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         repaired.extend(problems(&root));
     }
 
-    let tls_dir = root.join("tls");
-    make_dir(&tls_dir, 0o755)?;
-    // A root installed with the operator's certificate: it cannot be made here, only checked.
-    let operators = previous.as_ref().filter(|c| c.ca_cert.is_none());
-    let ca_file = match (tls, operators) {
-        (Tls::Generate, Some(config)) => {
-            let (cert, key) = (config.resolve(&root, &config.tls_cert), config.resolve(&root, &config.tls_key));
-            read_pair(&cert, &key).map_err(|e| {
-                usage(format!(
-                    "{e}; {} serves the operator's certificate: give it again with --tls-cert and --tls-key",
-                    root.display()
-                ))
-            })?;
-            None
-        }
-        (Tls::Generate, None) => {
-            generate_or_keep_tls(&root, &hostname, &mut repaired)?;
-            Some(root.join(CA_CERT))
-        }
-        (Tls::Operator(pair), _) => {
-            write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
-            write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
-            // A CA left by a killed install that generated one is not this root's.
-            for stale in [CA_KEY, CA_CERT] {
-                let path = root.join(stale);
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
-                    _ => {}
-                }
-            }
-            None
-        }
-    };
-
-    // The password of a finished install was shown then: keep it while its htpasswd holds
-    // a user. Otherwise (first install, or one killed before it said anything) a new one.
-    let htpasswd = root.join(HTPASSWD);
-    let kept_user = match &previous {
-        Some(_) => first_user(&htpasswd).ok().flatten(),
-        None => None,
-    };
-    let (user, password) = match kept_user {
-        Some(user) => (user, None),
-        None => {
-            let password = generate_password()?;
-            let entry = htpasswd_entry(&opts.user, &password)?;
-            write_file(&htpasswd, entry.as_bytes(), 0o600)?;
-            (opts.user.clone(), Some(password))
-        }
-    };
-
+    let ca_file = write_tls(&root, tls, previous.as_ref(), &hostname, &mut repaired)?;
+    let (user, password) = write_credentials(&root, previous.is_some(), &opts.user)?;
     make_dir(&root.join("bin"), 0o755)?;
     copy_executable(&exe, &root.join(BINARY))?;
     make_dir(&root.join(STORAGE), 0o755)?;
@@ -307,6 +250,84 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         repaired,
         password_reset: false,
     })
+}
+
+/// The operator's certificate and key files.
+type CertAndKey<'a> = (&'a Path, &'a Path);
+
+/// Check the options before anything is written: port, user, the hostname asked for
+/// (returned checked) and the operator's TLS pair (both files or neither).
+fn check_options(opts: &InstallOptions) -> Result<(Option<String>, Option<CertAndKey<'_>>)> {
+    check_port(opts.port)?;
+    check_user(&opts.user)?;
+    let asked = opts.hostname.as_deref().map(check_hostname).transpose()?;
+    let tls = match (&opts.tls_cert, &opts.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together: give both or neither")),
+    };
+    Ok((asked, tls))
+}
+
+/// The root's TLS files: generated (keeping a previous run's that are still good), the
+/// operator's pair copied in, or, for a root installed with the operator's pair, checked
+/// only. Returns the CA clients must trust when install generated one.
+fn write_tls(
+    root: &Path,
+    tls: Tls,
+    previous: Option<&Config>,
+    hostname: &str,
+    repaired: &mut Vec<String>,
+) -> Result<Option<PathBuf>> {
+    make_dir(&root.join("tls"), 0o755)?;
+    // A root installed with the operator's certificate: it cannot be made here, only checked.
+    let operators = previous.filter(|c| c.ca_cert.is_none());
+    match (tls, operators) {
+        (Tls::Generate, Some(config)) => {
+            let (cert, key) = (config.resolve(root, &config.tls_cert), config.resolve(root, &config.tls_key));
+            read_pair(&cert, &key).map_err(|e| {
+                usage(format!(
+                    "{e}; {} serves the operator's certificate: give it again with --tls-cert and --tls-key",
+                    root.display()
+                ))
+            })?;
+            Ok(None)
+        }
+        (Tls::Generate, None) => {
+            generate_or_keep_tls(root, hostname, repaired)?;
+            Ok(Some(root.join(CA_CERT)))
+        }
+        (Tls::Operator(pair), _) => {
+            write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
+            write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
+            // A CA left by a killed install that generated one is not this root's.
+            for stale in [CA_KEY, CA_CERT] {
+                let path = root.join(stale);
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+                    _ => {}
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The password of a finished install was shown then: when `repairing`, keep it while
+/// its htpasswd holds a user. Otherwise (first install, or one killed before it said
+/// anything) a new one for `user`. Returns the user and the password made, if any.
+fn write_credentials(root: &Path, repairing: bool, user: &str) -> Result<(String, Option<String>)> {
+    let htpasswd = root.join(HTPASSWD);
+    let kept_user = if repairing { first_user(&htpasswd).ok().flatten() } else { None };
+    match kept_user {
+        Some(kept) => Ok((kept, None)),
+        None => {
+            let password = generate_password()?;
+            let entry = htpasswd_entry(user, &password)?;
+            write_file(&htpasswd, entry.as_bytes(), 0o600)?;
+            Ok((user.to_string(), Some(password)))
+        }
+    }
 }
 
 /// Write a CA and a server certificate, keeping what a previous run left that is still
@@ -539,160 +560,161 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
 }
 
-/// Print the summary (stdout, through `out.data`: nothing in `--json` mode; notes as
-/// warnings on stderr) and return the JSON document describing the install. The caller
-/// prints the document (`out.document`) or embeds it in its own.
-///
-/// The password and the pull-secret entry appear only when this run made the password
-/// (a fresh install, `--reset-password`). Then they are also kept for every JSON document
-/// of the run (`Output::keep`: a run that fails later still gives them in its error
-/// document) and, in `--json` mode, written to stderr at once, so a run killed before its
-/// document is printed does not lose them.
-pub fn report(out: &Output, installed: &Installed) -> serde_json::Value {
-    let root = installed.root.display();
-    if let Some(password) = &installed.password {
-        out.keep(
-            "credentials",
-            json!({
-                "registry": installed.registry(),
-                "user": installed.user,
-                "password": password,
-                "pull_secret": installed.pull_secret(),
-                "ca_file": installed.ca_file,
-            }),
-        );
-        if out.json() {
-            out.warn(format!(
-                "the registry at {root} has a new password, shown only now (and in the JSON document): user {} password {password}",
-                installed.user
-            ));
+/// What an install did, for the caller to present: the human summary, the notes, the
+/// credentials made and the JSON document (`commands::install::present` prints them).
+impl Installed {
+    /// The summary for stdout: what was done, how to reach, trust and log in to the
+    /// registry, and the service's state. The password and the pull-secret entry appear
+    /// only when this run made the password (a fresh install, `--reset-password`).
+    pub fn summary(&self) -> String {
+        let root = self.root.display();
+        let mut text = vec![if self.password_reset {
+            format!("New password for {} in {root}", self.user)
+        } else if !self.repaired.is_empty() {
+            format!("Registry in {root} repaired (it was half installed)")
+        } else if self.fresh {
+            format!("Registry installed in {root}")
+        } else {
+            format!("{root} is already a registry root: nothing changed.")
+        }];
+        text.push(format!("  URL:       {}", self.config.url()));
+        match &self.password {
+            Some(p) => {
+                text.push(format!("  user:      {}", self.user));
+                text.push(format!("  password:  {p}"));
+                text.push("             (shown only now: the root keeps only its bcrypt hash)".into());
+            }
+            None => {
+                text.push(format!("  user:      {} (its password was shown when the root was installed)", self.user))
+            }
         }
-    }
-    let url = installed.config.url();
-    let server_cert = installed.config.resolve(&installed.root, &installed.config.tls_cert);
-    let mut text = Vec::new();
-    if installed.password_reset {
-        text.push(format!("New password for {} in {root}", installed.user));
-    } else if !installed.repaired.is_empty() {
-        text.push(format!("Registry in {root} repaired (it was half installed)"));
-    } else if installed.fresh {
-        text.push(format!("Registry installed in {root}"));
-    } else {
-        text.push(format!("{root} is already a registry root: nothing changed."));
-    }
-    text.push(format!("  URL:       {url}"));
-    match &installed.password {
-        Some(p) => {
-            text.push(format!("  user:      {}", installed.user));
-            text.push(format!("  password:  {p}"));
-            text.push("             (shown only now: the root keeps only its bcrypt hash)".into());
+        match &self.ca_file {
+            Some(ca) => text.push(format!("  CA:        {}", ca.display())),
+            None => text.push(format!(
+                "  TLS:       {} (the operator's certificate: clients must trust its issuer)",
+                self.server_cert().display()
+            )),
         }
-        None => {
-            text.push(format!("  user:      {} (its password was shown when the root was installed)", installed.user))
+        if let Some((rhel, debian)) = self.trust_commands() {
+            text.push(String::new());
+            text.push("Trust the CA on every client (as root):".into());
+            text.push(format!("  RHEL, Fedora:    {rhel}"));
+            text.push(format!("  Debian, Ubuntu:  {debian}"));
         }
-    }
-    match &installed.ca_file {
-        Some(ca) => text.push(format!("  CA:        {}", ca.display())),
-        None => text.push(format!(
-            "  TLS:       {} (the operator's certificate: clients must trust its issuer)",
-            server_cert.display()
-        )),
-    }
-    if let Some((rhel, debian)) = installed.trust_commands() {
+        if let Some(secret) = self.pull_secret() {
+            text.push(String::new());
+            text.push("Pull-secret entry (merge it into the cluster's pull secret):".into());
+            text.push(format!("  {secret}"));
+        }
         text.push(String::new());
-        text.push("Trust the CA on every client (as root):".into());
-        text.push(format!("  RHEL, Fedora:    {rhel}"));
-        text.push(format!("  Debian, Ubuntu:  {debian}"));
-    }
-    let pull_secret = installed.pull_secret();
-    if let Some(secret) = &pull_secret {
+        text.push("Log in:".into());
+        text.push(format!("  {}", self.podman_login()));
         text.push(String::new());
-        text.push("Pull-secret entry (merge it into the cluster's pull secret):".into());
-        text.push(format!("  {secret}"));
-    }
-    text.push(String::new());
-    text.push("Log in:".into());
-    text.push(format!("  {}", installed.podman_login()));
-    text.push(String::new());
-    let service = &installed.service;
-    match &service.status {
-        ServiceStatus::Started => {
-            text.push(format!("Service: enabled and started (systemctl status {UNIT_NAME})"));
-        }
-        status => {
-            let why = match status {
-                ServiceStatus::NotStarted(why) => format!("not started: {why}"),
-                ServiceStatus::Failed(error) => format!("failed to start: {error}"),
-                _ => format!("left as it was (unit {})", service.unit.display()),
-            };
-            text.push(format!("Service: {why}. To start the registry:"));
-            text.push(format!("  with systemd, as root:  {}", service.start_systemd));
-            text.push(format!("  without systemd:        {}", service.start_manual));
-        }
-    }
-    out.data(text.join("\n"));
-    for note in &installed.ignored {
-        out.warn(format!("ignored {note}: {root} was already installed"));
-    }
-    for note in &installed.repaired {
-        out.warn(format!("repaired: {note}"));
-    }
-    if let ServiceStatus::Failed(error) = &service.status {
-        out.warn(format!("the registry is installed but its service did not start: {error}"));
+        text.extend(self.service.summary());
+        text.join("\n")
     }
 
-    let mut service_json = json!({
-        "state": service.status.label(),
-        "unit": service.unit,
-        "start_systemd": service.start_systemd,
-        "start_manual": service.start_manual,
-    });
-    match &service.status {
-        ServiceStatus::NotStarted(why) => service_json["reason"] = json!(why),
-        ServiceStatus::Failed(error) => service_json["error"] = json!(error),
-        _ => {}
+    /// Warnings for stderr: options a rerun ignored, what was repaired, a service that
+    /// failed to start.
+    pub fn notes(&self) -> Vec<String> {
+        let root = self.root.display();
+        let mut notes: Vec<String> =
+            self.ignored.iter().map(|note| format!("ignored {note}: {root} was already installed")).collect();
+        notes.extend(self.repaired.iter().map(|note| format!("repaired: {note}")));
+        if let ServiceStatus::Failed(error) = &self.service.status {
+            notes.push(format!("the registry is installed but its service did not start: {error}"));
+        }
+        notes
     }
-    if installed.password_reset {
-        text.push(String::new());
-        text.push(format!(
-            "`airlift serve` reads htpasswd when it starts: restart it for the new password to work \
-             (systemctl restart {UNIT_NAME})"
-        ));
+
+    /// The credentials this run made (none unless it made the password): what a run must
+    /// keep for every JSON document it prints, even one that fails later.
+    pub fn credentials(&self) -> Option<serde_json::Value> {
+        let password = self.password.as_ref()?;
+        Some(json!({
+            "registry": self.registry(),
+            "user": self.user,
+            "password": password,
+            "pull_secret": self.pull_secret(),
+            "ca_file": self.ca_file,
+        }))
     }
-    let mut doc = json!({
-        "status": "ok",
-        "fresh": installed.fresh,
-        "root": installed.root,
-        "url": url,
-        "registry": installed.registry(),
-        "hostname": installed.config.hostname,
-        "port": installed.config.port,
-        "user": installed.user,
-        "ca_file": installed.ca_file,
-        "tls_cert": server_cert,
-        "podman_login": installed.podman_login(),
-        "service": service_json,
-    });
-    if let Some(p) = &installed.password {
-        doc["password"] = json!(p);
+
+    /// The JSON document describing the install.
+    pub fn document(&self) -> serde_json::Value {
+        let mut doc = json!({
+            "status": "ok",
+            "fresh": self.fresh,
+            "root": self.root,
+            "url": self.config.url(),
+            "registry": self.registry(),
+            "hostname": self.config.hostname,
+            "port": self.config.port,
+            "user": self.user,
+            "ca_file": self.ca_file,
+            "tls_cert": self.server_cert(),
+            "podman_login": self.podman_login(),
+            "service": self.service.document(),
+        });
+        if let Some(p) = &self.password {
+            doc["password"] = json!(p);
+        }
+        if let Some(secret) = self.pull_secret() {
+            doc["pull_secret"] = secret;
+        }
+        if let Some((rhel, debian)) = self.trust_commands() {
+            doc["trust"] = json!({ "rhel": rhel, "debian": debian });
+        }
+        if !self.ignored.is_empty() {
+            doc["ignored"] = json!(self.ignored);
+        }
+        if !self.repaired.is_empty() {
+            doc["repaired"] = json!(self.repaired);
+        }
+        if self.password_reset {
+            doc["password_reset"] = json!(true);
+            doc["restart_needed"] = json!(true);
+        }
+        doc
     }
-    if let Some(secret) = pull_secret {
-        doc["pull_secret"] = secret;
+
+    fn server_cert(&self) -> PathBuf {
+        self.config.resolve(&self.root, &self.config.tls_cert)
     }
-    if let Some((rhel, debian)) = installed.trust_commands() {
-        doc["trust"] = json!({ "rhel": rhel, "debian": debian });
+}
+
+impl ServiceState {
+    /// The summary's lines about the service: its state and, unless it runs, how to start it.
+    fn summary(&self) -> Vec<String> {
+        let why = match &self.status {
+            ServiceStatus::Started => {
+                return vec![format!("Service: enabled and started (systemctl status {UNIT_NAME})")]
+            }
+            ServiceStatus::NotStarted(why) => format!("not started: {why}"),
+            ServiceStatus::Failed(error) => format!("failed to start: {error}"),
+            ServiceStatus::Unchanged => format!("left as it was (unit {})", self.unit.display()),
+        };
+        vec![
+            format!("Service: {why}. To start the registry:"),
+            format!("  with systemd, as root:  {}", self.start_systemd),
+            format!("  without systemd:        {}", self.start_manual),
+        ]
     }
-    if !installed.ignored.is_empty() {
-        doc["ignored"] = json!(installed.ignored);
+
+    fn document(&self) -> serde_json::Value {
+        let mut doc = json!({
+            "state": self.status.label(),
+            "unit": self.unit,
+            "start_systemd": self.start_systemd,
+            "start_manual": self.start_manual,
+        });
+        match &self.status {
+            ServiceStatus::NotStarted(why) => doc["reason"] = json!(why),
+            ServiceStatus::Failed(error) => doc["error"] = json!(error),
+            _ => {}
+        }
+        doc
     }
-    if !installed.repaired.is_empty() {
-        doc["repaired"] = json!(installed.repaired);
-    }
-    if installed.password_reset {
-        doc["password_reset"] = json!(true);
-        doc["restart_needed"] = json!(true);
-    }
-    doc
 }
 
 // ---- checks ----
@@ -1019,45 +1041,114 @@ fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// The host's addresses (every interface, IPv4 and IPv6 except link-local), loopback included.
+/// The host's addresses (every interface, IPv4 and IPv6 except link-local), loopback
+/// included: those the kernel lists over rtnetlink, or only loopback when it cannot.
 pub fn host_addresses() -> BTreeSet<IpAddr> {
     let mut set: BTreeSet<IpAddr> = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)].into();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list it allocates; on failure we use
-    // only loopback. The list is walked while it is alive and freed once, below.
-    if unsafe { libc::getifaddrs(&mut list) } != 0 {
-        return set;
-    }
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a non-null node of the list getifaddrs returned.
-        let ifa = unsafe { &*cursor };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
-            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
-            if family == libc::AF_INET {
-                // SAFETY: the family is AF_INET, so this is a sockaddr_in.
-                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                set.insert(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
-            } else if family == libc::AF_INET6 {
-                // SAFETY: the family is AF_INET6, so this is a sockaddr_in6.
-                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
-                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                // Link-local addresses need a zone to be used: no client names them.
-                if ip.segments()[0] & 0xffc0 != 0xfe80 {
-                    set.insert(IpAddr::V6(ip));
-                }
-            }
-        }
-        cursor = ifa.ifa_next;
-    }
-    // SAFETY: `list` came from a successful getifaddrs and is freed exactly once.
-    unsafe { libc::freeifaddrs(list) };
+    // Link-local addresses need a zone to be used: no client names them.
+    let link_local = |ip: &IpAddr| matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80);
+    set.extend(interface_addresses().unwrap_or_default().into_iter().filter(|ip| !link_local(ip)));
     set.retain(|ip| !ip.is_unspecified());
     set
 }
 
-// ---- credentials ----
+// rtnetlink, as linux/netlink.h, linux/rtnetlink.h and linux/if_addr.h define it.
+const NLMSG_HDRLEN: usize = 16;
+const IFADDRMSG_LEN: usize = 8;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const RTM_NEWADDR: u16 = 20;
+const RTM_GETADDR: u16 = 22;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_DUMP: u16 = 0x300;
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// Every address of every interface, as getifaddrs(3) gets them: one RTM_GETADDR dump
+/// over a netlink socket (rustix, no unsafe), read to its NLMSG_DONE.
+fn interface_addresses() -> std::io::Result<Vec<IpAddr>> {
+    use rustix::net::{recv, send, socket, AddressFamily, RecvFlags, SendFlags, SocketType};
+    let fd = socket(AddressFamily::NETLINK, SocketType::RAW, None)?;
+    let mut request = [0u8; NLMSG_HDRLEN + IFADDRMSG_LEN];
+    request[0..4].copy_from_slice(&((NLMSG_HDRLEN + IFADDRMSG_LEN) as u32).to_ne_bytes());
+    request[4..6].copy_from_slice(&RTM_GETADDR.to_ne_bytes());
+    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    request[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    // The ifaddrmsg that follows asks for every family (AF_UNSPEC: zeros).
+    send(&fd, &request, SendFlags::empty())?;
+    let mut found = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let (_, n) = recv(&fd, &mut buf[..], RecvFlags::empty())?;
+        let datagram = buf.get(..n).ok_or_else(|| std::io::Error::other("rtnetlink: a message was truncated"))?;
+        if n == 0 || addresses_in(datagram, &mut found)? {
+            return Ok(found);
+        }
+    }
+}
+
+/// Add the addresses of one datagram of rtnetlink messages to `found`; true once the
+/// dump ended.
+fn addresses_in(data: &[u8], found: &mut Vec<IpAddr>) -> std::io::Result<bool> {
+    let head = |h: &[u8]| (u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize, u16::from_ne_bytes([h[4], h[5]]));
+    for record in records(data, NLMSG_HDRLEN, head) {
+        let (kind, body) = record.ok_or_else(|| std::io::Error::other("rtnetlink: a malformed message"))?;
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR => return Err(std::io::Error::other("rtnetlink: the address dump failed")),
+            RTM_NEWADDR => found.extend(address_of(body)),
+            _ => {}
+        }
+    }
+    Ok(false)
+}
+
+/// The address of one RTM_NEWADDR message: IFA_LOCAL (the interface's own on a
+/// point-to-point link, where IFA_ADDRESS is the peer's), else IFA_ADDRESS, as getifaddrs
+/// chooses. A cut-off attribute ends the list.
+fn address_of(msg: &[u8]) -> Option<IpAddr> {
+    let family = *msg.first()?;
+    let head = |h: &[u8]| (u16::from_ne_bytes([h[0], h[1]]) as usize, u16::from_ne_bytes([h[2], h[3]]));
+    let (mut local, mut address) = (None, None);
+    for (kind, value) in records(msg.get(IFADDRMSG_LEN..)?, 4, head).map_while(|r| r) {
+        match kind {
+            IFA_LOCAL => local = Some(value),
+            IFA_ADDRESS => address = Some(value),
+            _ => {}
+        }
+    }
+    let bytes = local.or(address)?;
+    match family {
+        AF_INET => <[u8; 4]>::try_from(bytes).ok().map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        AF_INET6 => <[u8; 16]>::try_from(bytes).ok().map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+        _ => None,
+    }
+}
+
+/// Netlink's records (messages, attributes): 4-byte aligned, each with a header of `header`
+/// bytes from which `head` reads the record's length (header included) and kind. Each
+/// record's kind and body, until the data ends; `None` for a record that does not fit.
+fn records(
+    mut data: &[u8],
+    header: usize,
+    head: impl Fn(&[u8]) -> (usize, u16),
+) -> impl Iterator<Item = Option<(u16, &[u8])>> {
+    std::iter::from_fn(move || {
+        if data.len() < header {
+            return None;
+        }
+        let (len, kind) = head(data);
+        if len < header || len > data.len() {
+            data = &[];
+            return Some(None);
+        }
+        let body = &data[header..len];
+        data = &data[len.next_multiple_of(4).min(data.len())..];
+        Some(Some((kind, body)))
+    })
+}
 
 fn random(buf: &mut [u8]) -> Result<()> {
     getrandom::getrandom(buf).map_err(|e| usage(format!("reading the operating system's randomness: {e}")))
@@ -1145,8 +1236,7 @@ fn parent(path: &Path) -> &Path {
 /// it needs no quoting. Options are those systemd 239 (RHEL 8) knows.
 fn unit_text(root: &Path) -> String {
     let root = root.display();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = rustix::process::geteuid().as_raw();
     // Installed by another user: the service runs as that user, who owns the files.
     let user = if uid == 0 { String::new() } else { format!("User={uid}\n") };
     // A private /tmp would hide a root that lives in /tmp.
@@ -1211,8 +1301,7 @@ fn start_service(root: &Path, unit: &str, start: bool) -> ServiceState {
         ServiceStatus::NotStarted("not asked to (--no-start)".into())
     } else if !Path::new(SYSTEMD_RUNNING).is_dir() {
         ServiceStatus::NotStarted("systemd does not run this host".into())
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    } else if unsafe { libc::geteuid() } != 0 {
+    } else if !rustix::process::geteuid().is_root() {
         ServiceStatus::NotStarted("installing a systemd unit needs root".into())
     } else {
         enable_unit(unit)
@@ -1294,6 +1383,42 @@ mod tests {
         for bad in ["", "a:b", "a b", "a\n"] {
             assert!(check_user(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rtnetlink_dumps_are_parsed_as_getifaddrs_reads_them() {
+        fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+            let mut m = ((NLMSG_HDRLEN + body.len()) as u32).to_ne_bytes().to_vec();
+            m.extend(kind.to_ne_bytes());
+            m.extend([0u8; 10]);
+            m.extend(body);
+            m
+        }
+        fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+            let mut a = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+            a.extend(kind.to_ne_bytes());
+            a.extend(value);
+            a
+        }
+        // A point-to-point IPv4 address: the peer in IFA_ADDRESS, the host's own in IFA_LOCAL.
+        let mut v4 = vec![AF_INET, 32, 0, 0, 2, 0, 0, 0];
+        v4.extend(attr(IFA_ADDRESS, &[10, 0, 0, 9]));
+        v4.extend(attr(IFA_LOCAL, &[10, 0, 0, 1]));
+        let mut v6 = vec![AF_INET6, 64, 0, 0, 2, 0, 0, 0];
+        v6.extend(attr(IFA_ADDRESS, &Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7).octets()));
+        // A cut-off attribute is ignored, not read past.
+        v6.extend([200, 0, 1, 0]);
+        let mut datagram = message(RTM_NEWADDR, &v4);
+        datagram.extend(message(RTM_NEWADDR, &v6));
+        let mut found = Vec::new();
+        assert!(!addresses_in(&datagram, &mut found).unwrap());
+        assert!(addresses_in(&message(NLMSG_DONE, &[0; 4]), &mut found).unwrap());
+        let want: Vec<IpAddr> = vec![[10, 0, 0, 1].into(), Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 7).into()];
+        assert_eq!(found, want);
+        assert!(addresses_in(&message(NLMSG_ERROR, &[0; 4]), &mut found).is_err());
+        let mut short = message(RTM_NEWADDR, &v4);
+        short[0] = 200;
+        assert!(addresses_in(&short, &mut found).is_err());
     }
 
     #[test]
