@@ -7,7 +7,6 @@
 //! a pack killed at any point and run again fetches only what is not committed yet.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -15,12 +14,12 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use crate::client::{Client, ImageRef, Options, Stats};
 use crate::digest::Digest;
-use crate::error::{integrity, usage, IoContext, Result};
+use crate::error::{integrity, usage, Result};
 use crate::oci::layout::{read_limited, BlobRef, ResolvedImage};
 use crate::oci::{self, is_index, is_manifest, MAX_MANIFEST};
 use crate::progress::Progress;
 use crate::registry::names::Reference;
-use crate::store::{self, BlobStore};
+use crate::store::BlobStore;
 use crate::workers;
 
 /// `--platform OS/ARCH[/VARIANT]`.
@@ -260,13 +259,9 @@ impl RegistrySource {
 
     /// Commit verified bytes into the cache under their digest.
     fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
-        if self.cache.contains(digest, bytes.len() as u64) {
-            return Ok(());
+        if self.cache.put_bytes(digest, bytes)? {
+            self.fetched_now(&BlobRef { digest: digest.clone(), size: bytes.len() as u64, media_type: String::new() });
         }
-        let mut temp = self.cache.temp()?;
-        temp.write_all(bytes).at(temp.path())?;
-        store::commit(temp, &self.cache.path(digest))?;
-        self.fetched_now(&BlobRef { digest: digest.clone(), size: bytes.len() as u64, media_type: String::new() });
         Ok(())
     }
 
