@@ -213,7 +213,7 @@ impl BlobStore {
         mismatch: impl FnOnce(Written) -> E,
     ) -> Result<u64, E> {
         let written = writer::check(path, hashed)?;
-        if &written.digest != digest {
+        if !written.is(digest, None) {
             return Err(mismatch(written));
         }
         if !self.contains(digest, written.size) {

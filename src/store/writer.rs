@@ -20,6 +20,13 @@ pub struct Written {
     pub size: u64,
 }
 
+impl Written {
+    /// Whether this is `digest`, `size` bytes long when a size is given.
+    pub fn is(&self, digest: &Digest, size: Option<u64>) -> bool {
+        &self.digest == digest && size.map_or(true, |s| s == self.size)
+    }
+}
+
 /// A blob (or signed file) being written: bytes go to a temp file in the store, around the
 /// page cache when the store writes that way, and are hashed on the way. Dropped without
 /// a commit, the temp file is removed.
@@ -108,7 +115,7 @@ impl BlobWriter {
         self.file.finish()?;
         let digest = self.hasher.map_or_else(|| self.digest.clone(), Hasher::finish);
         let written = Written { digest, size: self.written };
-        if written.digest != self.digest || written.size != self.size {
+        if !written.is(&self.digest, Some(self.size)) {
             return Err(mismatch(written));
         }
         Ok(commit_file(self.temp, &self.dest, Commit::PUBLIC)?)
@@ -138,7 +145,7 @@ pub fn place_checked<E: From<Error>>(
     mismatch: impl FnOnce(Written) -> E,
 ) -> Result<(), E> {
     let written = check(path, hashed)?;
-    if &written.digest != digest || size.is_some_and(|s| s != written.size) {
+    if !written.is(digest, size) {
         return Err(mismatch(written));
     }
     Ok(commit_in_place(path, dest)?)
