@@ -1,7 +1,9 @@
 //! Unpacking into an OCI layout: chunks are verified by the reader, then written straight
-//! to their final place. A whole entry goes to a temp file renamed into place; a split
-//! entry's parts are written at their offsets into a partial file and recorded in a
-//! journal, so a killed run resumes where it stopped and volumes may come in any order.
+//! to their final place. A whole entry goes to a temp file renamed into place, many at a
+//! time (a [`Batch`]: one syncfs writes them all out, one journal append records them
+//! once they are in place and durable); a split entry's parts are written at their
+//! offsets into a partial file and journaled one by one. So a killed run resumes where it
+//! stopped and volumes may come in any order.
 //!
 //! Nothing already on disk counts as done by its name or size alone: an entry this
 //! bundle's journal did not commit (another bundle's blob, an earlier run's file, a file
@@ -19,7 +21,7 @@ use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
 use crate::error::{integrity, Error, IoContext, Result};
-use crate::store::{self, BlobStore, BlobWriter, DirectWriter, State, Written};
+use crate::store::{self, Batch, BlobStore, BlobWriter, DirectWriter, Pending, State, Written};
 
 pub struct Extractor<'b> {
     bundle: &'b Bundle,
@@ -40,7 +42,15 @@ pub struct Extractor<'b> {
     /// Running sha256 of split entries whose parts were written in order in this run:
     /// entry → (next part, hash so far). Saves re-reading the entry at commit.
     rolling: Mutex<HashMap<usize, (u32, Hasher)>>,
+    /// Whole entries written and checked, waiting to be committed together (and then
+    /// journaled): the batch and its entries.
+    batch: Mutex<(Batch, Vec<usize>)>,
 }
+
+/// A batch of whole entries is committed once it holds this many (each keeps a file
+/// descriptor open until then) or this many bytes, and at the end of every volume.
+const BATCH_FILES: usize = 128;
+const BATCH_BYTES: u64 = 1 << 30;
 
 /// A bundle's journal: one line per committed part (`CHUNK SHA256`) or whole entry
 /// (`entry ENTRY DIGEST`), appended and synced as they are committed.
@@ -93,6 +103,7 @@ impl<'b> Extractor<'b> {
             damaged: Vec::new(),
             from_journal: 0,
             rolling: Mutex::default(),
+            batch: Mutex::default(),
         };
         ex.check_in_place()?;
         for e in 0..bundle.manifest.entries.len() {
@@ -237,11 +248,42 @@ impl<'b> Extractor<'b> {
         Ok(self.entry_chunks(e).iter().all(|x| guard.chunks.contains(x)))
     }
 
-    /// Record a whole entry committed (after its content was checked).
-    fn record_entry(&self, e: usize) -> Result<()> {
+    /// Add whole entry `e`, checked, to the batch; commit the batch when it is full.
+    fn pend(&self, e: usize, file: Pending) -> Result<()> {
+        let full = {
+            let mut guard = self.batch.lock().map_err(|_| crate::error::usage("internal: batch lock poisoned"))?;
+            let (batch, entries) = &mut *guard;
+            batch.add(file);
+            entries.push(e);
+            let bytes: u64 = entries.iter().map(|&e| self.entry(e).size).sum();
+            (batch.len() >= BATCH_FILES || bytes >= BATCH_BYTES).then(|| std::mem::take(&mut *guard))
+        };
+        match full {
+            Some((batch, entries)) => self.commit_batch(batch, &entries),
+            None => Ok(()),
+        }
+    }
+
+    /// Commit the whole entries written so far (call at the end of a volume): until then
+    /// they are neither in place nor journaled.
+    pub fn flush(&self) -> Result<()> {
+        let (batch, entries) = match self.batch.lock() {
+            Ok(mut guard) => std::mem::take(&mut *guard),
+            Err(_) => return Err(crate::error::usage("internal: batch lock poisoned")),
+        };
+        self.commit_batch(batch, &entries)
+    }
+
+    /// Put a batch of whole entries in place, then journal them (one synced append).
+    fn commit_batch(&self, batch: Batch, entries: &[usize]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit()?;
+        let lines: String = entries.iter().map(|&e| format!("entry {e} {}\n", self.entry(e).digest.hex())).collect();
         let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
-        self.append(&mut guard, &format!("entry {e} {}\n", self.entry(e).digest.hex()))?;
-        guard.entries.insert(e);
+        self.append(&mut guard, &lines)?;
+        guard.entries.extend(entries);
         Ok(())
     }
 
@@ -380,8 +422,8 @@ impl ChunkWriter for WholeWriter<'_, '_> {
         self.out.write_all(data)
     }
     fn commit(self: Box<Self>) -> Result<()> {
-        self.out.commit(mismatch(self.ex.entry(self.e), "is"))?;
-        self.ex.record_entry(self.e)
+        let file = self.out.commit_later(mismatch(self.ex.entry(self.e), "is"))?;
+        self.ex.pend(self.e, file)
     }
 }
 
@@ -398,8 +440,8 @@ impl ChunkWriter for ZstdWriter<'_, '_> {
     }
     fn commit(self: Box<Self>) -> Result<()> {
         let out = self.exp.finish()?;
-        out.commit(mismatch(self.ex.entry(self.e), "expands to"))?;
-        self.ex.record_entry(self.e)
+        let file = out.commit_later(mismatch(self.ex.entry(self.e), "expands to"))?;
+        self.ex.pend(self.e, file)
     }
 }
 

@@ -187,6 +187,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         }
         progress.start(&format!("volume {}", v + 1), bundle.volume_payload(v));
         let report = bundle.read_volume(v, &extractor, super::jobs(&args.read), progress.as_ref())?;
+        extractor.flush()?;
         progress.finish();
         if report.status == VolumeStatus::Missing {
             out.info(format!("{} is not here yet", report.file));

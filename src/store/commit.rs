@@ -1,11 +1,11 @@
 //! Atomic file commits: every file airlift writes is a temp file made durable (fsync) and
-//! renamed into place, then its directory fsynced ([`commit_file`]); and the one sweep of
-//! temp files a killed run left behind.
+//! renamed into place, then its directory fsynced ([`commit_file`], or many at once with
+//! a [`Batch`]); and the one sweep of temp files a killed run left behind.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tempfile::NamedTempFile;
@@ -75,6 +75,50 @@ pub(super) fn commit_in_place(path: &Path, dest: &Path) -> Result<()> {
 fn make_durable(file: &File, path: &Path, mode: u32) -> Result<()> {
     file.set_permissions(fs::Permissions::from_mode(mode)).at(path)?;
     file.sync_all().at(path)
+}
+
+/// A finished, checked temp file waiting in a [`Batch`] to go to `dest`.
+pub struct Pending {
+    temp: NamedTempFile,
+    dest: PathBuf,
+}
+
+impl Pending {
+    pub(super) fn new(temp: NamedTempFile, dest: PathBuf) -> Pending {
+        Pending { temp, dest }
+    }
+}
+
+/// Files committed together, for a writer of many files (unpack), so that what records
+/// them (a journal) syncs once for all: one `syncfs` first writes every file out at once
+/// (one journal commit of the filesystem instead of one per file), then each is committed
+/// as [`commit_file`] does — its fsync, now with nothing left to write, its rename, the
+/// fsync of its directory. Until [`Batch::commit`] returns, none is known to be in place.
+#[derive(Default)]
+pub struct Batch {
+    pending: Vec<Pending>,
+}
+
+impl Batch {
+    pub fn add(&mut self, file: Pending) {
+        self.pending.push(file);
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Make every file durable and put it in place.
+    pub fn commit(self) -> Result<()> {
+        let Some(first) = self.pending.first() else { return Ok(()) };
+        // Every temp file is on the store's filesystem: one syncfs writes them all out.
+        rustix::fs::syncfs(first.temp.as_file()).map_err(|e| Error::io(first.temp.path(), e.into()))?;
+        self.pending.into_iter().try_for_each(|p| commit_file(p.temp, &p.dest, Commit::PUBLIC))
+    }
 }
 
 fn create_parent(path: &Path) -> Result<()> {

@@ -33,8 +33,8 @@ use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 
 pub use commit::{
-    commit_file, purge_temps_in, purge_temps_under, sync_dir, temp_in, write_atomic, write_file, write_private, Commit,
-    STALE_TEMP, TEMP_PREFIX,
+    commit_file, purge_temps_in, purge_temps_under, sync_dir, temp_in, write_atomic, write_file, write_private, Batch,
+    Commit, Pending, STALE_TEMP, TEMP_PREFIX,
 };
 pub use direct::{DirectReader, DirectWriter, Writeback};
 pub use writer::{place_checked, BlobWriter, Written};

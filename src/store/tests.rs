@@ -123,3 +123,33 @@ fn no_clobber_keeps_an_existing_file() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o640);
 }
+
+/// A batch puts nothing in place until it is committed, then every file at once; a
+/// writer whose bytes do not match never joins it.
+#[test]
+fn a_batch_commits_its_files_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::create(dir.path()).unwrap();
+    let mut batch = Batch::default();
+    let blobs: Vec<&[u8]> = vec![b"one", b"two", b"three"];
+    for bytes in &blobs {
+        let mut w = store.writer(&digest_of(bytes), bytes.len() as u64).unwrap();
+        w.write_all(bytes).unwrap();
+        batch.add(w.commit_later(|found| -> Error { panic!("{found:?}") }).unwrap());
+    }
+    let mut w = store.writer(&digest_of(b"four"), 4).unwrap();
+    w.write_all(b"FOUR").unwrap();
+    assert!(w.commit_later(|found| crate::error::integrity(found.digest.to_string())).is_err());
+    let file = dir.path().join("files").join("f");
+    let mut w = store.file_writer(file.clone(), &digest_of(b"file"), 4).unwrap();
+    w.write_all(b"file").unwrap();
+    batch.add(w.commit_later(|found| -> Error { panic!("{found:?}") }).unwrap());
+    assert_eq!(batch.len(), 4);
+    assert!(blobs.iter().all(|b| !store.path(&digest_of(b)).exists()) && !file.exists());
+    batch.commit().unwrap();
+    for bytes in &blobs {
+        assert_eq!(fs::read(store.path(&digest_of(bytes))).unwrap(), *bytes);
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"file");
+    assert_eq!(fs::read_dir(State::Tmp.under(dir.path())).unwrap().count(), 0, "a temp file was left");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
 
-use super::commit::{commit_file, commit_in_place, Commit};
+use super::commit::{commit_file, commit_in_place, Commit, Pending};
 use super::direct::{DirectReader, DirectWriter};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, IoContext, Result};
@@ -112,13 +112,26 @@ impl BlobWriter {
     /// Put the blob in place when what was written is its digest and size; else remove it
     /// and return the error `mismatch` words from what was written.
     pub fn commit<E: From<Error>>(self, mismatch: impl FnOnce(Written) -> E) -> Result<(), E> {
+        let (temp, dest) = self.checked(mismatch)?;
+        Ok(commit_file(temp, &dest, Commit::PUBLIC)?)
+    }
+
+    /// [`commit`](BlobWriter::commit) as part of a [`Batch`](super::Batch): checked now,
+    /// in place once the batch is committed.
+    pub fn commit_later<E: From<Error>>(self, mismatch: impl FnOnce(Written) -> E) -> Result<Pending, E> {
+        let (temp, dest) = self.checked(mismatch)?;
+        Ok(Pending::new(temp, dest))
+    }
+
+    /// The finished temp file and its destination, when what was written is the blob.
+    fn checked<E: From<Error>>(self, mismatch: impl FnOnce(Written) -> E) -> Result<(NamedTempFile, PathBuf), E> {
         self.file.finish()?;
         let digest = self.hasher.map_or_else(|| self.digest.clone(), Hasher::finish);
         let written = Written { digest, size: self.written };
         if !written.is(&self.digest, Some(self.size)) {
             return Err(mismatch(written));
         }
-        Ok(commit_file(self.temp, &self.dest, Commit::PUBLIC)?)
+        Ok((self.temp, self.dest))
     }
 }
 
