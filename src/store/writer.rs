@@ -1,7 +1,8 @@
 //! The store's one write path for content: [`BlobWriter`] writes into a temp file of the
 //! store, hashing as it writes, and [`commit`](BlobWriter::commit) puts the file in place
-//! only when its digest and size are the ones asked for; [`place_checked`] does the same
-//! for a file written by other means (an upload session's data, a split entry's parts).
+//! only when its digest and size are the ones asked for; [`place_checked`] (and
+//! `BlobStore::adopt`) does the same for a file written by other means (a split entry's
+//! parts; an upload session's data).
 
 use std::path::{Path, PathBuf};
 
