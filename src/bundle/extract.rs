@@ -1,7 +1,9 @@
 //! Unpacking into an OCI layout: chunks are verified by the reader, then written straight
-//! to their final place. A whole entry goes to a temp file renamed into place; a split
-//! entry's parts are written at their offsets into a partial file and recorded in a
-//! journal, so a killed run resumes where it stopped and volumes may come in any order.
+//! to their final place. A whole entry goes to a temp file renamed into place, many at a
+//! time (a [`Batch`]: one syncfs writes them all out, one journal append records them
+//! once they are in place and durable); a split entry's parts are written at their
+//! offsets into a partial file and journaled one by one. So a killed run resumes where it
+//! stopped and volumes may come in any order.
 //!
 //! Nothing already on disk counts as done by its name or size alone: an entry this
 //! bundle's journal did not commit (another bundle's blob, an earlier run's file, a file
@@ -14,15 +16,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use tempfile::NamedTempFile;
-
 use crate::bundle::expand::{expand, Expander};
 use crate::bundle::ids::{ChunkId, EntryId};
 use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
 use crate::digest::Hasher;
-use crate::error::{integrity, IoContext, Result};
-use crate::store::{self, BlobStore, DirectWriter};
+use crate::error::{integrity, Error, IoContext, Result};
+use crate::store::{self, Batch, BlobStore, BlobWriter, DirectWriter, Pending, State, Written};
 
 pub struct Extractor<'b> {
     bundle: &'b Bundle,
@@ -43,7 +43,15 @@ pub struct Extractor<'b> {
     /// Running sha256 of split entries whose parts were written in order in this run:
     /// entry → (next part, hash so far). Saves re-reading the entry at commit.
     rolling: Mutex<HashMap<usize, (u32, Hasher)>>,
+    /// Whole entries written and checked, waiting to be committed together (and then
+    /// journaled): the batch and its entries.
+    batch: Mutex<(Batch, Vec<usize>)>,
 }
+
+/// A batch of whole entries is committed once it holds this many (each keeps a file
+/// descriptor open until then) or this many bytes, and at the end of every volume.
+const BATCH_FILES: usize = 128;
+const BATCH_BYTES: u64 = 1 << 30;
 
 /// A bundle's journal: one line per committed part (`CHUNK SHA256`) or whole entry
 /// (`entry ENTRY DIGEST`), appended and synced as they are committed.
@@ -59,10 +67,10 @@ impl<'b> Extractor<'b> {
     /// already in place that it did not commit, and finish entries whose parts were all
     /// written before that run stopped.
     pub fn new(bundle: &'b Bundle, store: &'b BlobStore, files_dir: PathBuf) -> Result<Extractor<'b>> {
-        let dir = store.state_dir().join("journal");
-        fs::create_dir_all(&dir).at(&dir)?;
-        fs::create_dir_all(store.state_dir().join("partial")).at(store.state_dir())?;
-        let journal_path = dir.join(&bundle.manifest.id);
+        for dir in [store.state(State::Journals), store.state(State::Partials)] {
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        let journal_path = store.state(State::Journal(&bundle.manifest.id));
         let mut journal = Journal::default();
         if let Ok(file) = File::open(&journal_path) {
             for line in BufReader::new(file).lines() {
@@ -96,6 +104,7 @@ impl<'b> Extractor<'b> {
             damaged: Vec::new(),
             from_journal: 0,
             rolling: Mutex::default(),
+            batch: Mutex::default(),
         };
         ex.check_in_place()?;
         for e in 0..bundle.manifest.entries.len() {
@@ -216,7 +225,7 @@ impl<'b> Extractor<'b> {
     }
 
     fn partial_path(&self, e: usize) -> PathBuf {
-        self.store.state_dir().join("partial").join(format!("{}.{e}", self.bundle.manifest.id))
+        self.store.state(State::EntryParts(&self.bundle.manifest.id, e))
     }
 
     /// Append a line to the journal (synced).
@@ -240,11 +249,42 @@ impl<'b> Extractor<'b> {
         Ok(self.entry_chunks(e).iter().all(|x| guard.chunks.contains(x)))
     }
 
-    /// Record a whole entry committed (after its content was checked).
-    fn record_entry(&self, e: usize) -> Result<()> {
+    /// Add whole entry `e`, checked, to the batch; commit the batch when it is full.
+    fn pend(&self, e: usize, file: Pending) -> Result<()> {
+        let full = {
+            let mut guard = self.batch.lock().map_err(|_| crate::error::usage("internal: batch lock poisoned"))?;
+            let (batch, entries) = &mut *guard;
+            batch.add(file);
+            entries.push(e);
+            let bytes: u64 = entries.iter().map(|&e| self.entry(e).size).sum();
+            (batch.len() >= BATCH_FILES || bytes >= BATCH_BYTES).then(|| std::mem::take(&mut *guard))
+        };
+        match full {
+            Some((batch, entries)) => self.commit_batch(batch, &entries),
+            None => Ok(()),
+        }
+    }
+
+    /// Commit the whole entries written so far (call at the end of a volume): until then
+    /// they are neither in place nor journaled.
+    pub fn flush(&self) -> Result<()> {
+        let (batch, entries) = match self.batch.lock() {
+            Ok(mut guard) => std::mem::take(&mut *guard),
+            Err(_) => return Err(crate::error::usage("internal: batch lock poisoned")),
+        };
+        self.commit_batch(batch, &entries)
+    }
+
+    /// Put a batch of whole entries in place, then journal them (one synced append).
+    fn commit_batch(&self, batch: Batch, entries: &[usize]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        batch.commit()?;
+        let lines: String = entries.iter().map(|&e| format!("entry {e} {}\n", self.entry(e).digest.hex())).collect();
         let mut guard = self.journal.lock().map_err(|_| crate::error::usage("internal: journal lock poisoned"))?;
-        self.append(&mut guard, &format!("entry {e} {}\n", self.entry(e).digest.hex()))?;
-        guard.entries.insert(e);
+        self.append(&mut guard, &lines)?;
+        guard.entries.extend(entries);
         Ok(())
     }
 
@@ -254,38 +294,36 @@ impl<'b> Extractor<'b> {
         let entry = self.entry(e);
         let partial = self.partial_path(e);
         let Some(dest) = self.destination(e) else { return Ok(()) };
-        let checked = match entry.compression {
+        match entry.compression {
             Compression::None => {
-                let digest = match hashed {
-                    Some(h) => h.finish(),
-                    None => crate::digest::file_digest(&partial)?,
-                };
-                let len = fs::metadata(&partial).at(&partial)?.len();
-                if len != entry.size || digest != entry.digest {
-                    Err(integrity(format!(
-                        "'{}' assembled from its parts is {len} bytes with {digest}; the signed manifest says {} bytes with {}",
-                        entry.path, entry.size, entry.digest
-                    )))
-                } else {
-                    File::open(&partial).and_then(|f| f.sync_all()).at(&partial)?;
-                    if let Some(dir) = dest.parent() {
-                        fs::create_dir_all(dir).at(dir)?;
-                    }
-                    fs::rename(&partial, &dest).at(&dest)?;
-                    return store::sync_dir(&dest);
+                let hashed = hashed.map(Hasher::finish);
+                let mut mismatched = false;
+                let placed = store::place_checked(&partial, &dest, &entry.digest, Some(entry.size), hashed, |w| {
+                    mismatched = true;
+                    mismatch(entry, "assembled from its parts is")(w)
+                });
+                if mismatched {
+                    self.start_over(e, &partial)?;
                 }
+                placed
             }
             Compression::Zstd => {
                 let source = File::open(&partial).at(&partial)?;
-                expand(source, entry, self.store.temp()?).and_then(|temp| store::commit(temp, &dest))
+                let out = self.store.file_writer(dest, &entry.digest, entry.size)?.hashed_by_caller();
+                let expanded = expand(source, entry, out).and_then(|out| out.commit(mismatch(entry, "expands to")));
+                if expanded.is_err() {
+                    self.forget(e)?;
+                }
+                fs::remove_file(&partial).at(&partial)?;
+                expanded
             }
-        };
-        if checked.is_err() {
-            // Start this entry over on the next run rather than trust its parts again.
-            self.forget(e)?;
         }
-        fs::remove_file(&partial).at(&partial)?;
-        checked
+    }
+
+    /// Start entry `e` over on the next run rather than trust its parts again.
+    fn start_over(&self, e: usize, partial: &std::path::Path) -> Result<()> {
+        self.forget(e)?;
+        fs::remove_file(partial).at(partial)
     }
 
     /// Drop an entry's parts from the journal.
@@ -363,44 +401,36 @@ impl Sink for Extractor<'_> {
             let file = DirectWriter::at(file, &path, offset, self.store.direct_io());
             return Ok(Box::new(PartWriter { ex: self, c, e, file, hasher }));
         }
-        let temp = self.store.temp()?;
+        // The reader checks every chunk (a whole raw entry's chunk hash is its digest) and the
+        // expander its output, before either commits.
+        let out = self.store.file_writer(dest, &entry.digest, entry.size)?.hashed_by_caller();
         Ok(match entry.compression {
-            Compression::None => Box::new(WholeWriter {
-                file: DirectWriter::temp(&temp, self.store.direct_io())?,
-                temp,
-                dest,
-                ex: self,
-                e,
-            }),
-            Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, temp)?, dest, ex: self, e }),
+            Compression::None => Box::new(WholeWriter { out, ex: self, e }),
+            Compression::Zstd => Box::new(ZstdWriter { exp: Expander::new(entry, out)?, ex: self, e }),
         })
     }
 }
 
 /// A whole uncompressed entry: its chunk hash is its digest.
 struct WholeWriter<'x, 'b> {
-    temp: NamedTempFile,
-    file: DirectWriter,
-    dest: PathBuf,
+    out: BlobWriter,
     ex: &'x Extractor<'b>,
     e: usize,
 }
 
 impl ChunkWriter for WholeWriter<'_, '_> {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.file.write_all(data)
+        self.out.write_all(data)
     }
     fn commit(self: Box<Self>) -> Result<()> {
-        self.file.finish()?;
-        store::commit(self.temp, &self.dest)?;
-        self.ex.record_entry(self.e)
+        let file = self.out.commit_later(mismatch(self.ex.entry(self.e), "is"))?;
+        self.ex.pend(self.e, file)
     }
 }
 
 /// A whole compressed entry, expanded while it streams in.
 struct ZstdWriter<'x, 'b> {
-    exp: Expander<NamedTempFile>,
-    dest: PathBuf,
+    exp: Expander<BlobWriter>,
     ex: &'x Extractor<'b>,
     e: usize,
 }
@@ -410,9 +440,20 @@ impl ChunkWriter for ZstdWriter<'_, '_> {
         self.exp.write(data)
     }
     fn commit(self: Box<Self>) -> Result<()> {
-        let temp = self.exp.finish()?;
-        store::commit(temp, &self.dest)?;
-        self.ex.record_entry(self.e)
+        let out = self.exp.finish()?;
+        let file = out.commit_later(mismatch(self.ex.entry(self.e), "expands to"))?;
+        self.ex.pend(self.e, file)
+    }
+}
+
+/// The error when what was written for `entry` is not what was signed: "'PATH' `what`
+/// N bytes with DIGEST; the signed manifest says …".
+fn mismatch<'a>(entry: &'a Entry, what: &'a str) -> impl FnOnce(Written) -> Error + 'a {
+    move |written| {
+        integrity(format!(
+            "'{}' {what} {} bytes with {}; the signed manifest says {} bytes with {}",
+            entry.path, written.size, written.digest, entry.size, entry.digest
+        ))
     }
 }
 

@@ -78,14 +78,16 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record kept in `state_dir` (none yet: empty).
-    pub fn open(state_dir: &Path) -> Result<Record> {
-        let path = state_dir.join("trust.json");
+    /// The record kept in `store`'s state (none yet: empty): beside what a destination
+    /// serves (the layout, the registry's storage); for `--to`, beside the staging store
+    /// (this host).
+    pub fn open(store: &BlobStore) -> Result<Record> {
+        let path = store.state(crate::store::State::Trust);
         let state = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 usage(format!("{}: not a rollback record ({e}); move it away to start a new one", path.display()))
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State { version: 1, ..earlier(state_dir) },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State { version: 1, ..earlier(store) },
             Err(e) => return Err(crate::error::Error::io(&path, e)),
         };
         Ok(Record { path, state })
@@ -190,8 +192,8 @@ impl Record {
 
 /// What an earlier airlift recorded in `accepted.json` (per key and bundle name: the last
 /// sequence and its manifest), so that upgrading keeps that protection.
-fn earlier(state_dir: &Path) -> State {
-    let path = state_dir.join("accepted.json");
+fn earlier(store: &BlobStore) -> State {
+    let path = store.state(crate::store::State::Accepted);
     let old: BTreeMap<String, serde_json::Value> =
         std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let bundles = old

@@ -390,7 +390,7 @@ impl<'a> BundleWriter<'a> {
         let (temp, sha256) = vol.close()?;
         let file_name = names::volume_file(&self.settings.name, v);
         let dest = self.settings.dir.join(&file_name);
-        crate::store::commit(temp, &dest)?;
+        crate::store::commit_file(temp, &dest, crate::store::Commit::PUBLIC)?;
         debug_assert!(written <= self.settings.volume_size);
         self.volumes.push(Volume { file: file_name, size: written, sha256 });
         Ok(())

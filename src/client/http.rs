@@ -17,13 +17,13 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_RANGE, CONTENT_T
 
 use crate::client::auth::{Challenge, Credentials, Keyring, TokenResponse};
 use crate::client::retry::{parse_retry_after, RetryPolicy};
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::oci::layout::BlobRef;
 use crate::oci::names::{ImageRef, Reference};
 use crate::oci::{self, MAX_MANIFEST};
 use crate::progress::Progress;
-use crate::store::{self, BlobStore, DirectReader, DirectWriter};
+use crate::store::{self, BlobStore, BlobWriter};
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -515,133 +515,136 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<()> {
         let what = format!("fetching blob {}", blob.digest);
-        let path = format!("/v2/{}/blobs/{}", image.repository, blob.digest);
-        let counters = &self.shared.counters;
+        let wrong_content = |found: store::Written| {
+            integrity(format!(
+                "{image}: blob {} from {} has digest {}: the registry sent wrong content",
+                blob.digest, image.registry, found.digest
+            ))
+        };
         // What an earlier, cut-off fetch left is resumed from (and hashed first).
-        let (mut temp, on_disk) = store.partial(&blob.digest)?;
-        let mut hasher = Hasher::new();
-        let mut have: u64 = 0;
-        if on_disk > blob.size {
-            temp.as_file().set_len(0).at(temp.path())?;
-        } else if on_disk > 0 {
-            std::io::copy(&mut DirectReader::open(temp.path())?, &mut hasher).at(temp.path())?;
-            have = on_disk;
-            if have == blob.size && hasher.clone().finish() == blob.digest {
-                store::commit(temp, &store.path(&blob.digest))?;
-                return Ok(());
-            }
+        let mut out = store.resume(&blob.digest, blob.size)?;
+        if out.complete() {
+            return out.commit(wrong_content);
         }
-        let mut file = DirectWriter::at(temp.reopen().at(temp.path())?, temp.path(), have, store.direct_io());
-        let mut tries = self.policy().tries().counting(&counters.retries);
-        let mut resumed = have > 0;
+        let mut tries = self.policy().tries().counting(&self.shared.counters.retries);
+        let mut resumed = out.written() > 0;
         let mut restarted_after_mismatch = false;
-        if have == blob.size {
+        if out.written() == blob.size {
             // Whole yet wrong: start over.
             restarted_after_mismatch = true;
-            restart(&mut file, &mut hasher, &mut have)?;
+            out.restart()?;
         }
         let mut buf = vec![0u8; BUF];
         loop {
-            let range = (have > 0).then(|| format!("bytes={have}-"));
-            let mut resp = self.send(image, &what, &|http, base| {
-                let rb = http.get(format!("{base}{path}"));
-                match &range {
-                    Some(r) => rb.header(RANGE, r),
-                    None => rb,
-                }
-            })?;
-            let status = resp.status().as_u16();
-            match status {
-                206 if have > 0 => {
-                    let start = header(resp.headers(), CONTENT_RANGE.as_str()).and_then(|v| content_range_start(&v));
-                    if start != Some(have) {
-                        restart(&mut file, &mut hasher, &mut have)?;
-                        continue;
-                    }
-                    resumed = true;
-                }
-                200 => {
-                    if have > 0 {
-                        // The registry ignored the range: start over.
-                        restart(&mut file, &mut hasher, &mut have)?;
-                    }
-                }
-                404 => {
-                    return Err(usage(format!(
-                        "{image}: blob {} is not in repository {} of {}{}",
-                        blob.digest,
-                        image.repository,
-                        image.registry,
-                        error_detail(resp)
-                    )))
-                }
-                _ => {
-                    return Err(usage(format!("{image}: {what}: the registry answered {status}{}", error_detail(resp))))
-                }
-            }
+            let Some(mut resp) = self.blob_response(image, blob, &what, &mut out)? else { continue };
+            resumed |= resp.status().as_u16() == 206;
             // Stream the body; a read error or an early end is a drop, resumed from `have`.
-            let before = have;
-            let dropped = loop {
-                let n = match resp.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => break Some(e.to_string()),
-                };
-                if n == 0 {
-                    break (have < blob.size).then(|| format!("the body ended after {have} of {} bytes", blob.size));
-                }
-                if have + n as u64 > blob.size {
-                    return Err(integrity(format!(
-                        "{image}: blob {} is larger than the {} bytes its descriptor says",
-                        blob.digest, blob.size
-                    )));
-                }
-                file.write_all(&buf[..n])?;
-                hasher.update(&buf[..n]);
-                have += n as u64;
-                counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                progress.advance(n as u64);
-            };
-            if let Some(reason) = dropped {
-                if have > before {
+            let before = out.written();
+            if let Some(reason) = self.stream_blob(image, blob, &mut resp, &mut out, &mut buf, progress)? {
+                if out.written() > before {
                     // Bytes arrived since the last drop: this drop is the first of a new count.
                     tries.restart();
                 }
                 if !tries.again(None) {
                     // Keep what arrived for the next run to resume from.
-                    file.finish()?;
-                    temp.disable_cleanup(true);
+                    out.keep()?;
                     return Err(usage(format!("{image}: {what}: {reason} (gave up after {} tries)", tries.failed())));
                 }
                 continue;
             }
-            let digest = hasher.clone().finish();
-            if digest != blob.digest {
-                if resumed && !restarted_after_mismatch {
-                    // A registry (or proxy) that got a range wrong: fetch it whole once.
-                    restarted_after_mismatch = true;
-                    resumed = false;
-                    restart(&mut file, &mut hasher, &mut have)?;
-                    continue;
-                }
-                return Err(integrity(format!(
-                    "{image}: blob {} from {} has digest {digest}: the registry sent wrong content",
-                    blob.digest, image.registry
-                )));
+            if !out.complete() && resumed && !restarted_after_mismatch {
+                // A registry (or proxy) that got a range wrong: fetch it whole once.
+                restarted_after_mismatch = true;
+                resumed = false;
+                out.restart()?;
+                continue;
             }
-            file.finish()?;
-            store::commit(temp, &store.path(&blob.digest))?;
-            counters.blobs.fetch_add(1, Ordering::Relaxed);
+            out.commit(wrong_content)?;
+            self.shared.counters.blobs.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
     }
-}
 
-fn restart(file: &mut DirectWriter, hasher: &mut Hasher, have: &mut u64) -> Result<()> {
-    file.reset()?;
-    *hasher = Hasher::new();
-    *have = 0;
-    Ok(())
+    /// Ask for the rest of `blob` (from what `out` holds, with `Range`); the response to
+    /// stream, or `None` to ask again (`out` was started over: the registry answered
+    /// another range).
+    fn blob_response(
+        &self,
+        image: &ImageRef,
+        blob: &BlobRef,
+        what: &str,
+        out: &mut BlobWriter,
+    ) -> Result<Option<Response>> {
+        let path = format!("/v2/{}/blobs/{}", image.repository, blob.digest);
+        let have = out.written();
+        let range = (have > 0).then(|| format!("bytes={have}-"));
+        let resp = self.send(image, what, &|http, base| {
+            let rb = http.get(format!("{base}{path}"));
+            match &range {
+                Some(r) => rb.header(RANGE, r),
+                None => rb,
+            }
+        })?;
+        let status = resp.status().as_u16();
+        match status {
+            206 if have > 0 => {
+                let start = header(resp.headers(), CONTENT_RANGE.as_str()).and_then(|v| content_range_start(&v));
+                if start != Some(have) {
+                    out.restart()?;
+                    return Ok(None);
+                }
+            }
+            200 => {
+                if have > 0 {
+                    // The registry ignored the range: start over.
+                    out.restart()?;
+                }
+            }
+            404 => {
+                return Err(usage(format!(
+                    "{image}: blob {} is not in repository {} of {}{}",
+                    blob.digest,
+                    image.repository,
+                    image.registry,
+                    error_detail(resp)
+                )))
+            }
+            _ => return Err(usage(format!("{image}: {what}: the registry answered {status}{}", error_detail(resp)))),
+        }
+        Ok(Some(resp))
+    }
+
+    /// Stream a blob response into `out`; why it was cut off, if it was (to be resumed).
+    fn stream_blob(
+        &self,
+        image: &ImageRef,
+        blob: &BlobRef,
+        resp: &mut Response,
+        out: &mut BlobWriter,
+        buf: &mut [u8],
+        progress: &dyn Progress,
+    ) -> Result<Option<String>> {
+        loop {
+            let n = match resp.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Ok(Some(e.to_string())),
+            };
+            let have = out.written();
+            if n == 0 {
+                return Ok((have < blob.size).then(|| format!("the body ended after {have} of {} bytes", blob.size)));
+            }
+            if have + n as u64 > blob.size {
+                return Err(integrity(format!(
+                    "{image}: blob {} is larger than the {} bytes its descriptor says",
+                    blob.digest, blob.size
+                )));
+            }
+            out.write_all(&buf[..n])?;
+            self.shared.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            progress.advance(n as u64);
+        }
+    }
 }
 
 fn build_http(shared: &Shared) -> Result<reqwest::blocking::Client> {

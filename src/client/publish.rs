@@ -33,7 +33,7 @@ use crate::oci::layout::read_limited;
 use crate::oci::names::{valid_host, ImageRef, Repository, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
 use crate::registry::mirror::{self, Target};
-use crate::store::BlobStore;
+use crate::store::{BlobStore, State};
 use crate::workers;
 
 /// `docker://HOST[:PORT]/PREFIX`: where `unpack --to` pushes.
@@ -136,11 +136,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Journal {
     pub fn open(store: &BlobStore, bundle_id: &str, dest: &Destination) -> Result<Journal> {
-        let dir = store.state_dir().join("push");
-        std::fs::create_dir_all(&dir).at(&dir)?;
         let host: String =
             dest.registry.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
-        let path = dir.join(format!("{bundle_id}@{host}"));
+        let path = store.state(State::Push(bundle_id, &host));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).at(dir)?;
+        }
         let mut e = Entries::default();
         if let Ok(file) = File::open(&path) {
             let mut reader = BufReader::new(file);

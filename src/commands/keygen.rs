@@ -1,13 +1,13 @@
 //! `airlift keygen`: create a minisign key pair (NAME.key, mode 0600, and NAME.pub).
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::cli::KeygenArgs;
 use crate::error::{usage, Error, Status};
 use crate::minisign::{self, SecretKey};
 use crate::output::Output;
+use crate::store::{self, Commit};
 
 pub fn run(args: &KeygenArgs, out: &Output) -> anyhow::Result<Status> {
     check_name(&args.name)?;
@@ -44,17 +44,17 @@ pub fn run(args: &KeygenArgs, out: &Output) -> anyhow::Result<Status> {
     let (secret, public) = SecretKey::generate().map_err(Error::from)?;
     let secret_text = secret.to_file_text(password.as_deref()).map_err(Error::from)?;
 
-    let secret_file = write_temp(&args.out, &secret_path, secret_text.as_bytes(), 0o600)?;
-    let public_file = write_temp(&args.out, &public_path, public.to_file_text().as_bytes(), 0o644)?;
-    commit(secret_file, &secret_path, args.force)?;
-    if let Err(e) = commit(public_file, &public_path, args.force) {
+    // Both files are written before either is committed, so a failure leaves no half pair.
+    let secret_file = write_temp(&args.out, secret_text.as_bytes())?;
+    let public_file = write_temp(&args.out, public.to_file_text().as_bytes())?;
+    commit(secret_file, &secret_path, 0o600, args.force)?;
+    if let Err(e) = commit(public_file, &public_path, 0o644, args.force) {
         if !args.force {
             // The secret key was new; do not leave half a key pair behind.
             let _ = std::fs::remove_file(&secret_path);
         }
         return Err(e);
     }
-    sync_dir(&args.out)?;
 
     let key_id = public.key_id_hex();
     let encrypted = password.is_some();
@@ -101,34 +101,22 @@ fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Write `bytes` to a fresh temporary file next to `dest` with `mode`, and fsync it.
-fn write_temp(dir: &Path, dest: &Path, bytes: &[u8], mode: u32) -> Result<tempfile::NamedTempFile, Error> {
-    let prefix = format!(".{}.", dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-    // tempfile creates the file with mode 0600, so the secret is never readable by others.
-    let mut file =
-        tempfile::Builder::new().prefix(&prefix).suffix(".tmp").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
-    let temp = file.path().to_path_buf();
-    file.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .and_then(|_| file.write_all(bytes))
-        .and_then(|_| file.as_file().sync_all())
-        .map_err(|e| Error::io(&temp, e))?;
+/// Write `bytes` to a fresh temp file in `dir` (mode 0600 until its commit gives it its own).
+fn write_temp(dir: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, Error> {
+    let mut file = store::temp_in(dir)?;
+    file.write_all(bytes).map_err(|e| Error::io(file.path(), e))?;
     Ok(file)
 }
 
-/// Rename the temporary file into place; without `force`, never replace an existing file
+/// Put the temp file in place with `mode`; without `force`, never replace an existing file
 /// (one created since the check at the start is caught here).
-fn commit(file: tempfile::NamedTempFile, dest: &Path, force: bool) -> anyhow::Result<()> {
-    let result = if force { file.persist(dest) } else { file.persist_noclobber(dest) };
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+fn commit(file: tempfile::NamedTempFile, dest: &Path, mode: u32, force: bool) -> anyhow::Result<()> {
+    let how = if force { Commit::mode(mode) } else { Commit::mode(mode).no_clobber() };
+    match store::commit_file(file, dest, how) {
+        Ok(()) => Ok(()),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::AlreadyExists => {
             Err(usage(format!("{} already exists; use --force to overwrite the key pair", dest.display())).into())
         }
-        Err(e) => Err(Error::io(dest, e.error).into()),
+        Err(e) => Err(e.into()),
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(dir, e))
 }

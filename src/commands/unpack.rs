@@ -97,12 +97,6 @@ impl Destination {
         }
     }
 
-    /// Where this destination's rollback record lives: beside what it serves (the
-    /// layout, the registry's storage); for `--to`, beside the staging store (this host).
-    fn trust_dir(&self) -> std::path::PathBuf {
-        self.store().state_dir()
-    }
-
     /// The tags this bundle's images would set here, as this destination names them.
     fn claims(&self, bundle: &Bundle, args: &UnpackArgs) -> crate::error::Result<Vec<trust::Claim>> {
         let mut claims = Vec::new();
@@ -164,7 +158,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     store.purge_temps(&lock)?;
     trust::check_image_list(&bundle)?;
     let claims = dest.claims(&bundle, args)?;
-    let mut record = trust::Record::open(&dest.trust_dir())?;
+    let mut record = trust::Record::open(dest.store())?;
     if let Destination::Push { .. } = &dest {
         out.warn(format!(
             "rollback protection for --to is recorded on this host only ({}): another host or another \
@@ -193,6 +187,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         }
         progress.start(&format!("volume {v}"), bundle.volume_payload(v));
         let report = bundle.read_volume(v, &extractor, super::jobs(&args.read), progress.as_ref())?;
+        extractor.flush()?;
         progress.finish();
         if report.status == VolumeStatus::Missing {
             out.info(format!("{} is not here yet", report.file));

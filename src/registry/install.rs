@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,12 +21,11 @@ use rcgen::{
     GeneralSubtree, IsCa, KeyPair, KeyUsagePurpose, NameConstraints, SanType, SerialNumber,
 };
 use serde_json::json;
-use tempfile::NamedTempFile;
 use tokio_rustls::rustls;
 
 use super::config::{self, Config};
 use crate::error::{usage, Error, IoContext, Result};
-use crate::store;
+use crate::store::{self, Commit};
 
 /// Files of a root, relative to it (config.json is `config::CONFIG_FILE`).
 pub const HTPASSWD: &str = "htpasswd";
@@ -225,7 +224,7 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         storage: STORAGE.into(),
     };
     let unit = unit_text(&root);
-    write_file(&root.join(UNIT_NAME), unit.as_bytes(), 0o644)?;
+    store::write_file(&root.join(UNIT_NAME), unit.as_bytes(), Commit::mode(0o644))?;
     // Last: from here on the root counts as installed.
     config.save(&root)?;
     let left = problems(&root);
@@ -298,8 +297,8 @@ fn write_tls(
             Ok(Some(root.join(CA_CERT)))
         }
         (Tls::Operator(pair), _) => {
-            write_file(&root.join(SERVER_KEY), &pair.key_pem, 0o600)?;
-            write_file(&root.join(SERVER_CERT), &pair.cert_pem, 0o644)?;
+            store::write_file(&root.join(SERVER_KEY), &pair.key_pem, Commit::mode(0o600))?;
+            store::write_file(&root.join(SERVER_CERT), &pair.cert_pem, Commit::mode(0o644))?;
             // A CA left by a killed install that generated one is not this root's.
             for stale in [CA_KEY, CA_CERT] {
                 let path = root.join(stale);
@@ -324,7 +323,7 @@ fn write_credentials(root: &Path, repairing: bool, user: &str) -> Result<(String
         None => {
             let password = generate_password()?;
             let entry = htpasswd_entry(user, &password)?;
-            write_file(&htpasswd, entry.as_bytes(), 0o600)?;
+            store::write_file(&htpasswd, entry.as_bytes(), Commit::mode(0o600))?;
             Ok((user.to_string(), Some(password)))
         }
     }
@@ -383,13 +382,13 @@ fn generate_or_keep_tls(root: &Path, hostname: &str, repaired: &mut Vec<String>)
         Some(pems) => pems,
         None => {
             let pems = generate_tls(hostname, &addresses, None)?;
-            write_file(&ca_key_path, pems.ca_key.as_bytes(), 0o600)?;
-            write_file(&ca_cert_path, pems.ca_cert.as_bytes(), 0o644)?;
+            store::write_file(&ca_key_path, pems.ca_key.as_bytes(), Commit::mode(0o600))?;
+            store::write_file(&ca_cert_path, pems.ca_cert.as_bytes(), Commit::mode(0o644))?;
             pems
         }
     };
-    write_file(&key_path, pems.server_key.as_bytes(), 0o600)?;
-    write_file(&cert_path, pems.server_cert.as_bytes(), 0o644)
+    store::write_file(&key_path, pems.server_key.as_bytes(), Commit::mode(0o600))?;
+    store::write_file(&cert_path, pems.server_cert.as_bytes(), Commit::mode(0o644))
 }
 
 /// What is wrong with the root's files, each naming its file; empty: the root is installed.
@@ -441,9 +440,9 @@ pub fn problems(root: &Path) -> Vec<String> {
 fn lock_root(root: &Path) -> Result<File> {
     let not_writable =
         |path: &Path, e: std::io::Error| usage(format!("the registry root is not writable: {}: {e}", path.display()));
-    let dir = root.join(store::STATE_DIR);
-    fs::create_dir_all(&dir).map_err(|e| not_writable(&dir, e))?;
-    let path = dir.join("install.lock");
+    let path = store::State::InstallLock.under(root);
+    let dir = parent(&path);
+    fs::create_dir_all(dir).map_err(|e| not_writable(dir, e))?;
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -556,7 +555,7 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     }
     let mut bytes = lines.join("\n");
     bytes.push('\n');
-    write_file(&path, bytes.as_bytes(), 0o600)?;
+    store::write_file(&path, bytes.as_bytes(), Commit::mode(0o600))?;
     Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
 }
 
@@ -1200,26 +1199,11 @@ fn make_dir(dir: &Path, mode: u32) -> Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(mode)).at(dir)
 }
 
-/// Write `path` atomically with `mode`: the temp file is created 0600 and gets `mode`
-/// before it is fsynced and renamed, so a secret is never readable by others.
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut temp = store::temp_in(parent(path))?;
-    temp.write_all(bytes).at(temp.path())?;
-    commit(temp, path, mode)
-}
-
 fn copy_executable(from: &Path, to: &Path) -> Result<()> {
     let mut source = File::open(from).at(from)?;
     let mut temp = store::temp_in(parent(to))?;
     std::io::copy(&mut source, temp.as_file_mut()).at(temp.path())?;
-    commit(temp, to, 0o755)
-}
-
-fn commit(temp: NamedTempFile, path: &Path, mode: u32) -> Result<()> {
-    temp.as_file().set_permissions(fs::Permissions::from_mode(mode)).at(temp.path())?;
-    temp.as_file().sync_all().at(temp.path())?;
-    temp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    store::sync_dir(path)
+    store::commit_file(temp, to, Commit::mode(0o755))
 }
 
 fn parent(path: &Path) -> &Path {
@@ -1325,7 +1309,7 @@ fn enable_unit(unit: &str) -> ServiceStatus {
         }
         Ok(_) => {}
         Err(_) => {
-            if let Err(e) = write_file(&installed, unit.as_bytes(), 0o644) {
+            if let Err(e) = store::write_file(&installed, unit.as_bytes(), Commit::mode(0o644)) {
                 return ServiceStatus::Failed(e.to_string());
             }
         }

@@ -26,7 +26,7 @@
 //! while a server may be running: every operation is safe against concurrent ones.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -37,7 +37,7 @@ use crate::digest::Digest;
 use crate::error::{IoContext, Result};
 use crate::oci::walk::Kind;
 use crate::oci::{doc_type, DocType, MAX_MANIFEST, OCI_MANIFEST};
-use crate::store::{self, BlobStore};
+use crate::store::{self, write_atomic, BlobStore};
 
 use super::names::UploadId;
 use crate::oci::names::{valid_repository, valid_tag, Reference, Repository, Tag};
@@ -171,6 +171,13 @@ impl Storage {
         &self.blobs
     }
 
+    /// The blob store as the server writes into it: temp files under `uploads/`, which an
+    /// unpack's sweep of the store's temp files (under its run lock, while this server
+    /// runs) does not reach.
+    fn served_blobs(&self) -> BlobStore {
+        self.blobs.clone().temps_in(self.path(Loc::Uploads))
+    }
+
     // ---- the API `unpack --root` uses ------------------------------------------------
 
     /// Record that `repo` holds the (committed) blob `digest`.
@@ -228,7 +235,7 @@ impl Storage {
         }
         let link = self.path(Loc::Link(repo, digest));
         if !link.is_file() {
-            write_file(&link, b"")?;
+            write_atomic(&link, b"")?;
         }
         Ok(())
     }
@@ -264,11 +271,7 @@ impl Storage {
         // Validate before anything is written, so a bad manifest leaves nothing behind.
         let parsed = parse_manifest(bytes, content_type)?;
         self.check_references(repo, &parsed)?;
-        if !self.blobs.contains(&digest, bytes.len() as u64) {
-            let mut temp = store::temp_in(&self.path(Loc::Uploads))?;
-            temp.write_all(bytes).at(temp.path())?;
-            store::commit(temp, &self.blobs.path(&digest))?;
-        }
+        self.served_blobs().put_bytes(&digest, bytes)?;
         let stored = self.commit_manifest(repo, &digest, bytes.len() as u64, parsed)?;
         if let Some(tag) = tag {
             self.set_tag(repo, tag, &digest)?;
@@ -314,13 +317,13 @@ impl Storage {
             if let Some(a) = &parsed.annotations {
                 d["annotations"] = a.clone();
             }
-            write_file(&self.path(Loc::Referrer(repo, subject, digest)), &json_bytes(&d))?;
+            write_atomic(&self.path(Loc::Referrer(repo, subject, digest)), &json_bytes(&d))?;
         }
         let revision = Revision { media_type: parsed.media_type, size, subject };
         let rev_path = self.path(Loc::Revision(repo, digest));
         let bytes = json_bytes(&revision);
         if fs::read(&rev_path).ok().as_deref() != Some(&bytes[..]) {
-            write_file(&rev_path, &bytes)?;
+            write_atomic(&rev_path, &bytes)?;
         }
         Ok(Stored { digest: digest.clone(), revision })
     }
@@ -329,7 +332,7 @@ impl Storage {
         if !self.path(Loc::Revision(repo, digest)).is_file() {
             return Err(StorageError::ManifestUnknown(digest.to_string()));
         }
-        write_file(&self.path(Loc::Tag(repo, tag)), format!("{digest}\n").as_bytes())?;
+        write_atomic(&self.path(Loc::Tag(repo, tag)), format!("{digest}\n").as_bytes())?;
         Ok(())
     }
 
@@ -524,7 +527,7 @@ impl Storage {
         let data = self.path(Loc::UploadData(&id));
         fs::File::create(&data).at(&data)?;
         let state = UploadState { repository: repo.to_string(), started: unix_now() };
-        write_file(&self.path(Loc::UploadState(&id)), &json_bytes(&state))?;
+        write_atomic(&self.path(Loc::UploadState(&id)), &json_bytes(&state))?;
         Ok(Upload { id, data, size: 0 })
     }
 
@@ -569,29 +572,18 @@ impl Storage {
         hashed: Option<Digest>,
     ) -> SResult<u64> {
         let upload = self.upload(repo, id)?;
-        let actual = match hashed {
-            Some(d) => d,
-            None => crate::digest::file_digest(&upload.data)?,
-        };
-        if &actual != expected {
+        let mut mismatched = false;
+        let adopted = self.served_blobs().adopt(&upload.data, expected, hashed, |found| {
+            mismatched = true;
+            StorageError::DigestInvalid { expected: expected.clone(), actual: found.digest }
+        });
+        if mismatched {
             self.cancel_upload(id)?;
-            return Err(StorageError::DigestInvalid { expected: expected.clone(), actual });
         }
-        let dest = self.blobs.path(expected);
-        if !self.blobs.contains(expected, upload.size) {
-            use std::os::unix::fs::PermissionsExt;
-            let file = fs::File::open(&upload.data).at(&upload.data)?;
-            file.set_permissions(fs::Permissions::from_mode(0o644)).at(&upload.data)?;
-            file.sync_all().at(&upload.data)?;
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).at(parent)?;
-            }
-            fs::rename(&upload.data, &dest).at(&dest)?;
-            store::sync_dir(&dest)?;
-        }
+        let size = adopted?;
         self.add_link(repo, expected)?;
         self.cancel_upload(id)?;
-        Ok(upload.size)
+        Ok(size)
     }
 
     /// Remove upload sessions untouched for `max_age` (temp files: see
@@ -715,15 +707,6 @@ fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
     } else {
         Err(invalid(format!("unsupported manifest media type {media_type}")))
     }
-}
-
-/// Write a small file atomically, creating its directory.
-fn write_file(path: &Path, bytes: &[u8]) -> SResult<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).at(dir)?;
-    }
-    store::write_atomic(path, bytes)?;
-    Ok(())
 }
 
 /// Remove a file; false when it was not there.

@@ -7,7 +7,6 @@
 //! a pack killed at any point and run again fetches only what is not committed yet.
 
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 
@@ -15,13 +14,13 @@ use oci_spec::image::Descriptor;
 
 use crate::client::{Client, Options, Stats};
 use crate::digest::Digest;
-use crate::error::{integrity, usage, Error, IoContext, Result};
+use crate::error::{integrity, usage, Error, Result};
 use crate::oci::layout::{config_platform, read_limited, BlobRef, ResolvedImage};
 use crate::oci::names::{with_transport, ImageRef, Reference};
 use crate::oci::walk::{walk, Doc, Invalid, Manifests, Node, Role, Visitor};
 use crate::oci::{is_manifest, MAX_MANIFEST};
 use crate::progress::Progress;
-use crate::store::{self, BlobStore};
+use crate::store::BlobStore;
 use crate::workers;
 
 /// `--platform OS/ARCH[/VARIANT]`.
@@ -184,13 +183,9 @@ impl RegistrySource {
 
     /// Commit verified bytes into the cache under their digest.
     fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
-        if self.cache.contains(digest, bytes.len() as u64) {
-            return Ok(());
+        if self.cache.put_bytes(digest, bytes)? {
+            self.fetched_now(&BlobRef { digest: digest.clone(), size: bytes.len() as u64, media_type: String::new() });
         }
-        let mut temp = self.cache.temp()?;
-        temp.write_all(bytes).at(temp.path())?;
-        store::commit(temp, &self.cache.path(digest))?;
-        self.fetched_now(&BlobRef { digest: digest.clone(), size: bytes.len() as u64, media_type: String::new() });
         Ok(())
     }
 

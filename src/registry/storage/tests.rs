@@ -10,9 +10,7 @@ fn repo(s: &str) -> Repository {
 /// Commit a blob the way unpack does: through the shared BlobStore.
 fn put_blob(s: &Storage, bytes: &[u8]) -> Digest {
     let d = Digest::of(bytes);
-    let mut t = s.blobs().temp().unwrap();
-    t.write_all(bytes).unwrap();
-    store::commit(t, &s.blobs().path(&d)).unwrap();
+    assert!(s.blobs().put_bytes(&d, bytes).unwrap());
     d
 }
 
