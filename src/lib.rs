@@ -36,4 +36,5 @@ pub mod source;
 pub mod store;
 pub mod text;
 pub mod time;
+pub mod trip;
 pub mod workers;

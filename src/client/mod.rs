@@ -10,7 +10,7 @@
 
 pub mod auth;
 pub mod http;
-pub mod publish;
+pub use crate::trip::publish;
 pub mod push;
 pub mod reference;
 pub mod retry;
