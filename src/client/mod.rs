@@ -6,11 +6,10 @@
 //! - [`retry`]: which failures are retried and the backoff between tries
 //! - [`http`]: the blocking client itself
 //! - [`push`]: blob mounts and uploads, manifest pushes
-//! - [`publish`]: pushing a bundle's images in order, with a journal
 
 pub mod auth;
 pub mod http;
-pub use crate::trip::publish;
+
 pub mod push;
 pub mod reference;
 pub mod retry;

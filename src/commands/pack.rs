@@ -203,7 +203,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         front.push(item);
     }
     let layout_marker = br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec();
-    let index = index_json(images.iter().map(|i| (&i.digest, i.media_type.as_str(), i.size, i.reference.as_deref())));
+    let index = index_json(&images.iter().map(crate::trip::index_entry).collect::<Vec<_>>());
     for (path, bytes) in [(names::OCI_LAYOUT, layout_marker), (names::INDEX_JSON, index)] {
         front.push(Item {
             path: path.into(),

@@ -18,7 +18,7 @@ pub mod handlers;
 pub mod install;
 pub mod limits;
 pub mod log;
-pub use crate::trip::mirror;
+
 pub mod names;
 pub mod routes;
 pub mod server;
