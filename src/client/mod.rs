@@ -9,7 +9,6 @@
 
 pub mod auth;
 pub mod http;
-
 pub mod push;
 pub mod reference;
 pub mod retry;

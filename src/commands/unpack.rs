@@ -19,22 +19,14 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
     let bundle = reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?;
     bundle.check_expiry(crate::time::now())?;
-    let (target, section) = open_target(args, out)?;
-    let store_root = target.store().root().display().to_string();
-    let mut unpack = Unpack::start(&bundle, target.as_ref(), args.release_tags, |pid| {
+    let target = open_target(args, out)?;
+    let root = target.store().root().display().to_string();
+    let waiting = |pid: Option<u32>| {
         let holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-        out.info(format!("waiting for another unpack of {store_root}{holder}"));
-    })?;
-    if target.record_elsewhere() {
-        out.warn(format!(
-            "rollback protection for --to is recorded on this host only ({}): another host or another \
-             --cache does not see it",
-            unpack.record_path().display()
-        ));
-    }
-    for overridden in unpack.check_rollback(args.allow_rollback)? {
-        out.warn(format!("--allow-rollback: accepting a rollback: {overridden}"));
-    }
+        out.info(format!("waiting for another unpack of {root}{holder}"));
+    };
+    let (tags, allow) = (args.release_tags, args.allow_rollback);
+    let mut unpack = Unpack::start(&bundle, target.as_ref(), tags, allow, waiting, &|w| out.warn(w))?;
     let extractor = unpack.extractor()?;
     let progress = out.progress();
     let missing = |r: &reader::VolumeReport| out.info(format!("{} is not here yet", r.file));
@@ -47,7 +39,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         ));
     }
     let finished = unpack.finish(&extractor)?;
-    let images = present_published(out, &bundle, &finished.published, target.as_ref());
+    present_published(out, &bundle, &finished.published, target.as_ref());
     let results = unpack
         .cluster_results(&finished.complete, args.results.as_deref(), args.merge_pull_secret.as_deref())?
         .map(|r| present_results(out, &r));
@@ -59,10 +51,10 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         ));
     }
     let general = Vec::new();
-    let mut status = super::verify::summarize(&reports, &general);
-    if status == Status::Ok && !finished.all_done {
-        status = Status::Incomplete;
-    }
+    let status = match super::verify::summarize(&reports, &general) {
+        Status::Ok if !finished.all_done => Status::Incomplete,
+        status => status,
+    };
     if finished.all_done && status == Status::Ok {
         extractor.cleanup()?;
     }
@@ -79,21 +71,9 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         .iter()
         .map(|(path, replaced)| json!({ "entry": path, "replaced": replaced }))
         .collect::<Vec<_>>());
-    doc["moved"] = json!(finished
-        .published
-        .moved
-        .iter()
-        .map(|m| json!({ "ref": m.reference, "from": m.from, "to": m.to }))
-        .collect::<Vec<_>>());
-    if let Some((key, mut body)) = section {
-        body["images"] = json!(images);
-        if let Some(p) = &finished.published.pushed {
-            body["pushed"] = json!(p.pushed);
-            body["skipped"] = json!(p.skipped);
-            body["mounted"] = json!(p.mounted);
-            body["bytes"] = json!(p.bytes);
-        }
-        doc[key] = body;
+    doc["moved"] = json!(finished.published.moved);
+    if let Some((key, section)) = target.document(&bundle, &finished.published) {
+        doc[key] = section;
     }
     if let Some(r) = results {
         doc["results"] = r;
@@ -102,15 +82,11 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     Ok(status)
 }
 
-/// The key and start of a target's section of the JSON document (`registry`, `push`;
-/// none for a layout).
-type Section = Option<(&'static str, Value)>;
-
-/// The target the arguments name, and its section of the JSON document.
-fn open_target(args: &UnpackArgs, out: &Output) -> crate::error::Result<(Box<dyn Target>, Section)> {
+/// The target the arguments name.
+fn open_target(args: &UnpackArgs, out: &Output) -> crate::error::Result<Box<dyn Target>> {
     let authfile = args.connect.authfile.clone();
     if let Some(layout) = &args.layout {
-        return Ok((Box::new(Layout::create(layout)?), None));
+        return Ok(Box::new(Layout::create(layout)?));
     }
     if let Some(to) = &args.to {
         let to = Destination::parse(to)?;
@@ -120,27 +96,21 @@ fn open_target(args: &UnpackArgs, out: &Output) -> crate::error::Result<(Box<dyn
         };
         let client = Client::new(super::client_options(&args.connect))?;
         let options = PushOptions { chunk: args.upload_chunk.0, parallel: args.parallel.into() };
-        let section = json!({ "registry": to.registry, "prefix": to.prefix });
-        return Ok((Box::new(Push::open(&staging, to, client, options, authfile)?), Some(("push", section))));
+        return Ok(Box::new(Push::open(&staging, to, client, options, authfile)?));
     }
     let root = args
         .root
         .as_deref()
         .ok_or_else(|| usage("give --layout OUT, --root ROOT or --to docker://HOST[:PORT][/PREFIX]"))?;
     let report = |done: &install::Installed| install::report(out, done);
-    let root = Root::open(root, args.hostname.clone(), !args.no_start, args.prefix.clone(), authfile, report)?;
-    let section = json!({ "url": root.url(), "installed": root.installed() });
-    Ok((Box::new(root), Some(("registry", section))))
+    Ok(Box::new(Root::open(root, args.hostname.clone(), !args.no_start, args.prefix.clone(), authfile, report)?))
 }
 
 /// Print the references the images are pulled by and what a push did, then the refs
-/// that moved; returns the images' JSON.
-fn present_published(out: &Output, bundle: &Bundle, published: &Published, target: &dyn Target) -> Vec<Value> {
-    let mut images = Vec::new();
-    for (i, reference) in &published.references {
-        let image = &bundle.manifest.images[*i];
+/// that moved.
+fn present_published(out: &Output, bundle: &Bundle, published: &Published, target: &dyn Target) {
+    for (_, reference) in &published.references {
         out.info(format!("  {reference}"));
-        images.push(json!({ "source": image.source, "digest": image.digest, "reference": reference }));
     }
     if let Some(p) = &published.pushed {
         out.info(format!(
@@ -161,7 +131,6 @@ fn present_published(out: &Output, bundle: &Bundle, published: &Published, targe
             bundle.manifest.name
         ));
     }
-    images
 }
 
 /// Print where the cluster results are; returns their JSON.
@@ -176,14 +145,5 @@ fn present_results(out: &Output, r: &Results) -> Value {
     if r.tagged > 0 {
         out.info(format!("  {} release component tag(s) VERSION-ARCH-NAME added", r.tagged));
     }
-    json!({
-        "dir": r.dir,
-        "files": r.written.files.iter().map(|(what, path)| json!({"kind": what, "path": path})).collect::<Vec<_>>(),
-        "pull_secret": r.pull_secret,
-        "release_tags": r.tagged,
-        "releases": r.releases.iter().map(|r| json!({
-            "version": r.version, "digest": r.digest, "components": r.components.len(),
-            "signatures": r.signatures.len(),
-        })).collect::<Vec<_>>(),
-    })
+    r.document()
 }

@@ -47,8 +47,9 @@ pub struct IndexEntry<'a> {
 }
 
 /// A ref name in `index.json` that now points at another image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Moved {
+    #[serde(rename = "ref")]
     pub reference: String,
     pub from: String,
     pub to: String,

@@ -97,3 +97,19 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
     let releases = request.releases.iter().filter(|r| complete_release(r)).cloned().collect();
     Ok(Some(Results { dir, written, pull_secret, tagged, releases }))
 }
+
+impl Results {
+    /// The results as the `--json` document reports them.
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dir": self.dir,
+            "files": self.written.files.iter().map(|(what, path)| serde_json::json!({"kind": what, "path": path})).collect::<Vec<_>>(),
+            "pull_secret": self.pull_secret,
+            "release_tags": self.tagged,
+            "releases": self.releases.iter().map(|r| serde_json::json!({
+                "version": r.version, "digest": r.digest, "components": r.components.len(),
+                "signatures": r.signatures.len(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

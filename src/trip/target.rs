@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::{json, Value};
+
 use crate::bundle::manifest::Image;
 use crate::bundle::reader::Bundle;
 use crate::client::{Client, ImageRef};
@@ -38,6 +40,9 @@ pub trait Target {
     fn mirror(&self) -> Option<&dyn Mirror>;
     /// Make the complete images (indexes into the bundle's images) visible.
     fn publish(&self, bundle: &Bundle, complete: &[usize]) -> Result<Published>;
+    /// The key and value of this target's section of unpack's JSON document (none for a
+    /// layout).
+    fn document(&self, bundle: &Bundle, published: &Published) -> Option<(&'static str, Value)>;
 
     /// The target is on another host, so its rollback record (on this one) is not
     /// where what it serves is.
@@ -62,6 +67,17 @@ pub struct Published {
     pub moved: Vec<Moved>,
     /// What a push did (`--to` only).
     pub pushed: Option<PushReport>,
+}
+
+impl Published {
+    /// The images made visible, as the JSON document lists them.
+    fn images(&self, bundle: &Bundle) -> Value {
+        let images = self.references.iter().map(|(i, reference)| {
+            let image = &bundle.manifest.images[*i];
+            json!({ "source": image.source, "digest": image.digest, "reference": reference })
+        });
+        Value::Array(images.collect())
+    }
 }
 
 /// An OCI image layout: `index.json` lists the complete images.
@@ -101,6 +117,9 @@ impl Target for Layout {
         let moved = crate::oci::update_index(&self.0.root().join("index.json"), &entries)?;
         Ok(Published { moved, ..Published::default() })
     }
+    fn document(&self, _: &Bundle, _: &Published) -> Option<(&'static str, Value)> {
+        None
+    }
 }
 
 /// A root of airlift's own registry: blobs go straight into its storage.
@@ -136,15 +155,6 @@ impl Root {
         let config = Config::load(root)?;
         let storage = Storage::open(&config.storage_dir(root))?;
         Ok(Root { root: root.to_path_buf(), config, storage, prefix, authfile, installed })
-    }
-
-    /// The install report, when this run installed the registry.
-    pub fn installed(&self) -> Option<&serde_json::Value> {
-        self.installed.as_ref()
-    }
-
-    pub fn url(&self) -> String {
-        self.config.url()
     }
 
     /// The manifest `repository:tag` points at, if any.
@@ -195,6 +205,10 @@ impl Target for Root {
             published.references.push((i, reference));
         }
         Ok(published)
+    }
+    fn document(&self, bundle: &Bundle, published: &Published) -> Option<(&'static str, Value)> {
+        let images = published.images(bundle);
+        Some(("registry", json!({ "url": self.config.url(), "images": images, "installed": self.installed })))
     }
 }
 
@@ -280,6 +294,14 @@ impl Target for Push {
             moved: Vec::new(),
             pushed: Some(report),
         })
+    }
+    fn document(&self, bundle: &Bundle, published: &Published) -> Option<(&'static str, Value)> {
+        let mut doc =
+            json!({ "registry": self.to.registry, "prefix": self.to.prefix, "images": published.images(bundle) });
+        if let Some(Value::Object(counts)) = published.pushed.map(|p| json!(p)) {
+            counts.into_iter().for_each(|(k, v)| doc[k] = v);
+        }
+        Some(("push", doc))
     }
 }
 

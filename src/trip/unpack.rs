@@ -41,12 +41,16 @@ pub struct Finished {
 
 impl<'a> Unpack<'a> {
     /// Lock the target's store (`waiting` hears who holds it, if another run does),
-    /// sweep killed runs' temp files, and open the target's rollback record.
+    /// sweep killed runs' temp files, and check the bundle against the target's rollback
+    /// record: a rollback of any tag the bundle claims is refused, or with
+    /// `allow_rollback` accepted with a warning.
     pub fn start(
         bundle: &'a Bundle,
         target: &'a dyn Target,
         release_tags: bool,
+        allow_rollback: bool,
         waiting: impl FnOnce(Option<u32>),
+        warn: &dyn Fn(String),
     ) -> Result<Unpack<'a>> {
         let store = target.store();
         let lock = store.lock_run(waiting)?;
@@ -63,18 +67,17 @@ impl<'a> Unpack<'a> {
         };
         let claims = claims(bundle, target, &release_tags)?;
         let record = Record::open(&target.trust_dir())?;
+        if target.record_elsewhere() {
+            warn(format!(
+                "rollback protection for --to is recorded on this host only ({}): another host or another \
+                 --cache does not see it",
+                record.path().display()
+            ));
+        }
+        for overridden in record.check(bundle, &claims, allow_rollback)? {
+            warn(format!("--allow-rollback: accepting a rollback: {overridden}"));
+        }
         Ok(Unpack { bundle, target, _lock: lock, claims, release_tags, record })
-    }
-
-    /// Where the rollback record is.
-    pub fn record_path(&self) -> &Path {
-        self.record.path()
-    }
-
-    /// Refuse a rollback of any tag the bundle claims; with `allow`, accept it and
-    /// return what was overridden.
-    pub fn check_rollback(&self, allow: bool) -> Result<Vec<String>> {
-        self.record.check(self.bundle, &self.claims, allow)
     }
 
     /// The sink the volumes are read into.
