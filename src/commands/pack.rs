@@ -10,7 +10,7 @@ use crate::client::reference::TRANSPORT;
 use crate::error::{usage, Status};
 use crate::output::Output;
 use crate::size::{human, Media};
-use crate::trip::pack::{Packed, Plan, RegistryOptions, Request, Shape};
+use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_secret_key(&args.key, args.password_file.as_deref())?;
@@ -30,13 +30,11 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         volume_size,
         chunk_size: args.chunk_size.0,
     };
-    let plan = Plan::resolve(&request(args), shape, &key.public_key().key_id()).map_err(super::trip_error)?;
-    for w in &plan.warnings {
-        out.warn(w);
-    }
-    for r in &plan.releases_read {
-        out.info(format!("release {} ({}): {} components", r.version, r.source, r.components));
-    }
+    let note = |note: Note| match note {
+        Note::Warning(w) => out.warn(w),
+        Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
+    };
+    let plan = Plan::resolve(&request(args), shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =

@@ -70,11 +70,12 @@ pub struct Shape {
     pub chunk_size: u64,
 }
 
-/// A release payload read while resolving.
-pub struct ReleaseRead {
-    pub source: String,
-    pub version: String,
-    pub components: usize,
+/// What resolving tells as it goes.
+pub enum Note<'a> {
+    /// A warning about the image set file.
+    Warning(&'a str),
+    /// A release payload was read: (source, version, number of components).
+    Release(&'a str, &'a str, usize),
 }
 
 /// Everything the bundle will hold, ready to write.
@@ -86,10 +87,6 @@ pub struct Plan {
     pub releases: Vec<Release>,
     pub id: String,
     pub settings: Settings,
-    /// Warnings about the image set file.
-    pub warnings: Vec<String>,
-    /// The release payloads read, in order.
-    pub releases_read: Vec<ReleaseRead>,
     registry: Option<RegistrySource>,
     /// The registry blobs to fetch, with the image that needs each.
     wanted: Vec<(ImageRef, BlobRef)>,
@@ -109,17 +106,17 @@ impl Plan {
     /// Resolve every source; blobs shared by images are stored once. Releases come
     /// first: a release image's payload names its components, which are packed with it.
     /// Registry images are resolved together (manifests only, several at a time).
-    pub fn resolve(request: &Request, shape: Shape, key_id: &[u8; 8]) -> Result<Plan> {
+    pub fn resolve(request: &Request, shape: Shape, key_id: &[u8; 8], note: &dyn Fn(Note)) -> Result<Plan> {
         if !shape.force {
             refuse_existing_bundle(&shape.out, &shape.name)?;
         }
-        let (sources, release_sources, imageset) = all_sources(request)?;
+        let (sources, release_sources, imageset) = all_sources(request, note)?;
         let registry = if !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
             Some(registry_source(&request.registry)?)
         } else {
             None
         };
-        let payloads = read_releases(&release_sources, registry.as_ref(), imageset.as_ref(), request)?;
+        let payloads = read_releases(&release_sources, registry.as_ref(), imageset.as_ref(), request, note)?;
         let mut all = release_sources.clone();
         all.extend(payloads.iter().flat_map(|p| p.components.iter().map(|c| format!("{TRANSPORT}{}", c.image))));
         all.extend(sources);
@@ -128,11 +125,6 @@ impl Plan {
         let (images, blobs) = images_and_blobs(resolved);
 
         let mut items = front_items(request)?;
-        let releases_read = release_sources
-            .iter()
-            .zip(&payloads)
-            .map(|(s, p)| ReleaseRead { source: s.clone(), version: p.version.clone(), components: p.components.len() })
-            .collect();
         let mut releases = releases(&release_sources, payloads, &images)?;
         for path in &request.release_signatures {
             let release = signed_release(path, &mut releases)?;
@@ -156,8 +148,7 @@ impl Plan {
             volume_size: shape.volume_size,
             chunk_size: shape.chunk_size,
         };
-        let warnings = imageset.map(|s| s.warnings).unwrap_or_default();
-        Ok(Plan { images, items, releases, id, settings, warnings, releases_read, registry, wanted })
+        Ok(Plan { images, items, releases, id, settings, registry, wanted })
     }
 
     /// The bytes of every item.
@@ -200,7 +191,7 @@ impl Plan {
 
 /// The sources to resolve, the release sources (both in order, without repeats) and the
 /// image set file, if any.
-fn all_sources(request: &Request) -> Result<(Vec<String>, Vec<String>, Option<ImageSet>)> {
+fn all_sources(request: &Request, note: &dyn Fn(Note)) -> Result<(Vec<String>, Vec<String>, Option<ImageSet>)> {
     let mut sources = request.sources.clone();
     for file in &request.image_files {
         let listed = read_images_file(file)?;
@@ -212,6 +203,7 @@ fn all_sources(request: &Request) -> Result<(Vec<String>, Vec<String>, Option<Im
     let mut release_sources = request.releases.clone();
     let imageset = request.config.as_deref().map(imageset::load).transpose()?;
     if let Some(set) = &imageset {
+        set.warnings.iter().for_each(|w| note(Note::Warning(w)));
         release_sources.extend(set.releases.iter().cloned());
         sources.extend(set.additional.iter().cloned());
     }
@@ -234,6 +226,7 @@ fn read_releases(
     registry: Option<&RegistrySource>,
     imageset: Option<&ImageSet>,
     request: &Request,
+    note: &dyn Fn(Note),
 ) -> Result<Vec<Payload>> {
     let mut payloads = Vec::new();
     for source in release_sources {
@@ -250,6 +243,7 @@ fn read_releases(
                 .into());
             }
         }
+        note(Note::Release(source, &payload.version, payload.components.len()));
         payloads.push(payload);
     }
     Ok(payloads)
