@@ -15,6 +15,7 @@
 //! - [`media`]: opening files from the media (regular files only, bounded reads);
 //!   [`text`]: escaping strings nobody signed before they are shown
 //! - [`digest`], [`size`], [`time`]: small value types; [`workers`]: a scoped thread pool
+//! - [`trip`]: what pack and unpack do (plan, pipeline, unpack targets), below the commands
 //! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
 
 pub mod app;
@@ -36,4 +37,5 @@ pub mod source;
 pub mod store;
 pub mod text;
 pub mod time;
+pub mod trip;
 pub mod workers;

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airlift::openshift::release::{payload_files, Component};
+use airlift::bundle::manifest::Component;
+use airlift::openshift::release::payload_files;
 use serde_json::Value;
 use serde_yaml_ng::Value as Yaml;
 

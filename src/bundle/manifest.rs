@@ -57,9 +57,18 @@ pub struct Release {
     /// Its architectures as OpenShift names them in tags (`x86_64`, `aarch64`, …).
     pub architectures: Vec<String>,
     /// Every component the payload's image-references names.
-    pub components: Vec<crate::openshift::release::Component>,
+    pub components: Vec<Component>,
     /// Entry paths (`files/…`) of the release's signatures carried in the bundle.
     pub signatures: Vec<String>,
+}
+
+/// One component image of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    /// The ImageStream tag name, e.g. `cli` or `machine-config-operator`.
+    pub name: String,
+    /// Where the image is, by digest: `quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:…`.
+    pub image: String,
 }
 
 /// One image (manifest or index) as packed, with where it came from.

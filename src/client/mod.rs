@@ -5,11 +5,9 @@
 //! - [`retry`]: which failures are retried and the backoff between tries
 //! - [`http`]: the blocking client itself
 //! - [`push`]: blob mounts and uploads, manifest pushes
-//! - [`publish`]: pushing a bundle's images in order, with a journal
 
 pub mod auth;
 pub mod http;
-pub mod publish;
 pub mod push;
 pub mod retry;
 

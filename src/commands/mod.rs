@@ -45,3 +45,14 @@ pub fn client_options(c: &crate::cli::ConnectArgs) -> crate::client::Options {
         ..crate::client::Options::default()
     }
 }
+
+/// A trip library error as the chain the command reports (`error:`, `caused by:`).
+pub fn trip_error(e: crate::trip::Error) -> anyhow::Error {
+    use crate::trip::Error;
+    match e {
+        Error::Airlift(e) => e.into(),
+        Error::Io(e) => e.into(),
+        Error::During { what, source } => trip_error(*source).context(what),
+        e @ Error::Unfetched(_) => anyhow::Error::new(e),
+    }
+}

@@ -72,11 +72,69 @@ pub fn is_json(media_type: &str) -> bool {
     media_type.ends_with("json") || is_index(media_type) || is_manifest(media_type)
 }
 
-/// `index.json` of a layout holding these images (digest, media type, size, ref name).
-pub fn index_json<'a>(
-    images: impl Iterator<Item = (&'a crate::digest::Digest, &'a str, u64, Option<&'a str>)>,
-) -> Vec<u8> {
-    let manifests: Vec<serde_json::Value> = images.map(|(d, mt, size, r)| descriptor(d, mt, size, r)).collect();
+/// One image as `index.json` lists it: a plain descriptor with its ref name.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexEntry<'a> {
+    pub digest: &'a crate::digest::Digest,
+    pub media_type: &'a str,
+    pub size: u64,
+    pub reference: Option<&'a str>,
+}
+
+/// A ref name in `index.json` that now points at another image.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Moved {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// `index.json` of a layout holding these images.
+pub fn index_json(images: &[IndexEntry]) -> Vec<u8> {
+    index_bytes(images.iter().map(descriptor).collect())
+}
+
+/// Add `images` to the `index.json` at `path` (created when absent), keeping the images
+/// already listed; an image whose ref name is already there replaces it, and that ref
+/// is reported as moved when it pointed at another image.
+pub fn update_index(path: &std::path::Path, images: &[IndexEntry]) -> crate::error::Result<Vec<Moved>> {
+    let mut moved = Vec::new();
+    let mut manifests: Vec<serde_json::Value> = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
+            .ok_or_else(|| {
+                crate::error::usage(format!("{}: existing index.json is not an OCI index", path.display()))
+            })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(crate::error::Error::io(path, e)),
+    };
+    let ref_of = |d: &serde_json::Value| {
+        d.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(|r| r.as_str()).map(str::to_string)
+    };
+    for image in images {
+        let digest = image.digest.to_string();
+        if let Some(r) = image.reference {
+            for d in manifests.iter().filter(|d| ref_of(d).as_deref() == Some(r)) {
+                let from = d.get("digest").and_then(|x| x.as_str()).unwrap_or_default();
+                if from != digest {
+                    moved.push(Moved { reference: r.to_string(), from: from.to_string(), to: digest.clone() });
+                }
+            }
+        }
+        manifests.retain(|d| match image.reference {
+            Some(r) => ref_of(d).as_deref() != Some(r),
+            None => !(ref_of(d).is_none() && d.get("digest").and_then(|x| x.as_str()) == Some(&digest)),
+        });
+        manifests.push(descriptor(image));
+    }
+    crate::store::write_atomic(path, &index_bytes(manifests))?;
+    Ok(moved)
+}
+
+/// The bytes of an OCI index listing `manifests`.
+fn index_bytes(manifests: Vec<serde_json::Value>) -> Vec<u8> {
     let doc = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -88,18 +146,13 @@ pub fn index_json<'a>(
 }
 
 /// A descriptor as it appears in `index.json`.
-pub fn descriptor(
-    digest: &crate::digest::Digest,
-    media_type: &str,
-    size: u64,
-    reference: Option<&str>,
-) -> serde_json::Value {
+fn descriptor(image: &IndexEntry) -> serde_json::Value {
     let mut d = serde_json::json!({
-        "mediaType": media_type,
-        "digest": digest.to_string(),
-        "size": size,
+        "mediaType": image.media_type,
+        "digest": image.digest.to_string(),
+        "size": image.size,
     });
-    if let Some(r) = reference {
+    if let Some(r) = image.reference {
         d["annotations"] = serde_json::json!({ REF_NAME: r });
     }
     d

@@ -6,8 +6,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use crate::bundle::manifest::Component;
 use crate::error::{usage, Error, IoContext, Result};
 
 const REFERENCES: &str = "release-manifests/image-references";
@@ -21,15 +22,6 @@ pub struct Payload {
     pub version: String,
     /// Every component, in image-references order.
     pub components: Vec<Component>,
-}
-
-/// One component image of a release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Component {
-    /// The ImageStream tag name, e.g. `cli` or `machine-config-operator`.
-    pub name: String,
-    /// Where the image is, by digest: `quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:…`.
-    pub image: String,
 }
 
 #[derive(Deserialize)]

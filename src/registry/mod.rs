@@ -18,7 +18,6 @@ pub mod handlers;
 pub mod install;
 pub mod limits;
 pub mod log;
-pub mod mirror;
 pub mod names;
 pub mod routes;
 pub mod server;

@@ -1,6 +1,6 @@
 //! Publishing a bundle's images into a registry over the network
 //! (`unpack --to docker://HOST[:PORT]/PREFIX`), in the repositories
-//! [`mirror::target`](crate::registry::mirror::target) maps them to, in phases over every
+//! [`mirror::target`](crate::trip::mirror::target) maps them to, in phases over every
 //! image at once, each phase `parallel` requests at a time:
 //!
 //! 1. every distinct blob into the first repository that needs it (skipped when the
@@ -32,8 +32,8 @@ use crate::error::{usage, IoContext, Result};
 use crate::oci::layout::read_limited;
 use crate::oci::names::{valid_host, ImageRef, Repository, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
-use crate::registry::mirror::{self, Target};
 use crate::store::{BlobStore, State};
+use crate::trip::mirror::{self, Target};
 use crate::workers;
 
 /// `docker://HOST[:PORT]/PREFIX`: where `unpack --to` pushes.

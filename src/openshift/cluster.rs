@@ -1,0 +1,115 @@
+//! What a cluster needs to pull a bundle's `docker://` images from the mirror they were
+//! unpacked into: the mirror sets and install-config snippet, the release signatures,
+//! the release tags (`--release-tags`) and a merged pull secret (`--merge-pull-secret`),
+//! written into one results directory. The mirror itself (a registry root, a registry
+//! pushed to) is the caller's, seen through [`Mirror`].
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::manifest::{Image, Release};
+use crate::bundle::names;
+use crate::error::Result;
+use crate::openshift::{mappings, mirrorsets, object_name, ReleaseTag};
+
+/// A registry a bundle's images were mirrored into.
+pub trait Mirror {
+    /// `HOST[:PORT]`, as the cluster reaches it.
+    fn host(&self) -> String;
+    /// The repository `image` was mirrored to.
+    fn repository(&self, image: &Image) -> Result<String>;
+    /// Where the bundle's included files (release signatures among them) were written.
+    fn files_dir(&self) -> PathBuf;
+    /// Where results go when no directory is given (a bundle's go into `DIR/NAME`).
+    fn results_dir(&self) -> PathBuf;
+    /// Point `repository:tag` at `image`, already in the mirror.
+    fn tag(&self, image: &Image, repository: &str, tag: &str) -> Result<()>;
+    /// The user and password a pull secret gives for this mirror.
+    fn credentials(&self) -> Result<(String, String)>;
+}
+
+/// What to write for one unpack.
+pub struct Request<'a> {
+    /// The bundle's name (the objects are named after it).
+    pub name: &'a str,
+    /// Every image of the bundle.
+    pub images: &'a [Image],
+    /// The images now complete in the mirror.
+    pub complete: &'a [usize],
+    pub releases: &'a [Release],
+    /// The release tags to set, per release (empty without `--release-tags`).
+    pub release_tags: &'a [Vec<ReleaseTag>],
+    /// `--results DIR`.
+    pub dir: Option<&'a Path>,
+    /// `--merge-pull-secret FILE`.
+    pub merge_pull_secret: Option<&'a Path>,
+}
+
+/// What was written.
+pub struct Results {
+    pub dir: PathBuf,
+    pub written: mirrorsets::Written,
+    pub pull_secret: Option<PathBuf>,
+    /// Release component tags set.
+    pub tagged: usize,
+    /// The releases whose image is complete.
+    pub releases: Vec<Release>,
+}
+
+/// Write the results for the complete images; `None` when none of them came from a
+/// registry (OCI-layout images have nothing a cluster would pull from).
+pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> {
+    let images: Vec<Image> = request.complete.iter().map(|&i| request.images[i].clone()).collect();
+    let mappings = mappings(&images, &mirror.host(), &|i| mirror.repository(i))?;
+    if mappings.is_empty() {
+        return Ok(None);
+    }
+    let dir = request.dir.map(Path::to_path_buf).unwrap_or_else(|| mirror.results_dir().join(request.name));
+    let complete_release = |r: &Release| images.iter().any(|i| i.digest == r.digest);
+    let mut signatures = Vec::new();
+    for release in request.releases.iter().filter(|r| complete_release(r)) {
+        for entry in &release.signatures {
+            let file = mirror.files_dir().join(entry.trim_start_matches(names::FILES_PREFIX));
+            let bytes = std::fs::read(&file).map_err(|e| crate::error::Error::io(&file, e))?;
+            signatures.push(mirrorsets::Signature { release: release.digest.clone(), bytes });
+        }
+    }
+    let written = mirrorsets::write_results(&dir, &object_name(request.name), &mappings, &signatures)?;
+
+    let mut tagged = 0;
+    for (release, tags) in request.releases.iter().zip(request.release_tags) {
+        if complete_release(release) {
+            for t in tags {
+                mirror.tag(&request.images[t.image], &t.repository, &t.tag)?;
+                tagged += 1;
+            }
+        }
+    }
+
+    let mut pull_secret = None;
+    if let Some(file) = request.merge_pull_secret {
+        let existing = crate::oci::layout::read_limited(file, 1 << 20)?;
+        let (user, password) = mirror.credentials()?;
+        let merged = mirrorsets::merge_pull_secret(&existing, &mirror.host(), &user, &password)?;
+        let path = dir.join("pull-secret.json");
+        crate::store::write_private(&path, &merged)?;
+        pull_secret = Some(path);
+    }
+    let releases = request.releases.iter().filter(|r| complete_release(r)).cloned().collect();
+    Ok(Some(Results { dir, written, pull_secret, tagged, releases }))
+}
+
+impl Results {
+    /// The results as the `--json` document reports them.
+    pub fn document(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dir": self.dir,
+            "files": self.written.files.iter().map(|(what, path)| serde_json::json!({"kind": what, "path": path})).collect::<Vec<_>>(),
+            "pull_secret": self.pull_secret,
+            "release_tags": self.tagged,
+            "releases": self.releases.iter().map(|r| serde_json::json!({
+                "version": r.version, "digest": r.digest, "components": r.components.len(),
+                "signatures": r.signatures.len(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

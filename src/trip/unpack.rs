@@ -1,0 +1,198 @@
+//! `unpack`'s steps over a [`Target`]: lock its store, check the bundle against the
+//! target's rollback record, feed the volumes through the bundle reader into the
+//! extractor, then publish the images that are whole, record what the target now
+//! serves, and write what a cluster needs. The command calls the steps in order and
+//! presents what each returns.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::bundle::extract::Extractor;
+use crate::bundle::manifest::EntryKind;
+use crate::bundle::reader::{Action, Bundle, Sink, VolumeReport, VolumeStatus};
+use crate::bundle::trust::{self, Claim, Record};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::openshift::{self, cluster, ReleaseTag};
+use crate::progress::Progress;
+use crate::store::RunLock;
+use crate::trip::target::{Published, Target};
+
+/// One unpack of `bundle` into `target`, holding the target's run lock.
+pub struct Unpack<'a> {
+    bundle: &'a Bundle,
+    target: &'a dyn Target,
+    _lock: RunLock,
+    /// The tags this bundle's images would set in the target.
+    claims: Vec<Claim>,
+    /// Per release, its `VERSION-ARCH-NAME` tags (none without `--release-tags`).
+    release_tags: Vec<Vec<ReleaseTag>>,
+    record: Record,
+}
+
+/// What [`Unpack::finish`] did.
+pub struct Finished {
+    /// The images whole in the target (indexes into the bundle's images).
+    pub complete: Vec<usize>,
+    pub published: Published,
+    /// Every blob and file of the bundle is committed.
+    pub all_done: bool,
+}
+
+impl<'a> Unpack<'a> {
+    /// Lock the target's store (`waiting` hears who holds it, if another run does),
+    /// sweep killed runs' temp files, and check the bundle against the target's rollback
+    /// record: a rollback of any tag the bundle claims is refused, or with
+    /// `allow_rollback` accepted with a warning.
+    pub fn start(
+        bundle: &'a Bundle,
+        target: &'a dyn Target,
+        release_tags: bool,
+        allow_rollback: bool,
+        waiting: impl FnOnce(Option<u32>),
+        warn: &dyn Fn(String),
+    ) -> Result<Unpack<'a>> {
+        let store = target.store();
+        let lock = store.lock_run(waiting)?;
+        store.purge_temps(&lock)?;
+        trust::check_image_list(bundle)?;
+        let release_tags = match target.mirror().filter(|_| release_tags) {
+            Some(mirror) => bundle
+                .manifest
+                .releases
+                .iter()
+                .map(|r| openshift::release_tags(r, &bundle.manifest.images, &|i| mirror.repository(i)))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let claims = claims(bundle, target, &release_tags)?;
+        let record = Record::open(target.store())?;
+        if target.record_elsewhere() {
+            warn(format!(
+                "rollback protection for --to is recorded on this host only ({}): another host or another \
+                 --cache does not see it",
+                record.path().display()
+            ));
+        }
+        for overridden in record.check(bundle, &claims, allow_rollback)? {
+            warn(format!("--allow-rollback: accepting a rollback: {overridden}"));
+        }
+        Ok(Unpack { bundle, target, _lock: lock, claims, release_tags, record })
+    }
+
+    /// The sink the volumes are read into.
+    pub fn extractor(&self) -> Result<Extractor<'a>> {
+        Extractor::new(self.bundle, self.target.store(), self.target.files_dir())
+    }
+
+    /// Read every volume that holds something still to write (the others are reported
+    /// skipped); `missing` hears of each volume not present.
+    pub fn read_volumes(
+        &self,
+        extractor: &Extractor,
+        jobs: usize,
+        progress: &dyn Progress,
+        missing: &dyn Fn(&VolumeReport),
+    ) -> Result<Vec<VolumeReport>> {
+        let bundle = self.bundle;
+        let mut reports = Vec::new();
+        for v in bundle.manifest.volume_ids() {
+            if !bundle.index.chunks_in(v).iter().any(|&c| extractor.action(c) == Action::Write) {
+                let volume = bundle.manifest.volume(v);
+                reports.push(VolumeReport {
+                    volume: v.number(),
+                    file: volume.file.clone(),
+                    status: VolumeStatus::Skipped,
+                    size: volume.size,
+                    problems: vec![],
+                });
+                continue;
+            }
+            progress.start(&format!("volume {v}"), bundle.volume_payload(v));
+            let report = bundle.read_volume(v, extractor, jobs, progress)?;
+            extractor.flush()?;
+            progress.finish();
+            if report.status == VolumeStatus::Missing {
+                missing(&report);
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// Check and publish every image whose blobs are all committed, then record the tags
+    /// they set against rollback.
+    pub fn finish(&mut self, extractor: &Extractor) -> Result<Finished> {
+        let bundle = self.bundle;
+        let mut blob_entry: HashMap<&Digest, usize> = HashMap::new();
+        for (e, entry) in bundle.manifest.entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::Blob) {
+            blob_entry.entry(&entry.digest).or_insert(e);
+        }
+        let complete: Vec<usize> = (0..bundle.manifest.images.len())
+            .filter(|&i| {
+                let blobs = &bundle.manifest.images[i].blobs;
+                blobs.iter().all(|d| blob_entry.get(d).is_some_and(|&e| extractor.committed(e)))
+            })
+            .collect();
+        for &i in &complete {
+            trust::check_image_graph(bundle, self.target.store(), &bundle.manifest.images[i])?;
+        }
+        let published_claims: Vec<Claim> = self
+            .claims
+            .iter()
+            .filter(|c| complete.iter().any(|&i| bundle.manifest.images[i].digest == c.digest))
+            .cloned()
+            .collect();
+        let published = self.target.publish(bundle, &complete)?;
+        self.record.accept(bundle, &published_claims)?;
+        let all_done = bundle
+            .manifest
+            .entries
+            .iter()
+            .enumerate()
+            .all(|(e, entry)| !matches!(entry.kind, EntryKind::Blob | EntryKind::File) || extractor.committed(e));
+        Ok(Finished { complete, published, all_done })
+    }
+
+    /// What a cluster needs to pull the complete images from the target: nothing for a
+    /// layout, or for bundles of OCI-layout images only.
+    pub fn cluster_results(
+        &self,
+        complete: &[usize],
+        dir: Option<&Path>,
+        merge_pull_secret: Option<&Path>,
+    ) -> Result<Option<cluster::Results>> {
+        let Some(mirror) = self.target.mirror() else {
+            return Ok(None);
+        };
+        let manifest = &self.bundle.manifest;
+        let request = cluster::Request {
+            name: &manifest.name,
+            images: &manifest.images,
+            complete,
+            releases: &manifest.releases,
+            release_tags: &self.release_tags,
+            dir,
+            merge_pull_secret,
+        };
+        cluster::write(mirror, &request)
+    }
+}
+
+/// The tags this bundle's images (and, with release tags, its releases' components)
+/// would set in `target`.
+fn claims(bundle: &Bundle, target: &dyn Target, release_tags: &[Vec<ReleaseTag>]) -> Result<Vec<Claim>> {
+    let images = &bundle.manifest.images;
+    let mut claims = Vec::new();
+    for image in images {
+        if let Some(tag) = target.claim(image)? {
+            claims.push(Claim { tag, digest: image.digest.clone() });
+        }
+    }
+    for t in release_tags.iter().flatten() {
+        if let Some(tag) = target.release_claim(t) {
+            claims.push(Claim { tag, digest: images[t.image].digest.clone() });
+        }
+    }
+    Ok(claims)
+}
