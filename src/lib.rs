@@ -1,35 +1,26 @@
-//! airlift carries container images across an air gap.
+//! airlift carries container images across an air gap: `pack` writes a chunked, signed
+//! bundle of volumes; `verify` checks it read-only; `unpack` writes a layout, a registry
+//! root or another registry, resumably. This crate is the library; the `airlift` binary
+//! (`main.rs`: `app`, `cli`, `commands`, `output`) parses, calls it and presents.
 //!
-//! `pack` resolves images from OCI layouts and writes a bundle: volumes (plain tar files
-//! that never exceed a volume size) holding the blobs as chunks, described by a signed
-//! manifest. `verify` checks a bundle read-only, one volume at a time. `unpack` verifies
-//! while it reads and writes an OCI image layout, resumably.
-//!
-//! Modules:
-//! - [`bundle`]: the on-media format (manifest, volumes, signing, reading, unpacking)
-//! - [`minisign`]: minisign-compatible Ed25519 keys and signatures
-//! - [`oci`]: media types and OCI image layouts
-//! - [`client`], [`source`]: the registry client, and registries as a pack source
-//! - [`openshift`]: release payloads, image set files, mirror sets for the cluster
-//! - [`store`]: the content-addressed blob store and atomic commits
-//! - [`media`]: opening files from the media (regular files only, bounded reads);
-//!   [`text`]: escaping strings nobody signed before they are shown
-//! - [`digest`], [`size`], [`time`]: small value types; [`workers`]: a scoped thread pool
-//! - [`trip`]: what pack and unpack do (plan, pipeline, unpack targets), below the commands
-//! - [`cli`], [`app`], [`commands`], [`output`]: the command-line tool
+//! Layers, top to bottom (a module uses only those on its line or below; no cycles):
+//! - [`trip`]: pack's plan and fetch→volume pipeline; unpack's targets (layout, root, push)
+//! - [`openshift`] (releases, image sets, cluster resources), [`source`] (layout, registry)
+//! - [`bundle`] (format, reader, writer, signing, rollback policy), [`registry`] (server,
+//!   storage, installer), [`client`] (auth, pull, push, retries)
+//! - [`oci`] (names, references, media types, the one image walk, layouts, `index.json`),
+//!   [`store`] (blobs, the one `BlobWriter`, `commit_file`, the `.airlift/` paths)
+//! - [`digest`], [`minisign`], [`media`], [`text`], [`size`], [`time`], [`progress`],
+//!   [`workers`], [`error`]: values and helpers every layer may use
 
-pub mod app;
 pub mod bundle;
-pub mod cli;
 pub mod client;
-pub mod commands;
 pub mod digest;
 pub mod error;
 pub mod media;
 pub mod minisign;
 pub mod oci;
 pub mod openshift;
-pub mod output;
 pub mod progress;
 pub mod registry;
 pub mod size;
