@@ -11,5 +11,4 @@ pub mod http;
 pub mod push;
 pub mod retry;
 
-pub use crate::oci::names::ImageRef;
 pub use http::{Client, Manifest, Options, Stats};

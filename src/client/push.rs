@@ -17,10 +17,11 @@ use reqwest::blocking::{Body, Response};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
 use crate::client::http::{error_detail, header};
-use crate::client::{Client, ImageRef};
+use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::{usage, Error, IoContext, Result};
 use crate::oci;
+use crate::oci::names::ImageRef;
 
 /// Default upload chunk: blobs up to this size go in one `PUT`, larger ones in `PATCH`
 /// chunks of this size.

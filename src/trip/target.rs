@@ -9,9 +9,10 @@ use serde_json::{json, Value};
 
 use crate::bundle::manifest::Image;
 use crate::bundle::reader::Bundle;
-use crate::client::{Client, ImageRef};
+use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::{usage, Result};
+use crate::oci::names::ImageRef;
 use crate::oci::names::{Reference, Repository, Tag};
 use crate::oci::{IndexEntry, Moved};
 use crate::openshift::cluster::Mirror;
