@@ -18,7 +18,7 @@ use crate::registry::names::Repository;
 use crate::registry::routes::App;
 
 /// Bytes read from disk per step of a blob stream.
-const READ_SIZE: usize = 1 << 20;
+const READ_SIZE: usize = 256 << 10;
 /// Idle read buffers kept for reuse (see [`Pool`]).
 const POOL_KEEP: usize = 32;
 
