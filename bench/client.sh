@@ -55,9 +55,7 @@ SKOPEO_VERSION=$(skopeo --version 2>/dev/null | awk '{print $NF}' || echo unknow
     die "this airlift ($AIRLIFT_VERSION) has no registry client (pack --authfile, unpack --to)"
 
 # --- work directory, servers, cleanup -------------------------------------------------
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-client-bench.XXXXXX")
+make_work airlift-client-bench
 SERVERS=() # pids of every server this script started
 cleanup() {
     local pid
@@ -67,11 +65,7 @@ cleanup() {
     for pid in "${SERVERS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
+    remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -44,6 +44,21 @@ find_airlift() {
     die "built, but no airlift binary found under $REPO/target"
 }
 
+# make_work NAME: a fresh work directory $PARENT/NAME.XXXXXX (PARENT: BENCH_DIR, default
+# /var/tmp) in WORK; remove_work removes it, unless BENCH_KEEP=1.
+make_work() {
+    PARENT=${BENCH_DIR:-/var/tmp}
+    mkdir -p "$PARENT"
+    WORK=$(mktemp -d "$PARENT/$1.XXXXXX")
+}
+remove_work() {
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        say "kept work directory $WORK"
+    else
+        rm -rf -- "$WORK"
+    fi
+}
+
 # BENCH_COLD=1: every timed command starts with an empty page cache (needs root).
 # BENCH_DURABLE=1: the shell way's commands end in `sync`, inside their time (airlift fsyncs
 # itself); prefix a baseline command with "${DURABLE[@]}".

@@ -83,9 +83,7 @@ if [[ $SKIP_AIRLIFT != 1 ]]; then
 fi
 
 # --- work directory, servers, cleanup -------------------------------------------------
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-registry-bench.XXXXXX")
+make_work airlift-registry-bench
 SERVERS=() # pids of every server this script started
 cleanup() {
     local pid
@@ -95,11 +93,7 @@ cleanup() {
     for pid in "${SERVERS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
+    remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT

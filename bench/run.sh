@@ -37,17 +37,8 @@ find_airlift
 AIRLIFT_VERSION=$("$AIRLIFT" --version 2>/dev/null || echo unknown)
 
 # --- work directory -------------------------------------------------------------------
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-bench.XXXXXX")
-cleanup() {
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
-}
-trap cleanup EXIT
+make_work airlift-bench
+trap remove_work EXIT
 # layout + two bundles + two unpacked layouts, plus slack
 need_kib=$((SIZE_BYTES / 1024 * 11 / 2))
 avail_kib=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
@@ -73,7 +64,7 @@ fresh_state() { rm -rf -- "$STATE"; mkdir -p "$STATE"; }
 
 # --- data -----------------------------------------------------------------------------
 use_layout "$WORK/layout"
-DATA_BYTES=$(find "$LAYOUT" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+DATA_BYTES=$(find "$LAYOUT" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 BLOBS=$(find "$LAYOUT/blobs/sha256" -type f | wc -l)
 
 fresh_state

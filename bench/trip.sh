@@ -37,17 +37,8 @@ check_cold
 find_airlift
 export AIRLIFT
 
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-trip.XXXXXX")
-cleanup() {
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
-}
-trap cleanup EXIT
+make_work airlift-trip
+trap remove_work EXIT
 LOGS=$WORK/logs
 RESULTS=$WORK/floor.tsv
 mkdir -p "$LOGS"
