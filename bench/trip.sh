@@ -130,9 +130,9 @@ print(f"\ndata: {data} bytes ({data / 1e9:.2f} GB) in {blobs} blobs, {reg['refs'
       f"docker-registry bcrypt cost {reg['bcrypt_cost']}; {version}")
 print(f"floor: cold cat {floor['read']:.2f} s, cold cat > file + sync {floor['copy']:.2f} s, "
       f"curl fetch of the distinct blobs {fetch:.2f} s\n")
-fmt = "| {:<34} | {:>8} | {:>7} | {:>6} | {:>17} | {:>8} | {:>7} | {:<16} | {:<6} |"
+fmt = "| {:<34} | {:>8} | {:>7} | {:>8} | {:>17} | {:>8} | {:>7} | {:<16} | {:<6} |"
 print(fmt.format("step", "airlift", "RSS MiB", "shell", "shell / airlift", "floor", "ratio", "target", "met"))
-print("|" + "|".join("-" * (w + 2) for w in (34, 8, 7, 6, 17, 8, 7, 16, 6)) + "|")
+print("|" + "|".join("-" * (w + 2) for w in (34, 8, 7, 8, 17, 8, 7, 16, 6)) + "|")
 for r in rows:
     a = f"{r['airlift_s']:.2f}"
     if "airlift_mb_s" in r:
