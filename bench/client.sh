@@ -39,6 +39,7 @@ source "$BENCH_DIR_HERE/lib.sh"
 [[ -x $DOCKER_REGISTRY ]] ||
     die "$DOCKER_REGISTRY is missing; install it: apt-get install docker-registry"
 require_tools python3 tar split sync curl openssl skopeo xargs sha256sum
+check_cold
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "BENCH_PULL_JOBS must be a positive integer"
 [[ $BCRYPT_COST =~ ^[0-9]+$ ]] && ((BCRYPT_COST >= 4 && BCRYPT_COST <= 31)) ||
@@ -54,9 +55,7 @@ SKOPEO_VERSION=$(skopeo --version 2>/dev/null | awk '{print $NF}' || echo unknow
     die "this airlift ($AIRLIFT_VERSION) has no registry client (pack --authfile, unpack --to)"
 
 # --- work directory, servers, cleanup -------------------------------------------------
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-client-bench.XXXXXX")
+make_work airlift-client-bench
 SERVERS=() # pids of every server this script started
 cleanup() {
     local pid
@@ -66,11 +65,7 @@ cleanup() {
     for pid in "${SERVERS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
+    remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -81,7 +76,6 @@ need_kib=$((SIZE_BYTES / 1024 * 9))
 avail_kib=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
 ((avail_kib > need_kib)) || die "not enough space in $PARENT: need ~$((need_kib / 1048576)) GiB, have $((avail_kib / 1048576)) GiB"
 
-LAYOUT=$WORK/layout
 KEYS=$WORK/keys
 A_BUNDLE=$WORK/airlift-bundle
 A_CACHE=$WORK/airlift-cache
@@ -113,8 +107,7 @@ source "$BENCH_DIR_HERE/lib-registry.sh"
 
 
 # --- data -----------------------------------------------------------------------------
-say "generating a $SIZE OCI layout in $LAYOUT"
-python3 "$BENCH_DIR_HERE/gen-layout.py" --size "$SIZE" "$LAYOUT"
+use_layout "$WORK/layout"
 DATA_BYTES=$(find "$LAYOUT" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 BLOBS=$(find "$LAYOUT/blobs/sha256" -type f | wc -l)
 # refs.tsv: ref, manifest digest; blobs.tsv: ref, digest, size of every distinct blob (config
@@ -236,7 +229,7 @@ prep_pack_b() { rm -rf -- "$B_OUT" "$B_VOLS" "$SKHOME"; mkdir -p "$B_VOLS" "$SKH
 post_pack_b() { meta baseline_pack_phases "$(awk '$1 == "phases" { print $2 " " $3 " " $4 }' "$LOGS/$1.out")"; }
 say "pack: skopeo copy + tar | split + sha256sum"
 measure pack baseline prep_pack_b post_pack_b \
-    bash -c 'set -euo pipefail
+    "${DURABLE[@]}" bash -c 'set -euo pipefail
              out=$1 vols=$2 port=$3 certs=$4 creds=$5 vol=$6 refs=$7; shift 7
              t0=$EPOCHREALTIME
              while read -r ref; do
@@ -288,7 +281,7 @@ measure push airlift prep_push post_push \
     _ "$WORK/mirror.port" "$A_BUNDLE" "$KEYS/bench.pub" "$AUTHFILE" "$CERTS" "$A_PUSH_CACHE" "${AL[@]}"
 say "push: skopeo copy oci: docker://"
 measure push baseline prep_push post_push \
-    bash -c 'set -euo pipefail
+    "${DURABLE[@]}" bash -c 'set -euo pipefail
              port=$(cat "$1") layout=$2 certs=$3 creds=$4 refs=$5; shift 5
              while read -r ref; do
                  "$@" copy -q --all --dest-cert-dir "$certs" --dest-creds "$creds" \

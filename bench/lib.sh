@@ -44,13 +44,59 @@ find_airlift() {
     die "built, but no airlift binary found under $REPO/target"
 }
 
+# make_work NAME: a fresh work directory $PARENT/NAME.XXXXXX (PARENT: BENCH_DIR, default
+# /var/tmp) in WORK; remove_work removes it, unless BENCH_KEEP=1.
+make_work() {
+    PARENT=${BENCH_DIR:-/var/tmp}
+    mkdir -p "$PARENT"
+    WORK=$(mktemp -d "$PARENT/$1.XXXXXX")
+}
+remove_work() {
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        say "kept work directory $WORK"
+    else
+        rm -rf -- "$WORK"
+    fi
+}
+
+# BENCH_COLD=1: every timed command starts with an empty page cache (needs root).
+# BENCH_DURABLE=1: the shell way's commands end in `sync`, inside their time (airlift fsyncs
+# itself); prefix a baseline command with "${DURABLE[@]}".
+COLD=${BENCH_COLD:-0}
+DURABLE=()
+if [[ ${BENCH_DURABLE:-0} == 1 ]]; then DURABLE=(bash -c '"$@" && exec sync' _); fi
+check_cold() {
+    [[ $COLD == 1 ]] || return 0
+    { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null ||
+        die "BENCH_COLD=1 needs root: cannot write /proc/sys/vm/drop_caches"
+}
+# drop_caches: what runs, untimed, before every timed command
+drop_caches() {
+    sync
+    if [[ $COLD == 1 ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
+}
+
+# use_layout DIR: the layout to measure is $BENCH_LAYOUT when set (made once by trip.sh for all
+# scripts), else gen-layout.py writes a BENCH_SIZE one into DIR; sets LAYOUT.
+use_layout() {
+    if [[ -n ${BENCH_LAYOUT:-} ]]; then
+        [[ -f $BENCH_LAYOUT/index.json ]] || die "BENCH_LAYOUT=$BENCH_LAYOUT is not an OCI layout"
+        LAYOUT=$BENCH_LAYOUT
+        say "using the layout $LAYOUT"
+    else
+        LAYOUT=$1
+        say "generating a $SIZE OCI layout in $LAYOUT"
+        python3 "$BENCH_DIR_HERE/gen-layout.py" --size "$SIZE" ${BENCH_IMAGES:+--images "$BENCH_IMAGES"} "$LAYOUT"
+    fi
+}
+
 # timed and measure write logs under $LOGS and results to $RESULTS; BENCH_RUNS is $RUNS.
 # timed NAME CMD...: run CMD under GNU time; sets T_SEC (wall seconds) and T_RSS (peak RSS in
 # KiB of its largest process). Any failure aborts.
 timed() {
     local name=$1; shift
     local tf="$LOGS/$name.time" rc=0 t0 t1
-    sync
+    drop_caches
     t0=$EPOCHREALTIME
     /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.err" || rc=$?
     t1=$EPOCHREALTIME

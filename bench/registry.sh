@@ -43,6 +43,7 @@ source "$BENCH_DIR_HERE/lib.sh"
 [[ -x $DOCKER_REGISTRY ]] ||
     die "$DOCKER_REGISTRY is missing; install it: apt-get install docker-registry"
 require_tools python3 tar split cat sync curl openssl skopeo xargs sha256sum
+check_cold
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || die "BENCH_PULL_JOBS must be a positive integer"
 [[ $BCRYPT_COST =~ ^[0-9]+$ ]] && ((BCRYPT_COST >= 4 && BCRYPT_COST <= 31)) ||
@@ -82,9 +83,7 @@ if [[ $SKIP_AIRLIFT != 1 ]]; then
 fi
 
 # --- work directory, servers, cleanup -------------------------------------------------
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-registry-bench.XXXXXX")
+make_work airlift-registry-bench
 SERVERS=() # pids of every server this script started
 cleanup() {
     local pid
@@ -94,11 +93,7 @@ cleanup() {
     for pid in "${SERVERS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
+    remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -109,8 +104,6 @@ need_kib=$((SIZE_BYTES / 1024 * 13 / 2))
 avail_kib=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
 ((avail_kib > need_kib)) || die "not enough space in $PARENT: need ~$((need_kib / 1048576)) GiB, have $((avail_kib / 1048576)) GiB"
 
-LAYOUT=$WORK/layout # its basename is the repository airlift unpack writes to
-REPO_NAME=layout
 KEYS=$WORK/keys
 A_BUNDLE=$WORK/airlift-bundle
 B_BUNDLE=$WORK/baseline-bundle
@@ -169,16 +162,18 @@ EOF
 }
 
 # --- data -----------------------------------------------------------------------------
-say "generating a $SIZE OCI layout in $LAYOUT"
-python3 "$BENCH_DIR_HERE/gen-layout.py" --size "$SIZE" "$LAYOUT"
+use_layout "$WORK/layout"
+REPO_NAME=$(basename "$LAYOUT") # the repository airlift unpack writes to
 DATA_BYTES=$(find "$LAYOUT" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 BLOBS=$(find "$LAYOUT/blobs/sha256" -type f | wc -l)
 
 # refs.tsv: ref, manifest digest; pull.tsv: ref, digest, size for every blob (config and
 # layers) of every image, platform images of an index included, once per ref
-python3 - "$LAYOUT" "$WORK/refs.tsv" "$WORK/pull.tsv" <<'EOF'
+# (BENCH_PULL_DISTINCT=1: every distinct blob once, under the first ref using it)
+python3 - "$LAYOUT" "$WORK/refs.tsv" "$WORK/pull.tsv" "${BENCH_PULL_DISTINCT:-0}" <<'EOF'
 import json, os, sys
-root, refs_out, pull_out = sys.argv[1:]
+root, refs_out, pull_out, distinct = sys.argv[1:]
+pulled = set()
 def blob(d):
     with open(os.path.join(root, "blobs", *d.split(":"))) as f:
         return json.load(f)
@@ -195,6 +190,9 @@ with open(refs_out, "w") as rf, open(pull_out, "w") as pf:
             for d in [man["config"]] + man["layers"]:
                 seen.setdefault(d["digest"], d["size"])
         for d, s in seen.items():
+            if distinct == "1" and d in pulled:
+                continue
+            pulled.add(d)
             pf.write(f"{ref}\t{d}\t{s}\n")
 EOF
 mapfile -t REFS < <(cut -f1 "$WORK/refs.tsv")
@@ -429,7 +427,7 @@ post_unpack_b() {
 }
 say "unpack"
 measure unpack baseline prep_unpack_b post_unpack_b \
-    bash -c 'set -euo pipefail
+    "${DURABLE[@]}" bash -c 'set -euo pipefail
              bundle=$1 out=$2 port=$(cat "$3") refs=$4 certs=$5 creds=$6 repo=$7; shift 7
              t0=$EPOCHREALTIME
              cat "$bundle"/vol.* | tar -xf - -C "$out"

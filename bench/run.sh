@@ -26,6 +26,7 @@ source "$BENCH_DIR_HERE/lib.sh"
 
 # --- prerequisites --------------------------------------------------------------------
 require_tools python3 tar split sha256sum cat sync
+check_cold
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 
 SIZE_BYTES=$(to_bytes "$SIZE")
@@ -36,23 +37,13 @@ find_airlift
 AIRLIFT_VERSION=$("$AIRLIFT" --version 2>/dev/null || echo unknown)
 
 # --- work directory -------------------------------------------------------------------
-PARENT=${BENCH_DIR:-/var/tmp}
-mkdir -p "$PARENT"
-WORK=$(mktemp -d "$PARENT/airlift-bench.XXXXXX")
-cleanup() {
-    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
-        say "kept work directory $WORK"
-    else
-        rm -rf -- "$WORK"
-    fi
-}
-trap cleanup EXIT
+make_work airlift-bench
+trap remove_work EXIT
 # layout + two bundles + two unpacked layouts, plus slack
 need_kib=$((SIZE_BYTES / 1024 * 11 / 2))
 avail_kib=$(df -Pk "$WORK" | awk 'NR==2 {print $4}')
 ((avail_kib > need_kib)) || die "not enough space in $PARENT: need ~$((need_kib / 1048576)) GiB, have $((avail_kib / 1048576)) GiB"
 
-LAYOUT=$WORK/layout
 KEYS=$WORK/keys
 A_BUNDLE=$WORK/airlift-bundle
 B_BUNDLE=$WORK/baseline-bundle
@@ -72,9 +63,8 @@ AL=(env HOME="$STATE" XDG_STATE_HOME="$STATE/state" XDG_CACHE_HOME="$STATE/cache
 fresh_state() { rm -rf -- "$STATE"; mkdir -p "$STATE"; }
 
 # --- data -----------------------------------------------------------------------------
-say "generating a $SIZE OCI layout in $LAYOUT"
-python3 "$BENCH_DIR_HERE/gen-layout.py" --size "$SIZE" "$LAYOUT"
-DATA_BYTES=$(find "$LAYOUT" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }')
+use_layout "$WORK/layout"
+DATA_BYTES=$(find "$LAYOUT" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }')
 BLOBS=$(find "$LAYOUT/blobs/sha256" -type f | wc -l)
 
 fresh_state
@@ -92,7 +82,7 @@ measure pack airlift prep_pack_a : \
     "${AL[@]}" pack --quiet --key "$KEYS/bench.key" --out "$A_BUNDLE" --name bench \
     --volume-size "$VOL_BYTES" "${chunk_args[@]}" "oci:$LAYOUT"
 measure pack baseline prep_pack_b : \
-    bash -c 'set -euo pipefail; cd "$1"
+    "${DURABLE[@]}" bash -c 'set -euo pipefail; cd "$1"
              tar -cf - -C "$2" . | split -d -a 4 -b "$3" - vol.
              sha256sum vol.* >SHA256SUMS' _ "$B_BUNDLE" "$LAYOUT" "$VOL_BYTES"
 
@@ -123,7 +113,7 @@ say "unpack"
 measure unpack airlift prep_unpack_a : \
     "${AL[@]}" unpack --quiet "$A_BUNDLE" --key "$KEYS/bench.pub" --layout "$A_OUT"
 measure unpack baseline prep_unpack_b : \
-    bash -c 'set -euo pipefail
+    "${DURABLE[@]}" bash -c 'set -euo pipefail
              cat "$1"/vol.* | tar -xf - -C "$2"
              cd "$2/blobs/sha256"
              for f in *; do printf "%s  %s\n" "$f" "$f"; done | sha256sum -c --quiet -' \

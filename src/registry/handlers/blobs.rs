@@ -3,11 +3,12 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
+use tokio::task::JoinHandle;
 
 use super::{blocking, empty, response, value, CONTENT_DIGEST};
 use crate::digest::Digest;
@@ -18,6 +19,8 @@ use crate::registry::routes::App;
 
 /// Bytes read from disk per step of a blob stream.
 const READ_SIZE: usize = 256 << 10;
+/// Idle read buffers kept for reuse (see [`Pool`]).
+const POOL_KEEP: usize = 32;
 
 /// A byte range of a blob, inclusive.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,47 +115,92 @@ pub async fn get(
     Ok(response(status, &h, body))
 }
 
-/// `len` bytes of `file` from `start`, read on the blocking pool in fixed-size steps. A
-/// file shorter than expected ends the stream with an error (the client sees a
-/// truncated body, never wrong bytes).
+/// `len` bytes of `file` from `start`, read on the blocking pool in steps of
+/// [`READ_SIZE`] into pooled buffers, one step ahead of what hyper is writing (the disk
+/// read overlaps the TLS write). A file shorter than expected ends the stream with an
+/// error (the client sees a truncated body, never wrong bytes).
 fn stream(file: File, start: u64, len: u64) -> Body {
     let file = Arc::new(file);
-    let state = (file, start, len);
-    let s = futures_util::stream::unfold(state, |(file, pos, left)| async move {
-        if left == 0 {
-            return None;
-        }
-        let want = left.min(READ_SIZE as u64) as usize;
-        let f = Arc::clone(&file);
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; want];
-            let mut filled = 0;
-            while filled < want {
-                match f.read_at(&mut buf[filled..], pos + filled as u64) {
-                    Ok(0) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            "blob shorter than its size",
-                        ))
-                    }
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(buf)
-        })
-        .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let first = read_step(&file, start, len);
+    let state = (file, start, len, first);
+    let s = futures_util::stream::unfold(state, |(file, pos, left, step)| async move {
+        let step = step?;
+        let read = step.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match read {
-            Ok(buf) => {
-                let n = buf.len() as u64;
-                Some((Ok::<Bytes, std::io::Error>(Bytes::from(buf)), (file, pos + n, left - n)))
+            Ok(filled) => {
+                let n = filled.len as u64;
+                let (pos, left) = (pos + n, left - n);
+                let next = read_step(&file, pos, left);
+                Some((Ok::<Bytes, std::io::Error>(Bytes::from_owner(filled)), (file, pos, left, next)))
             }
-            Err(e) => Some((Err(e), (file, pos, 0))),
+            Err(e) => Some((Err(e), (file, pos, 0, None))),
         }
     });
     Body::from_stream(s)
+}
+
+/// Start reading the next step of a blob stream (none when nothing is left).
+fn read_step(file: &Arc<File>, pos: u64, left: u64) -> Option<JoinHandle<std::io::Result<Filled>>> {
+    if left == 0 {
+        return None;
+    }
+    let want = left.min(READ_SIZE as u64) as usize;
+    let f = Arc::clone(file);
+    Some(tokio::task::spawn_blocking(move || {
+        let mut filled = Filled { buf: POOL.take(), len: 0 };
+        while filled.len < want {
+            match f.read_at(&mut filled.buf[filled.len..want], pos + filled.len as u64) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "blob shorter than its size"))
+                }
+                Ok(n) => filled.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(filled)
+    }))
+}
+
+/// Read buffers of [`READ_SIZE`] bytes, reused by every blob stream: a fresh buffer per
+/// step cost page faults and zeroing (each one an mmap, above the server's mmap
+/// threshold) and an munmap. Memory stays flat by reuse: at most [`POOL_KEEP`] idle
+/// buffers are kept, the rest are freed.
+struct Pool(Mutex<Vec<Vec<u8>>>);
+
+static POOL: Pool = Pool(Mutex::new(Vec::new()));
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().ok().and_then(|mut idle| idle.pop()).unwrap_or_else(|| vec![0u8; READ_SIZE])
+    }
+
+    fn give(&self, buf: Vec<u8>) {
+        if let Ok(mut idle) = self.0.lock() {
+            if idle.len() < POOL_KEEP {
+                idle.push(buf);
+            }
+        }
+    }
+}
+
+/// The first `len` bytes of a pooled buffer, handed to hyper as [`Bytes`]; the buffer
+/// goes back to the pool once hyper has written them.
+struct Filled {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl AsRef<[u8]> for Filled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Filled {
+    fn drop(&mut self) {
+        POOL.give(std::mem::take(&mut self.buf));
+    }
 }
 
 pub async fn delete(app: Arc<App>, repo: Repository, digest: Digest) -> Result<Response, ApiError> {
