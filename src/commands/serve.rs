@@ -63,10 +63,11 @@ fn limits(upload_expiry: u64, a: &ServeLimitArgs) -> Limits {
     }
 }
 
-/// A long-running server streams blobs through short-lived 256 KiB buffers on many
-/// threads; with glibc's defaults those land in per-thread arenas and a raised mmap
-/// threshold, and the heap creeps. Fixed settings keep large buffers in mmap (returned to
-/// the system when freed) and the arenas few, so memory stays flat under load.
+/// A long-running server allocates on many threads (blob reads reuse pooled buffers, but
+/// request bodies, TLS records and manifests do not); with glibc's defaults those land in
+/// per-thread arenas and a raised mmap threshold, and the heap creeps. Fixed settings keep
+/// large buffers in mmap (returned to the system when freed) and the arenas few, so memory
+/// stays flat under load.
 fn bound_allocator() {
     // SAFETY: mallopt only adjusts malloc's tunables; called before any server thread starts.
     unsafe {
