@@ -55,7 +55,7 @@ pub fn human(n: u64) -> String {
 }
 
 /// Largest file FAT32 and ISO 9660 (without multi-extent files) can hold.
-pub const MAX_FILE: u64 = 4_294_967_295;
+pub const MAX_MEDIA_FILE: u64 = 4_294_967_295;
 
 /// Room left on a disc for the filesystem and the bundle's small files.
 const DISC_RESERVE: u64 = 64 << 20;
@@ -89,7 +89,7 @@ impl Media {
     pub fn volumes_per_medium(self) -> u64 {
         match self.capacity() {
             None => 1,
-            Some(c) => (c - DISC_RESERVE).div_ceil(MAX_FILE),
+            Some(c) => (c - DISC_RESERVE).div_ceil(MAX_MEDIA_FILE),
         }
     }
 
@@ -97,7 +97,7 @@ impl Media {
     /// FAT32/ISO 9660 limit, rounded down to whole tar blocks.
     pub fn volume_size(self) -> u64 {
         let raw = match self.capacity() {
-            None => MAX_FILE,
+            None => MAX_MEDIA_FILE,
             Some(c) => (c - DISC_RESERVE) / self.volumes_per_medium(),
         };
         raw / 512 * 512
@@ -148,7 +148,7 @@ mod tests {
     fn media_volumes_fit_the_disc_and_the_file_limit() {
         for m in [Media::Fat32, Media::Dvd, Media::DvdDl, Media::Bd25] {
             let v = m.volume_size();
-            assert!(v <= MAX_FILE, "{m:?}");
+            assert!(v <= MAX_MEDIA_FILE, "{m:?}");
             assert_eq!(v % 512, 0);
             if let Some(c) = m.capacity() {
                 assert!(v * m.volumes_per_medium() + DISC_RESERVE <= c, "{m:?}");

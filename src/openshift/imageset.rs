@@ -34,7 +34,7 @@ use crate::oci::layout::{read_limited, LayoutSource};
 use crate::oci::names::{with_transport, ImageRef, TRANSPORT};
 
 /// The largest image set file read: a real one is a few kilobytes.
-pub const MAX_FILE: u64 = 1 << 20;
+pub const MAX_IMAGESET_FILE: u64 = 1 << 20;
 /// Where `version:` releases are taken from when `releaseImageBase` is not given.
 pub const DEFAULT_RELEASE_BASE: &str = "quay.io/openshift-release-dev/ocp-release";
 
@@ -76,7 +76,7 @@ impl ImageSet {
 /// Read and parse an image set file; every error names the file.
 pub fn load(path: &Path) -> Result<ImageSet> {
     let origin = path.display().to_string();
-    let bytes = read_limited(path, MAX_FILE)?;
+    let bytes = read_limited(path, MAX_IMAGESET_FILE)?;
     let text = String::from_utf8(bytes).map_err(|_| usage(format!("{origin}: not UTF-8 text")))?;
     parse(&text, &origin)
 }
@@ -887,8 +887,8 @@ mirror:
         assert!(load(&path).unwrap_err().to_string().starts_with(&format!("{shown}: mirror.xyz: unknown field")));
         std::fs::write(&path, b"kind: \xff\n").unwrap();
         assert_eq!(load(&path).unwrap_err().to_string(), format!("{shown}: not UTF-8 text"));
-        std::fs::write(&path, vec![b'#'; MAX_FILE as usize + 1]).unwrap();
-        assert_eq!(load(&path).unwrap_err().to_string(), format!("{shown} is larger than {MAX_FILE} bytes"));
+        std::fs::write(&path, vec![b'#'; MAX_IMAGESET_FILE as usize + 1]).unwrap();
+        assert_eq!(load(&path).unwrap_err().to_string(), format!("{shown} is larger than {MAX_IMAGESET_FILE} bytes"));
         let missing = dir.path().join("missing.yaml");
         assert!(load(&missing).unwrap_err().to_string().starts_with(&missing.display().to_string()));
     }

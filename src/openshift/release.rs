@@ -14,7 +14,7 @@ use crate::error::{usage, Error, IoContext, Result};
 const REFERENCES: &str = "release-manifests/image-references";
 const METADATA: &str = "release-manifests/release-metadata";
 /// Either file is a few hundred KiB in a real payload; more is not a release payload.
-const MAX_FILE: u64 = 16 << 20;
+const MAX_METADATA_FILE: u64 = 16 << 20;
 
 /// What a release payload says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ fn files_in_layer(path: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>
         if !wanted.contains(&name.as_str()) || !entry.header().entry_type().is_file() {
             continue;
         }
-        if entry.size() > MAX_FILE {
+        if entry.size() > MAX_METADATA_FILE {
             return Err(usage(format!(
                 "{}: {name} is {} bytes, too large for a release file",
                 path.display(),
