@@ -310,6 +310,19 @@ fn parse_call(pid: &str, text: &str) -> Option<Call> {
     Some(Call { pid: pid.to_string(), name, strings, fd, ret })
 }
 
+/// `airlift unpack` of the fixture's bundle into the layout `out`, traced for `calls`.
+fn traced_unpack(fx: &Fixture, out: &Path, calls: &str) -> (Vec<Call>, i32) {
+    let args = [
+        "unpack".as_ref(),
+        fx.dir.as_os_str(),
+        "--key".as_ref(),
+        fx.public.as_os_str(),
+        "--layout".as_ref(),
+        out.as_os_str(),
+    ];
+    traced(&args, calls, fx.root())
+}
+
 /// Run `airlift ARGS` under strace (every thread), tracing `calls`; the calls and the exit code.
 fn traced(args: &[&std::ffi::OsStr], calls: &str, dir: &Path) -> (Vec<Call>, i32) {
     let trace = dir.join("strace.out");
@@ -361,15 +374,7 @@ fn unpack_fsyncs_each_blob_before_its_rename_and_the_directory_after() {
     }
     let fx = Fixture::new();
     let out = fx.root().join("layout");
-    let args = [
-        "unpack".as_ref(),
-        fx.dir.as_os_str(),
-        "--key".as_ref(),
-        fx.public.as_os_str(),
-        "--layout".as_ref(),
-        out.as_os_str(),
-    ];
-    let (calls, code) = traced(&args, "fsync,fdatasync,rename,renameat,renameat2,openat", fx.root());
+    let (calls, code) = traced_unpack(&fx, &out, "fsync,fdatasync,rename,renameat,renameat2,openat");
     assert_eq!(code, 0);
     let blobs = out.join("blobs/sha256");
     let blobs = blobs.to_str().unwrap();
@@ -422,15 +427,7 @@ fn zstd_expansion_never_writes_past_the_signed_size() {
     let fx = Fixture::new();
     let (_, path, declared) = tamper::zstd_bomb(&fx);
     let out = fx.root().join("layout");
-    let args = [
-        "unpack".as_ref(),
-        fx.dir.as_os_str(),
-        "--key".as_ref(),
-        fx.public.as_os_str(),
-        "--layout".as_ref(),
-        out.as_os_str(),
-    ];
-    let (calls, code) = traced(&args, "openat,write,pwrite64,writev,pwritev,rename,renameat,renameat2", fx.root());
+    let (calls, code) = traced_unpack(&fx, &out, "openat,write,pwrite64,writev,pwritev,rename,renameat,renameat2");
     assert_eq!(code, 1, "a zstd entry expanding past its signed size was accepted");
     let mut fds = Descriptors::default();
     let mut written: BTreeMap<String, u64> = BTreeMap::new();

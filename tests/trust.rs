@@ -209,21 +209,27 @@ fn a_flipped_byte_in_a_stored_blob_is_replaced_from_a_bundle_carrying_it_and_rep
 
 /// Two layouts with the same ref names (`img-0`) and different content, both in a
 /// directory called `src` (so a registry root maps them to the same repository).
-fn two_versions(dir: &Path) -> (PathBuf, PathBuf) {
-    let (a, b) = (dir.join("a/src"), dir.join("b/src"));
-    make_layout(&a, &[&[10_000]], false);
-    make_layout(&b, &[&[20_000]], false);
-    (a, b)
+/// Each is packed into its own bundle (`dir/NAME`) with its pack flags and creation time.
+fn two_versions(dir: &Path, key: &Path, a: (&str, &[&str], u64), b: (&str, &[&str], u64)) -> (PathBuf, PathBuf) {
+    let (a_src, b_src) = (dir.join("a/src"), dir.join("b/src"));
+    make_layout(&a_src, &[&[10_000]], false);
+    make_layout(&b_src, &[&[20_000]], false);
+    let (a_out, b_out) = (dir.join(a.0), dir.join(b.0));
+    pack(key, &a_out, &a_src, a.1, Some(a.2));
+    pack(key, &b_out, &b_src, b.1, Some(b.2));
+    (a_out, b_out)
 }
 
 #[test]
 fn an_older_bundle_under_another_name_does_not_move_a_tag_back() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
-    let (new_src, old_src) = two_versions(tmp.path());
-    let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
-    pack(&key, &new, &new_src, &["--name", "app", "--sequence", "5"], Some(1_700_000_500));
-    pack(&key, &old, &old_src, &["--name", "app-old", "--sequence", "1"], Some(1_700_000_000));
+    let (new, old) = two_versions(
+        tmp.path(),
+        &key,
+        ("new", &["--name", "app", "--sequence", "5"], 1_700_000_500),
+        ("old", &["--name", "app-old", "--sequence", "1"], 1_700_000_000),
+    );
     let new_digest = manifest(&new, "app").images[0].digest.to_string();
     let old_digest = manifest(&old, "app-old").images[0].digest.to_string();
 
@@ -254,10 +260,12 @@ fn an_older_bundle_under_another_name_does_not_move_a_tag_back() {
 fn another_manifest_under_an_accepted_name_and_sequence_is_refused_even_when_signed_later() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
-    let (a_src, b_src) = two_versions(tmp.path());
-    let (a, b) = (tmp.path().join("a-bundle"), tmp.path().join("b-bundle"));
-    pack(&key, &a, &a_src, &["--name", "site", "--sequence", "3"], Some(1_700_000_000));
-    pack(&key, &b, &b_src, &["--name", "site", "--sequence", "3"], Some(1_700_000_900));
+    let (a, b) = two_versions(
+        tmp.path(),
+        &key,
+        ("a-bundle", &["--name", "site", "--sequence", "3"], 1_700_000_000),
+        ("b-bundle", &["--name", "site", "--sequence", "3"], 1_700_000_900),
+    );
     let layout = tmp.path().join("L");
     assert_eq!(code(&unpack(&a, &public, "--layout", &layout, &[])), 0);
     let o = unpack(&b, &public, "--layout", &layout, &[]);
@@ -271,10 +279,12 @@ fn with_to_an_older_bundle_under_another_name_does_not_move_a_tag_back_and_the_r
     let Some(dist) = crate::common::distribution::Distribution::start() else { return };
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
-    let (new_src, old_src) = two_versions(tmp.path());
-    let (new, old) = (tmp.path().join("new"), tmp.path().join("old"));
-    pack(&key, &new, &new_src, &["--name", "app", "--sequence", "5"], Some(1_700_000_500));
-    pack(&key, &old, &old_src, &["--name", "app-old", "--sequence", "1"], Some(1_700_000_000));
+    let (new, old) = two_versions(
+        tmp.path(),
+        &key,
+        ("new", &["--name", "app", "--sequence", "5"], 1_700_000_500),
+        ("old", &["--name", "app-old", "--sequence", "1"], 1_700_000_000),
+    );
     let new_digest = manifest(&new, "app").images[0].digest.to_string();
     let old_digest = manifest(&old, "app-old").images[0].digest.to_string();
     let authfile = dist.authfile(tmp.path());
@@ -307,11 +317,8 @@ fn with_to_an_older_bundle_under_another_name_does_not_move_a_tag_back_and_the_r
 fn two_bundles_packed_with_the_default_sequence_both_unpack_into_one_root_and_one_layout() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
-    let (first_src, second_src) = two_versions(tmp.path());
-    let (first, second) = (tmp.path().join("first"), tmp.path().join("second"));
     // Made one after the other with every default (the second is signed later).
-    pack(&key, &first, &first_src, &[], Some(1_700_000_000));
-    pack(&key, &second, &second_src, &[], Some(1_700_000_060));
+    let (first, second) = two_versions(tmp.path(), &key, ("first", &[], 1_700_000_000), ("second", &[], 1_700_000_060));
     assert!(manifest(&second, "airlift").sequence > manifest(&first, "airlift").sequence);
     let second_digest = manifest(&second, "airlift").images[0].digest.to_string();
     for (flag, dest) in [("--layout", tmp.path().join("L")), ("--root", tmp.path().join("R"))] {
@@ -350,10 +357,12 @@ fn an_expired_bundle_gets_its_own_hint() {
 fn a_ref_name_moved_by_a_newer_bundle_is_warned_about_and_recorded() {
     let tmp = common::tempdir();
     let (key, public) = keygen(&tmp.path().join("keys"), "k");
-    let (a_src, b_src) = two_versions(tmp.path());
-    let (a, b) = (tmp.path().join("a-bundle"), tmp.path().join("b-bundle"));
-    pack(&key, &a, &a_src, &["--name", "one"], Some(1_700_000_000));
-    pack(&key, &b, &b_src, &["--name", "two"], Some(1_700_000_100));
+    let (a, b) = two_versions(
+        tmp.path(),
+        &key,
+        ("a-bundle", &["--name", "one"], 1_700_000_000),
+        ("b-bundle", &["--name", "two"], 1_700_000_100),
+    );
     let (da, db) = (manifest(&a, "one").images[0].digest.to_string(), manifest(&b, "two").images[0].digest.to_string());
     let layout = tmp.path().join("L");
     assert_eq!(code(&unpack(&a, &public, "--layout", &layout, &[])), 0);

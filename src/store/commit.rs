@@ -122,19 +122,14 @@ impl Batch {
 }
 
 fn create_parent(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => fs::create_dir_all(dir).at(dir),
-        _ => Ok(()),
-    }
+    let dir = dir_of(path);
+    fs::create_dir_all(dir).at(dir)
 }
 
 /// fsync the directory holding `path`, so a rename into it (or a removal) survives a crash.
 pub fn sync_dir(path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        let d = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-        File::open(d).and_then(|f| f.sync_all()).at(d)?;
-    }
-    Ok(())
+    let dir = dir_of(path);
+    File::open(dir).and_then(|f| f.sync_all()).at(dir)
 }
 
 /// The directory a file is written in, `.` for a bare name.
@@ -148,9 +143,8 @@ fn dir_of(path: &Path) -> &Path {
 /// Write a small file atomically (temp file beside it, [`commit_file`]) as `how` says,
 /// creating its directory.
 pub fn write_file(path: &Path, bytes: &[u8], how: Commit) -> Result<()> {
-    let dir = dir_of(path);
-    fs::create_dir_all(dir).at(dir)?;
-    let mut temp = temp_in(dir)?;
+    create_parent(path)?;
+    let mut temp = temp_in(dir_of(path))?;
     temp.write_all(bytes).at(temp.path())?;
     commit_file(temp, path, how)
 }
