@@ -4,7 +4,7 @@
 //! serves, and write what a cluster needs. The command calls the steps in order and
 //! presents what each returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::bundle::extract::Extractor;
@@ -124,33 +124,28 @@ impl<'a> Unpack<'a> {
     /// they set against rollback.
     pub fn finish(&mut self, extractor: &Extractor) -> Result<Finished> {
         let bundle = self.bundle;
+        let (entries, images) = (&bundle.manifest.entries, &bundle.manifest.images);
+        // Each entry is looked at once (a stat of its file), however many images share it.
+        let committed: Vec<bool> = (0..entries.len()).map(|e| extractor.committed(e)).collect();
         let mut blob_entry: HashMap<&Digest, usize> = HashMap::new();
-        for (e, entry) in bundle.manifest.entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::Blob) {
+        for (e, entry) in entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::Blob) {
             blob_entry.entry(&entry.digest).or_insert(e);
         }
-        let complete: Vec<usize> = (0..bundle.manifest.images.len())
-            .filter(|&i| {
-                let blobs = &bundle.manifest.images[i].blobs;
-                blobs.iter().all(|d| blob_entry.get(d).is_some_and(|&e| extractor.committed(e)))
-            })
+        let complete: Vec<usize> = (0..images.len())
+            .filter(|&i| images[i].blobs.iter().all(|d| blob_entry.get(d).is_some_and(|&e| committed[e])))
             .collect();
         for &i in &complete {
-            trust::check_image_graph(bundle, self.target.store(), &bundle.manifest.images[i])?;
+            trust::check_image_graph(bundle, self.target.store(), &images[i])?;
         }
-        let published_claims: Vec<Claim> = self
-            .claims
-            .iter()
-            .filter(|c| complete.iter().any(|&i| bundle.manifest.images[i].digest == c.digest))
-            .cloned()
-            .collect();
+        let complete_digests: HashSet<&Digest> = complete.iter().map(|&i| &images[i].digest).collect();
+        let published_claims: Vec<Claim> =
+            self.claims.iter().filter(|c| complete_digests.contains(&c.digest)).cloned().collect();
         let published = self.target.publish(bundle, &complete)?;
         self.record.accept(bundle, &published_claims)?;
-        let all_done = bundle
-            .manifest
-            .entries
+        let all_done = entries
             .iter()
-            .enumerate()
-            .all(|(e, entry)| !matches!(entry.kind, EntryKind::Blob | EntryKind::File) || extractor.committed(e));
+            .zip(&committed)
+            .all(|(entry, &done)| !matches!(entry.kind, EntryKind::Blob | EntryKind::File) || done);
         Ok(Finished { complete, published, all_done })
     }
 
