@@ -5,7 +5,8 @@
 //!
 //! Layers, top to bottom (a module uses only those on its line or below; no cycles):
 //! - [`trip`]: pack's plan and fetch→volume pipeline; unpack's targets (layout, root, push)
-//! - [`openshift`] (releases, image sets, cluster resources), [`source`] (layout, registry)
+//! - [`openshift`] (releases, image sets, cluster resources), [`catalog`] (operator
+//!   catalogs: read, filter, rebuild), [`source`] (layout, registry)
 //! - [`bundle`] (format, reader, writer, signing, rollback policy), [`registry`] (server,
 //!   storage, installer), [`client`] (auth, pull, push, retries)
 //! - [`oci`] (names, references, media types, the one image walk, layouts, `index.json`),
@@ -14,6 +15,7 @@
 //!   [`workers`], [`error`]: values and helpers every layer may use
 
 pub mod bundle;
+pub mod catalog;
 pub mod client;
 pub mod digest;
 pub mod error;
