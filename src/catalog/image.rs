@@ -124,7 +124,7 @@ impl CatalogImage {
     /// Build the filtered catalog image: every kept platform manifest gets two layers, one
     /// holding only whiteouts (the old config directory, [`CONFIGS_DIR`], any pre-built
     /// cache), one holding the tree at `configs` as [`CONFIGS_DIR`]; its config gets their
-    /// diff_ids, history entries, the label and `Cmd` (see `layers::rebuilt_config`). New
+    /// diff_ids, history entries, the label and `Cmd` (see `rebuilt_config`). New
     /// configs and manifests keep the original media types; a new index keeps the original
     /// one's media type, annotations and the kept platforms. Every new blob is committed to
     /// `store`; the same input gives the same bytes, so the same digest.
@@ -134,6 +134,8 @@ impl CatalogImage {
         for p in &self.platforms {
             let mut gone = vec![self.configs_dir.clone(), CONFIGS_DIR.to_string()];
             gone.extend(p.caches.iter().cloned());
+            gone.sort();
+            gone.dedup();
             let whiteouts = layers::whiteout_layer(store, &gone)?;
             let config = rebuilt_config(&p.config, &[&whiteouts, &tree], &gone);
             let config = put_json(store, &config)?;
