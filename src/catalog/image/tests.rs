@@ -465,7 +465,11 @@ fn catalogs_that_are_not_usable_are_named() {
     assert!(e.contains(&format!("has no label {CONFIGS_LABEL}")), "{e}");
 
     let elsewhere = catalog_with(&store, &layers, [labels(), json!({ CONFIGS_LABEL: "/catalog" })]);
-    assert!(open(&elsewhere).contains("platforms disagree on the config directory: /configs"), "{}", open(&elsewhere));
+    let e = open(&elsewhere);
+    assert!(
+        e.contains("platforms disagree on the config directory: /configs on linux/amd64, /catalog on linux/arm64"),
+        "{e}"
+    );
 
     let escaping = catalog_with(&store, &layers, [json!({ CONFIGS_LABEL: "/../x" }), labels()]);
     assert!(open(&escaping).contains("is '/../x', not a directory path"), "{}", open(&escaping));
@@ -478,6 +482,17 @@ fn catalogs_that_are_not_usable_are_named() {
     let top = catalog(&store);
     let index = read_doc(&store, &top);
     let amd64 = read_doc(&store, &digest_at(&index, "/manifests/0/digest"));
+    let mut big = read_doc(&store, &top);
+    big["manifests"][1]["size"] = (MAX_MANIFEST + 1).into();
+    let e = open(&put(&store, &serde_json::to_vec(&big).unwrap()));
+    assert!(
+        e.contains(&format!(
+            "platform manifest {} is larger than {MAX_MANIFEST} bytes",
+            big["manifests"][1]["digest"].as_str().unwrap()
+        )),
+        "{e}"
+    );
+
     let layer = digest_at(&amd64, "/layers/1/digest");
     std::fs::remove_file(store.path(&layer)).unwrap();
     let e = open(&top);
