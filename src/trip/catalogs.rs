@@ -54,6 +54,17 @@ pub fn pack_catalogs(
         };
         let one = pack_catalog(filter, set, config, registry, options, note)
             .during(|| format!("packing operator catalog {}", filter.catalog))?;
+        if let Some(other) = packed.iter().find(|p: &&Packed| p.record.target == one.record.target) {
+            return Err(usage(format!(
+                "{}: mirror.operators names {} and {} that would both be mirrored as {}; give one a targetCatalog or \
+                 targetTag",
+                config.display(),
+                other.record.source,
+                one.record.source,
+                one.record.target
+            ))
+            .into());
+        }
         packed.push(one);
     }
     Ok(packed)
