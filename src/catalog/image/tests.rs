@@ -613,3 +613,26 @@ fn a_prebuilt_cache_is_found_and_dropped_and_cmd_keeps_its_program() {
     assert_eq!(image_dir("/", "/"), None);
     assert_eq!(image_dir("b//c/", "/a"), Some("/a/b/c".into()));
 }
+
+#[test]
+fn a_rebuild_takes_only_directories_and_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::create(&dir.path().join("store")).unwrap();
+    let image = CatalogImage::open(&store, &catalog(&store), &[]).unwrap();
+    let configs = dir.path().join("filtered");
+    filtered(&configs);
+    std::os::unix::fs::symlink("/etc", configs.join("foo/etc")).unwrap();
+    let e = image.rebuild(&store, &configs).unwrap_err().to_string();
+    assert!(e.ends_with("foo/etc: neither a directory nor a regular file"), "{e}");
+    let e = image.rebuild(&store, &dir.path().join("absent")).unwrap_err().to_string();
+    assert!(e.contains("absent"), "{e}");
+}
+
+#[test]
+fn a_file_that_shrinks_while_archived_is_an_error() {
+    let mut short = layers::Exactly { inner: &b"ab"[..], left: 3 };
+    let e = std::io::copy(&mut short, &mut std::io::sink()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    let mut exact = layers::Exactly { inner: &b"abc"[..], left: 3 };
+    assert_eq!(std::io::copy(&mut exact, &mut std::io::sink()).unwrap(), 3);
+}
