@@ -281,6 +281,8 @@ fn a_rebuild_gives_the_same_digest_in_another_store() {
         let first = image.rebuild(&store, &configs).unwrap();
         let again = image.rebuild(&store, &configs).unwrap();
         assert_eq!(first.digest, again.digest);
+        let temps = std::fs::read_dir(store.state(crate::store::State::Tmp)).unwrap().count();
+        assert_eq!(temps, 0, "no temp file is left, whether the blob was new or not");
         digests.push(first.digest);
     }
     assert_eq!(digests[0], digests[1]);
