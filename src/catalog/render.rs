@@ -7,8 +7,9 @@
 //! oc-mirror keeps them); a package cannot be named so.
 //!
 //! Each object is re-read from its place in the catalog (only kept objects are read) and
-//! re-serialized: JSON, keys sorted, two-space indent, one object after another. The same
-//! catalog and selection give the same bytes on any host; files are 0644, directories 0755.
+//! re-serialized: JSON, keys sorted, four-space indent as opm writes, one object after
+//! another. The same catalog and selection give the same bytes on any host; files are
+//! 0644, directories 0755.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -130,10 +131,10 @@ fn read_objects(catalog: &Catalog, locations: &[Location]) -> Result<HashMap<Loc
         let here: Vec<&Location> = locations.iter().filter(|l| l.file == file).collect();
         if is_yaml(&path) {
             let bytes = fs::read(&path).at(&path)?;
-            for_each_object(&path, &bytes, |at, json| {
+            for_each_object(&path, &bytes, |at, _, value: Value| {
                 let location = Location { file, at };
                 if here.contains(&&location) {
-                    values.insert(location, parse(&path, location, json)?);
+                    values.insert(location, value);
                 }
                 Ok(())
             })?;
@@ -156,10 +157,14 @@ fn parse(path: &Path, location: Location, json: &[u8]) -> Result<Value> {
     })
 }
 
+/// Objects one after another, each indented by four spaces as opm writes them.
 fn serialize(objects: &[Value]) -> Result<Vec<u8>> {
+    use serde::Serialize;
     let mut out = Vec::new();
     for object in objects {
-        serde_json::to_writer_pretty(&mut out, object).map_err(|e| usage(format!("rendering the catalog: {e}")))?;
+        let mut json =
+            serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+        object.serialize(&mut json).map_err(|e| usage(format!("rendering the catalog: {e}")))?;
         out.push(b'\n');
     }
     Ok(out)

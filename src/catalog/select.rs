@@ -18,12 +18,13 @@
 mod graph;
 mod note;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::error::{usage, Result};
 use crate::text::untrusted;
 
-use super::fbc::{Bundle, Catalog, Channel, Gvk, Package, Requirement};
+use super::fbc::{shown, Bundle, Catalog, Channel, Gvk, Package, Requirement};
 use super::version::{Range as Bounds, Version};
 use super::{CatalogFilter, PackageFilter, Range};
 
@@ -48,8 +49,8 @@ pub struct KeptPackage {
     pub bundles: BTreeSet<String>,
 }
 
-/// A kept bundle, for reports and for carrying its image.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// A kept bundle, for reports (`--json`) and for carrying its image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct KeptBundle {
     pub package: String,
     pub name: String,
@@ -82,7 +83,7 @@ impl Selection {
 
 /// Apply `filter` to `catalog`.
 pub fn select(catalog: &Catalog, filter: &CatalogFilter) -> Result<Selection> {
-    let mut s = Selector { catalog, kept: BTreeMap::new(), notes: Vec::new() };
+    let mut s = Selector { catalog, kept: BTreeMap::new(), notes: Vec::new(), providers: OnceCell::new() };
     if filter.packages.is_empty() {
         for name in catalog.packages() {
             let package =
@@ -109,6 +110,8 @@ struct Selector<'c> {
     catalog: &'c Catalog,
     kept: BTreeMap<String, KeptPackage>,
     notes: Vec<Note>,
+    /// For each GVK, the packages with a bundle providing it, by name (made when needed).
+    providers: OnceCell<HashMap<&'c Gvk, Vec<&'c Package>>>,
 }
 
 impl<'c> Selector<'c> {
@@ -147,9 +150,12 @@ impl<'c> Selector<'c> {
                 }
                 continue;
             }
-            kept.bundles.extend(names.iter().filter(|b| package.bundles.contains_key(*b)).cloned());
-            let entries = channel.entries.iter().map(|e| &e.name).filter(|n| names.contains(*n));
-            kept.channels.insert(channel.name.clone(), entries.cloned().collect());
+            // Names a range keeps that are no entry of the channel (skips of absent entries)
+            // are left out: a bundle in no channel is an invalid catalog for opm.
+            let entries: BTreeSet<String> =
+                channel.entries.iter().map(|e| &e.name).filter(|n| names.contains(*n)).cloned().collect();
+            kept.bundles.extend(entries.iter().cloned());
+            kept.channels.insert(channel.name.clone(), entries);
         }
         check_entries(package, &kept)?;
         self.kept.insert(package.name.clone(), kept);
@@ -167,8 +173,7 @@ impl<'c> Selector<'c> {
         if full {
             return Ok(channel.entries.iter().map(|e| e.name.clone()).collect());
         }
-        let where_ = || format!("package {} channel {}", untrusted(&package.name), untrusted(&channel.name));
-        let graph = graph::Graph::new(channel).map_err(|e| usage(format!("{}: {e}", where_())))?;
+        let graph = channel_graph(self.catalog, &package.name, channel)?;
         if range.is_empty() {
             return Ok(BTreeSet::from([graph.head().to_string()]));
         }
@@ -233,9 +238,7 @@ impl<'c> Selector<'c> {
         let mut added = vec![bundle];
         if !entries.is_empty() {
             if let Some(c) = catalog_package.channels.get(channel) {
-                let graph = graph::Graph::new(c).map_err(|e| {
-                    usage(format!("package {} channel {}: {e}", untrusted(package), untrusted(channel)))
-                })?;
+                let graph = channel_graph(self.catalog, package, c)?;
                 entries.insert(bundle.to_string());
                 added.extend(graph.gaps(entries));
             }
@@ -298,9 +301,25 @@ impl<'c> Selector<'c> {
             }
             Requirement::Gvk(gvk) => {
                 let fits = |b: &Bundle| b.provides.contains(gvk);
-                self.catalog.packages().filter_map(|p| self.catalog.package(p)).find_map(|p| newest_in(p, &fits))
+                self.gvk_providers(gvk).iter().find_map(|p| newest_in(p, &fits))
             }
         }
+    }
+
+    fn gvk_providers(&self, gvk: &Gvk) -> &[&'c Package] {
+        let providers = self.providers.get_or_init(|| {
+            let mut providers: HashMap<&Gvk, Vec<&Package>> = HashMap::new();
+            for package in self.catalog.packages().filter_map(|p| self.catalog.package(p)) {
+                for g in package.bundles.values().flat_map(|b| &b.provides) {
+                    let list = providers.entry(g).or_default();
+                    if !list.last().is_some_and(|p| std::ptr::eq(*p, package)) {
+                        list.push(package);
+                    }
+                }
+            }
+            providers
+        });
+        providers.get(gvk).map(Vec::as_slice).unwrap_or_default()
     }
 
     fn finish(self) -> Selection {
@@ -321,6 +340,14 @@ impl<'c> Selector<'c> {
         }
         Selection { packages: self.kept, bundles, images: images.into_iter().collect(), notes: self.notes }
     }
+}
+
+/// A channel's checked upgrade graph; the error names its file, package and channel.
+fn channel_graph<'a>(catalog: &Catalog, package: &str, channel: &'a Channel) -> Result<graph::Graph<'a>> {
+    graph::Graph::new(channel).map_err(|e| {
+        let file = shown(&catalog.path(channel.location.file));
+        usage(format!("{file}: package {} channel {}: {e}", untrusted(package), untrusted(&channel.name)))
+    })
 }
 
 /// The kept package's default channel: the filter's (which must be kept) or the catalog's

@@ -214,7 +214,7 @@ fn one_channel(entries: &[(&str, Option<&str>, &[&str])]) -> (tempfile::TempDir,
 #[test]
 fn a_channel_needs_exactly_one_head_and_no_cycle() {
     let (_t, two_heads) = one_channel(&[("x", None, &[]), ("y", Some("x"), &[]), ("z", Some("x"), &[])]);
-    assert!(refused(&two_heads, &filter(vec![])).contains("package p channel s: several channel heads: y, z"));
+    assert!(refused(&two_heads, &filter(vec![])).contains("c.json: package p channel s: several channel heads: y, z"));
     let (_t, cycle) = one_channel(&[("x", Some("y"), &[]), ("y", Some("x"), &[])]);
     assert!(refused(&cycle, &filter(vec![])).contains("package p channel s: no channel head"));
     let (_t, tail_cycle) = one_channel(&[("x", Some("y"), &[]), ("y", Some("x"), &[]), ("z", Some("y"), &[])]);
@@ -302,4 +302,15 @@ fn a_dependency_below_a_kept_head_is_joined_to_it() {
     assert!(!s.notes()[0].is_warning() && s.notes()[1].is_warning());
     let (_, q) = s.packages().find(|(n, _)| *n == "q").unwrap();
     assert_eq!(q.channels["s"].len(), 4);
+}
+
+#[test]
+fn a_skipped_bundle_that_is_no_entry_is_not_kept() {
+    // z (1.2.0) is skipped by y but is no entry of the channel: opm refuses a bundle in no
+    // channel, so the range keeps x and y only.
+    let (_t, catalog) = one_channel(&[("x", None, &[]), ("y", Some("x"), &["z"])]);
+    let wanted = PackageFilter { range: range(Some("1.0.0"), None), ..pkg("p") };
+    let s = select(&catalog, &filter(vec![wanted])).unwrap();
+    assert_eq!(kept(&s), ["x", "y"]);
+    assert!(s.notes().is_empty(), "{:?}", s.notes());
 }
