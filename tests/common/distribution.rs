@@ -39,6 +39,11 @@ impl Distribution {
         ]));
         let install: Value = serde_json::from_str(&out).expect("install --json");
         let password = install["password"].as_str().expect("password").to_string();
+        // The same `$2y$` line install wrote, at bcrypt cost 4 instead of 10: distribution
+        // checks the password on every request, and at cost 10 each skopeo push of a small
+        // image took seconds on a loaded host.
+        let hash = bcrypt::hash_with_result(&password, 4).expect("bcrypt").format_for_version(bcrypt::Version::TwoY);
+        std::fs::write(certs.join("htpasswd"), format!("dist:{hash}\n")).unwrap();
         let cert_dir = tmp.path().join("ca");
         std::fs::create_dir_all(&cert_dir).unwrap();
         std::fs::copy(certs.join("tls/ca.crt"), cert_dir.join("ca.crt")).unwrap();
