@@ -13,15 +13,24 @@
 //!   [`DEFAULT_RELEASE_BASE`]);
 //! - `mirror.platform.channels` naming a single version (`minVersion` equal to `maxVersion`,
 //!   or only one of them), expanded like `version:`;
+//! - `mirror.operators` ([`CatalogFilter`]s, v1alpha2 and v2alpha1 spellings): `catalog`
+//!   (a registry reference; `oci:` catalogs are refused), `packages` (`name`,
+//!   `defaultChannel`, `minVersion`/`maxVersion`/`minBundle`, `channels` with the same
+//!   ranges), `full`, `skipDependencies`, `targetCatalog`, `targetTag`,
+//!   `targetCatalogSourceTemplate`, `platforms` (`{os, architecture[, variant]}` or
+//!   `OS/ARCH`); v1alpha2's deprecated `targetName` is read as the `targetCatalog` it
+//!   stands for, with a warning. A range on a package and on one of its channels, a range
+//!   with `full: true`, or `minVersion` with `minBundle`, are refused, as oc-mirror does;
 //! - `mirror.additionalImages` and `mirror.blockedImages` (a blocked entry without a tag or
-//!   digest blocks the whole repository);
+//!   digest blocks the whole repository; a blocked catalog is skipped with a warning, and
+//!   pack leaves out the images a catalog brings that are blocked);
 //! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
 //!
 //! Refused: anything that needs the OpenShift update graph (Cincinnati) to resolve — version
 //! ranges, a channel's latest release, `full`, `shortestPath`, `graph: true` — because
-//! airlift packs exactly the images named and never queries the graph; operator catalogs
-//! (`operators`), Helm charts (`helm`) and `samples`, which airlift does not mirror; and any
-//! field it does not know, at any depth.
+//! airlift packs exactly the images named and never queries the graph; Helm charts (`helm`)
+//! and `samples`, which airlift does not mirror; and any field it does not know, at any
+//! depth.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -29,9 +38,11 @@ use std::path::Path;
 
 use serde_yaml_ng::Value;
 
+use crate::catalog::{CatalogFilter, ChannelFilter, PackageFilter, Range};
 use crate::error::{usage, Error, Result};
 use crate::oci::layout::{read_limited, LayoutSource};
-use crate::oci::names::{with_transport, ImageRef, TRANSPORT};
+use crate::oci::names::{valid_repository, valid_tag, with_transport, ImageRef, TRANSPORT};
+use crate::source::registry::Platform;
 
 /// The largest image set file read: a real one is a few kilobytes.
 pub const MAX_IMAGESET_FILE: u64 = 1 << 20;
@@ -53,8 +64,11 @@ pub struct ImageSet {
     /// Additional image references (`docker://…`), blocked ones already removed, file order,
     /// no duplicates.
     pub additional: Vec<String>,
-    /// The blockedImages entries as written (for reporting and for checking release components).
+    /// The blockedImages entries as written (for reporting and for checking release
+    /// components and what catalogs bring).
     pub blocked: Vec<String>,
+    /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
+    pub operators: Vec<CatalogFilter>,
     /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
     pub warnings: Vec<String>,
 }
@@ -154,6 +168,7 @@ impl Reader<'_> {
         let mut releases = Unique::default();
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
+        let mut operators = Vec::new();
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
@@ -175,10 +190,9 @@ impl Reader<'_> {
                     }
                 }
                 "operators" => {
-                    return Err(self.error(
-                        &path,
-                        "operator catalogs are not supported by airlift; remove the section (or mirror them with oc-mirror)",
-                    ))
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        operators.push((format!("{path}[{i}]"), self.operator(item, &format!("{path}[{i}]"))?));
+                    }
                 }
                 "helm" => {
                     return Err(self.error(
@@ -192,7 +206,7 @@ impl Reader<'_> {
                         "sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages",
                     ))
                 }
-                _ => return Err(self.unknown(&path, "platform, additionalImages, blockedImages")),
+                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages")),
             }
         }
         let mut set = ImageSet { blocked, ..ImageSet::default() };
@@ -206,12 +220,23 @@ impl Reader<'_> {
                 additional.push(image.to_string(), reference);
             }
         }
-        if releases.items.is_empty() && additional.items.is_empty() {
+        for (path, filter) in operators {
+            if set.is_blocked(&filter.catalog) {
+                self.warnings.push(format!(
+                    "{}: {path}: catalog {} is blocked by mirror.blockedImages; skipped",
+                    self.origin, filter.catalog
+                ));
+            } else {
+                set.operators.push(filter);
+            }
+        }
+        if releases.items.is_empty() && additional.items.is_empty() && set.operators.is_empty() {
             let why = if wanted_any { " (every additional image is blocked)" } else { "" };
             return Err(self.error(
                 PATH,
                 format!(
-                    "nothing to mirror{why}; list releases under mirror.platform or images under mirror.additionalImages"
+                    "nothing to mirror{why}; list releases under mirror.platform, catalogs under mirror.operators \
+                     or images under mirror.additionalImages"
                 ),
             ));
         }
@@ -284,6 +309,231 @@ impl Reader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// One entry of `mirror.operators`: a catalog and its filter.
+    fn operator(&mut self, value: &Value, path: &str) -> Result<CatalogFilter> {
+        let mut filter = CatalogFilter::default();
+        let (mut catalog, mut target_name) = (None, None);
+        for (key, value) in self.fields(value, path)? {
+            let field = format!("{path}.{key}");
+            match key {
+                "catalog" => catalog = Some(self.catalog(value, &field)?),
+                "full" => filter.full = self.boolean(value, &field)?,
+                "skipDependencies" => filter.skip_dependencies = self.boolean(value, &field)?,
+                "packages" => {
+                    for (i, item) in self.sequence(value, &field)?.iter().enumerate() {
+                        filter.packages.push(self.package(item, &format!("{field}[{i}]"))?);
+                    }
+                }
+                "targetCatalog" => filter.target_catalog = Some(self.target_path(value, &field, true)?),
+                "targetName" => target_name = Some((field.clone(), self.target_path(value, &field, false)?)),
+                "targetTag" => match self.string(value, &field)? {
+                    t if valid_tag(t) => filter.target_tag = Some(t.to_string()),
+                    t => return Err(self.error(&field, format!("'{t}' is not a valid tag"))),
+                },
+                "targetCatalogSourceTemplate" => {
+                    filter.catalog_source_template = Some(self.non_empty(value, &field)?.to_string())
+                }
+                "platforms" => filter.platforms = self.platforms(value, &field)?,
+                _ => {
+                    return Err(self.unknown(
+                        &field,
+                        "catalog, packages, full, skipDependencies, targetCatalog, targetTag, targetName, \
+                         targetCatalogSourceTemplate, platforms",
+                    ))
+                }
+            }
+        }
+        let (reference, image) =
+            catalog.ok_or_else(|| self.error(&format!("{path}.catalog"), "missing; give the catalog image"))?;
+        filter.catalog = reference;
+        if let Some((field, name)) = target_name {
+            // oc-mirror v1's targetName replaced the last path component; targetCatalog wins.
+            let repository = image.repository.as_str();
+            let mapped = match repository.rsplit_once('/') {
+                Some((namespace, _)) => format!("{namespace}/{name}"),
+                None => name,
+            };
+            let read = match &filter.target_catalog {
+                Some(t) => format!("ignored: targetCatalog {t} is given"),
+                None => format!("read as targetCatalog: {mapped}"),
+            };
+            self.warnings.push(format!("{}: {field}: deprecated since oc-mirror 4.13; {read}", self.origin));
+            filter.target_catalog.get_or_insert(mapped);
+        }
+        if filter.full {
+            if let Some(i) = filter
+                .packages
+                .iter()
+                .position(|p| !p.range.is_empty() || p.channels.iter().any(|c| !c.range.is_empty()))
+            {
+                return Err(self.error(
+                    &format!("{path}.packages[{i}]"),
+                    "a version range cannot be combined with `full: true` (every bundle of the channels); remove one",
+                ));
+            }
+        }
+        Ok(filter)
+    }
+
+    /// A catalog image: a registry reference (`docker://` optional).
+    fn catalog(&self, value: &Value, path: &str) -> Result<(String, ImageRef)> {
+        let written = self.string(value, path)?;
+        if written.starts_with("oci:") {
+            return Err(self.error(
+                path,
+                format!("'{written}': catalogs on disk (oci:) are not supported; push the catalog image into a registry and name it there"),
+            ));
+        }
+        self.docker_ref(written, path)
+    }
+
+    /// One entry of a catalog's `packages`.
+    fn package(&self, value: &Value, path: &str) -> Result<PackageFilter> {
+        let mut package = PackageFilter::default();
+        let mut name = None;
+        for (key, value) in self.fields(value, path)? {
+            let field = format!("{path}.{key}");
+            match key {
+                "name" => name = Some(self.non_empty(value, &field)?.to_string()),
+                "defaultChannel" => package.default_channel = Some(self.non_empty(value, &field)?.to_string()),
+                "channels" => {
+                    for (i, item) in self.sequence(value, &field)?.iter().enumerate() {
+                        package.channels.push(self.channel_filter(item, &format!("{field}[{i}]"))?);
+                    }
+                }
+                _ if self.range_field(&mut package.range, key, value, &field)? => {}
+                _ => {
+                    return Err(
+                        self.unknown(&field, "name, defaultChannel, minVersion, maxVersion, minBundle, channels")
+                    )
+                }
+            }
+        }
+        package.name = name.ok_or_else(|| self.error(&format!("{path}.name"), "missing; give the package name"))?;
+        self.check_range(&package.range, path)?;
+        if !package.range.is_empty() {
+            if let Some(i) = package.channels.iter().position(|c| !c.range.is_empty()) {
+                return Err(self.error(
+                    &format!("{path}.channels[{i}]"),
+                    format!(
+                        "package {} has a version range and so does its channel {}: give the range on the package or on its channels, not both",
+                        package.name, package.channels[i].name
+                    ),
+                ));
+            }
+        }
+        Ok(package)
+    }
+
+    /// One entry of a package's `channels`.
+    fn channel_filter(&self, value: &Value, path: &str) -> Result<ChannelFilter> {
+        let mut channel = ChannelFilter::default();
+        let mut name = None;
+        for (key, value) in self.fields(value, path)? {
+            let field = format!("{path}.{key}");
+            match key {
+                "name" => name = Some(self.non_empty(value, &field)?.to_string()),
+                _ if self.range_field(&mut channel.range, key, value, &field)? => {}
+                _ => return Err(self.unknown(&field, "name, minVersion, maxVersion, minBundle")),
+            }
+        }
+        channel.name = name.ok_or_else(|| self.error(&format!("{path}.name"), "missing; give the channel name"))?;
+        self.check_range(&channel.range, path)?;
+        Ok(channel)
+    }
+
+    /// Read `key` into `range` when it is one of its fields; whether it was.
+    fn range_field(&self, range: &mut Range, key: &str, value: &Value, path: &str) -> Result<bool> {
+        let slot = match key {
+            "minVersion" => &mut range.min_version,
+            "maxVersion" => &mut range.max_version,
+            "minBundle" => &mut range.min_bundle,
+            _ => return Ok(false),
+        };
+        let text = match value {
+            Value::String(s) if !s.is_empty() => s.clone(),
+            Value::Number(n) => {
+                return Err(self.error(path, format!("expected a version string; quote it: \"{n}\"")));
+            }
+            _ => return Err(self.error(path, "expected a non-empty string")),
+        };
+        *slot = Some(text);
+        Ok(true)
+    }
+
+    /// `minBundle` names the minimum itself, so it excludes `minVersion` (as in oc-mirror).
+    fn check_range(&self, range: &Range, path: &str) -> Result<()> {
+        if range.min_version.is_some() && range.min_bundle.is_some() {
+            return Err(self.error(path, "minVersion and minBundle both give the minimum; keep one"));
+        }
+        Ok(())
+    }
+
+    /// `targetCatalog` (`[NAMESPACE/]NAME`) or `targetName` (one path component).
+    fn target_path(&self, value: &Value, path: &str, namespaced: bool) -> Result<String> {
+        let written = self.string(value, path)?;
+        if valid_repository(written) && (namespaced || !written.contains('/')) {
+            return Ok(written.to_string());
+        }
+        let shape = if namespaced { "[NAMESPACE/]NAME" } else { "one NAME" };
+        Err(self.error(
+            path,
+            format!(
+                "'{written}' is not {shape} of lowercase path components (letters and digits joined by '.', '_', '__' or '-'), without registry, tag or digest"
+            ),
+        ))
+    }
+
+    /// Per-catalog `platforms`: `{os, architecture[, variant]}` or `OS/ARCH[/VARIANT]`.
+    fn platforms(&self, value: &Value, path: &str) -> Result<Vec<String>> {
+        let mut platforms = Vec::new();
+        for (i, item) in self.sequence(value, path)?.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            let written = match item {
+                Value::String(s) => s.clone(),
+                _ => {
+                    let (mut os, mut arch, mut variant) = (None, None, None);
+                    for (key, value) in self.fields(item, &path)? {
+                        let field = format!("{path}.{key}");
+                        match key {
+                            "os" => os = Some(self.string(value, &field)?),
+                            "architecture" => arch = Some(self.string(value, &field)?),
+                            "variant" => variant = Some(self.string(value, &field)?),
+                            _ => return Err(self.unknown(&field, "os, architecture, variant")),
+                        }
+                    }
+                    let (Some(os), Some(arch)) = (os, arch) else {
+                        return Err(
+                            self.error(&path, "give os and architecture, e.g. {os: linux, architecture: amd64}")
+                        );
+                    };
+                    variant.map_or(format!("{os}/{arch}"), |v| format!("{os}/{arch}/{v}"))
+                }
+            };
+            if Platform::parse(&written).is_err() {
+                return Err(
+                    self.error(&path, format!("'{written}' is not OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64"))
+                );
+            }
+            platforms.push(written);
+        }
+        Ok(platforms)
+    }
+
+    fn boolean(&self, value: &Value, path: &str) -> Result<bool> {
+        match value {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(self.error(path, "expected true or false")),
+        }
+    }
+
+    fn non_empty<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
+        match self.string(value, path)? {
+            "" => Err(self.error(path, "empty")),
+            s => Ok(s),
+        }
     }
 
     /// The release tag suffix of every listed architecture, in file order.
@@ -592,6 +842,7 @@ mirror:
                 ],
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
                 blocked: vec!["registry.redhat.io/ubi9/ubi-minimal".to_string(), "quay.io/ns/tool:old".to_string()],
+                operators: vec![],
                 warnings: vec![
                     "imageset.yaml: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle"
                         .to_string(),
@@ -646,11 +897,156 @@ mirror:
     }
 
     #[test]
-    fn refuses_what_oc_mirror_alone_does() {
+    fn operators_in_both_spellings() {
+        let text = "kind: ImageSetConfiguration
+apiVersion: mirror.openshift.io/v2alpha1
+mirror:
+  operators:
+    - catalog: registry.redhat.io/redhat/redhat-operator-index:v4.16
+      targetCatalog: my/redhat-operators
+      targetTag: v1
+      targetCatalogSourceTemplate: ./template.yaml
+      skipDependencies: true
+      platforms: [{os: linux, architecture: amd64}, linux/arm64/v8]
+      packages:
+        - name: aws-load-balancer-operator
+          defaultChannel: stable-v1
+          channels:
+            - name: stable-v1
+              minVersion: \"1.1.0\"
+              maxVersion: 1.2.0
+            - name: stable-v0
+        - name: odf-operator
+          minVersion: 4.16.1
+    - catalog: docker://quay.io/ns/catalog@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
+      full: true
+";
+        let set = parse(text, ORIGIN).unwrap();
+        let range = |min: Option<&str>, max: Option<&str>| Range {
+            min_version: min.map(str::to_string),
+            max_version: max.map(str::to_string),
+            min_bundle: None,
+        };
         assert_eq!(
-            refused("  operators:\n    - catalog: registry.redhat.io/redhat/redhat-operator-index:v4.16\n"),
-            "imageset.yaml: mirror.operators: operator catalogs are not supported by airlift; remove the section (or mirror them with oc-mirror)"
+            set.operators,
+            [
+                CatalogFilter {
+                    catalog: "docker://registry.redhat.io/redhat/redhat-operator-index:v4.16".into(),
+                    full: false,
+                    packages: vec![
+                        PackageFilter {
+                            name: "aws-load-balancer-operator".into(),
+                            default_channel: Some("stable-v1".into()),
+                            range: Range::default(),
+                            channels: vec![
+                                ChannelFilter { name: "stable-v1".into(), range: range(Some("1.1.0"), Some("1.2.0")) },
+                                ChannelFilter { name: "stable-v0".into(), range: Range::default() },
+                            ],
+                        },
+                        PackageFilter {
+                            name: "odf-operator".into(),
+                            range: range(Some("4.16.1"), None),
+                            ..PackageFilter::default()
+                        },
+                    ],
+                    skip_dependencies: true,
+                    target_catalog: Some("my/redhat-operators".into()),
+                    target_tag: Some("v1".into()),
+                    platforms: vec!["linux/amd64".into(), "linux/arm64/v8".into()],
+                    catalog_source_template: Some("./template.yaml".into()),
+                },
+                CatalogFilter {
+                    catalog: format!("docker://quay.io/ns/catalog@{}", digest('a')),
+                    full: true,
+                    ..CatalogFilter::default()
+                },
+            ]
         );
+        // v1alpha2: minBundle, and targetName read as the targetCatalog it stands for.
+        let text = format!(
+            "{HEADER}mirror:\n  operators:\n    - catalog: quay.io/ns/sub/index:v1\n      targetName: mine\n      packages:\n        - {{name: a, minBundle: a.v1.0.0}}\n"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.operators[0].target_catalog.as_deref(), Some("ns/sub/mine"));
+        assert_eq!(set.operators[0].packages[0].range.min_bundle.as_deref(), Some("a.v1.0.0"));
+        assert_eq!(
+            set.warnings,
+            ["imageset.yaml: mirror.operators[0].targetName: deprecated since oc-mirror 4.13; read as targetCatalog: ns/sub/mine"]
+        );
+        // A blocked catalog is skipped, with a warning; alone, it leaves nothing to mirror.
+        let blocked = "  operators: [{catalog: quay.io/ns/index:v1}]\n  blockedImages: [{name: quay.io/ns/index}]\n";
+        assert!(refused(blocked).starts_with("imageset.yaml: mirror: nothing to mirror"));
+        let set = parse(&format!("{HEADER}mirror:\n{blocked}  additionalImages: [{{name: quay.io/a/b:1}}]\n"), ORIGIN)
+            .unwrap();
+        assert!(set.operators.is_empty());
+        assert_eq!(
+            set.warnings,
+            ["imageset.yaml: mirror.operators[0]: catalog docker://quay.io/ns/index:v1 is blocked by mirror.blockedImages; skipped"]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_operator_entries() {
+        let op = |entry: &str| refused(&format!("  operators:\n    - catalog: quay.io/ns/index:v1\n{entry}"));
+        assert_eq!(
+            op("      packages:\n        - name: a\n          minVersion: 1.0.0\n          channels: [{name: stable, maxVersion: 2.0.0}]\n"),
+            "imageset.yaml: mirror.operators[0].packages[0].channels[0]: package a has a version range and so does its channel stable: give the range on the package or on its channels, not both"
+        );
+        assert_eq!(
+            op("      full: true\n      packages:\n        - name: a\n          channels: [{name: stable, maxVersion: 2.0.0}]\n"),
+            "imageset.yaml: mirror.operators[0].packages[0]: a version range cannot be combined with `full: true` (every bundle of the channels); remove one"
+        );
+        assert_eq!(
+            op("      packages: [{name: a, minVersion: 1.0.0, minBundle: a.v1}]\n"),
+            "imageset.yaml: mirror.operators[0].packages[0]: minVersion and minBundle both give the minimum; keep one"
+        );
+        assert_eq!(
+            op("      packages: [{name: a, minVersion: 1.2}]\n"),
+            "imageset.yaml: mirror.operators[0].packages[0].minVersion: expected a version string; quote it: \"1.2\""
+        );
+        assert_eq!(
+            op("      packages: [{name: a, channels: [{minVersion: 1.0.0}]}]\n"),
+            "imageset.yaml: mirror.operators[0].packages[0].channels[0].name: missing; give the channel name"
+        );
+        assert_eq!(
+            op("      packages: [{name: a, version: 1.0.0}]\n"),
+            "imageset.yaml: mirror.operators[0].packages[0].version: unknown field; remove it (airlift reads name, defaultChannel, minVersion, maxVersion, minBundle, channels here)"
+        );
+        assert_eq!(
+            op("      headsOnly: true\n"),
+            "imageset.yaml: mirror.operators[0].headsOnly: unknown field; remove it (airlift reads catalog, packages, full, skipDependencies, targetCatalog, targetTag, targetName, targetCatalogSourceTemplate, platforms here)"
+        );
+        assert_eq!(
+            op("      targetCatalog: quay.io/x:1\n"),
+            "imageset.yaml: mirror.operators[0].targetCatalog: 'quay.io/x:1' is not [NAMESPACE/]NAME of lowercase path components (letters and digits joined by '.', '_', '__' or '-'), without registry, tag or digest"
+        );
+        assert!(op("      targetName: a/b\n")
+            .starts_with("imageset.yaml: mirror.operators[0].targetName: 'a/b' is not one NAME"));
+        assert_eq!(
+            op("      targetTag: \"-x\"\n"),
+            "imageset.yaml: mirror.operators[0].targetTag: '-x' is not a valid tag"
+        );
+        assert_eq!(
+            op("      platforms: [{os: linux}]\n"),
+            "imageset.yaml: mirror.operators[0].platforms[0]: give os and architecture, e.g. {os: linux, architecture: amd64}"
+        );
+        assert_eq!(
+            op("      platforms: [amd64]\n"),
+            "imageset.yaml: mirror.operators[0].platforms[0]: 'amd64' is not OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64"
+        );
+        assert_eq!(op("      full: yes please\n"), "imageset.yaml: mirror.operators[0].full: expected true or false");
+        assert_eq!(
+            refused("  operators:\n    - full: true\n"),
+            "imageset.yaml: mirror.operators[0].catalog: missing; give the catalog image"
+        );
+        assert_eq!(
+            refused("  operators:\n    - catalog: oci:///srv/catalog\n"),
+            "imageset.yaml: mirror.operators[0].catalog: 'oci:///srv/catalog': catalogs on disk (oci:) are not supported; push the catalog image into a registry and name it there"
+        );
+    }
+
+    #[test]
+    fn refuses_what_oc_mirror_alone_does() {
         assert_eq!(
             refused("  helm:\n    repositories: []\n"),
             "imageset.yaml: mirror.helm: Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)"
@@ -712,7 +1108,7 @@ mirror:
         );
         assert_eq!(
             refused("  xyz: 1\n"),
-            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, additionalImages, blockedImages here)"
+            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages here)"
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),
@@ -826,7 +1222,7 @@ mirror:
 
     #[test]
     fn refuses_empty_mirror() {
-        let nothing = "nothing to mirror; list releases under mirror.platform or images under mirror.additionalImages";
+        let nothing = "nothing to mirror; list releases under mirror.platform, catalogs under mirror.operators or images under mirror.additionalImages";
         assert_eq!(refusal(HEADER), "imageset.yaml: mirror: missing; nothing to mirror");
         assert_eq!(refused(""), format!("imageset.yaml: mirror: {nothing}"));
         assert_eq!(
@@ -835,7 +1231,7 @@ mirror:
         );
         assert_eq!(
             refused("  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: quay.io/a/b}]\n"),
-            "imageset.yaml: mirror: nothing to mirror (every additional image is blocked); list releases under mirror.platform or images under mirror.additionalImages"
+            "imageset.yaml: mirror: nothing to mirror (every additional image is blocked); list releases under mirror.platform, catalogs under mirror.operators or images under mirror.additionalImages"
         );
     }
 
