@@ -93,16 +93,19 @@ impl Distribution {
         format!("docker://{}/{name}", self.host())
     }
 
-    /// Push an image (a skopeo source reference) to `name`, every platform.
-    pub fn push(&self, source: &str, name: &str) {
+    /// Push an image (a skopeo source reference) to `name`, every platform; returns the
+    /// digest of what the registry now holds (skopeo may rewrite a manifest on the way).
+    pub fn push(&self, source: &str, name: &str) -> String {
+        let digestfile = tempfile::NamedTempFile::new().expect("temp file");
         run_ok(
-            Command::new("skopeo").args(["copy", "--quiet", "--all", "--dest-cert-dir"]).arg(&self.cert_dir).args([
-                "--dest-creds",
-                &self.creds(),
-                source,
-                &self.docker_ref(name),
-            ]),
+            Command::new("skopeo")
+                .args(["copy", "--quiet", "--all", "--digestfile"])
+                .arg(digestfile.path())
+                .arg("--dest-cert-dir")
+                .arg(&self.cert_dir)
+                .args(["--dest-creds", &self.creds(), source, &self.docker_ref(name)]),
         );
+        std::fs::read_to_string(digestfile.path()).expect("skopeo --digestfile").trim().to_string()
     }
 
     /// The digest of the manifest (or index) `name` points at.
