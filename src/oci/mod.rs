@@ -4,8 +4,10 @@
 //!
 //! - [`names`]: repositories, tags, references, `docker://` image references
 //! - [`walk`]: the one walk over an image graph (index → manifests → config and layers)
+//! - [`layer`]: reading a layer's tar, whatever its compression
 //! - [`layout`]: reading a source OCI image layout
 
+pub mod layer;
 pub mod layout;
 pub mod names;
 pub mod walk;

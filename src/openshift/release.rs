@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::bundle::manifest::Component;
-use crate::error::{usage, Error, IoContext, Result};
+use crate::error::{usage, Error, Result};
 
 const REFERENCES: &str = "release-manifests/image-references";
 const METADATA: &str = "release-manifests/release-metadata";
@@ -120,15 +120,10 @@ pub fn read_payload(release: &str, layers: &[impl AsRef<Path>]) -> Result<Payloa
     Ok(Payload { version, components })
 }
 
-/// The contents of the files named `wanted` in a layer (gzip-compressed or not).
+/// The contents of the files named `wanted` in a layer (compressed or not).
 fn files_in_layer(path: &Path, wanted: &[&str]) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut file = std::fs::File::open(path).at(path)?;
-    let mut magic = [0u8; 2];
-    let gzip = file.read(&mut magic).at(path)? == 2 && magic == [0x1f, 0x8b];
-    let file = std::fs::File::open(path).at(path)?;
-    let reader: Box<dyn Read> = if gzip { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
     let bad = |e: std::io::Error| Error::io(path, e);
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = crate::oci::layer::open_layer(path)?;
     let mut found = Vec::new();
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
