@@ -367,6 +367,9 @@ fn assert_rebuilt_configs(p: &Published, reg: &Registry, mirrored: &str, rebuilt
     );
     let rootfs = bundle.join("rootfs");
     assert!(rootfs.join("bin/opm").is_file(), "the base layer is kept");
+    // The serve cache the original Cmd named (--cache-dir=/tmp/cache) was built from the
+    // unfiltered config: gone.
+    assert!(!rootfs.join("tmp/cache").exists(), "the pre-built cache is dropped");
     let objects = fixture::read_json_tree(&rootfs.join("configs"));
     let files: BTreeSet<&str> = objects.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(files, BTreeSet::from(["beta/catalog.json", "delta/catalog.json"]));
