@@ -604,3 +604,40 @@ fn a_bundle_without_an_image_is_refused_naming_it() {
         assert!(err.contains(n), "the error does not name {n}: {err}");
     }
 }
+
+#[test]
+fn a_related_image_named_by_tag_only_is_packed_by_that_tag_with_a_warning() {
+    let Some(p) = published() else { return };
+    let tmp = common::tempdir();
+    // One package whose only bundle reuses alpha.v1.0.0's bundle image and names its
+    // operator image by tag. glue's choice (trip/catalogs.rs, as oc-mirror continues):
+    // pack it by that tag and warn, naming it.
+    let alpha = &p.catalog.bundles["alpha.v1.0.0"];
+    let tagged = format!("{}/operators/alpha-operator:v1.0.0", p.dist.host());
+    let objects = [
+        json!({"schema": "olm.package", "name": "tagged", "defaultChannel": "stable"}),
+        fixture::channel("tagged", "stable", json!([{"name": "tagged.v1.0.0"}])),
+        json!({"schema": "olm.bundle", "name": "tagged.v1.0.0", "package": "tagged", "image": alpha.image,
+               "properties": [{"type": "olm.package", "value": {"packageName": "tagged", "version": "1.0.0"}}],
+               "relatedImages": [{"name": "operator", "image": tagged}]}),
+    ];
+    let layout = fixture::catalog_layout(
+        &tmp.path().join("layout"),
+        Some("/configs"),
+        &[vec![("configs/tagged/catalog.json".into(), fixture::json_stream(&objects))]],
+    );
+    p.dist.push(&format!("oci:{}:catalog", layout.display()), "catalog/tagged:v1");
+    let config = imageset(&tmp.path().join("pack"), &format!("{}/catalog/tagged:v1", p.dist.host()), "");
+    let out = tmp.path().join("bundle");
+    let o = pack_command(&p.dist, tmp.path(), &out, "operators", &["--config".into(), config.display().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("warning") && err.contains(&tagged) && err.contains("tag"), "{err}");
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sources: BTreeSet<&str> =
+        doc["images"].as_array().unwrap().iter().map(|i| i["source"].as_str().unwrap()).collect();
+    assert!(sources.contains(format!("docker://{tagged}").as_str()), "{doc}");
+    assert!(sources.contains(format!("docker://{}", alpha.image).as_str()), "{doc}");
+}
