@@ -73,7 +73,8 @@ impl CatalogImage {
     pub fn open(store: &BlobStore, digest: &Digest, platforms: &[Platform]) -> Result<CatalogImage> {
         let name = format!("catalog image {digest}");
         let bytes = read_json(store, &name, "manifest", digest, None)?;
-        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| usage(format!("{name}: not JSON: {e}")))?;
+        let doc: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| usage(format!("{name}: not JSON: {}", untrusted(&e.to_string()))))?;
         let media_type = match doc_type(&doc) {
             DocType::Named(m) => m.to_string(),
             DocType::Implied(m) => m.to_string(),
@@ -124,7 +125,7 @@ impl CatalogImage {
     /// Build the filtered catalog image: every kept platform manifest gets two layers, one
     /// holding only whiteouts (the old config directory, [`CONFIGS_DIR`], any pre-built
     /// cache), one holding the tree at `configs` as [`CONFIGS_DIR`]; its config gets their
-    /// diff_ids, history entries, the label and `Cmd` (see `layers::rebuilt_config`). New
+    /// diff_ids, history entries, the label and `Cmd` (see `rebuilt_config`). New
     /// configs and manifests keep the original media types; a new index keeps the original
     /// one's media type, annotations and the kept platforms. Every new blob is committed to
     /// `store`; the same input gives the same bytes, so the same digest.
@@ -134,6 +135,8 @@ impl CatalogImage {
         for p in &self.platforms {
             let mut gone = vec![self.configs_dir.clone(), CONFIGS_DIR.to_string()];
             gone.extend(p.caches.iter().cloned());
+            gone.sort();
+            gone.dedup();
             let whiteouts = layers::whiteout_layer(store, &gone)?;
             let config = rebuilt_config(&p.config, &[&whiteouts, &tree], &gone);
             let config = put_json(store, &config)?;
@@ -146,6 +149,9 @@ impl CatalogImage {
                 let mut index = index.clone();
                 let manifests = children.iter().map(|(blob, p)| {
                     let mut d = p.descriptor.clone().unwrap_or_default();
+                    if let Some(d) = d.as_object_mut() {
+                        d.remove("data"); // the old manifest's bytes, embedded
+                    }
                     d["digest"] = blob.digest.to_string().into();
                     d["size"] = blob.size.into();
                     d
@@ -179,19 +185,18 @@ impl PlatformImage {
         bytes: &[u8],
     ) -> Result<PlatformImage> {
         let platform = descriptor.as_ref().and_then(descriptor_platform);
-        let named = match &platform {
-            Some(p) => format!("{name} ({p})"),
-            None => name.to_string(),
-        };
-        let typed: ImageManifest =
-            serde_json::from_slice(bytes).map_err(|e| usage(format!("{named}: not a valid image manifest: {e}")))?;
-        let config_blob = BlobRef::of(typed.config()).map_err(|e| usage(format!("{named}: config: {e}")))?;
+        let named = shown_platform(name, platform.as_deref());
+        let typed: ImageManifest = serde_json::from_slice(bytes)
+            .map_err(|e| usage(format!("{named}: not a valid image manifest: {}", untrusted(&e.to_string()))))?;
+        let config_blob =
+            BlobRef::of(typed.config()).map_err(|e| usage(format!("{named}: config: {}", untrusted(&e))))?;
         let config_bytes = read_json(store, &named, "config", &config_blob.digest, Some(config_blob.size))?;
-        let config: Value = serde_json::from_slice(&config_bytes)
-            .map_err(|e| usage(format!("{named}: config {} is not JSON: {e}", config_blob.digest)))?;
+        let config: Value = serde_json::from_slice(&config_bytes).map_err(|e| {
+            usage(format!("{named}: config {} is not JSON: {}", config_blob.digest, untrusted(&e.to_string())))
+        })?;
         let mut layers = Vec::new();
         for desc in typed.layers() {
-            let layer = BlobRef::of(desc).map_err(|e| usage(format!("{named}: layer: {e}")))?;
+            let layer = BlobRef::of(desc).map_err(|e| usage(format!("{named}: layer: {}", untrusted(&e))))?;
             if !store.contains(&layer.digest, layer.size) {
                 return Err(usage(format!("{named}: layer {} is not in the store", layer.digest)));
             }
@@ -205,7 +210,8 @@ impl PlatformImage {
                 layers.len()
             )));
         }
-        let manifest = serde_json::from_slice(bytes).map_err(|e| usage(format!("{named}: not JSON: {e}")))?;
+        let manifest = serde_json::from_slice(bytes)
+            .map_err(|e| usage(format!("{named}: not JSON: {}", untrusted(&e.to_string()))))?;
         let caches = cache_dirs(&named, &config)?;
         let platform = platform.or_else(|| config_platform(&config_bytes));
         Ok(PlatformImage { descriptor, media_type, manifest, config, platform, layers, caches })
@@ -213,10 +219,7 @@ impl PlatformImage {
 
     /// The config directory this platform's label names (checked).
     fn label(&self, name: &str) -> Result<String> {
-        let named = match &self.platform {
-            Some(p) => format!("{name} ({p})"),
-            None => name.to_string(),
-        };
+        let named = shown_platform(name, self.platform.as_deref());
         let label = self.config.pointer("/config/Labels").and_then(|l| l.get(CONFIGS_LABEL)).and_then(Value::as_str);
         let Some(label) = label else {
             return Err(usage(format!("not a file-based catalog: {named} has no label {CONFIGS_LABEL}")));
@@ -233,9 +236,11 @@ fn kept_children(name: &str, doc: &Value, platforms: &[Platform]) -> Result<Vec<
     let listed = doc.get("manifests").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     let mut kept = Vec::new();
     for d in listed {
-        let desc: Descriptor = serde_json::from_value(d.clone())
-            .map_err(|e| usage(format!("{name}: a descriptor of the index is not valid: {e}")))?;
-        let blob = BlobRef::of(&desc).map_err(|e| usage(format!("{name}: a descriptor of the index has {e}")))?;
+        let desc: Descriptor = serde_json::from_value(d.clone()).map_err(|e| {
+            usage(format!("{name}: a descriptor of the index is not valid: {}", untrusted(&e.to_string())))
+        })?;
+        let blob = BlobRef::of(&desc)
+            .map_err(|e| usage(format!("{name}: a descriptor of the index has {}", untrusted(&e))))?;
         if desc.annotations().as_ref().is_some_and(|a| a.contains_key(REFERENCE_TYPE)) {
             continue;
         }
@@ -267,10 +272,11 @@ fn agreed_label(name: &str, platforms: &[PlatformImage]) -> Result<String> {
     for p in &platforms[1..] {
         let other = p.label(name)?;
         if other != first {
+            let on = |p: &PlatformImage| untrusted(p.platform.as_deref().unwrap_or("a platform without a name"));
             return Err(usage(format!(
-                "{name}: platforms disagree on the config directory: {first} ({}) and {other} ({})",
-                platforms[0].platform.as_deref().unwrap_or("?"),
-                p.platform.as_deref().unwrap_or("?")
+                "{name}: platforms disagree on the config directory: {first} on {}, {other} on {}",
+                on(&platforms[0]),
+                on(p)
             )));
         }
     }
@@ -318,6 +324,14 @@ fn image_dir(path: &str, base: &str) -> Option<String> {
         return None;
     }
     Some(format!("/{}", parts.join("/")))
+}
+
+/// `NAME (os/arch)` for messages, the platform (from the image: untrusted) escaped.
+fn shown_platform(name: &str, platform: Option<&str>) -> String {
+    match platform {
+        Some(p) => format!("{name} ({})", untrusted(p)),
+        None => name.to_string(),
+    }
 }
 
 /// `os/arch[/variant]` of an index descriptor's platform.

@@ -114,7 +114,7 @@ impl Extraction<'_> {
     /// layers below.
     fn layer(&mut self, digest: &Digest, path: &Path, upper: &Upper) -> Result<Upper> {
         let name = self.name;
-        let bad = |e: std::io::Error| usage(format!("{name}: layer {digest}: {e}"));
+        let bad = |e: std::io::Error| usage(format!("{name}: layer {digest}: {}", untrusted(&e.to_string())));
         let mut archive = crate::oci::layer::open_layer(path)?;
         let mut this = Upper::default();
         for entry in archive.entries().map_err(bad)? {
@@ -212,7 +212,7 @@ impl Extraction<'_> {
         let mut buf = vec![0u8; 64 << 10];
         let mut copied = 0;
         loop {
-            let n = entry.read(&mut buf).map_err(|e| usage(format!("{}: {e}", shown())))?;
+            let n = entry.read(&mut buf).map_err(|e| usage(format!("{}: {}", shown(), untrusted(&e.to_string()))))?;
             if n == 0 {
                 break;
             }

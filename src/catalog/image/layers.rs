@@ -35,7 +35,9 @@ pub(super) struct Built {
     pub size: u64,
 }
 
-/// A layer holding only a whiteout for each of `paths` (image paths, `/A/B`): `A/.wh.B`.
+/// A layer holding only a whiteout for each of `paths` (image paths, `/A/B`): `A/.wh.B`,
+/// without entries for the parent directories (those would replace their owner and mode:
+/// `/tmp` must stay 1777 for opm to make its cache under it).
 pub(super) fn whiteout_layer(store: &BlobStore, paths: &[String]) -> Result<Built> {
     let mut names: Vec<String> = paths
         .iter()

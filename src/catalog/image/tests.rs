@@ -465,7 +465,11 @@ fn catalogs_that_are_not_usable_are_named() {
     assert!(e.contains(&format!("has no label {CONFIGS_LABEL}")), "{e}");
 
     let elsewhere = catalog_with(&store, &layers, [labels(), json!({ CONFIGS_LABEL: "/catalog" })]);
-    assert!(open(&elsewhere).contains("platforms disagree on the config directory: /configs"), "{}", open(&elsewhere));
+    let e = open(&elsewhere);
+    assert!(
+        e.contains("platforms disagree on the config directory: /configs on linux/amd64, /catalog on linux/arm64"),
+        "{e}"
+    );
 
     let escaping = catalog_with(&store, &layers, [json!({ CONFIGS_LABEL: "/../x" }), labels()]);
     assert!(open(&escaping).contains("is '/../x', not a directory path"), "{}", open(&escaping));
@@ -478,6 +482,17 @@ fn catalogs_that_are_not_usable_are_named() {
     let top = catalog(&store);
     let index = read_doc(&store, &top);
     let amd64 = read_doc(&store, &digest_at(&index, "/manifests/0/digest"));
+    let mut big = read_doc(&store, &top);
+    big["manifests"][1]["size"] = (MAX_MANIFEST + 1).into();
+    let e = open(&put(&store, &serde_json::to_vec(&big).unwrap()));
+    assert!(
+        e.contains(&format!(
+            "platform manifest {} is larger than {MAX_MANIFEST} bytes",
+            big["manifests"][1]["digest"].as_str().unwrap()
+        )),
+        "{e}"
+    );
+
     let layer = digest_at(&amd64, "/layers/1/digest");
     std::fs::remove_file(store.path(&layer)).unwrap();
     let e = open(&top);
@@ -485,4 +500,93 @@ fn catalogs_that_are_not_usable_are_named() {
 
     let missing = Digest::of(b"nothing");
     assert!(open(&missing).contains(&format!("manifest {missing} is not in the store")));
+}
+
+/// Like tests/common's `have`: skip when umoci is missing, fail under CI=true.
+fn have_umoci() -> bool {
+    let found = std::process::Command::new("umoci").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "umoci is required under CI=true");
+        eprintln!("skipping: umoci is not installed");
+    }
+    found
+}
+
+#[test]
+fn umoci_unpacks_the_rebuilt_catalog_to_the_filtered_tree() {
+    if !have_umoci() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("layout");
+    let store = BlobStore::create(&root).unwrap();
+    let image = CatalogImage::open(&store, &catalog(&store), &[]).unwrap();
+    let configs = dir.path().join("filtered");
+    filtered(&configs);
+    let rebuilt = image.rebuild(&store, &configs).unwrap();
+    // umoci unpacks a manifest, not an index: name each platform's in index.json.
+    let index = read_doc(&store, &rebuilt.digest);
+    let platforms: Vec<(Digest, u64, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                digest_at(d, "/digest"),
+                d["size"].as_u64().unwrap(),
+                d["platform"]["architecture"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let entries: Vec<crate::oci::IndexEntry> = platforms
+        .iter()
+        .map(|(digest, size, arch)| crate::oci::IndexEntry {
+            digest,
+            media_type: OCI_MANIFEST,
+            size: *size,
+            reference: Some(arch),
+        })
+        .collect();
+    std::fs::write(root.join("index.json"), crate::oci::index_json(&entries)).unwrap();
+    for (_, _, arch) in &platforms {
+        let bundle = dir.path().join(format!("bundle-{arch}"));
+        let out = std::process::Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:{arch}", root.display()))
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umoci unpack {arch}: {}", String::from_utf8_lossy(&out.stderr));
+        let rootfs = bundle.join("rootfs");
+        assert_eq!(tree(&rootfs.join("configs")), tree(&configs), "{arch}");
+        assert!(!rootfs.join("tmp/cache").exists(), "the pre-built cache is gone");
+        assert_eq!(std::fs::read(rootfs.join("bin/opm")).unwrap(), b"#!opm");
+    }
+}
+
+#[test]
+fn a_prebuilt_cache_is_found_and_dropped_and_cmd_keeps_its_program() {
+    let config = json!({
+        "config": {
+            "Cmd": ["/bin/opm", "serve", "/configs", "--cache-dir", "cache"],
+            "WorkingDir": "/var",
+            "Labels": { CACHE_LABEL: "/tmp/cache/", CONFIGS_LABEL: "/configs" },
+        },
+        "rootfs": { "diff_ids": [] },
+    });
+    let gone = cache_dirs("catalog", &config).unwrap();
+    assert_eq!(gone, ["/tmp/cache", "/var/cache"]);
+    let layer = layers::Built { diff_id: Digest::of(b"tar"), digest: Digest::of(b"gz"), size: 2 };
+    let rebuilt = rebuilt_config(&config, &[&layer, &layer], &gone);
+    assert_eq!(rebuilt["config"]["Cmd"], json!(["/bin/opm", "serve", "/configs"]), "no entrypoint: the program stays");
+    assert_eq!(rebuilt["config"]["Labels"], json!({ CONFIGS_LABEL: "/configs" }));
+    assert_eq!(rebuilt["rootfs"]["diff_ids"], json!([layer.diff_id.to_string(), layer.diff_id.to_string()]));
+    assert!(rebuilt.get("history").is_none(), "a config without history gets none");
+
+    let escaping = json!({ "config": { "Cmd": ["serve", "/configs", "--cache-dir=../../etc"] } });
+    let e = cache_dirs("catalog image X", &escaping).unwrap_err().to_string();
+    assert!(e.contains("the cache directory '../../etc' is not a directory path"), "{e}");
+    assert_eq!(image_dir("/a/./b", "/"), None);
+    assert_eq!(image_dir("/", "/"), None);
+    assert_eq!(image_dir("b//c/", "/a"), Some("/a/b/c".into()));
 }
