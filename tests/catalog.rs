@@ -440,8 +440,13 @@ fn assert_cluster_files(p: &Published, reg: &Registry, doc: &Value, image: &str,
     for i in p.catalog.images_of(kept.iter().copied()) {
         pull_through(reg, &idms, &i);
     }
+    // Each file is named after the object it holds.
+    let named = |kind: &str, object: &serde_yaml_ng::Value| {
+        let name = object["metadata"]["name"].as_str().unwrap_or_else(|| panic!("{kind} has no metadata.name"));
+        assert_eq!(file(kind).file_name().unwrap().to_string_lossy(), format!("{kind}-{name}.yaml"));
+    };
     let cs = yaml(&file("catalogsource"));
-    assert!(file("catalogsource").file_name().unwrap().to_string_lossy().starts_with("catalogsource-"));
+    named("catalogsource", &cs);
     assert_eq!(cs["apiVersion"].as_str(), Some("operators.coreos.com/v1alpha1"));
     assert_eq!(cs["kind"].as_str(), Some("CatalogSource"));
     assert_eq!(cs["metadata"]["namespace"].as_str(), Some("openshift-marketplace"));
@@ -449,6 +454,7 @@ fn assert_cluster_files(p: &Published, reg: &Registry, doc: &Value, image: &str,
     assert_eq!(cs["spec"]["sourceType"].as_str(), Some("grpc"));
     assert_eq!(cs["spec"]["image"].as_str(), Some(image));
     let cc = yaml(&file("clustercatalog"));
+    named("clustercatalog", &cc);
     assert_eq!(cc["apiVersion"].as_str(), Some("olm.operatorframework.io/v1"));
     assert_eq!(cc["kind"].as_str(), Some("ClusterCatalog"));
     assert!(cc["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()));
