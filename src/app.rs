@@ -36,6 +36,7 @@ pub fn run() -> ExitCode {
         Command::Unpack(a) => crate::commands::unpack::run(a, &out),
         Command::Install(a) => crate::commands::install::run(a, &out),
         Command::Serve(a) => crate::commands::serve::run(a, &out),
+        Command::Catalog(c) => crate::commands::catalog::run(c, &out),
         Command::Generate(g) => crate::commands::generate::run(g, &out),
     };
     match result {

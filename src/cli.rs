@@ -56,6 +56,9 @@ pub enum Command {
     /// Serve a registry root: the OCI distribution API over TLS with basic auth
     #[command(after_long_help = SERVE_LOG_HELP)]
     Serve(ServeArgs),
+    /// Work with operator catalogs (file-based catalogs) on disk
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
     /// Generate man pages or shell completions
     #[command(subcommand)]
     Generate(GenerateCommand),
@@ -132,7 +135,8 @@ pub struct PackArgs {
     #[arg(long, value_name = "REF")]
     pub release: Vec<String>,
     /// oc-mirror image set file (kind ImageSetConfiguration): platform releases and
-    /// architectures, additionalImages, blockedImages; other sections are refused
+    /// architectures, operator catalogs (filtered, rebuilt, with their bundle and related
+    /// images), additionalImages, blockedImages; other sections are refused
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Release signature file to carry (repeatable); unpack writes the signature
@@ -390,6 +394,30 @@ pub struct ServeLimitArgs {
     pub max_uploads_per_repo: Option<usize>,
     #[arg(long, hide = true, value_name = "SECONDS")]
     pub temp_grace: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Filter a catalog's declarative config directory as pack would: print the bundles
+    /// kept (package, name, version, image) and what filtering found; with --out, write
+    /// the kept config (OUTDIR/PACKAGE/catalog.json)
+    Filter(CatalogFilterArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CatalogFilterArgs {
+    /// A catalog's config directory (the image's /configs): *.json, *.yaml, .indexignore
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// oc-mirror image set file whose mirror.operators entry is applied
+    #[arg(long, value_name = "IMAGESET.yaml")]
+    pub config: PathBuf,
+    /// The entry to apply, by its catalog (needed when the file lists several)
+    #[arg(long, value_name = "REF")]
+    pub catalog: Option<String>,
+    /// Write the kept config into OUTDIR (one PACKAGE/catalog.json per package kept)
+    #[arg(long, value_name = "OUTDIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -241,7 +241,7 @@ fn an_image_set_file_packs_releases_and_additional_images_but_not_blocked_ones()
     assert_eq!(packed_sources(&doc), want);
 
     // Sections airlift does not mirror are refused by name, never skipped.
-    write("  operators:\n    - catalog: registry.redhat.io/redhat/redhat-operator-index:v4.16\n");
+    write("  helm:\n    repositories: []\n");
     let o = airlift()
         .args(["pack", "--no-installer", "--key"])
         .arg(tmp.path().join("keys/site.key"))
@@ -253,7 +253,7 @@ fn an_image_set_file_packs_releases_and_additional_images_but_not_blocked_ones()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("mirror.operators"), "{err}");
+    assert!(err.contains("mirror.helm"), "{err}");
     assert!(!tmp.path().join("refused").join("set.manifest.json").exists());
 }
 

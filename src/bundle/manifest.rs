@@ -39,6 +39,9 @@ pub struct Manifest {
     /// OpenShift releases packed (`pack --release`); absent from other bundles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<Release>,
+    /// Operator catalogs packed (an image set's `mirror.operators`); absent from other bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub catalogs: Vec<Catalog>,
     pub entries: Vec<Entry>,
     pub volumes: Vec<Volume>,
     pub chunks: Vec<Chunk>,
@@ -68,6 +71,46 @@ pub struct Component {
     /// The ImageStream tag name, e.g. `cli` or `machine-config-operator`.
     pub name: String,
     /// Where the image is, by digest: `quay.io/openshift-release-dev/ocp-v4.0-art-dev@sha256:…`.
+    pub image: String,
+}
+
+/// An operator catalog as packed: the catalog, the filter applied, what it kept, and
+/// the image carried for it (the rebuilt catalog, or the original when carried whole).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// The catalog as the image set names it, e.g. `docker://registry.redhat.io/redhat/redhat-operator-index:v4.16`.
+    pub source: String,
+    /// The original catalog image's digest, pinned at pack time.
+    pub digest: Digest,
+    /// The image set's entry (`mirror.operators[i]`, camelCase as written there); kept as
+    /// JSON so the format does not depend on the catalog library.
+    pub filter: serde_json::Value,
+    /// The rebuilt (filtered) catalog image's digest; none when the catalog is carried
+    /// unchanged (`full: true` without packages).
+    pub rebuilt: Option<Digest>,
+    /// `REPO:TAG` (with its registry) the catalog is mirrored as, e.g.
+    /// `registry.redhat.io/redhat/redhat-operator-index:v4.16`.
+    pub target: String,
+    /// Every bundle kept.
+    pub bundles: Vec<CatalogBundle>,
+    /// The images the kept bundles bring (bundle images and related images), as the
+    /// catalog names them, each among the bundle's images.
+    pub images: Vec<String>,
+    /// The CatalogSource to complete (`targetCatalogSourceTemplate`'s content), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<serde_json::Value>,
+}
+
+/// One bundle (operator version) a catalog kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogBundle {
+    pub package: String,
+    /// The bundle's name, e.g. `etcdoperator.v0.9.4`.
+    pub name: String,
+    pub version: String,
+    /// The bundle image, as the catalog names it.
     pub image: String,
 }
 
@@ -414,6 +457,12 @@ impl Manifest {
                 if !is_file {
                     return bad(format!("release {} signature '{sig}' is not a file of the bundle", release.version));
                 }
+            }
+        }
+        for catalog in &self.catalogs {
+            let carried = catalog.rebuilt.as_ref().unwrap_or(&catalog.digest);
+            if !self.images.iter().any(|i| i.digest == *carried) {
+                return bad(format!("catalog {} ({carried}) is not among the images", catalog.source));
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ use tempfile::NamedTempFile;
 
 use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{
-    Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
+    Catalog, Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
 };
 use crate::bundle::names;
 use crate::bundle::sign;
@@ -398,7 +398,13 @@ impl<'a> BundleWriter<'a> {
 
     /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
     /// and remove volumes of an earlier, larger bundle of the same name.
-    pub fn finish(mut self, images: Vec<Image>, releases: Vec<Release>, key: &SecretKey) -> Result<Manifest> {
+    pub fn finish(
+        mut self,
+        images: Vec<Image>,
+        releases: Vec<Release>,
+        catalogs: Vec<Catalog>,
+        key: &SecretKey,
+    ) -> Result<Manifest> {
         self.finish_volume()?;
         let s = &self.settings;
         let manifest = Manifest {
@@ -414,6 +420,7 @@ impl<'a> BundleWriter<'a> {
             chunk_size: s.chunk_size,
             images,
             releases,
+            catalogs,
             entries: self.entries,
             volumes: self.volumes,
             chunks: self.chunks,

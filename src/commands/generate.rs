@@ -29,7 +29,8 @@ pub fn run(cmd: &GenerateCommand, out: &Output) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// Render `airlift.1` and one page per subcommand (`airlift-pack.1`, …) into `dir`.
+/// Render `airlift.1` and one page per subcommand (`airlift-pack.1`, …, and
+/// `airlift-catalog-filter.1` for a nested one) into `dir`.
 pub fn write_man_pages(dir: &Path) -> crate::error::Result<Vec<String>> {
     std::fs::create_dir_all(dir).at(dir)?;
     let mut written = Vec::new();
@@ -54,7 +55,12 @@ pub fn man_pages() -> crate::error::Result<Vec<(String, Vec<u8>)>> {
     render(command.clone(), "airlift".into())?;
     for sub in command.get_subcommands() {
         let name = format!("airlift-{}", sub.get_name());
-        render(sub.clone().name(name.clone()), name)?;
+        render(sub.clone().name(name.clone()), name.clone())?;
+        // `airlift catalog filter` gets `airlift-catalog-filter.1`.
+        for nested in sub.get_subcommands() {
+            let nested_name = format!("{name}-{}", nested.get_name());
+            render(nested.clone().name(nested_name.clone()), nested_name)?;
+        }
     }
     Ok(pages)
 }

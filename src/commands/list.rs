@@ -44,6 +44,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         ));
         out.data(format!("    from {}", shown(&i.source.to_string())));
     }
+    super::catalog::print(out, &m.catalogs);
     out.data("volumes:");
     for v in &m.volumes {
         out.data(format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex()));
@@ -64,6 +65,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
             "source": i.source, "reference": i.reference, "digest": i.digest, "media_type": i.media_type,
             "platforms": i.platforms, "size": i.total_size, "blobs": i.blobs.len(),
         })).collect::<Vec<_>>(),
+        "catalogs": super::catalog::document(&m.catalogs),
         "volumes": m.volumes,
         "files": files.iter().map(|f| serde_json::json!({
             "path": f.path, "kind": f.kind, "size": f.size, "sha256": f.digest,

@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns the status the process exits with.
 
+pub mod catalog;
 pub mod generate;
 pub mod install;
 pub mod keygen;

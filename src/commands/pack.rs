@@ -33,6 +33,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let note = |note: Note| match note {
         Note::Warning(w) => out.warn(w),
         Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
+        Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
+        Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
     };
     let plan = Plan::resolve(&request(args), shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
@@ -60,6 +62,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         human(volume_size),
         human(stored)
     ));
+    super::catalog::print(out, &manifest.catalogs);
     out.data(format!("bundle {} ({}) written to {}", manifest.name, manifest.id, manifest_path.display()));
     out.document(&serde_json::json!({
         "status": "ok",
@@ -76,6 +79,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         "images": manifest.images.iter().map(|i| serde_json::json!({
             "source": i.source, "reference": i.reference, "digest": i.digest, "size": i.total_size,
         })).collect::<Vec<_>>(),
+        "catalogs": super::catalog::document(&manifest.catalogs),
         "volumes": manifest.volumes,
         "chunks": manifest.chunks.len(),
         "bytes_in": total,

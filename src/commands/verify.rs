@@ -106,6 +106,7 @@ pub fn print_report(
         "foreign": unlisted,
         "problems": general,
         "images": images,
+        "catalogs": super::catalog::document(&m.catalogs),
         "checked_at": crate::time::rfc3339(crate::time::now()),
     })
 }

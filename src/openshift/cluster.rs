@@ -1,14 +1,16 @@
 //! What a cluster needs to pull a bundle's `docker://` images from the mirror they were
-//! unpacked into: the mirror sets and install-config snippet, the release signatures,
+//! unpacked into: the mirror sets and install-config snippet, the operator catalogs'
+//! resources ([`operators`](crate::openshift::operators)), the release signatures,
 //! the release tags (`--release-tags`) and a merged pull secret (`--merge-pull-secret`),
 //! written into one results directory. The mirror itself (a registry root, a registry
 //! pushed to) is the caller's, seen through [`Mirror`].
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{Image, Release};
+use crate::bundle::manifest::{Catalog, Image, Release};
 use crate::bundle::names;
 use crate::error::Result;
+use crate::openshift::operators::{self, MirroredCatalog};
 use crate::openshift::{mappings, mirrorsets, object_name, ReleaseTag};
 
 /// A registry a bundle's images were mirrored into.
@@ -36,6 +38,7 @@ pub struct Request<'a> {
     /// The images now complete in the mirror.
     pub complete: &'a [usize],
     pub releases: &'a [Release],
+    pub catalogs: &'a [Catalog],
     /// The release tags to set, per release (empty without `--release-tags`).
     pub release_tags: &'a [Vec<ReleaseTag>],
     /// `--results DIR`.
@@ -73,7 +76,8 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
             signatures.push(mirrorsets::Signature { release: release.digest.clone(), bytes });
         }
     }
-    let written = mirrorsets::write_results(&dir, &object_name(request.name), &mappings, &signatures)?;
+    let mut written = mirrorsets::write_results(&dir, &object_name(request.name), &mappings, &signatures)?;
+    written.files.extend(operators::write_catalogs(&dir, &mirrored_catalogs(mirror, request.catalogs, &images)?)?);
 
     let mut tagged = 0;
     for (release, tags) in request.releases.iter().zip(request.release_tags) {
@@ -96,6 +100,27 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
     }
     let releases = request.releases.iter().filter(|r| complete_release(r)).cloned().collect();
     Ok(Some(Results { dir, written, pull_secret, tagged, releases }))
+}
+
+/// The catalogs whose image (rebuilt, or carried unchanged) is among the complete
+/// `images`, with where the cluster pulls it: the mirror's repository, by digest.
+fn mirrored_catalogs<'c>(
+    mirror: &dyn Mirror,
+    catalogs: &'c [Catalog],
+    images: &[Image],
+) -> Result<Vec<MirroredCatalog<'c>>> {
+    let mut mirrored = Vec::new();
+    for catalog in catalogs {
+        let carried = catalog.rebuilt.as_ref().unwrap_or(&catalog.digest);
+        if let Some(image) = images.iter().find(|i| i.digest == *carried) {
+            mirrored.push(MirroredCatalog {
+                target: &catalog.target,
+                image: format!("{}/{}@{}", mirror.host(), mirror.repository(image)?, image.digest),
+                template: catalog.template.as_ref(),
+            });
+        }
+    }
+    Ok(mirrored)
 }
 
 impl Results {

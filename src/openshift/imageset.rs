@@ -87,6 +87,26 @@ impl ImageSet {
     }
 }
 
+impl ImageSet {
+    /// The `mirror.operators` entry to apply: the one whose catalog is `catalog` (with
+    /// or without `docker://`), else the only one; `origin` (the file) names the refusal.
+    pub fn operator(&self, origin: &str, catalog: Option<&str>) -> Result<&CatalogFilter> {
+        let listed = || self.operators.iter().map(|o| o.catalog.as_str()).collect::<Vec<_>>().join(", ");
+        match (catalog, &self.operators[..]) {
+            (_, []) => Err(usage(format!("{origin}: mirror.operators lists no catalog"))),
+            (None, [only]) => Ok(only),
+            (None, _) => Err(usage(format!(
+                "{origin}: mirror.operators lists several catalogs ({}); choose one with --catalog REF",
+                listed()
+            ))),
+            (Some(c), operators) => operators
+                .iter()
+                .find(|o| o.catalog == with_transport(c))
+                .ok_or_else(|| usage(format!("{origin}: mirror.operators has no catalog {c}; it lists {}", listed()))),
+        }
+    }
+}
+
 /// Read and parse an image set file; every error names the file.
 pub fn load(path: &Path) -> Result<ImageSet> {
     let origin = path.display().to_string();
@@ -982,6 +1002,32 @@ mirror:
         assert_eq!(
             set.warnings,
             ["imageset.yaml: mirror.operators[0]: catalog docker://quay.io/ns/index:v1 is blocked by mirror.blockedImages; skipped"]
+        );
+    }
+
+    #[test]
+    fn operator_entries_are_chosen_by_catalog() {
+        let one = |c: &str| CatalogFilter { catalog: c.to_string(), ..CatalogFilter::default() };
+        let mut set = ImageSet { operators: vec![one("docker://quay.io/a/index:v1")], ..ImageSet::default() };
+        assert_eq!(set.operator(ORIGIN, None).unwrap().catalog, "docker://quay.io/a/index:v1");
+        assert_eq!(set.operator(ORIGIN, Some("quay.io/a/index:v1")).unwrap().catalog, "docker://quay.io/a/index:v1");
+        set.operators.push(one("docker://quay.io/b/index:v1"));
+        let e = set.operator(ORIGIN, None).unwrap_err();
+        assert_eq!(e.status(), crate::error::Status::Usage);
+        assert_eq!(
+            e.to_string(),
+            "imageset.yaml: mirror.operators lists several catalogs (docker://quay.io/a/index:v1, docker://quay.io/b/index:v1); choose one with --catalog REF"
+        );
+        assert_eq!(
+            set.operator(ORIGIN, Some("docker://quay.io/b/index:v1")).unwrap().catalog,
+            "docker://quay.io/b/index:v1"
+        );
+        assert!(set.operator(ORIGIN, Some("quay.io/c/index:v1")).unwrap_err().to_string().starts_with(
+            "imageset.yaml: mirror.operators has no catalog quay.io/c/index:v1; it lists docker://quay.io/a/"
+        ));
+        assert_eq!(
+            ImageSet::default().operator(ORIGIN, None).unwrap_err().to_string(),
+            "imageset.yaml: mirror.operators lists no catalog"
         );
     }
 

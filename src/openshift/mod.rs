@@ -5,6 +5,8 @@
 //! - [`imageset`]: the supported subset of oc-mirror's `ImageSetConfiguration`
 //! - [`mirrorsets`]: ImageDigestMirrorSet / ImageTagMirrorSet / ImageContentSourcePolicy,
 //!   the install-config snippet, the release signature ConfigMap, pull-secret merging
+//! - [`operators`]: CatalogSource, ClusterCatalog and the OperatorHub patch for the
+//!   catalogs of a bundle
 //! - [`cluster`]: the results directory `unpack` writes for a mirror ([`cluster::Mirror`])
 //!
 //! Where an image is mirrored is the caller's mapping (a repository per image), so this
@@ -13,6 +15,7 @@
 pub mod cluster;
 pub mod imageset;
 pub mod mirrorsets;
+pub mod operators;
 pub mod release;
 
 use crate::bundle::manifest::{Image, Release};

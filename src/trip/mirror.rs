@@ -5,6 +5,8 @@
 //! prefix: `docker://quay.io/ns/app:1.0` → `PREFIX/ns/app:1.0`. An OCI layout source
 //! `oci:DIR:REF` goes to the repository named after DIR (`oci:/srv/ocp:4.16` → `ocp:4.16`),
 //! unless REF is itself a full reference (`quay.io/ns/app:1.0`), whose path is used.
+//! An image named without a tag (by digest) is tagged `sha256-HEX` after its digest, so
+//! a registry that prunes untagged manifests keeps it.
 
 use crate::bundle::manifest::Image;
 use crate::digest::Digest;
@@ -19,7 +21,8 @@ use crate::store::BlobStore;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub repository: String,
-    pub tag: Option<String>,
+    /// The source's tag, else [`digest_tag`].
+    pub tag: String,
 }
 
 pub fn target(image: &Image, prefix: Option<&str>) -> Result<Target> {
@@ -34,7 +37,25 @@ pub fn target(image: &Image, prefix: Option<&str>) -> Result<Target> {
             image.digest, image.source
         )));
     }
-    Ok(Target { repository, tag: tag.filter(|t| valid_tag(t)) })
+    let tag = tag.filter(|t| valid_tag(t)).unwrap_or_else(|| digest_tag(&image.digest));
+    Ok(Target { repository, tag })
+}
+
+impl Target {
+    /// The reference the image (`digest`) is pulled by at `host`: by its tag, or by
+    /// digest when the tag is only the digest's own.
+    pub fn reference(&self, host: &str, digest: &Digest) -> String {
+        if self.tag == digest_tag(digest) {
+            format!("{host}/{}@{digest}", self.repository)
+        } else {
+            format!("{host}/{}:{}", self.repository, self.tag)
+        }
+    }
+}
+
+/// The tag of an image named by digest alone: `sha256-HEX`.
+pub fn digest_tag(digest: &Digest) -> String {
+    format!("sha256-{}", digest.hex())
 }
 
 /// (repository path, tag) from a source string and the image's reference name.
@@ -92,10 +113,7 @@ pub fn register(storage: &Storage, image: &Image, target: &Target) -> Result<()>
     for (m, _) in manifests.iter().filter(|(m, _)| image.blobs.contains(m)) {
         storage.link_manifest(&target.repository, m, sparse)?;
     }
-    if let Some(tag) = &target.tag {
-        storage.tag(&target.repository, tag, &image.digest)?;
-    }
-    Ok(())
+    storage.tag(&target.repository, &target.tag, &image.digest)
 }
 
 /// The manifests of an image with their media types, in dependency order: children
@@ -145,15 +163,23 @@ mod tests {
     #[test]
     fn repositories_follow_the_source_path() {
         let t = target(&image("docker://quay.io/ns/app:1.0", Some("1.0")), None).unwrap();
-        assert_eq!(t, Target { repository: "ns/app".into(), tag: Some("1.0".into()) });
+        assert_eq!(t, Target { repository: "ns/app".into(), tag: "1.0".into() });
         let t = target(&image("docker://quay.io/ns/app:1.0", Some("1.0")), Some("mirror/")).unwrap();
         assert_eq!(t.repository, "mirror/ns/app");
         let t = target(&image("oci:/srv/OCP_Release:4.16", Some("4.16")), None).unwrap();
-        assert_eq!(t, Target { repository: "ocp-release".into(), tag: Some("4.16".into()) });
+        assert_eq!(t, Target { repository: "ocp-release".into(), tag: "4.16".into() });
         let t = target(&image("oci:testdata/layout", Some("quay.io/ns/app:2")), None).unwrap();
-        assert_eq!(t, Target { repository: "ns/app".into(), tag: Some("2".into()) });
+        assert_eq!(t, Target { repository: "ns/app".into(), tag: "2".into() });
         let t = target(&image("oci:testdata/layout", None), Some("p")).unwrap();
-        assert_eq!(t, Target { repository: "p/layout".into(), tag: None });
+        let digest_tag = format!("sha256-{}", Digest::of(b"m").hex());
+        assert_eq!(t, Target { repository: "p/layout".into(), tag: digest_tag.clone() });
+        let t = target(&image(&format!("docker://quay.io/ns/app@{}", Digest::of(b"m")), None), None).unwrap();
+        assert_eq!(t, Target { repository: "ns/app".into(), tag: digest_tag });
+        assert_eq!(t.reference("h:1", &Digest::of(b"m")), format!("h:1/ns/app@{}", Digest::of(b"m")));
+        assert_eq!(
+            target(&image("docker://quay.io/ns/app:1.0", None), None).unwrap().reference("h", &Digest::of(b"m")),
+            "h/ns/app:1.0"
+        );
         assert!(target(&image("oci:x", None), Some("UPPER/..")).is_err());
     }
 }

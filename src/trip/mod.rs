@@ -3,12 +3,14 @@
 //! a [`Progress`](crate::progress::Progress) and callbacks, and returns reports.
 //!
 //! - [`pack`]: [`pack::Plan::resolve`] (sources → images, items, releases, bundle id) and
-//!   [`pack::Plan::write`] (the fetch→volume pipeline)
+//!   [`pack::Plan::write`] (the fetch→volume pipeline); [`catalogs`]: its operator catalog
+//!   step (read, filter, rebuild, and the images the kept bundles bring)
 //! - [`unpack`]: an unpack's steps over a [`target::Target`] (an OCI layout, a registry
 //!   root, a registry pushed to) that the bundle reader feeds
 //! - [`mirror`]: which repository and tag a bundle's image gets in a registry;
 //!   [`publish`]: pushing images into a registry over the network, with a journal
 
+pub mod catalogs;
 pub mod mirror;
 pub mod pack;
 pub mod publish;

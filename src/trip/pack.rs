@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{EntryKind, Image, Manifest, Release};
+use crate::bundle::manifest::{Catalog, EntryKind, Image, Manifest, Release};
 use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::digest::{Digest, Hasher};
@@ -20,9 +20,10 @@ use crate::oci::{self, index_json};
 use crate::openshift::imageset::{self, ImageSet};
 use crate::openshift::release::{self, Payload};
 use crate::progress::{Progress, Silent};
+use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
-use crate::source::registry::{Platform, RegistrySource};
 use crate::store;
+use crate::trip::catalogs::{self, pack_catalogs};
 use crate::trip::{During, Error, Result};
 
 /// What to pack.
@@ -75,6 +76,8 @@ pub enum Note<'a> {
     Warning(&'a str),
     /// A release payload was read: (source, version, number of components).
     Release(&'a str, &'a str, usize),
+    /// What filtering a catalog (its source) found or did.
+    Catalog(&'a str, &'a crate::catalog::select::Note),
 }
 
 /// Everything the bundle will hold, ready to write.
@@ -84,6 +87,7 @@ pub struct Plan {
     /// layout's own files, then the blobs.
     pub items: Vec<Item>,
     pub releases: Vec<Release>,
+    pub catalogs: Vec<Catalog>,
     pub id: String,
     pub settings: Settings,
     registry: Option<RegistrySource>,
@@ -110,7 +114,8 @@ impl Plan {
             refuse_existing_bundle(&shape.out, &shape.name)?;
         }
         let (sources, release_sources, imageset) = all_sources(request, note)?;
-        let registry = if !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
+        let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty());
+        let registry = if operators || !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
             Some(registry_source(&request.registry)?)
         } else {
             None
@@ -120,7 +125,15 @@ impl Plan {
         all.extend(payloads.iter().flat_map(|p| p.components.iter().map(|c| format!("{TRANSPORT}{}", c.image))));
         all.extend(sources);
         dedup(&mut all);
-        let (resolved, wanted) = resolve_images(&all, registry.as_ref())?;
+        let packed_catalogs = match (&imageset, &registry, &request.config) {
+            (Some(set), Some(reg), Some(config)) => pack_catalogs(set, config, reg, &request.registry, note)?,
+            _ => Vec::new(),
+        };
+        let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
+        if let Some(reg) = &registry {
+            add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
+        }
+        let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
         let (images, blobs) = images_and_blobs(resolved);
 
         let mut items = front_items(request)?;
@@ -135,7 +148,7 @@ impl Plan {
         items.extend(layout_items(&images));
         items.extend(blobs);
 
-        let id = bundle_id(key_id, &shape, &items);
+        let id = bundle_id(key_id, &shape, &items, &catalogs);
         let settings = Settings {
             dir: shape.out,
             name: shape.name,
@@ -147,7 +160,7 @@ impl Plan {
             volume_size: shape.volume_size,
             chunk_size: shape.chunk_size,
         };
-        Ok(Plan { images, items, releases, id, settings, registry, wanted })
+        Ok(Plan { images, items, releases, catalogs, id, settings, registry, wanted })
     }
 
     /// The bytes of every item.
@@ -157,7 +170,7 @@ impl Plan {
 
     /// Write and sign the bundle while the registry blobs are fetched.
     pub fn write(self, key: &SecretKey, progress: &dyn Progress, fetch_progress: &dyn Progress) -> Result<Packed> {
-        let Plan { images, items, releases, id, settings, registry, wanted, .. } = self;
+        let Plan { images, items, releases, catalogs, id, settings, registry, wanted } = self;
         let total = items.iter().map(|i| i.size).sum();
         let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
         let (written, fetched) = std::thread::scope(|scope| {
@@ -165,7 +178,7 @@ impl Plan {
             progress.start("pack", total);
             let written = BundleWriter::new(settings, id, progress)
                 .map_err(Error::from)
-                .and_then(|writer| write_bundle(writer, &items, images, releases, key, &arrivals));
+                .and_then(|writer| write_bundle(writer, &items, (images, releases, catalogs), key, &arrivals));
             if written.is_err() {
                 arrivals.cancel();
             }
@@ -285,6 +298,28 @@ fn resolve_images<'s>(
         }
     }
     Ok((resolved, wanted))
+}
+
+/// Add each catalog's images (the catalog image, whose blobs are all in the cache, and
+/// those its bundles bring) to what is resolved and fetched, each image once: one already
+/// among `sources`, or brought by an earlier catalog, is not added again.
+fn add_catalog_images<'s>(
+    catalogs: &'s [catalogs::Packed],
+    sources: &[String],
+    cache: &Path,
+    resolved: &mut Resolved<'s>,
+    wanted: &mut Vec<(ImageRef, BlobRef)>,
+) -> Result<()> {
+    let mut seen: HashSet<&str> = sources.iter().map(String::as_str).collect();
+    for (source, image) in catalogs.iter().flat_map(|c| &c.images) {
+        if !seen.insert(source) {
+            continue;
+        }
+        let reference = ImageRef::parse(source)?;
+        wanted.extend(image.blobs.iter().map(|b| (reference.clone(), b.clone())));
+        resolved.push((source.as_str(), image.clone(), cache.to_path_buf()));
+    }
+    Ok(())
 }
 
 /// The bundle's images, and an item for every distinct blob they need.
@@ -430,8 +465,7 @@ fn refuse_existing_bundle(out: &Path, name: &str) -> crate::error::Result<()> {
 fn write_bundle(
     mut writer: BundleWriter,
     items: &[Item],
-    images: Vec<Image>,
-    releases: Vec<Release>,
+    (images, releases, catalogs): (Vec<Image>, Vec<Release>, Vec<Catalog>),
     key: &SecretKey,
     arrivals: &Arrivals,
 ) -> Result<Manifest> {
@@ -443,7 +477,7 @@ fn write_bundle(
         };
         stored.during(|| format!("storing {}", item.path))?;
     }
-    Ok(writer.finish(images, releases, key)?)
+    Ok(writer.finish(images, releases, catalogs, key)?)
 }
 
 /// Included files and release signatures are stored as `files/NAME`; signatures get
@@ -532,7 +566,7 @@ fn dedup(list: &mut Vec<String>) {
 }
 
 fn registry_source(options: &RegistryOptions) -> crate::error::Result<RegistrySource> {
-    let platforms = options.platforms.iter().map(|p| Platform::parse(p)).collect::<crate::error::Result<Vec<_>>>()?;
+    let platforms = catalogs::parse_platforms(&options.platforms)?;
     let cache = match &options.cache {
         Some(c) => c.clone(),
         None => default_cache_dir()?,
@@ -542,7 +576,7 @@ fn registry_source(options: &RegistryOptions) -> crate::error::Result<RegistrySo
 
 /// The bundle id: a hash of everything that determines the bundle's content, so the same
 /// inputs give the same id (and the same bytes) and different bundles differ.
-fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item]) -> String {
+fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], catalogs: &[Catalog]) -> String {
     let mut h = Hasher::new();
     h.update(b"airlift bundle id v1\0");
     h.update(key_id);
@@ -556,6 +590,10 @@ fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item]) -> String {
         h.update(item.path.as_bytes());
         h.update(&item.size.to_le_bytes());
         h.update(item.digest.hex().as_bytes());
+    }
+    // A catalog carried whole holds the same blobs whatever its filter says.
+    for catalog in catalogs {
+        h.update(catalog.filter.to_string().as_bytes());
     }
     h.finish().hex()[..32].to_string()
 }

@@ -231,8 +231,7 @@ impl Journal {
 /// One image: where it goes and which of its manifests the bundle carries.
 struct Plan<'a> {
     image: &'a Image,
-    repository: String,
-    tag: Option<String>,
+    mirrored: Target,
     target: ImageRef,
     /// Children first, the image last (one packed with --platform leaves some children
     /// out; the registry must then accept the index without them).
@@ -241,15 +240,16 @@ struct Plan<'a> {
 
 impl<'a> Plan<'a> {
     fn new(store: &BlobStore, image: &'a Image, dest: &Destination) -> Result<Plan<'a>> {
-        let Target { repository, tag } = mirror::target(image, dest.prefix.as_deref())?;
-        let repo = Repository::parse(&repository)
+        let mirrored = mirror::target(image, dest.prefix.as_deref())?;
+        let repository = &mirrored.repository;
+        let repo = Repository::parse(repository)
             .ok_or_else(|| usage(format!("image {}: '{repository}' is not a valid repository name", image.digest)))?;
         let target = ImageRef { registry: dest.registry.clone(), repository: repo, tag: None, digest: None };
         let manifests = mirror::manifests_of(store, &image.digest, &image.media_type)?
             .into_iter()
             .filter(|(m, _)| image.blobs.contains(m))
             .collect();
-        Ok(Plan { image, repository, tag, target, manifests })
+        Ok(Plan { image, mirrored, target, manifests })
     }
 
     /// The blobs that are not manifests: configs and layers.
@@ -259,10 +259,7 @@ impl<'a> Plan<'a> {
 
     /// The reference the image can be pulled by.
     fn reference(&self, host: &str) -> String {
-        match &self.tag {
-            Some(tag) => format!("{host}/{}:{tag}", self.repository),
-            None => format!("{host}/{}@{}", self.repository, self.image.digest),
-        }
+        self.mirrored.reference(host, &self.image.digest)
     }
 }
 
@@ -332,7 +329,7 @@ pub fn push_images(
     let mut seen_pairs: HashSet<(&str, &Digest)> = HashSet::new();
     for (p, plan) in plans.iter().enumerate() {
         for blob in plan.blobs() {
-            if !seen_pairs.insert((&plan.repository, blob)) {
+            if !seen_pairs.insert((&plan.mirrored.repository, blob)) {
                 continue;
             }
             if seen_blobs.insert(blob) {
@@ -352,10 +349,8 @@ pub fn push_images(
     let mut tags: Vec<usize> = Vec::new();
     let mut seen_tags: HashSet<(&str, &str)> = HashSet::new();
     for (p, plan) in plans.iter().enumerate().rev() {
-        if let Some(tag) = &plan.tag {
-            if seen_tags.insert((&plan.repository, tag)) {
-                tags.push(p);
-            }
+        if seen_tags.insert((&plan.mirrored.repository, &plan.mirrored.tag)) {
+            tags.push(p);
         }
     }
     tags.reverse();
@@ -405,7 +400,7 @@ impl Publisher<'_> {
 
     /// Put `blob` into the repository of `plan`, unless the journal says it is there.
     fn place_blob(&self, client: &Client, plan: &Plan, blob: &Digest) -> Result<()> {
-        let repo = &plan.repository;
+        let repo = &plan.mirrored.repository;
         if self.journal.has_blob(repo, blob) {
             self.tally.blob(BlobOutcome::Present, 0);
             return Ok(());
@@ -434,13 +429,13 @@ impl Publisher<'_> {
     /// manifest put once more: its exact bytes, harmless.)
     fn lacked_a_blob(&self, plan: &Plan) -> bool {
         let lacked = lock(&self.lacked);
-        plan.blobs().any(|b| lacked.contains(&(plan.repository.clone(), b.clone())))
+        plan.blobs().any(|b| lacked.contains(&(plan.mirrored.repository.clone(), b.clone())))
     }
 
     /// Put manifest `digest` into the repository of `plan` by its digest, unless the
     /// journal or, when `ask`, the registry (`HEAD`) says it is there.
     fn put_manifest(&self, client: &Client, plan: &Plan, digest: &Digest, media_type: &str, ask: bool) -> Result<()> {
-        let repo = &plan.repository;
+        let repo = &plan.mirrored.repository;
         let slot = lock(&self.slots).entry((repo.clone(), digest.clone())).or_default().clone();
         let _held = lock(&slot);
         if self.journal.has_manifest(repo, digest) {
@@ -461,8 +456,8 @@ impl Publisher<'_> {
     /// Point the tag of `plan` at its image, putting the image's manifest with it (asking
     /// first, unless the repository lacked one of the image's blobs).
     fn put_tag(&self, client: &Client, plan: &Plan) -> Result<()> {
-        let (repo, image) = (&plan.repository, plan.image);
-        let Some(tag) = &plan.tag else { return Ok(()) };
+        let (repo, image) = (&plan.mirrored.repository, plan.image);
+        let tag = &plan.mirrored.tag;
         if self.journal.has_tag(repo, tag, &image.digest) {
             self.tally.put(false);
             return Ok(());

@@ -172,7 +172,7 @@ impl Target for Root {
     }
     fn claim(&self, image: &Image) -> Result<Option<String>> {
         let t = mirror::target(image, self.prefix.as_deref())?;
-        Ok(t.tag.map(|tag| format!("{}:{tag}", t.repository)))
+        Ok(Some(format!("{}:{}", t.repository, t.tag)))
     }
     fn release_claim(&self, tag: &ReleaseTag) -> Option<String> {
         Some(format!("{}:{}", tag.repository, tag.tag))
@@ -185,19 +185,12 @@ impl Target for Root {
         for &i in complete {
             let image = &bundle.manifest.images[i];
             let target = mirror::target(image, self.prefix.as_deref())?;
-            if let Some(tag) = &target.tag {
-                if let Some(from) = self.tag_target(&target.repository, tag).filter(|d| *d != image.digest) {
-                    let reference = format!("{}:{tag}", target.repository);
-                    published.moved.push(Moved { reference, from: from.to_string(), to: image.digest.to_string() });
-                }
+            if let Some(from) = self.tag_target(&target.repository, &target.tag).filter(|d| *d != image.digest) {
+                let reference = format!("{}:{}", target.repository, target.tag);
+                published.moved.push(Moved { reference, from: from.to_string(), to: image.digest.to_string() });
             }
             mirror::register(&self.storage, image, &target)?;
-            let host = self.host();
-            let reference = match &target.tag {
-                Some(t) => format!("{host}/{}:{t}", target.repository),
-                None => format!("{host}/{}@{}", target.repository, image.digest),
-            };
-            published.references.push((i, reference));
+            published.references.push((i, target.reference(&self.host(), &image.digest)));
         }
         Ok(published)
     }
@@ -271,7 +264,7 @@ impl Target for Push {
     }
     fn claim(&self, image: &Image) -> Result<Option<String>> {
         let t = mirror::target(image, self.to.prefix.as_deref())?;
-        Ok(t.tag.map(|tag| format!("{}/{}:{tag}", self.to.registry, t.repository)))
+        Ok(Some(format!("{}/{}:{}", self.to.registry, t.repository, t.tag)))
     }
     fn release_claim(&self, tag: &ReleaseTag) -> Option<String> {
         Some(format!("{}/{}:{}", self.to.registry, tag.repository, tag.tag))

@@ -166,6 +166,7 @@ impl<'a> Unpack<'a> {
             images: &manifest.images,
             complete,
             releases: &manifest.releases,
+            catalogs: &manifest.catalogs,
             release_tags: &self.release_tags,
             dir,
             merge_pull_secret,

@@ -1,0 +1,225 @@
+//! `pack`'s catalog step: for each `mirror.operators` entry of the image set, pin the
+//! catalog image's digest, fetch it into the cache, read its declarative config, filter it
+//! ([`crate::catalog::select`]), and either carry the catalog unchanged (`full: true`
+//! without packages) or rebuild it from the kept config (its new blobs committed to the
+//! cache, nothing to fetch). The catalog image goes into the bundle as `docker://TARGET`
+//! (see [`target`]); the bundle and related images its bundles name are resolved like any
+//! registry image (with the catalog's own `platforms`, when it gives some).
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::manifest::{Catalog as Record, CatalogBundle};
+use crate::catalog::fbc::Catalog;
+use crate::catalog::image::CatalogImage;
+use crate::catalog::select::{self, Selection};
+use crate::catalog::{render, CatalogFilter};
+use crate::digest::Digest;
+use crate::error::{usage, IoContext};
+use crate::oci::layout::{read_limited, ResolvedImage};
+use crate::oci::names::{split, with_transport, ImageRef, TRANSPORT};
+use crate::openshift::imageset::{ImageSet, MAX_IMAGESET_FILE};
+use crate::progress::Silent;
+use crate::source::registry::{Arrivals, Platform, RegistrySource};
+use crate::store::State;
+use crate::trip::pack::{Note, RegistryOptions};
+use crate::trip::{During, Result};
+
+/// One catalog, ready to pack.
+pub struct Packed {
+    /// What the bundle manifest records about it.
+    pub record: Record,
+    /// The registry images to pack for it, each with its source (`docker://…`): the
+    /// catalog image first (every blob already in the cache), then what its bundles bring.
+    pub images: Vec<(String, ResolvedImage)>,
+}
+
+/// Read, filter and (unless carried whole) rebuild every catalog of `set`; `config` is the
+/// image set file (a relative `targetCatalogSourceTemplate` is found next to it).
+pub fn pack_catalogs(
+    set: &ImageSet,
+    config: &Path,
+    main: &RegistrySource,
+    options: &RegistryOptions,
+    note: &dyn Fn(Note),
+) -> Result<Vec<Packed>> {
+    let mut packed = Vec::new();
+    for filter in &set.operators {
+        let own;
+        let registry = if filter.platforms.is_empty() {
+            main
+        } else {
+            let platforms = parse_platforms(&filter.platforms)?;
+            own = RegistrySource::new(options.client.clone(), main.cache().root(), platforms, options.parallel)?;
+            &own
+        };
+        let one = pack_catalog(filter, set, config, registry, options, note)
+            .during(|| format!("packing operator catalog {}", filter.catalog))?;
+        packed.push(one);
+    }
+    Ok(packed)
+}
+
+/// One catalog: pinned, fetched, read, filtered, carried or rebuilt, and its images resolved.
+fn pack_catalog(
+    filter: &CatalogFilter,
+    set: &ImageSet,
+    config: &Path,
+    registry: &RegistrySource,
+    options: &RegistryOptions,
+    note: &dyn Fn(Note),
+) -> Result<Packed> {
+    let source = ImageRef::parse(&filter.catalog)?;
+    let original = registry.resolve(&source)?;
+    let wanted: Vec<_> = original.blobs.iter().map(|b| (source.clone(), b.clone())).collect();
+    registry.fetch(&wanted, &Silent, &Arrivals::new(original.blobs.iter().map(|b| b.digest.clone())))?;
+    let platforms = match filter.platforms.is_empty() {
+        true => parse_platforms(&options.platforms)?,
+        false => parse_platforms(&filter.platforms)?,
+    };
+    let cache = registry.cache();
+    let image = CatalogImage::open(cache, &original.digest, &platforms)?;
+    let tmp = tempfile::Builder::new().prefix("catalog-").tempdir_in(cache.state(State::Tmp)).at(cache.root())?;
+    let configs = tmp.path().join("configs");
+    std::fs::create_dir(&configs).at(&configs)?;
+    image.extract_configs(&configs)?;
+    let catalog = Catalog::read(&configs)?;
+    let selection = select::select(&catalog, filter)?;
+    selection.notes().iter().for_each(|n| note(Note::Catalog(&filter.catalog, n)));
+
+    let target = target(filter, &original.digest)?;
+    let (mut carried, rebuilt) = if filter.full && filter.packages.is_empty() {
+        (original.clone(), None)
+    } else {
+        let kept = tmp.path().join("kept");
+        render::write(&catalog, &selection, &kept)?;
+        let rebuilt = image.rebuild(cache, &kept)?;
+        let digest = rebuilt.digest.clone();
+        (rebuilt, Some(digest))
+    };
+    carried.reference = split(&target).tag.map(str::to_string);
+
+    let brought = brought_images(&selection, set, &filter.catalog, note);
+    let refs = brought.iter().map(|s| ImageRef::parse(s)).collect::<crate::error::Result<Vec<_>>>()?;
+    let resolved = registry.resolve_all(&refs).during(|| "resolving the images the kept bundles name")?;
+    let mut images = vec![(format!("{TRANSPORT}{target}"), carried)];
+    images.extend(brought.iter().cloned().zip(resolved));
+
+    let template = filter.catalog_source_template.as_deref().map(|t| read_template(config, t)).transpose()?;
+    let record = Record {
+        source: filter.catalog.clone(),
+        digest: original.digest,
+        filter: serde_json::to_value(filter).map_err(|e| usage(format!("internal: the filter as JSON: {e}")))?,
+        rebuilt,
+        target,
+        bundles: selection
+            .bundles()
+            .into_iter()
+            .map(|b| CatalogBundle { package: b.package, name: b.name, version: b.version, image: b.image })
+            .collect(),
+        images: brought.iter().map(|s| s.trim_start_matches(TRANSPORT).to_string()).collect(),
+        template,
+    };
+    Ok(Packed { record, images })
+}
+
+/// The images the kept bundles bring, as `docker://` sources: those the image set blocks
+/// are left out with a warning; one named by tag only is packed by that tag with a
+/// warning (as oc-mirror does): its digest is pinned now, but the catalog does not say
+/// which digest its publisher meant.
+fn brought_images(selection: &Selection, set: &ImageSet, catalog: &str, note: &dyn Fn(Note)) -> Vec<String> {
+    let mut brought = Vec::new();
+    for image in selection.images() {
+        let shown = crate::text::untrusted(&image);
+        if set.is_blocked(&image) {
+            note(Note::Warning(&format!("{catalog}: {shown} is blocked by mirror.blockedImages; left out")));
+            continue;
+        }
+        if split(&image).digest.is_none() {
+            note(Note::Warning(&format!("{catalog}: {shown} is named by tag only; packed by that tag")));
+        }
+        brought.push(with_transport(&image));
+    }
+    brought
+}
+
+/// `HOST/REPO:TAG` a catalog is mirrored as (oc-mirror's unique name): `targetCatalog`
+/// replaces the repository path, `targetTag` the tag; by default the catalog's own. A
+/// catalog named by digest alone, without `targetTag`, is tagged with the first 12 hex
+/// digits of its original digest (a rebuilt catalog has another digest, so the catalog's
+/// own cannot name it).
+pub fn target(filter: &CatalogFilter, digest: &Digest) -> crate::error::Result<String> {
+    let image = ImageRef::parse(&filter.catalog)?;
+    let repository = filter.target_catalog.as_deref().unwrap_or(image.repository.as_str());
+    let tag = match (&filter.target_tag, &image.tag) {
+        (Some(t), _) => t.clone(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => digest.hex()[..12].to_string(),
+    };
+    Ok(format!("{}/{repository}:{tag}", image.registry))
+}
+
+/// `OS/ARCH[/VARIANT]`s, parsed.
+pub fn parse_platforms(platforms: &[String]) -> crate::error::Result<Vec<Platform>> {
+    platforms.iter().map(|p| Platform::parse(p)).collect()
+}
+
+/// A `targetCatalogSourceTemplate` file (relative to the image set file's directory):
+/// a YAML mapping, kept as JSON in the bundle manifest for unpack to complete.
+fn read_template(config: &Path, written: &str) -> crate::error::Result<serde_json::Value> {
+    let path: PathBuf = config.parent().unwrap_or(Path::new("")).join(written);
+    let bytes = read_limited(&path, MAX_IMAGESET_FILE)?;
+    let shown = path.display();
+    let text = String::from_utf8(bytes).map_err(|_| usage(format!("{shown}: not UTF-8 text")))?;
+    let value: serde_json::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|e| usage(format!("{shown}: targetCatalogSourceTemplate is not a YAML document: {e}")))?;
+    if !value.is_object() {
+        return Err(usage(format!("{shown}: targetCatalogSourceTemplate is not a CatalogSource (a YAML mapping)")));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_follow_oc_mirror_unique_names() {
+        let d = Digest::of(b"catalog");
+        let filter = |catalog: &str, path: Option<&str>, tag: Option<&str>| CatalogFilter {
+            catalog: catalog.into(),
+            target_catalog: path.map(str::to_string),
+            target_tag: tag.map(str::to_string),
+            ..CatalogFilter::default()
+        };
+        let index = "docker://registry.redhat.io/redhat/redhat-operator-index:v4.16";
+        assert_eq!(
+            target(&filter(index, None, None), &d).unwrap(),
+            "registry.redhat.io/redhat/redhat-operator-index:v4.16"
+        );
+        assert_eq!(
+            target(&filter(index, Some("mirror/ops"), None), &d).unwrap(),
+            "registry.redhat.io/mirror/ops:v4.16"
+        );
+        assert_eq!(target(&filter(index, Some("ops"), Some("v1")), &d).unwrap(), "registry.redhat.io/ops:v1");
+        let pinned = format!("docker://quay.io/ns/index@{d}");
+        assert_eq!(target(&filter(&pinned, None, None), &d).unwrap(), format!("quay.io/ns/index:{}", &d.hex()[..12]));
+        assert_eq!(target(&filter(&pinned, None, Some("t")), &d).unwrap(), "quay.io/ns/index:t");
+    }
+
+    #[test]
+    fn templates_are_yaml_mappings_next_to_the_image_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("imageset.yaml");
+        std::fs::write(
+            dir.path().join("cs.yaml"),
+            "apiVersion: operators.coreos.com/v1alpha1\nkind: CatalogSource\nspec:\n  priority: -100\n",
+        )
+        .unwrap();
+        let t = read_template(&config, "cs.yaml").unwrap();
+        assert_eq!(t["spec"]["priority"], -100);
+        std::fs::write(dir.path().join("list.yaml"), "- a\n").unwrap();
+        let e = read_template(&config, "list.yaml").unwrap_err().to_string();
+        assert!(e.ends_with("list.yaml: targetCatalogSourceTemplate is not a CatalogSource (a YAML mapping)"), "{e}");
+        assert!(read_template(&config, "missing.yaml").unwrap_err().to_string().contains("missing.yaml"));
+    }
+}
