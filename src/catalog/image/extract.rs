@@ -17,8 +17,10 @@
 //! What is written is bounded by [`MAX_CONFIG_BYTES`] and [`MAX_CONFIG_ENTRIES`].
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use tar::EntryType;
@@ -124,12 +126,12 @@ impl Extraction<'_> {
             let Some(path) = normal(&entry.path().map_err(bad)?) else {
                 return Err(usage(format!("{}: an absolute path or a `..` component is refused", shown())));
             };
-            let Some(file_name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-            if let Some(target) = file_name.strip_prefix(".wh.") {
+            let Some(file_name) = path.file_name() else { continue }; // the root, `./`
+            if let Some(target) = file_name.as_bytes().strip_prefix(b".wh.") {
                 let parent = path.parent().unwrap_or(Path::new(""));
                 let (set, target) = match target {
-                    ".wh..opq" => (&mut this.opaque, parent.to_path_buf()),
-                    _ => (&mut this.deleted, parent.join(target)),
+                    b".wh..opq" => (&mut this.opaque, parent.to_path_buf()),
+                    _ => (&mut this.deleted, parent.join(OsStr::from_bytes(target))),
                 };
                 if self.related(&target) {
                     self.count(&shown)?;
