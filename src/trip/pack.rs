@@ -220,7 +220,8 @@ fn all_sources(request: &Request, note: &dyn Fn(Note)) -> Result<(Vec<String>, V
         sources.extend(set.additional.iter().cloned());
     }
     dedup(&mut release_sources);
-    if sources.is_empty() && release_sources.is_empty() {
+    let catalogs = imageset.as_ref().is_some_and(|set| !set.operators.is_empty());
+    if sources.is_empty() && release_sources.is_empty() && !catalogs {
         return Err(usage("nothing to pack: give SOURCE, --images, --release or --config").into());
     }
     if let Some(bad) = sources.iter().chain(&release_sources).find(|s| s.contains("://") && !s.starts_with(TRANSPORT)) {
