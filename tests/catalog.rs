@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use serde_json::{json, Value};
 
 use crate::common::catalog::{self as fixture, Catalog, File, CONFIGS_LABEL};
-use crate::common::cluster::{digest_mirrors, pack, pack_command, pull_through, unpack_root, yaml};
+use crate::common::cluster::{digest_mirrors, pack_command, pull_through, unpack_root, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, airlift, run_ok, sha256_hex};
@@ -66,6 +66,8 @@ struct Packed {
     catalog: Value,
     /// The digests of every image in the bundle.
     images: BTreeSet<String>,
+    /// What pack said on stderr.
+    stderr: String,
 }
 
 impl Packed {
@@ -79,6 +81,16 @@ impl Packed {
             .collect()
     }
 
+    /// Pack's messages mention `needed` (a dependency) and `by` (the bundle needing it) on
+    /// one line.
+    fn says_dependency(&self, needed: &str, by: &str) {
+        assert!(
+            self.stderr.lines().any(|l| l.contains(needed) && l.contains(by)),
+            "pack does not say that {by} needs {needed}:\n{}",
+            self.stderr
+        );
+    }
+
     fn rebuilt(&self) -> String {
         self.catalog["rebuilt"].as_str().unwrap_or_else(|| panic!("no rebuilt digest: {}", self.catalog)).to_string()
     }
@@ -88,7 +100,11 @@ impl Packed {
 fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
     let config = imageset(dir, &p.catalog.reference(), entry);
     let bundle = dir.join("bundle");
-    pack(&p.dist, dir, &bundle, "operators", &["--config".into(), config.display().to_string()]);
+    let o = pack_command(&p.dist, dir, &bundle, "operators", &["--config".into(), config.display().to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "pack failed: {stderr}");
     let list = run_ok(
         std::process::Command::new(common::airlift_path())
             .args(["list", "--json"])
@@ -100,7 +116,7 @@ fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
     let catalogs = list["catalogs"].as_array().unwrap_or_else(|| panic!("list --json has no catalogs: {list}"));
     assert_eq!(catalogs.len(), 1, "{list}");
     let images = list["images"].as_array().unwrap().iter().map(|i| i["digest"].as_str().unwrap().to_string()).collect();
-    Packed { bundle, catalog: catalogs[0].clone(), images }
+    Packed { bundle, catalog: catalogs[0].clone(), images, stderr }
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -190,11 +206,14 @@ fn a_package_range_adds_the_required_package_unless_dependencies_are_skipped() {
     // candidate).
     let want = ["alpha.v1.2.0", "alpha.v2.0.0", "alpha.v2.1.0", "gamma.v1.5.0"];
     assert_kept(&p, &packed, &want, &packed.rebuilt());
+    packed.says_dependency("gamma.v1.5.0", "alpha.v2.1.0");
 
     let skipped = pack_catalog(&p, &tmp.path().join("skip"), &format!("{entry}      skipDependencies: true\n"));
     // The same without the dependency.
     let want = ["alpha.v1.2.0", "alpha.v2.0.0", "alpha.v2.1.0"];
     assert_kept(&p, &skipped, &want, &skipped.rebuilt());
+    // Reported, not added.
+    skipped.says_dependency("gamma.v1.5.0", "alpha.v2.1.0");
 }
 
 #[test]
@@ -207,6 +226,7 @@ fn full_with_packages_keeps_every_bundle_of_the_channel_and_skip_dependencies_le
     // Every bundle of beta/stable: 0.1.0, 0.2.0, 0.3.0; beta.v0.3.0's Widget provider
     // (delta.v3.1.0) is only reported.
     assert_kept(&p, &packed, &["beta.v0.1.0", "beta.v0.2.0", "beta.v0.3.0"], &packed.rebuilt());
+    packed.says_dependency("delta.v3.1.0", "beta.v0.3.0");
 }
 
 #[test]
@@ -272,6 +292,7 @@ fn a_filtered_catalog_is_rebuilt_reproducibly_and_unpacks_into_a_working_mirror(
     let want = ["beta.v0.1.0", "beta.v0.2.0", "beta.v0.3.0", "delta.v3.1.0"];
     let rebuilt = packed.rebuilt();
     assert_kept(&p, &packed, &want, &rebuilt);
+    packed.says_dependency("delta.v3.1.0", "beta.v0.3.0");
     assert!(
         packed.catalog["target"].as_str().is_some_and(|t| t.ends_with("mirrored/filtered-index:v1-filtered")),
         "{}",
