@@ -96,13 +96,25 @@ impl Packed {
     }
 }
 
+/// `airlift pack --json --config CONFIG` from `p`'s registry into `dir/bundle`.
+fn pack_config(p: &Published, dir: &Path, config: &Path) -> std::process::Output {
+    let args = ["--config".into(), config.display().to_string()];
+    pack_command(&p.dist, dir, &dir.join("bundle"), "operators", &args).output().unwrap()
+}
+
+/// The stderr of a pack into `dir/bundle` refused as bad input (exit 2, no bundle written).
+fn refused(o: &std::process::Output, dir: &Path) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!dir.join("bundle/operators.manifest.json").exists());
+    err
+}
+
 /// Pack the fixture catalog with `entry` (see [`imageset`]) into `dir/bundle`.
 fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
     let config = imageset(dir, &p.catalog.reference(), entry);
     let bundle = dir.join("bundle");
-    let o = pack_command(&p.dist, dir, &bundle, "operators", &["--config".into(), config.display().to_string()])
-        .output()
-        .unwrap();
+    let o = pack_config(p, dir, &config);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "pack failed: {stderr}");
     let list = run_ok(
@@ -263,14 +275,8 @@ fn an_unknown_package_is_refused_by_name() {
     let Some(p) = published() else { return };
     let tmp = common::tempdir();
     let config = imageset(tmp.path(), &p.catalog.reference(), "      packages:\n        - name: no-such-operator\n");
-    let out = tmp.path().join("bundle");
-    let o = pack_command(&p.dist, tmp.path(), &out, "operators", &["--config".into(), config.display().to_string()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    let err = refused(&pack_config(&p, tmp.path(), &config), tmp.path());
     assert!(err.contains("no-such-operator"), "{err}");
-    assert!(!out.join("operators.manifest.json").exists());
 }
 
 /// `full: true` on beta/stable with a target: every bundle of the channel, the GVK
@@ -496,12 +502,7 @@ fn assert_pack_refuses(p: &Published, name: &str, label: Option<&str>, layers: &
     let tag = format!("catalog/{name}:v1");
     p.dist.push(&format!("oci:{}:catalog", layout.display()), &tag);
     let config = imageset(&tmp.path().join("pack"), &format!("{}/{tag}", p.dist.host()), "");
-    let out = tmp.path().join("bundle");
-    let o = pack_command(&p.dist, tmp.path(), &out, "operators", &["--config".into(), config.display().to_string()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+    let err = refused(&pack_config(p, tmp.path(), &config), tmp.path());
     for n in needles {
         assert!(err.contains(n), "{name}: the error does not name {n}: {err}");
     }
@@ -655,10 +656,7 @@ fn a_related_image_named_by_tag_only_is_packed_by_that_tag_with_a_warning() {
     );
     p.dist.push(&format!("oci:{}:catalog", layout.display()), "catalog/tagged:v1");
     let config = imageset(&tmp.path().join("pack"), &format!("{}/catalog/tagged:v1", p.dist.host()), "");
-    let out = tmp.path().join("bundle");
-    let o = pack_command(&p.dist, tmp.path(), &out, "operators", &["--config".into(), config.display().to_string()])
-        .output()
-        .unwrap();
+    let o = pack_config(&p, tmp.path(), &config);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(err.contains("warning") && err.contains(&tagged) && err.contains("tag"), "{err}");
