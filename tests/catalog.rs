@@ -299,6 +299,8 @@ fn a_filtered_catalog_is_rebuilt_reproducibly_and_unpacks_into_a_working_mirror(
     let rebuilt = packed.rebuilt();
     assert_kept(&p, &packed, &want, &rebuilt);
     packed.says_dependency("delta.v3.1.0", "beta.v0.3.0");
+    assert_eq!(packed.catalog["filter"]["targetCatalog"], "mirrored/filtered-index", "{}", packed.catalog);
+    assert_eq!(packed.catalog["filter"]["targetTag"], "v1-filtered", "{}", packed.catalog);
     assert!(
         packed.catalog["target"].as_str().is_some_and(|t| t.ends_with("mirrored/filtered-index:v1-filtered")),
         "{}",
@@ -466,6 +468,13 @@ fn assert_cluster_files(p: &Published, reg: &Registry, doc: &Value, image: &str,
     let idms = digest_mirrors(&yaml(&results.join("imagedigestmirrorset.yaml")));
     for i in p.catalog.images_of(kept.iter().copied()) {
         pull_through(reg, &idms, &i);
+        // Named by digest only, so also tagged sha256-HEX (registries that prune untagged
+        // manifests keep it).
+        let (repo, digest) = i.split_once('@').unwrap();
+        let tag = format!("{}:{}", repo.split_once('/').unwrap().1, digest.replace(':', "-"));
+        let mut cmd = reg.skopeo("inspect");
+        cmd.arg("--raw").args(reg.skopeo_args()).arg(reg.docker_ref(&tag));
+        assert_eq!(format!("sha256:{}", sha256_hex(run_ok(&mut cmd).as_bytes())), digest, "{tag}");
     }
     // Each file is named after the object it holds.
     let named = |kind: &str, object: &serde_yaml_ng::Value| {
@@ -554,7 +563,7 @@ fn filter_refuses(extra: Vec<File>) -> String {
 }
 
 #[test]
-fn the_omega_catalog_filters_cleanly() {
+fn omega_alone_filters_cleanly_so_each_refusal_comes_from_the_file_added() {
     let tmp = common::tempdir();
     let dir = tmp.path().join("configs");
     fixture::write_tree(&dir, &omega(""));
