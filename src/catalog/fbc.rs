@@ -94,7 +94,7 @@ pub enum Requirement {
 }
 
 /// An API: group, version, kind.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Gvk {
     pub group: String,
     pub version: String,

@@ -1,9 +1,9 @@
 //! A catalog image (an operator index) whose manifests, configs and layers are in a blob
 //! store: opened and checked ([`CatalogImage::open`]: platforms kept, the config label,
 //! every blob present), its config directory read from its layers with whiteouts applied
-//! ([`CatalogImage::extract_configs`], in [`extract`]), and the filtered catalog image
+//! ([`CatalogImage::extract_configs`], in `extract`), and the filtered catalog image
 //! built from it ([`CatalogImage::rebuild`]: two layers appended to every platform
-//! manifest, written byte-reproducibly by [`layers`]).
+//! manifest, written byte-reproducibly by `layers`).
 
 mod extract;
 mod layers;
@@ -116,7 +116,9 @@ impl CatalogImage {
     /// Write the config directory of the first kept platform into `into` (which exists and
     /// is empty): the layers applied in order, whiteouts honoured, only directories and
     /// regular files written, within [`MAX_CONFIG_BYTES`] and [`MAX_CONFIG_ENTRIES`]. The
-    /// rules for hostile layers are [`extract`]'s.
+    /// rules for hostile layers: an absolute or `..` path anywhere is an error; under the
+    /// config directory a symlink, hard link, device or FIFO is an error (never followed
+    /// or recreated); entries elsewhere are skipped unread.
     pub fn extract_configs(&self, into: &Path) -> Result<()> {
         let name = format!("catalog image {}", self.digest);
         extract::extract(&name, &self.platforms[0].layers, &self.configs_dir, into, extract::Limits::DEFAULT)

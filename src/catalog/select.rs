@@ -16,12 +16,12 @@
 mod graph;
 mod note;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use crate::error::{usage, Result};
 use crate::text::untrusted;
 
-use super::fbc::{Bundle, Catalog, Channel, Package, Requirement};
+use super::fbc::{Bundle, Catalog, Channel, Gvk, Package, Requirement};
 use super::version::{Range as Bounds, Version};
 use super::{CatalogFilter, PackageFilter, Range};
 
@@ -185,10 +185,11 @@ impl<'c> Selector<'c> {
     fn close_dependencies(&mut self, report_only: bool) {
         let mut queue: VecDeque<(String, String)> =
             self.kept.iter().flat_map(|(p, k)| k.bundles.iter().map(move |b| (p.clone(), b.clone()))).collect();
+        let mut provided: HashSet<&Gvk> = self.kept_bundles().flat_map(|b| &b.provides).collect();
         while let Some((package, name)) = queue.pop_front() {
             let Some(bundle) = self.catalog.package(&package).and_then(|p| p.bundles.get(&name)) else { continue };
             for requirement in &bundle.requires {
-                if self.satisfied(requirement) {
+                if self.satisfied(requirement, &provided) {
                     continue;
                 }
                 let needed_by = (package.clone(), name.clone());
@@ -206,6 +207,8 @@ impl<'c> Selector<'c> {
                         });
                         kept.channels.entry(channel.clone()).or_default().insert(b.clone());
                         kept.bundles.insert(b.clone());
+                        let added = self.catalog.package(&p).and_then(|p| p.bundles.get(&b));
+                        provided.extend(added.into_iter().flat_map(|a| &a.provides));
                         queue.push_back((p.clone(), b.clone()));
                         Note::Added { added: (p, b), channel, needed_by, requirement: requirement.clone() }
                     }
@@ -222,13 +225,14 @@ impl<'c> Selector<'c> {
         })
     }
 
-    fn satisfied(&self, requirement: &Requirement) -> bool {
+    /// Whether a kept bundle satisfies `requirement` (`provided`: the GVKs kept bundles provide).
+    fn satisfied(&self, requirement: &Requirement, provided: &HashSet<&Gvk>) -> bool {
         match requirement {
             Requirement::Package { package, range } => self.kept.get(package).is_some_and(|k| {
                 let bundles = self.catalog.package(package).map(|p| &p.bundles);
                 k.bundles.iter().filter_map(|b| bundles?.get(b)?.version.as_ref()).any(|v| range.contains(v))
             }),
-            Requirement::Gvk(gvk) => self.kept_bundles().any(|b| b.provides.contains(gvk)),
+            Requirement::Gvk(gvk) => provided.contains(gvk),
         }
     }
 

@@ -59,7 +59,7 @@ struct Metadata {
     version: String,
 }
 
-/// Read the payload from the release image's layers (gzip or plain tars, in image
+/// Read the payload from the release image's layers (gzip, zstd or plain tars, in image
 /// order): the last layer that has a file wins, as when the image is run.
 pub fn read_payload(release: &str, layers: &[impl AsRef<Path>]) -> Result<Payload> {
     let mut references = None;

@@ -54,6 +54,17 @@ pub fn pack_catalogs(
         };
         let one = pack_catalog(filter, set, config, registry, options, note)
             .during(|| format!("packing operator catalog {}", filter.catalog))?;
+        if let Some(other) = packed.iter().find(|p: &&Packed| p.record.target == one.record.target) {
+            return Err(usage(format!(
+                "{}: mirror.operators names {} and {} that would both be mirrored as {}; give one a targetCatalog or \
+                 targetTag",
+                config.display(),
+                other.record.source,
+                one.record.source,
+                one.record.target
+            ))
+            .into());
+        }
         packed.push(one);
     }
     Ok(packed)
@@ -181,6 +192,7 @@ fn read_template(config: &Path, written: &str) -> crate::error::Result<serde_jso
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn targets_follow_oc_mirror_unique_names() {
@@ -204,6 +216,41 @@ mod tests {
         let pinned = format!("docker://quay.io/ns/index@{d}");
         assert_eq!(target(&filter(&pinned, None, None), &d).unwrap(), format!("quay.io/ns/index:{}", &d.hex()[..12]));
         assert_eq!(target(&filter(&pinned, None, Some("t")), &d).unwrap(), "quay.io/ns/index:t");
+    }
+
+    #[test]
+    fn blocked_images_are_left_out_and_tag_only_ones_kept_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let objects = [
+            json!({"schema": "olm.package", "name": "foo", "defaultChannel": "stable"}),
+            json!({"schema": "olm.channel", "package": "foo", "name": "stable", "entries": [{"name": "foo.v1"}]}),
+            json!({"schema": "olm.bundle", "name": "foo.v1", "package": "foo", "image": format!("q.io/x/bundle@{}", d('1')),
+                   "properties": [{"type": "olm.package", "value": {"packageName": "foo", "version": "1.0.0"}}],
+                   "relatedImages": [{"name": "op", "image": "q.io/x/op:v1"}, {"name": "db", "image": format!("q.io/x/db@{}", d('2'))}]}),
+        ];
+        let text: String = objects.iter().map(|o| format!("{o}\n")).collect();
+        std::fs::create_dir(dir.path().join("foo")).unwrap();
+        std::fs::write(dir.path().join("foo/catalog.json"), text).unwrap();
+        let catalog = Catalog::read(dir.path()).unwrap();
+        let filter = CatalogFilter { catalog: "docker://q.io/x/index:v1".into(), ..CatalogFilter::default() };
+        let selection = select::select(&catalog, &filter).unwrap();
+        let set = ImageSet { blocked: vec!["q.io/x/db".into()], ..ImageSet::default() };
+        let warnings = std::cell::RefCell::new(Vec::new());
+        let note = |n: Note| {
+            if let Note::Warning(w) = n {
+                warnings.borrow_mut().push(w.to_string())
+            }
+        };
+        let brought = brought_images(&selection, &set, &filter.catalog, &note);
+        assert_eq!(brought, [format!("docker://q.io/x/bundle@{}", d('1')), "docker://q.io/x/op:v1".to_string()]);
+        assert_eq!(
+            warnings.into_inner(),
+            [
+                format!("docker://q.io/x/index:v1: q.io/x/db@{} is blocked by mirror.blockedImages; left out", d('2')),
+                "docker://q.io/x/index:v1: q.io/x/op:v1 is named by tag only; packed by that tag".to_string(),
+            ]
+        );
     }
 
     #[test]

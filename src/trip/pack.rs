@@ -129,6 +129,8 @@ impl Plan {
             (Some(set), Some(reg), Some(config)) => pack_catalogs(set, config, reg, &request.registry, note)?,
             _ => Vec::new(),
         };
+        // A catalog's image is the one packed under its target, whatever else names it.
+        all.retain(|s| !packed_catalogs.iter().any(|c| c.images[0].0 == *s));
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
@@ -303,7 +305,8 @@ fn resolve_images<'s>(
 
 /// Add each catalog's images (the catalog image, whose blobs are all in the cache, and
 /// those its bundles bring) to what is resolved and fetched, each image once: one already
-/// among `sources`, or brought by an earlier catalog, is not added again.
+/// among `sources`, or brought by an earlier catalog, is not added again (catalog images
+/// have targets of their own: none is among `sources`, no two are the same).
 fn add_catalog_images<'s>(
     catalogs: &'s [catalogs::Packed],
     sources: &[String],

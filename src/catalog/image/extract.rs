@@ -13,7 +13,7 @@
 //! recreated, so nothing is ever written outside `into` (every path written is `into`
 //! joined with checked normal components, and `into` holds only what was written here).
 //! Entries outside the config directory are skipped unread. Modes, owners and times of
-//! the layers are not kept: files are written 0644, directories 0755 (the umask applies).
+//! the layers are not kept: files and directories get the process's defaults (umask).
 //! What is written is bounded by [`MAX_CONFIG_BYTES`] and [`MAX_CONFIG_ENTRIES`].
 
 use std::collections::{HashMap, HashSet};

@@ -158,9 +158,9 @@ impl<W: Write> Write for Hashing<W> {
 
 /// A file's bytes that must be exactly the size its header gave: a file that shrank
 /// while it was archived is an error, not a short entry.
-struct Exactly<R> {
-    inner: R,
-    left: u64,
+pub(super) struct Exactly<R> {
+    pub inner: R,
+    pub left: u64,
 }
 
 impl<R: Read> Read for Exactly<R> {

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::oci::{OCI_INDEX, OCI_MANIFEST};
+use crate::oci::{DOCKER_LIST, OCI_INDEX, OCI_MANIFEST};
 
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
@@ -188,24 +188,27 @@ fn manifest(store: &BlobStore, kind: &str, config_bytes: &[u8], layers: &[Vec<u8
 
 /// The standard two-platform catalog (an OCI index of amd64 and arm64) in `store`.
 fn catalog(store: &BlobStore) -> Digest {
-    catalog_with(store, &catalog_layers(), [labels(), labels()])
+    catalog_with(store, OCI_INDEX, &catalog_layers(), [labels(), labels()])
 }
 
-fn catalog_with(store: &BlobStore, layers: &[Vec<u8>], labels: [Value; 2]) -> Digest {
+/// A two-platform catalog over `layers`: an index of `kind` (OCI, or a Docker manifest
+/// list of Docker manifests) whose configs have `labels`.
+fn catalog_with(store: &BlobStore, kind: &str, layers: &[Vec<u8>], labels: [Value; 2]) -> Digest {
     let [amd, arm] = labels;
-    let amd64 = manifest(store, OCI_MANIFEST, &config("amd64", layers, amd), layers);
-    let arm64 = manifest(store, OCI_MANIFEST, &config("arm64", layers, arm), layers);
+    let child = if kind == DOCKER_LIST { DOCKER_MANIFEST } else { OCI_MANIFEST };
+    let amd64 = manifest(store, child, &config("amd64", layers, amd), layers);
+    let arm64 = manifest(store, child, &config("arm64", layers, arm), layers);
     let attestation = b"an attestation manifest, never read".to_vec();
-    let mut att = desc(OCI_MANIFEST, &attestation);
+    let mut att = desc(child, &attestation);
     att["annotations"] = json!({ "vnd.docker.reference.type": "attestation-manifest" });
     att["platform"] = json!({ "os": "unknown", "architecture": "unknown" });
     let platform = |arch: &str, m: &[u8]| {
-        let mut d = desc(OCI_MANIFEST, m);
+        let mut d = desc(child, m);
         d["platform"] = json!({ "os": "linux", "architecture": arch });
         d
     };
     let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "schemaVersion": 2, "mediaType": kind,
         "manifests": [platform("amd64", &amd64), platform("arm64", &arm64), att],
         "annotations": { "org.opencontainers.image.ref.name": "v4.16" },
     }))
@@ -278,6 +281,8 @@ fn a_rebuild_gives_the_same_digest_in_another_store() {
         let first = image.rebuild(&store, &configs).unwrap();
         let again = image.rebuild(&store, &configs).unwrap();
         assert_eq!(first.digest, again.digest);
+        let temps = std::fs::read_dir(store.state(crate::store::State::Tmp)).unwrap().count();
+        assert_eq!(temps, 0, "no temp file is left, whether the blob was new or not");
         digests.push(first.digest);
     }
     assert_eq!(digests[0], digests[1]);
@@ -414,7 +419,8 @@ fn extract_error(upper: &[E]) -> String {
     let store = BlobStore::create(&dir.path().join("store")).unwrap();
     let mut layers = catalog_layers();
     layers.push(tar(upper));
-    let image = CatalogImage::open(&store, &catalog_with(&store, &layers, [labels(), labels()]), &[]).unwrap();
+    let image =
+        CatalogImage::open(&store, &catalog_with(&store, OCI_INDEX, &layers, [labels(), labels()]), &[]).unwrap();
     let into = dir.path().join("configs");
     std::fs::create_dir(&into).unwrap();
     let e = image.extract_configs(&into).unwrap_err();
@@ -467,23 +473,23 @@ fn catalogs_that_are_not_usable_are_named() {
     let layers = catalog_layers();
     let open = |top: &Digest| CatalogImage::open(&store, top, &[]).unwrap_err().to_string();
 
-    let no_label = catalog_with(&store, &layers, [labels(), json!({"vendor": "test"})]);
+    let no_label = catalog_with(&store, OCI_INDEX, &layers, [labels(), json!({"vendor": "test"})]);
     let e = open(&no_label);
     assert!(e.starts_with("not a file-based catalog: catalog image sha256:") && e.contains("(linux/arm64)"), "{e}");
     assert!(e.contains(&format!("has no label {CONFIGS_LABEL}")), "{e}");
 
-    let elsewhere = catalog_with(&store, &layers, [labels(), json!({ CONFIGS_LABEL: "/catalog" })]);
+    let elsewhere = catalog_with(&store, OCI_INDEX, &layers, [labels(), json!({ CONFIGS_LABEL: "/catalog" })]);
     let e = open(&elsewhere);
     assert!(
         e.contains("platforms disagree on the config directory: /configs on linux/amd64, /catalog on linux/arm64"),
         "{e}"
     );
 
-    let escaping = catalog_with(&store, &layers, [json!({ CONFIGS_LABEL: "/../x" }), labels()]);
+    let escaping = catalog_with(&store, OCI_INDEX, &layers, [json!({ CONFIGS_LABEL: "/../x" }), labels()]);
     assert!(open(&escaping).contains("is '/../x', not a directory path"), "{}", open(&escaping));
 
     let bare = vec![tar(&[E::File("bin/opm", b"#!opm"), E::File("configsx/a.json", b"{}")])];
-    let image = CatalogImage::open(&store, &catalog_with(&store, &bare, [labels(), labels()]), &[]).unwrap();
+    let image = CatalogImage::open(&store, &catalog_with(&store, OCI_INDEX, &bare, [labels(), labels()]), &[]).unwrap();
     let e = image.extract_configs(dir.path()).unwrap_err().to_string();
     assert!(e.ends_with(": the catalog's layers have no /configs"), "{e}");
 
@@ -612,4 +618,48 @@ fn a_prebuilt_cache_is_found_and_dropped_and_cmd_keeps_its_program() {
     assert_eq!(image_dir("/a/./b", "/"), None);
     assert_eq!(image_dir("/", "/"), None);
     assert_eq!(image_dir("b//c/", "/a"), Some("/a/b/c".into()));
+}
+
+#[test]
+fn a_rebuild_takes_only_directories_and_regular_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::create(&dir.path().join("store")).unwrap();
+    let image = CatalogImage::open(&store, &catalog(&store), &[]).unwrap();
+    let configs = dir.path().join("filtered");
+    filtered(&configs);
+    std::os::unix::fs::symlink("/etc", configs.join("foo/etc")).unwrap();
+    let e = image.rebuild(&store, &configs).unwrap_err().to_string();
+    assert!(e.ends_with("foo/etc: neither a directory nor a regular file"), "{e}");
+    let e = image.rebuild(&store, &dir.path().join("absent")).unwrap_err().to_string();
+    assert!(e.contains("absent"), "{e}");
+}
+
+#[test]
+fn a_file_that_shrinks_while_archived_is_an_error() {
+    let mut short = layers::Exactly { inner: &b"ab"[..], left: 3 };
+    let e = std::io::copy(&mut short, &mut std::io::sink()).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    let mut exact = layers::Exactly { inner: &b"abc"[..], left: 3 };
+    assert_eq!(std::io::copy(&mut exact, &mut std::io::sink()).unwrap(), 3);
+}
+
+#[test]
+fn a_docker_manifest_list_stays_one_with_docker_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::create(&dir.path().join("store")).unwrap();
+    let top = catalog_with(&store, DOCKER_LIST, &catalog_layers(), [labels(), labels()]);
+    let image = CatalogImage::open(&store, &top, &[]).unwrap();
+    let configs = dir.path().join("filtered");
+    filtered(&configs);
+    let rebuilt = image.rebuild(&store, &configs).unwrap();
+    assert_eq!(rebuilt.media_type, DOCKER_LIST);
+    let list = read_doc(&store, &rebuilt.digest);
+    assert_eq!(list["mediaType"], DOCKER_LIST);
+    for d in list["manifests"].as_array().unwrap() {
+        assert_eq!(d["mediaType"], DOCKER_MANIFEST);
+        let m = read_doc(&store, &digest_at(d, "/digest"));
+        assert_eq!(m["mediaType"], DOCKER_MANIFEST);
+        assert_eq!(m["config"]["mediaType"], "application/vnd.docker.container.image.v1+json");
+        assert!(m["layers"].as_array().unwrap().iter().all(|l| l["mediaType"] == DOCKER_LAYER));
+    }
 }
