@@ -415,10 +415,25 @@ fn assert_rebuilt_configs(p: &Published, reg: &Registry, mirrored: &str, rebuilt
             Some("olm.channel") => {
                 let entries: BTreeSet<String> =
                     o["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+                if s("package") == "beta" {
+                    // Every bundle of beta/stable is kept: its upgrade graph as published.
+                    let mut published = o["entries"].as_array().unwrap().clone();
+                    published.sort_by_key(|e| e["name"].to_string());
+                    assert_eq!(
+                        Value::Array(published),
+                        json!([{"name": "beta.v0.1.0"}, {"name": "beta.v0.2.0", "replaces": "beta.v0.1.0"},
+                               {"name": "beta.v0.3.0", "replaces": "beta.v0.2.0"}]),
+                        "{file}"
+                    );
+                }
                 channels.insert((s("package"), s("name")), entries);
             }
             Some("olm.bundle") => {
-                assert_eq!(s("image"), p.catalog.bundles[&s("name")].image, "{file}: {o}");
+                let f = &p.catalog.bundles[&s("name")];
+                assert_eq!(s("image"), f.image, "{file}: {o}");
+                let related: BTreeSet<&str> =
+                    o["relatedImages"].as_array().unwrap().iter().map(|r| r["image"].as_str().unwrap()).collect();
+                assert_eq!(related, BTreeSet::from([f.image.as_str(), f.related.as_str()]), "{file}: {o}");
                 bundles.insert(s("name"));
             }
             Some("olm.deprecations") => {
