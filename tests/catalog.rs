@@ -267,6 +267,7 @@ fn a_whole_catalog_is_carried_unchanged() {
     .to_vec();
     assert_eq!(packed.catalog["rebuilt"], Value::Null, "{}", packed.catalog);
     assert_eq!(packed.catalog["digest"].as_str(), Some(p.catalog.digest.as_str()));
+    assert_eq!(packed.catalog["target"].as_str(), Some(p.catalog.reference().as_str()));
     assert_kept(&p, &packed, &want, &p.catalog.digest);
 }
 
