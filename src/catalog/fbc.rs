@@ -26,7 +26,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{usage, IoContext, Result};
-use crate::text::untrusted;
+use crate::text::{escaped, untrusted};
 
 use super::version::{Range, Version};
 use light::{BundleMeta, ChannelMeta, Header};
@@ -128,7 +128,7 @@ impl Catalog {
         }
         let packages = draft.finish(dir, &files)?;
         if packages.is_empty() {
-            return Err(usage(format!("{}: the catalog has no package (no olm.package object)", dir.display())));
+            return Err(usage(format!("{}: the catalog has no package (no olm.package object)", shown(dir))));
         }
         Ok(Catalog { dir: dir.to_path_buf(), files, packages, global: draft.global })
     }
@@ -159,13 +159,14 @@ pub fn for_each_object(path: &Path, bytes: &[u8], mut f: impl FnMut(At, &[u8]) -
     if is_yaml(path) {
         use serde::Deserialize;
         for (n, doc) in serde_yaml_ng::Deserializer::from_slice(bytes).enumerate() {
-            let value = serde_json::Value::deserialize(doc)
-                .map_err(|e| usage(format!("{}: malformed YAML in document {}: {e}", path.display(), n + 1)))?;
+            let value = serde_json::Value::deserialize(doc).map_err(|e| {
+                usage(format!("{}: malformed YAML in document {}: {}", shown(path), n + 1, escaped(&e.to_string())))
+            })?;
             if value.is_null() {
                 continue;
             }
             let json = serde_json::to_vec(&value)
-                .map_err(|e| usage(format!("{}: document {}: {e}", path.display(), n + 1)))?;
+                .map_err(|e| usage(format!("{}: document {}: {}", shown(path), n + 1, escaped(&e.to_string()))))?;
             f(At::Document(n), &json)?;
         }
         return Ok(());
@@ -181,7 +182,8 @@ pub fn for_each_object(path: &Path, bytes: &[u8], mut f: impl FnMut(At, &[u8]) -
                 f(At::Bytes(start, end), &bytes[start..end])?;
             }
             Some(Err(e)) => {
-                return Err(usage(format!("{}: malformed JSON in the object at byte {start}: {e}", path.display())));
+                let e = escaped(&e.to_string());
+                return Err(usage(format!("{}: malformed JSON in the object at byte {start}: {e}", shown(path))));
             }
         }
     }
@@ -256,7 +258,7 @@ impl Draft {
                 let file = parts.first_seen.map(|l| dir.join(&files[l.file])).unwrap_or_else(|| dir.to_path_buf());
                 return Err(usage(format!(
                     "{}: objects name package {}, which has no olm.package object in the catalog",
-                    file.display(),
+                    shown(&file),
                     untrusted(&name)
                 )));
             };
@@ -330,7 +332,7 @@ impl Bundle {
         };
         match p.ty.as_str() {
             "olm.package" => {
-                let text = v.version.as_deref().unwrap_or_default();
+                let text = v.version.as_deref().ok_or("the olm.package property has no version")?;
                 let version =
                     Version::parse(text).ok_or_else(|| format!("version {} is not semver", untrusted(text)))?;
                 self.version = Some(version);
@@ -355,6 +357,11 @@ impl Bundle {
     }
 }
 
+/// A path for a message: a catalog's file names come from its image, so are escaped.
+pub(crate) fn shown(path: &Path) -> String {
+    escaped(&path.display().to_string())
+}
+
 /// A package name becomes a directory of the rendered catalog: one plain path component.
 fn check_package_name(name: &str) -> Result<(), &'static str> {
     let plain = !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0']);
@@ -372,7 +379,7 @@ fn where_is(path: &Path, loc: Location, schema: &str, name: Option<&str>) -> Str
         At::Document(n) => format!("in document {}", n + 1),
     };
     let name = name.map(|n| format!(" {}", untrusted(n))).unwrap_or_default();
-    format!("{}: {}{name} ({at})", path.display(), untrusted(schema))
+    format!("{}: {}{name} ({at})", shown(path), untrusted(schema))
 }
 
 #[cfg(test)]

@@ -20,9 +20,9 @@ use serde_json::Value;
 
 use crate::error::{usage, IoContext, Result};
 use crate::store::{write_file, Commit};
-use crate::text::untrusted;
+use crate::text::{escaped, untrusted};
 
-use super::fbc::{for_each_object, is_yaml, At, Catalog, Location, Package};
+use super::fbc::{for_each_object, is_yaml, shown, At, Catalog, Location, Package};
 use super::select::{KeptPackage, Selection};
 
 /// The file objects that name no package go to.
@@ -32,7 +32,7 @@ const GLOBAL_FILE: &str = "catalog.json";
 pub fn write(catalog: &Catalog, selection: &Selection, out: &Path) -> Result<()> {
     make_dir(out)?;
     if fs::read_dir(out).at(out)?.next().is_some() {
-        return Err(usage(format!("{}: the output directory is not empty", out.display())));
+        return Err(usage(format!("{}: the output directory is not empty", shown(out))));
     }
     for (name, kept) in selection.packages() {
         let package =
@@ -70,7 +70,7 @@ fn package_objects(catalog: &Catalog, package: &Package, kept: &KeptPackage) -> 
         values.remove(l).ok_or_else(|| {
             usage(format!(
                 "{}: an object of package {} is gone",
-                catalog.path(l.file).display(),
+                shown(&catalog.path(l.file)),
                 untrusted(&package.name)
             ))
         })
@@ -151,8 +151,9 @@ fn read_objects(catalog: &Catalog, locations: &[Location]) -> Result<HashMap<Loc
 }
 
 fn parse(path: &Path, location: Location, json: &[u8]) -> Result<Value> {
-    serde_json::from_slice(json)
-        .map_err(|e| usage(format!("{}: the object read at {:?} changed: {e}", path.display(), location.at)))
+    serde_json::from_slice(json).map_err(|e| {
+        usage(format!("{}: the object read at {:?} changed: {}", shown(path), location.at, escaped(&e.to_string())))
+    })
 }
 
 fn serialize(objects: &[Value]) -> Result<Vec<u8>> {

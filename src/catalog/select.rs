@@ -12,6 +12,8 @@
 //! - Dependencies (`olm.package.required`, `olm.gvk.required`) of kept bundles that no
 //!   kept bundle satisfies: the newest providing bundle on the providing package's default
 //!   channel is added, transitively; with `skipDependencies` only reported ([`Note`]).
+//!   A bundle added below what its channel already keeps brings the chain members between
+//!   them, so that the rendered channel keeps one head.
 
 mod graph;
 mod note;
@@ -99,7 +101,7 @@ pub fn select(catalog: &Catalog, filter: &CatalogFilter) -> Result<Selection> {
             s.keep_package(package, wanted, filter.full)?;
         }
     }
-    s.close_dependencies(filter.skip_dependencies);
+    s.close_dependencies(filter.skip_dependencies)?;
     Ok(s.finish())
 }
 
@@ -182,7 +184,7 @@ impl<'c> Selector<'c> {
     }
 
     /// Add what kept bundles require, transitively (or only report it).
-    fn close_dependencies(&mut self, report_only: bool) {
+    fn close_dependencies(&mut self, report_only: bool) -> Result<()> {
         let mut queue: VecDeque<(String, String)> =
             self.kept.iter().flat_map(|(p, k)| k.bundles.iter().map(move |b| (p.clone(), b.clone()))).collect();
         let mut provided: HashSet<&Gvk> = self.kept_bundles().flat_map(|b| &b.provides).collect();
@@ -193,29 +195,68 @@ impl<'c> Selector<'c> {
                     continue;
                 }
                 let needed_by = (package.clone(), name.clone());
-                let provider = self.provider(requirement);
-                let note = match provider {
-                    None => Note::Unsatisfied { needed_by, requirement: requirement.clone() },
+                let requirement = requirement.clone();
+                match self.provider(&requirement) {
+                    None => self.notes.push(Note::Unsatisfied { needed_by, requirement }),
                     Some(provider) if report_only => {
-                        Note::NotAdded { needed_by, requirement: requirement.clone(), provider }
+                        self.notes.push(Note::NotAdded { needed_by, requirement, provider })
                     }
                     Some((p, channel, b)) => {
-                        let kept = self.kept.entry(p.clone()).or_insert_with(|| KeptPackage {
-                            default_channel: Some(channel.clone()),
-                            channels: BTreeMap::new(),
-                            bundles: BTreeSet::new(),
+                        self.notes.push(Note::Added {
+                            added: (p.clone(), b.clone()),
+                            channel: channel.clone(),
+                            needed_by,
+                            requirement,
                         });
-                        kept.channels.entry(channel.clone()).or_default().insert(b.clone());
-                        kept.bundles.insert(b.clone());
-                        let added = self.catalog.package(&p).and_then(|p| p.bundles.get(&b));
-                        provided.extend(added.into_iter().flat_map(|a| &a.provides));
-                        queue.push_back((p.clone(), b.clone()));
-                        Note::Added { added: (p, b), channel, needed_by, requirement: requirement.clone() }
+                        for added in self.add_dependency(&p, &channel, &b)? {
+                            provided.extend(&added.provides);
+                            queue.push_back((p.clone(), added.name.clone()));
+                        }
                     }
-                };
-                self.notes.push(note);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Keep `bundle` of `package` on `channel`, and the chain members that join it to what
+    /// the channel already keeps (with a note each). Returns the bundles newly kept.
+    fn add_dependency(&mut self, package: &str, channel: &str, bundle: &str) -> Result<Vec<&'c Bundle>> {
+        let catalog_package =
+            self.catalog.package(package).ok_or_else(|| usage(format!("package {} vanished", untrusted(package))))?;
+        let kept = self.kept.entry(package.to_string()).or_insert_with(|| KeptPackage {
+            default_channel: Some(channel.to_string()),
+            channels: BTreeMap::new(),
+            bundles: BTreeSet::new(),
+        });
+        let entries = kept.channels.entry(channel.to_string()).or_default();
+        let mut added = vec![bundle];
+        if !entries.is_empty() {
+            if let Some(c) = catalog_package.channels.get(channel) {
+                let graph = graph::Graph::new(c).map_err(|e| {
+                    usage(format!("package {} channel {}: {e}", untrusted(package), untrusted(channel)))
+                })?;
+                entries.insert(bundle.to_string());
+                added.extend(graph.gaps(entries));
+            }
+        }
+        let mut newly = Vec::new();
+        let mut joined = Vec::new();
+        for (i, name) in added.into_iter().enumerate() {
+            let Some(b) = catalog_package.bundles.get(name) else { continue };
+            entries.insert(name.to_string());
+            if kept.bundles.insert(name.to_string()) {
+                newly.push(b);
+                if i > 0 {
+                    joined.push(name);
+                }
+            }
+        }
+        for name in joined {
+            let (package, channel, name, dependency) = (package.into(), channel.into(), name.into(), bundle.into());
+            self.notes.push(Note::Joined { package, channel, bundle: name, dependency });
+        }
+        Ok(newly)
     }
 
     fn kept_bundles(&self) -> impl Iterator<Item = &'c Bundle> + '_ {

@@ -130,7 +130,7 @@ impl Plan {
             _ => Vec::new(),
         };
         // A catalog's image is the one packed under its target, whatever else names it.
-        all.retain(|s| !packed_catalogs.iter().any(|c| c.images[0].0 == *s));
+        all.retain(|s| !packed_catalogs.iter().any(|c| c.images.first().is_some_and(|(carried, _)| carried == s)));
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;

@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::shown;
 use crate::error::{usage, IoContext, Result};
 
 const IGNORE_FILE: &str = ".indexignore";
@@ -17,7 +18,7 @@ const IGNORE_FILE: &str = ".indexignore";
 pub(super) fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let meta = fs::metadata(dir).at(dir)?;
     if !meta.is_dir() {
-        return Err(usage(format!("{}: the catalog's config directory is not a directory", dir.display())));
+        return Err(usage(format!("{}: the catalog's config directory is not a directory", shown(dir))));
     }
     let mut files = Vec::new();
     visit(dir, Path::new(""), &mut Vec::new(), &mut files)?;
@@ -53,7 +54,7 @@ fn visit(root: &Path, rel: &Path, rules: &mut Vec<Rules>, files: &mut Vec<PathBu
         let path = root.join(&child);
         let kind = fs::symlink_metadata(&path).at(&path)?.file_type();
         if kind.is_symlink() {
-            return Err(usage(format!("{}: a symbolic link in a catalog's config directory", path.display())));
+            return Err(usage(format!("{}: a symbolic link in a catalog's config directory", shown(&path))));
         }
         if ignored(rules, &child, kind.is_dir()) {
             continue;

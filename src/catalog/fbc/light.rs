@@ -7,10 +7,11 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::error::{usage, Result};
+use crate::text::escaped;
 
 /// Parse one object's JSON text; `what` names the object in the error.
 pub(super) fn parse<'a, T: Deserialize<'a>>(json: &'a [u8], what: impl Fn() -> String) -> Result<T> {
-    serde_json::from_slice(json).map_err(|e| usage(format!("{}: {e}", what())))
+    serde_json::from_slice(json).map_err(|e| usage(format!("{}: {}", what(), escaped(&e.to_string()))))
 }
 
 /// What every object has.

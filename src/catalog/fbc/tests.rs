@@ -151,3 +151,28 @@ fn an_empty_directory_or_a_link_is_refused() {
     assert!(usage_message(tmp.path()).contains("p/link.json: a symbolic link"));
     assert!(matches!(Catalog::read(&tmp.path().join("absent")), Err(Error::Io { .. })));
 }
+
+#[test]
+fn catalog_text_in_errors_is_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "p/\u{1b}[2J.json", "{\"schema\": \"olm.package\", \"name\": \"p\u{7}\"} {\"schema\": 5}");
+    let message = usage_message(tmp.path());
+    assert!(
+        !message.contains('\u{1b}') && !message.contains('\u{7}') && message.contains("\\u{1b}[2J.json"),
+        "{message}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let evil = json!({"schema": "olm.bundle", "package": "p", "name": "b\u{1b}]0;x\u{7}", "image": ""});
+    write_json(tmp.path(), "c.json", &[package("p", "s"), evil]);
+    let message = usage_message(tmp.path());
+    assert!(!message.contains('\u{1b}') && message.contains("has no image"), "{message}");
+    let tmp = tempfile::tempdir().unwrap();
+    let unversioned = json!({"schema": "olm.bundle", "package": "p", "name": "b", "image": "x",
+        "properties": [{"type": "olm.package", "value": {"packageName": "p"}}]});
+    write_json(tmp.path(), "c.json", &[package("p", "s"), unversioned]);
+    let message = usage_message(tmp.path());
+    assert!(
+        message.contains("olm.bundle b (at byte") && message.ends_with("): the olm.package property has no version"),
+        "{message}"
+    );
+}

@@ -61,6 +61,31 @@ impl<'c> Graph<'c> {
         self.head
     }
 
+    /// The `replaces` chain from the head.
+    fn chain(&self) -> Vec<&'c str> {
+        let mut chain = vec![self.head];
+        while let Some(next) = self.replaces.get(chain[chain.len() - 1]) {
+            chain.push(next);
+        }
+        chain
+    }
+
+    /// The chain members that join `kept` into one upgrade path: those between the highest
+    /// and the lowest place of a kept entry (an entry only skipped is placed at the first
+    /// member that skips it), not kept yet. Without them, a bundle added below the kept
+    /// head would be a second channel head.
+    pub(super) fn gaps(&self, kept: &BTreeSet<String>) -> Vec<&'c str> {
+        let chain = self.chain();
+        let placed = |i: &usize| {
+            let name = chain[*i];
+            kept.contains(name) || self.skips.get(name).is_some_and(|s| s.iter().any(|n| kept.contains(n)))
+        };
+        let (Some(top), Some(bottom)) = ((0..chain.len()).find(placed), (0..chain.len()).rev().find(placed)) else {
+            return Vec::new();
+        };
+        chain[top..=bottom].iter().copied().filter(|n| !kept.contains(*n)).collect()
+    }
+
     /// Kahn's walk from the head: an edge never consumed lies on a cycle.
     fn check_acyclic(&self, mut incoming: HashMap<&'c str, HashSet<&'c str>>) -> Result<(), String> {
         let mut queue = vec![self.head];
@@ -92,10 +117,7 @@ impl<'c> Graph<'c> {
         range: &Range,
         version: impl Fn(&str) -> Option<&'v Version>,
     ) -> (BTreeSet<&'c str>, Vec<&'c str>) {
-        let mut chain = vec![self.head];
-        while let Some(next) = self.replaces.get(chain[chain.len() - 1]) {
-            chain.push(next);
-        }
+        let chain = self.chain();
         let fits = |name: &str| version(name).is_some_and(|v| range.contains(v));
         let skips_of = |name: &str| self.skips.get(name).copied().unwrap_or_default();
         // counts[i]: in-range bundles at or below chain[i], each counted at its lowest place.

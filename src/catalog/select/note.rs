@@ -14,6 +14,9 @@ pub enum Note {
     Bridge { package: String, channel: String, bundle: String, version: Option<String>, range: String },
     /// A bundle added because a kept bundle needs it: (package, bundle), on `channel`.
     Added { added: (String, String), channel: String, needed_by: (String, String), requirement: Requirement },
+    /// A bundle kept to join a dependency added to a channel to the channel's kept head (so
+    /// that the channel keeps one head).
+    Joined { package: String, channel: String, bundle: String, dependency: String },
     /// A dependency the catalog has, not added (`skipDependencies`): what would satisfy it.
     NotAdded { needed_by: (String, String), requirement: Requirement, provider: (String, String, String) },
     /// A dependency no bundle of the catalog satisfies (a warning: the operator may not install).
@@ -23,7 +26,7 @@ pub enum Note {
 impl Note {
     /// Whether the note is a warning (something may not work) rather than information.
     pub fn is_warning(&self) -> bool {
-        matches!(self, Note::Bridge { .. } | Note::NotAdded { .. } | Note::Unsatisfied { .. })
+        matches!(self, Note::Bridge { .. } | Note::Joined { .. } | Note::NotAdded { .. } | Note::Unsatisfied { .. })
     }
 }
 
@@ -62,6 +65,14 @@ impl fmt::Display for Note {
                 self::bundle(added),
                 untrusted(channel),
                 self::bundle(needed_by)
+            ),
+            Note::Joined { package, channel, bundle, dependency } => write!(
+                f,
+                "kept {} of package {} channel {}: it joins dependency {} to the channel's kept head",
+                untrusted(bundle),
+                untrusted(package),
+                untrusted(channel),
+                untrusted(dependency)
             ),
             Note::NotAdded { needed_by, requirement, provider: (package, _, name) } => write!(
                 f,

@@ -260,3 +260,46 @@ fn catalog_text_in_notes_is_escaped() {
     let text = note.to_string();
     assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text}");
 }
+
+#[test]
+fn a_dependency_below_a_kept_head_is_joined_to_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let needs_old_q = [fixture::requires_package("q", ">=1.0.0 <1.1.0")];
+    write_json(
+        tmp.path(),
+        "c.json",
+        &[
+            package("p", "s"),
+            channel("p", "s", &[("p1", None, &[])]),
+            bundle("p", "p1", "1.0.0", &needs_old_q),
+            package("q", "s"),
+            channel(
+                "q",
+                "s",
+                &[("q1", None, &[]), ("q2", Some("q1"), &[]), ("q3", Some("q2"), &[]), ("q4", Some("q3"), &[])],
+            ),
+            bundle("q", "q1", "1.0.0", &[]),
+            bundle("q", "q2", "1.1.0", &[fixture::requires_package("p", ">=1.0.0")]),
+            bundle("q", "q3", "1.2.0", &[fixture::requires_package("r", ">=1.0.0")]),
+            bundle("q", "q4", "2.0.0", &[]),
+        ],
+    );
+    let catalog = Catalog::read(tmp.path()).unwrap();
+    // Heads p1 and q4; p1 needs q1: q2 and q3 join it to q4, or the channel would have two
+    // heads. q2's dependency is kept already; q3's is not in the catalog.
+    let s = select(&catalog, &filter(vec![])).unwrap();
+    assert_eq!(kept(&s), ["p1", "q1", "q2", "q3", "q4"]);
+    let notes: Vec<String> = s.notes().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        notes,
+        [
+            "added dependency q1 (package q) from channel s: needed by p1 (package p) (olm.package.required q >=1.0.0 <1.1.0)",
+            "kept q3 of package q channel s: it joins dependency q1 to the channel's kept head",
+            "kept q2 of package q channel s: it joins dependency q1 to the channel's kept head",
+            "unsatisfiable dependency: q3 (package q) needs olm.package.required r >=1.0.0, which no bundle of the catalog provides",
+        ]
+    );
+    assert!(!s.notes()[0].is_warning() && s.notes()[1].is_warning());
+    let (_, q) = s.packages().find(|(n, _)| *n == "q").unwrap();
+    assert_eq!(q.channels["s"].len(), 4);
+}
