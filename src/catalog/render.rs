@@ -7,8 +7,8 @@
 //! oc-mirror keeps them); a package cannot be named so.
 //!
 //! Each object is re-read from its place in the catalog (only kept objects are read) and
-//! re-serialized: JSON, keys sorted, two-space indent, one object after another. The same
-//! catalog and selection give the same bytes on any host; files are 0644, directories 0755.
+//! re-serialized: JSON, keys sorted, four-space indent as opm writes, one object after
+//! another. The same catalog and selection give the same bytes on any host; files are 0644, directories 0755.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -156,10 +156,14 @@ fn parse(path: &Path, location: Location, json: &[u8]) -> Result<Value> {
     })
 }
 
+/// Objects one after another, each indented by four spaces as opm writes them.
 fn serialize(objects: &[Value]) -> Result<Vec<u8>> {
+    use serde::Serialize;
     let mut out = Vec::new();
     for object in objects {
-        serde_json::to_writer_pretty(&mut out, object).map_err(|e| usage(format!("rendering the catalog: {e}")))?;
+        let mut json =
+            serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+        object.serialize(&mut json).map_err(|e| usage(format!("rendering the catalog: {e}")))?;
         out.push(b'\n');
     }
     Ok(out)

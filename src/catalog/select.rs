@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use crate::error::{usage, Result};
 use crate::text::untrusted;
 
-use super::fbc::{Bundle, Catalog, Channel, Gvk, Package, Requirement};
+use super::fbc::{shown, Bundle, Catalog, Channel, Gvk, Package, Requirement};
 use super::version::{Range as Bounds, Version};
 use super::{CatalogFilter, PackageFilter, Range};
 
@@ -167,8 +167,7 @@ impl<'c> Selector<'c> {
         if full {
             return Ok(channel.entries.iter().map(|e| e.name.clone()).collect());
         }
-        let where_ = || format!("package {} channel {}", untrusted(&package.name), untrusted(&channel.name));
-        let graph = graph::Graph::new(channel).map_err(|e| usage(format!("{}: {e}", where_())))?;
+        let graph = channel_graph(self.catalog, &package.name, channel)?;
         if range.is_empty() {
             return Ok(BTreeSet::from([graph.head().to_string()]));
         }
@@ -233,9 +232,7 @@ impl<'c> Selector<'c> {
         let mut added = vec![bundle];
         if !entries.is_empty() {
             if let Some(c) = catalog_package.channels.get(channel) {
-                let graph = graph::Graph::new(c).map_err(|e| {
-                    usage(format!("package {} channel {}: {e}", untrusted(package), untrusted(channel)))
-                })?;
+                let graph = channel_graph(self.catalog, package, c)?;
                 entries.insert(bundle.to_string());
                 added.extend(graph.gaps(entries));
             }
@@ -321,6 +318,14 @@ impl<'c> Selector<'c> {
         }
         Selection { packages: self.kept, bundles, images: images.into_iter().collect(), notes: self.notes }
     }
+}
+
+/// A channel's checked upgrade graph; the error names its file, package and channel.
+fn channel_graph<'a>(catalog: &Catalog, package: &str, channel: &'a Channel) -> Result<graph::Graph<'a>> {
+    graph::Graph::new(channel).map_err(|e| {
+        let file = shown(&catalog.path(channel.location.file));
+        usage(format!("{file}: package {} channel {}: {e}", untrusted(package), untrusted(&channel.name)))
+    })
 }
 
 /// The kept package's default channel: the filter's (which must be kept) or the catalog's

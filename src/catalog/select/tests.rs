@@ -214,7 +214,7 @@ fn one_channel(entries: &[(&str, Option<&str>, &[&str])]) -> (tempfile::TempDir,
 #[test]
 fn a_channel_needs_exactly_one_head_and_no_cycle() {
     let (_t, two_heads) = one_channel(&[("x", None, &[]), ("y", Some("x"), &[]), ("z", Some("x"), &[])]);
-    assert!(refused(&two_heads, &filter(vec![])).contains("package p channel s: several channel heads: y, z"));
+    assert!(refused(&two_heads, &filter(vec![])).contains("c.json: package p channel s: several channel heads: y, z"));
     let (_t, cycle) = one_channel(&[("x", Some("y"), &[]), ("y", Some("x"), &[])]);
     assert!(refused(&cycle, &filter(vec![])).contains("package p channel s: no channel head"));
     let (_t, tail_cycle) = one_channel(&[("x", Some("y"), &[]), ("y", Some("x"), &[]), ("z", Some("y"), &[])]);
