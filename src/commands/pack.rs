@@ -33,6 +33,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let note = |note: Note| match note {
         Note::Warning(w) => out.warn(w),
         Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
+        Note::CatalogImage(source, digest, size) => out
+            .info(format!("operator catalog {source}: {digest}, {} to fetch (if not cached) and filter", human(size))),
         Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
         Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
     };

@@ -79,8 +79,10 @@ fn pack_catalog(
     options: &RegistryOptions,
     note: &dyn Fn(Note),
 ) -> Result<Packed> {
+    let template = filter.catalog_source_template.as_deref().map(|t| read_template(config, t)).transpose()?;
     let source = ImageRef::parse(&filter.catalog)?;
     let original = registry.resolve(&source)?;
+    note(Note::CatalogImage(&filter.catalog, &original.digest, original.blobs.iter().map(|b| b.size).sum()));
     let wanted: Vec<_> = original.blobs.iter().map(|b| (source.clone(), b.clone())).collect();
     registry.fetch(&wanted, &Silent, &Arrivals::new(original.blobs.iter().map(|b| b.digest.clone())))?;
     let platforms = match filter.platforms.is_empty() {
@@ -115,7 +117,6 @@ fn pack_catalog(
     let mut images = vec![(format!("{TRANSPORT}{target}"), carried)];
     images.extend(brought.iter().cloned().zip(resolved));
 
-    let template = filter.catalog_source_template.as_deref().map(|t| read_template(config, t)).transpose()?;
     let record = Record {
         source: filter.catalog.clone(),
         digest: original.digest,

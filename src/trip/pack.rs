@@ -76,6 +76,9 @@ pub enum Note<'a> {
     Warning(&'a str),
     /// A release payload was read: (source, version, number of components).
     Release(&'a str, &'a str, usize),
+    /// An operator catalog was pinned: (source, digest, the bytes of its blobs), fetched
+    /// and read next.
+    CatalogImage(&'a str, &'a Digest, u64),
     /// What filtering a catalog (its source) found or did.
     Catalog(&'a str, &'a crate::catalog::select::Note),
 }
