@@ -8,7 +8,8 @@
 //!
 //! Each object is re-read from its place in the catalog (only kept objects are read) and
 //! re-serialized: JSON, keys sorted, four-space indent as opm writes, one object after
-//! another. The same catalog and selection give the same bytes on any host; files are 0644, directories 0755.
+//! another. The same catalog and selection give the same bytes on any host; files are
+//! 0644, directories 0755.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};

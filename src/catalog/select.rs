@@ -147,9 +147,12 @@ impl<'c> Selector<'c> {
                 }
                 continue;
             }
-            kept.bundles.extend(names.iter().filter(|b| package.bundles.contains_key(*b)).cloned());
-            let entries = channel.entries.iter().map(|e| &e.name).filter(|n| names.contains(*n));
-            kept.channels.insert(channel.name.clone(), entries.cloned().collect());
+            // Names a range keeps that are no entry of the channel (skips of absent entries)
+            // are left out: a bundle in no channel is an invalid catalog for opm.
+            let entries: BTreeSet<String> =
+                channel.entries.iter().map(|e| &e.name).filter(|n| names.contains(*n)).cloned().collect();
+            kept.bundles.extend(entries.iter().cloned());
+            kept.channels.insert(channel.name.clone(), entries);
         }
         check_entries(package, &kept)?;
         self.kept.insert(package.name.clone(), kept);

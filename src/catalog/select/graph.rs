@@ -143,3 +143,127 @@ impl<'c> Graph<'c> {
         (kept, bridges)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::fbc::{At, Entry, Location};
+    use super::*;
+
+    fn channel(entries: &[(&str, Option<&str>, &[&str])]) -> Channel {
+        let entries = entries
+            .iter()
+            .map(|(n, r, s)| Entry {
+                name: n.to_string(),
+                replaces: r.map(str::to_string),
+                skips: s.iter().map(|s| s.to_string()).collect(),
+            })
+            .collect();
+        Channel { name: "c".into(), entries, location: Location { file: 0, at: At::Document(0) } }
+    }
+
+    /// operator-framework's mirror filter cases (TestChannel_FilterByVersionRange): the
+    /// entries, the unversioned bundles, the kept names and the bridges.
+    #[test]
+    fn ranges_keep_what_the_mirror_filter_keeps() {
+        type Case<'a> =
+            (&'a [(&'a str, Option<&'a str>, &'a [&'a str])], &'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: &[Case] = &[
+            (&[("foo.v1.0.0", None, &[])], ">=1.0.0 <2.0.0", &[], &["foo.v1.0.0"], &[]),
+            (&[("foo.v2.0.0", None, &[])], ">=1.0.0 <2.0.0", &[], &[], &[]),
+            (
+                &[
+                    ("foo.v1.1.0", Some("foo.v1.0.0"), &[]),
+                    ("foo.v1.0.0", Some("foo.v0.1.0"), &[]),
+                    ("foo.v0.1.0", None, &[]),
+                ],
+                ">=1.0.0 <2.0.0",
+                &[],
+                &["foo.v1.0.0", "foo.v1.1.0"],
+                &[],
+            ),
+            (
+                &[
+                    ("foo.v2.0.0", Some("foo.v1.1.0"), &[]),
+                    ("foo.v1.1.0", Some("foo.v1.0.0"), &[]),
+                    ("foo.v1.0.0", None, &[]),
+                ],
+                ">=1.0.0 <2.0.0",
+                &[],
+                &["foo.v1.0.0", "foo.v1.1.0"],
+                &[],
+            ),
+            (
+                &[("foo.v2.0.0", None, &["foo.v1.0.0"]), ("foo.v1.0.0", None, &[])],
+                ">=1.0.0 <2.0.0",
+                &[],
+                &["foo.v1.0.0", "foo.v2.0.0"],
+                &["foo.v2.0.0"],
+            ),
+            (
+                &[
+                    ("foo.v2.0.0", Some("foo.v1.1.1"), &["foo.v1.1.0"]),
+                    ("foo.v1.1.1", None, &[]),
+                    ("foo.v1.1.0", None, &[]),
+                ],
+                ">=1.0.0 <2.0.0",
+                &[],
+                &["foo.v1.1.0", "foo.v1.1.1", "foo.v2.0.0"],
+                &["foo.v2.0.0"],
+            ),
+            (
+                &[
+                    ("foo.v1.1.0", Some("foo.v2.0.0"), &[]),
+                    ("foo.v2.0.0", Some("foo.v1.0.0"), &[]),
+                    ("foo.v1.0.0", Some("foo.v0.1.0"), &[]),
+                    ("foo.v0.1.0", None, &[]),
+                ],
+                ">=1.0.0 <2.0.0",
+                &["foo.v2.0.0"],
+                &["foo.v1.0.0", "foo.v1.1.0", "foo.v2.0.0"],
+                &["foo.v2.0.0"],
+            ),
+            (
+                &[
+                    ("foo.v1.1.3", Some("foo.v1.1.2"), &["foo.v1.1.0"]),
+                    ("foo.v1.1.2", Some("foo.v1.1.1"), &["foo.v1.1.0"]),
+                    ("foo.v1.1.1", None, &["foo.v1.1.0"]),
+                    ("foo.v1.1.0", None, &[]),
+                ],
+                ">=1.1.0 <=1.1.1",
+                &[],
+                &["foo.v1.1.0", "foo.v1.1.1"],
+                &[],
+            ),
+        ];
+        for (entries, range, unversioned, kept, bridges) in cases {
+            let c = channel(entries);
+            let graph = Graph::new(&c).unwrap();
+            let versions: HashMap<&str, Version> = c
+                .entries
+                .iter()
+                .filter(|e| !unversioned.contains(&e.name.as_str()))
+                .map(|e| (e.name.as_str(), Version::parse(e.name.trim_start_matches("foo.")).unwrap()))
+                .collect();
+            let (got, got_bridges) = graph.in_range(&Range::parse(range).unwrap(), |n| versions.get(n));
+            assert_eq!(got.into_iter().collect::<Vec<_>>(), *kept, "{entries:?} {range}");
+            assert_eq!(got_bridges, *bridges, "{entries:?} {range}");
+        }
+    }
+
+    #[test]
+    fn gaps_join_kept_entries_on_the_chain() {
+        let c = channel(&[
+            ("a", None, &[]),
+            ("b", Some("a"), &[]),
+            ("c", Some("b"), &["x"]),
+            ("x", None, &[]),
+            ("d", Some("c"), &[]),
+        ]);
+        let graph = Graph::new(&c).unwrap();
+        let kept = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(graph.gaps(&kept(&["d", "a"])), ["c", "b"]);
+        assert_eq!(graph.gaps(&kept(&["d", "x"])), ["c"], "a skipped entry joins through what skips it");
+        assert!(graph.gaps(&kept(&["d", "c"])).is_empty());
+        assert!(graph.gaps(&kept(&[])).is_empty());
+    }
+}

@@ -303,3 +303,14 @@ fn a_dependency_below_a_kept_head_is_joined_to_it() {
     let (_, q) = s.packages().find(|(n, _)| *n == "q").unwrap();
     assert_eq!(q.channels["s"].len(), 4);
 }
+
+#[test]
+fn a_skipped_bundle_that_is_no_entry_is_not_kept() {
+    // z (1.2.0) is skipped by y but is no entry of the channel: opm refuses a bundle in no
+    // channel, so the range keeps x and y only.
+    let (_t, catalog) = one_channel(&[("x", None, &[]), ("y", Some("x"), &["z"])]);
+    let wanted = PackageFilter { range: range(Some("1.0.0"), None), ..pkg("p") };
+    let s = select(&catalog, &filter(vec![wanted])).unwrap();
+    assert_eq!(kept(&s), ["x", "y"]);
+    assert!(s.notes().is_empty(), "{:?}", s.notes());
+}
