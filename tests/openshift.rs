@@ -9,11 +9,11 @@ use std::process::Command;
 use airlift::bundle::manifest::Component;
 use airlift::openshift::release::payload_files;
 use serde_json::Value;
-use serde_yaml_ng::Value as Yaml;
 
+use crate::common::cluster::{digest_mirrors, pack, pull_through, unpack_root, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
-use crate::common::{self, airlift, keygen, make_layout, run_ok, sha256_hex, testdata};
+use crate::common::{self, airlift, make_layout, run_ok, sha256_hex, testdata};
 
 const VERSION: &str = "4.16.3";
 
@@ -93,82 +93,6 @@ fn release_layout(dir: &Path, version: &str, components: &[Component]) -> PathBu
     std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     layout
-}
-
-/// `airlift pack` from `dist` with `args`; returns the --json document.
-fn pack(dist: &Distribution, dir: &Path, out: &Path, name: &str, args: &[String]) -> Value {
-    let key = dir.join("keys/site.key");
-    if !key.exists() {
-        keygen(&dir.join("keys"), "site");
-    }
-    let auth = dist.authfile(&dir.join("auth"));
-    let o = airlift()
-        .args(["pack", "--no-installer", "--json", "--name", name, "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(out)
-        .arg("--authfile")
-        .arg(&auth)
-        .arg("--cert-dir")
-        .arg(&dist.cert_dir)
-        .arg("--cache")
-        .arg(dir.join("cache"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "pack failed: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn unpack_root(dir: &Path, bundle: &Path, root: &Path, extra: &[&str]) -> Value {
-    let o = airlift()
-        .args(["unpack", "--json"])
-        .arg(bundle)
-        .arg("--key")
-        .arg(dir.join("keys/site.pub"))
-        .arg("--root")
-        .arg(root)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "unpack failed: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn yaml(path: &Path) -> Yaml {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
-}
-
-/// source → mirrors of an ImageDigestMirrorSet.
-fn digest_mirrors(idms: &Yaml) -> Vec<(String, Vec<String>)> {
-    assert_eq!(idms["apiVersion"].as_str(), Some("config.openshift.io/v1"));
-    assert_eq!(idms["kind"].as_str(), Some("ImageDigestMirrorSet"));
-    assert!(idms["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()));
-    idms["spec"]["imageDigestMirrors"]
-        .as_sequence()
-        .expect("spec.imageDigestMirrors")
-        .iter()
-        .map(|m| {
-            let mirrors = m["mirrors"].as_sequence().expect("mirrors");
-            (
-                m["source"].as_str().unwrap().to_string(),
-                mirrors.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
-            )
-        })
-        .collect()
-}
-
-/// Pull `image` (`HOST/REPO@DIGEST`, as a cluster would) through `mirrors` from `reg`.
-fn pull_through(reg: &Registry, mirrors: &[(String, Vec<String>)], image: &str) {
-    let (repo, digest) = image.split_once('@').unwrap();
-    let (_, to) =
-        mirrors.iter().find(|(s, _)| s == repo).unwrap_or_else(|| panic!("no mirror for {repo}: {mirrors:?}"));
-    let mut cmd = reg.skopeo("inspect");
-    cmd.arg("--raw").args(reg.skopeo_args()).arg(format!("docker://{}@{digest}", to[0]));
-    let raw = cmd.output().unwrap();
-    assert!(raw.status.success(), "{image} via {}: {}", to[0], String::from_utf8_lossy(&raw.stderr));
-    assert_eq!(format!("sha256:{}", sha256_hex(&raw.stdout)), digest, "{image}");
 }
 
 #[test]

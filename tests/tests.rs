@@ -6,6 +6,7 @@ mod common;
 
 mod abuse;
 mod bearer;
+mod catalog;
 mod client;
 mod conformance;
 mod docs;

@@ -39,6 +39,11 @@ impl Distribution {
         ]));
         let install: Value = serde_json::from_str(&out).expect("install --json");
         let password = install["password"].as_str().expect("password").to_string();
+        // The same `$2y$` line install wrote, at bcrypt cost 4 instead of 10: distribution
+        // checks the password on every request, and at cost 10 each skopeo push of a small
+        // image took seconds on a loaded host.
+        let hash = bcrypt::hash_with_result(&password, 4).expect("bcrypt").format_for_version(bcrypt::Version::TwoY);
+        std::fs::write(certs.join("htpasswd"), format!("dist:{hash}\n")).unwrap();
         let cert_dir = tmp.path().join("ca");
         std::fs::create_dir_all(&cert_dir).unwrap();
         std::fs::copy(certs.join("tls/ca.crt"), cert_dir.join("ca.crt")).unwrap();
@@ -88,16 +93,19 @@ impl Distribution {
         format!("docker://{}/{name}", self.host())
     }
 
-    /// Push an image (a skopeo source reference) to `name`, every platform.
-    pub fn push(&self, source: &str, name: &str) {
+    /// Push an image (a skopeo source reference) to `name`, every platform; returns the
+    /// digest of what the registry now holds (skopeo may rewrite a manifest on the way).
+    pub fn push(&self, source: &str, name: &str) -> String {
+        let digestfile = tempfile::NamedTempFile::new().expect("temp file");
         run_ok(
-            Command::new("skopeo").args(["copy", "--quiet", "--all", "--dest-cert-dir"]).arg(&self.cert_dir).args([
-                "--dest-creds",
-                &self.creds(),
-                source,
-                &self.docker_ref(name),
-            ]),
+            Command::new("skopeo")
+                .args(["copy", "--quiet", "--all", "--digestfile"])
+                .arg(digestfile.path())
+                .arg("--dest-cert-dir")
+                .arg(&self.cert_dir)
+                .args(["--dest-creds", &self.creds(), source, &self.docker_ref(name)]),
         );
+        std::fs::read_to_string(digestfile.path()).expect("skopeo --digestfile").trim().to_string()
     }
 
     /// The digest of the manifest (or index) `name` points at.

@@ -1,6 +1,8 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod catalog;
+pub mod cluster;
 pub mod distribution;
 pub mod proxy;
 pub mod registry;

@@ -1,0 +1,95 @@
+//! The trip as a cluster sees it, shared by the OpenShift and operator catalog tests:
+//! `pack` from a docker-registry, `unpack --root`, the YAML files unpack writes, and pulls
+//! by digest through a generated ImageDigestMirrorSet.
+
+use std::path::Path;
+
+use serde_json::Value;
+use serde_yaml_ng::Value as Yaml;
+
+use super::distribution::Distribution;
+use super::registry::Registry;
+use super::{airlift, keygen, sha256_hex};
+
+/// `airlift pack --json` from `dist` with `args` (not run): key `DIR/keys/site.key`
+/// (made on first use), auth `DIR/auth`, cache `DIR/cache`.
+pub fn pack_command(dist: &Distribution, dir: &Path, out: &Path, name: &str, args: &[String]) -> assert_cmd::Command {
+    let key = dir.join("keys/site.key");
+    if !key.exists() {
+        keygen(&dir.join("keys"), "site");
+    }
+    let auth = dist.authfile(&dir.join("auth"));
+    let mut cmd = airlift();
+    cmd.args(["pack", "--no-installer", "--json", "--name", name, "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(out)
+        .arg("--authfile")
+        .arg(&auth)
+        .arg("--cert-dir")
+        .arg(&dist.cert_dir)
+        .arg("--cache")
+        .arg(dir.join("cache"))
+        .args(args);
+    cmd
+}
+
+/// `airlift pack` from `dist` with `args`; returns the --json document.
+pub fn pack(dist: &Distribution, dir: &Path, out: &Path, name: &str, args: &[String]) -> Value {
+    let o = pack_command(dist, dir, out, name, args).output().unwrap();
+    assert!(o.status.success(), "pack failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// `airlift unpack --json BUNDLE --key DIR/keys/site.pub --root ROOT EXTRA…`; returns the
+/// --json document.
+pub fn unpack_root(dir: &Path, bundle: &Path, root: &Path, extra: &[&str]) -> Value {
+    let o = airlift()
+        .args(["unpack", "--json"])
+        .arg(bundle)
+        .arg("--key")
+        .arg(dir.join("keys/site.pub"))
+        .arg("--root")
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "unpack failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+pub fn yaml(path: &Path) -> Yaml {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
+}
+
+/// source → mirrors of an ImageDigestMirrorSet.
+pub fn digest_mirrors(idms: &Yaml) -> Vec<(String, Vec<String>)> {
+    assert_eq!(idms["apiVersion"].as_str(), Some("config.openshift.io/v1"));
+    assert_eq!(idms["kind"].as_str(), Some("ImageDigestMirrorSet"));
+    assert!(idms["metadata"]["name"].as_str().is_some_and(|n| !n.is_empty()));
+    idms["spec"]["imageDigestMirrors"]
+        .as_sequence()
+        .expect("spec.imageDigestMirrors")
+        .iter()
+        .map(|m| {
+            let mirrors = m["mirrors"].as_sequence().expect("mirrors");
+            (
+                m["source"].as_str().unwrap().to_string(),
+                mirrors.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Pull `image` (`HOST/REPO@DIGEST`, as a cluster would) through `mirrors` from `reg`.
+pub fn pull_through(reg: &Registry, mirrors: &[(String, Vec<String>)], image: &str) {
+    let (repo, digest) = image.split_once('@').unwrap();
+    let (_, to) =
+        mirrors.iter().find(|(s, _)| s == repo).unwrap_or_else(|| panic!("no mirror for {repo}: {mirrors:?}"));
+    let mut cmd = reg.skopeo("inspect");
+    cmd.arg("--raw").args(reg.skopeo_args()).arg(format!("docker://{}@{digest}", to[0]));
+    let raw = cmd.output().unwrap();
+    assert!(raw.status.success(), "{image} via {}: {}", to[0], String::from_utf8_lossy(&raw.stderr));
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw.stdout)), digest, "{image}");
+}
