@@ -3,12 +3,14 @@
 //! only the objects it keeps.
 //!
 //! A real catalog is hundreds of megabytes, mostly bundles' `olm.bundle.object` base64
-//! properties; nothing here holds an object as a whole. Each file is read, its objects are
-//! parsed into light structs that skip what filtering does not use, and the file's bytes
-//! are dropped. An object's [`Location`] is its file and byte range (JSON) or document
-//! number (YAML). Files are `*.json` (concatenated JSON objects) and `*.yaml`/`*.yml`
-//! (multi-document), walked in name order; `.indexignore` files hold gitignore-style
-//! patterns relative to their directory ([`ignore`]). A symbolic link is an error.
+//! properties; no JSON object is held as a whole (a YAML document is, while it is
+//! converted). Each file is read, its objects are parsed in one pass into light structs
+//! that skip what filtering does not use, and the file's bytes are dropped. An object's
+//! [`Location`] is its file and byte range (JSON) or document number (YAML). Files are
+//! `*.json` (concatenated JSON objects) and `*.yaml`/`*.yml` (multi-document), walked in
+//! name order; other files are skipped (opm would try to parse them too); `.indexignore`
+//! files hold gitignore-style patterns relative to their directory (module `ignore`). A
+//! symbolic link is an error.
 //!
 //! Refused (exit 2, naming the file and the object): malformed JSON or YAML, an object
 //! without `schema`, an `olm.package` without a name usable as a directory name, a
