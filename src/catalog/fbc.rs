@@ -16,8 +16,9 @@
 //! without `schema`, an `olm.package` without a name usable as a directory name, a
 //! duplicate package, channel or bundle, an `olm.channel`/`olm.bundle`/`olm.deprecations`
 //! whose package has no `olm.package`, a bundle without `image` (opm accepts a bundle that
-//! has only `olm.bundle.object`s; airlift needs the image to carry), a version or
-//! dependency range that is not semver. A channel entry naming a bundle the package lacks
+//! has only `olm.bundle.object`s; airlift needs the image to carry), a bundle version that
+//! is not semver (opm refuses it too). A dependency opm loads but nothing can satisfy (no
+//! semver `versionRange`) is kept, to be reported by selection. A channel entry naming a bundle the package lacks
 //! is not refused here: selection decides what it needs.
 
 mod ignore;
@@ -94,6 +95,9 @@ pub struct Bundle {
 pub enum Requirement {
     /// `olm.package.required`.
     Package { package: String, range: Range },
+    /// An `olm.package.required` without a package name or a semver `versionRange` (opm
+    /// loads it; nothing can satisfy it).
+    Unreadable { package: String, range: String },
     /// `olm.gvk.required`.
     Gvk(Gvk),
 }
@@ -333,33 +337,28 @@ impl Parts {
 }
 
 impl Bundle {
+    /// Only the version is checked (opm refuses a bundle without a semver version); a
+    /// dependency opm would load as written is kept as written, to be reported.
     fn add_property(&mut self, p: light::Property) -> Result<(), String> {
         let v = p.value;
-        let gvk = || match (&v.group, &v.version, &v.kind) {
-            (Some(g), Some(ver), Some(k)) => Ok(Gvk { group: g.clone(), version: ver.clone(), kind: k.clone() }),
-            _ => Err(format!("property {} lacks group, version or kind", p.ty)),
-        };
+        let text = |s: &Option<String>| s.clone().unwrap_or_default();
+        let gvk = || Gvk { group: text(&v.group), version: text(&v.version), kind: text(&v.kind) };
         match p.ty.as_str() {
             "olm.package" => {
-                let text = v.version.as_deref().ok_or("the olm.package property has no version")?;
-                let version =
-                    Version::parse(text).ok_or_else(|| format!("version {} is not semver", untrusted(text)))?;
-                self.version = Some(version);
+                let version = v.version.as_deref().ok_or("the olm.package property has no version")?;
+                let parsed =
+                    Version::parse(version).ok_or_else(|| format!("version {} is not semver", untrusted(version)))?;
+                self.version = Some(parsed);
             }
             "olm.package.required" => {
-                let package = v.package_name.clone().ok_or("olm.package.required has no packageName")?;
-                let text = v.version_range.as_deref().unwrap_or_default();
-                let range = Range::parse(text).ok_or_else(|| {
-                    format!(
-                        "olm.package.required {}: versionRange {} is not a semver range",
-                        untrusted(&package),
-                        untrusted(text)
-                    )
-                })?;
-                self.requires.push(Requirement::Package { package, range });
+                let (package, range) = (text(&v.package_name), text(&v.version_range));
+                self.requires.push(match Range::parse(&range) {
+                    Some(range) if !package.is_empty() => Requirement::Package { package, range },
+                    _ => Requirement::Unreadable { package, range },
+                });
             }
-            "olm.gvk.required" => self.requires.push(Requirement::Gvk(gvk()?)),
-            "olm.gvk" => self.provides.push(gvk()?),
+            "olm.gvk.required" => self.requires.push(Requirement::Gvk(gvk())),
+            "olm.gvk" => self.provides.push(gvk()),
             _ => {}
         }
         Ok(())

@@ -277,6 +277,7 @@ impl<'c> Selector<'c> {
                 k.bundles.iter().filter_map(|b| bundles?.get(b)?.version.as_ref()).any(|v| range.contains(v))
             }),
             Requirement::Gvk(gvk) => provided.contains(gvk),
+            Requirement::Unreadable { .. } => false,
         }
     }
 
@@ -303,6 +304,7 @@ impl<'c> Selector<'c> {
                 let fits = |b: &Bundle| b.provides.contains(gvk);
                 self.gvk_providers(gvk).iter().find_map(|p| newest_in(p, &fits))
             }
+            Requirement::Unreadable { .. } => None,
         }
     }
 
