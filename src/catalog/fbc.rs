@@ -167,7 +167,7 @@ impl Catalog {
 /// Call `f` with every object of a catalog file: its place, its JSON text, and the object
 /// parsed as `T` (in the same pass that finds where it ends). YAML documents are converted
 /// to JSON text, so that one parser reads both.
-pub fn for_each_object<T: DeserializeOwned>(
+pub(crate) fn for_each_object<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
     mut f: impl FnMut(At, &[u8], T) -> Result<()>,
