@@ -25,6 +25,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
 use crate::error::{usage, IoContext, Result};
 use crate::text::{escaped, untrusted};
 
@@ -124,7 +127,9 @@ impl Catalog {
         for (index, rel) in files.iter().enumerate() {
             let path = dir.join(rel);
             let bytes = fs::read(&path).at(&path)?;
-            for_each_object(&path, &bytes, |at, json| draft.add(&path, Location { file: index, at }, json))?;
+            for_each_object(&path, &bytes, |at, json, head| {
+                draft.add(&path, Location { file: index, at }, json, head)
+            })?;
         }
         let packages = draft.finish(dir, &files)?;
         if packages.is_empty() {
@@ -153,38 +158,41 @@ impl Catalog {
     }
 }
 
-/// Call `f` with every object of a catalog file (its place, its JSON text). YAML
-/// documents are converted to JSON text, so that one parser reads both.
-pub fn for_each_object(path: &Path, bytes: &[u8], mut f: impl FnMut(At, &[u8]) -> Result<()>) -> Result<()> {
+/// Call `f` with every object of a catalog file: its place, its JSON text, and the object
+/// parsed as `T` (in the same pass that finds where it ends). YAML documents are converted
+/// to JSON text, so that one parser reads both.
+pub fn for_each_object<T: DeserializeOwned>(
+    path: &Path,
+    bytes: &[u8],
+    mut f: impl FnMut(At, &[u8], T) -> Result<()>,
+) -> Result<()> {
+    let malformed = |what: &str, e: &dyn std::fmt::Display| {
+        usage(format!("{}: malformed {what}: {}", shown(path), escaped(&e.to_string())))
+    };
     if is_yaml(path) {
-        use serde::Deserialize;
         for (n, doc) in serde_yaml_ng::Deserializer::from_slice(bytes).enumerate() {
-            let value = serde_json::Value::deserialize(doc).map_err(|e| {
-                usage(format!("{}: malformed YAML in document {}: {}", shown(path), n + 1, escaped(&e.to_string())))
-            })?;
+            let what = format!("YAML in document {}", n + 1);
+            let value = serde_json::Value::deserialize(doc).map_err(|e| malformed(&what, &e))?;
             if value.is_null() {
                 continue;
             }
-            let json = serde_json::to_vec(&value)
-                .map_err(|e| usage(format!("{}: document {}: {}", shown(path), n + 1, escaped(&e.to_string()))))?;
-            f(At::Document(n), &json)?;
+            let json = serde_json::to_vec(&value).map_err(|e| malformed(&what, &e))?;
+            let object = serde_json::from_value(value).map_err(|e| malformed(&what, &e))?;
+            f(At::Document(n), &json, object)?;
         }
         return Ok(());
     }
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<serde::de::IgnoredAny>();
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<T>();
     let mut end = 0;
     loop {
         let start = end + bytes[end..].iter().take_while(|b| b.is_ascii_whitespace()).count();
         match stream.next() {
             None => return Ok(()),
-            Some(Ok(_)) => {
+            Some(Ok(object)) => {
                 end = stream.byte_offset();
-                f(At::Bytes(start, end), &bytes[start..end])?;
+                f(At::Bytes(start, end), &bytes[start..end], object)?;
             }
-            Some(Err(e)) => {
-                let e = escaped(&e.to_string());
-                return Err(usage(format!("{}: malformed JSON in the object at byte {start}: {e}", shown(path))));
-            }
+            Some(Err(e)) => return Err(malformed(&format!("JSON in the object at byte {start}"), &e)),
         }
     }
 }
@@ -212,8 +220,7 @@ struct Parts {
 }
 
 impl Draft {
-    fn add(&mut self, path: &Path, loc: Location, json: &[u8]) -> Result<()> {
-        let head: Header = light::parse(json, || where_is(path, loc, "object", None))?;
+    fn add(&mut self, path: &Path, loc: Location, json: &[u8], head: Header) -> Result<()> {
         let Some(schema) = head.schema.as_deref() else {
             return Err(usage(format!("{}: has no schema", where_is(path, loc, "object", head.name.as_deref()))));
         };

@@ -131,10 +131,10 @@ fn read_objects(catalog: &Catalog, locations: &[Location]) -> Result<HashMap<Loc
         let here: Vec<&Location> = locations.iter().filter(|l| l.file == file).collect();
         if is_yaml(&path) {
             let bytes = fs::read(&path).at(&path)?;
-            for_each_object(&path, &bytes, |at, json| {
+            for_each_object(&path, &bytes, |at, _, value: Value| {
                 let location = Location { file, at };
                 if here.contains(&&location) {
-                    values.insert(location, parse(&path, location, json)?);
+                    values.insert(location, value);
                 }
                 Ok(())
             })?;

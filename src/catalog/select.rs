@@ -18,7 +18,8 @@
 mod graph;
 mod note;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use crate::error::{usage, Result};
 use crate::text::untrusted;
@@ -48,8 +49,8 @@ pub struct KeptPackage {
     pub bundles: BTreeSet<String>,
 }
 
-/// A kept bundle, for reports and for carrying its image.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// A kept bundle, for reports (`--json`) and for carrying its image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct KeptBundle {
     pub package: String,
     pub name: String,
@@ -82,7 +83,7 @@ impl Selection {
 
 /// Apply `filter` to `catalog`.
 pub fn select(catalog: &Catalog, filter: &CatalogFilter) -> Result<Selection> {
-    let mut s = Selector { catalog, kept: BTreeMap::new(), notes: Vec::new() };
+    let mut s = Selector { catalog, kept: BTreeMap::new(), notes: Vec::new(), providers: OnceCell::new() };
     if filter.packages.is_empty() {
         for name in catalog.packages() {
             let package =
@@ -109,6 +110,8 @@ struct Selector<'c> {
     catalog: &'c Catalog,
     kept: BTreeMap<String, KeptPackage>,
     notes: Vec<Note>,
+    /// For each GVK, the packages with a bundle providing it, by name (made when needed).
+    providers: OnceCell<HashMap<&'c Gvk, Vec<&'c Package>>>,
 }
 
 impl<'c> Selector<'c> {
@@ -298,9 +301,25 @@ impl<'c> Selector<'c> {
             }
             Requirement::Gvk(gvk) => {
                 let fits = |b: &Bundle| b.provides.contains(gvk);
-                self.catalog.packages().filter_map(|p| self.catalog.package(p)).find_map(|p| newest_in(p, &fits))
+                self.gvk_providers(gvk).iter().find_map(|p| newest_in(p, &fits))
             }
         }
+    }
+
+    fn gvk_providers(&self, gvk: &Gvk) -> &[&'c Package] {
+        let providers = self.providers.get_or_init(|| {
+            let mut providers: HashMap<&Gvk, Vec<&Package>> = HashMap::new();
+            for package in self.catalog.packages().filter_map(|p| self.catalog.package(p)) {
+                for g in package.bundles.values().flat_map(|b| &b.provides) {
+                    let list = providers.entry(g).or_default();
+                    if !list.last().is_some_and(|p| std::ptr::eq(*p, package)) {
+                        list.push(package);
+                    }
+                }
+            }
+            providers
+        });
+        providers.get(gvk).map(Vec::as_slice).unwrap_or_default()
     }
 
     fn finish(self) -> Selection {

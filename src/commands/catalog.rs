@@ -77,7 +77,8 @@ pub fn document(catalogs: &[Packed]) -> Value {
     )
 }
 
-/// The short human section: one line per catalog, then its packages and bundle counts.
+/// The short human section (pack, list, verify, unpack): per catalog its target, source,
+/// filter, and the packages kept with their bundle counts.
 pub fn print(out: &Output, catalogs: &[Packed]) {
     if catalogs.is_empty() {
         return;
@@ -90,6 +91,7 @@ pub fn print(out: &Output, catalogs: &[Packed]) {
         };
         out.data(format!("  {} ({carried})", escaped(&c.target)));
         out.data(format!("    from {}@{}", escaped(&c.source), c.digest));
+        out.data(format!("    filter {}", escaped(&c.filter.to_string())));
         let mut packages: Vec<(&str, usize)> = Vec::new();
         for b in &c.bundles {
             match packages.iter_mut().find(|(p, _)| *p == b.package) {

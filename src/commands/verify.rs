@@ -67,6 +67,7 @@ pub fn print_report(
         crate::time::rfc3339(m.created),
         bundle.key_id
     ));
+    super::catalog::print(out, &m.catalogs);
     print_volumes(out, reports);
     for g in general {
         out.data(format!("  problem: {g}"));
