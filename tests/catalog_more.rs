@@ -346,10 +346,23 @@ fn the_filter_shows_as_written_in_list_and_verify_json() {
 }
 
 /// A `targetCatalogSourceTemplate` with fields of its own, next to the image set.
-const TEMPLATE: &str = "apiVersion: operators.coreos.com/v1alpha1\nkind: CatalogSource\n\
-metadata:\n  name: from-the-template\n  namespace: openshift-marketplace\n  labels:\n    team: storage\n\
-spec:\n  displayName: Storage operators\n  sourceType: configmap\n  image: quay.io/example/placeholder:latest\n\
-  grpcPodConfig:\n    memoryTarget: 30Mi\n    extractContent:\n      cacheDir: /tmp/cache\n      catalogDir: /configs\n";
+const TEMPLATE: &str = r#"apiVersion: operators.coreos.com/v1alpha1
+kind: CatalogSource
+metadata:
+  name: from-the-template
+  namespace: openshift-marketplace
+  labels:
+    team: storage
+spec:
+  displayName: Storage operators
+  sourceType: configmap
+  image: quay.io/example/placeholder:latest
+  grpcPodConfig:
+    memoryTarget: 30Mi
+    extractContent:
+      cacheDir: /tmp/cache
+      catalogDir: /configs
+"#;
 
 /// beta/stable with a CatalogSource template, packed and pushed with `unpack --to` into the
 /// fixture's own registry under another prefix (`mirror`).
@@ -515,10 +528,4 @@ fn per_catalog_platforms_keep_one_platform_of_the_catalog_and_of_its_images() {
         let here = blob_path(&out, child["digest"].as_str().unwrap()).exists();
         assert_eq!(here, child["platform"]["architecture"] == "arm64", "{child}");
     }
-}
-
-#[test]
-fn a_catalog_source_template_that_is_not_a_catalog_source_is_refused_naming_the_file() {
-    let Some(p) = published() else { return };
-    assert_template_refused(&p, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n");
 }
