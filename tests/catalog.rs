@@ -96,6 +96,20 @@ impl Packed {
         );
     }
 
+    /// `verify --json` (key `DIR/keys/site.pub`) shows the catalog `list --json` shows.
+    pub(crate) fn assert_verify_agrees(&self, dir: &Path) {
+        let o = airlift()
+            .args(["verify", "--json"])
+            .arg(&self.bundle)
+            .arg("--key")
+            .arg(dir.join("keys/site.pub"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stderr));
+        let verify: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(verify["catalogs"], json!([self.catalog]), "verify --json and list --json");
+    }
+
     pub(crate) fn rebuilt(&self) -> String {
         self.catalog["rebuilt"].as_str().unwrap_or_else(|| panic!("no rebuilt digest: {}", self.catalog)).to_string()
     }
@@ -184,16 +198,7 @@ fn heads_only_keeps_the_head_of_every_channel_of_what_the_upper_layer_leaves() {
     assert_eq!(c["filter"]["catalog"].as_str().map(|s| s.contains("catalog/operator-index")), Some(true), "{c}");
 
     // The gate sees the same catalogs as list.
-    let o = airlift()
-        .args(["verify", "--json"])
-        .arg(&packed.bundle)
-        .arg("--key")
-        .arg(tmp.path().join("keys/site.pub"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stderr));
-    let verify: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(verify["catalogs"], json!([packed.catalog]), "verify --json catalogs");
+    packed.assert_verify_agrees(tmp.path());
 }
 
 #[test]
@@ -683,6 +688,30 @@ fn a_bundle_without_an_image_is_refused_naming_it() {
     }
 }
 
+/// A catalog image (built at `dir`) of one package NAME whose channel `stable` holds one
+/// bundle NAME.v1.0.0 of `image`, with one related image `related`; pushed as
+/// `catalog/NAME:v1`. Returns its reference `HOST/catalog/NAME:v1` and digest.
+pub(crate) fn publish_one_bundle(
+    p: &Published,
+    dir: &Path,
+    name: &str,
+    image: &str,
+    related: &str,
+) -> (String, String) {
+    let bundle = format!("{name}.v1.0.0");
+    let objects = [
+        json!({"schema": "olm.package", "name": name, "defaultChannel": "stable"}),
+        fixture::channel(name, "stable", json!([{"name": bundle}])),
+        json!({"schema": "olm.bundle", "name": bundle, "package": name, "image": image,
+               "properties": [{"type": "olm.package", "value": {"packageName": name, "version": "1.0.0"}}],
+               "relatedImages": [{"name": "operator", "image": related}]}),
+    ];
+    let files = vec![(format!("configs/{name}/catalog.json"), fixture::json_stream(&objects))];
+    let layout = fixture::catalog_layout(dir, Some("/configs"), &[files]);
+    let digest = p.dist.push(&format!("oci:{}:catalog", layout.display()), &format!("catalog/{name}:v1"));
+    (format!("{}/catalog/{name}:v1", p.dist.host()), digest)
+}
+
 #[test]
 fn a_related_image_named_by_tag_only_is_packed_by_that_tag_with_a_warning() {
     let Some(p) = published() else { return };
@@ -692,20 +721,8 @@ fn a_related_image_named_by_tag_only_is_packed_by_that_tag_with_a_warning() {
     // pack it by that tag and warn, naming it.
     let alpha = &p.catalog.bundles["alpha.v1.0.0"];
     let tagged = format!("{}/operators/alpha-operator:v1.0.0", p.dist.host());
-    let objects = [
-        json!({"schema": "olm.package", "name": "tagged", "defaultChannel": "stable"}),
-        fixture::channel("tagged", "stable", json!([{"name": "tagged.v1.0.0"}])),
-        json!({"schema": "olm.bundle", "name": "tagged.v1.0.0", "package": "tagged", "image": alpha.image,
-               "properties": [{"type": "olm.package", "value": {"packageName": "tagged", "version": "1.0.0"}}],
-               "relatedImages": [{"name": "operator", "image": tagged}]}),
-    ];
-    let layout = fixture::catalog_layout(
-        &tmp.path().join("layout"),
-        Some("/configs"),
-        &[vec![("configs/tagged/catalog.json".into(), fixture::json_stream(&objects))]],
-    );
-    p.dist.push(&format!("oci:{}:catalog", layout.display()), "catalog/tagged:v1");
-    let config = imageset(&tmp.path().join("pack"), &format!("{}/catalog/tagged:v1", p.dist.host()), "");
+    let catalog = publish_one_bundle(&p, &tmp.path().join("layout"), "tagged", &alpha.image, &tagged).0;
+    let config = imageset(&tmp.path().join("pack"), &catalog, "");
     let o = pack_config(&p, tmp.path(), &config);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");

@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use crate::catalog::{
     assert_cluster_files, assert_kept, blob_json, blob_path, imageset, imageset_of, pack_catalog, pack_config,
-    published, refused, Published,
+    publish_one_bundle, published, refused, Published,
 };
 use crate::common::catalog::{self as fixture, File};
-use crate::common::cluster::{digest_mirrors, yaml};
+use crate::common::cluster::{digest_mirrors, unpack_to, yaml};
 use crate::common::{self, airlift, run_ok, sha256_hex};
 
 /// The catalog `sigma` (one package, JSON), as (path, bytes) under a config directory.
@@ -333,16 +333,7 @@ fn the_filter_shows_as_written_in_list_and_verify_json() {
     assert_eq!(c["source"], filter["catalog"], "{c}");
     assert_eq!(c["digest"], p.catalog.digest, "{c}");
     assert_eq!(c["target"], format!("{}/mirrored/gamma-only:v1", p.dist.host()), "{c}");
-    let o = airlift()
-        .args(["verify", "--json"])
-        .arg(&packed.bundle)
-        .arg("--key")
-        .arg(tmp.path().join("keys/site.pub"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stderr));
-    let verify: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(verify["catalogs"], json!([c]), "verify --json and list --json");
+    packed.assert_verify_agrees(tmp.path());
 }
 
 /// A `targetCatalogSourceTemplate` with fields of its own, next to the image set.
@@ -382,24 +373,9 @@ fn unpack_to_another_registry_mirrors_the_filtered_catalog_and_its_images() {
     let rebuilt = packed.rebuilt();
     assert_kept(&p, &packed, &want, &rebuilt);
 
-    let results = tmp.path().join("results");
-    let o = airlift()
-        .args(["unpack", "--json"])
-        .arg(&packed.bundle)
-        .arg("--key")
-        .arg(dir.join("keys/site.pub"))
-        .args(["--to", &format!("docker://{}/mirror", p.dist.host()), "--authfile"])
-        .arg(p.dist.authfile(&tmp.path().join("auth")))
-        .arg("--cert-dir")
-        .arg(&p.dist.cert_dir)
-        .arg("--cache")
-        .arg(tmp.path().join("staging"))
-        .arg("--results")
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "unpack --to: {}", String::from_utf8_lossy(&o.stderr));
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let work = tmp.path().join("to");
+    let doc = unpack_to(&dir, &packed.bundle, &p.dist, "mirror", &work, &[]);
+    let results = work.join("results");
     assert_eq!(doc["results"]["dir"].as_str().map(PathBuf::from), Some(results.clone()), "{doc}");
 
     // The catalog at its target under the prefix, tag and digest.
@@ -444,7 +420,7 @@ fn a_catalog_source_template_that_is_not_a_mapping_is_refused_naming_the_file() 
     assert_template_refused(&p, "- kind: CatalogSource\n- kind: CatalogSource\n");
 }
 
-/// A small catalog `arches` (heads of its one package `multi`, whose bundle image is
+/// A small catalog `multi` (heads of its one package `multi`, whose bundle image is
 /// alpha.v1.0.0's and whose operator image is testdata/layout's two-platform `multi`),
 /// packed with `platforms: [linux/arm64]`.
 #[test]
@@ -456,25 +432,9 @@ fn per_catalog_platforms_keep_one_platform_of_the_catalog_and_of_its_images() {
         p.dist.push(&format!("oci:{}:multi", common::testdata("layout").display()), "operators/multi-operator:v1");
     let operator = format!("{host}/operators/multi-operator@{multi}");
     let bundle_image = p.catalog.bundles["alpha.v1.0.0"].image.clone();
-    let objects = [
-        json!({"schema": "olm.package", "name": "multi", "defaultChannel": "stable"}),
-        fixture::channel("multi", "stable", json!([{"name": "multi.v1.0.0"}])),
-        json!({"schema": "olm.bundle", "name": "multi.v1.0.0", "package": "multi", "image": bundle_image,
-               "properties": [{"type": "olm.package", "value": {"packageName": "multi", "version": "1.0.0"}}],
-               "relatedImages": [{"name": "operator", "image": operator}]}),
-    ];
-    let layout = fixture::catalog_layout(
-        &tmp.path().join("layout"),
-        Some("/configs"),
-        &[vec![("configs/multi/catalog.json".into(), fixture::json_stream(&objects))]],
-    );
-    let original = p.dist.push(&format!("oci:{}:catalog", layout.display()), "catalog/arches:v1");
+    let (catalog_ref, original) = publish_one_bundle(&p, &tmp.path().join("layout"), "multi", &bundle_image, &operator);
     let dir = tmp.path().join("pack");
-    let config = imageset(
-        &dir,
-        &format!("{host}/catalog/arches:v1"),
-        "      platforms:\n        - os: linux\n          architecture: arm64\n",
-    );
+    let config = imageset(&dir, &catalog_ref, "      platforms:\n        - os: linux\n          architecture: arm64\n");
     let o = pack_config(&p, &dir, &config);
     assert!(o.status.success(), "pack: {}", String::from_utf8_lossy(&o.stderr));
 
