@@ -73,6 +73,8 @@ pub(crate) struct Packed {
     pub(crate) images: BTreeSet<String>,
     /// What pack said on stderr.
     pub(crate) stderr: String,
+    /// The whole `list --json` document.
+    pub(crate) list: Value,
 }
 
 impl Packed {
@@ -131,7 +133,13 @@ pub(crate) fn refused(o: &std::process::Output, dir: &Path) -> String {
 
 /// Pack the fixture catalog with `entry` (see [`imageset`]) into `dir/bundle`.
 pub(crate) fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
-    let config = imageset(dir, &p.catalog.reference(), entry);
+    pack_catalog_of("v2alpha1", p, &p.catalog.reference(), dir, entry)
+}
+
+/// Pack `catalog` with `entry` in an image set file of `api` (see [`imageset_of`]) from
+/// `p`'s registry into `dir/bundle`.
+pub(crate) fn pack_catalog_of(api: &str, p: &Published, catalog: &str, dir: &Path, entry: &str) -> Packed {
+    let config = imageset_of(api, dir, catalog, entry);
     let bundle = dir.join("bundle");
     let o = pack_config(p, dir, &config);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -147,7 +155,8 @@ pub(crate) fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
     let catalogs = list["catalogs"].as_array().unwrap_or_else(|| panic!("list --json has no catalogs: {list}"));
     assert_eq!(catalogs.len(), 1, "{list}");
     let images = list["images"].as_array().unwrap().iter().map(|i| i["digest"].as_str().unwrap().to_string()).collect();
-    Packed { bundle, catalog: catalogs[0].clone(), images, stderr }
+    let catalog = catalogs[0].clone();
+    Packed { bundle, catalog, images, stderr, list }
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use crate::catalog::{
-    assert_cluster_files, assert_kept, blob_json, blob_path, imageset, imageset_of, pack_catalog, pack_config,
-    publish_one_bundle, published, refused, Published,
+    assert_cluster_files, assert_kept, blob_json, blob_path, imageset, imageset_of, pack_catalog, pack_catalog_of,
+    pack_config, publish_one_bundle, published, refused, Published,
 };
 use crate::common::catalog::{self as fixture, File};
 use crate::common::cluster::{digest_mirrors, unpack_to, yaml};
-use crate::common::{self, airlift, run_ok, sha256_hex};
+use crate::common::{self, airlift, sha256_hex};
 
 /// The catalog `sigma` (one package, JSON), as (path, bytes) under a config directory.
 /// Channel heads marked *; the bundles' versions are their names' (`sigma.v0.9.0` is 0.9.0):
@@ -310,6 +310,44 @@ fn v1alpha2_spellings_select_what_their_v2alpha1_equivalents_do() {
 }
 
 #[test]
+fn pack_refuses_channels_that_leave_out_the_default_channel_naming_the_package() {
+    let Some(p) = published() else { return };
+    let tmp = common::tempdir();
+    // alpha's default channel is stable; only fast is asked for, without defaultChannel.
+    let entry = "      packages:\n        - name: alpha\n          channels:\n            - name: fast\n";
+    let config = imageset(tmp.path(), &p.catalog.reference(), entry);
+    let err = refused(&pack_config(&p, tmp.path(), &config), tmp.path());
+    for n in ["alpha", "stable", "defaultChannel", "catalog/operator-index"] {
+        assert!(err.contains(n), "the error does not name {n}: {err}");
+    }
+}
+
+#[test]
+fn pack_of_v1alpha2_spellings_rebuilds_the_catalog_of_their_v2alpha1_equivalent() {
+    let Some(p) = published() else { return };
+    let tmp = common::tempdir();
+    let range = "      packages:\n        - name: alpha\n          channels:\n            - name: stable\n";
+    let old = format!(
+        "      targetName: mirrored-index\n{range}              minBundle: alpha.v1.1.0\n\
+                       \x20             maxVersion: 1.2.0\n"
+    );
+    let old = pack_catalog_of("v1alpha2", &p, &p.catalog.reference(), &tmp.path().join("old"), &old).catalog;
+    let new = format!(
+        "      targetCatalog: catalog/mirrored-index\n{range}              minVersion: 1.1.0\n\
+                       \x20             maxVersion: 1.2.0\n"
+    );
+    let new = pack_catalog(&p, &tmp.path().join("new"), &new);
+    // As the channel range test: alpha/stable's 1.2.0 and 1.1.0 on the chain, 1.1.1 skipped
+    // by 1.2.0; minBundle alpha.v1.1.0 is the minimum 1.1.0.
+    assert_kept(&p, &new, &["alpha.v1.1.0", "alpha.v1.1.1", "alpha.v1.2.0"], &new.rebuilt());
+    for field in ["bundles", "images", "rebuilt", "target", "digest"] {
+        assert_eq!(old[field], new.catalog[field], "{field}");
+    }
+    // targetName replaces the last component of the catalog's repository.
+    assert_eq!(old["target"], format!("{}/catalog/mirrored-index:v4.16", p.dist.host()));
+}
+
+#[test]
 fn the_filter_shows_as_written_in_list_and_verify_json() {
     let Some(p) = published() else { return };
     let tmp = common::tempdir();
@@ -434,24 +472,14 @@ fn per_catalog_platforms_keep_one_platform_of_the_catalog_and_of_its_images() {
     let bundle_image = p.catalog.bundles["alpha.v1.0.0"].image.clone();
     let (catalog_ref, original) = publish_one_bundle(&p, &tmp.path().join("layout"), "multi", &bundle_image, &operator);
     let dir = tmp.path().join("pack");
-    let config = imageset(&dir, &catalog_ref, "      platforms:\n        - os: linux\n          architecture: arm64\n");
-    let o = pack_config(&p, &dir, &config);
-    assert!(o.status.success(), "pack: {}", String::from_utf8_lossy(&o.stderr));
-
-    let list = run_ok(
-        std::process::Command::new(common::airlift_path())
-            .args(["list", "--json"])
-            .arg(dir.join("bundle"))
-            .arg("--key")
-            .arg(dir.join("keys/site.pub")),
-    );
-    let list: Value = serde_json::from_str(&list).unwrap();
-    let catalog = &list["catalogs"][0];
+    let entry = "      platforms:\n        - os: linux\n          architecture: arm64\n";
+    let packed = pack_catalog_of("v2alpha1", &p, &catalog_ref, &dir, entry);
+    let catalog = &packed.catalog;
     assert_eq!(catalog["filter"]["platforms"], json!(["linux/arm64"]), "{catalog}");
     assert_eq!(catalog["digest"], original, "{catalog}");
-    let rebuilt = catalog["rebuilt"].as_str().unwrap_or_else(|| panic!("not rebuilt: {catalog}")).to_string();
+    let rebuilt = packed.rebuilt();
     assert_ne!(rebuilt, original);
-    let platforms: Vec<(String, Value)> = list["images"]
+    let platforms: Vec<(String, Value)> = packed.list["images"]
         .as_array()
         .unwrap()
         .iter()
