@@ -23,7 +23,7 @@ use crate::common::{self, airlift, sha256_hex};
 /// - `stable` (the default): 1.0.0 ← 1.1.0 ← 0.9.0 ← 1.2.0 ← 1.3.0* — 0.9.0 is an
 ///   out-of-order hotfix in the middle of the `replaces` chain;
 /// - `fast`: 1.3.0 ← 2.0.0*; 2.0.0 requires package `absent` (not in the catalog);
-/// - deprecations: the package itself, channel `fast`, bundles 1.0.0 and 0.9.0.
+/// - deprecations: the package itself, channels `fast` and `stable`, bundles 1.0.0 and 0.9.0.
 ///
 /// Every bundle image is `example.com/sigma/bundle@sha256:<sha256 of the version>`; no
 /// related images.
@@ -62,6 +62,7 @@ fn sigma() -> Vec<File> {
         json!({"schema": "olm.deprecations", "package": "sigma", "entries": [
             {"reference": {"schema": "olm.package"}, "message": "sigma moves to sigma-ng"},
             {"reference": {"schema": "olm.channel", "name": "fast"}, "message": "fast is frozen"},
+            {"reference": {"schema": "olm.channel", "name": "stable"}, "message": "stable moves to sigma-ng"},
             {"reference": {"schema": "olm.bundle", "name": "sigma.v1.0.0"}, "message": "1.0.0 leaks"},
             {"reference": {"schema": "olm.bundle", "name": "sigma.v0.9.0"}, "message": "0.9.0 is a hotfix"},
         ]}),
@@ -211,8 +212,8 @@ fn an_out_of_range_bundle_that_bridges_the_chain_is_kept_with_a_warning() {
     assert!(!f.stderr.contains("sigma.v1.0.0"), "{}", f.stderr);
 
     // The rendered config: one channel, its kept entries as published, and of the
-    // deprecations those of what is kept: the package and bundle 0.9.0 (not channel fast,
-    // not bundle 1.0.0).
+    // deprecations those of what is kept: the package, channel stable and bundle 0.9.0
+    // (not channel fast, not bundle 1.0.0).
     let objects = fixture::read_json_tree(&f.out);
     let files: BTreeSet<&str> = objects.iter().map(|(f, _)| f.as_str()).collect();
     assert_eq!(files, BTreeSet::from(["sigma/catalog.json"]));
@@ -237,7 +238,11 @@ fn an_out_of_range_bundle_that_bridges_the_chain_is_kept_with_a_warning() {
         deprecations[0]["entries"].as_array().unwrap().iter().map(|e| &e["reference"]).collect();
     assert_eq!(
         references,
-        [&json!({"schema": "olm.package"}), &json!({"schema": "olm.bundle", "name": "sigma.v0.9.0"})],
+        [
+            &json!({"schema": "olm.package"}),
+            &json!({"schema": "olm.channel", "name": "stable"}),
+            &json!({"schema": "olm.bundle", "name": "sigma.v0.9.0"})
+        ],
         "{deprecations:?}"
     );
 }
@@ -372,6 +377,20 @@ fn the_filter_shows_as_written_in_list_and_verify_json() {
     assert_eq!(c["digest"], p.catalog.digest, "{c}");
     assert_eq!(c["target"], format!("{}/mirrored/gamma-only:v1", p.dist.host()), "{c}");
     packed.assert_verify_agrees(tmp.path());
+    // The gate's human report shows the filter too.
+    let o = airlift()
+        .arg("verify")
+        .arg(&packed.bundle)
+        .arg("--key")
+        .arg(tmp.path().join("keys/site.pub"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stderr));
+    let line = report.lines().find(|l| l.trim_start().starts_with("filter ")).unwrap_or_else(|| panic!("{report}"));
+    for n in ["gamma", "candidate", "1.5.0", "mirrored/gamma-only", "skipDependencies"] {
+        assert!(line.contains(n), "the filter line does not show {n}: {line}");
+    }
 }
 
 /// A `targetCatalogSourceTemplate` with fields of its own, next to the image set.
@@ -441,11 +460,13 @@ fn unpack_to_another_registry_mirrors_the_filtered_catalog_and_its_images() {
     assert_eq!(cs["metadata"]["name"].as_str(), Some("operator-index-v4-16"), "{cs:?}");
 }
 
-/// Pack the fixture catalog with a `targetCatalogSourceTemplate` of `text`: refused (exit
-/// 2) naming the template file.
-fn assert_template_refused(p: &Published, text: &str) {
+/// Pack the fixture catalog with a `targetCatalogSourceTemplate` of `text` (none when
+/// `None`): refused (exit 2) naming the template file.
+fn assert_template_refused(p: &Published, text: Option<&str>) {
     let tmp = common::tempdir();
-    std::fs::write(tmp.path().join("not-a-catalogsource.yaml"), text).unwrap();
+    if let Some(text) = text {
+        std::fs::write(tmp.path().join("not-a-catalogsource.yaml"), text).unwrap();
+    }
     let config =
         imageset(tmp.path(), &p.catalog.reference(), "      targetCatalogSourceTemplate: not-a-catalogsource.yaml\n");
     let err = refused(&pack_config(p, tmp.path(), &config), tmp.path());
@@ -453,9 +474,11 @@ fn assert_template_refused(p: &Published, text: &str) {
 }
 
 #[test]
-fn a_catalog_source_template_that_is_not_a_mapping_is_refused_naming_the_file() {
+fn a_catalog_source_template_that_is_missing_or_no_yaml_mapping_is_refused_naming_the_file() {
     let Some(p) = published() else { return };
-    assert_template_refused(&p, "- kind: CatalogSource\n- kind: CatalogSource\n");
+    assert_template_refused(&p, Some("- kind: CatalogSource\n- kind: CatalogSource\n"));
+    assert_template_refused(&p, Some("kind: [CatalogSource\n"));
+    assert_template_refused(&p, None);
 }
 
 /// A small catalog `multi` (heads of its one package `multi`, whose bundle image is
