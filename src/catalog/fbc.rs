@@ -3,19 +3,22 @@
 //! only the objects it keeps.
 //!
 //! A real catalog is hundreds of megabytes, mostly bundles' `olm.bundle.object` base64
-//! properties; nothing here holds an object as a whole. Each file is read, its objects are
-//! parsed into light structs that skip what filtering does not use, and the file's bytes
-//! are dropped. An object's [`Location`] is its file and byte range (JSON) or document
-//! number (YAML). Files are `*.json` (concatenated JSON objects) and `*.yaml`/`*.yml`
-//! (multi-document), walked in name order; `.indexignore` files hold gitignore-style
-//! patterns relative to their directory ([`ignore`]). A symbolic link is an error.
+//! properties; no JSON object is held as a whole (a YAML document is, while it is
+//! converted). Each file is read, its objects are parsed in one pass into light structs
+//! that skip what filtering does not use, and the file's bytes are dropped. An object's
+//! [`Location`] is its file and byte range (JSON) or document number (YAML). Files are
+//! `*.json` (concatenated JSON objects) and `*.yaml`/`*.yml` (multi-document), walked in
+//! name order; other files are skipped (opm would try to parse them too); `.indexignore`
+//! files hold gitignore-style patterns relative to their directory (module `ignore`). A
+//! symbolic link is an error.
 //!
 //! Refused (exit 2, naming the file and the object): malformed JSON or YAML, an object
 //! without `schema`, an `olm.package` without a name usable as a directory name, a
 //! duplicate package, channel or bundle, an `olm.channel`/`olm.bundle`/`olm.deprecations`
 //! whose package has no `olm.package`, a bundle without `image` (opm accepts a bundle that
-//! has only `olm.bundle.object`s; airlift needs the image to carry), a version or
-//! dependency range that is not semver. A channel entry naming a bundle the package lacks
+//! has only `olm.bundle.object`s; airlift needs the image to carry), a bundle version that
+//! is not semver (opm refuses it too). A dependency opm loads but nothing can satisfy (no
+//! semver `versionRange`) is kept, to be reported by selection. A channel entry naming a bundle the package lacks
 //! is not refused here: selection decides what it needs.
 
 mod ignore;
@@ -92,6 +95,9 @@ pub struct Bundle {
 pub enum Requirement {
     /// `olm.package.required`.
     Package { package: String, range: Range },
+    /// An `olm.package.required` without a package name or a semver `versionRange` (opm
+    /// loads it; nothing can satisfy it).
+    Unreadable { package: String, range: String },
     /// `olm.gvk.required`.
     Gvk(Gvk),
 }
@@ -161,7 +167,7 @@ impl Catalog {
 /// Call `f` with every object of a catalog file: its place, its JSON text, and the object
 /// parsed as `T` (in the same pass that finds where it ends). YAML documents are converted
 /// to JSON text, so that one parser reads both.
-pub fn for_each_object<T: DeserializeOwned>(
+pub(crate) fn for_each_object<T: DeserializeOwned>(
     path: &Path,
     bytes: &[u8],
     mut f: impl FnMut(At, &[u8], T) -> Result<()>,
@@ -331,33 +337,28 @@ impl Parts {
 }
 
 impl Bundle {
+    /// Only the version is checked (opm refuses a bundle without a semver version); a
+    /// dependency opm would load as written is kept as written, to be reported.
     fn add_property(&mut self, p: light::Property) -> Result<(), String> {
         let v = p.value;
-        let gvk = || match (&v.group, &v.version, &v.kind) {
-            (Some(g), Some(ver), Some(k)) => Ok(Gvk { group: g.clone(), version: ver.clone(), kind: k.clone() }),
-            _ => Err(format!("property {} lacks group, version or kind", p.ty)),
-        };
+        let text = |s: &Option<String>| s.clone().unwrap_or_default();
+        let gvk = || Gvk { group: text(&v.group), version: text(&v.version), kind: text(&v.kind) };
         match p.ty.as_str() {
             "olm.package" => {
-                let text = v.version.as_deref().ok_or("the olm.package property has no version")?;
-                let version =
-                    Version::parse(text).ok_or_else(|| format!("version {} is not semver", untrusted(text)))?;
-                self.version = Some(version);
+                let version = v.version.as_deref().ok_or("the olm.package property has no version")?;
+                let parsed =
+                    Version::parse(version).ok_or_else(|| format!("version {} is not semver", untrusted(version)))?;
+                self.version = Some(parsed);
             }
             "olm.package.required" => {
-                let package = v.package_name.clone().ok_or("olm.package.required has no packageName")?;
-                let text = v.version_range.as_deref().unwrap_or_default();
-                let range = Range::parse(text).ok_or_else(|| {
-                    format!(
-                        "olm.package.required {}: versionRange {} is not a semver range",
-                        untrusted(&package),
-                        untrusted(text)
-                    )
-                })?;
-                self.requires.push(Requirement::Package { package, range });
+                let (package, range) = (text(&v.package_name), text(&v.version_range));
+                self.requires.push(match Range::parse(&range) {
+                    Some(range) if !package.is_empty() => Requirement::Package { package, range },
+                    _ => Requirement::Unreadable { package, range },
+                });
             }
-            "olm.gvk.required" => self.requires.push(Requirement::Gvk(gvk()?)),
-            "olm.gvk" => self.provides.push(gvk()?),
+            "olm.gvk.required" => self.requires.push(Requirement::Gvk(gvk())),
+            "olm.gvk" => self.provides.push(gvk()),
             _ => {}
         }
         Ok(())

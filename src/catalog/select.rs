@@ -5,7 +5,7 @@
 //! - No packages: every channel of every package; `full` keeps every entry, else the head.
 //! - Named packages: their named channels (all when none is named). Per channel, `full`
 //!   keeps every entry, a range (the channel's, else the package's) keeps the in-range part
-//!   of the replaces chain ([`graph`]), else the head. A channel left empty is dropped,
+//!   of the replaces chain (module `graph`), else the head. A channel left empty is dropped,
 //!   unless it is the default: then it is an error.
 //! - The default channel must survive: the filter's `defaultChannel` (naming a kept
 //!   channel) or the catalog's.
@@ -277,6 +277,7 @@ impl<'c> Selector<'c> {
                 k.bundles.iter().filter_map(|b| bundles?.get(b)?.version.as_ref()).any(|v| range.contains(v))
             }),
             Requirement::Gvk(gvk) => provided.contains(gvk),
+            Requirement::Unreadable { .. } => false,
         }
     }
 
@@ -303,6 +304,7 @@ impl<'c> Selector<'c> {
                 let fits = |b: &Bundle| b.provides.contains(gvk);
                 self.gvk_providers(gvk).iter().find_map(|p| newest_in(p, &fits))
             }
+            Requirement::Unreadable { .. } => None,
         }
     }
 

@@ -52,9 +52,7 @@ fn filter(args: &CatalogFilterArgs, out: &Output) -> anyhow::Result<Status> {
         "exit_code": 0,
         "catalog": filter.catalog,
         "filter": filter,
-        "bundles": bundles.iter().map(|b| json!({
-            "package": b.package, "name": b.name, "version": b.version, "image": b.image,
-        })).collect::<Vec<_>>(),
+        "bundles": bundles,
         "images": selection.images(),
         "notes": notes,
         "out": args.out,

@@ -40,6 +40,12 @@ impl fmt::Display for Requirement {
             Requirement::Package { package, range } => {
                 write!(f, "olm.package.required {} {}", untrusted(package), untrusted(&range.to_string()))
             }
+            Requirement::Unreadable { package, range } => write!(
+                f,
+                "olm.package.required {} {} (no package name or no semver range)",
+                untrusted(package),
+                untrusted(range)
+            ),
             Requirement::Gvk(g) => {
                 write!(f, "olm.gvk.required {}/{}/{}", untrusted(&g.group), untrusted(&g.version), untrusted(&g.kind))
             }

@@ -229,7 +229,12 @@ fn a_channel_needs_exactly_one_head_and_no_cycle() {
 #[test]
 fn a_dependency_nothing_provides_is_a_warning() {
     let tmp = tempfile::tempdir().unwrap();
-    let needs = [fixture::requires_package("nowhere", ">=1.0.0"), fixture::gvk("olm.gvk.required", "g", "v1", "K")];
+    let needs = [
+        fixture::requires_package("nowhere", ">=1.0.0"),
+        fixture::gvk("olm.gvk.required", "g", "v1", "K"),
+        // opm loads a range that is not semver; it is reported, never resolved.
+        fixture::requires_package("p", "~1"),
+    ];
     write_json(
         tmp.path(),
         "c.json",
@@ -243,6 +248,8 @@ fn a_dependency_nothing_provides_is_a_warning() {
         [
             "unsatisfiable dependency: x (package p) needs olm.package.required nowhere >=1.0.0, which no bundle of the catalog provides",
             "unsatisfiable dependency: x (package p) needs olm.gvk.required g/v1/K, which no bundle of the catalog provides",
+            "unsatisfiable dependency: x (package p) needs olm.package.required p ~1 (no package name or no semver range), \
+             which no bundle of the catalog provides",
         ]
     );
     assert!(s.notes().iter().all(Note::is_warning));
