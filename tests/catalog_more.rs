@@ -540,3 +540,15 @@ fn per_catalog_platforms_keep_one_platform_of_the_catalog_and_of_its_images() {
         assert_eq!(here, child["platform"]["architecture"] == "arm64", "{child}");
     }
 }
+
+#[test]
+fn a_catalog_source_template_that_is_not_a_catalog_source_is_refused_naming_the_file() {
+    let Some(p) = published() else { return };
+    assert_template_refused(&p, Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: b\n"));
+}
+
+#[test]
+fn a_catalog_source_template_whose_spec_is_no_mapping_is_refused_at_pack_naming_the_file() {
+    let Some(p) = published() else { return };
+    assert_template_refused(&p, Some("apiVersion: operators.coreos.com/v1alpha1\nkind: CatalogSource\nspec: grpc\n"));
+}
