@@ -13,20 +13,20 @@ use std::sync::{Arc, Mutex, Weak};
 use serde_json::{json, Value};
 
 use crate::common::catalog::{self as fixture, Catalog, File, CONFIGS_LABEL};
-use crate::common::cluster::{digest_mirrors, pack_command, pull_through, unpack_root, yaml};
+use crate::common::cluster::{digest_mirrors, pack_command, unpack_root, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, airlift, run_ok, sha256_hex};
 
 /// The fixture catalog published in a docker-registry, shared by the tests that run at the
 /// same time (built once; the registry stops when the last of them drops it).
-struct Published {
-    dist: Distribution,
-    catalog: Catalog,
+pub(crate) struct Published {
+    pub(crate) dist: Distribution,
+    pub(crate) catalog: Catalog,
     _tmp: tempfile::TempDir,
 }
 
-fn published() -> Option<Arc<Published>> {
+pub(crate) fn published() -> Option<Arc<Published>> {
     static SHARED: Mutex<Weak<Published>> = Mutex::new(Weak::new());
     if !common::have("skopeo") {
         return None;
@@ -45,13 +45,18 @@ fn published() -> Option<Arc<Published>> {
 
 /// An image set file (v2alpha1) in `dir` with one `mirror.operators` entry for `catalog`;
 /// `entry` holds the entry's other lines, each indented by six spaces.
-fn imageset(dir: &Path, catalog: &str, entry: &str) -> PathBuf {
+pub(crate) fn imageset(dir: &Path, catalog: &str, entry: &str) -> PathBuf {
+    imageset_of("v2alpha1", dir, catalog, entry)
+}
+
+/// [`imageset`] with `apiVersion: mirror.openshift.io/API`.
+pub(crate) fn imageset_of(api: &str, dir: &Path, catalog: &str, entry: &str) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("imageset.yaml");
     std::fs::write(
         &path,
         format!(
-            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/{api}\n\
              mirror:\n  operators:\n    - catalog: {catalog}\n{entry}"
         ),
     )
@@ -60,19 +65,21 @@ fn imageset(dir: &Path, catalog: &str, entry: &str) -> PathBuf {
 }
 
 /// One pack of the fixture catalog with one operators entry, as `list --json` shows it.
-struct Packed {
-    bundle: PathBuf,
+pub(crate) struct Packed {
+    pub(crate) bundle: PathBuf,
     /// `catalogs[0]` of `list --json`.
-    catalog: Value,
+    pub(crate) catalog: Value,
     /// The digests of every image in the bundle.
-    images: BTreeSet<String>,
+    pub(crate) images: BTreeSet<String>,
     /// What pack said on stderr.
-    stderr: String,
+    pub(crate) stderr: String,
+    /// The whole `list --json` document.
+    pub(crate) list: Value,
 }
 
 impl Packed {
     /// The names of the kept bundles.
-    fn kept(&self) -> BTreeSet<String> {
+    pub(crate) fn kept(&self) -> BTreeSet<String> {
         self.catalog["bundles"]
             .as_array()
             .unwrap_or_else(|| panic!("no catalogs[0].bundles: {}", self.catalog))
@@ -91,19 +98,33 @@ impl Packed {
         );
     }
 
-    fn rebuilt(&self) -> String {
+    /// `verify --json` (key `DIR/keys/site.pub`) shows the catalog `list --json` shows.
+    pub(crate) fn assert_verify_agrees(&self, dir: &Path) {
+        let o = airlift()
+            .args(["verify", "--json"])
+            .arg(&self.bundle)
+            .arg("--key")
+            .arg(dir.join("keys/site.pub"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stderr));
+        let verify: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(verify["catalogs"], json!([self.catalog]), "verify --json and list --json");
+    }
+
+    pub(crate) fn rebuilt(&self) -> String {
         self.catalog["rebuilt"].as_str().unwrap_or_else(|| panic!("no rebuilt digest: {}", self.catalog)).to_string()
     }
 }
 
 /// `airlift pack --json --config CONFIG` from `p`'s registry into `dir/bundle`.
-fn pack_config(p: &Published, dir: &Path, config: &Path) -> std::process::Output {
+pub(crate) fn pack_config(p: &Published, dir: &Path, config: &Path) -> std::process::Output {
     let args = ["--config".into(), config.display().to_string()];
     pack_command(&p.dist, dir, &dir.join("bundle"), "operators", &args).output().unwrap()
 }
 
 /// The stderr of a pack into `dir/bundle` refused as bad input (exit 2, no bundle written).
-fn refused(o: &std::process::Output, dir: &Path) -> String {
+pub(crate) fn refused(o: &std::process::Output, dir: &Path) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(!dir.join("bundle/operators.manifest.json").exists());
@@ -111,8 +132,14 @@ fn refused(o: &std::process::Output, dir: &Path) -> String {
 }
 
 /// Pack the fixture catalog with `entry` (see [`imageset`]) into `dir/bundle`.
-fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
-    let config = imageset(dir, &p.catalog.reference(), entry);
+pub(crate) fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
+    pack_catalog_of("v2alpha1", p, &p.catalog.reference(), dir, entry)
+}
+
+/// Pack `catalog` with `entry` in an image set file of `api` (see [`imageset_of`]) from
+/// `p`'s registry into `dir/bundle`.
+pub(crate) fn pack_catalog_of(api: &str, p: &Published, catalog: &str, dir: &Path, entry: &str) -> Packed {
+    let config = imageset_of(api, dir, catalog, entry);
     let bundle = dir.join("bundle");
     let o = pack_config(p, dir, &config);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -128,7 +155,8 @@ fn pack_catalog(p: &Published, dir: &Path, entry: &str) -> Packed {
     let catalogs = list["catalogs"].as_array().unwrap_or_else(|| panic!("list --json has no catalogs: {list}"));
     assert_eq!(catalogs.len(), 1, "{list}");
     let images = list["images"].as_array().unwrap().iter().map(|i| i["digest"].as_str().unwrap().to_string()).collect();
-    Packed { bundle, catalog: catalogs[0].clone(), images, stderr }
+    let catalog = catalogs[0].clone();
+    Packed { bundle, catalog, images, stderr, list }
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -141,7 +169,7 @@ fn digest_of(image: &str) -> String {
 
 /// The kept bundles are `want`, each listed with its package, version and image, and the
 /// bundle holds exactly their bundle and related images plus the catalog `catalog_digest`.
-fn assert_kept(p: &Published, packed: &Packed, want: &[&str], catalog_digest: &str) {
+pub(crate) fn assert_kept(p: &Published, packed: &Packed, want: &[&str], catalog_digest: &str) {
     assert_eq!(packed.kept(), names(want), "kept bundles of {}", packed.catalog["filter"]);
     for b in packed.catalog["bundles"].as_array().unwrap() {
         let f = &p.catalog.bundles[b["name"].as_str().unwrap()];
@@ -179,16 +207,7 @@ fn heads_only_keeps_the_head_of_every_channel_of_what_the_upper_layer_leaves() {
     assert_eq!(c["filter"]["catalog"].as_str().map(|s| s.contains("catalog/operator-index")), Some(true), "{c}");
 
     // The gate sees the same catalogs as list.
-    let o = airlift()
-        .args(["verify", "--json"])
-        .arg(&packed.bundle)
-        .arg("--key")
-        .arg(tmp.path().join("keys/site.pub"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "verify: {}", String::from_utf8_lossy(&o.stderr));
-    let verify: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(verify["catalogs"], json!([packed.catalog]), "verify --json catalogs");
+    packed.assert_verify_agrees(tmp.path());
 }
 
 #[test]
@@ -325,12 +344,22 @@ fn a_filtered_catalog_is_rebuilt_reproducibly_and_unpacks_into_a_working_mirror(
     run_ok(cmd.arg(format!("docker://{mirrored}@{rebuilt}")).arg(format!("oci:{}:rebuilt", pulled.display())));
     assert_rebuilt_image(&p.catalog.layout, &pulled);
     assert_rebuilt_configs(&p, &reg, &mirrored, &rebuilt, tmp.path());
-    assert_cluster_files(&p, &reg, &doc, &format!("{mirrored}@{rebuilt}"), &want);
+    let digest_at = |reference: &str| {
+        let mut cmd = reg.skopeo("inspect");
+        cmd.arg("--raw").args(reg.skopeo_args()).arg(format!("docker://{reference}"));
+        format!("sha256:{}", sha256_hex(run_ok(&mut cmd).as_bytes()))
+    };
+    assert_cluster_files(&p, &digest_at, &doc, &format!("{mirrored}@{rebuilt}"), &want);
+}
+
+/// Where the OCI layout `dir` keeps the blob `digest`.
+pub(crate) fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))
 }
 
 /// A blob of the OCI layout `dir`, parsed.
-fn blob_json(dir: &Path, digest: &str) -> Value {
-    let path = dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+pub(crate) fn blob_json(dir: &Path, digest: &str) -> Value {
+    let path = blob_path(dir, digest);
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
@@ -464,8 +493,16 @@ fn assert_rebuilt_configs(p: &Published, reg: &Registry, mirrored: &str, rebuilt
 
 /// The results of unpack: every kept bundle and related image pulls by digest through the
 /// ImageDigestMirrorSet; the CatalogSource and the ClusterCatalog point at `image` (the
-/// mirrored catalog by digest); OperatorHub disables the default sources.
-fn assert_cluster_files(p: &Published, reg: &Registry, doc: &Value, image: &str, kept: &[&str]) {
+/// mirrored catalog by digest); OperatorHub disables the default sources. `digest_at`
+/// gives the digest of the manifest at a mirror reference (`HOST/REPO@DIGEST` or
+/// `HOST/REPO:TAG`). Returns the CatalogSource.
+pub(crate) fn assert_cluster_files(
+    p: &Published,
+    digest_at: &dyn Fn(&str) -> String,
+    doc: &Value,
+    image: &str,
+    kept: &[&str],
+) -> serde_yaml_ng::Value {
     let results = PathBuf::from(doc["results"]["dir"].as_str().expect("results.dir in the unpack document"));
     let files: BTreeMap<String, PathBuf> = doc["results"]["files"]
         .as_array()
@@ -483,14 +520,15 @@ fn assert_cluster_files(p: &Published, reg: &Registry, doc: &Value, image: &str,
     };
     let idms = digest_mirrors(&yaml(&results.join("imagedigestmirrorset.yaml")));
     for i in p.catalog.images_of(kept.iter().copied()) {
-        pull_through(reg, &idms, &i);
+        // Pulled as a cluster would: through the mirror the set gives for its repository.
+        let (repo, digest) = i.split_once('@').unwrap();
+        let (_, to) = idms.iter().find(|(s, _)| s == repo).unwrap_or_else(|| panic!("no mirror for {repo}: {idms:?}"));
+        assert_eq!(to.len(), 1, "{repo}: {to:?}");
+        assert_eq!(digest_at(&format!("{}@{digest}", to[0])), digest, "{i} via {}", to[0]);
         // Named by digest only, so also tagged sha256-HEX (registries that prune untagged
         // manifests keep it).
-        let (repo, digest) = i.split_once('@').unwrap();
-        let tag = format!("{}:{}", repo.split_once('/').unwrap().1, digest.replace(':', "-"));
-        let mut cmd = reg.skopeo("inspect");
-        cmd.arg("--raw").args(reg.skopeo_args()).arg(reg.docker_ref(&tag));
-        assert_eq!(format!("sha256:{}", sha256_hex(run_ok(&mut cmd).as_bytes())), digest, "{tag}");
+        let tag = format!("{}:{}", to[0], digest.replace(':', "-"));
+        assert_eq!(digest_at(&tag), digest, "{tag}");
     }
     // Each file is named after the object it holds.
     let named = |kind: &str, object: &serde_yaml_ng::Value| {
@@ -517,6 +555,7 @@ fn assert_cluster_files(p: &Published, reg: &Registry, doc: &Value, image: &str,
     assert_eq!(hub["kind"].as_str(), Some("OperatorHub"));
     assert_eq!(hub["metadata"]["name"].as_str(), Some("cluster"));
     assert_eq!(hub["spec"]["disableAllDefaultSources"].as_bool(), Some(true));
+    cs
 }
 
 /// A catalog image made of `layers` with the configs `label`, pushed as `name`; packing it
@@ -658,6 +697,30 @@ fn a_bundle_without_an_image_is_refused_naming_it() {
     }
 }
 
+/// A catalog image (built at `dir`) of one package NAME whose channel `stable` holds one
+/// bundle NAME.v1.0.0 of `image`, with one related image `related`; pushed as
+/// `catalog/NAME:v1`. Returns its reference `HOST/catalog/NAME:v1` and digest.
+pub(crate) fn publish_one_bundle(
+    p: &Published,
+    dir: &Path,
+    name: &str,
+    image: &str,
+    related: &str,
+) -> (String, String) {
+    let bundle = format!("{name}.v1.0.0");
+    let objects = [
+        json!({"schema": "olm.package", "name": name, "defaultChannel": "stable"}),
+        fixture::channel(name, "stable", json!([{"name": bundle}])),
+        json!({"schema": "olm.bundle", "name": bundle, "package": name, "image": image,
+               "properties": [{"type": "olm.package", "value": {"packageName": name, "version": "1.0.0"}}],
+               "relatedImages": [{"name": "operator", "image": related}]}),
+    ];
+    let files = vec![(format!("configs/{name}/catalog.json"), fixture::json_stream(&objects))];
+    let layout = fixture::catalog_layout(dir, Some("/configs"), &[files]);
+    let digest = p.dist.push(&format!("oci:{}:catalog", layout.display()), &format!("catalog/{name}:v1"));
+    (format!("{}/catalog/{name}:v1", p.dist.host()), digest)
+}
+
 #[test]
 fn a_related_image_named_by_tag_only_is_packed_by_that_tag_with_a_warning() {
     let Some(p) = published() else { return };
@@ -667,20 +730,8 @@ fn a_related_image_named_by_tag_only_is_packed_by_that_tag_with_a_warning() {
     // pack it by that tag and warn, naming it.
     let alpha = &p.catalog.bundles["alpha.v1.0.0"];
     let tagged = format!("{}/operators/alpha-operator:v1.0.0", p.dist.host());
-    let objects = [
-        json!({"schema": "olm.package", "name": "tagged", "defaultChannel": "stable"}),
-        fixture::channel("tagged", "stable", json!([{"name": "tagged.v1.0.0"}])),
-        json!({"schema": "olm.bundle", "name": "tagged.v1.0.0", "package": "tagged", "image": alpha.image,
-               "properties": [{"type": "olm.package", "value": {"packageName": "tagged", "version": "1.0.0"}}],
-               "relatedImages": [{"name": "operator", "image": tagged}]}),
-    ];
-    let layout = fixture::catalog_layout(
-        &tmp.path().join("layout"),
-        Some("/configs"),
-        &[vec![("configs/tagged/catalog.json".into(), fixture::json_stream(&objects))]],
-    );
-    p.dist.push(&format!("oci:{}:catalog", layout.display()), "catalog/tagged:v1");
-    let config = imageset(&tmp.path().join("pack"), &format!("{}/catalog/tagged:v1", p.dist.host()), "");
+    let catalog = publish_one_bundle(&p, &tmp.path().join("layout"), "tagged", &alpha.image, &tagged).0;
+    let config = imageset(&tmp.path().join("pack"), &catalog, "");
     let o = pack_config(&p, tmp.path(), &config);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");

@@ -10,7 +10,7 @@ use airlift::bundle::manifest::Component;
 use airlift::openshift::release::payload_files;
 use serde_json::Value;
 
-use crate::common::cluster::{digest_mirrors, pack, pull_through, unpack_root, yaml};
+use crate::common::cluster::{digest_mirrors, pack, pull_through, unpack_root, unpack_to, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, airlift, make_layout, run_ok, sha256_hex, testdata};
@@ -313,24 +313,9 @@ fn a_release_pushed_into_another_registry_gets_mirror_sets_and_release_tags() {
     let rel = publish_release(&dist, tmp.path(), VERSION, 1);
     let bundle = tmp.path().join("bundle");
     pack(&dist, tmp.path(), &bundle, "ocp", &["--release".into(), rel.reference.clone()]);
-    let results = tmp.path().join("results");
-    let auth = mirror.authfile(&tmp.path().join("mirror-auth"));
-    let o = airlift()
-        .args(["unpack", "--json"])
-        .arg(&bundle)
-        .arg("--key")
-        .arg(tmp.path().join("keys/site.pub"))
-        .args(["--to", &format!("docker://{}/mirror", mirror.host()), "--release-tags", "--authfile"])
-        .arg(&auth)
-        .arg("--cert-dir")
-        .arg(&mirror.cert_dir)
-        .arg("--cache")
-        .arg(tmp.path().join("staging"))
-        .arg("--results")
-        .arg(&results)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "unpack --to failed: {}", String::from_utf8_lossy(&o.stderr));
+    let work = tmp.path().join("to");
+    unpack_to(tmp.path(), &bundle, &mirror, "mirror", &work, &["--release-tags"]);
+    let results = work.join("results");
     let idms = digest_mirrors(&yaml(&results.join("imagedigestmirrorset.yaml")));
     let want = format!("{}/mirror/ocp/art-dev", mirror.host());
     assert!(

@@ -7,6 +7,7 @@ mod common;
 mod abuse;
 mod bearer;
 mod catalog;
+mod catalog_more;
 mod client;
 mod conformance;
 mod docs;

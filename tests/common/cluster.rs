@@ -58,6 +58,30 @@ pub fn unpack_root(dir: &Path, bundle: &Path, root: &Path, extra: &[&str]) -> Va
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// `airlift unpack --json BUNDLE --key DIR/keys/site.pub --to docker://MIRROR/PREFIX EXTRA…`
+/// with MIRROR's credentials (`WORK/auth`), staging in `WORK/staging`, results in
+/// `WORK/results`; returns the --json document.
+pub fn unpack_to(dir: &Path, bundle: &Path, mirror: &Distribution, prefix: &str, work: &Path, extra: &[&str]) -> Value {
+    let o = airlift()
+        .args(["unpack", "--json"])
+        .arg(bundle)
+        .arg("--key")
+        .arg(dir.join("keys/site.pub"))
+        .args(["--to", &format!("docker://{}/{prefix}", mirror.host()), "--authfile"])
+        .arg(mirror.authfile(&work.join("auth")))
+        .arg("--cert-dir")
+        .arg(&mirror.cert_dir)
+        .arg("--cache")
+        .arg(work.join("staging"))
+        .arg("--results")
+        .arg(work.join("results"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "unpack --to failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 pub fn yaml(path: &Path) -> Yaml {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
