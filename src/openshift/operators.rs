@@ -82,6 +82,28 @@ pub fn catalog_name(target: &str) -> String {
     cut.trim_end_matches('-').to_string()
 }
 
+/// Why `template` cannot be completed into a CatalogSource, if it cannot: it must be a
+/// mapping whose `apiVersion` and `kind`, when given, are a CatalogSource's and whose
+/// `metadata` and `spec`, when given, are mappings. Pack checks it before fetching.
+pub fn check_template(template: &Value) -> std::result::Result<(), String> {
+    let fields = template.as_object().ok_or("not a CatalogSource (a YAML mapping)")?;
+    for (key, want) in [("apiVersion", "operators.coreos.com/v1alpha1"), ("kind", "CatalogSource")] {
+        match fields.get(key) {
+            None => {}
+            Some(Value::String(s)) if s == want => {}
+            Some(other) => {
+                return Err(format!("{key} is {}, not {want}", crate::text::untrusted(&other.to_string())));
+            }
+        }
+    }
+    for key in ["metadata", "spec"] {
+        if fields.get(key).is_some_and(|v| !v.is_object()) {
+            return Err(format!("{key} is not a mapping"));
+        }
+    }
+    Ok(())
+}
+
 /// The CatalogSource: the template completed, or a new one.
 fn catalog_source(name: &str, catalog: &MirroredCatalog) -> Result<Value> {
     let mut source = match catalog.template {

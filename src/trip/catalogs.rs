@@ -184,9 +184,8 @@ fn read_template(config: &Path, written: &str) -> crate::error::Result<serde_jso
     let text = String::from_utf8(bytes).map_err(|_| usage(format!("{shown}: not UTF-8 text")))?;
     let value: serde_json::Value = serde_yaml_ng::from_str(&text)
         .map_err(|e| usage(format!("{shown}: targetCatalogSourceTemplate is not a YAML document: {e}")))?;
-    if !value.is_object() {
-        return Err(usage(format!("{shown}: targetCatalogSourceTemplate is not a CatalogSource (a YAML mapping)")));
-    }
+    crate::openshift::operators::check_template(&value)
+        .map_err(|why| usage(format!("{shown}: targetCatalogSourceTemplate: {why}")))?;
     Ok(value)
 }
 
@@ -267,7 +266,13 @@ mod tests {
         assert_eq!(t["spec"]["priority"], -100);
         std::fs::write(dir.path().join("list.yaml"), "- a\n").unwrap();
         let e = read_template(&config, "list.yaml").unwrap_err().to_string();
-        assert!(e.ends_with("list.yaml: targetCatalogSourceTemplate is not a CatalogSource (a YAML mapping)"), "{e}");
+        assert!(e.ends_with("list.yaml: targetCatalogSourceTemplate: not a CatalogSource (a YAML mapping)"), "{e}");
+        std::fs::write(dir.path().join("cm.yaml"), "kind: ConfigMap\n").unwrap();
+        let e = read_template(&config, "cm.yaml").unwrap_err().to_string();
+        assert!(e.ends_with("cm.yaml: targetCatalogSourceTemplate: kind is \"ConfigMap\", not CatalogSource"), "{e}");
+        std::fs::write(dir.path().join("spec.yaml"), "kind: CatalogSource\nspec: grpc\n").unwrap();
+        let e = read_template(&config, "spec.yaml").unwrap_err().to_string();
+        assert!(e.ends_with("spec.yaml: targetCatalogSourceTemplate: spec is not a mapping"), "{e}");
         assert!(read_template(&config, "missing.yaml").unwrap_err().to_string().contains("missing.yaml"));
     }
 }
