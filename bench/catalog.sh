@@ -32,12 +32,7 @@ check_cold
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 find_airlift
 
-make_work airlift-catalog
-trap remove_work EXIT
-LOGS=$WORK/logs
-RESULTS=$WORK/results.tsv
-mkdir -p "$LOGS"
-: >"$RESULTS"
+start_work airlift-catalog results.tsv
 
 if [[ -n ${BENCH_CATALOG:-} ]]; then
     [[ -d $BENCH_CATALOG ]] || die "BENCH_CATALOG=$BENCH_CATALOG is not a directory"

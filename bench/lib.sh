@@ -51,6 +51,16 @@ make_work() {
     mkdir -p "$PARENT"
     WORK=$(mktemp -d "$PARENT/$1.XXXXXX")
 }
+# start_work NAME FILE: make_work, removed on exit; LOGS=$WORK/logs (created) and an empty
+# RESULTS=$WORK/FILE.
+start_work() {
+    make_work "$1"
+    trap remove_work EXIT
+    LOGS=$WORK/logs
+    RESULTS=$WORK/$2
+    mkdir -p "$LOGS"
+    : >"$RESULTS"
+}
 remove_work() {
     if [[ ${BENCH_KEEP:-0} == 1 ]]; then
         say "kept work directory $WORK"

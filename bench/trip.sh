@@ -37,12 +37,7 @@ check_cold
 find_airlift
 export AIRLIFT
 
-make_work airlift-trip
-trap remove_work EXIT
-LOGS=$WORK/logs
-RESULTS=$WORK/floor.tsv
-mkdir -p "$LOGS"
-: >"$RESULTS"
+start_work airlift-trip floor.tsv
 
 # The layout is named "layout": registry.sh's repository is its basename.
 LAYOUT=$WORK/layout

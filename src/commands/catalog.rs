@@ -2,6 +2,7 @@
 //! config directory on disk, as pack does, and show (or write) what it keeps; and the
 //! catalog sections pack, list and verify show of a bundle's catalogs.
 
+use anyhow::Context;
 use serde_json::{json, Value};
 
 use crate::bundle::manifest::Catalog as Packed;
@@ -24,7 +25,9 @@ fn filter(args: &CatalogFilterArgs, out: &Output) -> anyhow::Result<Status> {
     set.warnings.iter().for_each(|w| out.warn(w));
     let filter = set.operator(&args.config.display().to_string(), args.catalog.as_deref())?;
     let catalog = Catalog::read(&args.dir)?;
-    let selection = select::select(&catalog, filter)?;
+    let selection = select::select(&catalog, filter).with_context(|| {
+        format!("{}: mirror.operators entry {}", args.config.display(), escaped(&filter.catalog))
+    })?;
     for n in selection.notes() {
         if n.is_warning() {
             out.warn(n)

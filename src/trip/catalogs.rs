@@ -53,7 +53,7 @@ pub fn pack_catalogs(
             &own
         };
         let one = pack_catalog(filter, set, config, registry, options, note)
-            .during(|| format!("packing operator catalog {}", filter.catalog))?;
+            .during(|| format!("{}: packing operator catalog {}", config.display(), filter.catalog))?;
         if let Some(other) = packed.iter().find(|p: &&Packed| p.record.target == one.record.target) {
             return Err(usage(format!(
                 "{}: mirror.operators names {} and {} that would both be mirrored as {}; give one a targetCatalog or \
