@@ -15,8 +15,9 @@ use crate::catalog::{
     pack_config, publish_one_bundle, published, refused, Published,
 };
 use crate::common::catalog::{self as fixture, File};
-use crate::common::cluster::{digest_mirrors, unpack_to, yaml};
-use crate::common::{self, airlift, sha256_hex};
+use crate::common::cluster::{digest_mirrors, unpack_root, unpack_to, yaml};
+use crate::common::registry::Registry;
+use crate::common::{self, airlift, run_ok, sha256_hex};
 
 /// The catalog `sigma` (one package, JSON), as (path, bytes) under a config directory.
 /// Channel heads marked *; the bundles' versions are their names' (`sigma.v0.9.0` is 0.9.0):
@@ -551,4 +552,39 @@ fn a_catalog_source_template_that_is_not_a_catalog_source_is_refused_naming_the_
 fn a_catalog_source_template_whose_spec_is_no_mapping_is_refused_at_pack_naming_the_file() {
     let Some(p) = published() else { return };
     assert_template_refused(&p, Some("apiVersion: operators.coreos.com/v1alpha1\nkind: CatalogSource\nspec: grpc\n"));
+}
+
+/// oc-mirror's `oci://DIR` catalogs: the fixture's catalog read from the OCI layout it was
+/// pushed from (beta/stable's head), copied into the cache, rebuilt and mirrored as
+/// targetCatalog:targetTag into a fresh root, where the CatalogSource names it by digest.
+#[test]
+fn a_catalog_in_an_oci_layout_is_filtered_rebuilt_and_mirrored() {
+    let Some(p) = published() else { return };
+    let tmp = common::tempdir();
+    let layout = p.catalog.layout.display().to_string();
+    let entry = "      targetCatalog: mirrored/from-disk\n      targetTag: v1\n      packages:\n        - name: beta\n\
+                 \x20         channels:\n            - name: stable\n";
+    let packed = pack_catalog_of("v2alpha1", &p, &format!("oci://{layout}:catalog"), tmp.path(), entry);
+    // beta/stable's head, beta.v0.3.0, and the newest bundle providing the Widget it
+    // requires on delta's default channel, delta.v3.1.0.
+    let want = ["beta.v0.3.0", "delta.v3.1.0"];
+    let rebuilt = packed.rebuilt();
+    assert_kept(&p, &packed, &want, &rebuilt);
+    assert_eq!(packed.catalog["source"], format!("oci:{layout}:catalog"), "{}", packed.catalog);
+    assert_eq!(packed.catalog["target"], "mirrored/from-disk:v1", "{}", packed.catalog);
+    let original = std::fs::read(p.catalog.layout.join("index.json")).unwrap();
+    let original: Value = serde_json::from_slice(&original).unwrap();
+    assert_eq!(packed.catalog["digest"], original["manifests"][0]["digest"], "the layout's catalog is pinned");
+
+    let mut reg = Registry::install();
+    let doc = unpack_root(tmp.path(), &packed.bundle, &reg.root, &[]);
+    reg.serve(&[]);
+    let digest_at = |reference: &str| {
+        let mut cmd = reg.skopeo("inspect");
+        cmd.arg("--raw").args(reg.skopeo_args()).arg(format!("docker://{reference}"));
+        format!("sha256:{}", sha256_hex(run_ok(&mut cmd).as_bytes()))
+    };
+    let mirrored = format!("localhost:{}/mirrored/from-disk", reg.port);
+    assert_eq!(digest_at(&format!("{mirrored}:v1")), rebuilt, "the target tag");
+    assert_cluster_files(&p, &digest_at, &doc, &format!("{mirrored}@{rebuilt}"), &want);
 }

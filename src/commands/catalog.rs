@@ -25,9 +25,8 @@ fn filter(args: &CatalogFilterArgs, out: &Output) -> anyhow::Result<Status> {
     set.warnings.iter().for_each(|w| out.warn(w));
     let filter = set.operator(&args.config.display().to_string(), args.catalog.as_deref())?;
     let catalog = Catalog::read(&args.dir)?;
-    let selection = select::select(&catalog, filter).with_context(|| {
-        format!("{}: mirror.operators entry {}", args.config.display(), escaped(&filter.catalog))
-    })?;
+    let selection = select::select(&catalog, filter)
+        .with_context(|| format!("{}: mirror.operators entry {}", args.config.display(), escaped(&filter.catalog)))?;
     for n in selection.notes() {
         if n.is_warning() {
             out.warn(n)

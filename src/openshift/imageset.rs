@@ -14,7 +14,8 @@
 //! - `mirror.platform.channels` naming a single version (`minVersion` equal to `maxVersion`,
 //!   or only one of them), expanded like `version:`;
 //! - `mirror.operators` ([`CatalogFilter`]s, v1alpha2 and v2alpha1 spellings): `catalog`
-//!   (a registry reference; `oci:` catalogs are refused), `packages` (`name`,
+//!   (a registry reference, or an OCI layout `oci:DIR[:REF]`, oc-mirror's `oci://DIR`
+//!   read as `oci:DIR`), `packages` (`name`,
 //!   `defaultChannel`, `minVersion`/`maxVersion`/`minBundle`, `channels` with the same
 //!   ranges), `full`, `skipDependencies`, `targetCatalog`, `targetTag`,
 //!   `targetCatalogSourceTemplate`, `platforms` (`{os, architecture[, variant]}` or
@@ -365,12 +366,11 @@ impl Reader<'_> {
                 }
             }
         }
-        let (reference, image) =
+        let (reference, repository) =
             catalog.ok_or_else(|| self.error(&format!("{path}.catalog"), "missing; give the catalog image"))?;
         filter.catalog = reference;
         if let Some((field, name)) = target_name {
             // oc-mirror v1's targetName replaced the last path component; targetCatalog wins.
-            let repository = image.repository.as_str();
             let mapped = match repository.rsplit_once('/') {
                 Some((namespace, _)) => format!("{namespace}/{name}"),
                 None => name,
@@ -397,16 +397,18 @@ impl Reader<'_> {
         Ok(filter)
     }
 
-    /// A catalog image: a registry reference (`docker://` optional).
-    fn catalog(&self, value: &Value, path: &str) -> Result<(String, ImageRef)> {
+    /// A catalog image: a registry reference (`docker://` optional), or an OCI layout on
+    /// disk, `oci:PATH[:REF]` (oc-mirror's `oci://PATH` read as `oci:PATH`). With the
+    /// repository path it stands for (a layout's: none).
+    fn catalog(&self, value: &Value, path: &str) -> Result<(String, String)> {
         let written = self.string(value, path)?;
-        if written.starts_with("oci:") {
-            return Err(self.error(
-                path,
-                format!("'{written}': catalogs on disk (oci:) are not supported; push the catalog image into a registry and name it there"),
-            ));
+        if let Some(rest) = written.strip_prefix("oci:") {
+            let source = format!("oci:{}", rest.strip_prefix("//").unwrap_or(rest));
+            LayoutSource::parse(&source).map_err(|e| self.error(path, e))?;
+            return Ok((source, String::new()));
         }
-        self.docker_ref(written, path)
+        let (reference, image) = self.docker_ref(written, path)?;
+        Ok((reference, image.repository.to_string()))
     }
 
     /// One entry of a catalog's `packages`.
@@ -1085,9 +1087,14 @@ mirror:
             refused("  operators:\n    - full: true\n"),
             "imageset.yaml: mirror.operators[0].catalog: missing; give the catalog image"
         );
+        // oc-mirror's `oci://PATH` is read as airlift's `oci:PATH`.
+        for (written, read) in [("oci:///srv/catalog", "oci:/srv/catalog"), ("oci:rel/index:v1", "oci:rel/index:v1")] {
+            let set = parse(&format!("{HEADER}mirror:\n  operators:\n    - catalog: {written}\n"), ORIGIN).unwrap();
+            assert_eq!(set.operators[0].catalog, read);
+        }
         assert_eq!(
-            refused("  operators:\n    - catalog: oci:///srv/catalog\n"),
-            "imageset.yaml: mirror.operators[0].catalog: 'oci:///srv/catalog': catalogs on disk (oci:) are not supported; push the catalog image into a registry and name it there"
+            refused("  operators:\n    - catalog: 'oci:'\n"),
+            "imageset.yaml: mirror.operators[0].catalog: source 'oci:' names no layout directory"
         );
     }
 

@@ -6,6 +6,7 @@
 //! (see [`target`]); the bundle and related images its bundles name are resolved like any
 //! registry image (with the catalog's own `platforms`, when it gives some).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::manifest::{Catalog as Record, CatalogBundle};
@@ -14,13 +15,14 @@ use crate::catalog::image::CatalogImage;
 use crate::catalog::select::{self, Selection};
 use crate::catalog::{render, CatalogFilter};
 use crate::digest::Digest;
-use crate::error::{usage, IoContext};
-use crate::oci::layout::{read_limited, ResolvedImage};
-use crate::oci::names::{split, with_transport, ImageRef, TRANSPORT};
+use crate::error::{integrity, usage, IoContext};
+use crate::oci::layout::{read_limited, LayoutSource, ResolvedImage, SourceLayout};
+use crate::oci::names::{split, valid_tag, with_transport, ImageRef, TRANSPORT};
 use crate::openshift::imageset::{ImageSet, MAX_IMAGESET_FILE};
 use crate::progress::Silent;
 use crate::source::registry::{Arrivals, Platform, RegistrySource};
-use crate::store::State;
+use crate::store::{BlobStore, State};
+use crate::trip::mirror::layout_repository;
 use crate::trip::pack::{Note, RegistryOptions};
 use crate::trip::{During, Result};
 
@@ -80,11 +82,7 @@ fn pack_catalog(
     note: &dyn Fn(Note),
 ) -> Result<Packed> {
     let template = filter.catalog_source_template.as_deref().map(|t| read_template(config, t)).transpose()?;
-    let source = ImageRef::parse(&filter.catalog)?;
-    let original = registry.resolve(&source)?;
-    note(Note::CatalogImage(&filter.catalog, &original.digest, original.blobs.iter().map(|b| b.size).sum()));
-    let wanted: Vec<_> = original.blobs.iter().map(|b| (source.clone(), b.clone())).collect();
-    registry.fetch(&wanted, &Silent, &Arrivals::new(original.blobs.iter().map(|b| b.digest.clone())))?;
+    let original = pin(&filter.catalog, registry, note)?;
     let platforms = match filter.platforms.is_empty() {
         true => parse_platforms(&options.platforms)?,
         false => parse_platforms(&filter.platforms)?,
@@ -109,12 +107,17 @@ fn pack_catalog(
         let digest = rebuilt.digest.clone();
         (rebuilt, Some(digest))
     };
-    carried.reference = split(&target).tag.map(str::to_string);
+    // A layout's image keeps its source and is named by the whole target (mirror::target).
+    let (source, reference) = match filter.catalog.starts_with(TRANSPORT) {
+        true => (format!("{TRANSPORT}{target}"), split(&target).tag.map(str::to_string)),
+        false => (filter.catalog.clone(), Some(target.clone())),
+    };
+    carried.reference = reference;
 
     let brought = brought_images(&selection, set, &filter.catalog, note);
     let refs = brought.iter().map(|s| ImageRef::parse(s)).collect::<crate::error::Result<Vec<_>>>()?;
     let resolved = registry.resolve_all(&refs).during(|| "resolving the images the kept bundles name")?;
-    let mut images = vec![(format!("{TRANSPORT}{target}"), carried)];
+    let mut images = vec![(source, carried)];
     images.extend(brought.iter().cloned().zip(resolved));
 
     let record = Record {
@@ -132,6 +135,60 @@ fn pack_catalog(
         template,
     };
     Ok(Packed { record, images })
+}
+
+/// The catalog image, its digest pinned: resolved in its registry and fetched into the
+/// cache, or read from its OCI layout (`oci:DIR[:REF]`) and copied into the cache.
+fn pin(catalog: &str, registry: &RegistrySource, note: &dyn Fn(Note)) -> Result<ResolvedImage> {
+    let original = if catalog.starts_with(TRANSPORT) {
+        let source = ImageRef::parse(catalog)?;
+        let original = registry.resolve(&source)?;
+        let wanted: Vec<_> = original.blobs.iter().map(|b| (source.clone(), b.clone())).collect();
+        registry.fetch(&wanted, &Silent, &Arrivals::new(original.blobs.iter().map(|b| b.digest.clone())))?;
+        original
+    } else {
+        copy_layout(catalog, registry.cache())?
+    };
+    note(Note::CatalogImage(catalog, &original.digest, original.blobs.iter().map(|b| b.size).sum()));
+    Ok(original)
+}
+
+/// The one image of a layout (or the one `REF` names), every blob copied into `cache`
+/// through its writer, each checked against its digest and size.
+fn copy_layout(catalog: &str, cache: &BlobStore) -> crate::error::Result<ResolvedImage> {
+    let parsed = LayoutSource::parse(catalog)?;
+    let layout = SourceLayout::open(&parsed.path)?;
+    let mut images = layout.images(parsed.reference.as_deref())?;
+    if images.len() != 1 {
+        return Err(usage(format!(
+            "{catalog}: the layout holds {} images; name the catalog with oci:DIR:REF",
+            images.len()
+        )));
+    }
+    let image = images.remove(0);
+    for blob in image.blobs.iter().filter(|b| !cache.contains(&b.digest, b.size)) {
+        let path = layout.blob_path(&blob.digest);
+        let mut file = std::fs::File::open(&path).at(&path)?.take(blob.size + 1);
+        let mut writer = cache.writer(&blob.digest, blob.size)?;
+        let mut buffer = vec![0; 1 << 20];
+        loop {
+            let n = file.read(&mut buffer).at(&path)?;
+            if n == 0 {
+                break;
+            }
+            writer.write_all(&buffer[..n])?;
+        }
+        writer.commit(|w| {
+            integrity(format!(
+                "{catalog}: blob {} holds {} bytes of digest {}, not {} bytes of that digest",
+                path.display(),
+                w.size,
+                w.digest,
+                blob.size
+            ))
+        })?;
+    }
+    Ok(image)
 }
 
 /// The images the kept bundles bring, as `docker://` sources: those the image set blocks
@@ -160,6 +217,17 @@ fn brought_images(selection: &Selection, set: &ImageSet, catalog: &str, note: &d
 /// digits of its original digest (a rebuilt catalog has another digest, so the catalog's
 /// own cannot name it).
 pub fn target(filter: &CatalogFilter, digest: &Digest) -> crate::error::Result<String> {
+    if !filter.catalog.starts_with(TRANSPORT) {
+        // A layout (oc-mirror: the directory's name); the tag its REF, if it is one.
+        let layout = LayoutSource::parse(&filter.catalog)?;
+        let repository = filter.target_catalog.clone().unwrap_or_else(|| layout_repository(&layout.path));
+        let tag = match (&filter.target_tag, layout.reference.filter(|r| valid_tag(r))) {
+            (Some(t), _) => t.clone(),
+            (None, Some(r)) => r,
+            (None, None) => digest.hex()[..12].to_string(),
+        };
+        return Ok(format!("{repository}:{tag}"));
+    }
     let image = ImageRef::parse(&filter.catalog)?;
     let repository = filter.target_catalog.as_deref().unwrap_or(image.repository.as_str());
     let tag = match (&filter.target_tag, &image.tag) {

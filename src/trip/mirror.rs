@@ -64,7 +64,8 @@ fn source_path(source: &str, reference: Option<&str>) -> (String, Option<String>
         let parts = split(rest);
         return (parts.path.to_string(), parts.tag.or(reference).map(str::to_string));
     }
-    if let Some(r) = reference.filter(|r| r.contains('/')) {
+    // A reference name that is itself a reference (`quay.io/ns/app:1.0`, `index:v4.16`).
+    if let Some(r) = reference.filter(|r| r.contains('/') || r.contains(':')) {
         let parts = split(r);
         return (parts.path.to_string(), parts.tag.map(str::to_string));
     }
@@ -73,11 +74,13 @@ fn source_path(source: &str, reference: Option<&str>) -> (String, Option<String>
         Some(r) => dir.strip_suffix(&format!(":{r}")).unwrap_or(dir),
         None => dir,
     };
-    let base = std::path::Path::new(dir)
-        .file_name()
-        .map(|b| b.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "images".into());
-    (sanitize(&base), reference.map(str::to_string))
+    (layout_repository(std::path::Path::new(dir)), reference.map(str::to_string))
+}
+
+/// The repository an OCI layout directory's images go to: its name, as a path component.
+pub fn layout_repository(dir: &std::path::Path) -> String {
+    let base = dir.file_name().map(|b| b.to_string_lossy().into_owned()).unwrap_or_else(|| "images".into());
+    sanitize(&base)
 }
 
 /// A directory name as a repository path component.

@@ -322,8 +322,11 @@ fn add_catalog_images<'s>(
         if !seen.insert(source) {
             continue;
         }
-        let reference = ImageRef::parse(source)?;
-        wanted.extend(image.blobs.iter().map(|b| (reference.clone(), b.clone())));
+        // A catalog from a layout was copied into the cache whole: nothing to fetch.
+        if source.starts_with(TRANSPORT) {
+            let reference = ImageRef::parse(source)?;
+            wanted.extend(image.blobs.iter().map(|b| (reference.clone(), b.clone())));
+        }
         resolved.push((source.as_str(), image.clone(), cache.to_path_buf()));
     }
     Ok(())
