@@ -234,20 +234,12 @@ impl Reader<'_> {
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
         for (path, (reference, image)) in wanted {
-            if set.is_blocked(&reference) {
-                self.warnings
-                    .push(format!("{}: {path}: {reference} is blocked by mirror.blockedImages; skipped", self.origin));
-            } else {
+            if !self.blocked(&set, &path, &reference) {
                 additional.push(image.to_string(), reference);
             }
         }
         for (path, filter) in operators {
-            if set.is_blocked(&filter.catalog) {
-                self.warnings.push(format!(
-                    "{}: {path}: catalog {} is blocked by mirror.blockedImages; skipped",
-                    self.origin, filter.catalog
-                ));
-            } else {
+            if !self.blocked(&set, &path, &filter.catalog) {
                 set.operators.push(filter);
             }
         }
@@ -265,6 +257,16 @@ impl Reader<'_> {
         set.additional = additional.items;
         set.warnings = self.warnings;
         Ok(set)
+    }
+
+    /// Whether `set` blocks the image at `path`; a warning says it is skipped.
+    fn blocked(&mut self, set: &ImageSet, path: &str, reference: &str) -> bool {
+        let blocked = set.is_blocked(reference);
+        if blocked {
+            self.warnings
+                .push(format!("{}: {path}: {reference} is blocked by mirror.blockedImages; skipped", self.origin));
+        }
+        blocked
     }
 
     fn platform(&self, value: &Value, path: &str, releases: &mut Unique) -> Result<()> {
@@ -1003,7 +1005,7 @@ mirror:
         assert!(set.operators.is_empty());
         assert_eq!(
             set.warnings,
-            ["imageset.yaml: mirror.operators[0]: catalog docker://quay.io/ns/index:v1 is blocked by mirror.blockedImages; skipped"]
+            ["imageset.yaml: mirror.operators[0]: docker://quay.io/ns/index:v1 is blocked by mirror.blockedImages; skipped"]
         );
     }
 
