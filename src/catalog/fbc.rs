@@ -25,13 +25,13 @@ mod ignore;
 mod light;
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::error::{usage, IoContext, Result};
+use crate::error::{usage, Result};
+use crate::oci::layout::read_limited;
 use crate::text::{escaped, untrusted};
 
 use super::version::{Range, Version};
@@ -125,6 +125,10 @@ pub enum At {
     Document(usize),
 }
 
+/// The largest catalog file read (each is read whole; a real one is a few MB, a whole
+/// catalog in one file a few hundred).
+pub const MAX_CATALOG_FILE: u64 = 1 << 30;
+
 impl Catalog {
     /// Read every `*.json`, `*.yaml` and `*.yml` under `dir`, honouring `.indexignore`.
     pub fn read(dir: &Path) -> Result<Catalog> {
@@ -132,7 +136,7 @@ impl Catalog {
         let mut draft = Draft::default();
         for (index, rel) in files.iter().enumerate() {
             let path = dir.join(rel);
-            let bytes = fs::read(&path).at(&path)?;
+            let bytes = read_limited(&path, MAX_CATALOG_FILE)?;
             for_each_object(&path, &bytes, |at, json, head| {
                 draft.add(&path, Location { file: index, at }, json, head)
             })?;

@@ -20,10 +20,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{usage, IoContext, Result};
+use crate::oci::layout::read_limited;
 use crate::store::{write_file, Commit};
 use crate::text::{escaped, untrusted};
 
-use super::fbc::{for_each_object, is_yaml, shown, At, Catalog, Location, Package};
+use super::fbc::{for_each_object, is_yaml, shown, At, Catalog, Location, Package, MAX_CATALOG_FILE};
 use super::select::{KeptPackage, Selection};
 
 /// The file objects that name no package go to.
@@ -130,7 +131,7 @@ fn read_objects(catalog: &Catalog, locations: &[Location]) -> Result<HashMap<Loc
         let path = catalog.path(file);
         let here: Vec<&Location> = locations.iter().filter(|l| l.file == file).collect();
         if is_yaml(&path) {
-            let bytes = fs::read(&path).at(&path)?;
+            let bytes = read_limited(&path, MAX_CATALOG_FILE)?;
             for_each_object(&path, &bytes, |at, _, value: Value| {
                 let location = Location { file, at };
                 if here.contains(&&location) {

@@ -43,7 +43,7 @@ fn reads_json_and_yaml_honouring_indexignore() {
     // Locations point at the objects' exact bytes.
     let loc = alpha.bundles["a.v1.0.0"].location;
     let At::Bytes(start, end) = loc.at else { panic!("a JSON object") };
-    let text = fs::read(catalog.path(loc.file)).unwrap();
+    let text = std::fs::read(catalog.path(loc.file)).unwrap();
     let object: serde_json::Value = serde_json::from_slice(&text[start..end]).unwrap();
     assert_eq!(object["name"], "a.v1.0.0");
 }
