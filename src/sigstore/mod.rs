@@ -114,18 +114,19 @@ fn verify_layer(
     let signature = base64::engine::general_purpose::STANDARD
         .decode(signature.trim())
         .map_err(|_| format!("the {SIGNATURE_ANNOTATION} annotation is not base64"))?;
-    let key = if keys.is_empty() {
-        UNVERIFIED.to_string()
+    let signer = if keys.is_empty() {
+        None
     } else {
         let ids = keys.iter().map(PublicKey::id).collect::<Vec<_>>().join(", ");
         let key = keys.iter().find(|k| k.verifies(&payload, &signature));
-        key.ok_or(format!("the signature does not verify with any given key ({ids})"))?.id()
+        Some(key.ok_or(format!("the signature does not verify with any given key ({ids})"))?)
     };
+    let key = signer.map_or(UNVERIFIED.to_string(), PublicKey::id);
     match (layer.annotations.get(BUNDLE_ANNOTATION), rekor) {
         (None, _) => Ok(key),
         (Some(_), None) => Ok(format!("{key}; rekor bundle not checked (no Rekor key given)")),
         (Some(bundle), Some(rekor)) => {
-            let index = rekor::check(bundle, rekor, &payload, &signature)?;
+            let index = rekor::check(bundle, rekor, &payload, &signature, signer)?;
             Ok(format!("{key}; rekor entry {index} verified"))
         }
     }

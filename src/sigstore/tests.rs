@@ -122,6 +122,13 @@ fn a_rekor_entry_must_record_this_payload_and_signature() {
     let bytes = serde_json::to_vec(&grafted).unwrap();
     let why = bad(verify(&bytes, &blob, &subject(), &[key("test-key.pub")], Some(&key("rekor-key.pub"))));
     assert!(why.contains("the Rekor entry records another signature"), "{why}");
+    // A logged entry that records another public key than the one that verified.
+    let test = key("test-key.pub");
+    let why = bad(check("rekor-other-key", &subject(), std::slice::from_ref(&test), Some(&key("rekor-key.pub"))));
+    assert!(why.contains(&format!("the Rekor entry records another public key than {}", test.id())), "{why}");
+    // Without keys the entry's key is not compared (nothing verified who signed).
+    let verdict = check("rekor-other-key", &subject(), &[], Some(&key("rekor-key.pub")));
+    assert_eq!(verdict, Verdict::Signed { key: format!("{UNVERIFIED}; rekor entry 4242 verified") });
 }
 
 #[test]
@@ -163,4 +170,23 @@ fn the_cluster_image_policy_carries_the_key_and_scopes() {
     let data = base64::engine::general_purpose::STANDARD.decode(root["publicKey"]["keyData"].as_str().unwrap());
     assert_eq!(data.unwrap(), pem);
     assert_eq!(policy["spec"]["policy"]["signedIdentity"]["matchPolicy"], "MatchRepository");
+}
+
+/// Signatures made by real `cosign` (containers/image's test fixtures, imported by
+/// `make-vectors.py import`): interoperability, not just agreement with our generator.
+#[test]
+fn signatures_made_by_real_cosign_verify() {
+    let real = |vector: &str, keys: &[PublicKey], rekor: Option<&PublicKey>| {
+        let subject = std::fs::read_to_string(dir().join("real-cosign").join(vector).join("subject.txt")).unwrap();
+        check(&format!("real-cosign/{vector}"), &subject.trim().parse().unwrap(), keys, rekor)
+    };
+    let (one, two) = (key("real-cosign/cosign.pub"), key("real-cosign/cosign2.pub"));
+    let rekor = key("real-cosign/rekor.pub");
+    assert_eq!(real("valid", &[two.clone(), one.clone()], None), Verdict::Signed { key: one.id() });
+    assert!(matches!(real("valid", std::slice::from_ref(&two), None), Verdict::Bad(_)));
+    let verdict = real("key-rekor-valid", &[one.clone(), two.clone()], Some(&rekor));
+    let Verdict::Signed { key: signed } = verdict else { panic!("{verdict:?}") };
+    assert_eq!(signed, format!("{}; rekor entry 11608800 verified", two.id()));
+    let why = bad(real("key-rekor-valid", &[one, two], Some(&key("rekor-key.pub"))));
+    assert!(why.contains("not the given Rekor key's"), "{why}");
 }
