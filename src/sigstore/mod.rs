@@ -63,11 +63,15 @@ struct Layer {
 }
 
 /// Check the signature manifest `manifest` (its bytes) with its layer blobs (`blob` reads
-/// one by digest) for the subject `subject`. Every signed layer must hold: its payload
-/// matches its descriptor's digest, the payload names `subject`, the signature verifies
-/// with one of `keys` (when keys are given, a signature none of them verifies is `Bad`),
-/// and a Rekor bundle, when present, is checked against `rekor` if given. The first
-/// failing layer decides `Bad`; a manifest without any signature is `Unsigned`.
+/// one by digest) for the subject `subject`. A signed layer holds when its payload matches
+/// its descriptor's digest, the payload names `subject`, the signature verifies with one
+/// of `keys` (when keys are given: a signature none of them verifies does not hold) and a
+/// Rekor bundle, when present, verifies with `rekor` if given.
+///
+/// As in `cosign verify`, one layer that holds makes the subject `Signed`: a signature
+/// image gathers the signatures of several signers, and another party's (or a broken)
+/// signature beside a good one does not unsign the image. No layer holding is `Bad`,
+/// naming every layer and why; no signature at all is `Unsigned`.
 pub fn verify(
     manifest: &[u8],
     blob: &dyn Fn(&Digest) -> Option<Vec<u8>>,
@@ -84,15 +88,18 @@ pub fn verify(
             ))
         }
     };
-    let mut verdict = Verdict::Unsigned;
+    let mut failures = Vec::new();
     for (index, layer) in manifest.layers.iter().enumerate() {
         let Some(signature) = layer.annotations.get(SIGNATURE_ANNOTATION) else { continue };
         match verify_layer(layer, signature, blob, subject, keys, rekor) {
-            Ok(key) => verdict = Verdict::Signed { key },
-            Err(why) => return Verdict::Bad(format!("signature layer {index} ({}): {why}", untrusted(&layer.digest))),
+            Ok(key) => return Verdict::Signed { key },
+            Err(why) => failures.push(format!("signature layer {index} ({}): {why}", untrusted(&layer.digest))),
         }
     }
-    verdict
+    match failures.is_empty() {
+        true => Verdict::Unsigned,
+        false => Verdict::Bad(failures.join("; ")),
+    }
 }
 
 /// One signed layer: the key description on success, why not otherwise.

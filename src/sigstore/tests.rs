@@ -170,6 +170,11 @@ fn the_cluster_image_policy_carries_the_key_and_scopes() {
     let data = base64::engine::general_purpose::STANDARD.decode(root["publicKey"]["keyData"].as_str().unwrap());
     assert_eq!(data.unwrap(), pem);
     assert_eq!(policy["spec"]["policy"]["signedIdentity"]["matchPolicy"], "MatchRepository");
+    // A key file with a comment around its block: keyData is the block alone.
+    let commented = [b"# TEST KEY\n".as_slice(), &pem, b"trailing\n"].concat();
+    let policy = cluster_image_policy("p", &scopes, &commented);
+    let data = policy["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"].as_str().unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(data).unwrap(), pem);
 }
 
 /// Signatures made by real `cosign` (containers/image's test fixtures, imported by
@@ -189,4 +194,24 @@ fn signatures_made_by_real_cosign_verify() {
     assert_eq!(signed, format!("{}; rekor entry 11608800 verified", two.id()));
     let why = bad(real("key-rekor-valid", &[one, two], Some(&key("rekor-key.pub"))));
     assert!(why.contains("not the given Rekor key's"), "{why}");
+}
+
+/// A signature image gathering several signatures: one that holds signs the subject (as in
+/// `cosign verify`); none holding is Bad naming every layer.
+#[test]
+fn one_good_signature_among_several_signs_and_none_is_bad_naming_each() {
+    let layer = |vector: &str| {
+        let manifest = std::fs::read(dir().join(vector).join("manifest.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&manifest).unwrap()["layers"][0].clone()
+    };
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir().join("good/manifest.json")).unwrap()).unwrap();
+    manifest["layers"] = serde_json::json!([layer("tampered-signature"), layer("good")]);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let blob = |d: &Digest| std::fs::read(dir().join("good/blobs/sha256").join(d.hex())).ok();
+    let test = key("test-key.pub");
+    let verdict = verify(&bytes, &blob, &subject(), std::slice::from_ref(&test), None);
+    assert_eq!(verdict, Verdict::Signed { key: test.id() });
+    let why = bad(verify(&bytes, &blob, &subject(), &[key("other-key.pub")], None));
+    assert!(why.starts_with("signature layer 0 (sha256:") && why.contains("; signature layer 1 (sha256:"), "{why}");
 }
