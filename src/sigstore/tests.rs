@@ -215,3 +215,26 @@ fn one_good_signature_among_several_signs_and_none_is_bad_naming_each() {
     let why = bad(verify(&bytes, &blob, &subject(), &[key("other-key.pub")], None));
     assert!(why.starts_with("signature layer 0 (sha256:") && why.contains("; signature layer 1 (sha256:"), "{why}");
 }
+
+/// The generator's `sign` command, which end-to-end tests call to sign images at test
+/// time, makes signature images this verifier accepts, for the subject and key given.
+#[test]
+fn the_generator_signs_at_test_time() {
+    let out = tempfile::tempdir().unwrap();
+    let subject = Digest::of(b"an image signed at test time");
+    let run = std::process::Command::new("python3")
+        .arg(dir().join("make-vectors.py"))
+        .args(["sign", &dir().join("test-key.key").display().to_string(), &subject.to_string()])
+        .args(["mirror.example.com/app", &out.path().display().to_string()])
+        .args(["--rekor", &dir().join("rekor-key.key").display().to_string()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let manifest = std::fs::read(out.path().join("manifest.json")).unwrap();
+    // It prints the signature manifest's digest, for pushing it by digest.
+    assert_eq!(String::from_utf8(run.stdout).unwrap().trim(), Digest::of(&manifest).to_string());
+    let blob = |d: &Digest| std::fs::read(out.path().join("blobs/sha256").join(d.hex())).ok();
+    let test = key("test-key.pub");
+    let verdict = verify(&manifest, &blob, &subject, std::slice::from_ref(&test), Some(&key("rekor-key.pub")));
+    assert_eq!(verdict, Verdict::Signed { key: format!("{}; rekor entry 4242 verified", test.id()) });
+}
