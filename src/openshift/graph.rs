@@ -88,11 +88,6 @@ impl Version {
         }
         Some(Version { core: numbers, pre: pre.map(str::to_string) })
     }
-
-    /// `MAJOR.MINOR`.
-    pub fn minor(&self) -> (u64, u64) {
-        (self.core[0], self.core[1])
-    }
 }
 
 impl fmt::Display for Version {
