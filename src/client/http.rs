@@ -226,8 +226,10 @@ impl Client {
                 }
                 Ok(resp) => break resp,
                 Err(e) => {
+                    // A refused connection is a service that is not there: no use waiting.
                     let text = error_chain(&e);
-                    if !(transient(&e, &text) && tries.again(None)) {
+                    let refused = text.to_ascii_lowercase().contains("refused");
+                    if refused || !(transient(&e, &text) && tries.again(None)) {
                         return Err(usage(format!("{url}: cannot fetch {what}: {text}")));
                     }
                 }
