@@ -224,7 +224,7 @@ fn an_image_set_file_packs_releases_and_additional_images_but_not_blocked_ones()
                 "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha2\n\
                  storageConfig:\n  local:\n    path: ./metadata\n\
                  mirror:\n  platform:\n    architectures: [amd64]\n    releaseImageBase: {host}/ocp/release\n\
-                 \x20   channels:\n      - name: stable-4.16\n        minVersion: {VERSION}\n        maxVersion: {VERSION}\n\
+                 \x20   releases:\n      - version: {VERSION}\n\
                  \x20 additionalImages:\n    - name: {host}/extra/app:1\n    - name: {host}/extra/blocked:1\n\
                  \x20 blockedImages:\n    - name: {host}/extra/blocked\n{extra}"
             ),
