@@ -274,6 +274,22 @@ fn an_unknown_channel_a_version_outside_it_and_a_bad_document_exit_2_naming_the_
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("channel candidate-9.9 (amd64): the graph has no release"), "{err}");
 
+    // oc-mirror's UPDATE_URL_OVERRIDE names the service when --graph-url does not.
+    let config = format!("{HEADER}mirror:\n  platform:\n    channels: [{{name: fast-4.16}}]\n");
+    std::fs::write(tmp.path().join("imageset.yaml"), config).unwrap();
+    let (key, _) = common::keygen(&tmp.path().join("keys"), "site");
+    let o = airlift()
+        .args(["pack", "--no-installer", "--out", "out", "--cache", "cache", "--config", "imageset.yaml", "--key"])
+        .arg(key)
+        .current_dir(tmp.path())
+        .env("UPDATE_URL_OVERRIDE", &server.url)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(tmp.path().join("keys")).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{}?channel=fast-4.16&arch=amd64: channel fast-4.16 (amd64)", server.url)), "{err}");
+
     let (code, err) =
         pack_refusal(tmp.path(), "    channels:\n      - {name: stable-4.16, minVersion: 4.17.1}\n", &url);
     assert_eq!(code, Some(2), "{err}");
@@ -329,4 +345,16 @@ fn a_channels_latest_release_is_packed_recorded_and_listed() {
     let manifest: Value = serde_json::from_slice(&std::fs::read(bundle.join("ch.manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["releases"][0]["digest"], rel.digest.as_str());
     assert_eq!(manifest["channels"], listed["channels"]);
+
+    // The cache's graphs directory is a --graph-file for a pack without the service.
+    let graphs = tmp.path().join("cache/graphs");
+    let args =
+        ["--config".to_string(), config.display().to_string(), "--graph-file".into(), graphs.display().to_string()];
+    let offline = tmp.path().join("offline");
+    pack(&dist, tmp.path(), &offline, "ch", &args);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(offline.join("ch.manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["channels"][0]["versions"], json!(["4.17.59"]));
+    assert_eq!(manifest["channels"][0]["graphs"][0]["digest"], format!("sha256:{graph}"));
+    let file = graphs.join("stable-4.17-amd64.json");
+    assert_eq!(manifest["channels"][0]["graphs"][0]["source"], file.display().to_string());
 }
