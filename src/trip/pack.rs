@@ -237,8 +237,9 @@ fn all_sources(request: &Request, note: &dyn Fn(Note)) -> Result<(Vec<String>, V
         sources.extend(set.additional.iter().cloned());
     }
     dedup(&mut release_sources);
-    let catalogs = imageset.as_ref().is_some_and(|set| !set.operators.is_empty() || !set.channels.list.is_empty());
-    if sources.is_empty() && release_sources.is_empty() && !catalogs {
+    let catalogs_or_channels =
+        imageset.as_ref().is_some_and(|set| !set.operators.is_empty() || !set.channels.list.is_empty());
+    if sources.is_empty() && release_sources.is_empty() && !catalogs_or_channels {
         return Err(usage("nothing to pack: give SOURCE, --images, --release or --config").into());
     }
     if let Some(bad) = sources.iter().chain(&release_sources).find(|s| s.contains("://") && !s.starts_with(TRANSPORT)) {
