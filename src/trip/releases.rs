@@ -173,3 +173,33 @@ impl Loader<'_> {
         Ok(url.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn okd_channels_ask_okds_service_and_graph_url_overrides_both() {
+        let options = GraphOptions::default();
+        let loader = Loader {
+            options: &options,
+            client: Client::new(Options::default()).unwrap(),
+            cache: PathBuf::new(),
+            warn: &|_| {},
+        };
+        let okd = Channel { name: "stable-4".into(), kind: Kind::Okd, ..Channel::default() };
+        assert_eq!(loader.url(&okd, "amd64").unwrap(), format!("{OKD_GRAPH_URL}?channel=stable-4&arch=amd64"));
+        let given = GraphOptions { url: Some("https://graph.example/api?x=1".into()), file: None };
+        let loader = Loader { options: &given, ..loader };
+        let ocp = Channel { name: "eus-4.16".into(), ..Channel::default() };
+        assert_eq!(loader.url(&ocp, "multi").unwrap(), "https://graph.example/api?x=1&channel=eus-4.16&arch=multi");
+        assert_eq!(loader.url(&okd, "amd64").unwrap(), "https://graph.example/api?x=1&channel=stable-4&arch=amd64");
+        let bad = GraphOptions { url: Some("not a url".into()), file: None };
+        let loader = Loader { options: &bad, ..loader };
+        assert!(loader
+            .url(&ocp, "amd64")
+            .unwrap_err()
+            .to_string()
+            .starts_with("update service 'not a url' (channel eus-4.16): not a URL"));
+    }
+}
