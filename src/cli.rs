@@ -144,6 +144,18 @@ pub struct PackArgs {
     /// only release packed
     #[arg(long, value_name = "FILE")]
     pub release_signature: Vec<PathBuf>,
+    /// Update service queried for the image set's release channels
+    /// (URL?channel=NAME&arch=ARCH); default $UPDATE_URL_OVERRIDE, else
+    /// https://api.openshift.com/api/upgrades_info/v1/graph (OKD channels:
+    /// https://origin-release.ci.openshift.org/graph). What it answers is kept in the cache
+    /// (graphs/CHANNEL-ARCH.json) and read again when it cannot be reached
+    #[arg(long, value_name = "URL", conflicts_with = "graph_file")]
+    pub graph_url: Option<String>,
+    /// Saved update graph for the image set's release channels, instead of the update
+    /// service: one Cincinnati graph document used for every channel, or a directory of
+    /// CHANNEL-ARCH.json documents (ARCH as the graph names it: amd64, arm64, …)
+    #[arg(long, value_name = "FILE")]
+    pub graph_file: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

@@ -21,14 +21,14 @@ const VERSION: &str = "4.16.3";
 /// image, all in `ocp/art-dev` (as real releases keep them in one repository), and the
 /// release image `ocp/release:VERSION-x86_64`. Components 0-5 and the multi-arch one are
 /// the same in every release (so releases share blobs); the others differ by `seed`.
-struct Release {
-    components: Vec<Component>,
+pub(crate) struct Release {
+    pub(crate) components: Vec<Component>,
     /// `docker://…/ocp/release:VERSION-x86_64`
     reference: String,
-    digest: String,
+    pub(crate) digest: String,
 }
 
-fn publish_release(dist: &Distribution, dir: &Path, version: &str, seed: usize) -> Release {
+pub(crate) fn publish_release(dist: &Distribution, dir: &Path, version: &str, seed: usize) -> Release {
     let src = dir.join(format!("components-{version}"));
     let sizes: Vec<Vec<usize>> =
         (0..11).map(|i| vec![20_000 + i * 1000 + if i >= 6 { seed * 10 } else { 0 }, 3_000]).collect();
@@ -224,7 +224,7 @@ fn an_image_set_file_packs_releases_and_additional_images_but_not_blocked_ones()
                 "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha2\n\
                  storageConfig:\n  local:\n    path: ./metadata\n\
                  mirror:\n  platform:\n    architectures: [amd64]\n    releaseImageBase: {host}/ocp/release\n\
-                 \x20   channels:\n      - name: stable-4.16\n        minVersion: {VERSION}\n        maxVersion: {VERSION}\n\
+                 \x20   releases:\n      - version: {VERSION}\n\
                  \x20 additionalImages:\n    - name: {host}/extra/app:1\n    - name: {host}/extra/blocked:1\n\
                  \x20 blockedImages:\n    - name: {host}/extra/blocked\n{extra}"
             ),

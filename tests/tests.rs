@@ -13,6 +13,7 @@ mod conformance;
 mod docs;
 mod faults;
 mod format;
+mod graph;
 mod guards;
 mod install;
 mod keys;

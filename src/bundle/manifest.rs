@@ -42,6 +42,10 @@ pub struct Manifest {
     /// Operator catalogs packed (an image set's `mirror.operators`); absent from other bundles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub catalogs: Vec<Catalog>,
+    /// Release channels resolved against the update graph (an image set's
+    /// `mirror.platform.channels`); absent from other bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<Channel>,
     pub entries: Vec<Entry>,
     pub volumes: Vec<Volume>,
     pub chunks: Vec<Chunk>,
@@ -63,6 +67,35 @@ pub struct Release {
     pub components: Vec<Component>,
     /// Entry paths (`files/…`) of the release's signatures carried in the bundle.
     pub signatures: Vec<String>,
+}
+
+/// A release channel resolved against the update graph: what was asked, from which graph
+/// documents, and the versions it gave (each packed as a release).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channel {
+    /// e.g. `stable-4.16`.
+    pub name: String,
+    /// `ocp` or `okd`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// As the update graph names them (`amd64`, `arm64`, …).
+    pub architectures: Vec<String>,
+    /// The graph documents read, one per architecture.
+    pub graphs: Vec<GraphDocument>,
+    /// The versions resolved, ascending.
+    pub versions: Vec<String>,
+}
+
+/// One update graph document a channel was resolved from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphDocument {
+    pub architecture: String,
+    /// The URL queried (with `channel` and `arch`), or the file read.
+    pub source: String,
+    /// The sha256 of the document's bytes.
+    pub digest: Digest,
 }
 
 /// One component image of a release.

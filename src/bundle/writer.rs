@@ -14,7 +14,7 @@ use tempfile::NamedTempFile;
 
 use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{
-    Catalog, Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
+    Catalog, Channel, Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
 };
 use crate::bundle::names;
 use crate::bundle::sign;
@@ -105,6 +105,7 @@ pub struct BundleWriter<'a> {
     entries: Vec<Entry>,
     chunks: Vec<Chunk>,
     volumes: Vec<Volume>,
+    channels: Vec<Channel>,
 }
 
 /// A volume being written: buffers go to a thread of its own that hashes them and
@@ -149,6 +150,7 @@ impl<'a> BundleWriter<'a> {
             volume: None,
             entries: Vec::new(),
             chunks: Vec::new(),
+            channels: Vec::new(),
             volumes: Vec::new(),
         })
     }
@@ -396,6 +398,11 @@ impl<'a> BundleWriter<'a> {
         Ok(())
     }
 
+    /// Record the release channels the bundle's releases were resolved from.
+    pub fn record_channels(&mut self, channels: Vec<Channel>) {
+        self.channels = channels;
+    }
+
     /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
     /// and remove volumes of an earlier, larger bundle of the same name.
     pub fn finish(
@@ -421,6 +428,7 @@ impl<'a> BundleWriter<'a> {
             images,
             releases,
             catalogs,
+            channels: self.channels,
             entries: self.entries,
             volumes: self.volumes,
             chunks: self.chunks,

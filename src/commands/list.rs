@@ -1,6 +1,6 @@
 //! `airlift list`: what a bundle holds, from its manifest.
 
-use crate::bundle::manifest::{EntryKind, Manifest};
+use crate::bundle::manifest::{Channel, EntryKind, Manifest};
 use crate::bundle::reader;
 use crate::cli::ListArgs;
 use crate::error::Status;
@@ -45,6 +45,12 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         out.data(format!("    from {}", shown(&i.source.to_string())));
     }
     super::catalog::print(out, &m.catalogs);
+    if !m.channels.is_empty() {
+        out.data("channels:");
+        for c in &m.channels {
+            channel_lines(c, &shown).into_iter().for_each(|line| out.data(format!("  {line}")));
+        }
+    }
     out.data("volumes:");
     for v in &m.volumes {
         out.data(format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex()));
@@ -66,10 +72,28 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
             "platforms": i.platforms, "size": i.total_size, "blobs": i.blobs.len(),
         })).collect::<Vec<_>>(),
         "catalogs": super::catalog::document(&m.catalogs),
+        "channels": m.channels,
         "volumes": m.volumes,
         "files": files.iter().map(|f| serde_json::json!({
             "path": f.path, "kind": f.kind, "size": f.size, "sha256": f.digest,
         })).collect::<Vec<_>>(),
     }));
     Ok(Status::Ok)
+}
+
+/// A release channel as resolved: `channel NAME (TYPE, ARCHES): N version(s): V, …`, then
+/// `  graph ARCH: SOURCE DIGEST` per graph document; `shown` escapes what is unverified.
+pub fn channel_lines(c: &Channel, shown: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut lines = vec![format!(
+        "channel {} ({}, {}): {} version(s): {}",
+        shown(&c.name),
+        shown(&c.kind),
+        shown(&c.architectures.join(",")),
+        c.versions.len(),
+        shown(&c.versions.join(", "))
+    )];
+    for g in &c.graphs {
+        lines.push(format!("  graph {}: {} {}", shown(&g.architecture), shown(&g.source), g.digest));
+    }
+    lines
 }

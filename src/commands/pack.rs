@@ -11,6 +11,7 @@ use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
+use crate::trip::releases::GraphOptions;
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_secret_key(&args.key, args.password_file.as_deref())?;
@@ -37,6 +38,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             .info(format!("operator catalog {source}: {digest}, {} to fetch (if not cached) and filter", human(size))),
         Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
         Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
+        Note::Channel(c) => super::list::channel_lines(c, &|s| s.to_string()).into_iter().for_each(|l| out.info(l)),
     };
     let plan = Plan::resolve(&request(args), shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
@@ -102,6 +104,7 @@ fn request(args: &PackArgs) -> Request {
         include: args.include.clone(),
         release_signatures: args.release_signature.clone(),
         installer: !args.no_installer,
+        graph: GraphOptions { url: args.graph_url.clone(), file: args.graph_file.clone() },
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),

@@ -11,8 +11,10 @@
 //!   is, or `version: X.Y.Z`, which becomes `BASE:X.Y.Z-ARCH` for every architecture, BASE
 //!   being `mirror.platform.releaseImageBase` (also an extension; default
 //!   [`DEFAULT_RELEASE_BASE`]);
-//! - `mirror.platform.channels` naming a single version (`minVersion` equal to `maxVersion`,
-//!   or only one of them), expanded like `version:`;
+//! - `mirror.platform.channels` (`name`, `type: ocp|okd`, `minVersion`, `maxVersion`, `full`,
+//!   `shortestPath`), kept as [`Channels`] for `pack` to resolve against the update graph
+//!   ([`crate::openshift::graph`]); each version becomes a release image like `version:`
+//!   (OKD: `quay.io/openshift/okd:VERSION` unless releaseImageBase says otherwise);
 //! - `mirror.operators` ([`CatalogFilter`]s, v1alpha2 and v2alpha1 spellings): `catalog`
 //!   (a registry reference, or an OCI layout `oci:DIR[:REF]`, oc-mirror's `oci://DIR`
 //!   read as `oci:DIR`), `packages` (`name`,
@@ -27,9 +29,7 @@
 //!   pack leaves out the images a catalog brings that are blocked);
 //! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
 //!
-//! Refused: anything that needs the OpenShift update graph (Cincinnati) to resolve — version
-//! ranges, a channel's latest release, `full`, `shortestPath`, `graph: true` — because
-//! airlift packs exactly the images named and never queries the graph; Helm charts (`helm`)
+//! Refused: `graph: true` (the graph data image); Helm charts (`helm`)
 //! and `samples`, which airlift does not mirror; and any field it does not know, at any
 //! depth.
 
@@ -43,6 +43,7 @@ use crate::catalog::{CatalogFilter, ChannelFilter, PackageFilter, Range};
 use crate::error::{usage, Error, Result};
 use crate::oci::layout::{read_limited, LayoutSource};
 use crate::oci::names::{valid_repository, valid_tag, with_transport, ImageRef, TRANSPORT};
+use crate::openshift::graph::{Channel, Kind, Version, OKD_RELEASE_BASE};
 use crate::source::registry::Platform;
 
 /// The largest image set file read: a real one is a few kilobytes.
@@ -70,8 +71,40 @@ pub struct ImageSet {
     pub blocked: Vec<String>,
     /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
     pub operators: Vec<CatalogFilter>,
+    /// `mirror.platform.channels`, resolved against the update graph by `pack`.
+    pub channels: Channels,
     /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
     pub warnings: Vec<String>,
+}
+
+/// `mirror.platform.channels` with the platform's architectures and release base.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Channels {
+    /// File order.
+    pub list: Vec<Channel>,
+    /// As release tags name them (`x86_64`, …); see [`graph_architecture`].
+    pub architectures: Vec<&'static str>,
+    /// `mirror.platform.releaseImageBase`, when given.
+    pub base: Option<String>,
+}
+
+impl Channels {
+    /// The release image of `version` from `channel` for `arch` (a tag name):
+    /// `docker://BASE:VERSION-ARCH` for OCP, `docker://BASE:VERSION` for OKD, whose tags are
+    /// the version; BASE is releaseImageBase, else the kind's default.
+    pub fn release(&self, channel: &Channel, version: &Version, arch: &str) -> String {
+        match channel.kind {
+            Kind::Ocp => {
+                format!("{TRANSPORT}{}:{version}-{arch}", self.base.as_deref().unwrap_or(DEFAULT_RELEASE_BASE))
+            }
+            Kind::Okd => format!("{TRANSPORT}{}:{version}", self.base.as_deref().unwrap_or(OKD_RELEASE_BASE)),
+        }
+    }
+}
+
+/// The update graph's name (`amd64`) of an architecture as release tags name it (`x86_64`).
+pub fn graph_architecture(tag: &str) -> &str {
+    ARCHITECTURES.iter().find(|(_, t)| *t == tag).map_or(tag, |(name, _)| name)
 }
 
 impl ImageSet {
@@ -190,10 +223,11 @@ impl Reader<'_> {
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
+        let mut channels = Channels::default();
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
-                "platform" => self.platform(value, &path, &mut releases)?,
+                "platform" => self.platform(value, &path, &mut releases, &mut channels)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
@@ -230,7 +264,7 @@ impl Reader<'_> {
                 _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages")),
             }
         }
-        let mut set = ImageSet { blocked, ..ImageSet::default() };
+        let mut set = ImageSet { blocked, channels, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
         for (path, (reference, image)) in wanted {
@@ -243,7 +277,11 @@ impl Reader<'_> {
                 set.operators.push(filter);
             }
         }
-        if releases.items.is_empty() && additional.items.is_empty() && set.operators.is_empty() {
+        if releases.items.is_empty()
+            && set.channels.list.is_empty()
+            && additional.items.is_empty()
+            && set.operators.is_empty()
+        {
             let why = if wanted_any { " (every additional image is blocked)" } else { "" };
             return Err(self.error(
                 PATH,
@@ -269,7 +307,7 @@ impl Reader<'_> {
         blocked
     }
 
-    fn platform(&self, value: &Value, path: &str, releases: &mut Unique) -> Result<()> {
+    fn platform(&self, value: &Value, path: &str, releases: &mut Unique, channels: &mut Channels) -> Result<()> {
         let fields = self.fields(value, path)?;
         let arches = match field(&fields, "architectures") {
             None => vec![ARCHITECTURES[0].1],
@@ -279,7 +317,7 @@ impl Reader<'_> {
             None => None,
             Some(v) => Some(self.release_base(v, &format!("{path}.releaseImageBase"))?),
         };
-        // `version:` and single-version channels: one release image per architecture.
+        // `version:`: one release image per architecture.
         let expand = |version: &str, path: &str, releases: &mut Unique| -> Result<()> {
             let base = base.as_deref().unwrap_or(DEFAULT_RELEASE_BASE);
             for arch in &arches {
@@ -313,10 +351,10 @@ impl Reader<'_> {
                 }
                 "channels" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
-                        let path = format!("{path}[{i}]");
-                        let version = self.channel(item, &path, base.is_some())?;
-                        expand(version, &path, releases)?;
+                        channels.list.push(self.channel(item, &format!("{path}[{i}]"))?);
                     }
+                    channels.architectures = arches.clone();
+                    channels.base = base.clone();
                 }
                 "graph" => match value {
                     Value::Bool(false) => {}
@@ -612,58 +650,52 @@ impl Reader<'_> {
         version.ok_or_else(|| self.error(&format!("{path}.version"), "missing; give `version: X.Y.Z`"))
     }
 
-    /// A channel naming a single version; returns that version.
-    fn channel<'v>(&self, value: &'v Value, path: &str, base_given: bool) -> Result<&'v str> {
-        let (mut name, mut min, mut max) = (None, None, None);
+    /// One `mirror.platform.channels` entry, resolved at pack time against the update graph.
+    fn channel(&self, value: &Value, path: &str) -> Result<Channel> {
+        let mut channel = Channel::default();
+        let flag = |value: &Value, field: &str| match value {
+            Value::Bool(b) => Ok(*b),
+            _ => Err(self.error(field, "expected true or false")),
+        };
         for (key, value) in self.fields(value, path)? {
             let field = format!("{path}.{key}");
             match key {
-                "name" => name = Some(self.string(value, &field)?),
-                "type" => match self.string(value, &field)? {
-                    "ocp" => {}
-                    "okd" if base_given => {}
-                    "okd" => {
-                        return Err(self.error(
-                            &field,
-                            "okd releases are not at the default OCP release base; set mirror.platform.releaseImageBase to the OKD release repository",
-                        ))
+                "name" => channel.name = self.string(value, &field)?.to_string(),
+                "type" => {
+                    channel.kind = match self.string(value, &field)? {
+                        "ocp" => Kind::Ocp,
+                        "okd" => Kind::Okd,
+                        other => {
+                            return Err(self.error(&field, format!("'{other}' is not a release type; use ocp or okd")))
+                        }
                     }
-                    other => return Err(self.error(&field, format!("'{other}' is not a release type; use ocp or okd"))),
-                },
-                "minVersion" => min = Some(self.version(value, &field)?),
-                "maxVersion" => max = Some(self.version(value, &field)?),
-                "full" | "shortestPath" => match value {
-                    Value::Bool(false) => {}
-                    Value::Bool(true) => {
-                        return Err(self.error(
-                            &field,
-                            "needs the update graph (Cincinnati), which airlift does not query; remove it and list the versions under mirror.platform.releases",
-                        ))
-                    }
-                    _ => return Err(self.error(&field, "expected true or false")),
-                },
-                _ => return Err(self.unknown(&field, "name, type, minVersion, maxVersion")),
+                }
+                "minVersion" => channel.min = Some(self.graph_version(value, &field)?),
+                "maxVersion" => channel.max = Some(self.graph_version(value, &field)?),
+                "full" => channel.full = flag(value, &field)?,
+                "shortestPath" => channel.shortest_path = flag(value, &field)?,
+                _ => return Err(self.unknown(&field, "name, type, minVersion, maxVersion, full, shortestPath")),
             }
         }
-        match name {
-            Some(n) if !n.is_empty() => {}
-            _ => return Err(self.error(&format!("{path}.name"), "missing; give the channel name, e.g. stable-4.16")),
+        if channel.name.is_empty() {
+            return Err(self.error(&format!("{path}.name"), "missing; give the channel name, e.g. stable-4.16"));
         }
-        match (min, max) {
-            (Some(min), Some(max)) if min != max => Err(self.error(
-                path,
-                format!(
-                    "minVersion {min} and maxVersion {max} make a range, which needs the update graph (Cincinnati) to resolve; \
-                     list the versions under mirror.platform.releases (`- version: {min}`) instead"
-                ),
-            )),
-            (Some(v), _) | (None, Some(v)) => Ok(v),
-            (None, None) => Err(self.error(
-                path,
-                "no minVersion or maxVersion: the channel's latest release needs the update graph (Cincinnati); \
-                 give minVersion (equal to maxVersion) or list the versions under mirror.platform.releases",
-            )),
+        if channel.name.contains(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')) {
+            return Err(self
+                .error(&format!("{path}.name"), format!("'{}' is not a channel name like stable-4.16", channel.name)));
         }
+        if let (Some(min), Some(max)) = (&channel.min, &channel.max) {
+            if min > max {
+                return Err(self.error(path, format!("minVersion {min} is above maxVersion {max}")));
+            }
+        }
+        Ok(channel)
+    }
+
+    /// A `minVersion`/`maxVersion` of a channel.
+    fn graph_version(&self, value: &Value, path: &str) -> Result<Version> {
+        let text = self.version(value, path)?;
+        Version::parse(text).ok_or_else(|| self.error(path, format!("'{text}' is not a release version like 4.16.3")))
     }
 
     /// A release version: `X.Y.Z`, optionally `-SUFFIX` (`4.16.3`, `4.17.0-rc.1`).
@@ -861,9 +893,20 @@ mirror:
                     format!("{OCP}:4.16.3-x86_64"),
                     format!("{OCP}:4.16.4-x86_64"),
                     format!("{OCP}:4.16.4-aarch64"),
-                    format!("{OCP}:4.16.5-x86_64"),
-                    format!("{OCP}:4.16.5-aarch64"),
                 ],
+                channels: Channels {
+                    list: vec![
+                        Channel {
+                            name: "stable-4.16".into(),
+                            min: Version::parse("4.16.5"),
+                            max: Version::parse("4.16.5"),
+                            ..Channel::default()
+                        },
+                        Channel { name: "fast-4.16".into(), max: Version::parse("4.16.4"), ..Channel::default() },
+                    ],
+                    architectures: vec!["x86_64", "aarch64"],
+                    base: None,
+                },
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
                 blocked: vec!["registry.redhat.io/ubi9/ubi-minimal".to_string(), "quay.io/ns/tool:old".to_string()],
                 operators: vec![],
@@ -897,10 +940,19 @@ mirror:
             set,
             ImageSet {
                 releases: vec![
-                    "docker://quay.io/openshift/okd:4.15.0-rc.1-x86_64".to_string(),
                     "oci:/srv/releases:4.15.0".to_string(),
                     "docker://quay.io/openshift/okd:4.15.2-x86_64".to_string(),
                 ],
+                channels: Channels {
+                    list: vec![Channel {
+                        name: "okd-4.15".into(),
+                        kind: Kind::Okd,
+                        min: Version::parse("4.15.0-rc.1"),
+                        ..Channel::default()
+                    }],
+                    architectures: vec!["x86_64"],
+                    base: Some("quay.io/openshift/okd".into()),
+                },
                 ..ImageSet::default()
             }
         );
@@ -1121,29 +1173,37 @@ mirror:
     }
 
     #[test]
-    fn refuses_channels_that_need_the_update_graph() {
-        assert_eq!(
-            refused("  platform:\n    channels:\n      - name: stable-4.16\n        minVersion: 4.16.3\n        maxVersion: 4.16.8\n"),
-            "imageset.yaml: mirror.platform.channels[0]: minVersion 4.16.3 and maxVersion 4.16.8 make a range, which needs the update graph (Cincinnati) to resolve; list the versions under mirror.platform.releases (`- version: 4.16.3`) instead"
+    fn channels_take_every_rule_and_refuse_bad_entries() {
+        let text = format!(
+            "{HEADER}mirror:\n  platform:\n    channels:\n      - {{name: stable-4.16, full: true, shortestPath: false}}\n      - {{name: eus-4.16, type: ocp, minVersion: 4.16.3, maxVersion: 4.16.8, shortestPath: true}}\n"
         );
+        let list = parse(&text, ORIGIN).unwrap().channels.list;
         assert_eq!(
-            refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3}\n      - name: stable-4.17\n"),
-            "imageset.yaml: mirror.platform.channels[1]: no minVersion or maxVersion: the channel's latest release needs the update graph (Cincinnati); give minVersion (equal to maxVersion) or list the versions under mirror.platform.releases"
-        );
-        let needs_graph = "needs the update graph (Cincinnati), which airlift does not query; remove it and list the versions under mirror.platform.releases";
-        assert_eq!(
-            refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, full: true}\n"),
-            format!("imageset.yaml: mirror.platform.channels[0].full: {needs_graph}")
+            list,
+            [
+                Channel { name: "stable-4.16".into(), full: true, ..Channel::default() },
+                Channel {
+                    name: "eus-4.16".into(),
+                    min: Version::parse("4.16.3"),
+                    max: Version::parse("4.16.8"),
+                    shortest_path: true,
+                    ..Channel::default()
+                },
+            ]
         );
         assert_eq!(
             refused(
-                "  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, shortestPath: true}\n"
+                "  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.9, maxVersion: 4.16.8}\n"
             ),
-            format!("imageset.yaml: mirror.platform.channels[0].shortestPath: {needs_graph}")
+            "imageset.yaml: mirror.platform.channels[0]: minVersion 4.16.9 is above maxVersion 4.16.8"
         );
         assert_eq!(
-            refused("  platform:\n    channels:\n      - {name: okd, type: okd, minVersion: 4.15.0}\n"),
-            "imageset.yaml: mirror.platform.channels[0].type: okd releases are not at the default OCP release base; set mirror.platform.releaseImageBase to the OKD release repository"
+            refused("  platform:\n    channels:\n      - {name: stable-4.16, full: yes please}\n"),
+            "imageset.yaml: mirror.platform.channels[0].full: expected true or false"
+        );
+        assert_eq!(
+            refused("  platform:\n    channels:\n      - {name: 'stable 4.16&x=1'}\n"),
+            "imageset.yaml: mirror.platform.channels[0].name: 'stable 4.16&x=1' is not a channel name like stable-4.16"
         );
         assert_eq!(
             refused("  platform:\n    channels:\n      - {name: x, type: rhcos, minVersion: 4.15.0}\n"),
@@ -1153,6 +1213,20 @@ mirror:
             refused("  platform:\n    channels:\n      - {minVersion: 4.15.0}\n"),
             "imageset.yaml: mirror.platform.channels[0].name: missing; give the channel name, e.g. stable-4.16"
         );
+    }
+
+    #[test]
+    fn channel_releases_use_the_kind_base_and_architecture() {
+        let channels = Channels { architectures: vec!["aarch64"], ..Channels::default() };
+        let v = Version::parse("4.16.3").unwrap();
+        let ocp = Channel::default();
+        let okd = Channel { kind: Kind::Okd, ..Channel::default() };
+        assert_eq!(channels.release(&ocp, &v, "aarch64"), format!("{OCP}:4.16.3-aarch64"));
+        assert_eq!(channels.release(&okd, &v, "aarch64"), "docker://quay.io/openshift/okd:4.16.3");
+        let based = Channels { base: Some("mirror.example/ocp/release".into()), ..channels };
+        assert_eq!(based.release(&ocp, &v, "x86_64"), "docker://mirror.example/ocp/release:4.16.3-x86_64");
+        assert_eq!(graph_architecture("aarch64"), "arm64");
+        assert_eq!(graph_architecture("multi"), "multi");
     }
 
     #[test]
@@ -1171,7 +1245,7 @@ mirror:
         );
         assert_eq!(
             refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, platform: x}\n"),
-            "imageset.yaml: mirror.platform.channels[0].platform: unknown field; remove it (airlift reads name, type, minVersion, maxVersion here)"
+            "imageset.yaml: mirror.platform.channels[0].platform: unknown field; remove it (airlift reads name, type, minVersion, maxVersion, full, shortestPath here)"
         );
         assert_eq!(
             refused("  platform:\n    releases:\n      - {version: 4.16.3, arch: amd64}\n"),

@@ -3,6 +3,7 @@
 //!
 //! - [`release`]: reading a release payload's image-references and version
 //! - [`imageset`]: the supported subset of oc-mirror's `ImageSetConfiguration`
+//! - [`graph`]: the update graph (Cincinnati) and the release versions a channel asks for
 //! - [`mirrorsets`]: ImageDigestMirrorSet / ImageTagMirrorSet / ImageContentSourcePolicy,
 //!   the install-config snippet, the release signature ConfigMap, pull-secret merging
 //! - [`operators`]: CatalogSource, ClusterCatalog and the OperatorHub patch for the
@@ -13,6 +14,7 @@
 //! module stays below the trip library that owns it.
 
 pub mod cluster;
+pub mod graph;
 pub mod imageset;
 pub mod mirrorsets;
 pub mod operators;

@@ -4,7 +4,8 @@
 //!
 //! - [`pack`]: [`pack::Plan::resolve`] (sources → images, items, releases, bundle id) and
 //!   [`pack::Plan::write`] (the fetch→volume pipeline); [`catalogs`]: its operator catalog
-//!   step (read, filter, rebuild, and the images the kept bundles bring)
+//!   step (read, filter, rebuild, and the images the kept bundles bring); [`releases`]: its
+//!   update graph step (an image set's release channels resolved to release images)
 //! - [`unpack`]: an unpack's steps over a [`target::Target`] (an OCI layout, a registry
 //!   root, a registry pushed to) that the bundle reader feeds
 //! - [`mirror`]: which repository and tag a bundle's image gets in a registry;
@@ -14,6 +15,7 @@ pub mod catalogs;
 pub mod mirror;
 pub mod pack;
 pub mod publish;
+pub mod releases;
 pub mod target;
 pub mod unpack;
 

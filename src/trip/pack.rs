@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{Catalog, EntryKind, Image, Manifest, Release};
+use crate::bundle::manifest::{Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Release};
 use crate::bundle::names;
 use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
 use crate::digest::{Digest, Hasher};
@@ -24,6 +24,7 @@ use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
 use crate::store;
 use crate::trip::catalogs::{self, pack_catalogs};
+use crate::trip::releases::{self, GraphOptions};
 use crate::trip::{During, Error, Result};
 
 /// What to pack.
@@ -42,6 +43,8 @@ pub struct Request {
     pub release_signatures: Vec<PathBuf>,
     /// Carry this airlift binary as the registry installer.
     pub installer: bool,
+    /// Where the image set's release channels find their update graph.
+    pub graph: GraphOptions,
     pub registry: RegistryOptions,
 }
 
@@ -81,6 +84,8 @@ pub enum Note<'a> {
     CatalogImage(&'a str, &'a Digest, u64),
     /// What filtering a catalog (its source) found or did.
     Catalog(&'a str, &'a crate::catalog::select::Note),
+    /// A release channel was resolved against the update graph.
+    Channel(&'a ChannelRecord),
 }
 
 /// Everything the bundle will hold, ready to write.
@@ -91,6 +96,8 @@ pub struct Plan {
     pub items: Vec<Item>,
     pub releases: Vec<Release>,
     pub catalogs: Vec<Catalog>,
+    /// The release channels the releases were resolved from.
+    pub channels: Vec<ChannelRecord>,
     pub id: String,
     pub settings: Settings,
     registry: Option<RegistrySource>,
@@ -116,7 +123,8 @@ impl Plan {
         if !shape.force {
             refuse_existing_bundle(&shape.out, &shape.name)?;
         }
-        let (sources, release_sources, imageset) = all_sources(request, note)?;
+        let (sources, mut release_sources, imageset) = all_sources(request, note)?;
+        let channels = resolve_channels(imageset.as_ref(), request, &mut release_sources, note)?;
         let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty());
         let registry = if operators || !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
             Some(registry_source(&request.registry)?)
@@ -165,7 +173,7 @@ impl Plan {
             volume_size: shape.volume_size,
             chunk_size: shape.chunk_size,
         };
-        Ok(Plan { images, items, releases, catalogs, id, settings, registry, wanted })
+        Ok(Plan { images, items, releases, catalogs, channels, id, settings, registry, wanted })
     }
 
     /// The bytes of every item.
@@ -175,13 +183,17 @@ impl Plan {
 
     /// Write and sign the bundle while the registry blobs are fetched.
     pub fn write(self, key: &SecretKey, progress: &dyn Progress, fetch_progress: &dyn Progress) -> Result<Packed> {
-        let Plan { images, items, releases, catalogs, id, settings, registry, wanted } = self;
+        let Plan { images, items, releases, catalogs, channels, id, settings, registry, wanted } = self;
         let total = items.iter().map(|i| i.size).sum();
         let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
         let (written, fetched) = std::thread::scope(|scope| {
             let fetcher = registry.as_ref().map(|reg| scope.spawn(|| reg.fetch(&wanted, fetch_progress, &arrivals)));
             progress.start("pack", total);
             let written = BundleWriter::new(settings, id, progress)
+                .map(|mut writer| {
+                    writer.record_channels(channels);
+                    writer
+                })
                 .map_err(Error::from)
                 .and_then(|writer| write_bundle(writer, &items, (images, releases, catalogs), key, &arrivals));
             if written.is_err() {
@@ -225,8 +237,9 @@ fn all_sources(request: &Request, note: &dyn Fn(Note)) -> Result<(Vec<String>, V
         sources.extend(set.additional.iter().cloned());
     }
     dedup(&mut release_sources);
-    let catalogs = imageset.as_ref().is_some_and(|set| !set.operators.is_empty());
-    if sources.is_empty() && release_sources.is_empty() && !catalogs {
+    let catalogs_or_channels =
+        imageset.as_ref().is_some_and(|set| !set.operators.is_empty() || !set.channels.list.is_empty());
+    if sources.is_empty() && release_sources.is_empty() && !catalogs_or_channels {
         return Err(usage("nothing to pack: give SOURCE, --images, --release or --config").into());
     }
     if let Some(bad) = sources.iter().chain(&release_sources).find(|s| s.contains("://") && !s.starts_with(TRANSPORT)) {
@@ -236,6 +249,27 @@ fn all_sources(request: &Request, note: &dyn Fn(Note)) -> Result<(Vec<String>, V
         .into());
     }
     Ok((sources, release_sources, imageset))
+}
+
+/// The image set's release channels resolved against the update graph: their release
+/// images join `release_sources` (without repeats), and their records are returned.
+fn resolve_channels(
+    imageset: Option<&ImageSet>,
+    request: &Request,
+    release_sources: &mut Vec<String>,
+    note: &dyn Fn(Note),
+) -> Result<Vec<ChannelRecord>> {
+    let Some(set) = imageset.filter(|set| !set.channels.list.is_empty()) else { return Ok(Vec::new()) };
+    let cache = match &request.registry.cache {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir()?,
+    };
+    let warn = |w: &str| note(Note::Warning(w));
+    let resolved = releases::resolve(&set.channels, &request.graph, &request.registry.client, &cache, &warn)?;
+    resolved.channels.iter().for_each(|c| note(Note::Channel(c)));
+    release_sources.extend(resolved.releases);
+    dedup(release_sources);
+    Ok(resolved.channels)
 }
 
 /// Every release's payload; a release whose component the image set blocks is refused.
