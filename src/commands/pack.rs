@@ -102,6 +102,7 @@ fn request(args: &PackArgs) -> Request {
         include: args.include.clone(),
         release_signatures: args.release_signature.clone(),
         installer: !args.no_installer,
+        graph_data: args.graph_data.clone(),
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),

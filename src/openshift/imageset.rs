@@ -28,7 +28,7 @@
 //! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
 //!
 //! Refused: anything that needs the OpenShift update graph (Cincinnati) to resolve — version
-//! ranges, a channel's latest release, `full`, `shortestPath`, `graph: true` — because
+//! ranges, a channel's latest release, `full`, `shortestPath` — because
 //! airlift packs exactly the images named and never queries the graph; Helm charts (`helm`)
 //! and `samples`, which airlift does not mirror; and any field it does not know, at any
 //! depth.
@@ -72,6 +72,8 @@ pub struct ImageSet {
     pub operators: Vec<CatalogFilter>,
     /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
     pub warnings: Vec<String>,
+    /// `mirror.platform.graph: true`: pack the graph-data image ([`crate::openshift::graphdata`]).
+    pub graph: bool,
 }
 
 impl ImageSet {
@@ -190,10 +192,11 @@ impl Reader<'_> {
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
+        let mut graph = false;
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
-                "platform" => self.platform(value, &path, &mut releases)?,
+                "platform" => graph = self.platform(value, &path, &mut releases)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
@@ -256,6 +259,7 @@ impl Reader<'_> {
         set.releases = releases.items;
         set.additional = additional.items;
         set.warnings = self.warnings;
+        set.graph = graph;
         Ok(set)
     }
 
@@ -269,7 +273,8 @@ impl Reader<'_> {
         blocked
     }
 
-    fn platform(&self, value: &Value, path: &str, releases: &mut Unique) -> Result<()> {
+    /// Read `mirror.platform` into `releases`; whether it asks for the graph-data image.
+    fn platform(&self, value: &Value, path: &str, releases: &mut Unique) -> Result<bool> {
         let fields = self.fields(value, path)?;
         let arches = match field(&fields, "architectures") {
             None => vec![ARCHITECTURES[0].1],
@@ -288,6 +293,7 @@ impl Reader<'_> {
             }
             Ok(())
         };
+        let mut graph = false;
         for &(key, value) in &fields {
             let path = format!("{path}.{key}");
             match key {
@@ -319,19 +325,13 @@ impl Reader<'_> {
                     }
                 }
                 "graph" => match value {
-                    Value::Bool(false) => {}
-                    Value::Bool(true) => {
-                        return Err(self.error(
-                            &path,
-                            "the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it",
-                        ))
-                    }
+                    Value::Bool(b) => graph = *b,
                     _ => return Err(self.error(&path, "expected true or false")),
                 },
                 _ => return Err(self.unknown(&path, "architectures, releaseImageBase, releases, channels, graph")),
             }
         }
-        Ok(())
+        Ok(graph)
     }
 
     /// One entry of `mirror.operators`: a catalog and its filter.
@@ -819,6 +819,21 @@ mod tests {
     }
 
     #[test]
+    fn graph_true_asks_for_the_graph_data_image() {
+        let set = |graph: &str| {
+            parse(&format!("{HEADER}mirror:\n  platform:\n{graph}    releases: [{{version: 4.16.3}}]\n"), ORIGIN)
+                .unwrap()
+        };
+        assert!(set("    graph: true\n").graph);
+        assert!(!set("    graph: false\n").graph);
+        assert!(!set("").graph);
+        assert_eq!(
+            refused("  platform:\n    graph: yes please\n    releases: [{version: 4.16.3}]\n"),
+            "imageset.yaml: mirror.platform.graph: expected true or false"
+        );
+    }
+
+    #[test]
     fn full_file() {
         let tool = format!("docker://quay.io/ns/tool@{}", digest('a'));
         let text = format!(
@@ -873,6 +888,7 @@ mirror:
                     "imageset.yaml: mirror.additionalImages[2]: docker://registry.redhat.io/ubi9/ubi-minimal:9.4 is blocked by mirror.blockedImages; skipped"
                         .to_string(),
                 ],
+                graph: false,
             }
         );
     }
@@ -1109,10 +1125,6 @@ mirror:
         assert_eq!(
             refused("  samples:\n    - name: ruby\n"),
             "imageset.yaml: mirror.samples: sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages"
-        );
-        assert_eq!(
-            refused("  platform:\n    graph: true\n    releases: [{version: 4.16.3}]\n"),
-            "imageset.yaml: mirror.platform.graph: the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it"
         );
         assert_eq!(
             refusal(&format!("{HEADER}archiveSize: 4\nmirror:\n  additionalImages: [{{name: quay.io/a/b:1}}]\n")),

@@ -13,6 +13,7 @@
 //! module stays below the trip library that owns it.
 
 pub mod cluster;
+pub mod graphdata;
 pub mod imageset;
 pub mod mirrorsets;
 pub mod operators;

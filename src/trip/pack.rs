@@ -17,6 +17,7 @@ use crate::oci::layout::BlobRef;
 use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
 use crate::oci::names::{ImageRef, TRANSPORT};
 use crate::oci::{self, index_json};
+use crate::openshift::graphdata;
 use crate::openshift::imageset::{self, ImageSet};
 use crate::openshift::release::{self, Payload};
 use crate::progress::{Progress, Silent};
@@ -42,6 +43,8 @@ pub struct Request {
     pub release_signatures: Vec<PathBuf>,
     /// Carry this airlift binary as the registry installer.
     pub installer: bool,
+    /// The graph-data tarball of `graph: true` (`--graph-data`).
+    pub graph_data: Option<PathBuf>,
     pub registry: RegistryOptions,
 }
 
@@ -117,7 +120,7 @@ impl Plan {
             refuse_existing_bundle(&shape.out, &shape.name)?;
         }
         let (sources, release_sources, imageset) = all_sources(request, note)?;
-        let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty());
+        let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty() || set.graph);
         let registry = if operators || !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
             Some(registry_source(&request.registry)?)
         } else {
@@ -137,6 +140,10 @@ impl Plan {
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
+            if imageset.as_ref().is_some_and(|set| set.graph) {
+                let image = graph_image(request, reg.cache())?;
+                resolved.push((graphdata::GRAPH_IMAGE_SOURCE, image, reg.cache().root().to_path_buf()));
+            }
         }
         let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
         let (images, blobs) = images_and_blobs(resolved);
@@ -330,6 +337,22 @@ fn add_catalog_images<'s>(
         resolved.push((source.as_str(), image.clone(), cache.to_path_buf()));
     }
     Ok(())
+}
+
+/// The graph-data image of `graph: true`, built into `cache` from `--graph-data` with this
+/// executable as its copier (every blob in the cache: nothing to fetch).
+fn graph_image(request: &Request, cache: &store::BlobStore) -> Result<ResolvedImage> {
+    let Some(tarball) = &request.graph_data else {
+        return Err(usage(format!(
+            "{}: graph: true needs the graph-data tarball: download {} and pass --graph-data FILE",
+            request.config.as_deref().unwrap_or(Path::new("")).display(),
+            graphdata::GRAPH_DATA_URL
+        ))
+        .into());
+    };
+    let copier =
+        std::env::current_exe().during(|| "finding the airlift executable to carry as the graph-data copier")?;
+    graphdata::build(cache, tarball, &copier).during(|| "building the graph-data image")
 }
 
 /// The bundle's images, and an item for every distinct blob they need.
