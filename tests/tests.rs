@@ -13,6 +13,7 @@ mod conformance;
 mod docs;
 mod faults;
 mod format;
+mod graphdata;
 mod guards;
 mod install;
 mod keys;

@@ -220,15 +220,15 @@ mod tests {
                             let mut e = e.unwrap();
                             let mut body = String::new();
                             std::io::Read::read_to_string(&mut e, &mut body).unwrap();
-                            (e.path().unwrap().display().to_string(), e.header().mode().unwrap(), body)
+                            (String::from_utf8_lossy(&e.path_bytes()).into_owned(), e.header().mode().unwrap(), body)
                         })
                         .collect::<Vec<_>>()
                 };
                 assert_eq!(
                     layer(0),
                     [
-                        ("var/lib/cincinnati-graph-data".to_string(), 0o755, String::new()),
-                        ("var/lib/cincinnati-graph-data/channels".to_string(), 0o755, String::new()),
+                        ("var/lib/cincinnati-graph-data/".to_string(), 0o755, String::new()),
+                        ("var/lib/cincinnati-graph-data/channels/".to_string(), 0o755, String::new()),
                         (
                             "var/lib/cincinnati-graph-data/channels/stable-4.16.yaml".to_string(),
                             0o644,

@@ -1,0 +1,164 @@
+//! `graph: true` end to end: an image set with a release and `graph: true` packed from
+//! docker-registry with `--graph-data` (a small graph-data tarball), unpacked into a fresh
+//! airlift root: the graph-data image is served over TLS, its layer holds the data, its
+//! entrypoint (airlift's `graph-data-copy`) copies the data in a bare container (podman,
+//! vfs storage, no network), and `updateservice.yaml` points at the mirrored release
+//! repository and at the image by digest.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::cluster::{pack, unpack_root, yaml};
+use crate::common::distribution::Distribution;
+use crate::common::registry::Registry;
+use crate::common::{self, run_ok};
+use crate::openshift::{publish_release, VERSION};
+
+/// The graph data: (path, contents), as the cincinnati-graph-data repository lays it out.
+const DATA: &[(&str, &str)] = &[
+    ("blocked-edges/4.16.4-example.yaml", "to: 4.16.4\nfrom: .*\n"),
+    ("channels/stable-4.16.yaml", "name: stable-4.16\nversions:\n- 4.16.3\n- 4.16.4\n"),
+    ("raw/metadata.json", "{}\n"),
+    ("version", "1.2.0\n"),
+];
+
+/// `DIR/graph-data.tar.gz` holding [`DATA`] under `./` (as the update service publishes it).
+fn graph_tarball(dir: &Path) -> PathBuf {
+    let tree = dir.join("graph-tree");
+    for (path, body) in DATA {
+        let file = tree.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, body).unwrap();
+    }
+    let tarball = dir.join("graph-data.tar.gz");
+    run_ok(Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(&tree).arg("."));
+    tarball
+}
+
+/// Every regular file under `dir`, relative path → contents.
+fn files(dir: &Path) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap().display().to_string();
+            (rel, std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn expected(prefix: &str) -> Vec<(String, String)> {
+    DATA.iter().map(|(p, b)| (format!("{prefix}{p}"), b.to_string())).collect()
+}
+
+#[test]
+fn graph_true_builds_an_image_whose_entrypoint_copies_the_data_and_an_update_service_for_it() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let host = dist.host();
+    let config = tmp.path().join("imageset.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+             mirror:\n  platform:\n    graph: true\n    architectures: [amd64]\n    releaseImageBase: {host}/ocp/release\n\
+             \x20   releases:\n      - version: {VERSION}\n"
+        ),
+    )
+    .unwrap();
+    let tarball = graph_tarball(tmp.path());
+
+    // Without the tarball: exit 2, saying where to get it.
+    let o = common::cluster::pack_command(
+        &dist,
+        tmp.path(),
+        &tmp.path().join("none"),
+        "graph",
+        &["--config".into(), config.display().to_string()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--graph-data") && err.contains("imageset.yaml"), "{err}");
+
+    let bundle = tmp.path().join("bundle");
+    let args = ["--config".into(), config.display().to_string(), "--graph-data".into(), tarball.display().to_string()];
+    let doc = pack(&dist, tmp.path(), &bundle, "graph", &args);
+    let images = doc["images"].as_array().unwrap();
+    let graph =
+        images.iter().find(|i| i["source"] == "docker://localhost/openshift/graph-image:latest").expect("graph image");
+    let digest = graph["digest"].as_str().unwrap().to_string();
+    assert_eq!(images.len(), 1 + rel.components.len() + 1, "{doc}");
+    // Reproducible: packing again (another cache) builds the same image.
+    let again = pack(&dist, &tmp.path().join("again"), &tmp.path().join("bundle2"), "graph", &args);
+    assert!(again["images"].as_array().unwrap().iter().any(|i| i["digest"] == digest.as_str()));
+
+    let mut reg = Registry::install();
+    let doc = unpack_root(tmp.path(), &bundle, &reg.root, &[]);
+    let results = PathBuf::from(doc["results"]["dir"].as_str().unwrap());
+    let listed: Vec<&Value> =
+        doc["results"]["files"].as_array().unwrap().iter().filter(|f| f["kind"] == "updateservice").collect();
+    assert_eq!(listed.len(), 1, "{doc}");
+    assert_eq!(listed[0]["path"], results.join("updateservice.yaml").display().to_string());
+    let us = yaml(&results.join("updateservice.yaml"));
+    assert_eq!(us["apiVersion"].as_str(), Some("updateservice.operator.openshift.io/v1"));
+    assert_eq!(us["kind"].as_str(), Some("UpdateService"));
+    let mirror = format!("localhost:{}", reg.port);
+    assert_eq!(us["spec"]["releases"].as_str(), Some(format!("{mirror}/ocp/release").as_str()));
+    let image = format!("{mirror}/openshift/graph-image@{digest}");
+    assert_eq!(us["spec"]["graphDataImage"].as_str(), Some(image.as_str()));
+    assert_eq!(us["spec"]["replicas"].as_u64(), Some(2));
+
+    // Served over TLS by digest: its first layer holds the data.
+    reg.serve(&[]);
+    let layout = tmp.path().join("pulled");
+    let mut cmd = reg.skopeo("copy");
+    cmd.args(reg.skopeo_src_args()).arg(format!("docker://{image}")).arg(format!("oci:{}:graph", layout.display()));
+    run_ok(&mut cmd);
+    let unpacked = tmp.path().join("unpacked");
+    run_ok(
+        Command::new("umoci")
+            .args(["raw", "unpack", "--rootless", "--image"])
+            .arg(format!("{}:graph", layout.display()))
+            .arg(&unpacked),
+    );
+    assert_eq!(files(&unpacked.join("var/lib/cincinnati-graph-data")), expected(""));
+    assert!(unpacked.join("airlift").is_file());
+
+    run_in_podman(&reg, &image, tmp.path());
+}
+
+/// Pull `image` from `reg` with podman (vfs storage under `dir`) and run it with no network
+/// and a temp dir as the graph-data volume: the data appears there.
+fn run_in_podman(reg: &Registry, image: &str, dir: &Path) {
+    if !common::have("podman") {
+        eprintln!("skipping the podman run of the graph-data image: podman is not installed");
+        return;
+    }
+    let podman = || {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--storage-driver").arg("vfs").arg("--root").arg(dir.join("podman/root"));
+        cmd.arg("--runroot").arg(dir.join("podman/run"));
+        cmd
+    };
+    run_ok(podman().args(["pull", "--quiet", "--cert-dir"]).arg(&reg.cert_dir).args(["--creds", &reg.creds(), image]));
+    let volume = dir.join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    run_ok(
+        podman()
+            .args(["run", "--rm", "--network", "none", "-v"])
+            .arg(format!("{}:/var/lib/cincinnati/graph-data", volume.display()))
+            .arg(image),
+    );
+    assert_eq!(files(&volume), expected(""));
+}
