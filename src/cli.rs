@@ -167,7 +167,8 @@ pub struct PackArgs {
     #[arg(long, value_name = "FILE")]
     pub release_signature: Vec<PathBuf>,
     /// The update service's graph-data tarball, for an image set with `graph: true`
-    /// (download https://api.openshift.com/api/upgrades_info/graph-data); built into the
+    /// (default: fetched from https://api.openshift.com/api/upgrades_info/graph-data, or
+    /// BASE/graph-data with UPDATE_URL_OVERRIDE=BASE/v1/graph, and cached); built into the
     /// graph-data image mirrored as openshift/graph-image
     #[arg(long, value_name = "FILE")]
     pub graph_data: Option<PathBuf>,

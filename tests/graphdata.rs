@@ -5,12 +5,14 @@
 //! vfs storage, no network), and `updateservice.yaml` points at the mirrored release
 //! repository and at the image by digest.
 
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::cluster::{pack, unpack_root, yaml};
+use crate::common::cluster::{pack, pack_command, unpack_root, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, run_ok};
@@ -35,6 +37,32 @@ fn graph_tarball(dir: &Path) -> PathBuf {
     let tarball = dir.join("graph-data.tar.gz");
     run_ok(Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(&tree).arg("."));
     tarball
+}
+
+/// A loopback HTTP server that answers one request with `body`: its base URL, and a
+/// thread that ends with the request line it got.
+fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        stream.write_all(reply.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        String::from_utf8_lossy(&head).lines().next().unwrap().to_string()
+    });
+    (base, thread)
+}
+
+/// A loopback address nothing listens on (bound, then closed).
+fn dead_address() -> String {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string()
 }
 
 /// Every regular file under `dir`, relative path → contents.
@@ -77,20 +105,6 @@ fn graph_true_builds_an_image_whose_entrypoint_copies_the_data_and_an_update_ser
     .unwrap();
     let tarball = graph_tarball(tmp.path());
 
-    // Without the tarball: exit 2, saying where to get it.
-    let o = common::cluster::pack_command(
-        &dist,
-        tmp.path(),
-        &tmp.path().join("none"),
-        "graph",
-        &["--config".into(), config.display().to_string()],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--graph-data") && err.contains("imageset.yaml"), "{err}");
-
     let bundle = tmp.path().join("bundle");
     let args = ["--config".into(), config.display().to_string(), "--graph-data".into(), tarball.display().to_string()];
     let doc = pack(&dist, tmp.path(), &bundle, "graph", &args);
@@ -99,9 +113,37 @@ fn graph_true_builds_an_image_whose_entrypoint_copies_the_data_and_an_update_ser
         images.iter().find(|i| i["source"] == "docker://localhost/openshift/graph-image:latest").expect("graph image");
     let digest = graph["digest"].as_str().unwrap().to_string();
     assert_eq!(images.len(), 1 + rel.components.len() + 1, "{doc}");
-    // Reproducible: packing again (another cache) builds the same image.
-    let again = pack(&dist, &tmp.path().join("again"), &tmp.path().join("bundle2"), "graph", &args);
-    assert!(again["images"].as_array().unwrap().iter().any(|i| i["digest"] == digest.as_str()));
+
+    // Without --graph-data the tarball comes from the update service UPDATE_URL_OVERRIDE
+    // names (BASE/v1/graph → BASE/graph-data), into the cache: the same image, built in
+    // another cache. Then, the service gone, the cached tarball stands in with a warning;
+    // with nothing cached, exit 2 naming the URL and --graph-data.
+    let only = ["--config".into(), config.display().to_string()];
+    let again = tmp.path().join("again");
+    let (base, served) = serve_once(std::fs::read(&tarball).unwrap());
+    let o = pack_command(&dist, &again, &again.join("bundle"), "graph", &only)
+        .env("UPDATE_URL_OVERRIDE", format!("{base}/api/upgrades_info/v1/graph"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(served.join().unwrap(), "GET /api/upgrades_info/graph-data HTTP/1.1");
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["images"].as_array().unwrap().iter().any(|i| i["digest"] == digest.as_str()), "{doc}");
+    let gone = format!("http://{}", dead_address());
+    let o = pack_command(&dist, &again, &again.join("bundle2"), "graph", &only)
+        .env("UPDATE_URL_OVERRIDE", &gone)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(&format!("{gone}/graph-data")) && err.contains("using the graph data cached at"), "{err}");
+    let o = pack_command(&dist, &tmp.path().join("fresh"), &tmp.path().join("fresh/bundle"), "graph", &only)
+        .env("UPDATE_URL_OVERRIDE", &gone)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{gone}/graph-data")) && err.contains("--graph-data"), "{err}");
 
     let mut reg = Registry::install();
     let doc = unpack_root(tmp.path(), &bundle, &reg.root, &[]);

@@ -208,6 +208,40 @@ impl Client {
         }
     }
 
+    /// GET a document that is not in a registry (an update service's graph): `url` with
+    /// `accept`, through the same TLS settings and retries; its body, at most `limit`
+    /// bytes. `what` names the document in every error, and so does the URL.
+    pub fn get_document(&self, url: &str, accept: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
+        let counters = &self.shared.counters;
+        let mut tries = self.policy().tries().counting(&counters.retries);
+        let resp = loop {
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            match self.http.get(url).header(ACCEPT, accept).send() {
+                Ok(resp) if RetryPolicy::retryable(resp.status().as_u16()) => {
+                    let after =
+                        resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                    if !tries.again(after) {
+                        break resp;
+                    }
+                }
+                Ok(resp) => break resp,
+                Err(e) => {
+                    // A refused connection is a service that is not there: no use waiting.
+                    let text = error_chain(&e);
+                    let refused = text.to_ascii_lowercase().contains("refused");
+                    if refused || !(transient(&e, &text) && tries.again(None)) {
+                        return Err(usage(format!("{url}: cannot fetch {what}: {text}")));
+                    }
+                }
+            }
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(usage(format!("{url}: {what}: the server answered {status}")));
+        }
+        read_body(resp, limit).map_err(|e| usage(format!("{url}: {what}: {e}")))
+    }
+
     /// The registry's endpoint, contacting it (`GET /v2/`) the first time.
     fn endpoint(&self, image: &ImageRef) -> Result<Arc<Endpoint>> {
         let mut map = lock(&self.shared.endpoints);

@@ -16,10 +16,12 @@ use serde_json::json;
 
 use crate::catalog::image::extract::{extract, Limits};
 use crate::catalog::image::layers::{file_layer, tree_layer, Built};
+use crate::client::http::Client;
 use crate::digest::{file_digest, Digest};
 use crate::error::{usage, IoContext, Result};
 use crate::oci::layout::{BlobRef, ResolvedImage};
-use crate::store::{BlobStore, State};
+use crate::oci::OCI_MANIFEST;
+use crate::store::{write_atomic, BlobStore, State};
 
 /// The source the graph-data image is packed under: it lands as `openshift/graph-image:latest`
 /// in the mirror, where oc-mirror puts it.
@@ -27,6 +29,13 @@ pub const GRAPH_IMAGE_SOURCE: &str = "docker://localhost/openshift/graph-image:l
 /// Where the update service's graph-data tarball is published (oc-mirror's default;
 /// download it with `curl -L -o graph-data.tar.gz URL` and pass `--graph-data`).
 pub const GRAPH_DATA_URL: &str = "https://api.openshift.com/api/upgrades_info/graph-data";
+/// The environment variable oc-mirror reads for the update service's graph URL
+/// (`BASE/v1/graph`); the tarball is then fetched from `BASE/graph-data`.
+pub const UPDATE_URL_ENV: &str = "UPDATE_URL_OVERRIDE";
+/// The largest graph-data tarball fetched: the real one is a few MiB.
+pub const MAX_GRAPH_DATA: u64 = 64 << 20;
+/// The tarball's name in the pack cache's `graphs/` directory.
+const CACHED_NAME: &str = "graph-data.tar.gz";
 /// Where the image holds the graph data (as oc-mirror's image does).
 pub const DATA_DIR: &str = "/var/lib/cincinnati-graph-data";
 /// Where the entrypoint copies it: the volume the update service reads.
@@ -37,9 +46,46 @@ pub const COPY_COMMAND: &str = "graph-data-copy";
 /// Bounds on the tarball's tree: the real graph data is a few MiB in a few thousand files.
 const LIMITS: Limits = Limits { bytes: 256 << 20, entries: 100_000 };
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+/// Where the tarball is fetched from: [`GRAPH_DATA_URL`], or, with `update_url` (the value
+/// of [`UPDATE_URL_ENV`]), beside that update service as api.openshift.com lays them out:
+/// `BASE/v1/graph` (or `BASE`) → `BASE/graph-data`.
+pub fn graph_data_url(update_url: Option<&str>) -> String {
+    match update_url.map(str::trim).filter(|u| !u.is_empty()) {
+        None => GRAPH_DATA_URL.to_string(),
+        Some(u) => {
+            let base = u.trim_end_matches('/');
+            format!("{}/graph-data", base.strip_suffix("/v1/graph").unwrap_or(base))
+        }
+    }
+}
+
+/// Fetch the tarball from `url` into `cache/graphs/`, returning its path there; when the
+/// service cannot be reached (or answers an error) and an earlier fetch is cached, that copy
+/// stands in, with a warning to `warn`.
+pub fn fetch(client: &Client, url: &str, cache: &Path, warn: &dyn Fn(&str)) -> Result<PathBuf> {
+    let dir = cache.join("graphs");
+    let cached = dir.join(CACHED_NAME);
+    match client.get_document(
+        url,
+        "application/gzip, application/octet-stream",
+        MAX_GRAPH_DATA,
+        "the graph-data tarball",
+    ) {
+        Ok(bytes) => {
+            std::fs::create_dir_all(&dir).at(&dir)?;
+            write_atomic(&cached, &bytes)?;
+            Ok(cached)
+        }
+        Err(e) if cached.is_file() => {
+            warn(&format!("{e}; using the graph data cached at {}", cached.display()));
+            Ok(cached)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 /// Build the graph-data image from `tarball` (a gzip or plain tar of the graph data, as
 /// [`GRAPH_DATA_URL`] serves it) with `copier` (this airlift executable) as its entrypoint;
@@ -256,6 +302,17 @@ mod tests {
         let store = BlobStore::create(&tmp.path().join("store")).unwrap();
         let e = build(&store, &data, &data).unwrap_err().to_string();
         assert!(e.contains("evil.tar") && e.contains("channels"), "{e}");
+    }
+
+    #[test]
+    fn the_tarball_is_fetched_beside_the_update_service_an_override_names() {
+        assert_eq!(graph_data_url(None), GRAPH_DATA_URL);
+        assert_eq!(graph_data_url(Some("")), GRAPH_DATA_URL);
+        assert_eq!(
+            graph_data_url(Some("http://osus.example:8080/api/upgrades_info/v1/graph")),
+            "http://osus.example:8080/api/upgrades_info/graph-data"
+        );
+        assert_eq!(graph_data_url(Some("http://127.0.0.1:9/")), "http://127.0.0.1:9/graph-data");
     }
 
     #[test]

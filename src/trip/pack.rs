@@ -141,7 +141,7 @@ impl Plan {
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
             if imageset.as_ref().is_some_and(|set| set.graph) {
-                let image = graph_image(request, reg.cache())?;
+                let image = graph_image(request, reg.cache(), note)?;
                 resolved.push((graphdata::GRAPH_IMAGE_SOURCE, image, reg.cache().root().to_path_buf()));
             }
         }
@@ -339,20 +339,22 @@ fn add_catalog_images<'s>(
     Ok(())
 }
 
-/// The graph-data image of `graph: true`, built into `cache` from `--graph-data` with this
-/// executable as its copier (every blob in the cache: nothing to fetch).
-fn graph_image(request: &Request, cache: &store::BlobStore) -> Result<ResolvedImage> {
-    let Some(tarball) = &request.graph_data else {
-        return Err(usage(format!(
-            "{}: graph: true needs the graph-data tarball: download {} and pass --graph-data FILE",
-            request.config.as_deref().unwrap_or(Path::new("")).display(),
-            graphdata::GRAPH_DATA_URL
-        ))
-        .into());
+/// The graph-data image of `graph: true`, built into `cache` from `--graph-data` (else the
+/// tarball fetched from the update service, kept in the cache) with this executable as its
+/// copier (every blob in the cache: nothing to fetch).
+fn graph_image(request: &Request, cache: &store::BlobStore, note: &dyn Fn(Note)) -> Result<ResolvedImage> {
+    let tarball = match &request.graph_data {
+        Some(file) => file.clone(),
+        None => {
+            let url = graphdata::graph_data_url(std::env::var(graphdata::UPDATE_URL_ENV).ok().as_deref());
+            let client = crate::client::http::Client::new(request.registry.client.clone())?;
+            graphdata::fetch(&client, &url, cache.root(), &|w| note(Note::Warning(w)))
+                .during(|| "fetching the graph data for graph: true (or pass --graph-data FILE)")?
+        }
     };
     let copier =
         std::env::current_exe().during(|| "finding the airlift executable to carry as the graph-data copier")?;
-    graphdata::build(cache, tarball, &copier).during(|| "building the graph-data image")
+    graphdata::build(cache, &tarball, &copier).during(|| "building the graph-data image")
 }
 
 /// The bundle's images, and an item for every distinct blob they need.
