@@ -213,3 +213,25 @@ fn run_in_podman(reg: &Registry, image: &str, dir: &Path) {
     run_ok(&mut run);
     assert_eq!(files(&volume), expected());
 }
+
+#[test]
+fn graph_data_copy_copies_a_tree_and_exits_2_naming_what_it_cannot_copy() {
+    let tmp = common::tempdir();
+    let src = tmp.path().join("src");
+    for (path, body) in DATA {
+        std::fs::create_dir_all(src.join(path).parent().unwrap()).unwrap();
+        std::fs::write(src.join(path), body).unwrap();
+    }
+    let dest = tmp.path().join("dest");
+    common::airlift().arg("graph-data-copy").arg(&src).arg(&dest).assert().success();
+    assert_eq!(files(&dest), expected());
+
+    let missing = tmp.path().join("missing");
+    let o = common::airlift().arg("graph-data-copy").arg(&missing).arg(&dest).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&missing.display().to_string()));
+    std::os::unix::fs::symlink("/etc", src.join("channels/link")).unwrap();
+    let o = common::airlift().arg("graph-data-copy").arg(&src).arg(&dest).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("channels/link"));
+}
