@@ -13,6 +13,7 @@
 //!   [`DEFAULT_RELEASE_BASE`]);
 //! - `mirror.platform.channels` naming a single version (`minVersion` equal to `maxVersion`,
 //!   or only one of them), expanded like `version:`;
+//! - `mirror.platform.graph` ([`ImageSet::graph`]: pack builds the graph-data image);
 //! - `mirror.operators` ([`CatalogFilter`]s, v1alpha2 and v2alpha1 spellings): `catalog`
 //!   (a registry reference, or an OCI layout `oci:DIR[:REF]`, oc-mirror's `oci://DIR`
 //!   read as `oci:DIR`), `packages` (`name`,
