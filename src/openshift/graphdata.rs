@@ -90,7 +90,7 @@ pub fn fetch(client: &Client, url: &str, cache: &Path, warn: &dyn Fn(&str)) -> R
 /// Build the graph-data image from `tarball` (a gzip or plain tar of the graph data, as
 /// [`GRAPH_DATA_URL`] serves it) with `copier` (this airlift executable) as its entrypoint;
 /// every blob is committed into `store`. The same tarball and copier give the same digest.
-/// The tarball is read as a hostile layer is (see [`crate::catalog::image::extract`]): only
+/// The tarball is read as a hostile layer is (by the catalog layers' extractor): only
 /// directories and regular files, no absolute or `..` paths, within bounds.
 pub fn build(store: &BlobStore, tarball: &Path, copier: &Path) -> Result<ResolvedImage> {
     let name = format!("graph data {}", tarball.display());
