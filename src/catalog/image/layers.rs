@@ -38,7 +38,7 @@ pub(crate) struct Built {
 /// A layer holding only a whiteout for each of `paths` (image paths, `/A/B`): `A/.wh.B`,
 /// without entries for the parent directories (those would replace their owner and mode:
 /// `/tmp` must stay 1777 for opm to make its cache under it).
-pub(crate) fn whiteout_layer(store: &BlobStore, paths: &[String]) -> Result<Built> {
+pub(super) fn whiteout_layer(store: &BlobStore, paths: &[String]) -> Result<Built> {
     let mut names: Vec<String> = paths
         .iter()
         .map(|p| {
