@@ -38,6 +38,7 @@ pub fn run() -> ExitCode {
         Command::Serve(a) => crate::commands::serve::run(a, &out),
         Command::Catalog(c) => crate::commands::catalog::run(c, &out),
         Command::Generate(g) => crate::commands::generate::run(g, &out),
+        Command::GraphDataCopy(a) => crate::commands::graph_data_copy::run(a, &out),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

@@ -62,6 +62,28 @@ pub enum Command {
     /// Generate man pages or shell completions
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Copy a graph-data tree into the update service's volume (the graph-data image's entrypoint)
+    #[command(after_long_help = GRAPH_DATA_COPY_HELP)]
+    GraphDataCopy(GraphDataCopyArgs),
+}
+
+const GRAPH_DATA_COPY_HELP: &str = "\
+The entrypoint of the graph-data image `pack` builds for `graph: true`: \
+`/airlift graph-data-copy /var/lib/cincinnati-graph-data /var/lib/cincinnati/graph-data`. \
+It copies directories and regular files, replacing files of the same name, and never \
+reaches the network.
+
+Exit status: 0 when everything was copied; 2 when SRC is not a directory, holds a symlink \
+or special file, or a file cannot be read or written (the message names the path).";
+
+#[derive(Debug, Args)]
+pub struct GraphDataCopyArgs {
+    /// The graph data to copy
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+    /// Where to copy it (created if missing)
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -156,6 +178,12 @@ pub struct PackArgs {
     /// CHANNEL-ARCH.json documents (ARCH as the graph names it: amd64, arm64, …)
     #[arg(long, value_name = "FILE")]
     pub graph_file: Option<PathBuf>,
+    /// The update service's graph-data tarball, for an image set with `graph: true`
+    /// (default: fetched from https://api.openshift.com/api/upgrades_info/graph-data, or
+    /// BASE/graph-data with UPDATE_URL_OVERRIDE=BASE/v1/graph, and cached); built into the
+    /// graph-data image mirrored as openshift/graph-image
+    #[arg(long, value_name = "FILE")]
+    pub graph_data: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

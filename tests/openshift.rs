@@ -15,7 +15,7 @@ use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, airlift, make_layout, run_ok, sha256_hex, testdata};
 
-const VERSION: &str = "4.16.3";
+pub(crate) const VERSION: &str = "4.16.3";
 
 /// A release published in `dist`: 11 single-arch components and the multi-arch testdata
 /// image, all in `ocp/art-dev` (as real releases keep them in one repository), and the
@@ -24,7 +24,7 @@ const VERSION: &str = "4.16.3";
 pub(crate) struct Release {
     pub(crate) components: Vec<Component>,
     /// `docker://…/ocp/release:VERSION-x86_64`
-    reference: String,
+    pub(crate) reference: String,
     pub(crate) digest: String,
 }
 

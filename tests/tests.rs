@@ -14,6 +14,7 @@ mod docs;
 mod faults;
 mod format;
 mod graph;
+mod graphdata;
 mod guards;
 mod install;
 mod keys;

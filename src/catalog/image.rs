@@ -5,8 +5,8 @@
 //! built from it ([`CatalogImage::rebuild`]: two layers appended to every platform
 //! manifest, written byte-reproducibly by `layers`).
 
-mod extract;
-mod layers;
+pub(crate) mod extract;
+pub(crate) mod layers;
 #[cfg(test)]
 mod tests;
 
@@ -132,7 +132,7 @@ impl CatalogImage {
     /// one's media type, annotations and the kept platforms. Every new blob is committed to
     /// `store`; the same input gives the same bytes, so the same digest.
     pub fn rebuild(&self, store: &BlobStore, configs: &Path) -> Result<ResolvedImage> {
-        let tree = layers::tree_layer(store, configs)?;
+        let tree = layers::tree_layer(store, configs, CONFIGS_DIR)?;
         let mut children = Vec::new();
         for p in &self.platforms {
             let mut gone = vec![self.configs_dir.clone(), CONFIGS_DIR.to_string()];

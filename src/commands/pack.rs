@@ -105,6 +105,7 @@ fn request(args: &PackArgs) -> Request {
         release_signatures: args.release_signature.clone(),
         installer: !args.no_installer,
         graph: GraphOptions { url: args.graph_url.clone(), file: args.graph_file.clone() },
+        graph_data: args.graph_data.clone(),
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),

@@ -1,6 +1,7 @@
 //! What a cluster needs to pull a bundle's `docker://` images from the mirror they were
 //! unpacked into: the mirror sets and install-config snippet, the operator catalogs'
-//! resources ([`operators`](crate::openshift::operators)), the release signatures,
+//! resources ([`operators`](crate::openshift::operators)), the UpdateService of a bundle
+//! carrying the graph-data image ([`graphdata`]), the release signatures,
 //! the release tags (`--release-tags`) and a merged pull secret (`--merge-pull-secret`),
 //! written into one results directory. The mirror itself (a registry root, a registry
 //! pushed to) is the caller's, seen through [`Mirror`].
@@ -11,7 +12,7 @@ use crate::bundle::manifest::{Catalog, Image, Release};
 use crate::bundle::names;
 use crate::error::Result;
 use crate::openshift::operators::{self, MirroredCatalog};
-use crate::openshift::{mappings, mirrorsets, object_name, ReleaseTag};
+use crate::openshift::{graphdata, mappings, mirrorsets, object_name, ReleaseTag};
 
 /// A registry a bundle's images were mirrored into.
 pub trait Mirror {
@@ -78,6 +79,17 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
     }
     let mut written = mirrorsets::write_results(&dir, &object_name(request.name), &mappings, &signatures)?;
     written.files.extend(operators::write_catalogs(&dir, &mirrored_catalogs(mirror, request.catalogs, &images)?)?);
+    if let Some(graph) = images.iter().find(|i| i.source == graphdata::GRAPH_IMAGE_SOURCE) {
+        let host = mirror.host();
+        let release = request.releases.iter().find_map(|r| images.iter().find(|i| i.digest == r.digest));
+        let releases = match release {
+            Some(image) => mirror.repository(image)?,
+            None => graphdata::DEFAULT_RELEASE_REPOSITORY.to_string(),
+        };
+        let image = format!("{host}/{}@{}", mirror.repository(graph)?, graph.digest);
+        let name = object_name(request.name);
+        written.files.push(graphdata::write_update_service(&dir, &name, &format!("{host}/{releases}"), &image)?);
+    }
 
     let mut tagged = 0;
     for (release, tags) in request.releases.iter().zip(request.release_tags) {

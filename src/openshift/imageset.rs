@@ -15,6 +15,7 @@
 //!   `shortestPath`), kept as [`Channels`] for `pack` to resolve against the update graph
 //!   ([`crate::openshift::graph`]); each version becomes a release image like `version:`
 //!   (OKD: `quay.io/openshift/okd:VERSION` unless releaseImageBase says otherwise);
+//! - `mirror.platform.graph` ([`ImageSet::graph`]: pack builds the graph-data image);
 //! - `mirror.operators` ([`CatalogFilter`]s, v1alpha2 and v2alpha1 spellings): `catalog`
 //!   (a registry reference, or an OCI layout `oci:DIR[:REF]`, oc-mirror's `oci://DIR`
 //!   read as `oci:DIR`), `packages` (`name`,
@@ -29,7 +30,7 @@
 //!   pack leaves out the images a catalog brings that are blocked);
 //! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
 //!
-//! Refused: `graph: true` (the graph data image); Helm charts (`helm`)
+//! Refused: Helm charts (`helm`)
 //! and `samples`, which airlift does not mirror; and any field it does not know, at any
 //! depth.
 
@@ -75,6 +76,8 @@ pub struct ImageSet {
     pub channels: Channels,
     /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
     pub warnings: Vec<String>,
+    /// `mirror.platform.graph: true`: pack the graph-data image ([`crate::openshift::graphdata`]).
+    pub graph: bool,
 }
 
 /// `mirror.platform.channels` with the platform's architectures and release base.
@@ -224,10 +227,11 @@ impl Reader<'_> {
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
         let mut channels = Channels::default();
+        let mut graph = false;
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
-                "platform" => self.platform(value, &path, &mut releases, &mut channels)?,
+                "platform" => graph = self.platform(value, &path, &mut releases, &mut channels)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
@@ -294,6 +298,7 @@ impl Reader<'_> {
         set.releases = releases.items;
         set.additional = additional.items;
         set.warnings = self.warnings;
+        set.graph = graph;
         Ok(set)
     }
 
@@ -307,7 +312,9 @@ impl Reader<'_> {
         blocked
     }
 
-    fn platform(&self, value: &Value, path: &str, releases: &mut Unique, channels: &mut Channels) -> Result<()> {
+    /// Read `mirror.platform` into `releases` and `channels`; whether it asks for the
+    /// graph-data image.
+    fn platform(&self, value: &Value, path: &str, releases: &mut Unique, channels: &mut Channels) -> Result<bool> {
         let fields = self.fields(value, path)?;
         let arches = match field(&fields, "architectures") {
             None => vec![ARCHITECTURES[0].1],
@@ -326,6 +333,7 @@ impl Reader<'_> {
             }
             Ok(())
         };
+        let mut graph = false;
         for &(key, value) in &fields {
             let path = format!("{path}.{key}");
             match key {
@@ -357,19 +365,13 @@ impl Reader<'_> {
                     channels.base = base.clone();
                 }
                 "graph" => match value {
-                    Value::Bool(false) => {}
-                    Value::Bool(true) => {
-                        return Err(self.error(
-                            &path,
-                            "the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it",
-                        ))
-                    }
+                    Value::Bool(b) => graph = *b,
                     _ => return Err(self.error(&path, "expected true or false")),
                 },
                 _ => return Err(self.unknown(&path, "architectures, releaseImageBase, releases, channels, graph")),
             }
         }
-        Ok(())
+        Ok(graph)
     }
 
     /// One entry of `mirror.operators`: a catalog and its filter.
@@ -851,6 +853,21 @@ mod tests {
     }
 
     #[test]
+    fn graph_true_asks_for_the_graph_data_image() {
+        let set = |graph: &str| {
+            parse(&format!("{HEADER}mirror:\n  platform:\n{graph}    releases: [{{version: 4.16.3}}]\n"), ORIGIN)
+                .unwrap()
+        };
+        assert!(set("    graph: true\n").graph);
+        assert!(!set("    graph: false\n").graph);
+        assert!(!set("").graph);
+        assert_eq!(
+            refused("  platform:\n    graph: yes please\n    releases: [{version: 4.16.3}]\n"),
+            "imageset.yaml: mirror.platform.graph: expected true or false"
+        );
+    }
+
+    #[test]
     fn full_file() {
         let tool = format!("docker://quay.io/ns/tool@{}", digest('a'));
         let text = format!(
@@ -916,6 +933,7 @@ mirror:
                     "imageset.yaml: mirror.additionalImages[2]: docker://registry.redhat.io/ubi9/ubi-minimal:9.4 is blocked by mirror.blockedImages; skipped"
                         .to_string(),
                 ],
+                graph: false,
             }
         );
     }
@@ -1161,10 +1179,6 @@ mirror:
         assert_eq!(
             refused("  samples:\n    - name: ruby\n"),
             "imageset.yaml: mirror.samples: sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages"
-        );
-        assert_eq!(
-            refused("  platform:\n    graph: true\n    releases: [{version: 4.16.3}]\n"),
-            "imageset.yaml: mirror.platform.graph: the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it"
         );
         assert_eq!(
             refusal(&format!("{HEADER}archiveSize: 4\nmirror:\n  additionalImages: [{{name: quay.io/a/b:1}}]\n")),

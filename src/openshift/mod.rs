@@ -15,6 +15,7 @@
 
 pub mod cluster;
 pub mod graph;
+pub mod graphdata;
 pub mod imageset;
 pub mod mirrorsets;
 pub mod operators;

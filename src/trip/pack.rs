@@ -17,6 +17,7 @@ use crate::oci::layout::BlobRef;
 use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
 use crate::oci::names::{ImageRef, TRANSPORT};
 use crate::oci::{self, index_json};
+use crate::openshift::graphdata;
 use crate::openshift::imageset::{self, ImageSet};
 use crate::openshift::release::{self, Payload};
 use crate::progress::{Progress, Silent};
@@ -45,6 +46,8 @@ pub struct Request {
     pub installer: bool,
     /// Where the image set's release channels find their update graph.
     pub graph: GraphOptions,
+    /// The graph-data tarball of `graph: true` (`--graph-data`).
+    pub graph_data: Option<PathBuf>,
     pub registry: RegistryOptions,
 }
 
@@ -125,7 +128,7 @@ impl Plan {
         }
         let (sources, mut release_sources, imageset) = all_sources(request, note)?;
         let channels = resolve_channels(imageset.as_ref(), request, &mut release_sources, note)?;
-        let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty());
+        let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty() || set.graph);
         let registry = if operators || !release_sources.is_empty() || sources.iter().any(|s| s.starts_with(TRANSPORT)) {
             Some(registry_source(&request.registry)?)
         } else {
@@ -145,6 +148,10 @@ impl Plan {
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
+            if imageset.as_ref().is_some_and(|set| set.graph) {
+                let image = graph_image(request, reg.cache(), note)?;
+                resolved.push((graphdata::GRAPH_IMAGE_SOURCE, image, reg.cache().root().to_path_buf()));
+            }
         }
         let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
         let (images, blobs) = images_and_blobs(resolved);
@@ -364,6 +371,24 @@ fn add_catalog_images<'s>(
         resolved.push((source.as_str(), image.clone(), cache.to_path_buf()));
     }
     Ok(())
+}
+
+/// The graph-data image of `graph: true`, built into `cache` from `--graph-data` (else the
+/// tarball fetched from the update service, kept in the cache) with this executable as its
+/// copier (every blob in the cache: nothing to fetch).
+fn graph_image(request: &Request, cache: &store::BlobStore, note: &dyn Fn(Note)) -> Result<ResolvedImage> {
+    let tarball = match &request.graph_data {
+        Some(file) => file.clone(),
+        None => {
+            let url = graphdata::graph_data_url(std::env::var(graphdata::UPDATE_URL_ENV).ok().as_deref());
+            let client = crate::client::http::Client::new(request.registry.client.clone())?;
+            graphdata::fetch(&client, &url, cache.root(), &|w| note(Note::Warning(w)))
+                .during(|| "fetching the graph data for graph: true (or pass --graph-data FILE)")?
+        }
+    };
+    let copier =
+        std::env::current_exe().during(|| "finding the airlift executable to carry as the graph-data copier")?;
+    graphdata::build(cache, &tarball, &copier).during(|| "building the graph-data image")
 }
 
 /// The bundle's images, and an item for every distinct blob they need.

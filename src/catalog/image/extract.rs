@@ -38,7 +38,7 @@ pub const MAX_CONFIG_ENTRIES: u64 = 1_000_000;
 
 /// The bounds an extraction works within.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
+pub(crate) struct Limits {
     pub bytes: u64,
     pub entries: u64,
 }
@@ -89,7 +89,7 @@ struct Extraction<'a> {
 
 /// Write the config directory `configs_dir` (`/configs`) that `layers` (bottom first) make
 /// into `into`; `name` names the image in errors.
-pub(super) fn extract(
+pub(crate) fn extract(
     name: &str,
     layers: &[(Digest, PathBuf)],
     configs_dir: &str,

@@ -1,4 +1,5 @@
-//! The two layers a catalog rebuild appends, written byte-reproducibly: entries sorted by
+//! The layers airlift builds itself (the two a catalog rebuild appends, those of the
+//! graph-data image, [`crate::openshift::graphdata`]), written byte-reproducibly: entries sorted by
 //! path, uid/gid 0 with empty user and group names, directories 0755 and files 0644,
 //! mtime 0, ustar headers; gzip at a fixed level with a fixed header (mtime 0, no file
 //! name, OS byte 255 "unknown"). The tar is hashed as it is written (the diff_id), the gzip
@@ -15,7 +16,6 @@ use std::path::Path;
 use flate2::{Compression, GzBuilder};
 use tar::{EntryType, Header};
 
-use super::CONFIGS_DIR;
 use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, IoContext, Result};
 use crate::store::BlobStore;
@@ -27,7 +27,7 @@ const GZIP_OS: u8 = 255;
 
 /// A layer written into the store.
 #[derive(Debug, Clone)]
-pub(super) struct Built {
+pub(crate) struct Built {
     /// sha256 of the uncompressed tar.
     pub diff_id: Digest,
     /// sha256 and size of the gzip blob.
@@ -59,9 +59,10 @@ pub(super) fn whiteout_layer(store: &BlobStore, paths: &[String]) -> Result<Buil
     })
 }
 
-/// A layer holding the tree at `src` (directories and regular files only) as [`CONFIGS_DIR`].
-pub(super) fn tree_layer(store: &BlobStore, src: &Path) -> Result<Built> {
-    let root = CONFIGS_DIR.trim_start_matches('/');
+/// A layer holding the tree at `src` (directories and regular files only) as `root`, an
+/// image path such as `/configs`.
+pub(crate) fn tree_layer(store: &BlobStore, src: &Path, root: &str) -> Result<Built> {
+    let root = root.trim_start_matches('/');
     let mut entries = Vec::new();
     for entry in walkdir::WalkDir::new(src).follow_links(false) {
         let entry = entry.map_err(|e| usage(format!("{}: {e}", src.display())))?;
@@ -83,13 +84,26 @@ pub(super) fn tree_layer(store: &BlobStore, src: &Path) -> Result<Built> {
                 tar.append_data(&mut header(EntryType::Directory, 0), format!("{name}/"), std::io::empty()).at(path)?;
                 continue;
             }
-            let file = File::open(path).at(path)?;
-            let size = file.metadata().at(path)?.len();
-            let mut h = header(EntryType::Regular, size);
-            tar.append_data(&mut h, name, Exactly { inner: file.take(size), left: size }).at(path)?;
+            append_file(tar, name, path, 0o644)?;
         }
         Ok(())
     })
+}
+
+/// A layer holding only the file at `src` as `name` (a path without a directory, e.g.
+/// `airlift`), with `mode`.
+pub(crate) fn file_layer(store: &BlobStore, src: &Path, name: &str, mode: u32) -> Result<Built> {
+    write_layer(store, |tar, _| append_file(tar, name, src, mode))
+}
+
+/// Append the regular file at `path` as `name` with `mode`.
+fn append_file(tar: &mut LayerTar, name: &str, path: &Path, mode: u32) -> Result<()> {
+    let file = File::open(path).at(path)?;
+    let size = file.metadata().at(path)?.len();
+    let mut h = header(EntryType::Regular, size);
+    h.set_mode(mode);
+    tar.append_data(&mut h, name, Exactly { inner: file.take(size), left: size }).at(path)?;
+    Ok(())
 }
 
 /// A header with every field fixed but the type, size and mode.
