@@ -15,20 +15,20 @@ use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, airlift, make_layout, run_ok, sha256_hex, testdata};
 
-const VERSION: &str = "4.16.3";
+pub(crate) const VERSION: &str = "4.16.3";
 
 /// A release published in `dist`: 11 single-arch components and the multi-arch testdata
 /// image, all in `ocp/art-dev` (as real releases keep them in one repository), and the
 /// release image `ocp/release:VERSION-x86_64`. Components 0-5 and the multi-arch one are
 /// the same in every release (so releases share blobs); the others differ by `seed`.
-struct Release {
-    components: Vec<Component>,
+pub(crate) struct Release {
+    pub(crate) components: Vec<Component>,
     /// `docker://…/ocp/release:VERSION-x86_64`
-    reference: String,
-    digest: String,
+    pub(crate) reference: String,
+    pub(crate) digest: String,
 }
 
-fn publish_release(dist: &Distribution, dir: &Path, version: &str, seed: usize) -> Release {
+pub(crate) fn publish_release(dist: &Distribution, dir: &Path, version: &str, seed: usize) -> Release {
     let src = dir.join(format!("components-{version}"));
     let sizes: Vec<Vec<usize>> =
         (0..11).map(|i| vec![20_000 + i * 1000 + if i >= 6 { seed * 10 } else { 0 }, 3_000]).collect();

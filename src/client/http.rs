@@ -180,6 +180,12 @@ impl Client {
         build: &dyn Fn() -> RequestBuilder,
         retry: Retry,
     ) -> Result<Response> {
+        self.retrying(build, retry).map_err(|text| unreachable(image, what, &text, self.shared.options.tls_verify))
+    }
+
+    /// Send the request built by `build`, trying again as `retry` allows; a request that
+    /// got no response ends with the text of its error.
+    fn retrying(&self, build: &dyn Fn() -> RequestBuilder, retry: Retry) -> std::result::Result<Response, String> {
         let counters = &self.shared.counters;
         let mut tries = self.policy().tries().counting(&counters.retries);
         loop {
@@ -202,10 +208,26 @@ impl Client {
                     if retry != Retry::Never && !refused_first && transient(&e, &text) && tries.again(None) {
                         continue;
                     }
-                    return Err(unreachable(image, what, &text, self.shared.options.tls_verify));
+                    return Err(text);
                 }
             }
         }
+    }
+
+    /// `GET url` outside any registry (a release signature store), with retries: the
+    /// body, at most `limit` bytes, or `None` on `404`. Errors name `what` and the URL.
+    pub fn get_url(&self, url: &str, what: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let resp = self
+            .retrying(&|| self.http.get(url), Retry::Always)
+            .map_err(|text| usage(format!("{what}: cannot reach {url}: {text}")))?;
+        let status = resp.status();
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(usage(format!("{what}: {url} answered {status}")));
+        }
+        read_body(resp, limit).map(Some).map_err(|e| usage(format!("{what}: reading {url}: {e}")))
     }
 
     /// The registry's endpoint, contacting it (`GET /v2/`) the first time.

@@ -101,6 +101,8 @@ fn request(args: &PackArgs) -> Request {
         config: args.config.clone(),
         include: args.include.clone(),
         release_signatures: args.release_signature.clone(),
+        release_signature_url: args.release_signature_url.clone(),
+        release_keys: args.release_key.clone(),
         installer: !args.no_installer,
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
