@@ -12,7 +12,7 @@ use std::process::Command;
 use base64::Engine;
 use serde_json::Value;
 
-use crate::common::cluster::{pack, pack_command, unpack_root, yaml};
+use crate::common::cluster::{pack_command, unpack_root, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::{self, airlift, run_ok};
 use crate::openshift::{publish_release, VERSION};
@@ -120,7 +120,10 @@ fn release_signatures_are_fetched_by_digest_verified_and_carried() {
     let bundle = tmp.path().join("bundle");
     let mut args = vec!["--release".to_string(), rel.reference.clone()];
     args.extend(flags(&[&key, &other_key]));
-    pack(&dist, tmp.path(), &bundle, "ocp", &args);
+    let o = pack_command(&dist, tmp.path(), &bundle, "ocp", &args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("signature-2 verified with {}", other_key.display())), "{stderr}");
     let manifest: Value = serde_json::from_slice(&std::fs::read(bundle.join("ocp.manifest.json")).unwrap()).unwrap();
     let carried = manifest["releases"][0]["signatures"].as_array().unwrap();
     assert_eq!(carried.len(), 2, "{manifest}");
@@ -157,8 +160,8 @@ fn release_signatures_are_fetched_by_digest_verified_and_carried() {
     let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
     assert!(err.contains("signature-2"), "{err}");
 
-    // No signature in the store: refused with a key (exit 2), carried nothing with a
-    // warning-free pack without one; fetched but unverified signatures warn.
+    // No signature in the store: refused with a key (exit 2); without a key, fetched
+    // signatures travel with a warning that they are unverified.
     std::fs::remove_dir_all(&sig_dir).unwrap();
     let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 2);
     assert!(err.contains(&rel.reference) && err.contains("no signature"), "{err}");

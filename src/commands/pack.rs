@@ -35,6 +35,12 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
         Note::CatalogImage(source, digest, size) => out
             .info(format!("operator catalog {source}: {digest}, {} to fetch (if not cached) and filter", human(size))),
+        Note::ReleaseSignature(release, url, Some(key)) => {
+            out.info(format!("release {release}: signature {url} verified with {}", key.display()))
+        }
+        Note::ReleaseSignature(release, url, None) => {
+            out.warn(format!("release {release}: signature {url} travels unverified (no --release-key)"))
+        }
         Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
         Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
     };

@@ -40,7 +40,9 @@ impl ReleaseKeys {
         let mut keys = Vec::new();
         for path in paths {
             let bytes = std::fs::read(path).at(path)?;
-            let bad = |e: pgp::errors::Error| usage(format!("--release-key {}: not an OpenPGP public key: {e}", path.display()));
+            let bad = |e: pgp::errors::Error| {
+                usage(format!("--release-key {}: not an OpenPGP public key: {e}", path.display()))
+            };
             let read: Vec<SignedPublicKey> = if is_armored(&bytes) {
                 SignedPublicKey::from_armor_many(bytes.as_slice()).map_err(bad)?.0.collect::<pgp::errors::Result<_>>()
             } else {
@@ -104,22 +106,15 @@ pub fn check<'k>(
     what: &str,
 ) -> Result<Option<&'k Path>> {
     let bad = |why: String| integrity(format!("release {release}: signature {what}: {why}"));
-    let message = if is_armored(bytes) {
-        Message::from_armor_single(bytes).map(|(m, _)| m)
-    } else {
-        Message::from_bytes(bytes)
-    }
-    .map_err(|e| bad(format!("not an OpenPGP message: {e}")))?;
+    let message =
+        if is_armored(bytes) { Message::from_armor_single(bytes).map(|(m, _)| m) } else { Message::from_bytes(bytes) }
+            .map_err(|e| bad(format!("not an OpenPGP message: {}", untrusted(&e.to_string()))))?;
     let signer = if keys.is_empty() {
         None
     } else {
         Some(keys.signer(&message).ok_or_else(|| bad("does not verify with any --release-key".into()))?)
     };
-    let content = message
-        .get_content()
-        .ok()
-        .flatten()
-        .ok_or_else(|| bad("holds no signed literal data".into()))?;
+    let content = message.get_content().ok().flatten().ok_or_else(|| bad("holds no signed literal data".into()))?;
     let signed = signed_digest(&content).map_err(bad)?;
     if signed != format!("sha256:{}", digest.hex()) {
         return Err(bad(format!("signs {}, not the release's sha256:{}", untrusted(&signed), digest.hex())));
@@ -129,8 +124,8 @@ pub fn check<'k>(
 
 /// The `docker-manifest-digest` an atomic container signature claims.
 fn signed_digest(content: &[u8]) -> std::result::Result<String, String> {
-    let doc: serde_json::Value =
-        serde_json::from_slice(content).map_err(|e| format!("its content is not an atomic container signature: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_slice(content)
+        .map_err(|e| format!("its content is not an atomic container signature: {e}"))?;
     let critical = &doc["critical"];
     if critical["type"] != SIGNATURE_TYPE {
         return Err(format!("its critical.type is not \"{SIGNATURE_TYPE}\""));
@@ -166,8 +161,9 @@ mod tests {
             digest().hex()
         );
         assert_eq!(signed_digest(doc.as_bytes()).unwrap(), format!("sha256:{}", digest().hex()));
-        assert!(signed_digest(br#"{"critical":{"type":"other","image":{"docker-manifest-digest":"sha256:00"}}}"#)
-            .is_err());
+        assert!(
+            signed_digest(br#"{"critical":{"type":"other","image":{"docker-manifest-digest":"sha256:00"}}}"#).is_err()
+        );
         assert!(signed_digest(br#"{"critical":{"type":"atomic container signature"}}"#).is_err());
         assert!(signed_digest(b"not json").is_err());
     }

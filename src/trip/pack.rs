@@ -84,6 +84,9 @@ pub enum Note<'a> {
     /// An operator catalog was pinned: (source, digest, the bytes of its blobs), fetched
     /// and read next.
     CatalogImage(&'a str, &'a Digest, u64),
+    /// A release signature was checked: (release, its URL or file, the key file that
+    /// verified it; `None`: no `--release-key`, unverified).
+    ReleaseSignature(&'a str, &'a str, Option<&'a Path>),
     /// What filtering a catalog (its source) found or did.
     Catalog(&'a str, &'a crate::catalog::select::Note),
 }
@@ -505,7 +508,9 @@ fn release_signatures(request: &Request, releases: &mut [Release], note: &dyn Fn
         let release = signed_release(path, releases)?;
         if !keys.is_empty() {
             let bytes = std::fs::read(path).at(path)?;
-            signatures::check(&keys, &bytes, &release.digest, &release.source, &path.display().to_string())?;
+            let shown = path.display().to_string();
+            let key = signatures::check(&keys, &bytes, &release.digest, &release.source, &shown)?;
+            note(Note::ReleaseSignature(&release.source, &shown, key));
         }
         let item = file_item(path, &signature_name(release), "--release-signature")?;
         release.signatures.push(item.path.clone());
@@ -521,12 +526,13 @@ fn release_signatures(request: &Request, releases: &mut [Release], note: &dyn Fn
         let fetched = signatures::fetch(&client, store, &release.source, &release.digest)?;
         if fetched.is_empty() && !keys.is_empty() {
             let url = signatures::signature_url(store, &release.digest, 1);
-            return Err(usage(format!("release {}: no signature in the store ({url} is not there)", release.source)).into());
+            return Err(
+                usage(format!("release {}: no signature in the store ({url} is not there)", release.source)).into()
+            );
         }
         for (url, bytes) in fetched {
-            if signatures::check(&keys, &bytes, &release.digest, &release.source, &url)?.is_none() {
-                note(Note::Warning(&format!("release {}: signature {url} travels unverified (no --release-key)", release.source)));
-            }
+            let key = signatures::check(&keys, &bytes, &release.digest, &release.source, &url)?;
+            note(Note::ReleaseSignature(&release.source, &url, key));
             let digest = Digest::of(&bytes);
             let name = signature_name(release);
             release.signatures.push(format!("{}{name}", names::FILES_PREFIX));
