@@ -20,7 +20,8 @@ use crate::text::untrusted;
 /// Where Red Hat publishes the signatures of OpenShift releases.
 pub const DEFAULT_STORE: &str = "https://mirror.openshift.com/pub/openshift-v4/signatures/openshift/release";
 
-/// The most signatures read for one release (the cluster-version operator stops there too).
+/// The most signatures read for one release: a bound against a store that never answers
+/// 404 (oc-mirror reads signature-1 only; Red Hat publishes one or two).
 pub const MAX_SIGNATURES: usize = 16;
 
 /// The largest signature accepted from a store (real ones are under 1 KiB).
