@@ -48,14 +48,19 @@ fn serve_store(dir: &Path) -> String {
     base
 }
 
-/// A GnuPG home with a fresh signing key for `uid`; its armored public key at `DIR/UID.asc`.
-fn gpg_key(dir: &Path, uid: &str) -> (PathBuf, PathBuf) {
+/// A GnuPG home with a fresh signing key for `uid`; its public key at `DIR/UID.asc`,
+/// armored or binary.
+fn gpg_key(dir: &Path, uid: &str, armor: bool) -> (PathBuf, PathBuf) {
     let home = dir.join(format!("gnupg-{uid}"));
     std::fs::create_dir_all(&home).unwrap();
     std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     run_ok(gpg(&home).args(["--passphrase", "", "--quick-gen-key", uid, "default", "default", "never"]));
     let public = dir.join(format!("{uid}.asc"));
-    run_ok(gpg(&home).arg("--armor").arg("--output").arg(&public).args(["--export", uid]));
+    let mut export = gpg(&home);
+    if armor {
+        export.arg("--armor");
+    }
+    run_ok(export.arg("--output").arg(&public).args(["--export", uid]));
     (home, public)
 }
 
@@ -102,8 +107,8 @@ fn release_signatures_are_fetched_by_digest_verified_and_carried() {
     let Some(dist) = Distribution::start() else { return };
     let rel = publish_release(&dist, tmp.path(), VERSION, 1);
     let hex = rel.digest.trim_start_matches("sha256:");
-    let (home, key) = gpg_key(tmp.path(), "release@example.com");
-    let (other_home, other_key) = gpg_key(tmp.path(), "other@example.com");
+    let (home, key) = gpg_key(tmp.path(), "release@example.com", true);
+    let (other_home, other_key) = gpg_key(tmp.path(), "other@example.com", false);
     let store = tmp.path().join("store");
     let base = serve_store(&store);
     let sig_dir = store.join(format!("sha256={hex}"));
@@ -159,6 +164,11 @@ fn release_signatures_are_fetched_by_digest_verified_and_carried() {
     std::fs::write(sig_dir.join("signature-2"), tampered).unwrap();
     let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
     assert!(err.contains("signature-2"), "{err}");
+    // The same file given with --release-signature is checked too.
+    let file = sig_dir.join("signature-2").display().to_string();
+    let given = ["--release-signature".to_string(), file.clone(), "--release-key".into(), key.display().to_string()];
+    let err = pack_fails(&dist, tmp.path(), &rel.reference, &given, 1);
+    assert!(err.contains(&file) && err.contains("--release-key"), "{err}");
 
     // No signature in the store: refused with a key (exit 2); without a key, fetched
     // signatures travel with a warning that they are unverified.
