@@ -88,11 +88,12 @@ fn sign(home: &Path, uid: &str, digest: &str, out: &Path, extra: &[&str]) {
     std::fs::remove_file(json).unwrap();
 }
 
-/// Pack the release with `args`, expecting exit `code`; its stderr.
-fn pack_fails(dist: &Distribution, dir: &Path, release: &str, args: &[String], code: i32) -> String {
-    let mut all = vec!["--release".to_string(), release.to_string()];
+/// Pack the release with `args` into `DIR/out` (replacing what is there), expecting exit
+/// `code`; its stderr.
+fn pack_exits(dist: &Distribution, dir: &Path, release: &str, args: &[String], code: i32) -> String {
+    let mut all = vec!["--force".to_string(), "--release".to_string(), release.to_string()];
     all.extend_from_slice(args);
-    let o = pack_command(dist, dir, &dir.join("refused"), "refused", &all).output().unwrap();
+    let o = pack_command(dist, dir, &dir.join("out"), "out", &all).output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(o.status.code(), Some(code), "{stderr}");
     stderr
@@ -146,13 +147,13 @@ fn release_signatures_are_fetched_by_digest_verified_and_carried() {
     }
 
     // A signature no given key made: exit 1 naming the release and the signature.
-    let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
     assert!(err.contains(&rel.reference) && err.contains("signature-2") && err.contains("--release-key"), "{err}");
 
     // A signature by the right key for another digest: exit 1.
     let other = format!("sha256:{}", "ab".repeat(32));
     sign(&home, "release@example.com", &other, &sig_dir.join("signature-2"), &[]);
-    let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
     assert!(err.contains("signature-2") && err.contains(&other), "{err}");
 
     // A tampered signature (the signed digest edited in an uncompressed message): exit 1.
@@ -162,28 +163,22 @@ fn release_signatures_are_fetched_by_digest_verified_and_carried() {
     let mut tampered = bytes.clone();
     tampered[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
     std::fs::write(sig_dir.join("signature-2"), tampered).unwrap();
-    let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 1);
     assert!(err.contains("signature-2"), "{err}");
     // The same file given with --release-signature is checked too.
     let file = sig_dir.join("signature-2").display().to_string();
     let given = ["--release-signature".to_string(), file.clone(), "--release-key".into(), key.display().to_string()];
-    let err = pack_fails(&dist, tmp.path(), &rel.reference, &given, 1);
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &given, 1);
     assert!(err.contains(&file) && err.contains("--release-key"), "{err}");
 
-    // No signature in the store: refused with a key (exit 2); without a key, fetched
-    // signatures travel with a warning that they are unverified.
+    // No signature in the store: refused with a key (exit 2), a warning without one;
+    // without a key, fetched signatures travel with a warning that they are unverified.
     std::fs::remove_dir_all(&sig_dir).unwrap();
-    let err = pack_fails(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 2);
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &flags(&[&key]), 2);
     assert!(err.contains(&rel.reference) && err.contains("no signature"), "{err}");
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &flags(&[]), 0);
+    assert!(err.contains("travels unsigned"), "{err}");
     sign(&home, "release@example.com", &rel.digest, &sig_dir.join("signature-1"), &[]);
-    let o = pack_command(&dist, tmp.path(), &tmp.path().join("unverified"), "ocp", &{
-        let mut a = vec!["--release".to_string(), rel.reference.clone()];
-        a.extend(flags(&[]));
-        a
-    })
-    .output()
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{stderr}");
-    assert!(stderr.contains("unverified"), "{stderr}");
+    let err = pack_exits(&dist, tmp.path(), &rel.reference, &flags(&[]), 0);
+    assert!(err.contains("signature-1 travels unverified"), "{err}");
 }

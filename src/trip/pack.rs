@@ -498,9 +498,9 @@ const SIGNATURE_PREFIX: &str = "release-signature-";
 
 /// The release signature items: `--release-signature` files, then, when fetching is on
 /// (`--release-signature-url` or `--release-key`), what the store holds for each release
-/// that got no file. With keys every signature (files too) must verify and name its release's digest,
-/// and a release without one is refused; without keys fetched ones must
-/// still name the digest, and travel with a warning.
+/// that got no file. With keys every signature (files too) must verify and name its
+/// release's digest, and a release without one is refused; without keys fetched ones must
+/// still name the digest and travel with a warning, and a release without one warns.
 fn release_signatures(request: &Request, releases: &mut [Release], note: &dyn Fn(Note)) -> Result<Vec<Item>> {
     let keys = ReleaseKeys::load(&request.release_keys)?;
     let mut items = Vec::new();
@@ -524,11 +524,13 @@ fn release_signatures(request: &Request, releases: &mut [Release], note: &dyn Fn
     let client = crate::client::Client::new(request.registry.client.clone())?;
     for release in releases.iter_mut().filter(|r| r.signatures.is_empty()) {
         let fetched = signatures::fetch(&client, store, &release.source, &release.digest)?;
-        if fetched.is_empty() && !keys.is_empty() {
+        if fetched.is_empty() {
             let url = signatures::signature_url(store, &release.digest, 1);
-            return Err(
-                usage(format!("release {}: no signature in the store ({url} is not there)", release.source)).into()
-            );
+            let missing = format!("release {}: no signature in the store ({url} is not there)", release.source);
+            if !keys.is_empty() {
+                return Err(usage(missing).into());
+            }
+            note(Note::Warning(&format!("{missing}; it travels unsigned")));
         }
         for (url, bytes) in fetched {
             let key = signatures::check(&keys, &bytes, &release.digest, &release.source, &url)?;
