@@ -184,6 +184,18 @@ pub struct PackArgs {
     /// graph-data image mirrored as openshift/graph-image
     #[arg(long, value_name = "FILE")]
     pub graph_data: Option<PathBuf>,
+    /// Fetch the signatures of every packed release from this signature store, laid out as
+    /// mirror.openshift.com's: URL/sha256=HEX/signature-N, N from 1 until a 404. Fetching is
+    /// on when this or --release-key is given (then from
+    /// https://mirror.openshift.com/pub/openshift-v4/signatures/openshift/release); a release
+    /// given --release-signature files is not fetched
+    #[arg(long, value_name = "URL")]
+    pub release_signature_url: Option<String>,
+    /// OpenPGP public key (armored or binary, repeatable) release signatures must verify
+    /// with; pack refuses a release with a bad signature or none. Without it, fetched
+    /// signatures travel unverified, with a warning
+    #[arg(long, value_name = "FILE")]
+    pub release_key: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

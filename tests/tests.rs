@@ -23,6 +23,7 @@ mod policy;
 mod push;
 mod registry;
 mod registry_unpack;
+mod release_signatures;
 mod resume;
 mod tamper;
 mod trust;

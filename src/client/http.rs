@@ -180,6 +180,12 @@ impl Client {
         build: &dyn Fn() -> RequestBuilder,
         retry: Retry,
     ) -> Result<Response> {
+        self.retrying(build, retry).map_err(|text| unreachable(image, what, &text, self.shared.options.tls_verify))
+    }
+
+    /// Send the request built by `build`, trying again as `retry` allows; a request that
+    /// got no response ends with the text of its error.
+    fn retrying(&self, build: &dyn Fn() -> RequestBuilder, retry: Retry) -> std::result::Result<Response, String> {
         let counters = &self.shared.counters;
         let mut tries = self.policy().tries().counting(&counters.retries);
         loop {
@@ -202,44 +208,34 @@ impl Client {
                     if retry != Retry::Never && !refused_first && transient(&e, &text) && tries.again(None) {
                         continue;
                     }
-                    return Err(unreachable(image, what, &text, self.shared.options.tls_verify));
+                    return Err(text);
                 }
             }
         }
     }
 
-    /// GET a document that is not in a registry (an update service's graph): `url` with
-    /// `accept`, through the same TLS settings and retries; its body, at most `limit`
-    /// bytes. `what` names the document in every error, and so does the URL.
-    pub fn get_document(&self, url: &str, accept: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
-        let counters = &self.shared.counters;
-        let mut tries = self.policy().tries().counting(&counters.retries);
-        let resp = loop {
-            counters.requests.fetch_add(1, Ordering::Relaxed);
-            match self.http.get(url).header(ACCEPT, accept).send() {
-                Ok(resp) if RetryPolicy::retryable(resp.status().as_u16()) => {
-                    let after =
-                        resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
-                    if !tries.again(after) {
-                        break resp;
-                    }
-                }
-                Ok(resp) => break resp,
-                Err(e) => {
-                    // A refused connection is a service that is not there: no use waiting.
-                    let text = error_chain(&e);
-                    let refused = text.to_ascii_lowercase().contains("refused");
-                    if refused || !(transient(&e, &text) && tries.again(None)) {
-                        return Err(usage(format!("{url}: cannot fetch {what}: {text}")));
-                    }
-                }
-            }
-        };
+    /// `GET url` outside any registry (an update service's graph or graph-data, a release
+    /// signature store) with `accept`, through the same TLS settings and retries (a refused
+    /// connection is not retried: nothing listens there): the body, at most `limit` bytes,
+    /// or `None` on `404`. Errors name `what` and the URL.
+    pub fn get_url(&self, url: &str, accept: &str, what: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let resp = self
+            .retrying(&|| self.http.get(url).header(ACCEPT, accept), Retry::NotRefused)
+            .map_err(|text| usage(format!("{url}: cannot fetch {what}: {text}")))?;
         let status = resp.status();
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
         if !status.is_success() {
             return Err(usage(format!("{url}: {what}: the server answered {status}")));
         }
-        read_body(resp, limit).map_err(|e| usage(format!("{url}: {what}: {e}")))
+        read_body(resp, limit).map(Some).map_err(|e| usage(format!("{url}: {what}: {e}")))
+    }
+
+    /// [`get_url`](Client::get_url) of a document that must be there: a `404` is an error.
+    pub fn get_document(&self, url: &str, accept: &str, limit: u64, what: &str) -> Result<Vec<u8>> {
+        self.get_url(url, accept, what, limit)?
+            .ok_or_else(|| usage(format!("{url}: {what}: the server answered 404 Not Found")))
     }
 
     /// The registry's endpoint, contacting it (`GET /v2/`) the first time.

@@ -36,6 +36,12 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
         Note::CatalogImage(source, digest, size) => out
             .info(format!("operator catalog {source}: {digest}, {} to fetch (if not cached) and filter", human(size))),
+        Note::ReleaseSignature(release, url, Some(key)) => {
+            out.info(format!("release {release}: signature {url} verified with {}", key.display()))
+        }
+        Note::ReleaseSignature(release, url, None) => {
+            out.warn(format!("release {release}: signature {url} travels unverified (no --release-key)"))
+        }
         Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
         Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
         Note::Channel(c) => super::list::channel_lines(c, &|s| s.to_string()).into_iter().for_each(|l| out.info(l)),
@@ -103,6 +109,8 @@ fn request(args: &PackArgs) -> Request {
         config: args.config.clone(),
         include: args.include.clone(),
         release_signatures: args.release_signature.clone(),
+        release_signature_url: args.release_signature_url.clone(),
+        release_keys: args.release_key.clone(),
         installer: !args.no_installer,
         graph: GraphOptions { url: args.graph_url.clone(), file: args.graph_file.clone() },
         graph_data: args.graph_data.clone(),

@@ -8,6 +8,8 @@
 //!   the install-config snippet, the release signature ConfigMap, pull-secret merging
 //! - [`operators`]: CatalogSource, ClusterCatalog and the OperatorHub patch for the
 //!   catalogs of a bundle
+//! - [`signatures`]: release GPG signatures fetched from a signature store and checked
+//!   with OpenPGP keys
 //! - [`cluster`]: the results directory `unpack` writes for a mirror ([`cluster::Mirror`])
 //!
 //! Where an image is mirrored is the caller's mapping (a repository per image), so this
@@ -20,6 +22,7 @@ pub mod imageset;
 pub mod mirrorsets;
 pub mod operators;
 pub mod release;
+pub mod signatures;
 
 use crate::bundle::manifest::{Image, Release};
 use crate::error::Result;

@@ -20,6 +20,7 @@ use crate::oci::{self, index_json};
 use crate::openshift::graphdata;
 use crate::openshift::imageset::{self, ImageSet};
 use crate::openshift::release::{self, Payload};
+use crate::openshift::signatures::{self, ReleaseKeys};
 use crate::progress::{Progress, Silent};
 use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
@@ -42,6 +43,10 @@ pub struct Request {
     pub include: Vec<PathBuf>,
     /// Release signature files (`--release-signature`).
     pub release_signatures: Vec<PathBuf>,
+    /// The signature store to fetch release signatures from (`--release-signature-url`).
+    pub release_signature_url: Option<String>,
+    /// OpenPGP keys release signatures must verify with (`--release-key`).
+    pub release_keys: Vec<PathBuf>,
     /// Carry this airlift binary as the registry installer.
     pub installer: bool,
     /// Where the image set's release channels find their update graph.
@@ -85,6 +90,9 @@ pub enum Note<'a> {
     /// An operator catalog was pinned: (source, digest, the bytes of its blobs), fetched
     /// and read next.
     CatalogImage(&'a str, &'a Digest, u64),
+    /// A release signature was checked: (release, its URL or file, the key file that
+    /// verified it; `None`: no `--release-key`, unverified).
+    ReleaseSignature(&'a str, &'a str, Option<&'a Path>),
     /// What filtering a catalog (its source) found or did.
     Catalog(&'a str, &'a crate::catalog::select::Note),
     /// A release channel was resolved against the update graph.
@@ -158,13 +166,7 @@ impl Plan {
 
         let mut items = front_items(request)?;
         let mut releases = releases(&release_sources, payloads, &images)?;
-        for path in &request.release_signatures {
-            let release = signed_release(path, &mut releases)?;
-            let name = format!("{SIGNATURE_PREFIX}{}-{}", &release.digest.hex()[..16], release.signatures.len() + 1);
-            let item = file_item(path, &name, "--release-signature")?;
-            release.signatures.push(item.path.clone());
-            items.push(item);
-        }
+        items.extend(release_signatures(request, &mut releases, note)?);
         items.extend(layout_items(&images));
         items.extend(blobs);
 
@@ -552,6 +554,67 @@ fn write_bundle(
 /// Included files and release signatures are stored as `files/NAME`; signatures get
 /// generated names with this prefix.
 const SIGNATURE_PREFIX: &str = "release-signature-";
+
+/// The release signature items: `--release-signature` files, then, when fetching is on
+/// (`--release-signature-url` or `--release-key`), what the store holds for each release
+/// that got no file. With keys every signature (files too) must verify and name its
+/// release's digest, and a release without one is refused; without keys fetched ones must
+/// still name the digest and travel with a warning, and a release without one warns.
+fn release_signatures(request: &Request, releases: &mut [Release], note: &dyn Fn(Note)) -> Result<Vec<Item>> {
+    let keys = ReleaseKeys::load(&request.release_keys)?;
+    let mut items = Vec::new();
+    for path in &request.release_signatures {
+        let release = signed_release(path, releases)?;
+        if !keys.is_empty() {
+            let bytes = std::fs::read(path).at(path)?;
+            let shown = path.display().to_string();
+            let key = signatures::check(&keys, &bytes, &release.digest, &release.source, &shown)?;
+            note(Note::ReleaseSignature(&release.source, &shown, key));
+        }
+        let item = file_item(path, &signature_name(release), "--release-signature")?;
+        release.signatures.push(item.path.clone());
+        items.push(item);
+    }
+    let store = match (&request.release_signature_url, keys.is_empty()) {
+        (Some(url), _) => url.as_str(),
+        (None, false) => signatures::DEFAULT_STORE,
+        (None, true) => return Ok(items),
+    };
+    let client = crate::client::Client::new(request.registry.client.clone())?;
+    for release in releases.iter_mut().filter(|r| r.signatures.is_empty()) {
+        let fetched = signatures::fetch(&client, store, &release.source, &release.digest)?;
+        if fetched.is_empty() {
+            let url = signatures::signature_url(store, &release.digest, 1);
+            let missing = format!("release {}: no signature in the store ({url} is not there)", release.source);
+            if !keys.is_empty() {
+                return Err(usage(missing).into());
+            }
+            note(Note::Warning(&format!("{missing}; it travels unsigned")));
+        }
+        for (url, bytes) in fetched {
+            let key = signatures::check(&keys, &bytes, &release.digest, &release.source, &url)?;
+            note(Note::ReleaseSignature(&release.source, &url, key));
+            let digest = Digest::of(&bytes);
+            let name = signature_name(release);
+            release.signatures.push(format!("{}{name}", names::FILES_PREFIX));
+            items.push(Item {
+                path: format!("{}{name}", names::FILES_PREFIX),
+                kind: EntryKind::File,
+                mode: 0o644,
+                size: bytes.len() as u64,
+                digest,
+                content: Content::Bytes(bytes),
+                compress: Compress::IfItPays,
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// The bundle name of a release's next signature.
+fn signature_name(release: &Release) -> String {
+    format!("{SIGNATURE_PREFIX}{}-{}", &release.digest.hex()[..16], release.signatures.len() + 1)
+}
 
 /// An included file (`files/NAME`).
 fn file_item(path: &Path, name: &str, option: &str) -> crate::error::Result<Item> {
