@@ -22,21 +22,26 @@
 //!   `OS/ARCH`); v1alpha2's deprecated `targetName` is read as the `targetCatalog` it
 //!   stands for, with a warning. A range on a package and on one of its channels, a range
 //!   with `full: true`, or `minVersion` with `minBundle`, are refused, as oc-mirror does;
-//! - `mirror.additionalImages` and `mirror.blockedImages` (a blocked entry without a tag or
-//!   digest blocks the whole repository; a blocked catalog is skipped with a warning, and
-//!   pack leaves out the images a catalog brings that are blocked);
-//! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
+//! - `mirror.additionalImages` and `mirror.blockedImages`: each blocked `name` is a regular
+//!   expression searched (unanchored, as oc-mirror v2 does) in every image's reference,
+//!   with its registry, tag and digest; a plain repository name therefore blocks every tag
+//!   of it. A blocked catalog or additional image is skipped with a warning, pack leaves
+//!   out the images a catalog brings that are blocked, and a blocked release component
+//!   refuses the release;
+//! - `storageConfig` (oc-mirror's own state), `archiveSize` (airlift's volumes are sized by
+//!   `pack --volume-size`) and `mirror.samples` (images to list under additionalImages),
+//!   accepted and ignored with a warning saying so.
 //!
 //! Refused: anything that needs the OpenShift update graph (Cincinnati) to resolve — version
 //! ranges, a channel's latest release, `full`, `shortestPath`, `graph: true` — because
-//! airlift packs exactly the images named and never queries the graph; Helm charts (`helm`)
-//! and `samples`, which airlift does not mirror; and any field it does not know, at any
-//! depth.
+//! airlift packs exactly the images named and never queries the graph; Helm charts (`helm`),
+//! which airlift does not mirror; and any field it does not know, at any depth.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 
+use regex::Regex;
 use serde_yaml_ng::Value;
 
 use crate::catalog::{CatalogFilter, ChannelFilter, PackageFilter, Range};
@@ -65,26 +70,52 @@ pub struct ImageSet {
     /// Additional image references (`docker://…`), blocked ones already removed, file order,
     /// no duplicates.
     pub additional: Vec<String>,
-    /// The blockedImages entries as written (for reporting and for checking release
-    /// components and what catalogs bring).
-    pub blocked: Vec<String>,
+    /// The blockedImages entries (for checking release components and what catalogs bring).
+    pub blocked: Vec<Blocked>,
     /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
     pub operators: Vec<CatalogFilter>,
     /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
     pub warnings: Vec<String>,
 }
 
+/// One `blockedImages` entry: a regular expression, searched anywhere in a reference
+/// (oc-mirror v2 calls Go's `regexp.MatchString`, which is unanchored).
+#[derive(Debug, Clone)]
+pub struct Blocked(Regex);
+
+impl Blocked {
+    /// Compile an entry as written; a leading `docker://` is dropped (references are
+    /// matched without their transport).
+    pub fn new(written: &str) -> std::result::Result<Blocked, regex::Error> {
+        Regex::new(written.strip_prefix(TRANSPORT).unwrap_or(written)).map(Blocked)
+    }
+}
+
+impl PartialEq for Blocked {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Blocked {}
+
 impl ImageSet {
-    /// Whether `reference` (with or without `docker://`) is blocked: its repository equals
-    /// a blocked entry's, and so do the tag and digest the entry names, if any. A reference
-    /// without a tag or digest means `:latest`.
+    /// Whether `reference` (with or without `docker://`) is blocked: a blocked pattern
+    /// matches it, without the transport, as written or in full form
+    /// (`docker.io/library/nginx:latest` for `nginx`); one naming both a tag and a digest
+    /// also as `REPO:TAG` and as `REPO@DIGEST`, so an entry written either way finds it.
+    /// Other transports (`oci:`) and unparsable text never are.
     pub fn is_blocked(&self, reference: &str) -> bool {
-        match ImageRef::parse_name(reference.strip_prefix(TRANSPORT).unwrap_or(reference)) {
-            Ok(image) => {
-                self.blocked.iter().filter_map(|e| ImageRef::parse_written(e).ok()).any(|e| blocks(&e, &image))
-            }
-            Err(_) => false,
+        let written = reference.strip_prefix(TRANSPORT).unwrap_or(reference);
+        let Ok(image) = ImageRef::parse_name(written) else { return false };
+        let repository = format!("{}/{}", image.registry, image.repository);
+        let mut forms = vec![written.to_string()];
+        forms.extend(image.tag.as_ref().map(|t| format!("{repository}:{t}")));
+        forms.extend(image.digest.as_ref().map(|d| format!("{repository}@{d}")));
+        if let (Some(t), Some(d)) = (&image.tag, &image.digest) {
+            forms.push(format!("{repository}:{t}@{d}"));
         }
+        self.blocked.iter().any(|b| forms.iter().any(|f| b.0.is_match(f)))
     }
 }
 
@@ -169,13 +200,11 @@ impl Reader<'_> {
                     self.origin
                 )),
                 "mirror" => mirror = Some(value),
-                "archiveSize" => {
-                    return Err(self.error(
-                        key,
-                        "oc-mirror's archive size is not used by airlift; remove it and pass `airlift pack --volume-size`",
-                    ))
-                }
-                _ => return Err(self.unknown(key, "kind, apiVersion, storageConfig, mirror")),
+                "archiveSize" => self.warnings.push(format!(
+                    "{}: archiveSize: ignored: airlift splits a bundle into volumes of `airlift pack --volume-size` instead",
+                    self.origin
+                )),
+                _ => return Err(self.unknown(key, "kind, apiVersion, storageConfig, archiveSize, mirror")),
             }
         }
         match mirror {
@@ -206,8 +235,10 @@ impl Reader<'_> {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
                         let name = self.image_name(item, &path)?;
-                        self.docker_ref(name, &format!("{path}.name"))?;
-                        blocked.push(name.to_string());
+                        let pattern = Blocked::new(name).map_err(|e| {
+                            self.error(&format!("{path}.name"), format!("'{name}' is not a valid regular expression: {e}"))
+                        })?;
+                        blocked.push(pattern);
                     }
                 }
                 "operators" => {
@@ -221,13 +252,11 @@ impl Reader<'_> {
                         "Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)",
                     ))
                 }
-                "samples" => {
-                    return Err(self.error(
-                        &path,
-                        "sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages",
-                    ))
-                }
-                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages")),
+                "samples" => self.warnings.push(format!(
+                    "{}: {path}: ignored: airlift does not mirror the samples operator's images; list those wanted under mirror.additionalImages",
+                    self.origin
+                )),
+                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples")),
             }
         }
         let mut set = ImageSet { blocked, ..ImageSet::default() };
@@ -782,14 +811,6 @@ impl Unique {
     }
 }
 
-/// Whether a blocked `entry` (tag as written) covers `image`.
-fn blocks(entry: &ImageRef, image: &ImageRef) -> bool {
-    entry.registry == image.registry
-        && entry.repository == image.repository
-        && entry.tag.as_ref().map_or(true, |t| image.tag.as_ref() == Some(t))
-        && entry.digest.as_ref().map_or(true, |d| image.digest.as_ref() == Some(d))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -865,7 +886,7 @@ mirror:
                     format!("{OCP}:4.16.5-aarch64"),
                 ],
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
-                blocked: vec!["registry.redhat.io/ubi9/ubi-minimal".to_string(), "quay.io/ns/tool:old".to_string()],
+                blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
                 warnings: vec![
                     "imageset.yaml: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle"
@@ -1107,16 +1128,24 @@ mirror:
             "imageset.yaml: mirror.helm: Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)"
         );
         assert_eq!(
-            refused("  samples:\n    - name: ruby\n"),
-            "imageset.yaml: mirror.samples: sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages"
-        );
-        assert_eq!(
             refused("  platform:\n    graph: true\n    releases: [{version: 4.16.3}]\n"),
             "imageset.yaml: mirror.platform.graph: the graph data image is built from the update graph (Cincinnati), which airlift does not query; remove it"
         );
+    }
+
+    #[test]
+    fn archive_size_and_samples_are_ignored_with_a_warning() {
+        let text = format!(
+            "{HEADER}archiveSize: 4\nmirror:\n  samples:\n    - name: ruby\n  additionalImages: [{{name: quay.io/a/b:1}}]\n"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.additional, vec!["docker://quay.io/a/b:1".to_string()]);
         assert_eq!(
-            refusal(&format!("{HEADER}archiveSize: 4\nmirror:\n  additionalImages: [{{name: quay.io/a/b:1}}]\n")),
-            "imageset.yaml: archiveSize: oc-mirror's archive size is not used by airlift; remove it and pass `airlift pack --volume-size`"
+            set.warnings,
+            vec![
+                "imageset.yaml: archiveSize: ignored: airlift splits a bundle into volumes of `airlift pack --volume-size` instead",
+                "imageset.yaml: mirror.samples: ignored: airlift does not mirror the samples operator's images; list those wanted under mirror.additionalImages",
+            ]
         );
     }
 
@@ -1159,11 +1188,11 @@ mirror:
     fn refuses_unknown_fields_at_every_depth() {
         assert_eq!(
             refusal(&format!("{HEADER}spec: {{}}\nmirror: {{}}\n")),
-            "imageset.yaml: spec: unknown field; remove it (airlift reads kind, apiVersion, storageConfig, mirror here)"
+            "imageset.yaml: spec: unknown field; remove it (airlift reads kind, apiVersion, storageConfig, archiveSize, mirror here)"
         );
         assert_eq!(
             refused("  xyz: 1\n"),
-            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages here)"
+            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages, samples here)"
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),
@@ -1265,10 +1294,6 @@ mirror:
             ),
             ("  additionalImages:\n    - name: quay.io/a/b@sha256:1234\n", "mirror.additionalImages[0].name"),
             ("  platform:\n    releases: [\"quay.io/a/b:bad/tag\"]\n", "mirror.platform.releases[0]"),
-            (
-                "  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: \"quay.io/.*\"}]\n",
-                "mirror.blockedImages[0].name",
-            ),
         ] {
             let msg = refused(mirror);
             assert!(msg.starts_with(&format!("imageset.yaml: {path}: bad image reference 'docker://")), "{msg}");
@@ -1290,38 +1315,78 @@ mirror:
         );
     }
 
+    fn patterns(written: &[&str]) -> Vec<Blocked> {
+        written.iter().map(|w| Blocked::new(w).unwrap()).collect()
+    }
+
     #[test]
     fn blocked_references() {
         let set = ImageSet {
-            blocked: vec![
-                "registry.redhat.io/ubi9/ubi-minimal".to_string(),
-                "docker://quay.io/ns/app:1.0".to_string(),
-                format!("quay.io/ns/tool@{}", digest('b')),
-                "nginx".to_string(),
-            ],
+            blocked: patterns(&[
+                "registry.redhat.io/ubi9/ubi-minimal",
+                "docker://quay.io/ns/app:1.0$",
+                &format!("quay.io/ns/tool@{}", digest('b')),
+                "nginx",
+            ]),
             ..ImageSet::default()
         };
-        // Repository-wide: every tag and digest.
+        // A plain repository name: every tag and digest of it.
         assert!(set.is_blocked("registry.redhat.io/ubi9/ubi-minimal"));
         assert!(set.is_blocked("docker://registry.redhat.io/ubi9/ubi-minimal:9.4"));
         assert!(set.is_blocked(&format!("registry.redhat.io/ubi9/ubi-minimal@{}", digest('c'))));
         assert!(!set.is_blocked("registry.redhat.io/ubi9/ubi:latest"));
         assert!(!set.is_blocked("quay.io/ubi9/ubi-minimal:9.4"));
-        // Tag-specific.
+        // With a tag, anchored at the end.
         assert!(set.is_blocked("quay.io/ns/app:1.0"));
-        assert!(set.is_blocked(&format!("docker://quay.io/ns/app:1.0@{}", digest('c'))));
-        assert!(!set.is_blocked("docker://quay.io/ns/app:1.1"));
+        assert!(set.is_blocked(&format!("docker://quay.io/ns/app:1.0@{}", digest('c'))), "as REPO:TAG");
+        assert!(!set.is_blocked("docker://quay.io/ns/app:1.0.1"));
         assert!(!set.is_blocked("quay.io/ns/app"));
-        assert!(!set.is_blocked(&format!("quay.io/ns/app@{}", digest('c'))));
-        // Digest-specific.
+        // With a digest.
         assert!(set.is_blocked(&format!("quay.io/ns/tool@{}", digest('b'))));
         assert!(set.is_blocked(&format!("docker://quay.io/ns/tool:2@{}", digest('b'))));
         assert!(!set.is_blocked(&format!("quay.io/ns/tool@{}", digest('c'))));
         assert!(!set.is_blocked("quay.io/ns/tool:2"));
-        // Docker Hub shorthands name the same repository; other transports are never blocked.
+        // Matched as written and in full: Docker Hub shorthands are found either way.
         assert!(set.is_blocked("docker://docker.io/library/nginx:1.27"));
+        assert!(set.is_blocked("nginx"));
+        // Other transports and unparsable text are never blocked.
         assert!(!set.is_blocked("oci:/srv/layout:nginx"));
         assert!(!set.is_blocked("docker://"));
+    }
+
+    #[test]
+    fn blocked_patterns_are_regular_expressions() {
+        let every = ImageSet { blocked: patterns(&[".*"]), ..ImageSet::default() };
+        assert!(every.is_blocked("quay.io/a/b:1"));
+        assert!(every.is_blocked(&format!("docker://registry.example:5000/x@{}", digest('a'))));
+        // Unanchored: the pattern is searched anywhere in the reference.
+        let mysql = ImageSet { blocked: patterns(&[".*/mysql.*"]), ..ImageSet::default() };
+        assert!(mysql.is_blocked("docker.io/library/mysql:8"));
+        assert!(mysql.is_blocked("mysql:8"), "matched in full form docker.io/library/mysql:8");
+        assert!(mysql.is_blocked("quay.io/ns/mysql-exporter:1"));
+        assert!(!mysql.is_blocked("quay.io/ns/postgres:16"));
+        let tags = ImageSet { blocked: patterns(&[r":(latest|v1\.\d+)$"]), ..ImageSet::default() };
+        assert!(tags.is_blocked("quay.io/ns/app"), "no tag: matched in full form as :latest");
+        assert!(tags.is_blocked("quay.io/ns/app:v1.2"));
+        assert!(!tags.is_blocked("quay.io/ns/app:v2.0"));
+        // Anchored at the start: the registry must be the one named.
+        let anchored = ImageSet { blocked: patterns(&["^registry\\.redhat\\.io/"]), ..ImageSet::default() };
+        assert!(anchored.is_blocked("registry.redhat.io/ubi9/ubi:9.4"));
+        assert!(!anchored.is_blocked("quay.io/registry.redhat.io/ubi:1"));
+        // In a file: additional images and catalogs are skipped, an invalid pattern refused.
+        let set = parse(
+            &format!(
+                "{HEADER}mirror:\n  additionalImages: [{{name: quay.io/a/mysql:8}}, {{name: quay.io/a/web:1}}]\n\
+                 \x20 blockedImages: [{{name: '.*/mysql.*'}}]\n"
+            ),
+            ORIGIN,
+        )
+        .unwrap();
+        assert_eq!(set.additional, vec!["docker://quay.io/a/web:1".to_string()]);
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: quay.io/a/b}, {name: 'a(b'}]\n"),
+            "imageset.yaml: mirror.blockedImages[1].name: 'a(b' is not a valid regular expression: regex parse error:\n    a(b\n     ^\nerror: unclosed group"
+        );
     }
 
     #[test]
