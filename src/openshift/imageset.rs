@@ -37,7 +37,7 @@
 //! airlift packs exactly the images named and never queries the graph; Helm charts (`helm`),
 //! which airlift does not mirror; and any field it does not know, at any depth.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -70,6 +70,9 @@ pub struct ImageSet {
     /// Additional image references (`docker://…`), blocked ones already removed, file order,
     /// no duplicates.
     pub additional: Vec<String>,
+    /// Where additional images given `targetRepo`/`targetTag` are mirrored: their reference
+    /// (as in `additional`) → `HOST/REPO[:TAG]`, HOST the source's (read by mirror::target).
+    pub targets: BTreeMap<String, String>,
     /// The blockedImages entries (for checking release components and what catalogs bring).
     pub blocked: Vec<Blocked>,
     /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
@@ -225,10 +228,7 @@ impl Reader<'_> {
                 "platform" => self.platform(value, &path, &mut releases)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
-                        let path = format!("{path}[{i}]");
-                        let name = self.image_name(item, &path)?;
-                        let image = self.docker_ref(name, &format!("{path}.name"))?;
-                        wanted.push((path, image));
+                        wanted.push(self.additional_image(item, &format!("{path}[{i}]"))?);
                     }
                 }
                 "blockedImages" => {
@@ -262,8 +262,11 @@ impl Reader<'_> {
         let mut set = ImageSet { blocked, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
-        for (path, (reference, image)) in wanted {
+        for (path, (reference, image), target) in wanted {
             if !self.blocked(&set, &path, &reference) {
+                if let Some(target) = target {
+                    set.targets.insert(reference.clone(), target);
+                }
                 additional.push(image.to_string(), reference);
             }
         }
@@ -715,7 +718,38 @@ impl Reader<'_> {
         }
     }
 
-    /// The `name` of an `additionalImages` or `blockedImages` entry.
+    /// An `additionalImages` entry: its path, reference (`docker://…` and parsed), and
+    /// where `targetRepo`/`targetTag` send it (`HOST/REPO[:TAG]`), if they are given.
+    fn additional_image(&self, value: &Value, path: &str) -> Result<(String, (String, ImageRef), Option<String>)> {
+        if !matches!(value, Value::Mapping(_)) {
+            return Err(self.error(path, "expected `- name: REFERENCE`"));
+        }
+        let (mut name, mut repo, mut tag) = (None, None, None);
+        for (key, value) in self.fields(value, path)? {
+            let field = format!("{path}.{key}");
+            match key {
+                "name" => name = Some(self.string(value, &field)?),
+                "targetRepo" => repo = Some(self.target_path(value, &field, true)?),
+                "targetTag" => match self.string(value, &field)? {
+                    t if valid_tag(t) => tag = Some(t.to_string()),
+                    t => return Err(self.error(&field, format!("'{t}' is not a valid tag"))),
+                },
+                _ => return Err(self.unknown(&field, "name, targetRepo, targetTag")),
+            }
+        }
+        let name = name.ok_or_else(|| self.error(&format!("{path}.name"), "missing; give the image reference"))?;
+        let (reference, image) = self.docker_ref(name, &format!("{path}.name"))?;
+        let target = (repo.is_some() || tag.is_some()).then(|| {
+            let repository = repo.unwrap_or_else(|| image.repository.to_string());
+            match tag.or_else(|| image.tag.as_ref().map(|t| t.to_string())) {
+                Some(tag) => format!("{}/{repository}:{tag}", image.registry),
+                None => format!("{}/{repository}", image.registry),
+            }
+        });
+        Ok((path.to_string(), (reference, image), target))
+    }
+
+    /// The `name` of a `blockedImages` entry.
     fn image_name<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
         if !matches!(value, Value::Mapping(_)) {
             return Err(self.error(path, "expected `- name: REFERENCE`"));
@@ -886,6 +920,7 @@ mirror:
                     format!("{OCP}:4.16.5-aarch64"),
                 ],
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
+                targets: BTreeMap::new(),
                 blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
                 warnings: vec![
@@ -1134,6 +1169,42 @@ mirror:
     }
 
     #[test]
+    fn additional_images_with_target_repo_and_tag() {
+        let text = format!(
+            "{HEADER}mirror:\n  additionalImages:\n\
+             \x20   - {{name: quay.io/ns/app:1.0, targetRepo: mirror/app}}\n\
+             \x20   - {{name: 'quay.io/ns/tool@{d}', targetTag: v2}}\n\
+             \x20   - {{name: quay.io/ns/both:1, targetRepo: x/y, targetTag: t}}\n\
+             \x20   - {{name: quay.io/ns/plain:1}}\n",
+            d = digest('a')
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.additional.len(), 4);
+        let targets: Vec<(&str, &str)> = set.targets.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let tool = format!("docker://quay.io/ns/tool@{}", digest('a'));
+        assert_eq!(
+            targets,
+            vec![
+                ("docker://quay.io/ns/app:1.0", "quay.io/mirror/app:1.0"),
+                ("docker://quay.io/ns/both:1", "quay.io/x/y:t"),
+                (tool.as_str(), "quay.io/ns/tool:v2"),
+            ]
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, targetRepo: 'Bad/Repo'}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].targetRepo: 'Bad/Repo' is not [NAMESPACE/]NAME of lowercase path components (letters and digits joined by '.', '_', '__' or '-'), without registry, tag or digest"
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, targetTag: 'a/b'}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].targetTag: 'a/b' is not a valid tag"
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, tag: x}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].tag: unknown field; remove it (airlift reads name, targetRepo, targetTag here)"
+        );
+    }
+
+    #[test]
     fn archive_size_and_samples_are_ignored_with_a_warning() {
         let text = format!(
             "{HEADER}archiveSize: 4\nmirror:\n  samples:\n    - name: ruby\n  additionalImages: [{{name: quay.io/a/b:1}}]\n"
@@ -1208,7 +1279,7 @@ mirror:
         );
         assert_eq!(
             refused("  additionalImages:\n    - name: quay.io/a/b:1\n    - name: quay.io/a/c:1\n    - name: quay.io/a/d:1\n      xyz: true\n"),
-            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name here)"
+            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name, targetRepo, targetTag here)"
         );
         assert_eq!(
             refused(

@@ -135,6 +135,9 @@ impl Plan {
         // A catalog's image is the one packed under its target, whatever else names it.
         all.retain(|s| !packed_catalogs.iter().any(|c| c.images.first().is_some_and(|(carried, _)| carried == s)));
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
+        if let Some(set) = &imageset {
+            retarget(&mut resolved, set);
+        }
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
         }
@@ -304,6 +307,16 @@ fn resolve_images<'s>(
         }
     }
     Ok((resolved, wanted))
+}
+
+/// Additional images given targetRepo/targetTag are named by their whole target
+/// (`HOST/REPO[:TAG]`), which mirror::target reads as where they land.
+fn retarget(resolved: &mut Resolved, set: &ImageSet) {
+    for (source, image, _) in resolved.iter_mut() {
+        if let Some(target) = set.targets.get(*source) {
+            image.reference = Some(target.clone());
+        }
+    }
 }
 
 /// Add each catalog's images (the catalog image, whose blobs are all in the cache, and
