@@ -369,3 +369,39 @@ fn a_release_from_an_oci_layout_packs_its_components_from_the_registry() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an OpenShift release image"));
 }
+
+#[test]
+fn a_blocked_pattern_matching_a_release_component_refuses_the_pack_naming_it() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let digest = rel.components[3].image.split_once('@').unwrap().1;
+    let config = tmp.path().join("imageset.yaml");
+    // Unanchored, over the full reference with its digest: it finds component-3 alone.
+    std::fs::write(
+        &config,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+             mirror:\n  platform:\n    releases: ['{}']\n  blockedImages:\n    - name: 'art-dev@{}'\n",
+            rel.reference,
+            &digest[..20]
+        ),
+    )
+    .unwrap();
+    let o = common::cluster::pack_command(
+        &dist,
+        tmp.path(),
+        &tmp.path().join("refused"),
+        "set",
+        &["--config".into(), config.display().to_string()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("blockedImages blocks component-3 ({})", rel.components[3].image)), "{err}");
+    assert!(!tmp.path().join("refused").join("set.manifest.json").exists());
+}

@@ -14,6 +14,7 @@ mod docs;
 mod faults;
 mod format;
 mod guards;
+mod imageset;
 mod install;
 mod keys;
 mod openshift;
