@@ -7,6 +7,8 @@
 //! Supported (`kind: ImageSetConfiguration`, `apiVersion: mirror.openshift.io/v1alpha2` or
 //! `mirror.openshift.io/v2alpha1`):
 //! - `mirror.platform.architectures` (default `[amd64]`; amd64, arm64, ppc64le, s390x, multi);
+//! - `mirror.platform.release` (oc-mirror v2): one release image reference, a registry
+//!   image or an OCI layout (`oci://DIR`), packed like an entry of `releases`;
 //! - `mirror.platform.releases` (an airlift extension): a release image reference, used as
 //!   is, or `version: X.Y.Z`, which becomes `BASE:X.Y.Z-ARCH` for every architecture, BASE
 //!   being `mirror.platform.releaseImageBase` (also an extension; default
@@ -324,18 +326,12 @@ impl Reader<'_> {
             let path = format!("{path}.{key}");
             match key {
                 "architectures" | "releaseImageBase" => {}
+                "release" => self.release_image(self.string(value, &path)?, &path, releases)?,
                 "releases" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
                         match item {
-                            Value::String(s) if s.starts_with("oci:") => {
-                                LayoutSource::parse(s).map_err(|e| self.error(&path, e))?;
-                                releases.push(s.clone(), s.clone());
-                            }
-                            Value::String(s) => {
-                                let (reference, image) = self.docker_ref(s, &path)?;
-                                releases.push(image.to_string(), reference);
-                            }
+                            Value::String(s) => self.release_image(s, &path, releases)?,
                             _ => {
                                 let version = self.release_version(item, &path)?;
                                 expand(version, &format!("{path}.version"), releases)?;
@@ -360,10 +356,35 @@ impl Reader<'_> {
                     }
                     _ => return Err(self.error(&path, "expected true or false")),
                 },
-                _ => return Err(self.unknown(&path, "architectures, releaseImageBase, releases, channels, graph")),
+                _ => {
+                    return Err(
+                        self.unknown(&path, "architectures, releaseImageBase, release, releases, channels, graph")
+                    )
+                }
             }
         }
         Ok(())
+    }
+
+    /// A release image named by reference (`platform.release`, a string in `releases`):
+    /// a registry image, or an OCI layout `oci:DIR[:REF]` (oc-mirror's `oci://DIR`).
+    fn release_image(&self, written: &str, path: &str, releases: &mut Unique) -> Result<()> {
+        if let Some(source) = self.layout(written, path)? {
+            releases.push(source.clone(), source);
+            return Ok(());
+        }
+        let (reference, image) = self.docker_ref(written, path)?;
+        releases.push(image.to_string(), reference);
+        Ok(())
+    }
+
+    /// An OCI layout on disk, `oci:DIR[:REF]` (oc-mirror's `oci://DIR` read as `oci:DIR`),
+    /// as airlift names it; `None` for anything else.
+    fn layout(&self, written: &str, path: &str) -> Result<Option<String>> {
+        let Some(rest) = written.strip_prefix("oci:") else { return Ok(None) };
+        let source = format!("oci:{}", rest.strip_prefix("//").unwrap_or(rest));
+        LayoutSource::parse(&source).map_err(|e| self.error(path, e))?;
+        Ok(Some(source))
     }
 
     /// One entry of `mirror.operators`: a catalog and its filter.
@@ -436,9 +457,7 @@ impl Reader<'_> {
     /// repository path it stands for (a layout's: none).
     fn catalog(&self, value: &Value, path: &str) -> Result<(String, String)> {
         let written = self.string(value, path)?;
-        if let Some(rest) = written.strip_prefix("oci:") {
-            let source = format!("oci:{}", rest.strip_prefix("//").unwrap_or(rest));
-            LayoutSource::parse(&source).map_err(|e| self.error(path, e))?;
+        if let Some(source) = self.layout(written, path)? {
             return Ok((source, String::new()));
         }
         let (reference, image) = self.docker_ref(written, path)?;
@@ -1205,6 +1224,26 @@ mirror:
     }
 
     #[test]
+    fn platform_release_names_one_release_image() {
+        let text = format!(
+            "{HEADER}mirror:\n  platform:\n    release: quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64\n\
+             \x20   releases: ['quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64', 'oci:///srv/rel:4.16.4']\n"
+        );
+        assert_eq!(
+            parse(&text, ORIGIN).unwrap().releases,
+            vec![format!("{OCP}:4.16.3-x86_64"), "oci:/srv/rel:4.16.4".to_string()]
+        );
+        let text = format!("{HEADER}mirror:\n  platform:\n    release: 'oci://rel-dir'\n");
+        assert_eq!(parse(&text, ORIGIN).unwrap().releases, vec!["oci:rel-dir".to_string()]);
+        assert!(refused("  platform:\n    release: 'quay.io/a/B:1'\n")
+            .starts_with("imageset.yaml: mirror.platform.release: bad image reference"));
+        assert_eq!(
+            refused("  platform:\n    release: [a]\n"),
+            "imageset.yaml: mirror.platform.release: expected a string, found '- a'"
+        );
+    }
+
+    #[test]
     fn archive_size_and_samples_are_ignored_with_a_warning() {
         let text = format!(
             "{HEADER}archiveSize: 4\nmirror:\n  samples:\n    - name: ruby\n  additionalImages: [{{name: quay.io/a/b:1}}]\n"
@@ -1267,7 +1306,7 @@ mirror:
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),
-            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, releases, channels, graph here)"
+            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, release, releases, channels, graph here)"
         );
         assert_eq!(
             refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, platform: x}\n"),
