@@ -101,3 +101,51 @@ fn additional_images_land_at_their_target_and_blocked_patterns_are_regular_expre
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("mirror.blockedImages[1].name: '[a' is not a valid regular expression"), "{err}");
 }
+
+#[test]
+fn an_additional_image_keeps_only_its_own_platforms_and_its_original_index() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let layout = testdata("layout");
+    let index = dist.push(&format!("oci:{}:multi", layout.display()), "extra/multi:1");
+    dist.push(&format!("oci:{}:multi", layout.display()), "extra/all:1");
+    let host = dist.host();
+    let config = write_config(
+        tmp.path(),
+        &format!(
+            "  additionalImages:\n\
+             \x20   - name: {host}/extra/multi:1\n      platforms: [{{os: linux, architecture: arm64}}]\n\
+             \x20   - name: {host}/extra/all:1\n"
+        ),
+    );
+    let bundle = tmp.path().join("bundle");
+    pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config]);
+    let list = common::airlift().arg("list").arg(&bundle).arg("--json").output().unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let platforms = |source: &str| {
+        let image = listed["images"].as_array().unwrap().iter().find(|i| i["source"] == source).unwrap();
+        assert_eq!(image["digest"].as_str(), Some(index.as_str()), "{source}: the original index digest is kept");
+        image["platforms"].clone()
+    };
+    assert_eq!(platforms(&format!("docker://{host}/extra/multi:1")), serde_json::json!(["linux/arm64/v8"]));
+    assert_eq!(
+        platforms(&format!("docker://{host}/extra/all:1")),
+        serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+    );
+
+    // An index with none of the platforms is refused naming the image, as --platform does.
+    let config = write_config(
+        tmp.path(),
+        &format!("  additionalImages:\n    - name: {host}/extra/multi:1\n      platforms: ['linux/s390x']\n"),
+    );
+    let o = pack_command(&dist, tmp.path(), &tmp.path().join("none"), "none", &["--config".into(), config])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{host}/extra/multi:1: no manifest for the platforms asked for")), "{err}");
+}

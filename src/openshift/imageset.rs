@@ -24,7 +24,10 @@
 //!   `OS/ARCH`); v1alpha2's deprecated `targetName` is read as the `targetCatalog` it
 //!   stands for, with a warning. A range on a package and on one of its channels, a range
 //!   with `full: true`, or `minVersion` with `minBundle`, are refused, as oc-mirror does;
-//! - `mirror.additionalImages` and `mirror.blockedImages`: each blocked `name` is a regular
+//! - `mirror.additionalImages` (`name`, `targetRepo`/`targetTag`: where the image lands and
+//!   what the mirror sets map its source repository to; `platforms`: the platforms kept of
+//!   an index, as `pack --platform` keeps them, and an index with none of them is refused)
+//!   and `mirror.blockedImages`: each blocked `name` is a regular
 //!   expression searched (unanchored, as oc-mirror v2 does) in every image's reference,
 //!   with its registry, tag and digest; a plain repository name therefore blocks every tag
 //!   of it. A blocked catalog or additional image is skipped with a warning, pack leaves
@@ -75,6 +78,9 @@ pub struct ImageSet {
     /// Where additional images given `targetRepo`/`targetTag` are mirrored: their reference
     /// (as in `additional`) → `HOST/REPO[:TAG]`, HOST the source's (read by mirror::target).
     pub targets: BTreeMap<String, String>,
+    /// Additional images given `platforms`: their reference (as in `additional`) → the
+    /// `OS/ARCH[/VARIANT]`s kept of an index, as `pack --platform` keeps them.
+    pub platforms: BTreeMap<String, Vec<String>>,
     /// The blockedImages entries (for checking release components and what catalogs bring).
     pub blocked: Vec<Blocked>,
     /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
@@ -264,12 +270,15 @@ impl Reader<'_> {
         let mut set = ImageSet { blocked, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
-        for (path, (reference, image), target) in wanted {
-            if !self.blocked(&set, &path, &reference) {
-                if let Some(target) = target {
-                    set.targets.insert(reference.clone(), target);
+        for w in wanted {
+            if !self.blocked(&set, &w.path, &w.reference) {
+                if let Some(target) = w.target {
+                    set.targets.insert(w.reference.clone(), target);
                 }
-                additional.push(image.to_string(), reference);
+                if !w.platforms.is_empty() {
+                    set.platforms.insert(w.reference.clone(), w.platforms);
+                }
+                additional.push(w.image.to_string(), w.reference);
             }
         }
         for (path, filter) in operators {
@@ -737,13 +746,12 @@ impl Reader<'_> {
         }
     }
 
-    /// An `additionalImages` entry: its path, reference (`docker://…` and parsed), and
-    /// where `targetRepo`/`targetTag` send it (`HOST/REPO[:TAG]`), if they are given.
-    fn additional_image(&self, value: &Value, path: &str) -> Result<(String, (String, ImageRef), Option<String>)> {
+    /// An `additionalImages` entry.
+    fn additional_image(&self, value: &Value, path: &str) -> Result<Wanted> {
         if !matches!(value, Value::Mapping(_)) {
             return Err(self.error(path, "expected `- name: REFERENCE`"));
         }
-        let (mut name, mut repo, mut tag) = (None, None, None);
+        let (mut name, mut repo, mut tag, mut platforms) = (None, None, None, Vec::new());
         for (key, value) in self.fields(value, path)? {
             let field = format!("{path}.{key}");
             match key {
@@ -753,7 +761,8 @@ impl Reader<'_> {
                     t if valid_tag(t) => tag = Some(t.to_string()),
                     t => return Err(self.error(&field, format!("'{t}' is not a valid tag"))),
                 },
-                _ => return Err(self.unknown(&field, "name, targetRepo, targetTag")),
+                "platforms" => platforms = self.platforms(value, &field)?,
+                _ => return Err(self.unknown(&field, "name, targetRepo, targetTag, platforms")),
             }
         }
         let name = name.ok_or_else(|| self.error(&format!("{path}.name"), "missing; give the image reference"))?;
@@ -765,7 +774,7 @@ impl Reader<'_> {
                 None => format!("{}/{repository}", image.registry),
             }
         });
-        Ok((path.to_string(), (reference, image), target))
+        Ok(Wanted { path: path.to_string(), reference, image, target, platforms })
     }
 
     /// The `name` of a `blockedImages` entry.
@@ -847,6 +856,17 @@ fn yaml_inline(value: &Value) -> String {
     } else {
         format!("'{text}'")
     }
+}
+
+/// An `additionalImages` entry as read: its path in the file, its reference
+/// (`docker://…`) and parsed image, where `targetRepo`/`targetTag` send it
+/// (`HOST/REPO[:TAG]`), and its `platforms` (all when empty).
+struct Wanted {
+    path: String,
+    reference: String,
+    image: ImageRef,
+    target: Option<String>,
+    platforms: Vec<String>,
 }
 
 /// References kept once, in first-seen order, compared by a normalised key.
@@ -940,6 +960,7 @@ mirror:
                 ],
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
                 targets: BTreeMap::new(),
+                platforms: BTreeMap::new(),
                 blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
                 warnings: vec![
@@ -1194,7 +1215,7 @@ mirror:
              \x20   - {{name: quay.io/ns/app:1.0, targetRepo: mirror/app}}\n\
              \x20   - {{name: 'quay.io/ns/tool@{d}', targetTag: v2}}\n\
              \x20   - {{name: quay.io/ns/both:1, targetRepo: x/y, targetTag: t}}\n\
-             \x20   - {{name: quay.io/ns/plain:1}}\n",
+             \x20   - {{name: quay.io/ns/plain:1, platforms: [linux/arm64, {{os: linux, architecture: s390x}}]}}\n",
             d = digest('a')
         );
         let set = parse(&text, ORIGIN).unwrap();
@@ -1209,6 +1230,15 @@ mirror:
                 (tool.as_str(), "quay.io/ns/tool:v2"),
             ]
         );
+        let platforms: Vec<(&str, &[String])> = set.platforms.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+        assert_eq!(
+            platforms,
+            [("docker://quay.io/ns/plain:1", &["linux/arm64".to_string(), "linux/s390x".into()][..])]
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, platforms: [arm64]}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].platforms[0]: 'arm64' is not OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64"
+        );
         assert_eq!(
             refused("  additionalImages: [{name: quay.io/a/b:1, targetRepo: 'Bad/Repo'}]\n"),
             "imageset.yaml: mirror.additionalImages[0].targetRepo: 'Bad/Repo' is not [NAMESPACE/]NAME of lowercase path components (letters and digits joined by '.', '_', '__' or '-'), without registry, tag or digest"
@@ -1219,7 +1249,7 @@ mirror:
         );
         assert_eq!(
             refused("  additionalImages: [{name: quay.io/a/b:1, tag: x}]\n"),
-            "imageset.yaml: mirror.additionalImages[0].tag: unknown field; remove it (airlift reads name, targetRepo, targetTag here)"
+            "imageset.yaml: mirror.additionalImages[0].tag: unknown field; remove it (airlift reads name, targetRepo, targetTag, platforms here)"
         );
     }
 
@@ -1318,7 +1348,7 @@ mirror:
         );
         assert_eq!(
             refused("  additionalImages:\n    - name: quay.io/a/b:1\n    - name: quay.io/a/c:1\n    - name: quay.io/a/d:1\n      xyz: true\n"),
-            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name, targetRepo, targetTag here)"
+            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name, targetRepo, targetTag, platforms here)"
         );
         assert_eq!(
             refused(

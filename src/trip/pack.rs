@@ -134,7 +134,13 @@ impl Plan {
         };
         // A catalog's image is the one packed under its target, whatever else names it.
         all.retain(|s| !packed_catalogs.iter().any(|c| c.images.first().is_some_and(|(carried, _)| carried == s)));
+        // Additional images with platforms of their own are resolved by a source keeping those.
+        let own = imageset.as_ref().map(|set| &set.platforms).filter(|p| !p.is_empty());
+        all.retain(|s| own.map_or(true, |own| !own.contains_key(s)));
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
+        if let (Some(own), Some(reg)) = (own, &registry) {
+            resolve_own_platforms(own, reg, &request.registry, &mut resolved, &mut wanted)?;
+        }
         if let Some(set) = &imageset {
             retarget(&mut resolved, set);
         }
@@ -307,6 +313,25 @@ fn resolve_images<'s>(
         }
     }
     Ok((resolved, wanted))
+}
+
+/// Resolve each image of `own` keeping only its own platforms (an index with none of them
+/// is refused naming the image, as `--platform` does); blobs land in `reg`'s cache.
+fn resolve_own_platforms<'s>(
+    own: &'s std::collections::BTreeMap<String, Vec<String>>,
+    reg: &RegistrySource,
+    options: &RegistryOptions,
+    resolved: &mut Resolved<'s>,
+    wanted: &mut Vec<(ImageRef, BlobRef)>,
+) -> Result<()> {
+    for (source, platforms) in own {
+        let platforms = catalogs::parse_platforms(platforms)?;
+        let one = RegistrySource::new(options.client.clone(), reg.cache().root(), platforms, options.parallel)?;
+        let (r, w) = resolve_images(std::slice::from_ref(source), Some(&one))?;
+        resolved.extend(r);
+        wanted.extend(w);
+    }
+    Ok(())
 }
 
 /// Additional images given targetRepo/targetTag are named by their whole target
