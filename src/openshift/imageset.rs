@@ -9,6 +9,9 @@
 //! - `mirror.platform.architectures` (default `[amd64]`; amd64, arm64, ppc64le, s390x, multi);
 //! - `mirror.platform.release` (oc-mirror v2): one release image reference, a registry
 //!   image or an OCI layout (`oci://DIR`), packed like an entry of `releases`;
+//! - `mirror.platform.kubeVirtContainer: true`: each release's KubeVirt container image, as
+//!   its payload's boot images ConfigMap names it for the listed architectures, is packed
+//!   as a component of that release (oc-mirror's release content);
 //! - `mirror.platform.releases` (an airlift extension): a release image reference, used as
 //!   is, or `version: X.Y.Z`, which becomes `BASE:X.Y.Z-ARCH` for every architecture, BASE
 //!   being `mirror.platform.releaseImageBase` (also an extension; default
@@ -81,6 +84,10 @@ pub struct ImageSet {
     /// Additional images given `platforms`: their reference (as in `additional`) → the
     /// `OS/ARCH[/VARIANT]`s kept of an index, as `pack --platform` keeps them.
     pub platforms: BTreeMap<String, Vec<String>>,
+    /// `platform.kubeVirtContainer: true`: the architectures (release tag suffixes,
+    /// `x86_64`…) whose KubeVirt container image each release's payload names is packed
+    /// too; empty when not asked.
+    pub kube_virt: Vec<String>,
     /// The blockedImages entries (for checking release components and what catalogs bring).
     pub blocked: Vec<Blocked>,
     /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
@@ -227,13 +234,14 @@ impl Reader<'_> {
     fn mirror(mut self, value: &Value) -> Result<ImageSet> {
         const PATH: &str = "mirror";
         let mut releases = Unique::default();
+        let mut kube_virt = Vec::new();
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
-                "platform" => self.platform(value, &path, &mut releases)?,
+                "platform" => self.platform(value, &path, &mut releases, &mut kube_virt)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         wanted.push(self.additional_image(item, &format!("{path}[{i}]"))?);
@@ -267,7 +275,7 @@ impl Reader<'_> {
                 _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples")),
             }
         }
-        let mut set = ImageSet { blocked, ..ImageSet::default() };
+        let mut set = ImageSet { blocked, kube_virt, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
         for w in wanted {
@@ -312,7 +320,7 @@ impl Reader<'_> {
         blocked
     }
 
-    fn platform(&self, value: &Value, path: &str, releases: &mut Unique) -> Result<()> {
+    fn platform(&self, value: &Value, path: &str, releases: &mut Unique, kube_virt: &mut Vec<String>) -> Result<()> {
         let fields = self.fields(value, path)?;
         let arches = match field(&fields, "architectures") {
             None => vec![ARCHITECTURES[0].1],
@@ -336,6 +344,11 @@ impl Reader<'_> {
             match key {
                 "architectures" | "releaseImageBase" => {}
                 "release" => self.release_image(self.string(value, &path)?, &path, releases)?,
+                "kubeVirtContainer" => {
+                    if self.boolean(value, &path)? {
+                        *kube_virt = arches.iter().map(|a| a.to_string()).collect();
+                    }
+                }
                 "releases" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
@@ -367,7 +380,7 @@ impl Reader<'_> {
                 },
                 _ => {
                     return Err(
-                        self.unknown(&path, "architectures, releaseImageBase, release, releases, channels, graph")
+                        self.unknown(&path, "architectures, releaseImageBase, release, releases, kubeVirtContainer, channels, graph")
                     )
                 }
             }
@@ -961,6 +974,7 @@ mirror:
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
                 targets: BTreeMap::new(),
                 platforms: BTreeMap::new(),
+                kube_virt: vec![],
                 blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
                 warnings: vec![
@@ -1274,6 +1288,23 @@ mirror:
     }
 
     #[test]
+    fn kubevirt_container_follows_the_architectures() {
+        let read =
+            |platform: &str| parse(&format!("{HEADER}mirror:\n  platform:\n{platform}"), ORIGIN).unwrap().kube_virt;
+        let release = "    releases: [{version: 4.16.3}]\n";
+        assert_eq!(read(&format!("    kubeVirtContainer: true\n{release}")), ["x86_64"]);
+        assert_eq!(
+            read(&format!("    architectures: [amd64, s390x]\n    kubeVirtContainer: true\n{release}")),
+            ["x86_64", "s390x"]
+        );
+        assert!(read(&format!("    kubeVirtContainer: false\n{release}")).is_empty());
+        assert_eq!(
+            refused("  platform:\n    kubeVirtContainer: yes please\n"),
+            "imageset.yaml: mirror.platform.kubeVirtContainer: expected true or false"
+        );
+    }
+
+    #[test]
     fn archive_size_and_samples_are_ignored_with_a_warning() {
         let text = format!(
             "{HEADER}archiveSize: 4\nmirror:\n  samples:\n    - name: ruby\n  additionalImages: [{{name: quay.io/a/b:1}}]\n"
@@ -1336,7 +1367,7 @@ mirror:
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),
-            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, release, releases, channels, graph here)"
+            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, release, releases, kubeVirtContainer, channels, graph here)"
         );
         assert_eq!(
             refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, platform: x}\n"),

@@ -257,7 +257,11 @@ fn read_releases(
 ) -> Result<Vec<Payload>> {
     let mut payloads = Vec::new();
     for source in release_sources {
-        let payload = read_release(source, registry).during(|| format!("reading release {source}"))?;
+        let mut payload = read_release(source, registry).during(|| format!("reading release {source}"))?;
+        if let Some(set) = imageset.filter(|set| !set.kube_virt.is_empty()) {
+            // oc-mirror's kubeVirtContainer: release content, mirrored as components are.
+            payload.components.extend(release::kubevirt_images(source, &payload, &set.kube_virt)?);
+        }
         if let Some(set) = imageset {
             if let Some(c) = payload.components.iter().find(|c| set.is_blocked(&c.image)) {
                 return Err(usage(format!(
