@@ -405,3 +405,62 @@ fn a_blocked_pattern_matching_a_release_component_refuses_the_pack_naming_it() {
     assert!(err.contains(&format!("blockedImages blocks component-3 ({})", rel.components[3].image)), "{err}");
     assert!(!tmp.path().join("refused").join("set.manifest.json").exists());
 }
+
+#[test]
+fn kubevirt_container_packs_the_image_the_boot_images_config_map_names_as_release_content() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let host = dist.host();
+    let kubevirt = dist.push(&format!("oci:{}:app-01", testdata("layout").display()), "ocp/kubevirt:1");
+    let kubevirt = format!("{host}/ocp/kubevirt@{kubevirt}");
+    // The release's payload layer takes every file under release-manifests/.
+    let manifests = tmp.path().join(format!("release-{VERSION}/payload/release-manifests"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stream = serde_json::json!({"architectures": {
+        "x86_64": {"images": {"kubevirt": {"digest-ref": kubevirt}}},
+        "aarch64": {"images": {}},
+    }});
+    std::fs::write(
+        manifests.join("0000_50_installer_coreos-bootimages.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\ndata:\n  stream: '{stream}'\n"),
+    )
+    .unwrap();
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let config = tmp.path().join("imageset.yaml");
+    let write = |blocked: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+                 mirror:\n  platform:\n    release: {}\n    kubeVirtContainer: true\n{blocked}",
+                rel.reference
+            ),
+        )
+        .unwrap()
+    };
+    write("");
+    let bundle = tmp.path().join("bundle");
+    let doc = pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config.display().to_string()]);
+    assert!(packed_sources(&doc).contains(&format!("docker://{kubevirt}")), "{doc}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(bundle.join("set.manifest.json")).unwrap()).unwrap();
+    let last = manifest["releases"][0]["components"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last, serde_json::json!({"name": "kube-virt-container-x86_64", "image": kubevirt}));
+
+    // It is release content: a blocked pattern matching it refuses the pack naming it.
+    write("  blockedImages:\n    - name: '/ocp/kubevirt@'\n");
+    let o = common::cluster::pack_command(
+        &dist,
+        tmp.path(),
+        &tmp.path().join("refused"),
+        "set",
+        &["--config".into(), config.display().to_string()],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("blockedImages blocks kube-virt-container-x86_64 ({kubevirt})")), "{err}");
+}
