@@ -3,22 +3,22 @@
 //! the generated mirror sets map the source repositories to those targets; blockedImages
 //! entries are regular expressions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::common::cluster::{digest_mirrors, pack, pack_command, pull_through, unpack_root, yaml};
+use crate::common::cluster::{digest_mirrors, pack, pack_refused, pull_through, unpack_root, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, sha256_hex, testdata};
 
 /// An image set file at `DIR/imageset.yaml` with `mirror:` body `mirror`.
-fn write_config(dir: &Path, mirror: &str) -> String {
+fn write_config(dir: &Path, mirror: &str) -> PathBuf {
     let config = dir.join("imageset.yaml");
     std::fs::write(
         &config,
         format!("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n{mirror}"),
     )
     .unwrap();
-    config.display().to_string()
+    config
 }
 
 #[test]
@@ -44,7 +44,7 @@ fn additional_images_land_at_their_target_and_blocked_patterns_are_regular_expre
         ),
     );
     let bundle = tmp.path().join("bundle");
-    let doc = pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config]);
+    let doc = pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config.display().to_string()]);
     let mut sources: Vec<&str> =
         doc["images"].as_array().unwrap().iter().map(|i| i["source"].as_str().unwrap()).collect();
     sources.sort();
@@ -82,11 +82,7 @@ fn additional_images_land_at_their_target_and_blocked_patterns_are_regular_expre
         tmp.path(),
         &format!("  additionalImages: [{{name: {host}/extra/app:1}}]\n  blockedImages: [{{name: '.*'}}]\n"),
     );
-    let o = pack_command(&dist, tmp.path(), &tmp.path().join("none"), "none", &["--config".into(), config])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = pack_refused(&dist, tmp.path(), &config);
     assert!(err.contains("mirror: nothing to mirror (every additional image is blocked)"), "{err}");
     // An invalid pattern is refused naming the entry.
     let config = write_config(
@@ -95,10 +91,7 @@ fn additional_images_land_at_their_target_and_blocked_patterns_are_regular_expre
             "  additionalImages: [{{name: {host}/extra/app:1}}]\n  blockedImages: [{{name: x}}, {{name: '[a'}}]\n"
         ),
     );
-    let o =
-        pack_command(&dist, tmp.path(), &tmp.path().join("bad"), "bad", &["--config".into(), config]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = pack_refused(&dist, tmp.path(), &config);
     assert!(err.contains("mirror.blockedImages[1].name: '[a' is not a valid regular expression"), "{err}");
 }
 
@@ -122,7 +115,7 @@ fn an_additional_image_keeps_only_its_own_platforms_and_its_original_index() {
         ),
     );
     let bundle = tmp.path().join("bundle");
-    pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config]);
+    pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config.display().to_string()]);
     let list = common::airlift().arg("list").arg(&bundle).arg("--json").output().unwrap();
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
     let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -142,10 +135,6 @@ fn an_additional_image_keeps_only_its_own_platforms_and_its_original_index() {
         tmp.path(),
         &format!("  additionalImages:\n    - name: {host}/extra/multi:1\n      platforms: ['linux/s390x']\n"),
     );
-    let o = pack_command(&dist, tmp.path(), &tmp.path().join("none"), "none", &["--config".into(), config])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = pack_refused(&dist, tmp.path(), &config);
     assert!(err.contains(&format!("{host}/extra/multi:1: no manifest for the platforms asked for")), "{err}");
 }

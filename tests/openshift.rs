@@ -391,19 +391,8 @@ fn a_blocked_pattern_matching_a_release_component_refuses_the_pack_naming_it() {
         ),
     )
     .unwrap();
-    let o = common::cluster::pack_command(
-        &dist,
-        tmp.path(),
-        &tmp.path().join("refused"),
-        "set",
-        &["--config".into(), config.display().to_string()],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = common::cluster::pack_refused(&dist, tmp.path(), &config);
     assert!(err.contains(&format!("blockedImages blocks component-3 ({})", rel.components[3].image)), "{err}");
-    assert!(!tmp.path().join("refused").join("set.manifest.json").exists());
 }
 
 #[test]
@@ -451,16 +440,6 @@ fn kubevirt_container_packs_the_image_the_boot_images_config_map_names_as_releas
 
     // It is release content: a blocked pattern matching it refuses the pack naming it.
     write("  blockedImages:\n    - name: '/ocp/kubevirt@'\n");
-    let o = common::cluster::pack_command(
-        &dist,
-        tmp.path(),
-        &tmp.path().join("refused"),
-        "set",
-        &["--config".into(), config.display().to_string()],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = common::cluster::pack_refused(&dist, tmp.path(), &config);
     assert!(err.contains(&format!("blockedImages blocks kube-virt-container-x86_64 ({kubevirt})")), "{err}");
 }
