@@ -443,3 +443,33 @@ fn kubevirt_container_packs_the_image_the_boot_images_config_map_names_as_releas
     let err = common::cluster::pack_refused(&dist, tmp.path(), &config);
     assert!(err.contains(&format!("blockedImages blocks kube-virt-container-x86_64 ({kubevirt})")), "{err}");
 }
+
+#[test]
+fn platform_platforms_keep_only_those_platforms_of_the_release_components() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let config = tmp.path().join("imageset.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+             mirror:\n  platform:\n    release: {}\n    platforms: [{{os: linux, architecture: arm64}}]\n",
+            rel.reference
+        ),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("bundle");
+    pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config.display().to_string()]);
+    let list = airlift().arg("list").arg(&bundle).arg("--json").output().unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let multi = &rel.components.last().unwrap().image;
+    let image =
+        listed["images"].as_array().unwrap().iter().find(|i| i["source"] == format!("docker://{multi}")).unwrap();
+    assert_eq!(image["platforms"], serde_json::json!(["linux/arm64/v8"]), "{image}");
+    assert_eq!(Some(image["digest"].as_str().unwrap()), multi.split_once('@').map(|(_, d)| d), "the original index");
+}

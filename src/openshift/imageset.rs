@@ -9,6 +9,9 @@
 //! - `mirror.platform.architectures` (default `[amd64]`; amd64, arm64, ppc64le, s390x, multi);
 //! - `mirror.platform.release` (oc-mirror v2): one release image reference, a registry
 //!   image or an OCI layout (`oci://DIR`), packed like an entry of `releases`;
+//! - `mirror.platform.platforms` (oc-mirror v2; `{os, architecture}` or `OS/ARCH`, not with
+//!   `architectures`): `version:` releases become the `multi` payload, and only those
+//!   platforms are kept of every release's and component's index (original digests kept);
 //! - `mirror.platform.kubeVirtContainer: true`: each release's KubeVirt container image, as
 //!   its payload's boot images ConfigMap names it for the listed architectures, is packed
 //!   as a component of that release (oc-mirror's release content);
@@ -84,6 +87,9 @@ pub struct ImageSet {
     /// Additional images given `platforms`: their reference (as in `additional`) → the
     /// `OS/ARCH[/VARIANT]`s kept of an index, as `pack --platform` keeps them.
     pub platforms: BTreeMap<String, Vec<String>>,
+    /// `platform.platforms` (`OS/ARCH[/VARIANT]`): the platforms kept of the (multi)
+    /// release images and of their components' indexes; empty for all.
+    pub release_platforms: Vec<String>,
     /// `platform.kubeVirtContainer: true`: the architectures (release tag suffixes,
     /// `x86_64`…) whose KubeVirt container image each release's payload names is packed
     /// too; empty when not asked.
@@ -233,15 +239,14 @@ impl Reader<'_> {
 
     fn mirror(mut self, value: &Value) -> Result<ImageSet> {
         const PATH: &str = "mirror";
-        let mut releases = Unique::default();
-        let mut kube_virt = Vec::new();
+        let mut platform = PlatformSection::default();
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
-                "platform" => self.platform(value, &path, &mut releases, &mut kube_virt)?,
+                "platform" => self.platform(value, &path, &mut platform)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         wanted.push(self.additional_image(item, &format!("{path}[{i}]"))?);
@@ -275,7 +280,8 @@ impl Reader<'_> {
                 _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples")),
             }
         }
-        let mut set = ImageSet { blocked, kube_virt, ..ImageSet::default() };
+        let PlatformSection { releases, kube_virt, release_platforms } = platform;
+        let mut set = ImageSet { blocked, kube_virt, release_platforms, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
         for w in wanted {
@@ -320,12 +326,27 @@ impl Reader<'_> {
         blocked
     }
 
-    fn platform(&self, value: &Value, path: &str, releases: &mut Unique, kube_virt: &mut Vec<String>) -> Result<()> {
+    fn platform(&self, value: &Value, path: &str, found: &mut PlatformSection) -> Result<()> {
+        let PlatformSection { releases, kube_virt, release_platforms } = found;
         let fields = self.fields(value, path)?;
-        let arches = match field(&fields, "architectures") {
-            None => vec![ARCHITECTURES[0].1],
-            Some(v) => self.architectures(v, &format!("{path}.architectures"))?,
+        let platforms = match field(&fields, "platforms") {
+            None => Vec::new(),
+            Some(v) => self.platforms(v, &format!("{path}.platforms"))?,
         };
+        // oc-mirror v2: platforms select from the multi payload; architectures are the older way.
+        let arches = match (field(&fields, "architectures"), platforms.is_empty()) {
+            (None, true) => vec![ARCHITECTURES[0].1],
+            (None, false) => vec!["multi"],
+            (Some(v), true) => self.architectures(v, &format!("{path}.architectures"))?,
+            (Some(_), false) => {
+                return Err(self.error(
+                    path,
+                    "platforms and architectures cannot be used together (as in oc-mirror); keep platforms \
+                     (OS/ARCH pairs kept of the multi payload) or architectures (single-architecture payloads)",
+                ))
+            }
+        };
+        *release_platforms = platforms;
         let base = match field(&fields, "releaseImageBase") {
             None => None,
             Some(v) => Some(self.release_base(v, &format!("{path}.releaseImageBase"))?),
@@ -342,7 +363,7 @@ impl Reader<'_> {
         for &(key, value) in &fields {
             let path = format!("{path}.{key}");
             match key {
-                "architectures" | "releaseImageBase" => {}
+                "architectures" | "releaseImageBase" | "platforms" => {}
                 "release" => self.release_image(self.string(value, &path)?, &path, releases)?,
                 "kubeVirtContainer" => {
                     if self.boolean(value, &path)? {
@@ -380,7 +401,7 @@ impl Reader<'_> {
                 },
                 _ => {
                     return Err(
-                        self.unknown(&path, "architectures, releaseImageBase, release, releases, kubeVirtContainer, channels, graph")
+                        self.unknown(&path, "architectures, platforms, releaseImageBase, release, releases, kubeVirtContainer, channels, graph")
                     )
                 }
             }
@@ -871,6 +892,14 @@ fn yaml_inline(value: &Value) -> String {
     }
 }
 
+/// What `mirror.platform` asks for.
+#[derive(Default)]
+struct PlatformSection {
+    releases: Unique,
+    kube_virt: Vec<String>,
+    release_platforms: Vec<String>,
+}
+
 /// An `additionalImages` entry as read: its path in the file, its reference
 /// (`docker://…`) and parsed image, where `targetRepo`/`targetTag` send it
 /// (`HOST/REPO[:TAG]`), and its `platforms` (all when empty).
@@ -975,6 +1004,7 @@ mirror:
                 targets: BTreeMap::new(),
                 platforms: BTreeMap::new(),
                 kube_virt: vec![],
+                release_platforms: vec![],
                 blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
                 warnings: vec![
@@ -1288,6 +1318,27 @@ mirror:
     }
 
     #[test]
+    fn platform_platforms_select_from_the_multi_payload() {
+        let text = format!(
+            "{HEADER}mirror:\n  platform:\n    platforms: [{{os: linux, architecture: arm64}}, linux/amd64]\n\
+             \x20   kubeVirtContainer: true\n    releases: [{{version: 4.16.3}}]\n"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.release_platforms, ["linux/arm64", "linux/amd64"]);
+        assert_eq!(set.releases, [format!("{OCP}:4.16.3-multi")]);
+        assert_eq!(set.kube_virt, ["multi"]);
+        assert_eq!(
+            refused("  platform:\n    architectures: [amd64]\n    platforms: [linux/amd64]\n"),
+            "imageset.yaml: mirror.platform: platforms and architectures cannot be used together (as in oc-mirror); \
+             keep platforms (OS/ARCH pairs kept of the multi payload) or architectures (single-architecture payloads)"
+        );
+        assert_eq!(
+            refused("  platform:\n    platforms: [{os: linux}]\n"),
+            "imageset.yaml: mirror.platform.platforms[0]: give os and architecture, e.g. {os: linux, architecture: amd64}"
+        );
+    }
+
+    #[test]
     fn kubevirt_container_follows_the_architectures() {
         let read =
             |platform: &str| parse(&format!("{HEADER}mirror:\n  platform:\n{platform}"), ORIGIN).unwrap().kube_virt;
@@ -1367,7 +1418,7 @@ mirror:
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),
-            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, release, releases, kubeVirtContainer, channels, graph here)"
+            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, platforms, releaseImageBase, release, releases, kubeVirtContainer, channels, graph here)"
         );
         assert_eq!(
             refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, platform: x}\n"),

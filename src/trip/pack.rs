@@ -134,12 +134,11 @@ impl Plan {
         };
         // A catalog's image is the one packed under its target, whatever else names it.
         all.retain(|s| !packed_catalogs.iter().any(|c| c.images.first().is_some_and(|(carried, _)| carried == s)));
-        // Additional images with platforms of their own are resolved by a source keeping those.
-        let own = imageset.as_ref().map(|set| &set.platforms).filter(|p| !p.is_empty());
-        all.retain(|s| own.map_or(true, |own| !own.contains_key(s)));
+        let own = own_platforms(imageset.as_ref(), &release_sources, &payloads);
+        all.retain(|s| !own.values().any(|group| group.contains(s)));
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
-        if let (Some(own), Some(reg)) = (own, &registry) {
-            resolve_own_platforms(own, reg, &request.registry, &mut resolved, &mut wanted)?;
+        if let Some(reg) = &registry {
+            resolve_own_platforms(&own, reg, &request.registry, &mut resolved, &mut wanted)?;
         }
         if let Some(set) = &imageset {
             retarget(&mut resolved, set);
@@ -319,19 +318,42 @@ fn resolve_images<'s>(
     Ok((resolved, wanted))
 }
 
-/// Resolve each image of `own` keeping only its own platforms (an index with none of them
-/// is refused naming the image, as `--platform` does); blobs land in `reg`'s cache.
+/// The sources resolved with platforms of their own, grouped by those platforms: the
+/// additional images given `platforms`, and, with `platform.platforms`, every release and
+/// its components (each source once, the release's platforms first).
+fn own_platforms(set: Option<&ImageSet>, releases: &[String], payloads: &[Payload]) -> Groups {
+    let mut groups = Groups::new();
+    let Some(set) = set else { return groups };
+    let mut seen = HashSet::new();
+    let mut add = |platforms: &Vec<String>, source: String| {
+        if seen.insert(source.clone()) {
+            groups.entry(platforms.clone()).or_default().push(source);
+        }
+    };
+    if !set.release_platforms.is_empty() {
+        let components = payloads.iter().flat_map(|p| &p.components).map(|c| format!("{TRANSPORT}{}", c.image));
+        releases.iter().cloned().chain(components).for_each(|s| add(&set.release_platforms, s));
+    }
+    set.platforms.iter().for_each(|(source, platforms)| add(platforms, source.clone()));
+    groups
+}
+
+/// Platforms (`OS/ARCH[/VARIANT]`) → the sources that keep only those.
+type Groups = std::collections::BTreeMap<Vec<String>, Vec<String>>;
+
+/// Resolve each group of `own` keeping only its platforms (an index with none of them is
+/// refused naming the image, as `--platform` does); blobs land in `reg`'s cache.
 fn resolve_own_platforms<'s>(
-    own: &'s std::collections::BTreeMap<String, Vec<String>>,
+    own: &'s Groups,
     reg: &RegistrySource,
     options: &RegistryOptions,
     resolved: &mut Resolved<'s>,
     wanted: &mut Vec<(ImageRef, BlobRef)>,
 ) -> Result<()> {
-    for (source, platforms) in own {
+    for (platforms, sources) in own {
         let platforms = catalogs::parse_platforms(platforms)?;
         let one = RegistrySource::new(options.client.clone(), reg.cache().root(), platforms, options.parallel)?;
-        let (r, w) = resolve_images(std::slice::from_ref(source), Some(&one))?;
+        let (r, w) = resolve_images(sources, Some(&one))?;
         resolved.extend(r);
         wanted.extend(w);
     }
