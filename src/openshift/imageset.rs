@@ -329,24 +329,8 @@ impl Reader<'_> {
     fn platform(&self, value: &Value, path: &str, found: &mut PlatformSection) -> Result<()> {
         let PlatformSection { releases, kube_virt, release_platforms } = found;
         let fields = self.fields(value, path)?;
-        let platforms = match field(&fields, "platforms") {
-            None => Vec::new(),
-            Some(v) => self.platforms(v, &format!("{path}.platforms"))?,
-        };
-        // oc-mirror v2: platforms select from the multi payload; architectures are the older way.
-        let arches = match (field(&fields, "architectures"), platforms.is_empty()) {
-            (None, true) => vec![ARCHITECTURES[0].1],
-            (None, false) => vec!["multi"],
-            (Some(v), true) => self.architectures(v, &format!("{path}.architectures"))?,
-            (Some(_), false) => {
-                return Err(self.error(
-                    path,
-                    "platforms and architectures cannot be used together (as in oc-mirror); keep platforms \
-                     (OS/ARCH pairs kept of the multi payload) or architectures (single-architecture payloads)",
-                ))
-            }
-        };
-        *release_platforms = platforms;
+        let arches;
+        (arches, *release_platforms) = self.release_platforms(&fields, path)?;
         let base = match field(&fields, "releaseImageBase") {
             None => None,
             Some(v) => Some(self.release_base(v, &format!("{path}.releaseImageBase"))?),
@@ -407,6 +391,28 @@ impl Reader<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The release tag suffixes `version:` expands to, and `platforms` (oc-mirror v2: they
+    /// select from the multi payload; `architectures` are the older way).
+    fn release_platforms(&self, fields: &Fields, path: &str) -> Result<(Vec<&'static str>, Vec<String>)> {
+        let platforms = match field(fields, "platforms") {
+            None => Vec::new(),
+            Some(v) => self.platforms(v, &format!("{path}.platforms"))?,
+        };
+        let arches = match (field(fields, "architectures"), platforms.is_empty()) {
+            (None, true) => vec![ARCHITECTURES[0].1],
+            (None, false) => vec!["multi"],
+            (Some(v), true) => self.architectures(v, &format!("{path}.architectures"))?,
+            (Some(_), false) => {
+                return Err(self.error(
+                    path,
+                    "platforms and architectures cannot be used together (as in oc-mirror); keep platforms \
+                     (OS/ARCH pairs kept of the multi payload) or architectures (single-architecture payloads)",
+                ))
+            }
+        };
+        Ok((arches, platforms))
     }
 
     /// A release image named by reference (`platform.release`, a string in `releases`):
