@@ -369,3 +369,107 @@ fn a_release_from_an_oci_layout_packs_its_components_from_the_registry() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an OpenShift release image"));
 }
+
+#[test]
+fn a_blocked_pattern_matching_a_release_component_refuses_the_pack_naming_it() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let digest = rel.components[3].image.split_once('@').unwrap().1;
+    let config = tmp.path().join("imageset.yaml");
+    // Unanchored, over the full reference with its digest: it finds component-3 alone.
+    std::fs::write(
+        &config,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+             mirror:\n  platform:\n    releases: ['{}']\n  blockedImages:\n    - name: 'art-dev@{}'\n",
+            rel.reference,
+            &digest[..20]
+        ),
+    )
+    .unwrap();
+    let err = common::cluster::pack_refused(&dist, tmp.path(), &config);
+    assert!(err.contains(&format!("blockedImages blocks component-3 ({})", rel.components[3].image)), "{err}");
+}
+
+#[test]
+fn kubevirt_container_packs_the_image_the_boot_images_config_map_names_as_release_content() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let host = dist.host();
+    let kubevirt = dist.push(&format!("oci:{}:app-01", testdata("layout").display()), "ocp/kubevirt:1");
+    let kubevirt = format!("{host}/ocp/kubevirt@{kubevirt}");
+    // The release's payload layer takes every file under release-manifests/.
+    let manifests = tmp.path().join(format!("release-{VERSION}/payload/release-manifests"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stream = serde_json::json!({"architectures": {
+        "x86_64": {"images": {"kubevirt": {"digest-ref": kubevirt}}},
+        "aarch64": {"images": {}},
+    }});
+    std::fs::write(
+        manifests.join("0000_50_installer_coreos-bootimages.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\ndata:\n  stream: '{stream}'\n"),
+    )
+    .unwrap();
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let config = tmp.path().join("imageset.yaml");
+    let write = |blocked: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+                 mirror:\n  platform:\n    release: {}\n    kubeVirtContainer: true\n{blocked}",
+                rel.reference
+            ),
+        )
+        .unwrap()
+    };
+    write("");
+    let bundle = tmp.path().join("bundle");
+    let doc = pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config.display().to_string()]);
+    assert!(packed_sources(&doc).contains(&format!("docker://{kubevirt}")), "{doc}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(bundle.join("set.manifest.json")).unwrap()).unwrap();
+    let last = manifest["releases"][0]["components"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last, serde_json::json!({"name": "kube-virt-container-x86_64", "image": kubevirt}));
+
+    // It is release content: a blocked pattern matching it refuses the pack naming it.
+    write("  blockedImages:\n    - name: '/ocp/kubevirt@'\n");
+    let err = common::cluster::pack_refused(&dist, tmp.path(), &config);
+    assert!(err.contains(&format!("blockedImages blocks kube-virt-container-x86_64 ({kubevirt})")), "{err}");
+}
+
+#[test]
+fn platform_platforms_keep_only_those_platforms_of_the_release_components() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let config = tmp.path().join("imageset.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+             mirror:\n  platform:\n    release: {}\n    platforms: [{{os: linux, architecture: arm64}}]\n",
+            rel.reference
+        ),
+    )
+    .unwrap();
+    let bundle = tmp.path().join("bundle");
+    pack(&dist, tmp.path(), &bundle, "set", &["--config".into(), config.display().to_string()]);
+    let list = airlift().arg("list").arg(&bundle).arg("--json").output().unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    let listed: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let multi = &rel.components.last().unwrap().image;
+    let image =
+        listed["images"].as_array().unwrap().iter().find(|i| i["source"] == format!("docker://{multi}")).unwrap();
+    assert_eq!(image["platforms"], serde_json::json!(["linux/arm64/v8"]), "{image}");
+    assert_eq!(Some(image["digest"].as_str().unwrap()), multi.split_once('@').map(|(_, d)| d), "the original index");
+}

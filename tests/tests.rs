@@ -16,6 +16,7 @@ mod format;
 mod graph;
 mod graphdata;
 mod guards;
+mod imageset;
 mod install;
 mod keys;
 mod openshift;

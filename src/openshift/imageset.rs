@@ -7,6 +7,14 @@
 //! Supported (`kind: ImageSetConfiguration`, `apiVersion: mirror.openshift.io/v1alpha2` or
 //! `mirror.openshift.io/v2alpha1`):
 //! - `mirror.platform.architectures` (default `[amd64]`; amd64, arm64, ppc64le, s390x, multi);
+//! - `mirror.platform.release` (oc-mirror v2): one release image reference, a registry
+//!   image or an OCI layout (`oci://DIR`), packed like an entry of `releases`;
+//! - `mirror.platform.platforms` (oc-mirror v2; `{os, architecture}` or `OS/ARCH`, not with
+//!   `architectures`): `version:` releases become the `multi` payload, and only those
+//!   platforms are kept of every release's and component's index (original digests kept);
+//! - `mirror.platform.kubeVirtContainer: true`: each release's KubeVirt container image, as
+//!   its payload's boot images ConfigMap names it for the listed architectures, is packed
+//!   as a component of that release (oc-mirror's release content);
 //! - `mirror.platform.releases` (an airlift extension): a release image reference, used as
 //!   is, or `version: X.Y.Z`, which becomes `BASE:X.Y.Z-ARCH` for every architecture, BASE
 //!   being `mirror.platform.releaseImageBase` (also an extension; default
@@ -25,19 +33,27 @@
 //!   `OS/ARCH`); v1alpha2's deprecated `targetName` is read as the `targetCatalog` it
 //!   stands for, with a warning. A range on a package and on one of its channels, a range
 //!   with `full: true`, or `minVersion` with `minBundle`, are refused, as oc-mirror does;
-//! - `mirror.additionalImages` and `mirror.blockedImages` (a blocked entry without a tag or
-//!   digest blocks the whole repository; a blocked catalog is skipped with a warning, and
-//!   pack leaves out the images a catalog brings that are blocked);
-//! - `storageConfig`, oc-mirror's own state, accepted and ignored with a warning.
+//! - `mirror.additionalImages` (`name`, `targetRepo`/`targetTag`: where the image lands and
+//!   what the mirror sets map its source repository to; `platforms`: the platforms kept of
+//!   an index, as `pack --platform` keeps them, and an index with none of them is refused)
+//!   and `mirror.blockedImages`: each blocked `name` is a regular
+//!   expression searched (unanchored, as oc-mirror v2 does) in every image's reference,
+//!   with its registry, tag and digest; a plain repository name therefore blocks every tag
+//!   of it. A blocked catalog or additional image is skipped with a warning, pack leaves
+//!   out the images a catalog brings that are blocked, and a blocked release component
+//!   refuses the release;
+//! - `storageConfig` (oc-mirror's own state), `archiveSize` (airlift's volumes are sized by
+//!   `pack --volume-size`) and `mirror.samples` (images to list under additionalImages),
+//!   accepted and ignored with a warning saying so.
 //!
-//! Refused: Helm charts (`helm`)
-//! and `samples`, which airlift does not mirror; and any field it does not know, at any
-//! depth.
+//! Refused: Helm charts (`helm`), which airlift does not mirror; and any field it does not
+//! know, at any depth.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
+use regex::Regex;
 use serde_yaml_ng::Value;
 
 use crate::catalog::{CatalogFilter, ChannelFilter, PackageFilter, Range};
@@ -67,9 +83,21 @@ pub struct ImageSet {
     /// Additional image references (`docker://…`), blocked ones already removed, file order,
     /// no duplicates.
     pub additional: Vec<String>,
-    /// The blockedImages entries as written (for reporting and for checking release
-    /// components and what catalogs bring).
-    pub blocked: Vec<String>,
+    /// Where additional images given `targetRepo`/`targetTag` are mirrored: their reference
+    /// (as in `additional`) → `HOST/REPO[:TAG]`, HOST the source's (read by mirror::target).
+    pub targets: BTreeMap<String, String>,
+    /// Additional images given `platforms`: their reference (as in `additional`) → the
+    /// `OS/ARCH[/VARIANT]`s kept of an index, as `pack --platform` keeps them.
+    pub platforms: BTreeMap<String, Vec<String>>,
+    /// `platform.platforms` (`OS/ARCH[/VARIANT]`): the platforms kept of the (multi)
+    /// release images and of their components' indexes; empty for all.
+    pub release_platforms: Vec<String>,
+    /// `platform.kubeVirtContainer: true`: the architectures (release tag suffixes,
+    /// `x86_64`…) whose KubeVirt container image each release's payload names is packed
+    /// too; empty when not asked.
+    pub kube_virt: Vec<String>,
+    /// The blockedImages entries (for checking release components and what catalogs bring).
+    pub blocked: Vec<Blocked>,
     /// The operator catalogs (`mirror.operators`), file order, blocked catalogs removed.
     pub operators: Vec<CatalogFilter>,
     /// `mirror.platform.channels`, resolved against the update graph by `pack`.
@@ -110,17 +138,44 @@ pub fn graph_architecture(tag: &str) -> &str {
     ARCHITECTURES.iter().find(|(_, t)| *t == tag).map_or(tag, |(name, _)| name)
 }
 
+/// One `blockedImages` entry: a regular expression, searched anywhere in a reference
+/// (oc-mirror v2 calls Go's `regexp.MatchString`, which is unanchored).
+#[derive(Debug, Clone)]
+pub struct Blocked(Regex);
+
+impl Blocked {
+    /// Compile an entry as written; a leading `docker://` is dropped (references are
+    /// matched without their transport).
+    pub fn new(written: &str) -> std::result::Result<Blocked, regex::Error> {
+        Regex::new(written.strip_prefix(TRANSPORT).unwrap_or(written)).map(Blocked)
+    }
+}
+
+impl PartialEq for Blocked {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Blocked {}
+
 impl ImageSet {
-    /// Whether `reference` (with or without `docker://`) is blocked: its repository equals
-    /// a blocked entry's, and so do the tag and digest the entry names, if any. A reference
-    /// without a tag or digest means `:latest`.
+    /// Whether `reference` (with or without `docker://`) is blocked: a blocked pattern
+    /// matches it, without the transport, as written or in full form
+    /// (`docker.io/library/nginx:latest` for `nginx`); one naming both a tag and a digest
+    /// also as `REPO:TAG` and as `REPO@DIGEST`, so an entry written either way finds it.
+    /// Other transports (`oci:`) and unparsable text never are.
     pub fn is_blocked(&self, reference: &str) -> bool {
-        match ImageRef::parse_name(reference.strip_prefix(TRANSPORT).unwrap_or(reference)) {
-            Ok(image) => {
-                self.blocked.iter().filter_map(|e| ImageRef::parse_written(e).ok()).any(|e| blocks(&e, &image))
-            }
-            Err(_) => false,
+        let written = reference.strip_prefix(TRANSPORT).unwrap_or(reference);
+        let Ok(image) = ImageRef::parse_name(written) else { return false };
+        let repository = format!("{}/{}", image.registry, image.repository);
+        let mut forms = vec![written.to_string()];
+        forms.extend(image.tag.as_ref().map(|t| format!("{repository}:{t}")));
+        forms.extend(image.digest.as_ref().map(|d| format!("{repository}@{d}")));
+        if let (Some(t), Some(d)) = (&image.tag, &image.digest) {
+            forms.push(format!("{repository}:{t}@{d}"));
         }
+        self.blocked.iter().any(|b| forms.iter().any(|f| b.0.is_match(f)))
     }
 }
 
@@ -205,13 +260,11 @@ impl Reader<'_> {
                     self.origin
                 )),
                 "mirror" => mirror = Some(value),
-                "archiveSize" => {
-                    return Err(self.error(
-                        key,
-                        "oc-mirror's archive size is not used by airlift; remove it and pass `airlift pack --volume-size`",
-                    ))
-                }
-                _ => return Err(self.unknown(key, "kind, apiVersion, storageConfig, mirror")),
+                "archiveSize" => self.warnings.push(format!(
+                    "{}: archiveSize: ignored: airlift splits a bundle into volumes of `airlift pack --volume-size` instead",
+                    self.origin
+                )),
+                _ => return Err(self.unknown(key, "kind, apiVersion, storageConfig, archiveSize, mirror")),
             }
         }
         match mirror {
@@ -222,30 +275,27 @@ impl Reader<'_> {
 
     fn mirror(mut self, value: &Value) -> Result<ImageSet> {
         const PATH: &str = "mirror";
-        let mut releases = Unique::default();
+        let mut platform = PlatformSection::default();
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
-        let mut channels = Channels::default();
-        let mut graph = false;
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
-                "platform" => graph = self.platform(value, &path, &mut releases, &mut channels)?,
+                "platform" => self.platform(value, &path, &mut platform)?,
                 "additionalImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
-                        let path = format!("{path}[{i}]");
-                        let name = self.image_name(item, &path)?;
-                        let image = self.docker_ref(name, &format!("{path}.name"))?;
-                        wanted.push((path, image));
+                        wanted.push(self.additional_image(item, &format!("{path}[{i}]"))?);
                     }
                 }
                 "blockedImages" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
                         let name = self.image_name(item, &path)?;
-                        self.docker_ref(name, &format!("{path}.name"))?;
-                        blocked.push(name.to_string());
+                        let pattern = Blocked::new(name).map_err(|e| {
+                            self.error(&format!("{path}.name"), format!("'{name}' is not a valid regular expression: {e}"))
+                        })?;
+                        blocked.push(pattern);
                     }
                 }
                 "operators" => {
@@ -259,21 +309,26 @@ impl Reader<'_> {
                         "Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)",
                     ))
                 }
-                "samples" => {
-                    return Err(self.error(
-                        &path,
-                        "sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages",
-                    ))
-                }
-                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages")),
+                "samples" => self.warnings.push(format!(
+                    "{}: {path}: ignored: airlift does not mirror the samples operator's images; list those wanted under mirror.additionalImages",
+                    self.origin
+                )),
+                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples")),
             }
         }
-        let mut set = ImageSet { blocked, channels, ..ImageSet::default() };
+        let PlatformSection { releases, kube_virt, release_platforms, channels, graph } = platform;
+        let mut set = ImageSet { blocked, kube_virt, release_platforms, channels, graph, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
-        for (path, (reference, image)) in wanted {
-            if !self.blocked(&set, &path, &reference) {
-                additional.push(image.to_string(), reference);
+        for w in wanted {
+            if !self.blocked(&set, &w.path, &w.reference) {
+                if let Some(target) = w.target {
+                    set.targets.insert(w.reference.clone(), target);
+                }
+                if !w.platforms.is_empty() {
+                    set.platforms.insert(w.reference.clone(), w.platforms);
+                }
+                additional.push(w.image.to_string(), w.reference);
             }
         }
         for (path, filter) in operators {
@@ -298,7 +353,6 @@ impl Reader<'_> {
         set.releases = releases.items;
         set.additional = additional.items;
         set.warnings = self.warnings;
-        set.graph = graph;
         Ok(set)
     }
 
@@ -312,14 +366,13 @@ impl Reader<'_> {
         blocked
     }
 
-    /// Read `mirror.platform` into `releases` and `channels`; whether it asks for the
-    /// graph-data image.
-    fn platform(&self, value: &Value, path: &str, releases: &mut Unique, channels: &mut Channels) -> Result<bool> {
+    /// Read `mirror.platform`: release images, release channels, KubeVirt images, platforms
+    /// and whether it asks for the graph-data image.
+    fn platform(&self, value: &Value, path: &str, found: &mut PlatformSection) -> Result<()> {
+        let PlatformSection { releases, kube_virt, release_platforms, channels, graph } = found;
         let fields = self.fields(value, path)?;
-        let arches = match field(&fields, "architectures") {
-            None => vec![ARCHITECTURES[0].1],
-            Some(v) => self.architectures(v, &format!("{path}.architectures"))?,
-        };
+        let arches;
+        (arches, *release_platforms) = self.release_platforms(&fields, path)?;
         let base = match field(&fields, "releaseImageBase") {
             None => None,
             Some(v) => Some(self.release_base(v, &format!("{path}.releaseImageBase"))?),
@@ -333,23 +386,21 @@ impl Reader<'_> {
             }
             Ok(())
         };
-        let mut graph = false;
         for &(key, value) in &fields {
             let path = format!("{path}.{key}");
             match key {
-                "architectures" | "releaseImageBase" => {}
+                "architectures" | "releaseImageBase" | "platforms" => {}
+                "release" => self.release_image(self.string(value, &path)?, &path, releases)?,
+                "kubeVirtContainer" => {
+                    if self.boolean(value, &path)? {
+                        *kube_virt = arches.iter().map(|a| a.to_string()).collect();
+                    }
+                }
                 "releases" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         let path = format!("{path}[{i}]");
                         match item {
-                            Value::String(s) if s.starts_with("oci:") => {
-                                LayoutSource::parse(s).map_err(|e| self.error(&path, e))?;
-                                releases.push(s.clone(), s.clone());
-                            }
-                            Value::String(s) => {
-                                let (reference, image) = self.docker_ref(s, &path)?;
-                                releases.push(image.to_string(), reference);
-                            }
+                            Value::String(s) => self.release_image(s, &path, releases)?,
                             _ => {
                                 let version = self.release_version(item, &path)?;
                                 expand(version, &format!("{path}.version"), releases)?;
@@ -365,13 +416,60 @@ impl Reader<'_> {
                     channels.base = base.clone();
                 }
                 "graph" => match value {
-                    Value::Bool(b) => graph = *b,
+                    Value::Bool(b) => *graph = *b,
                     _ => return Err(self.error(&path, "expected true or false")),
                 },
-                _ => return Err(self.unknown(&path, "architectures, releaseImageBase, releases, channels, graph")),
+                _ => {
+                    return Err(
+                        self.unknown(&path, "architectures, platforms, releaseImageBase, release, releases, kubeVirtContainer, channels, graph")
+                    )
+                }
             }
         }
-        Ok(graph)
+        Ok(())
+    }
+
+    /// The release tag suffixes `version:` expands to, and `platforms` (oc-mirror v2: they
+    /// select from the multi payload; `architectures` are the older way).
+    fn release_platforms(&self, fields: &Fields, path: &str) -> Result<(Vec<&'static str>, Vec<String>)> {
+        let platforms = match field(fields, "platforms") {
+            None => Vec::new(),
+            Some(v) => self.platforms(v, &format!("{path}.platforms"))?,
+        };
+        let arches = match (field(fields, "architectures"), platforms.is_empty()) {
+            (None, true) => vec![ARCHITECTURES[0].1],
+            (None, false) => vec!["multi"],
+            (Some(v), true) => self.architectures(v, &format!("{path}.architectures"))?,
+            (Some(_), false) => {
+                return Err(self.error(
+                    path,
+                    "platforms and architectures cannot be used together (as in oc-mirror); keep platforms \
+                     (OS/ARCH pairs kept of the multi payload) or architectures (single-architecture payloads)",
+                ))
+            }
+        };
+        Ok((arches, platforms))
+    }
+
+    /// A release image named by reference (`platform.release`, a string in `releases`):
+    /// a registry image, or an OCI layout `oci:DIR[:REF]` (oc-mirror's `oci://DIR`).
+    fn release_image(&self, written: &str, path: &str, releases: &mut Unique) -> Result<()> {
+        if let Some(source) = self.layout(written, path)? {
+            releases.push(source.clone(), source);
+            return Ok(());
+        }
+        let (reference, image) = self.docker_ref(written, path)?;
+        releases.push(image.to_string(), reference);
+        Ok(())
+    }
+
+    /// An OCI layout on disk, `oci:DIR[:REF]` (oc-mirror's `oci://DIR` read as `oci:DIR`),
+    /// as airlift names it; `None` for anything else.
+    fn layout(&self, written: &str, path: &str) -> Result<Option<String>> {
+        let Some(rest) = written.strip_prefix("oci:") else { return Ok(None) };
+        let source = format!("oci:{}", rest.strip_prefix("//").unwrap_or(rest));
+        LayoutSource::parse(&source).map_err(|e| self.error(path, e))?;
+        Ok(Some(source))
     }
 
     /// One entry of `mirror.operators`: a catalog and its filter.
@@ -444,9 +542,7 @@ impl Reader<'_> {
     /// repository path it stands for (a layout's: none).
     fn catalog(&self, value: &Value, path: &str) -> Result<(String, String)> {
         let written = self.string(value, path)?;
-        if let Some(rest) = written.strip_prefix("oci:") {
-            let source = format!("oci:{}", rest.strip_prefix("//").unwrap_or(rest));
-            LayoutSource::parse(&source).map_err(|e| self.error(path, e))?;
+        if let Some(source) = self.layout(written, path)? {
             return Ok((source, String::new()));
         }
         let (reference, image) = self.docker_ref(written, path)?;
@@ -720,7 +816,38 @@ impl Reader<'_> {
         }
     }
 
-    /// The `name` of an `additionalImages` or `blockedImages` entry.
+    /// An `additionalImages` entry.
+    fn additional_image(&self, value: &Value, path: &str) -> Result<Wanted> {
+        if !matches!(value, Value::Mapping(_)) {
+            return Err(self.error(path, "expected `- name: REFERENCE`"));
+        }
+        let (mut name, mut repo, mut tag, mut platforms) = (None, None, None, Vec::new());
+        for (key, value) in self.fields(value, path)? {
+            let field = format!("{path}.{key}");
+            match key {
+                "name" => name = Some(self.string(value, &field)?),
+                "targetRepo" => repo = Some(self.target_path(value, &field, true)?),
+                "targetTag" => match self.string(value, &field)? {
+                    t if valid_tag(t) => tag = Some(t.to_string()),
+                    t => return Err(self.error(&field, format!("'{t}' is not a valid tag"))),
+                },
+                "platforms" => platforms = self.platforms(value, &field)?,
+                _ => return Err(self.unknown(&field, "name, targetRepo, targetTag, platforms")),
+            }
+        }
+        let name = name.ok_or_else(|| self.error(&format!("{path}.name"), "missing; give the image reference"))?;
+        let (reference, image) = self.docker_ref(name, &format!("{path}.name"))?;
+        let target = (repo.is_some() || tag.is_some()).then(|| {
+            let repository = repo.unwrap_or_else(|| image.repository.to_string());
+            match tag.or_else(|| image.tag.as_ref().map(|t| t.to_string())) {
+                Some(tag) => format!("{}/{repository}:{tag}", image.registry),
+                None => format!("{}/{repository}", image.registry),
+            }
+        });
+        Ok(Wanted { path: path.to_string(), reference, image, target, platforms })
+    }
+
+    /// The `name` of a `blockedImages` entry.
     fn image_name<'v>(&self, value: &'v Value, path: &str) -> Result<&'v str> {
         if !matches!(value, Value::Mapping(_)) {
             return Err(self.error(path, "expected `- name: REFERENCE`"));
@@ -801,6 +928,27 @@ fn yaml_inline(value: &Value) -> String {
     }
 }
 
+/// What `mirror.platform` asks for.
+#[derive(Default)]
+struct PlatformSection {
+    releases: Unique,
+    kube_virt: Vec<String>,
+    release_platforms: Vec<String>,
+    channels: Channels,
+    graph: bool,
+}
+
+/// An `additionalImages` entry as read: its path in the file, its reference
+/// (`docker://…`) and parsed image, where `targetRepo`/`targetTag` send it
+/// (`HOST/REPO[:TAG]`), and its `platforms` (all when empty).
+struct Wanted {
+    path: String,
+    reference: String,
+    image: ImageRef,
+    target: Option<String>,
+    platforms: Vec<String>,
+}
+
 /// References kept once, in first-seen order, compared by a normalised key.
 #[derive(Default)]
 struct Unique {
@@ -814,14 +962,6 @@ impl Unique {
             self.items.push(item);
         }
     }
-}
-
-/// Whether a blocked `entry` (tag as written) covers `image`.
-fn blocks(entry: &ImageRef, image: &ImageRef) -> bool {
-    entry.registry == image.registry
-        && entry.repository == image.repository
-        && entry.tag.as_ref().map_or(true, |t| image.tag.as_ref() == Some(t))
-        && entry.digest.as_ref().map_or(true, |d| image.digest.as_ref() == Some(d))
 }
 
 #[cfg(test)]
@@ -925,7 +1065,11 @@ mirror:
                     base: None,
                 },
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
-                blocked: vec!["registry.redhat.io/ubi9/ubi-minimal".to_string(), "quay.io/ns/tool:old".to_string()],
+                targets: BTreeMap::new(),
+                platforms: BTreeMap::new(),
+                kube_virt: vec![],
+                release_platforms: vec![],
+                blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
                 warnings: vec![
                     "imageset.yaml: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle"
@@ -1176,13 +1320,124 @@ mirror:
             refused("  helm:\n    repositories: []\n"),
             "imageset.yaml: mirror.helm: Helm charts are not supported by airlift; remove the section (or mirror them with oc-mirror)"
         );
+    }
+
+    #[test]
+    fn additional_images_with_target_repo_and_tag() {
+        let text = format!(
+            "{HEADER}mirror:\n  additionalImages:\n\
+             \x20   - {{name: quay.io/ns/app:1.0, targetRepo: mirror/app}}\n\
+             \x20   - {{name: 'quay.io/ns/tool@{d}', targetTag: v2}}\n\
+             \x20   - {{name: quay.io/ns/both:1, targetRepo: x/y, targetTag: t}}\n\
+             \x20   - {{name: quay.io/ns/plain:1, platforms: [linux/arm64, {{os: linux, architecture: s390x}}]}}\n",
+            d = digest('a')
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.additional.len(), 4);
+        let targets: Vec<(&str, &str)> = set.targets.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let tool = format!("docker://quay.io/ns/tool@{}", digest('a'));
         assert_eq!(
-            refused("  samples:\n    - name: ruby\n"),
-            "imageset.yaml: mirror.samples: sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages"
+            targets,
+            vec![
+                ("docker://quay.io/ns/app:1.0", "quay.io/mirror/app:1.0"),
+                ("docker://quay.io/ns/both:1", "quay.io/x/y:t"),
+                (tool.as_str(), "quay.io/ns/tool:v2"),
+            ]
+        );
+        let platforms: Vec<(&str, &[String])> = set.platforms.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+        assert_eq!(
+            platforms,
+            [("docker://quay.io/ns/plain:1", &["linux/arm64".to_string(), "linux/s390x".into()][..])]
         );
         assert_eq!(
-            refusal(&format!("{HEADER}archiveSize: 4\nmirror:\n  additionalImages: [{{name: quay.io/a/b:1}}]\n")),
-            "imageset.yaml: archiveSize: oc-mirror's archive size is not used by airlift; remove it and pass `airlift pack --volume-size`"
+            refused("  additionalImages: [{name: quay.io/a/b:1, platforms: [arm64]}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].platforms[0]: 'arm64' is not OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64"
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, targetRepo: 'Bad/Repo'}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].targetRepo: 'Bad/Repo' is not [NAMESPACE/]NAME of lowercase path components (letters and digits joined by '.', '_', '__' or '-'), without registry, tag or digest"
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, targetTag: 'a/b'}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].targetTag: 'a/b' is not a valid tag"
+        );
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1, tag: x}]\n"),
+            "imageset.yaml: mirror.additionalImages[0].tag: unknown field; remove it (airlift reads name, targetRepo, targetTag, platforms here)"
+        );
+    }
+
+    #[test]
+    fn platform_release_names_one_release_image() {
+        let text = format!(
+            "{HEADER}mirror:\n  platform:\n    release: quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64\n\
+             \x20   releases: ['quay.io/openshift-release-dev/ocp-release:4.16.3-x86_64', 'oci:///srv/rel:4.16.4']\n"
+        );
+        assert_eq!(
+            parse(&text, ORIGIN).unwrap().releases,
+            vec![format!("{OCP}:4.16.3-x86_64"), "oci:/srv/rel:4.16.4".to_string()]
+        );
+        let text = format!("{HEADER}mirror:\n  platform:\n    release: 'oci://rel-dir'\n");
+        assert_eq!(parse(&text, ORIGIN).unwrap().releases, vec!["oci:rel-dir".to_string()]);
+        assert!(refused("  platform:\n    release: 'quay.io/a/B:1'\n")
+            .starts_with("imageset.yaml: mirror.platform.release: bad image reference"));
+        assert_eq!(
+            refused("  platform:\n    release: [a]\n"),
+            "imageset.yaml: mirror.platform.release: expected a string, found '- a'"
+        );
+    }
+
+    #[test]
+    fn platform_platforms_select_from_the_multi_payload() {
+        let text = format!(
+            "{HEADER}mirror:\n  platform:\n    platforms: [{{os: linux, architecture: arm64}}, linux/amd64]\n\
+             \x20   kubeVirtContainer: true\n    releases: [{{version: 4.16.3}}]\n"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.release_platforms, ["linux/arm64", "linux/amd64"]);
+        assert_eq!(set.releases, [format!("{OCP}:4.16.3-multi")]);
+        assert_eq!(set.kube_virt, ["multi"]);
+        assert_eq!(
+            refused("  platform:\n    architectures: [amd64]\n    platforms: [linux/amd64]\n"),
+            "imageset.yaml: mirror.platform: platforms and architectures cannot be used together (as in oc-mirror); \
+             keep platforms (OS/ARCH pairs kept of the multi payload) or architectures (single-architecture payloads)"
+        );
+        assert_eq!(
+            refused("  platform:\n    platforms: [{os: linux}]\n"),
+            "imageset.yaml: mirror.platform.platforms[0]: give os and architecture, e.g. {os: linux, architecture: amd64}"
+        );
+    }
+
+    #[test]
+    fn kubevirt_container_follows_the_architectures() {
+        let read =
+            |platform: &str| parse(&format!("{HEADER}mirror:\n  platform:\n{platform}"), ORIGIN).unwrap().kube_virt;
+        let release = "    releases: [{version: 4.16.3}]\n";
+        assert_eq!(read(&format!("    kubeVirtContainer: true\n{release}")), ["x86_64"]);
+        assert_eq!(
+            read(&format!("    architectures: [amd64, s390x]\n    kubeVirtContainer: true\n{release}")),
+            ["x86_64", "s390x"]
+        );
+        assert!(read(&format!("    kubeVirtContainer: false\n{release}")).is_empty());
+        assert_eq!(
+            refused("  platform:\n    kubeVirtContainer: yes please\n"),
+            "imageset.yaml: mirror.platform.kubeVirtContainer: expected true or false"
+        );
+    }
+
+    #[test]
+    fn archive_size_and_samples_are_ignored_with_a_warning() {
+        let text = format!(
+            "{HEADER}archiveSize: 4\nmirror:\n  samples:\n    - name: ruby\n  additionalImages: [{{name: quay.io/a/b:1}}]\n"
+        );
+        let set = parse(&text, ORIGIN).unwrap();
+        assert_eq!(set.additional, vec!["docker://quay.io/a/b:1".to_string()]);
+        assert_eq!(
+            set.warnings,
+            vec![
+                "imageset.yaml: archiveSize: ignored: airlift splits a bundle into volumes of `airlift pack --volume-size` instead",
+                "imageset.yaml: mirror.samples: ignored: airlift does not mirror the samples operator's images; list those wanted under mirror.additionalImages",
+            ]
         );
     }
 
@@ -1247,15 +1502,15 @@ mirror:
     fn refuses_unknown_fields_at_every_depth() {
         assert_eq!(
             refusal(&format!("{HEADER}spec: {{}}\nmirror: {{}}\n")),
-            "imageset.yaml: spec: unknown field; remove it (airlift reads kind, apiVersion, storageConfig, mirror here)"
+            "imageset.yaml: spec: unknown field; remove it (airlift reads kind, apiVersion, storageConfig, archiveSize, mirror here)"
         );
         assert_eq!(
             refused("  xyz: 1\n"),
-            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages here)"
+            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages, samples here)"
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),
-            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, releaseImageBase, releases, channels, graph here)"
+            "imageset.yaml: mirror.platform.xyz: unknown field; remove it (airlift reads architectures, platforms, releaseImageBase, release, releases, kubeVirtContainer, channels, graph here)"
         );
         assert_eq!(
             refused("  platform:\n    channels:\n      - {name: stable-4.16, minVersion: 4.16.3, platform: x}\n"),
@@ -1267,7 +1522,7 @@ mirror:
         );
         assert_eq!(
             refused("  additionalImages:\n    - name: quay.io/a/b:1\n    - name: quay.io/a/c:1\n    - name: quay.io/a/d:1\n      xyz: true\n"),
-            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name here)"
+            "imageset.yaml: mirror.additionalImages[2].xyz: unknown field; remove it (airlift reads name, targetRepo, targetTag, platforms here)"
         );
         assert_eq!(
             refused(
@@ -1353,10 +1608,6 @@ mirror:
             ),
             ("  additionalImages:\n    - name: quay.io/a/b@sha256:1234\n", "mirror.additionalImages[0].name"),
             ("  platform:\n    releases: [\"quay.io/a/b:bad/tag\"]\n", "mirror.platform.releases[0]"),
-            (
-                "  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: \"quay.io/.*\"}]\n",
-                "mirror.blockedImages[0].name",
-            ),
         ] {
             let msg = refused(mirror);
             assert!(msg.starts_with(&format!("imageset.yaml: {path}: bad image reference 'docker://")), "{msg}");
@@ -1378,38 +1629,78 @@ mirror:
         );
     }
 
+    fn patterns(written: &[&str]) -> Vec<Blocked> {
+        written.iter().map(|w| Blocked::new(w).unwrap()).collect()
+    }
+
     #[test]
     fn blocked_references() {
         let set = ImageSet {
-            blocked: vec![
-                "registry.redhat.io/ubi9/ubi-minimal".to_string(),
-                "docker://quay.io/ns/app:1.0".to_string(),
-                format!("quay.io/ns/tool@{}", digest('b')),
-                "nginx".to_string(),
-            ],
+            blocked: patterns(&[
+                "registry.redhat.io/ubi9/ubi-minimal",
+                "docker://quay.io/ns/app:1.0$",
+                &format!("quay.io/ns/tool@{}", digest('b')),
+                "nginx",
+            ]),
             ..ImageSet::default()
         };
-        // Repository-wide: every tag and digest.
+        // A plain repository name: every tag and digest of it.
         assert!(set.is_blocked("registry.redhat.io/ubi9/ubi-minimal"));
         assert!(set.is_blocked("docker://registry.redhat.io/ubi9/ubi-minimal:9.4"));
         assert!(set.is_blocked(&format!("registry.redhat.io/ubi9/ubi-minimal@{}", digest('c'))));
         assert!(!set.is_blocked("registry.redhat.io/ubi9/ubi:latest"));
         assert!(!set.is_blocked("quay.io/ubi9/ubi-minimal:9.4"));
-        // Tag-specific.
+        // With a tag, anchored at the end.
         assert!(set.is_blocked("quay.io/ns/app:1.0"));
-        assert!(set.is_blocked(&format!("docker://quay.io/ns/app:1.0@{}", digest('c'))));
-        assert!(!set.is_blocked("docker://quay.io/ns/app:1.1"));
+        assert!(set.is_blocked(&format!("docker://quay.io/ns/app:1.0@{}", digest('c'))), "as REPO:TAG");
+        assert!(!set.is_blocked("docker://quay.io/ns/app:1.0.1"));
         assert!(!set.is_blocked("quay.io/ns/app"));
-        assert!(!set.is_blocked(&format!("quay.io/ns/app@{}", digest('c'))));
-        // Digest-specific.
+        // With a digest.
         assert!(set.is_blocked(&format!("quay.io/ns/tool@{}", digest('b'))));
         assert!(set.is_blocked(&format!("docker://quay.io/ns/tool:2@{}", digest('b'))));
         assert!(!set.is_blocked(&format!("quay.io/ns/tool@{}", digest('c'))));
         assert!(!set.is_blocked("quay.io/ns/tool:2"));
-        // Docker Hub shorthands name the same repository; other transports are never blocked.
+        // Matched as written and in full: Docker Hub shorthands are found either way.
         assert!(set.is_blocked("docker://docker.io/library/nginx:1.27"));
+        assert!(set.is_blocked("nginx"));
+        // Other transports and unparsable text are never blocked.
         assert!(!set.is_blocked("oci:/srv/layout:nginx"));
         assert!(!set.is_blocked("docker://"));
+    }
+
+    #[test]
+    fn blocked_patterns_are_regular_expressions() {
+        let every = ImageSet { blocked: patterns(&[".*"]), ..ImageSet::default() };
+        assert!(every.is_blocked("quay.io/a/b:1"));
+        assert!(every.is_blocked(&format!("docker://registry.example:5000/x@{}", digest('a'))));
+        // Unanchored: the pattern is searched anywhere in the reference.
+        let mysql = ImageSet { blocked: patterns(&[".*/mysql.*"]), ..ImageSet::default() };
+        assert!(mysql.is_blocked("docker.io/library/mysql:8"));
+        assert!(mysql.is_blocked("mysql:8"), "matched in full form docker.io/library/mysql:8");
+        assert!(mysql.is_blocked("quay.io/ns/mysql-exporter:1"));
+        assert!(!mysql.is_blocked("quay.io/ns/postgres:16"));
+        let tags = ImageSet { blocked: patterns(&[r":(latest|v1\.\d+)$"]), ..ImageSet::default() };
+        assert!(tags.is_blocked("quay.io/ns/app"), "no tag: matched in full form as :latest");
+        assert!(tags.is_blocked("quay.io/ns/app:v1.2"));
+        assert!(!tags.is_blocked("quay.io/ns/app:v2.0"));
+        // Anchored at the start: the registry must be the one named.
+        let anchored = ImageSet { blocked: patterns(&["^registry\\.redhat\\.io/"]), ..ImageSet::default() };
+        assert!(anchored.is_blocked("registry.redhat.io/ubi9/ubi:9.4"));
+        assert!(!anchored.is_blocked("quay.io/registry.redhat.io/ubi:1"));
+        // In a file: additional images and catalogs are skipped, an invalid pattern refused.
+        let set = parse(
+            &format!(
+                "{HEADER}mirror:\n  additionalImages: [{{name: quay.io/a/mysql:8}}, {{name: quay.io/a/web:1}}]\n\
+                 \x20 blockedImages: [{{name: '.*/mysql.*'}}]\n"
+            ),
+            ORIGIN,
+        )
+        .unwrap();
+        assert_eq!(set.additional, vec!["docker://quay.io/a/web:1".to_string()]);
+        assert_eq!(
+            refused("  additionalImages: [{name: quay.io/a/b:1}]\n  blockedImages: [{name: quay.io/a/b}, {name: 'a(b'}]\n"),
+            "imageset.yaml: mirror.blockedImages[1].name: 'a(b' is not a valid regular expression: regex parse error:\n    a(b\n     ^\nerror: unclosed group"
+        );
     }
 
     #[test]

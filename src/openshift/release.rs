@@ -13,6 +13,9 @@ use crate::error::{usage, Error, Result};
 
 const REFERENCES: &str = "release-manifests/image-references";
 const METADATA: &str = "release-manifests/release-metadata";
+/// The installer's boot images ConfigMap; its `data.stream` JSON names the KubeVirt
+/// container image of each architecture (`architectures.ARCH.images.kubevirt.digest-ref`).
+const BOOTIMAGES: &str = "release-manifests/0000_50_installer_coreos-bootimages.yaml";
 /// Either file is a few hundred KiB in a real payload; more is not a release payload.
 const MAX_METADATA_FILE: u64 = 16 << 20;
 
@@ -22,6 +25,8 @@ pub struct Payload {
     pub version: String,
     /// Every component, in image-references order.
     pub components: Vec<Component>,
+    /// The boot images ConfigMap as found, read only when asked ([`kubevirt_images`]).
+    pub bootimages: Option<Vec<u8>>,
 }
 
 #[derive(Deserialize)]
@@ -62,17 +67,17 @@ struct Metadata {
 /// Read the payload from the release image's layers (gzip, zstd or plain tars, in image
 /// order): the last layer that has a file wins, as when the image is run.
 pub fn read_payload(release: &str, layers: &[impl AsRef<Path>]) -> Result<Payload> {
-    let mut references = None;
-    let mut metadata = None;
+    let (mut references, mut metadata, mut bootimages) = (None, None, None);
     for layer in layers.iter().rev() {
-        if references.is_some() && metadata.is_some() {
+        if references.is_some() && metadata.is_some() && bootimages.is_some() {
             break;
         }
-        let found = files_in_layer(layer.as_ref(), &[REFERENCES, METADATA])?;
+        let found = files_in_layer(layer.as_ref(), &[REFERENCES, METADATA, BOOTIMAGES])?;
         for (name, bytes) in found {
             match name.as_str() {
                 REFERENCES if references.is_none() => references = Some(bytes),
                 METADATA if metadata.is_none() => metadata = Some(bytes),
+                BOOTIMAGES if bootimages.is_none() => bootimages = Some(bytes),
                 _ => {}
             }
         }
@@ -117,7 +122,37 @@ pub fn read_payload(release: &str, layers: &[impl AsRef<Path>]) -> Result<Payloa
     if components.is_empty() {
         return Err(usage(format!("{release}: {REFERENCES} lists no component")));
     }
-    Ok(Payload { version, components })
+    Ok(Payload { version, components, bootimages })
+}
+
+/// The KubeVirt container images (oc-mirror's `kubeVirtContainer`) the payload's boot
+/// images ConfigMap names for `architectures` (release tag suffixes: `x86_64`, `s390x`…;
+/// `multi` for every one), as components `kube-virt-container-ARCH`; an architecture
+/// without one is passed over, as oc-mirror does. `release` names the errors.
+pub fn kubevirt_images(release: &str, payload: &Payload, architectures: &[String]) -> Result<Vec<Component>> {
+    let bad = |why: String| usage(format!("{release}: {BOOTIMAGES}: {why}"));
+    let Some(bytes) = &payload.bootimages else {
+        return Err(bad("not in the payload: this release names no KubeVirt container image".into()));
+    };
+    let map: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(bytes).map_err(|e| bad(format!("not a YAML ConfigMap: {e}")))?;
+    let stream = map["data"]["stream"].as_str().ok_or_else(|| bad("no data.stream".into()))?;
+    let stream: serde_json::Value =
+        serde_json::from_str(stream).map_err(|e| bad(format!("data.stream is not JSON: {e}")))?;
+    let listed = stream["architectures"].as_object().ok_or_else(|| bad("data.stream has no architectures".into()))?;
+    let mut images = Vec::new();
+    for (arch, entry) in listed {
+        if !architectures.iter().any(|a| a == arch || a == "multi") {
+            continue;
+        }
+        let Some(image) = entry["images"]["kubevirt"]["digest-ref"].as_str() else { continue };
+        if !image.contains("@sha256:") {
+            let (arch, image) = (crate::text::untrusted(arch), crate::text::untrusted(image));
+            return Err(bad(format!("{arch}: the KubeVirt image {image} is not a reference by digest")));
+        }
+        images.push(Component { name: format!("kube-virt-container-{arch}"), image: image.to_string() });
+    }
+    Ok(images)
 }
 
 /// The contents of the files named `wanted` in a layer (compressed or not).
@@ -210,6 +245,40 @@ mod tests {
         let p = read_payload("rel", &[old, base, new]).unwrap();
         assert_eq!(p.version, "4.16.3");
         assert_eq!(p.components, components(12));
+    }
+
+    #[test]
+    fn kubevirt_images_come_from_the_boot_images_config_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = |c: char| format!("quay.example/ocp/art-dev@sha256:{}", c.to_string().repeat(64));
+        let stream = serde_json::json!({"stream": "rhcos", "architectures": {
+            "x86_64": {"images": {"kubevirt": {"release": "416", "image": "q/kv", "digest-ref": kv('a')}}},
+            "aarch64": {"images": {}},
+            "s390x": {"images": {"kubevirt": {"digest-ref": kv('b')}}},
+        }});
+        let config_map = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: coreos-bootimages\ndata:\n  stream: '{stream}'\n"
+        );
+        let mut files = payload_files("4.16.3", &components(1));
+        files.push((BOOTIMAGES.to_string(), config_map.into_bytes()));
+        let p = read_payload("rel", &[layer(dir.path(), "l", &files, true)]).unwrap();
+        let names = |arches: &[&str]| -> Vec<(String, String)> {
+            let arches: Vec<String> = arches.iter().map(|a| a.to_string()).collect();
+            kubevirt_images("rel", &p, &arches).unwrap().into_iter().map(|c| (c.name, c.image)).collect()
+        };
+        assert_eq!(names(&["x86_64"]), [("kube-virt-container-x86_64".to_string(), kv('a'))]);
+        assert_eq!(names(&["aarch64"]), []);
+        assert_eq!(names(&["multi"]).len(), 2);
+
+        let bare =
+            read_payload("rel", &[layer(dir.path(), "b", &payload_files("4.16.3", &components(1)), true)]).unwrap();
+        let e = kubevirt_images("rel", &bare, &["x86_64".to_string()]).unwrap_err().to_string();
+        assert_eq!(e, format!("rel: {BOOTIMAGES}: not in the payload: this release names no KubeVirt container image"));
+        let mut files = payload_files("4.16.3", &components(1));
+        files.push((BOOTIMAGES.to_string(), b"data:\n  stream: '{\"architectures\": {\"x86_64\": {\"images\": {\"kubevirt\": {\"digest-ref\": \"q/kv:1\"}}}}}'\n".to_vec()));
+        let by_tag = read_payload("rel", &[layer(dir.path(), "t", &files, true)]).unwrap();
+        let e = kubevirt_images("rel", &by_tag, &["x86_64".to_string()]).unwrap_err().to_string();
+        assert!(e.ends_with("x86_64: the KubeVirt image q/kv:1 is not a reference by digest"), "{e}");
     }
 
     #[test]

@@ -303,7 +303,10 @@ mod tests {
         let catalog = Catalog::read(dir.path()).unwrap();
         let filter = CatalogFilter { catalog: "docker://q.io/x/index:v1".into(), ..CatalogFilter::default() };
         let selection = select::select(&catalog, &filter).unwrap();
-        let set = ImageSet { blocked: vec!["q.io/x/db".into()], ..ImageSet::default() };
+        let set = ImageSet {
+            blocked: vec![crate::openshift::imageset::Blocked::new("q.io/x/db").unwrap()],
+            ..ImageSet::default()
+        };
         let warnings = std::cell::RefCell::new(Vec::new());
         let note = |n: Note| {
             if let Note::Warning(w) = n {

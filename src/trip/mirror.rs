@@ -4,7 +4,8 @@
 //! The repository is the source's path without its registry host, under an optional
 //! prefix: `docker://quay.io/ns/app:1.0` → `PREFIX/ns/app:1.0`. An OCI layout source
 //! `oci:DIR:REF` goes to the repository named after DIR (`oci:/srv/ocp:4.16` → `ocp:4.16`),
-//! unless REF is itself a full reference (`quay.io/ns/app:1.0`), whose path is used.
+//! unless REF is itself a full reference (`quay.io/ns/app:1.0`), whose path is used; so is
+//! a registry image's reference name when it is one (an image set's targetRepo/targetTag).
 //! An image named without a tag (by digest) is tagged `sha256-HEX` after its digest, so
 //! a registry that prunes untagged manifests keeps it.
 
@@ -60,14 +61,15 @@ pub fn digest_tag(digest: &Digest) -> String {
 
 /// (repository path, tag) from a source string and the image's reference name.
 fn source_path(source: &str, reference: Option<&str>) -> (String, Option<String>) {
-    if let Some(rest) = source.strip_prefix(TRANSPORT) {
-        let parts = split(rest);
-        return (parts.path.to_string(), parts.tag.or(reference).map(str::to_string));
-    }
-    // A reference name that is itself a reference (`quay.io/ns/app:1.0`, `index:v4.16`).
+    // A reference name that is itself a reference (`quay.io/ns/app:1.0`, `index:v4.16`):
+    // a layout's image named so, or an image set's targetRepo/targetTag.
     if let Some(r) = reference.filter(|r| r.contains('/') || r.contains(':')) {
         let parts = split(r);
         return (parts.path.to_string(), parts.tag.map(str::to_string));
+    }
+    if let Some(rest) = source.strip_prefix(TRANSPORT) {
+        let parts = split(rest);
+        return (parts.path.to_string(), parts.tag.or(reference).map(str::to_string));
     }
     let dir = source.strip_prefix("oci:").unwrap_or(source);
     let dir = match reference {
@@ -184,5 +186,10 @@ mod tests {
             "h/ns/app:1.0"
         );
         assert!(target(&image("oci:x", None), Some("UPPER/..")).is_err());
+        // An image set's targetRepo/targetTag: the reference name is the whole target.
+        let t = target(&image("docker://quay.io/ns/app:1.0", Some("quay.io/other/app:v1")), Some("m")).unwrap();
+        assert_eq!(t, Target { repository: "m/other/app".into(), tag: "v1".into() });
+        let t = target(&image(&format!("docker://quay.io/ns/app@{}", Digest::of(b"m")), Some("quay.io/x")), None);
+        assert_eq!(t.unwrap(), Target { repository: "x".into(), tag: format!("sha256-{}", Digest::of(b"m").hex()) });
     }
 }

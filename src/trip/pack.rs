@@ -153,7 +153,15 @@ impl Plan {
         };
         // A catalog's image is the one packed under its target, whatever else names it.
         all.retain(|s| !packed_catalogs.iter().any(|c| c.images.first().is_some_and(|(carried, _)| carried == s)));
+        let own = own_platforms(imageset.as_ref(), &release_sources, &payloads);
+        all.retain(|s| !own.values().any(|group| group.contains(s)));
         let (mut resolved, mut wanted) = resolve_images(&all, registry.as_ref())?;
+        if let Some(reg) = &registry {
+            resolve_own_platforms(&own, reg, &request.registry, &mut resolved, &mut wanted)?;
+        }
+        if let Some(set) = &imageset {
+            retarget(&mut resolved, set);
+        }
         if let Some(reg) = &registry {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
             if imageset.as_ref().is_some_and(|set| set.graph) {
@@ -291,7 +299,11 @@ fn read_releases(
 ) -> Result<Vec<Payload>> {
     let mut payloads = Vec::new();
     for source in release_sources {
-        let payload = read_release(source, registry).during(|| format!("reading release {source}"))?;
+        let mut payload = read_release(source, registry).during(|| format!("reading release {source}"))?;
+        if let Some(set) = imageset.filter(|set| !set.kube_virt.is_empty()) {
+            // oc-mirror's kubeVirtContainer: release content, mirrored as components are.
+            payload.components.extend(release::kubevirt_images(source, &payload, &set.kube_virt)?);
+        }
         if let Some(set) = imageset {
             if let Some(c) = payload.components.iter().find(|c| set.is_blocked(&c.image)) {
                 return Err(usage(format!(
@@ -347,6 +359,58 @@ fn resolve_images<'s>(
         }
     }
     Ok((resolved, wanted))
+}
+
+/// The sources resolved with platforms of their own, grouped by those platforms: the
+/// additional images given `platforms`, and, with `platform.platforms`, every release and
+/// its components (each source once, the release's platforms first).
+fn own_platforms(set: Option<&ImageSet>, releases: &[String], payloads: &[Payload]) -> Groups {
+    let mut groups = Groups::new();
+    let Some(set) = set else { return groups };
+    let mut seen = HashSet::new();
+    let mut add = |platforms: &Vec<String>, source: String| {
+        if seen.insert(source.clone()) {
+            groups.entry(platforms.clone()).or_default().push(source);
+        }
+    };
+    if !set.release_platforms.is_empty() {
+        let components = payloads.iter().flat_map(|p| &p.components).map(|c| format!("{TRANSPORT}{}", c.image));
+        releases.iter().cloned().chain(components).for_each(|s| add(&set.release_platforms, s));
+    }
+    set.platforms.iter().for_each(|(source, platforms)| add(platforms, source.clone()));
+    groups
+}
+
+/// Platforms (`OS/ARCH[/VARIANT]`) → the sources that keep only those.
+type Groups = std::collections::BTreeMap<Vec<String>, Vec<String>>;
+
+/// Resolve each group of `own` keeping only its platforms (an index with none of them is
+/// refused naming the image, as `--platform` does); blobs land in `reg`'s cache.
+fn resolve_own_platforms<'s>(
+    own: &'s Groups,
+    reg: &RegistrySource,
+    options: &RegistryOptions,
+    resolved: &mut Resolved<'s>,
+    wanted: &mut Vec<(ImageRef, BlobRef)>,
+) -> Result<()> {
+    for (platforms, sources) in own {
+        let platforms = catalogs::parse_platforms(platforms)?;
+        let one = RegistrySource::new(options.client.clone(), reg.cache().root(), platforms, options.parallel)?;
+        let (r, w) = resolve_images(sources, Some(&one))?;
+        resolved.extend(r);
+        wanted.extend(w);
+    }
+    Ok(())
+}
+
+/// Additional images given targetRepo/targetTag are named by their whole target
+/// (`HOST/REPO[:TAG]`), which mirror::target reads as where they land.
+fn retarget(resolved: &mut Resolved, set: &ImageSet) {
+    for (source, image, _) in resolved.iter_mut() {
+        if let Some(target) = set.targets.get(*source) {
+            image.reference = Some(target.clone());
+        }
+    }
 }
 
 /// Add each catalog's images (the catalog image, whose blobs are all in the cache, and

@@ -41,6 +41,18 @@ pub fn pack(dist: &Distribution, dir: &Path, out: &Path, name: &str, args: &[Str
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// `airlift pack --config CONFIG` from `dist` into `DIR/refused`, which must exit 2 and
+/// write no bundle; returns its stderr.
+pub fn pack_refused(dist: &Distribution, dir: &Path, config: &Path) -> String {
+    let out = dir.join("refused");
+    let args = ["--config".to_string(), config.display().to_string()];
+    let o = pack_command(dist, dir, &out, "refused", &args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(!out.join("refused.manifest.json").exists(), "{err}");
+    err
+}
+
 /// `airlift unpack --json BUNDLE --key DIR/keys/site.pub --root ROOT EXTRA…`; returns the
 /// --json document.
 pub fn unpack_root(dir: &Path, bundle: &Path, root: &Path, extra: &[&str]) -> Value {
