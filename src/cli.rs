@@ -144,8 +144,21 @@ pub struct PackArgs {
     /// only release packed
     #[arg(long, value_name = "FILE")]
     pub release_signature: Vec<PathBuf>,
+    /// What is attached to registry images (cosign .sig/.att/.sbom tags, OCI referrers) is
+    /// packed with them: optional warns about an unsigned release image, require refuses
+    /// any image without a cosign signature, skip looks for nothing
+    #[arg(long, value_enum, default_value = "optional", value_name = "POLICY")]
+    pub signatures: Signatures,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// `pack --signatures`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Signatures {
+    Require,
+    Optional,
+    Skip,
 }
 
 /// How `pack` reaches registries.

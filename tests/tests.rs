@@ -22,5 +22,6 @@ mod push;
 mod registry;
 mod registry_unpack;
 mod resume;
+mod signatures;
 mod tamper;
 mod trust;

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use crate::bundle::manifest::EntryKind;
 use crate::bundle::names;
-use crate::cli::PackArgs;
+use crate::cli::{PackArgs, Signatures};
 use crate::error::{usage, Status};
 use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
+use crate::trip::attached::Policy;
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
@@ -102,6 +103,11 @@ fn request(args: &PackArgs) -> Request {
         include: args.include.clone(),
         release_signatures: args.release_signature.clone(),
         installer: !args.no_installer,
+        signatures: match args.signatures {
+            Signatures::Require => Policy::Require,
+            Signatures::Optional => Policy::Optional,
+            Signatures::Skip => Policy::Skip,
+        },
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),

@@ -23,6 +23,7 @@ use crate::progress::{Progress, Silent};
 use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
 use crate::store;
+use crate::trip::attached;
 use crate::trip::catalogs::{self, pack_catalogs};
 use crate::trip::{During, Error, Result};
 
@@ -42,6 +43,8 @@ pub struct Request {
     pub release_signatures: Vec<PathBuf>,
     /// Carry this airlift binary as the registry installer.
     pub installer: bool,
+    /// `--signatures`: what is attached to registry images is looked for and packed.
+    pub signatures: attached::Policy,
     pub registry: RegistryOptions,
 }
 
@@ -139,7 +142,23 @@ impl Plan {
             add_catalog_images(&packed_catalogs, &all, reg.cache().root(), &mut resolved, &mut wanted)?;
         }
         let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
-        let (images, blobs) = images_and_blobs(resolved);
+        let subjects = resolved.len();
+        let found = match &registry {
+            Some(reg) if request.signatures != attached::Policy::Skip => {
+                let of: Vec<(&str, &Digest)> = resolved.iter().map(|(s, img, _)| (*s, &img.digest)).collect();
+                attached::discover(reg, &of, request.registry.parallel)?
+            }
+            _ => Vec::new(),
+        };
+        let mut artifacts: Vec<String> = found.iter().map(|f| f.source.clone()).collect();
+        dedup(&mut artifacts);
+        artifacts.retain(|a| !all.contains(a));
+        let (more, more_wanted) = resolve_images(&artifacts, registry.as_ref())?;
+        resolved.extend(more);
+        wanted.extend(more_wanted);
+        let (mut images, blobs) = images_and_blobs(resolved);
+        let warn = |w: &str| note(Note::Warning(w));
+        attached::record(&mut images, subjects, &found, request.signatures, &release_sources, &warn)?;
 
         let mut items = front_items(request)?;
         let mut releases = releases(&release_sources, payloads, &images)?;
@@ -361,6 +380,8 @@ fn images_and_blobs(resolved: Resolved) -> (Vec<Image>, Vec<Item>) {
             total_size: img.blobs.iter().map(|b| b.size).sum(),
             platforms: img.platforms.clone(),
             blobs: img.blobs.iter().map(|b| b.digest.clone()).collect(),
+            attached: Vec::new(),
+            signature: None,
         });
     }
     (images, items)

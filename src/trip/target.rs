@@ -353,6 +353,8 @@ mod tests {
             total_size: 1,
             platforms: vec!["linux/amd64".into()],
             blobs: vec![Digest::of(&[n])],
+            attached: vec![],
+            signature: None,
         }
     }
 
