@@ -11,6 +11,7 @@
 //!   storage, installer), [`client`] (auth, pull, push, retries)
 //! - [`oci`] (names, references, media types, the one image walk, layouts, `index.json`),
 //!   [`store`] (blobs, the one `BlobWriter`, `commit_file`, the `.airlift/` paths)
+//! - [`sigstore`] (cosign keys, signature verification, Rekor bundles, image policies)
 //! - [`digest`], [`minisign`], [`media`], [`text`], [`size`], [`time`], [`progress`],
 //!   [`workers`], [`error`]: values and helpers every layer may use
 
@@ -25,6 +26,7 @@ pub mod oci;
 pub mod openshift;
 pub mod progress;
 pub mod registry;
+pub mod sigstore;
 pub mod size;
 pub mod source;
 pub mod store;
