@@ -150,7 +150,21 @@ pub struct PackArgs {
     #[arg(long, value_enum, default_value = "optional", value_name = "POLICY")]
     pub signatures: Signatures,
     #[command(flatten)]
+    pub sigstore: SigstoreArgs,
+    #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// The keys carried cosign signatures are checked with.
+#[derive(Debug, Args)]
+pub struct SigstoreArgs {
+    /// A cosign public key (PEM, ECDSA P-256; repeatable): every carried cosign signature
+    /// must verify with one of them (a bad one: exit 1, naming the image)
+    #[arg(long, value_name = "FILE")]
+    pub sigstore_key: Vec<PathBuf>,
+    /// The Rekor public key (PEM) that checks the Rekor bundles in the signatures
+    #[arg(long, value_name = "FILE", requires = "sigstore_key")]
+    pub rekor_key: Option<PathBuf>,
 }
 
 /// `pack --signatures`.

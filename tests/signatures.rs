@@ -5,13 +5,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
-use crate::common::{airlift, keygen, make_layout, sha256_hex, tempdir};
+use crate::common::{airlift, keygen, make_layout, run_ok, sha256_hex, tempdir, testdata};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -54,47 +55,45 @@ fn push_blob(dist: &Distribution, http: &Client, repo: &str, data: &[u8]) -> (St
     (digest, data.len())
 }
 
-/// Put a manifest under `reference`; returns its digest and size.
-fn put_manifest(dist: &Distribution, http: &Client, repo: &str, reference: &str, body: &Value) -> (String, usize) {
-    let bytes = serde_json::to_vec(body).unwrap();
-    let media_type = body["mediaType"].as_str().unwrap();
+/// Put a manifest (its exact bytes) under `reference`; returns its digest.
+fn put_manifest(dist: &Distribution, http: &Client, repo: &str, reference: &str, bytes: &[u8]) -> String {
+    let media_type: Value = serde_json::from_slice(bytes).unwrap();
     let r = http
         .put(url(dist, &format!("/v2/{repo}/manifests/{reference}")))
         .basic_auth(&dist.user, Some(&dist.password))
-        .header("content-type", media_type)
-        .body(bytes.clone())
+        .header("content-type", media_type["mediaType"].as_str().unwrap())
+        .body(bytes.to_vec())
         .send()
         .unwrap();
     let status = r.status();
     assert_eq!(status, 201, "PUT manifest {repo}:{reference}: {}", r.text().unwrap_or_default());
-    (format!("sha256:{}", sha256_hex(&bytes)), bytes.len())
+    format!("sha256:{}", sha256_hex(bytes))
 }
 
-/// A cosign-shaped signature of `subject` in `repo`: the simple-signing payload as its
-/// one layer, `signature` (base64) in the layer's annotation, tagged `sha256-HEX.sig`.
-fn push_signature(dist: &Distribution, http: &Client, repo: &str, subject: &str, signature: &str) -> String {
-    let payload = serde_json::to_vec(&json!({
-        "critical": { "identity": { "docker-reference": format!("{}/{repo}", dist.host()) },
-                      "image": { "docker-manifest-digest": subject },
-                      "type": "cosign container image signature" },
-        "optional": null,
-    }))
-    .unwrap();
-    let (pd, ps) = push_blob(dist, http, repo, &payload);
-    let config = serde_json::to_vec(&json!({
-        "architecture": "", "os": "", "config": {},
-        "rootfs": { "type": "layers", "diff_ids": [pd] },
-    }))
-    .unwrap();
-    let (cd, cs) = push_blob(dist, http, repo, &config);
-    let manifest = json!({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs },
-        "layers": [{ "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json", "digest": pd, "size": ps,
-                     "annotations": { "dev.cosignproject.cosign/signature": signature } }],
-    });
-    let tag = format!("{}.sig", subject.replace(':', "-"));
-    put_manifest(dist, http, repo, &tag, &manifest).0
+/// Sign `subject` in `repo` with the test key, as `cosign sign --key` does
+/// (testdata/sigstore/make-vectors.py), and push the signature as `sha256-HEX.sig`;
+/// `tamper` flips one character of the signature first. Returns the `.sig` manifest's digest.
+fn push_signature(dist: &Distribution, http: &Client, dir: &Path, repo: &str, subject: &str, tamper: bool) -> String {
+    let out = dir.join(format!("sig-{}", &subject[7..19]));
+    let _ = std::fs::remove_dir_all(&out);
+    run_ok(
+        Command::new("python3")
+            .arg(testdata("sigstore/make-vectors.py"))
+            .arg("sign")
+            .arg(testdata("sigstore/test-key.key"))
+            .args([subject, &format!("{}/{repo}", dist.host())])
+            .arg(&out),
+    );
+    for blob in std::fs::read_dir(out.join("blobs/sha256")).unwrap() {
+        push_blob(dist, http, repo, &std::fs::read(blob.unwrap().path()).unwrap());
+    }
+    let mut manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    if tamper {
+        let at = manifest.find("cosign/signature\": \"").unwrap() + 30;
+        let flipped = if &manifest[at..=at] == "A" { "B" } else { "A" };
+        manifest.replace_range(at..=at, flipped);
+    }
+    put_manifest(dist, http, repo, &format!("{}.sig", subject.replace(':', "-")), manifest.as_bytes())
 }
 
 /// An OCI 1.1 referrer of `subject` (an SBOM artifact) pushed by digest, with the
@@ -111,12 +110,12 @@ fn push_referrer(dist: &Distribution, http: &Client, repo: &str, subject: &str, 
     });
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let digest = format!("sha256:{}", sha256_hex(&bytes));
-    put_manifest(dist, http, repo, &digest, &manifest);
+    put_manifest(dist, http, repo, &digest, &bytes);
     let index = json!({
         "schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{ "mediaType": OCI_MANIFEST, "digest": digest, "size": bytes.len(), "artifactType": SBOM_TYPE }],
     });
-    put_manifest(dist, http, repo, &subject.replace(':', "-"), &index);
+    put_manifest(dist, http, repo, &subject.replace(':', "-"), &serde_json::to_vec(&index).unwrap());
     digest
 }
 
@@ -143,7 +142,7 @@ fn source(dir: &Path) -> Option<Source> {
         .unwrap()
         .bytes()
         .unwrap();
-    let signature = push_signature(&dist, &http, "app", &app, "MEUCIQDnot+a+real+signature+yet=");
+    let signature = push_signature(&dist, &http, dir, "app", &app, false);
     let referrer = push_referrer(&dist, &http, "app", &app, manifest.len());
     Some(Source { dist, app, signature, referrer })
 }
@@ -276,4 +275,28 @@ fn signatures_require_refuses_an_unsigned_image_naming_it_and_skip_packs_nothing
     assert_eq!(listed["images"].as_array().unwrap().len(), 1, "skip packs the image alone: {listed}");
     assert_eq!(listed["images"][0]["attached"], json!([]), "{listed}");
     assert_eq!(listed["images"][0]["signature"], Value::Null, "{listed}");
+}
+
+#[test]
+fn a_tampered_signature_fails_at_pack_with_the_key_and_a_good_one_passes() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let Some(src) = source(dir) else { return };
+    let key = testdata("sigstore/test-key.pub");
+    let with_key = ["--sigstore-key", key.to_str().unwrap()];
+    pack(&src.dist, dir, &["app:1.0"], &with_key).success();
+    // Another key verifies nothing.
+    let other = testdata("sigstore/other-key.pub");
+    let refused = pack(&src.dist, dir, &["app:1.0"], &["--force", "--sigstore-key", other.to_str().unwrap()]).code(1);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("app:1.0") && stderr.contains("signature"), "{stderr}");
+
+    let http = client(&src.dist);
+    let tampered = push_signature(&src.dist, &http, dir, "app", &src.app, true);
+    assert_ne!(tampered, src.signature);
+    let refused = pack(&src.dist, dir, &["app:1.0"], &[&["--force"][..], &with_key].concat()).code(1);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("app:1.0") && stderr.contains("cosign signature is bad"), "{stderr}");
+    // Without a key the tampered signature is carried, as any attached artifact.
+    pack(&src.dist, dir, &["app:1.0"], &["--force"]).success();
 }

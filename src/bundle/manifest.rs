@@ -169,9 +169,8 @@ pub enum AttachedKind {
 }
 
 impl AttachedKind {
-    /// The cosign kinds with the suffix of their tag.
-    pub const COSIGN: [(AttachedKind, &'static str); 3] =
-        [(AttachedKind::Signature, "sig"), (AttachedKind::Attestation, "att"), (AttachedKind::Sbom, "sbom")];
+    /// The cosign kinds, in the order of [`crate::sigstore::cosign_tags`].
+    pub const COSIGN: [AttachedKind; 3] = [AttachedKind::Signature, AttachedKind::Attestation, AttachedKind::Sbom];
 
     pub fn name(self) -> &'static str {
         match self {

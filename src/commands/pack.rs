@@ -10,7 +10,7 @@ use crate::error::{usage, Status};
 use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
-use crate::trip::attached::Policy;
+use crate::trip::attached::{Keys, Policy};
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
@@ -39,7 +39,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
         Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
     };
-    let plan = Plan::resolve(&request(args), shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
+    let plan = Plan::resolve(&request(args)?, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =
@@ -93,9 +93,10 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
 }
 
 /// What the arguments ask to pack.
-fn request(args: &PackArgs) -> Request {
+fn request(args: &PackArgs) -> anyhow::Result<Request> {
     let r = &args.registry;
-    Request {
+    let s = &args.sigstore;
+    Ok(Request {
         sources: args.sources.clone(),
         image_files: args.images.clone(),
         releases: args.release.iter().map(|r| with_transport(r)).collect(),
@@ -108,11 +109,12 @@ fn request(args: &PackArgs) -> Request {
             Signatures::Optional => Policy::Optional,
             Signatures::Skip => Policy::Skip,
         },
+        sigstore: Keys::load(&s.sigstore_key, s.rekor_key.as_deref())?,
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),
             parallel: r.parallel as usize,
             platforms: r.platform.clone(),
         },
-    }
+    })
 }

@@ -8,13 +8,22 @@
 //! tag) or by digest, so a target serves it as the source did; a target with the
 //! referrers API (airlift's registry) indexes the referrers of a fallback tag's index.
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::bundle::manifest::{Attached, AttachedKind, Image, SignatureState};
 use crate::digest::Digest;
-use crate::error::{usage, Result};
+use crate::error::{integrity, usage, IoContext, Result};
+use crate::oci::layout::{read_limited, BlobRef};
 use crate::oci::names::{ImageRef, Reference, Tag, TRANSPORT};
-use crate::source::registry::RegistrySource;
+use crate::oci::MAX_MANIFEST;
+use crate::progress::Silent;
+use crate::sigstore::cosign_tags;
+use crate::sigstore::{verify, PublicKey, Verdict};
+use crate::source::registry::{Arrivals, RegistrySource};
+use crate::store;
+use crate::trip::mirror::digest_tag;
 use crate::workers;
 
 /// `--signatures`: what pack does about the signatures of the images it packs.
@@ -63,18 +72,14 @@ pub fn discover(registry: &RegistrySource, subjects: &[(&str, &Digest)], paralle
 /// What `image`'s repository attaches to manifest `subject`.
 fn attached_to(registry: &RegistrySource, image: &ImageRef, subject: &Digest) -> Result<Vec<(AttachedKind, String)>> {
     let repository = format!("{TRANSPORT}{}/{}", image.registry, image.repository.as_str());
-    let mut found = Vec::new();
-    let tagged = |suffix: &str| -> Result<Option<String>> {
-        let name = match suffix {
-            "" => format!("sha256-{}", subject.hex()),
-            s => format!("sha256-{}.{s}", subject.hex()),
-        };
+    let tagged = |name: String| -> Result<Option<String>> {
         let tag = Tag::parse(&name).ok_or_else(|| usage(format!("internal: '{name}' is not a tag")))?;
         let present = registry.has_manifest(image, &Reference::Tag(tag))?;
         Ok(present.then(|| format!("{repository}:{name}")))
     };
-    for (kind, suffix) in AttachedKind::COSIGN {
-        if let Some(source) = tagged(suffix)? {
+    let mut found = Vec::new();
+    for (kind, name) in AttachedKind::COSIGN.into_iter().zip(cosign_tags(subject)) {
+        if let Some(source) = tagged(name)? {
             found.push((kind, source));
         }
     }
@@ -82,7 +87,7 @@ fn attached_to(registry: &RegistrySource, image: &ImageRef, subject: &Digest) ->
         Some(referrers) => {
             found.extend(referrers.iter().map(|d| (AttachedKind::Referrer, format!("{repository}@{d}"))))
         }
-        None => found.extend(tagged("")?.map(|source| (AttachedKind::Referrers, source))),
+        None => found.extend(tagged(digest_tag(subject))?.map(|source| (AttachedKind::Referrers, source))),
     }
     Ok(found)
 }
@@ -137,4 +142,69 @@ pub fn record(
             Ok(())
         }
     }
+}
+
+/// The keys cosign signatures are checked with (`--sigstore-key`, `--rekor-key`).
+pub struct Keys {
+    pub keys: Vec<PublicKey>,
+    pub rekor: Option<PublicKey>,
+}
+
+impl Keys {
+    /// Read the PEM public keys; `None` when no `--sigstore-key` is given (clap makes
+    /// `--rekor-key` need one).
+    pub fn load(keys: &[PathBuf], rekor: Option<&Path>) -> Result<Option<Keys>> {
+        let read = |path: &Path| -> Result<PublicKey> {
+            PublicKey::from_pem(&std::fs::read(path).at(path)?, &path.display().to_string())
+        };
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let keys = keys.iter().map(|k| read(k)).collect::<Result<_>>()?;
+        Ok(Some(Keys { keys, rekor: rekor.map(read).transpose()? }))
+    }
+}
+
+/// What checking each carried cosign signature says: every image with a `.sig`
+/// attached, with the verdict on it, its manifest and blobs read from the store `root`.
+pub fn verdicts<'i>(images: &'i [Image], root: &Path, keys: &Keys) -> Vec<(&'i Image, Verdict)> {
+    let blob = |d: &Digest| read_limited(&store::blob_path(root, d), MAX_MANIFEST).ok();
+    let mut out = Vec::new();
+    for image in images {
+        for sig in image.attached.iter().filter(|a| a.kind == AttachedKind::Signature) {
+            let verdict = match blob(&sig.digest) {
+                Some(manifest) => verify(&manifest, &blob, &image.digest, &keys.keys, keys.rekor.as_ref()),
+                None => Verdict::Bad(format!("the signature manifest {} is missing", sig.digest)),
+            };
+            out.push((image, verdict));
+        }
+    }
+    out
+}
+
+/// At pack, with keys: fetch the carried signatures' blobs (small) before the bundle is
+/// written and refuse a bad one, naming its image (exit 1).
+pub fn verify_at_pack(
+    registry: &RegistrySource,
+    images: &[Image],
+    wanted: &[(ImageRef, BlobRef)],
+    keys: &Keys,
+) -> Result<()> {
+    let signatures: HashSet<&Digest> = images
+        .iter()
+        .flat_map(|i| &i.attached)
+        .filter(|a| a.kind == AttachedKind::Signature)
+        .map(|a| &a.digest)
+        .collect();
+    let blobs: HashSet<&Digest> =
+        images.iter().filter(|i| signatures.contains(&i.digest)).flat_map(|i| &i.blobs).collect();
+    let needed: Vec<(ImageRef, BlobRef)> = wanted.iter().filter(|(_, b)| blobs.contains(&b.digest)).cloned().collect();
+    let arrivals = Arrivals::new(needed.iter().map(|(_, b)| b.digest.clone()));
+    registry.fetch(&needed, &Silent, &arrivals)?;
+    for (image, verdict) in verdicts(images, registry.cache().root(), keys) {
+        if let Verdict::Bad(why) = verdict {
+            return Err(integrity(format!("{}: its cosign signature is bad: {why}", image.source)));
+        }
+    }
+    Ok(())
 }

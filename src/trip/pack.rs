@@ -45,6 +45,8 @@ pub struct Request {
     pub installer: bool,
     /// `--signatures`: what is attached to registry images is looked for and packed.
     pub signatures: attached::Policy,
+    /// `--sigstore-key`: the carried cosign signatures must verify with these.
+    pub sigstore: Option<attached::Keys>,
     pub registry: RegistryOptions,
 }
 
@@ -159,6 +161,9 @@ impl Plan {
         let (mut images, blobs) = images_and_blobs(resolved);
         let warn = |w: &str| note(Note::Warning(w));
         attached::record(&mut images, subjects, &found, request.signatures, &release_sources, &warn)?;
+        if let (Some(reg), Some(keys)) = (&registry, &request.sigstore) {
+            attached::verify_at_pack(reg, &images, &wanted, keys)?;
+        }
 
         let mut items = front_items(request)?;
         let mut releases = releases(&release_sources, payloads, &images)?;
