@@ -245,6 +245,8 @@ pub struct VerifyArgs {
     /// Trusted public key (minisign format); never taken from the bundle
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,
+    #[command(flatten)]
+    pub sigstore: SigstoreArgs,
 }
 
 #[derive(Debug, Args)]

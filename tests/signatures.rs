@@ -205,6 +205,15 @@ fn signatures_and_referrers_travel_from_docker_registry_to_a_root_and_back() {
     of(&src.signature);
     // The referrer travels inside the fallback tag's index (an image of the bundle).
 
+    // The gate checks the carried signature offline with the cosign key.
+    let key = testdata("sigstore/test-key.pub");
+    let checked = json_of(&verify(dir, &["--sigstore-key", key.to_str().unwrap()]).success());
+    let states = checked["image_signatures"].as_array().unwrap();
+    let state = |digest: &str| states.iter().find(|s| s["digest"] == digest).unwrap_or_else(|| panic!("{checked}"));
+    assert_eq!(state(&src.app)["state"], "signed", "{checked}");
+    assert!(state(&src.app)["detail"].as_str().unwrap().starts_with("SHA256:"), "{checked}");
+    assert_eq!(states.iter().filter(|s| s["state"] == "unsigned").count(), 1, "plain:1.0: {checked}");
+
     // A fresh root serves the signature by its tag and the referrer through /referrers.
     let root = dir.join("root");
     let out = airlift()
@@ -234,6 +243,7 @@ fn signatures_and_referrers_travel_from_docker_registry_to_a_root_and_back() {
 
     // Pushed into docker-registry (no referrers API): by tag, the referrer under the fallback tag.
     airlift()
+        .current_dir(dir)
         .arg("unpack")
         .arg(dir.join("bundle"))
         .arg("--key")
@@ -278,7 +288,7 @@ fn signatures_require_refuses_an_unsigned_image_naming_it_and_skip_packs_nothing
 }
 
 #[test]
-fn a_tampered_signature_fails_at_pack_with_the_key_and_a_good_one_passes() {
+fn a_tampered_signature_fails_at_pack_with_the_key_and_at_the_gate_with_exit_1() {
     let tmp = tempdir();
     let dir = tmp.path();
     let Some(src) = source(dir) else { return };
@@ -297,6 +307,19 @@ fn a_tampered_signature_fails_at_pack_with_the_key_and_a_good_one_passes() {
     let refused = pack(&src.dist, dir, &["app:1.0"], &[&["--force"][..], &with_key].concat()).code(1);
     let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(stderr.contains("app:1.0") && stderr.contains("cosign signature is bad"), "{stderr}");
-    // Without a key the tampered signature is carried, as any attached artifact.
+    // Without a key the tampered signature is carried, as any attached artifact; the
+    // gate, given the key, finds it bad offline (exit 1) and says so per image.
     pack(&src.dist, dir, &["app:1.0"], &["--force"]).success();
+    let failed = verify(dir, &with_key).code(1);
+    let doc = json_of(&failed);
+    let state = &doc["image_signatures"][0];
+    assert_eq!(state["state"], "bad", "{doc}");
+    assert_eq!(state["digest"], src.app.as_str(), "{doc}");
+    let unchecked = json_of(&verify(dir, &[]).success());
+    assert_eq!(unchecked["image_signatures"][0]["state"], "signed", "{unchecked}");
+}
+
+/// `airlift verify` of DIR/bundle (offline) with EXTRA arguments, JSON on stdout.
+fn verify(dir: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    airlift().arg("verify").arg(dir.join("bundle")).arg("--key").arg(public(dir)).arg("--json").args(extra).assert()
 }

@@ -12,7 +12,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::Serialize;
+
 use crate::bundle::manifest::{Attached, AttachedKind, Image, SignatureState};
+use crate::bundle::names;
+use crate::bundle::reader::Bundle;
 use crate::digest::Digest;
 use crate::error::{integrity, usage, IoContext, Result};
 use crate::oci::layout::{read_limited, BlobRef};
@@ -166,14 +170,17 @@ impl Keys {
 }
 
 /// What checking each carried cosign signature says: every image with a `.sig`
-/// attached, with the verdict on it, its manifest and blobs read from the store `root`.
-pub fn verdicts<'i>(images: &'i [Image], root: &Path, keys: &Keys) -> Vec<(&'i Image, Verdict)> {
-    let blob = |d: &Digest| read_limited(&store::blob_path(root, d), MAX_MANIFEST).ok();
+/// attached, with the verdict on it, its manifest and blobs read by `blob`.
+pub fn verdicts<'i>(
+    images: &'i [Image],
+    blob: &dyn Fn(&Digest) -> Option<Vec<u8>>,
+    keys: &Keys,
+) -> Vec<(&'i Image, Verdict)> {
     let mut out = Vec::new();
     for image in images {
         for sig in image.attached.iter().filter(|a| a.kind == AttachedKind::Signature) {
             let verdict = match blob(&sig.digest) {
-                Some(manifest) => verify(&manifest, &blob, &image.digest, &keys.keys, keys.rekor.as_ref()),
+                Some(manifest) => verify(&manifest, blob, &image.digest, &keys.keys, keys.rekor.as_ref()),
                 None => Verdict::Bad(format!("the signature manifest {} is missing", sig.digest)),
             };
             out.push((image, verdict));
@@ -201,10 +208,47 @@ pub fn verify_at_pack(
     let needed: Vec<(ImageRef, BlobRef)> = wanted.iter().filter(|(_, b)| blobs.contains(&b.digest)).cloned().collect();
     let arrivals = Arrivals::new(needed.iter().map(|(_, b)| b.digest.clone()));
     registry.fetch(&needed, &Silent, &arrivals)?;
-    for (image, verdict) in verdicts(images, registry.cache().root(), keys) {
+    let root = registry.cache().root();
+    let blob = |d: &Digest| read_limited(&store::blob_path(root, d), MAX_MANIFEST).ok();
+    for (image, verdict) in verdicts(images, &blob, keys) {
         if let Verdict::Bad(why) = verdict {
             return Err(integrity(format!("{}: its cosign signature is bad: {why}", image.source)));
         }
     }
     Ok(())
+}
+
+/// The gate's evidence on one image's cosign signature.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    pub source: String,
+    pub digest: Digest,
+    /// `signed`, `unsigned` or `bad`.
+    pub state: &'static str,
+    /// The key that verified it, or why it is bad, or that no key checked it.
+    pub detail: Option<String>,
+}
+
+/// The signature state of every image of `bundle` a signature was looked for: as
+/// packed, and with `keys` each carried signature checked again offline, its blobs read
+/// from the volumes (a blob on an absent volume makes it bad).
+pub fn evidence(bundle: &Bundle, keys: Option<&Keys>) -> Vec<Evidence> {
+    let blob = |d: &Digest| bundle.read_entry(&format!("{}{}", names::BLOBS_PREFIX, d.hex()), MAX_MANIFEST).ok()?;
+    let images = &bundle.manifest.images;
+    let checked = keys.map(|k| verdicts(images, &blob, k)).unwrap_or_default();
+    let mut out = Vec::new();
+    for image in images {
+        let Some(state) = image.signature else { continue };
+        let (state, detail) = match checked.iter().find(|(i, _)| std::ptr::eq(*i, image)).map(|(_, v)| v) {
+            Some(Verdict::Signed { key }) => ("signed", Some(key.clone())),
+            Some(Verdict::Bad(why)) => ("bad", Some(why.clone())),
+            Some(Verdict::Unsigned) => ("unsigned", Some("its .sig holds no signature".to_string())),
+            None if keys.is_none() && state == SignatureState::Signed => {
+                ("signed", Some("not verified (no --sigstore-key)".to_string()))
+            }
+            None => (state.name(), None),
+        };
+        out.push(Evidence { source: image.source.clone(), digest: image.digest.clone(), state, detail });
+    }
+    out
 }
