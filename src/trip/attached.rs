@@ -252,3 +252,59 @@ pub fn evidence(bundle: &Bundle, keys: Option<&Keys>) -> Vec<Evidence> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(source: &str, n: u8) -> Image {
+        Image {
+            source: source.into(),
+            reference: None,
+            digest: Digest::of(&[n]),
+            media_type: crate::oci::OCI_MANIFEST.into(),
+            size: 1,
+            total_size: 1,
+            platforms: vec![],
+            blobs: vec![Digest::of(&[n])],
+            attached: vec![],
+            signature: None,
+        }
+    }
+
+    /// A release and an image, unsigned, then the release's `.sig` packed after them.
+    fn packed() -> (Vec<Image>, Vec<Found>) {
+        let sig = "docker://r.example/ocp/release:sha256-x.sig";
+        let images =
+            vec![image("docker://r.example/ocp/release:4.21", 1), image("docker://r.example/app:1", 2), image(sig, 3)];
+        (images, vec![Found { subject: 0, kind: AttachedKind::Signature, source: sig.into() }])
+    }
+
+    #[test]
+    fn record_marks_subjects_and_require_names_every_unsigned_image() {
+        let (mut images, found) = packed();
+        let releases = ["docker://r.example/ocp/release:4.21".to_string()];
+        let warnings = std::cell::RefCell::new(Vec::new());
+        let warn = |w: &str| warnings.borrow_mut().push(w.to_string());
+        record(&mut images, 2, &found, Policy::Optional, &releases, &warn).unwrap();
+        assert_eq!(images[0].signature, Some(SignatureState::Signed));
+        assert_eq!(images[0].attached, [Attached { kind: AttachedKind::Signature, digest: Digest::of(&[3]) }]);
+        assert_eq!(images[1].signature, Some(SignatureState::Unsigned));
+        assert_eq!(images[2].signature, None, "an attached artifact has no state of its own");
+        assert!(warnings.borrow().is_empty(), "the release is signed, the unsigned image is no release");
+
+        let (mut images, _) = packed();
+        record(&mut images, 2, &[], Policy::Optional, &releases, &warn).unwrap();
+        assert!(warnings.borrow()[0].contains("release image docker://r.example/ocp/release:4.21"));
+        assert_eq!(warnings.borrow().len(), 1);
+
+        let (mut images, found) = packed();
+        let e = record(&mut images, 2, &found, Policy::Require, &releases, &warn).unwrap_err();
+        assert!(e.to_string().contains("docker://r.example/app:1") && !e.to_string().contains("4.21"), "{e}");
+        assert_eq!(e.status().code(), 2);
+
+        let (mut images, found) = packed();
+        record(&mut images, 2, &found, Policy::Skip, &releases, &warn).unwrap();
+        assert!(images.iter().all(|i| i.signature.is_none() && i.attached.is_empty()));
+    }
+}
