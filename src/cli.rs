@@ -319,6 +319,10 @@ pub struct UnpackArgs {
     /// (from the registry installed by this run, else from --authfile or the usual places)
     #[arg(long, value_name = "FILE", conflicts_with = "layout")]
     pub merge_pull_secret: Option<PathBuf>,
+    /// Write RESULTS/clusterimagepolicy.yaml: a ClusterImagePolicy requiring a cosign
+    /// signature by this public key (PEM) for every source repository of a signed image
+    #[arg(long, value_name = "KEY", conflicts_with = "layout")]
+    pub image_policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

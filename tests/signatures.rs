@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine as _;
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
@@ -223,9 +224,18 @@ fn signatures_and_referrers_travel_from_docker_registry_to_a_root_and_back() {
         .arg(public(dir))
         .arg("--root")
         .arg(&root)
-        .args(["--no-start", "--hostname", "localhost", "--json"])
+        .args(["--no-start", "--hostname", "localhost", "--json", "--image-policy", key.to_str().unwrap()])
         .assert()
         .success();
+    // The ClusterImagePolicy names the signed image's source repository, with the key.
+    let policy: Value =
+        serde_yaml_ng::from_slice(&std::fs::read(root.join("results/airlift/clusterimagepolicy.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(policy["kind"], "ClusterImagePolicy", "{policy}");
+    assert_eq!(policy["spec"]["scopes"], json!([format!("{}/app", dist.host())]), "only the signed image: {policy}");
+    let pem = std::fs::read(&key).unwrap();
+    let key_data = policy["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"].as_str().unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(key_data).unwrap(), pem);
     let password = json_of(&out)["credentials"]["password"].as_str().unwrap().to_string();
     let mut reg = Registry::adopt(&root, "init", &password, &root.join("tls/ca.crt"));
     reg.serve(&[]);

@@ -7,11 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{Catalog, Image, Release};
+use crate::bundle::manifest::{Catalog, Image, Release, SignatureState};
 use crate::bundle::names;
 use crate::error::Result;
+use crate::oci::names::ImageRef;
 use crate::openshift::operators::{self, MirroredCatalog};
 use crate::openshift::{mappings, mirrorsets, object_name, ReleaseTag};
+use crate::sigstore::cluster_image_policy;
+
+/// The ClusterImagePolicy's file in the results directory (`--image-policy`).
+pub const IMAGE_POLICY_FILE: &str = "clusterimagepolicy.yaml";
 
 /// A registry a bundle's images were mirrored into.
 pub trait Mirror {
@@ -45,6 +50,8 @@ pub struct Request<'a> {
     pub dir: Option<&'a Path>,
     /// `--merge-pull-secret FILE`.
     pub merge_pull_secret: Option<&'a Path>,
+    /// `--image-policy KEY`: the PEM public key signed images must verify with.
+    pub image_policy: Option<&'a [u8]>,
 }
 
 /// What was written.
@@ -78,6 +85,9 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
     }
     let mut written = mirrorsets::write_results(&dir, &object_name(request.name), &mappings, &signatures)?;
     written.files.extend(operators::write_catalogs(&dir, &mirrored_catalogs(mirror, request.catalogs, &images)?)?);
+    if let Some(key) = request.image_policy {
+        written.files.extend(write_image_policy(&dir, request.name, &images, key)?);
+    }
 
     let mut tagged = 0;
     for (release, tags) in request.releases.iter().zip(request.release_tags) {
@@ -100,6 +110,25 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
     }
     let releases = request.releases.iter().filter(|r| complete_release(r)).cloned().collect();
     Ok(Some(Results { dir, written, pull_secret, tagged, releases }))
+}
+
+/// The ClusterImagePolicy requiring a cosign signature by `key_pem` for every source
+/// repository of a signed image among `images` (a cluster checks the reference it pulls,
+/// the source's, redirected to the mirror); nothing when none is signed.
+fn write_image_policy(dir: &Path, name: &str, images: &[Image], key_pem: &[u8]) -> Result<Option<(String, PathBuf)>> {
+    let mut scopes: Vec<String> = images
+        .iter()
+        .filter(|i| i.signature == Some(SignatureState::Signed))
+        .filter_map(|i| ImageRef::parse(&i.source).ok())
+        .map(|r| format!("{}/{}", r.registry, r.repository.as_str()))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Ok(None);
+    }
+    let policy = cluster_image_policy(&object_name(name), &scopes, key_pem);
+    operators::write(dir, "ClusterImagePolicy", IMAGE_POLICY_FILE, &policy).map(Some)
 }
 
 /// The catalogs whose image (rebuilt, or carried unchanged) is among the complete

@@ -162,7 +162,7 @@ fn operator_hub() -> Value {
 }
 
 /// Write one resource as YAML (serialised, never pasted together).
-fn write(dir: &Path, kind: &str, file: &str, resource: &Value) -> Result<(String, PathBuf)> {
+pub(crate) fn write(dir: &Path, kind: &str, file: &str, resource: &Value) -> Result<(String, PathBuf)> {
     let text = serde_yaml_ng::to_string(resource).map_err(|e| usage(format!("{file}: cannot write YAML: {e}")))?;
     let path = dir.join(file);
     crate::store::write_atomic(&path, text.as_bytes())?;

@@ -18,7 +18,7 @@ use crate::bundle::manifest::{Attached, AttachedKind, Image, SignatureState};
 use crate::bundle::names;
 use crate::bundle::reader::Bundle;
 use crate::digest::Digest;
-use crate::error::{integrity, usage, IoContext, Result};
+use crate::error::{integrity, usage, Result};
 use crate::oci::layout::{read_limited, BlobRef};
 use crate::oci::names::{ImageRef, Reference, Tag, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
@@ -158,15 +158,24 @@ impl Keys {
     /// Read the PEM public keys; `None` when no `--sigstore-key` is given (clap makes
     /// `--rekor-key` need one).
     pub fn load(keys: &[PathBuf], rekor: Option<&Path>) -> Result<Option<Keys>> {
-        let read = |path: &Path| -> Result<PublicKey> {
-            PublicKey::from_pem(&std::fs::read(path).at(path)?, &path.display().to_string())
-        };
         if keys.is_empty() {
             return Ok(None);
         }
-        let keys = keys.iter().map(|k| read(k)).collect::<Result<_>>()?;
-        Ok(Some(Keys { keys, rekor: rekor.map(read).transpose()? }))
+        let keys = keys.iter().map(|k| read_key(k).map(|(_, key)| key)).collect::<Result<_>>()?;
+        Ok(Some(Keys { keys, rekor: rekor.map(|r| read_key(r).map(|(_, key)| key)).transpose()? }))
     }
+}
+
+/// A PEM public key file: its text and the cosign key it holds.
+fn read_key(path: &Path) -> Result<(Vec<u8>, PublicKey)> {
+    let pem = read_limited(path, 1 << 20)?;
+    let key = PublicKey::from_pem(&pem, &path.display().to_string())?;
+    Ok((pem, key))
+}
+
+/// The PEM public key of `--image-policy`, read and checked to be a cosign key.
+pub fn policy_key(path: &Path) -> Result<Vec<u8>> {
+    read_key(path).map(|(pem, _)| pem)
 }
 
 /// What checking each carried cosign signature says: every image with a `.sig`
