@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
-use crate::common::{airlift, keygen, make_layout, run_ok, sha256_hex, tempdir, testdata};
+use crate::common::{airlift, make_layout, run_ok, sha256_hex, tempdir, testdata};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -150,19 +150,7 @@ fn source(dir: &Path) -> Option<Source> {
 
 /// `airlift pack` of `sources` from `dist` into DIR/bundle, with EXTRA arguments.
 fn pack(dist: &Distribution, dir: &Path, sources: &[&str], extra: &[&str]) -> assert_cmd::assert::Assert {
-    let key = dir.join("keys/site.key");
-    if !key.exists() {
-        keygen(&dir.join("keys"), "site");
-    }
-    airlift()
-        .args(["pack", "--no-installer", "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(dir.join("bundle"))
-        .arg("--authfile")
-        .arg(dist.authfile(dir))
-        .arg("--cert-dir")
-        .arg(&dist.cert_dir)
+    dist.pack_cmd(dir)
         .arg("--cache")
         .arg(dir.join("cache"))
         .args(extra)

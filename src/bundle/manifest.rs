@@ -141,6 +141,25 @@ pub struct Image {
     pub signature: Option<SignatureState>,
 }
 
+#[cfg(test)]
+impl Image {
+    /// A one-blob linux/amd64 image from `source`, its digest made from `n`.
+    pub fn example(source: &str, n: u8) -> Image {
+        Image {
+            source: source.into(),
+            reference: None,
+            digest: Digest::of(&[n]),
+            media_type: crate::oci::OCI_MANIFEST.into(),
+            size: 1,
+            total_size: 1,
+            platforms: vec!["linux/amd64".into()],
+            blobs: vec![Digest::of(&[n])],
+            attached: vec![],
+            signature: None,
+        }
+    }
+}
+
 /// An artifact attached to an image, carried as an image of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -266,26 +266,14 @@ pub fn evidence(bundle: &Bundle, keys: Option<&Keys>) -> Vec<Evidence> {
 mod tests {
     use super::*;
 
-    fn image(source: &str, n: u8) -> Image {
-        Image {
-            source: source.into(),
-            reference: None,
-            digest: Digest::of(&[n]),
-            media_type: crate::oci::OCI_MANIFEST.into(),
-            size: 1,
-            total_size: 1,
-            platforms: vec![],
-            blobs: vec![Digest::of(&[n])],
-            attached: vec![],
-            signature: None,
-        }
-    }
-
     /// A release and an image, unsigned, then the release's `.sig` packed after them.
     fn packed() -> (Vec<Image>, Vec<Found>) {
         let sig = "docker://r.example/ocp/release:sha256-x.sig";
-        let images =
-            vec![image("docker://r.example/ocp/release:4.21", 1), image("docker://r.example/app:1", 2), image(sig, 3)];
+        let images = vec![
+            Image::example("docker://r.example/ocp/release:4.21", 1),
+            Image::example("docker://r.example/app:1", 2),
+            Image::example(sig, 3),
+        ];
         (images, vec![Found { subject: 0, kind: AttachedKind::Signature, source: sig.into() }])
     }
 
