@@ -159,9 +159,12 @@ impl RegistrySource {
     }
 
     /// Whether an index's child is wanted by `--platform` (every one without it; an
-    /// index always).
+    /// index always, and an artifact, as a referrers index lists: it has no platform).
     fn wanted(&self, child: &Descriptor) -> bool {
         if self.platforms.is_empty() || !is_manifest(child.media_type().as_ref()) {
+            return true;
+        }
+        if child.platform().is_none() && child.artifact_type().is_some() {
             return true;
         }
         child.platform().as_ref().is_some_and(|p| {
