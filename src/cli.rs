@@ -145,10 +145,11 @@ pub struct PackArgs {
     #[arg(long, value_name = "FILE")]
     pub release_signature: Vec<PathBuf>,
     /// What is attached to registry images (cosign .sig/.att/.sbom tags, OCI referrers) is
-    /// packed with them: optional warns about an unsigned release image, require refuses
-    /// any image without a cosign signature, skip looks for nothing
-    #[arg(long, value_enum, default_value = "optional", value_name = "POLICY")]
-    pub signatures: Signatures,
+    /// packed with them: optional (the default, else the image set's
+    /// mirror.signatures.policy) warns about an unsigned release image, require refuses any
+    /// image without a cosign signature, skip looks for nothing
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub signatures: Option<Signatures>,
     #[command(flatten)]
     pub sigstore: SigstoreArgs,
     #[command(flatten)]

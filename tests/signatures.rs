@@ -322,3 +322,37 @@ fn a_tampered_signature_fails_at_pack_with_the_key_and_at_the_gate_with_exit_1()
 fn verify(dir: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
     airlift().arg("verify").arg(dir.join("bundle")).arg("--key").arg(public(dir)).arg("--json").args(extra).assert()
 }
+
+#[test]
+fn the_image_set_names_the_policy_and_keys_per_repository() {
+    let tmp = tempdir();
+    let dir = tmp.path();
+    let Some(src) = source(dir) else { return };
+    let host = src.dist.host();
+    std::fs::copy(testdata("sigstore/other-key.pub"), dir.join("other.pub")).unwrap();
+    std::fs::copy(testdata("sigstore/test-key.pub"), dir.join("test.pub")).unwrap();
+    let config = |policy: &str, key: &str| {
+        let file = dir.join("imageset.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  \
+                 - name: {host}/app:1.0\n  - name: {host}/plain:1.0\n  signatures:\n    policy: {policy}\n    keys:\n    \
+                 - scope: {host}/app\n      key: {key}\n"
+            ),
+        )
+        .unwrap();
+        file
+    };
+    // The policy from the file: plain:1.0 has no signature.
+    let file = config("require", "test.pub");
+    let refused = pack(&src.dist, dir, &[], &["--config", file.to_str().unwrap()]).code(2);
+    assert!(String::from_utf8_lossy(&refused.get_output().stderr).contains("plain:1.0"));
+    // --signatures wins; the key for app's repository checks its signature.
+    let args = ["--config", file.to_str().unwrap(), "--signatures", "optional"];
+    pack(&src.dist, dir, &[], &args).success();
+    let file = config("optional", "other.pub");
+    let refused = pack(&src.dist, dir, &[], &["--config", file.to_str().unwrap(), "--force"]).code(1);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(stderr.contains("app:1.0") && stderr.contains("cosign signature is bad"), "{stderr}");
+}

@@ -104,11 +104,11 @@ fn request(args: &PackArgs) -> anyhow::Result<Request> {
         include: args.include.clone(),
         release_signatures: args.release_signature.clone(),
         installer: !args.no_installer,
-        signatures: match args.signatures {
+        signatures: args.signatures.map(|s| match s {
             Signatures::Require => Policy::Require,
             Signatures::Optional => Policy::Optional,
             Signatures::Skip => Policy::Skip,
-        },
+        }),
         sigstore: Keys::load(&s.sigstore_key, s.rekor_key.as_deref())?,
         registry: RegistryOptions {
             client: super::client_options(&r.connect),

@@ -35,7 +35,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
@@ -72,6 +72,18 @@ pub struct ImageSet {
     pub operators: Vec<CatalogFilter>,
     /// Things accepted but not acted on (e.g. storageConfig), to be printed as warnings.
     pub warnings: Vec<String>,
+    /// `mirror.signatures`, an airlift extension: `policy` (require, optional, skip: pack's
+    /// `--signatures`, which wins) and `keys` (`scope`: a registry or repository the
+    /// cosign public key file `key` signs, relative to the image set file).
+    pub signatures: Signatures,
+}
+
+/// `mirror.signatures`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signatures {
+    pub policy: Option<String>,
+    /// (scope, key file).
+    pub keys: Vec<(String, PathBuf)>,
 }
 
 impl ImageSet {
@@ -190,6 +202,7 @@ impl Reader<'_> {
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
+        let mut signatures = Signatures::default();
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
@@ -215,6 +228,7 @@ impl Reader<'_> {
                         operators.push((format!("{path}[{i}]"), self.operator(item, &format!("{path}[{i}]"))?));
                     }
                 }
+                "signatures" => signatures = self.signatures(value, &path)?,
                 "helm" => {
                     return Err(self.error(
                         &path,
@@ -227,10 +241,10 @@ impl Reader<'_> {
                         "sample images are not supported by airlift; remove the section and list the images under mirror.additionalImages",
                     ))
                 }
-                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages")),
+                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, signatures")),
             }
         }
-        let mut set = ImageSet { blocked, ..ImageSet::default() };
+        let mut set = ImageSet { blocked, signatures, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
         for (path, (reference, image)) in wanted {
@@ -257,6 +271,40 @@ impl Reader<'_> {
         set.additional = additional.items;
         set.warnings = self.warnings;
         Ok(set)
+    }
+
+    /// `mirror.signatures`: `policy` and `keys` (each `scope` and `key`).
+    fn signatures(&self, value: &Value, path: &str) -> Result<Signatures> {
+        let mut signatures = Signatures::default();
+        for (key, value) in self.fields(value, path)? {
+            let path = format!("{path}.{key}");
+            match key {
+                "policy" => match self.string(value, &path)? {
+                    p @ ("require" | "optional" | "skip") => signatures.policy = Some(p.to_string()),
+                    _ => return Err(self.error(&path, "must be require, optional or skip")),
+                },
+                "keys" => {
+                    let here = Path::new(self.origin).parent().unwrap_or(Path::new(""));
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        let path = format!("{path}[{i}]");
+                        let (mut scope, mut file) = (None, None);
+                        for (k, v) in self.fields(item, &path)? {
+                            match k {
+                                "scope" => scope = Some(self.string(v, &format!("{path}.scope"))?.to_string()),
+                                "key" => file = Some(here.join(self.string(v, &format!("{path}.key"))?)),
+                                _ => return Err(self.unknown(&format!("{path}.{k}"), "scope, key")),
+                            }
+                        }
+                        match (scope, file) {
+                            (Some(scope), Some(file)) => signatures.keys.push((scope, file)),
+                            _ => return Err(self.error(&path, "needs both scope and key")),
+                        }
+                    }
+                }
+                _ => return Err(self.unknown(&path, "policy, keys")),
+            }
+        }
+        Ok(signatures)
     }
 
     /// Whether `set` blocks the image at `path`; a warning says it is skipped.
@@ -867,6 +915,7 @@ mirror:
                 additional: vec!["docker://registry.redhat.io/ubi9/ubi:latest".to_string(), tool],
                 blocked: vec!["registry.redhat.io/ubi9/ubi-minimal".to_string(), "quay.io/ns/tool:old".to_string()],
                 operators: vec![],
+                signatures: Signatures::default(),
                 warnings: vec![
                     "imageset.yaml: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle"
                         .to_string(),
@@ -1163,7 +1212,7 @@ mirror:
         );
         assert_eq!(
             refused("  xyz: 1\n"),
-            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages here)"
+            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages, signatures here)"
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),

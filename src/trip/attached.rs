@@ -22,12 +22,14 @@ use crate::error::{integrity, usage, Result};
 use crate::oci::layout::{read_limited, BlobRef};
 use crate::oci::names::{ImageRef, Reference, Tag, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
+use crate::openshift::imageset::ImageSet;
 use crate::progress::Silent;
 use crate::sigstore::cosign_tags;
 use crate::sigstore::{verify, PublicKey, Verdict};
 use crate::source::registry::{Arrivals, RegistrySource};
 use crate::store;
 use crate::trip::mirror::digest_tag;
+use crate::trip::pack::Request;
 use crate::workers;
 
 /// `--signatures`: what pack does about the signatures of the images it packs.
@@ -40,6 +42,28 @@ pub enum Policy {
     Optional,
     /// Look for nothing attached.
     Skip,
+}
+
+/// The policy and keys of a pack: `--signatures`, else the image set's
+/// `mirror.signatures.policy`, else optional; `--sigstore-key`s with the image set's
+/// keys per registry or repository (a key file named relative to the image set).
+pub fn settings(request: &Request, imageset: Option<&ImageSet>) -> Result<(Policy, Option<Keys>)> {
+    let set = imageset.map(|s| &s.signatures);
+    let policy = match (request.signatures, set.and_then(|s| s.policy.as_deref())) {
+        (Some(p), _) => p,
+        (None, Some("require")) => Policy::Require,
+        (None, Some("skip")) => Policy::Skip,
+        _ => Policy::Optional,
+    };
+    let scoped = set.map(|s| &s.keys[..]).unwrap_or_default();
+    if scoped.is_empty() {
+        return Ok((policy, request.sigstore.clone()));
+    }
+    let mut keys = request.sigstore.clone().unwrap_or(Keys { keys: Vec::new(), scoped: Vec::new(), rekor: None });
+    for (scope, file) in scoped {
+        keys.scoped.push((scope.clone(), read_key(file)?.1));
+    }
+    Ok((policy, Some(keys)))
 }
 
 /// An artifact attached to a subject: the subject's position among the images looked
@@ -148,9 +172,13 @@ pub fn record(
     }
 }
 
-/// The keys cosign signatures are checked with (`--sigstore-key`, `--rekor-key`).
+/// The keys cosign signatures are checked with (`--sigstore-key`, `--rekor-key`, the
+/// image set's keys per scope).
+#[derive(Clone)]
 pub struct Keys {
     pub keys: Vec<PublicKey>,
+    /// Keys for the images under a registry or repository (scope).
+    pub scoped: Vec<(String, PublicKey)>,
     pub rekor: Option<PublicKey>,
 }
 
@@ -162,7 +190,19 @@ impl Keys {
             return Ok(None);
         }
         let keys = keys.iter().map(|k| read_key(k).map(|(_, key)| key)).collect::<Result<_>>()?;
-        Ok(Some(Keys { keys, rekor: rekor.map(|r| read_key(r).map(|(_, key)| key)).transpose()? }))
+        Ok(Some(Keys { keys, scoped: Vec::new(), rekor: rekor.map(|r| read_key(r).map(|(_, key)| key)).transpose()? }))
+    }
+
+    /// The keys that may sign the image from `source`: every global key, and those
+    /// whose scope is the source's registry or repository (or a path above it).
+    fn for_source(&self, source: &str) -> Vec<PublicKey> {
+        let name = source.strip_prefix(TRANSPORT).unwrap_or(source);
+        let within = |scope: &str| {
+            name.strip_prefix(scope.trim_end_matches('/'))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', ':', '@']))
+        };
+        let scoped = self.scoped.iter().filter(|(scope, _)| within(scope)).map(|(_, k)| k.clone());
+        self.keys.iter().cloned().chain(scoped).collect()
     }
 }
 
@@ -189,7 +229,9 @@ pub fn verdicts<'i>(
     for image in images {
         for sig in image.attached.iter().filter(|a| a.kind == AttachedKind::Signature) {
             let verdict = match blob(&sig.digest) {
-                Some(manifest) => verify(&manifest, blob, &image.digest, &keys.keys, keys.rekor.as_ref()),
+                Some(manifest) => {
+                    verify(&manifest, blob, &image.digest, &keys.for_source(&image.source), keys.rekor.as_ref())
+                }
                 None => Verdict::Bad(format!("the signature manifest {} is missing", sig.digest)),
             };
             out.push((image, verdict));
@@ -303,5 +345,40 @@ mod tests {
         let (mut images, found) = packed();
         record(&mut images, 2, &found, Policy::Skip, &releases, &warn).unwrap();
         assert!(images.iter().all(|i| i.signature.is_none() && i.attached.is_empty()));
+    }
+
+    #[test]
+    fn the_image_set_signatures_field_is_read_and_refused_when_wrong() {
+        let doc = |signatures: &str| {
+            format!(
+                "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  \
+                 - name: quay.io/ns/app:1\n  signatures:\n{signatures}"
+            )
+        };
+        let parse = |signatures: &str| crate::openshift::imageset::parse(&doc(signatures), "/etc/set/is.yaml");
+        let set = parse("    policy: require\n    keys:\n    - scope: quay.io/ns\n      key: k.pub\n").unwrap();
+        assert_eq!(set.signatures.policy.as_deref(), Some("require"));
+        assert_eq!(set.signatures.keys, [("quay.io/ns".to_string(), PathBuf::from("/etc/set/k.pub"))]);
+        let e = parse("    policy: always\n").unwrap_err().to_string();
+        assert!(e.contains("/etc/set/is.yaml: mirror.signatures.policy: must be require, optional or skip"), "{e}");
+        let e = parse("    keys:\n    - scope: quay.io/ns\n").unwrap_err().to_string();
+        assert!(e.contains("mirror.signatures.keys[0]: needs both scope and key"), "{e}");
+        let e = parse("    key: k.pub\n").unwrap_err().to_string();
+        assert!(e.contains("mirror.signatures.key: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn scoped_keys_apply_to_their_registry_or_repository_only() {
+        let pem = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/sigstore/test-key.pub")).unwrap();
+        let key = PublicKey::from_pem(&pem, "test-key.pub").unwrap();
+        let keys = Keys { keys: vec![], scoped: vec![("quay.io/ns/".into(), key)], rekor: None };
+        for (source, n) in [
+            ("docker://quay.io/ns/app:1", 1),
+            ("docker://quay.io/ns@sha256:00", 1),
+            ("docker://quay.io/nsx/app:1", 0),
+            ("docker://quay.io/other:1", 0),
+        ] {
+            assert_eq!(keys.for_source(source).len(), n, "{source}");
+        }
     }
 }

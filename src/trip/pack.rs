@@ -43,8 +43,9 @@ pub struct Request {
     pub release_signatures: Vec<PathBuf>,
     /// Carry this airlift binary as the registry installer.
     pub installer: bool,
-    /// `--signatures`: what is attached to registry images is looked for and packed.
-    pub signatures: attached::Policy,
+    /// `--signatures`: what is attached to registry images is looked for and packed
+    /// (else the image set's policy, else optional).
+    pub signatures: Option<attached::Policy>,
     /// `--sigstore-key`: the carried cosign signatures must verify with these.
     pub sigstore: Option<attached::Keys>,
     pub registry: RegistryOptions,
@@ -145,8 +146,9 @@ impl Plan {
         }
         let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
         let subjects = resolved.len();
+        let (policy, keys) = attached::settings(request, imageset.as_ref())?;
         let found = match &registry {
-            Some(reg) if request.signatures != attached::Policy::Skip => {
+            Some(reg) if policy != attached::Policy::Skip => {
                 let of: Vec<(&str, &Digest)> = resolved.iter().map(|(s, img, _)| (*s, &img.digest)).collect();
                 attached::discover(reg, &of, request.registry.parallel)?
             }
@@ -160,8 +162,8 @@ impl Plan {
         wanted.extend(more_wanted);
         let (mut images, blobs) = images_and_blobs(resolved);
         let warn = |w: &str| note(Note::Warning(w));
-        attached::record(&mut images, subjects, &found, request.signatures, &release_sources, &warn)?;
-        if let (Some(reg), Some(keys)) = (&registry, &request.sigstore) {
+        attached::record(&mut images, subjects, &found, policy, &release_sources, &warn)?;
+        if let (Some(reg), Some(keys)) = (&registry, &keys) {
             attached::verify_at_pack(reg, &images, &wanted, keys)?;
         }
 
