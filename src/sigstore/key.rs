@@ -8,7 +8,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{usage, Result};
 
-/// A cosign (or Rekor) public key, ECDSA P-256.
+/// A cosign (or Rekor) public key, ECDSA P-256; equal when the curve points are.
 #[derive(Clone, Debug)]
 pub struct PublicKey {
     key: VerifyingKey,
@@ -43,6 +43,12 @@ impl PublicKey {
     /// Whether `signature` (ASN.1 DER ECDSA) signs `message` with SHA-256.
     pub(crate) fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         Signature::from_der(signature).is_ok_and(|sig| self.key.verify(message, &sig).is_ok())
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        self.key == other.key
     }
 }
 

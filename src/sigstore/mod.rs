@@ -63,11 +63,15 @@ struct Layer {
 }
 
 /// Check the signature manifest `manifest` (its bytes) with its layer blobs (`blob` reads
-/// one by digest) for the subject `subject`. Every signed layer must hold: its payload
-/// matches its descriptor's digest, the payload names `subject`, the signature verifies
-/// with one of `keys` (when keys are given, a signature none of them verifies is `Bad`),
-/// and a Rekor bundle, when present, is checked against `rekor` if given. The first
-/// failing layer decides `Bad`; a manifest without any signature is `Unsigned`.
+/// one by digest) for the subject `subject`. A signed layer holds when its payload matches
+/// its descriptor's digest, the payload names `subject`, the signature verifies with one
+/// of `keys` (when keys are given: a signature none of them verifies does not hold) and a
+/// Rekor bundle, when present, verifies with `rekor` if given.
+///
+/// As in `cosign verify`, one layer that holds makes the subject `Signed`: a signature
+/// image gathers the signatures of several signers, and another party's (or a broken)
+/// signature beside a good one does not unsign the image. No layer holding is `Bad`,
+/// naming every layer and why; no signature at all is `Unsigned`.
 pub fn verify(
     manifest: &[u8],
     blob: &dyn Fn(&Digest) -> Option<Vec<u8>>,
@@ -84,15 +88,18 @@ pub fn verify(
             ))
         }
     };
-    let mut verdict = Verdict::Unsigned;
+    let mut failures = Vec::new();
     for (index, layer) in manifest.layers.iter().enumerate() {
         let Some(signature) = layer.annotations.get(SIGNATURE_ANNOTATION) else { continue };
         match verify_layer(layer, signature, blob, subject, keys, rekor) {
-            Ok(key) => verdict = Verdict::Signed { key },
-            Err(why) => return Verdict::Bad(format!("signature layer {index} ({}): {why}", untrusted(&layer.digest))),
+            Ok(key) => return Verdict::Signed { key },
+            Err(why) => failures.push(format!("signature layer {index} ({}): {why}", untrusted(&layer.digest))),
         }
     }
-    verdict
+    match failures.is_empty() {
+        true => Verdict::Unsigned,
+        false => Verdict::Bad(failures.join("; ")),
+    }
 }
 
 /// One signed layer: the key description on success, why not otherwise.
@@ -114,18 +121,19 @@ fn verify_layer(
     let signature = base64::engine::general_purpose::STANDARD
         .decode(signature.trim())
         .map_err(|_| format!("the {SIGNATURE_ANNOTATION} annotation is not base64"))?;
-    let key = if keys.is_empty() {
-        UNVERIFIED.to_string()
+    let signer = if keys.is_empty() {
+        None
     } else {
         let ids = keys.iter().map(PublicKey::id).collect::<Vec<_>>().join(", ");
         let key = keys.iter().find(|k| k.verifies(&payload, &signature));
-        key.ok_or(format!("the signature does not verify with any given key ({ids})"))?.id()
+        Some(key.ok_or(format!("the signature does not verify with any given key ({ids})"))?)
     };
+    let key = signer.map_or(UNVERIFIED.to_string(), PublicKey::id);
     match (layer.annotations.get(BUNDLE_ANNOTATION), rekor) {
         (None, _) => Ok(key),
         (Some(_), None) => Ok(format!("{key}; rekor bundle not checked (no Rekor key given)")),
         (Some(bundle), Some(rekor)) => {
-            let index = rekor::check(bundle, rekor, &payload, &signature)?;
+            let index = rekor::check(bundle, rekor, &payload, &signature, signer)?;
             Ok(format!("{key}; rekor entry {index} verified"))
         }
     }

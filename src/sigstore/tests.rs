@@ -122,6 +122,13 @@ fn a_rekor_entry_must_record_this_payload_and_signature() {
     let bytes = serde_json::to_vec(&grafted).unwrap();
     let why = bad(verify(&bytes, &blob, &subject(), &[key("test-key.pub")], Some(&key("rekor-key.pub"))));
     assert!(why.contains("the Rekor entry records another signature"), "{why}");
+    // A logged entry that records another public key than the one that verified.
+    let test = key("test-key.pub");
+    let why = bad(check("rekor-other-key", &subject(), std::slice::from_ref(&test), Some(&key("rekor-key.pub"))));
+    assert!(why.contains(&format!("the Rekor entry records another public key than {}", test.id())), "{why}");
+    // Without keys the entry's key is not compared (nothing verified who signed).
+    let verdict = check("rekor-other-key", &subject(), &[], Some(&key("rekor-key.pub")));
+    assert_eq!(verdict, Verdict::Signed { key: format!("{UNVERIFIED}; rekor entry 4242 verified") });
 }
 
 #[test]
@@ -163,4 +170,71 @@ fn the_cluster_image_policy_carries_the_key_and_scopes() {
     let data = base64::engine::general_purpose::STANDARD.decode(root["publicKey"]["keyData"].as_str().unwrap());
     assert_eq!(data.unwrap(), pem);
     assert_eq!(policy["spec"]["policy"]["signedIdentity"]["matchPolicy"], "MatchRepository");
+    // A key file with a comment around its block: keyData is the block alone.
+    let commented = [b"# TEST KEY\n".as_slice(), &pem, b"trailing\n"].concat();
+    let policy = cluster_image_policy("p", &scopes, &commented);
+    let data = policy["spec"]["policy"]["rootOfTrust"]["publicKey"]["keyData"].as_str().unwrap();
+    assert_eq!(base64::engine::general_purpose::STANDARD.decode(data).unwrap(), pem);
+}
+
+/// Signatures made by real `cosign` (containers/image's test fixtures, imported by
+/// `make-vectors.py import`): interoperability, not just agreement with our generator.
+#[test]
+fn signatures_made_by_real_cosign_verify() {
+    let real = |vector: &str, keys: &[PublicKey], rekor: Option<&PublicKey>| {
+        let subject = std::fs::read_to_string(dir().join("real-cosign").join(vector).join("subject.txt")).unwrap();
+        check(&format!("real-cosign/{vector}"), &subject.trim().parse().unwrap(), keys, rekor)
+    };
+    let (one, two) = (key("real-cosign/cosign.pub"), key("real-cosign/cosign2.pub"));
+    let rekor = key("real-cosign/rekor.pub");
+    assert_eq!(real("valid", &[two.clone(), one.clone()], None), Verdict::Signed { key: one.id() });
+    assert!(matches!(real("valid", std::slice::from_ref(&two), None), Verdict::Bad(_)));
+    let verdict = real("key-rekor-valid", &[one.clone(), two.clone()], Some(&rekor));
+    let Verdict::Signed { key: signed } = verdict else { panic!("{verdict:?}") };
+    assert_eq!(signed, format!("{}; rekor entry 11608800 verified", two.id()));
+    let why = bad(real("key-rekor-valid", &[one, two], Some(&key("rekor-key.pub"))));
+    assert!(why.contains("not the given Rekor key's"), "{why}");
+}
+
+/// A signature image gathering several signatures: one that holds signs the subject (as in
+/// `cosign verify`); none holding is Bad naming every layer.
+#[test]
+fn one_good_signature_among_several_signs_and_none_is_bad_naming_each() {
+    let layer = |vector: &str| {
+        let manifest = std::fs::read(dir().join(vector).join("manifest.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&manifest).unwrap()["layers"][0].clone()
+    };
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir().join("good/manifest.json")).unwrap()).unwrap();
+    manifest["layers"] = serde_json::json!([layer("tampered-signature"), layer("good")]);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let blob = |d: &Digest| std::fs::read(dir().join("good/blobs/sha256").join(d.hex())).ok();
+    let test = key("test-key.pub");
+    let verdict = verify(&bytes, &blob, &subject(), std::slice::from_ref(&test), None);
+    assert_eq!(verdict, Verdict::Signed { key: test.id() });
+    let why = bad(verify(&bytes, &blob, &subject(), &[key("other-key.pub")], None));
+    assert!(why.starts_with("signature layer 0 (sha256:") && why.contains("; signature layer 1 (sha256:"), "{why}");
+}
+
+/// The generator's `sign` command, which end-to-end tests call to sign images at test
+/// time, makes signature images this verifier accepts, for the subject and key given.
+#[test]
+fn the_generator_signs_at_test_time() {
+    let out = tempfile::tempdir().unwrap();
+    let subject = Digest::of(b"an image signed at test time");
+    let run = std::process::Command::new("python3")
+        .arg(dir().join("make-vectors.py"))
+        .args(["sign", &dir().join("test-key.key").display().to_string(), &subject.to_string()])
+        .args(["mirror.example.com/app", &out.path().display().to_string()])
+        .args(["--rekor", &dir().join("rekor-key.key").display().to_string()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let manifest = std::fs::read(out.path().join("manifest.json")).unwrap();
+    // It prints the signature manifest's digest, for pushing it by digest.
+    assert_eq!(String::from_utf8(run.stdout).unwrap().trim(), Digest::of(&manifest).to_string());
+    let blob = |d: &Digest| std::fs::read(out.path().join("blobs/sha256").join(d.hex())).ok();
+    let test = key("test-key.pub");
+    let verdict = verify(&manifest, &blob, &subject, std::slice::from_ref(&test), Some(&key("rekor-key.pub")));
+    assert_eq!(verdict, Verdict::Signed { key: format!("{}; rekor entry 4242 verified", test.id()) });
 }

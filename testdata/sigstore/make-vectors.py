@@ -23,6 +23,8 @@ Usage:
         OUTDIR/manifest.json and OUTDIR/blobs/sha256/HEX (config, payload); prints the
         manifest's digest. SUBJECT is sha256:HEX of the signed image's manifest.
   make-vectors.py vectors [DIR]                 regenerate every vector (default: this dir)
+  make-vectors.py import SIGNATURE OUTDIR       wrap a real-cosign signature stored by
+        containers/image ("sigstore-json" file: payload + annotations) as a manifest + blobs
 """
 import base64
 import hashlib
@@ -73,12 +75,13 @@ def payload_bytes(subject, reference):
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def rekor_bundle(rekor_key, signer, payload, signature):
+def rekor_bundle(rekor_key, signer, payload, signature, recorded_key=None):
+    """`recorded_key`: the public key the entry records, if not `signer`'s (tampering)."""
     body = {"apiVersion": "0.0.1", "kind": "hashedrekord",
             "spec": {"data": {"hash": {"algorithm": "sha256",
                                        "value": hashlib.sha256(payload).hexdigest()}},
                      "signature": {"content": b64(signature),
-                                   "publicKey": {"content": b64(public_pem(signer))}}}}
+                                   "publicKey": {"content": b64(public_pem(recorded_key or signer))}}}}
     spki = rekor_key.public_key().public_bytes(serialization.Encoding.DER,
                                                serialization.PublicFormat.SubjectPublicKeyInfo)
     entry = {"body": b64(json.dumps(body, separators=(",", ":")).encode()),
@@ -89,15 +92,16 @@ def rekor_bundle(rekor_key, signer, payload, signature):
     return {"SignedEntryTimestamp": b64(ecdsa(rekor_key, canonical)), "Payload": entry}
 
 
-def sign(key_path, subject, reference, outdir, rekor_path=None, payload=None, signature=None):
-    """Write a signature image; `payload`/`signature` override what is signed (tampering)."""
+def sign(key_path, subject, reference, outdir, rekor_path=None, payload=None, signature=None,
+         recorded_key=None):
+    """Write a signature image; `payload`/`signature`/`recorded_key` tamper with it."""
     key = load_key(key_path)
     signed = payload_bytes(subject, reference)
     signature = signature if signature is not None else ecdsa(key, signed)
     payload = payload if payload is not None else signed
     annotations = {SIG_ANNOTATION: b64(signature)}
     if rekor_path:
-        bundle = rekor_bundle(load_key(rekor_path), key, payload, signature)
+        bundle = rekor_bundle(load_key(rekor_path), key, payload, signature, recorded_key)
         annotations[BUNDLE_ANNOTATION] = json.dumps(bundle, separators=(",", ":"))
     config = json.dumps({"architecture": "", "config": {}, "created": "0001-01-01T00:00:00Z",
                          "os": "", "rootfs": {"type": "layers", "diff_ids": [digest(payload)]}},
@@ -110,6 +114,23 @@ def sign(key_path, subject, reference, outdir, rekor_path=None, payload=None, si
     manifest_bytes = json.dumps(manifest, indent=2).encode()
     write(os.path.join(outdir, "manifest.json"), manifest_bytes)
     return digest(manifest_bytes), payload
+
+
+def import_sigstore_json(path, outdir):
+    """containers/image stores a cosign signature layer as `\0sigstore-json\n` + JSON
+    {mimeType, payload (base64), annotations}: rebuild the signature image around it."""
+    with open(path, "rb") as f:
+        data = f.read()
+    doc = json.loads(data[data.index(b"\n") + 1:])
+    payload = base64.b64decode(doc["payload"])
+    config = b"{}"
+    layer = dict(descriptor(doc["mimeType"], payload), annotations=doc["annotations"])
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+                "layers": [layer]}
+    for blob in (config, payload):
+        write(os.path.join(outdir, "blobs", "sha256", digest(blob)[7:]), blob)
+    write(os.path.join(outdir, "manifest.json"), json.dumps(manifest, indent=2).encode())
 
 
 def vectors(d):
@@ -141,6 +162,9 @@ def vectors(d):
     bundle["Payload"]["integratedTime"] += 1
     annotations[BUNDLE_ANNOTATION] = json.dumps(bundle, separators=(",", ":"))
     write(os.path.join(out, "manifest.json"), json.dumps(manifest, indent=2).encode())
+    # A Rekor entry, properly logged, that records another public key than the signer's.
+    sign(key, SUBJECT, REFERENCE, os.path.join(d, "rekor-other-key"), rekor_path=rekor,
+         recorded_key=load_key(os.path.join(d, "other-key.key")))
     write(os.path.join(d, "subject.txt"), (SUBJECT + "\n").encode())
 
 
@@ -170,6 +194,8 @@ def main(argv):
         if len(argv) == 8 and rekor is None:
             sys.exit(__doc__)
         print(sign(argv[2], argv[3], argv[4], argv[5], rekor_path=rekor)[0])
+    elif len(argv) == 4 and argv[1] == "import":
+        import_sigstore_json(argv[2], argv[3])
     elif len(argv) in (2, 3) and argv[1] == "vectors":
         vectors(argv[2] if len(argv) == 3 else os.path.dirname(os.path.abspath(__file__)))
     else:
