@@ -196,8 +196,36 @@ pub struct PackArgs {
     /// signatures travel unverified, with a warning
     #[arg(long, value_name = "FILE")]
     pub release_key: Vec<PathBuf>,
+    /// What is attached to registry images (cosign .sig/.att/.sbom tags, OCI referrers) is
+    /// packed with them: optional (the default, else the image set's
+    /// mirror.signatures.policy) warns about an unsigned release image, require refuses any
+    /// image without a cosign signature, skip looks for nothing
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub signatures: Option<Signatures>,
+    #[command(flatten)]
+    pub sigstore: SigstoreArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// The keys carried cosign signatures are checked with.
+#[derive(Debug, Args)]
+pub struct SigstoreArgs {
+    /// A cosign public key (PEM, ECDSA P-256; repeatable): every carried cosign signature
+    /// must verify with one of them (a bad one: exit 1, naming the image)
+    #[arg(long, value_name = "FILE")]
+    pub sigstore_key: Vec<PathBuf>,
+    /// The Rekor public key (PEM) that checks the Rekor bundles in the signatures
+    #[arg(long, value_name = "FILE", requires = "sigstore_key")]
+    pub rekor_key: Option<PathBuf>,
+}
+
+/// `pack --signatures`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Signatures {
+    Require,
+    Optional,
+    Skip,
 }
 
 /// How `pack` reaches registries.
@@ -270,6 +298,8 @@ pub struct VerifyArgs {
     /// Trusted public key (minisign format); never taken from the bundle
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,
+    #[command(flatten)]
+    pub sigstore: SigstoreArgs,
 }
 
 #[derive(Debug, Args)]
@@ -342,6 +372,10 @@ pub struct UnpackArgs {
     /// (from the registry installed by this run, else from --authfile or the usual places)
     #[arg(long, value_name = "FILE", conflicts_with = "layout")]
     pub merge_pull_secret: Option<PathBuf>,
+    /// Write RESULTS/clusterimagepolicy.yaml: a ClusterImagePolicy requiring a cosign
+    /// signature by this public key (PEM) for every source repository of a signed image
+    #[arg(long, value_name = "KEY", conflicts_with = "layout")]
+    pub image_policy: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

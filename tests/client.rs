@@ -22,23 +22,8 @@ fn the_distribution_harness_serves_pushed_images_over_tls_with_auth() {
     assert_eq!(dist.digest("ns/multi:1"), want);
 }
 
-/// `airlift pack` from `dist` into DIR/bundle, with a fresh key and DIR's auth.json.
-fn pack_cmd(dist: &Distribution, dir: &std::path::Path) -> assert_cmd::Command {
-    let (key, _) = crate::common::keygen(&dir.join("keys"), "site");
-    let mut cmd = crate::common::airlift();
-    cmd.args(["pack", "--no-installer", "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(dir.join("bundle"))
-        .arg("--authfile")
-        .arg(dist.authfile(dir))
-        .arg("--cert-dir")
-        .arg(&dist.cert_dir);
-    cmd
-}
-
 fn pack_from(dist: &Distribution, dir: &std::path::Path, sources: &[String]) -> assert_cmd::assert::Assert {
-    pack_cmd(dist, dir)
+    dist.pack_cmd(dir)
         .args(["--volume-size", "64KiB", "--chunk-size", "16KiB", "--cache"])
         .arg(dir.join("cache"))
         .args(sources)
@@ -127,7 +112,7 @@ fn wrong_credentials_unknown_images_and_unknown_hosts_exit_2_naming_the_referenc
 }
 
 fn pack_json(dist: &Distribution, dir: &std::path::Path, extra: &[&str], sources: &[String]) -> serde_json::Value {
-    let a = pack_cmd(dist, dir).arg("--json").args(extra).args(sources).assert().success();
+    let a = dist.pack_cmd(dir).arg("--json").args(extra).args(sources).assert().success();
     serde_json::from_slice(&a.get_output().stdout).unwrap()
 }
 

@@ -26,5 +26,6 @@ mod registry;
 mod registry_unpack;
 mod release_signatures;
 mod resume;
+mod signatures;
 mod tamper;
 mod trust;

@@ -164,6 +164,94 @@ pub struct Image {
     pub platforms: Vec<String>,
     /// Every blob the image needs: manifests, indexes, configs, layers.
     pub blobs: Vec<Digest>,
+    /// What the source registry had attached to this image, each packed as an image of
+    /// the bundle (by its digest): cosign signatures, attestations, SBOMs, OCI referrers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attached: Vec<Attached>,
+    /// Whether a cosign signature was found for the image; `None` when none was looked
+    /// for (`--signatures skip`, or the image is itself attached to another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureState>,
+}
+
+#[cfg(test)]
+impl Image {
+    /// A one-blob linux/amd64 image from `source`, its digest made from `n`.
+    pub fn example(source: &str, n: u8) -> Image {
+        Image {
+            source: source.into(),
+            reference: None,
+            digest: Digest::of(&[n]),
+            media_type: crate::oci::OCI_MANIFEST.into(),
+            size: 1,
+            total_size: 1,
+            platforms: vec!["linux/amd64".into()],
+            blobs: vec![Digest::of(&[n])],
+            attached: vec![],
+            signature: None,
+        }
+    }
+}
+
+/// An artifact attached to an image, carried as an image of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attached {
+    pub kind: AttachedKind,
+    /// The digest of the artifact's manifest (or of the fallback tag's index).
+    pub digest: Digest,
+}
+
+/// How an artifact is attached to its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachedKind {
+    /// cosign's `sha256-HEX.sig` tag.
+    Signature,
+    /// cosign's `sha256-HEX.att` tag.
+    Attestation,
+    /// cosign's `sha256-HEX.sbom` tag.
+    Sbom,
+    /// An OCI 1.1 referrer (a manifest whose `subject` is the image), found through the
+    /// referrers API.
+    Referrer,
+    /// The OCI 1.1 fallback tag `sha256-HEX`: an index of the referrers, for registries
+    /// without the referrers API.
+    Referrers,
+}
+
+impl AttachedKind {
+    /// The cosign kinds, in the order of [`crate::sigstore::cosign_tags`].
+    pub const COSIGN: [AttachedKind; 3] = [AttachedKind::Signature, AttachedKind::Attestation, AttachedKind::Sbom];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachedKind::Signature => "signature",
+            AttachedKind::Attestation => "attestation",
+            AttachedKind::Sbom => "sbom",
+            AttachedKind::Referrer => "referrer",
+            AttachedKind::Referrers => "referrers",
+        }
+    }
+}
+
+/// What looking for an image's cosign signature found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureState {
+    /// A `.sig` was found and packed with the image.
+    Signed,
+    /// No `.sig` was found.
+    Unsigned,
+}
+
+impl SignatureState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureState::Signed => "signed",
+            SignatureState::Unsigned => "unsigned",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

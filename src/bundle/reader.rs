@@ -607,6 +607,48 @@ pub struct ImageState {
 }
 
 impl Bundle {
+    /// The bytes of the small entry `path` (at most `limit` bytes), read straight from its
+    /// volumes and checked against the signed manifest (each chunk, then the whole);
+    /// `None` when the bundle has no such entry or a volume holding it is absent.
+    pub fn read_entry(&self, path: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let Some(e) = self.manifest.entry_ids().find(|&e| self.manifest.entry(e).path == path) else {
+            return Ok(None);
+        };
+        let entry = self.manifest.entry(e);
+        if entry.size.max(entry.stored_size) > limit {
+            return Err(usage(format!("'{path}' is {} bytes, more than the {limit} read here", entry.size)));
+        }
+        let mut stored = Vec::new();
+        for &c in self.index.chunks_of(e) {
+            let chunk = self.manifest.chunk(c);
+            let volume = self.volume_path(self.index.volume_of(c));
+            let Ok(file) = File::open(&volume) else { return Ok(None) };
+            let mut buf = vec![0; chunk.length as usize];
+            file.read_exact_at(&mut buf, chunk.offset).at(&volume)?;
+            if Digest::of(&buf) != chunk.sha256 {
+                return Err(integrity(format!(
+                    "{}: part {} of '{path}' does not match the signed manifest",
+                    volume.display(),
+                    chunk.part
+                )));
+            }
+            stored.extend(buf);
+        }
+        let bytes = match entry.compression {
+            crate::bundle::manifest::Compression::None => stored,
+            crate::bundle::manifest::Compression::Zstd => {
+                crate::bundle::expand::expand(&stored[..], entry, Vec::new())?
+            }
+        };
+        if Digest::of(&bytes) != entry.digest {
+            return Err(integrity(format!(
+                "'{path}' does not match its digest {} in the signed manifest",
+                entry.digest
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
     /// An expired bundle is refused: the signer said it must not be used after that time.
     pub fn check_expiry(&self, now: u64) -> Result<()> {
         match self.manifest.expires {

@@ -535,6 +535,33 @@ impl Client {
         Ok(Manifest { bytes, media_type, digest })
     }
 
+    /// Whether the registry holds a manifest or index under `reference` (a `HEAD`).
+    pub fn has_manifest(&self, image: &ImageRef, reference: &Reference) -> Result<bool> {
+        let what = format!("looking for manifest {reference}");
+        let accept = [oci::OCI_MANIFEST, oci::OCI_INDEX, oci::DOCKER_MANIFEST, oci::DOCKER_LIST].join(", ");
+        let path = format!("/v2/{}/manifests/{reference}", image.repository);
+        let resp = self.send(image, &what, &|http, base| http.head(format!("{base}{path}")).header(ACCEPT, &accept))?;
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            status => Err(usage(format!("{image}: {what}: the registry answered {status}"))),
+        }
+    }
+
+    /// The OCI 1.1 referrers of manifest `subject` (an image index), or `None` when the
+    /// registry has no referrers API (it answers `404`, as distribution 2.8 does).
+    pub fn referrers(&self, image: &ImageRef, subject: &Digest) -> Result<Option<Vec<u8>>> {
+        let what = format!("listing the referrers of {subject}");
+        let path = format!("/v2/{}/referrers/{subject}", image.repository);
+        let resp =
+            self.send(image, &what, &|http, base| http.get(format!("{base}{path}")).header(ACCEPT, oci::OCI_INDEX))?;
+        match resp.status().as_u16() {
+            200 => read_body(resp, MAX_MANIFEST).map(Some).map_err(|e| usage(format!("{image}: {what}: {e}"))),
+            404 | 405 => Ok(None),
+            status => Err(usage(format!("{image}: {what}: the registry answered {status}{}", error_detail(resp)))),
+        }
+    }
+
     /// Fetch a blob into `store`, verifying size and digest while streaming; a dropped
     /// transfer resumes with `Range` from the bytes already received.
     pub fn fetch_blob(

@@ -43,6 +43,12 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
             i.platforms.join(",")
         ));
         out.data(format!("    from {}", shown(&i.source.to_string())));
+        if let Some(state) = i.signature {
+            out.data(format!("    signature: {}", state.name()));
+        }
+        for a in &i.attached {
+            out.data(format!("    attached {:<11} {}", a.kind.name(), a.digest));
+        }
     }
     super::catalog::print(out, &m.catalogs);
     if !m.channels.is_empty() {
@@ -70,6 +76,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         "images": m.images.iter().map(|i| serde_json::json!({
             "source": i.source, "reference": i.reference, "digest": i.digest, "media_type": i.media_type,
             "platforms": i.platforms, "size": i.total_size, "blobs": i.blobs.len(),
+            "signature": i.signature, "attached": i.attached,
         })).collect::<Vec<_>>(),
         "catalogs": super::catalog::document(&m.catalogs),
         "channels": m.channels,

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use crate::bundle::manifest::EntryKind;
 use crate::bundle::names;
-use crate::cli::PackArgs;
+use crate::cli::{PackArgs, Signatures};
 use crate::error::{usage, Status};
 use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
+use crate::trip::attached::{Keys, Policy};
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
 use crate::trip::releases::GraphOptions;
 
@@ -46,7 +47,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
         Note::Channel(c) => super::list::channel_lines(c, &|s| s.to_string()).into_iter().for_each(|l| out.info(l)),
     };
-    let plan = Plan::resolve(&request(args), shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
+    let plan = Plan::resolve(&request(args)?, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =
@@ -100,9 +101,10 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
 }
 
 /// What the arguments ask to pack.
-fn request(args: &PackArgs) -> Request {
+fn request(args: &PackArgs) -> anyhow::Result<Request> {
     let r = &args.registry;
-    Request {
+    let s = &args.sigstore;
+    Ok(Request {
         sources: args.sources.clone(),
         image_files: args.images.clone(),
         releases: args.release.iter().map(|r| with_transport(r)).collect(),
@@ -114,11 +116,17 @@ fn request(args: &PackArgs) -> Request {
         installer: !args.no_installer,
         graph: GraphOptions { url: args.graph_url.clone(), file: args.graph_file.clone() },
         graph_data: args.graph_data.clone(),
+        signatures: args.signatures.map(|s| match s {
+            Signatures::Require => Policy::Require,
+            Signatures::Optional => Policy::Optional,
+            Signatures::Skip => Policy::Skip,
+        }),
+        sigstore: Keys::load(&s.sigstore_key, s.rekor_key.as_deref())?,
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),
             parallel: r.parallel as usize,
             platforms: r.platform.clone(),
         },
-    }
+    })
 }

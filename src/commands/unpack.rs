@@ -39,8 +39,14 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     let finished = unpack.finish(&extractor)?;
     present_published(out, &bundle, &finished.published, target.as_ref());
+    let image_policy = args.image_policy.as_deref().map(crate::trip::attached::policy_key).transpose()?;
     let results = unpack
-        .cluster_results(&finished.complete, args.results.as_deref(), args.merge_pull_secret.as_deref())?
+        .cluster_results(
+            &finished.complete,
+            args.results.as_deref(),
+            args.merge_pull_secret.as_deref(),
+            image_policy.as_deref(),
+        )?
         .map(|r| present_results(out, &r));
     let (from_journal, checked_now) = extractor.already_complete();
     if from_journal + checked_now > 0 {

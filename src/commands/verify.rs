@@ -5,6 +5,7 @@ use crate::bundle::reader::{self, Bundle, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
 use crate::error::Status;
 use crate::output::Output;
+use crate::trip::attached::{self, Keys};
 
 pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
@@ -28,8 +29,14 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     for f in &unlisted {
         general.push(format!("{f} looks like a volume of this bundle but is not in its manifest (foreign)"));
     }
+    let keys = Keys::load(&args.sigstore.sigstore_key, args.sigstore.rekor_key.as_deref())?;
+    let signatures = attached::evidence(&bundle, keys.as_ref());
+    for s in signatures.iter().filter(|s| s.state == "bad") {
+        general.push(format!("{}: its cosign signature is bad: {}", s.source, s.detail.as_deref().unwrap_or("")));
+    }
     let status = summarize(&reports, &general);
-    let doc = print_report(out, &bundle, &reports, &general, &unlisted, status, "verify");
+    let mut doc = print_report(out, &bundle, &reports, &general, &unlisted, status, "verify");
+    doc["image_signatures"] = serde_json::json!(signatures);
     out.document(&doc);
     Ok(status)
 }

@@ -8,11 +8,16 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{Catalog, Image, Release};
+use crate::bundle::manifest::{Catalog, Image, Release, SignatureState};
 use crate::bundle::names;
 use crate::error::Result;
+use crate::oci::names::ImageRef;
 use crate::openshift::operators::{self, MirroredCatalog};
 use crate::openshift::{graphdata, mappings, mirrorsets, object_name, ReleaseTag};
+use crate::sigstore::cluster_image_policy;
+
+/// The ClusterImagePolicy's file in the results directory (`--image-policy`).
+pub const IMAGE_POLICY_FILE: &str = "clusterimagepolicy.yaml";
 
 /// A registry a bundle's images were mirrored into.
 pub trait Mirror {
@@ -46,6 +51,8 @@ pub struct Request<'a> {
     pub dir: Option<&'a Path>,
     /// `--merge-pull-secret FILE`.
     pub merge_pull_secret: Option<&'a Path>,
+    /// `--image-policy KEY`: the PEM public key signed images must verify with.
+    pub image_policy: Option<&'a [u8]>,
 }
 
 /// What was written.
@@ -90,6 +97,9 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
         let name = object_name(request.name);
         written.files.push(graphdata::write_update_service(&dir, &name, &format!("{host}/{releases}"), &image)?);
     }
+    if let Some(key) = request.image_policy {
+        written.files.extend(write_image_policy(&dir, request.name, &images, key)?);
+    }
 
     let mut tagged = 0;
     for (release, tags) in request.releases.iter().zip(request.release_tags) {
@@ -112,6 +122,25 @@ pub fn write(mirror: &dyn Mirror, request: &Request) -> Result<Option<Results>> 
     }
     let releases = request.releases.iter().filter(|r| complete_release(r)).cloned().collect();
     Ok(Some(Results { dir, written, pull_secret, tagged, releases }))
+}
+
+/// The ClusterImagePolicy requiring a cosign signature by `key_pem` for every source
+/// repository of a signed image among `images` (a cluster checks the reference it pulls,
+/// the source's, redirected to the mirror); nothing when none is signed.
+fn write_image_policy(dir: &Path, name: &str, images: &[Image], key_pem: &[u8]) -> Result<Option<(String, PathBuf)>> {
+    let mut scopes: Vec<String> = images
+        .iter()
+        .filter(|i| i.signature == Some(SignatureState::Signed))
+        .filter_map(|i| ImageRef::parse(&i.source).ok())
+        .map(|r| format!("{}/{}", r.registry, r.repository.as_str()))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Ok(None);
+    }
+    let policy = cluster_image_policy(&object_name(name), &scopes, key_pem);
+    operators::write(dir, "ClusterImagePolicy", IMAGE_POLICY_FILE, &policy).map(Some)
 }
 
 /// The catalogs whose image (rebuilt, or carried unchanged) is among the complete

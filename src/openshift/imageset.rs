@@ -51,7 +51,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use regex::Regex;
 use serde_yaml_ng::Value;
@@ -106,6 +106,18 @@ pub struct ImageSet {
     pub warnings: Vec<String>,
     /// `mirror.platform.graph: true`: pack the graph-data image ([`crate::openshift::graphdata`]).
     pub graph: bool,
+    /// `mirror.signatures`, an airlift extension: `policy` (require, optional, skip: pack's
+    /// `--signatures`, which wins) and `keys` (`scope`: a registry or repository the
+    /// cosign public key file `key` signs, relative to the image set file).
+    pub signatures: Signatures,
+}
+
+/// `mirror.signatures`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signatures {
+    pub policy: Option<String>,
+    /// (scope, key file).
+    pub keys: Vec<(String, PathBuf)>,
 }
 
 /// `mirror.platform.channels` with the platform's architectures and release base.
@@ -279,6 +291,7 @@ impl Reader<'_> {
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
+        let mut signatures = Signatures::default();
         for (key, value) in self.fields(value, PATH)? {
             let path = format!("{PATH}.{key}");
             match key {
@@ -303,6 +316,7 @@ impl Reader<'_> {
                         operators.push((format!("{path}[{i}]"), self.operator(item, &format!("{path}[{i}]"))?));
                     }
                 }
+                "signatures" => signatures = self.signatures(value, &path)?,
                 "helm" => {
                     return Err(self.error(
                         &path,
@@ -313,11 +327,12 @@ impl Reader<'_> {
                     "{}: {path}: ignored: airlift does not mirror the samples operator's images; list those wanted under mirror.additionalImages",
                     self.origin
                 )),
-                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples")),
+                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples, signatures")),
             }
         }
         let PlatformSection { releases, kube_virt, release_platforms, channels, graph } = platform;
-        let mut set = ImageSet { blocked, kube_virt, release_platforms, channels, graph, ..ImageSet::default() };
+        let mut set =
+            ImageSet { blocked, kube_virt, release_platforms, channels, graph, signatures, ..ImageSet::default() };
         let mut additional = Unique::default();
         let wanted_any = !wanted.is_empty();
         for w in wanted {
@@ -354,6 +369,40 @@ impl Reader<'_> {
         set.additional = additional.items;
         set.warnings = self.warnings;
         Ok(set)
+    }
+
+    /// `mirror.signatures`: `policy` and `keys` (each `scope` and `key`).
+    fn signatures(&self, value: &Value, path: &str) -> Result<Signatures> {
+        let mut signatures = Signatures::default();
+        for (key, value) in self.fields(value, path)? {
+            let path = format!("{path}.{key}");
+            match key {
+                "policy" => match self.string(value, &path)? {
+                    p @ ("require" | "optional" | "skip") => signatures.policy = Some(p.to_string()),
+                    _ => return Err(self.error(&path, "must be require, optional or skip")),
+                },
+                "keys" => {
+                    let here = Path::new(self.origin).parent().unwrap_or(Path::new(""));
+                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
+                        let path = format!("{path}[{i}]");
+                        let (mut scope, mut file) = (None, None);
+                        for (k, v) in self.fields(item, &path)? {
+                            match k {
+                                "scope" => scope = Some(self.string(v, &format!("{path}.scope"))?.to_string()),
+                                "key" => file = Some(here.join(self.string(v, &format!("{path}.key"))?)),
+                                _ => return Err(self.unknown(&format!("{path}.{k}"), "scope, key")),
+                            }
+                        }
+                        match (scope, file) {
+                            (Some(scope), Some(file)) => signatures.keys.push((scope, file)),
+                            _ => return Err(self.error(&path, "needs both scope and key")),
+                        }
+                    }
+                }
+                _ => return Err(self.unknown(&path, "policy, keys")),
+            }
+        }
+        Ok(signatures)
     }
 
     /// Whether `set` blocks the image at `path`; a warning says it is skipped.
@@ -419,11 +468,10 @@ impl Reader<'_> {
                     Value::Bool(b) => *graph = *b,
                     _ => return Err(self.error(&path, "expected true or false")),
                 },
-                _ => {
-                    return Err(
-                        self.unknown(&path, "architectures, platforms, releaseImageBase, release, releases, kubeVirtContainer, channels, graph")
-                    )
-                }
+                _ => return Err(self.unknown(
+                    &path,
+                    "architectures, platforms, releaseImageBase, release, releases, kubeVirtContainer, channels, graph",
+                )),
             }
         }
         Ok(())
@@ -1071,6 +1119,7 @@ mirror:
                 release_platforms: vec![],
                 blocked: patterns(&["registry.redhat.io/ubi9/ubi-minimal", "quay.io/ns/tool:old"]),
                 operators: vec![],
+                signatures: Signatures::default(),
                 warnings: vec![
                     "imageset.yaml: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle"
                         .to_string(),
@@ -1506,7 +1555,7 @@ mirror:
         );
         assert_eq!(
             refused("  xyz: 1\n"),
-            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages, samples here)"
+            "imageset.yaml: mirror.xyz: unknown field; remove it (airlift reads platform, operators, additionalImages, blockedImages, samples, signatures here)"
         );
         assert_eq!(
             refused("  platform:\n    xyz: 1\n"),

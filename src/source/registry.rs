@@ -139,10 +139,32 @@ impl RegistrySource {
         Ok(resolved)
     }
 
+    /// Whether `image`'s repository holds a manifest under `reference` (a tag such as a
+    /// cosign `sha256-HEX.sig`).
+    pub fn has_manifest(&self, image: &ImageRef, reference: &Reference) -> Result<bool> {
+        self.client.has_manifest(image, reference)
+    }
+
+    /// The digests of the OCI 1.1 referrers of `subject` in `image`'s repository, or
+    /// `None` when the registry has no referrers API.
+    pub fn referrers(&self, image: &ImageRef, subject: &Digest) -> Result<Option<Vec<Digest>>> {
+        let Some(body) = self.client.referrers(image, subject)? else {
+            return Ok(None);
+        };
+        let index: oci_spec::image::ImageIndex = serde_json::from_slice(&body)
+            .map_err(|e| usage(format!("{image}: the referrers of {subject} are not a valid image index: {e}")))?;
+        let digests = index.manifests().iter().map(|d| d.digest().to_string().parse::<Digest>());
+        let digests = digests.collect::<std::result::Result<Vec<_>, _>>();
+        digests.map(Some).map_err(|e| usage(format!("{image}: a referrer of {subject} has a bad digest: {e}")))
+    }
+
     /// Whether an index's child is wanted by `--platform` (every one without it; an
-    /// index always).
+    /// index always, and an artifact, as a referrers index lists: it has no platform).
     fn wanted(&self, child: &Descriptor) -> bool {
         if self.platforms.is_empty() || !is_manifest(child.media_type().as_ref()) {
+            return true;
+        }
+        if child.platform().is_none() && child.artifact_type().is_some() {
             return true;
         }
         child.platform().as_ref().is_some_and(|p| {

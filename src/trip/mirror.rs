@@ -162,6 +162,8 @@ mod tests {
             total_size: 1,
             platforms: vec![],
             blobs: vec![],
+            attached: vec![],
+            signature: None,
         }
     }
 

@@ -6,11 +6,14 @@
 //!   [`pack::Plan::write`] (the fetch→volume pipeline); [`catalogs`]: its operator catalog
 //!   step (read, filter, rebuild, and the images the kept bundles bring); [`releases`]: its
 //!   update graph step (an image set's release channels resolved to release images)
+//! - [`attached`]: cosign signatures, attestations, SBOMs and OCI referrers found beside
+//!   the packed images, packed with them, and the `--signatures` policy
 //! - [`unpack`]: an unpack's steps over a [`target::Target`] (an OCI layout, a registry
 //!   root, a registry pushed to) that the bundle reader feeds
 //! - [`mirror`]: which repository and tag a bundle's image gets in a registry;
 //!   [`publish`]: pushing images into a registry over the network, with a journal
 
+pub mod attached;
 pub mod catalogs;
 pub mod mirror;
 pub mod pack;

@@ -25,6 +25,7 @@ use crate::progress::{Progress, Silent};
 use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
 use crate::store;
+use crate::trip::attached;
 use crate::trip::catalogs::{self, pack_catalogs};
 use crate::trip::releases::{self, GraphOptions};
 use crate::trip::{During, Error, Result};
@@ -53,6 +54,11 @@ pub struct Request {
     pub graph: GraphOptions,
     /// The graph-data tarball of `graph: true` (`--graph-data`).
     pub graph_data: Option<PathBuf>,
+    /// `--signatures`: what is attached to registry images is looked for and packed
+    /// (else the image set's policy, else optional).
+    pub signatures: Option<attached::Policy>,
+    /// `--sigstore-key`: the carried cosign signatures must verify with these.
+    pub sigstore: Option<attached::Keys>,
     pub registry: RegistryOptions,
 }
 
@@ -170,7 +176,27 @@ impl Plan {
             }
         }
         let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
-        let (images, blobs) = images_and_blobs(resolved);
+        let subjects = resolved.len();
+        let (policy, keys) = attached::settings(request, imageset.as_ref())?;
+        let found = match &registry {
+            Some(reg) if policy != attached::Policy::Skip => {
+                let of: Vec<(&str, &Digest)> = resolved.iter().map(|(s, img, _)| (*s, &img.digest)).collect();
+                attached::discover(reg, &of, request.registry.parallel)?
+            }
+            _ => Vec::new(),
+        };
+        let mut artifacts: Vec<String> = found.iter().map(|f| f.source.clone()).collect();
+        dedup(&mut artifacts);
+        artifacts.retain(|a| !all.contains(a));
+        let (more, more_wanted) = resolve_images(&artifacts, registry.as_ref())?;
+        resolved.extend(more);
+        wanted.extend(more_wanted);
+        let (mut images, blobs) = images_and_blobs(resolved);
+        let warn = |w: &str| note(Note::Warning(w));
+        attached::record(&mut images, subjects, &found, policy, &release_sources, &warn)?;
+        if let (Some(reg), Some(keys)) = (&registry, &keys) {
+            attached::verify_at_pack(reg, &images, &wanted, keys)?;
+        }
 
         let mut items = front_items(request)?;
         let mut releases = releases(&release_sources, payloads, &images)?;
@@ -486,6 +512,8 @@ fn images_and_blobs(resolved: Resolved) -> (Vec<Image>, Vec<Item>) {
             total_size: img.blobs.iter().map(|b| b.size).sum(),
             platforms: img.platforms.clone(),
             blobs: img.blobs.iter().map(|b| b.digest.clone()).collect(),
+            attached: Vec::new(),
+            signature: None,
         });
     }
     (images, items)

@@ -344,16 +344,7 @@ mod tests {
     }
 
     fn image(source: &str, n: u8) -> Image {
-        Image {
-            source: source.into(),
-            reference: None,
-            digest: Digest::of(&[n]),
-            media_type: crate::oci::OCI_MANIFEST.into(),
-            size: 1,
-            total_size: 1,
-            platforms: vec!["linux/amd64".into()],
-            blobs: vec![Digest::of(&[n])],
-        }
+        Image::example(source, n)
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl<'a> Unpack<'a> {
         complete: &[usize],
         dir: Option<&Path>,
         merge_pull_secret: Option<&Path>,
+        image_policy: Option<&[u8]>,
     ) -> Result<Option<cluster::Results>> {
         let Some(mirror) = self.target.mirror() else {
             return Ok(None);
@@ -170,6 +171,7 @@ impl<'a> Unpack<'a> {
             release_tags: &self.release_tags,
             dir,
             merge_pull_secret,
+            image_policy,
         };
         cluster::write(mirror, &request)
     }

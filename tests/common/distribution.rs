@@ -120,6 +120,25 @@ impl Distribution {
         format!("sha256:{}", super::sha256_hex(&raw.stdout))
     }
 
+    /// `airlift pack` from this registry into DIR/bundle, signed with DIR/keys/site.key
+    /// (made on first use), with DIR's auth.json.
+    pub fn pack_cmd(&self, dir: &std::path::Path) -> assert_cmd::Command {
+        let key = dir.join("keys/site.key");
+        if !key.exists() {
+            super::keygen(&dir.join("keys"), "site");
+        }
+        let mut cmd = super::airlift();
+        cmd.args(["pack", "--no-installer", "--key"])
+            .arg(&key)
+            .arg("--out")
+            .arg(dir.join("bundle"))
+            .arg("--authfile")
+            .arg(self.authfile(dir))
+            .arg("--cert-dir")
+            .arg(&self.cert_dir);
+        cmd
+    }
+
     /// An auth.json holding this registry's credentials.
     pub fn authfile(&self, dir: &std::path::Path) -> PathBuf {
         write_authfile(dir, &self.host(), &self.creds())
