@@ -44,7 +44,7 @@ pub enum Command {
     /// Create a signing key pair (minisign format)
     Keygen(KeygenArgs),
     /// Pack images into a signed, chunked bundle of volumes
-    Pack(PackArgs),
+    Pack(Box<PackArgs>),
     /// Check a bundle's signature, volumes and chunks without writing anything
     Verify(VerifyArgs),
     /// List the images, volumes and files of a bundle
