@@ -32,21 +32,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         volume_size,
         chunk_size: args.chunk_size.0,
     };
-    let note = |note: Note| match note {
-        Note::Warning(w) => out.warn(w),
-        Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
-        Note::CatalogImage(source, digest, size) => out
-            .info(format!("operator catalog {source}: {digest}, {} to fetch (if not cached) and filter", human(size))),
-        Note::ReleaseSignature(release, url, Some(key)) => {
-            out.info(format!("release {release}: signature {url} verified with {}", key.display()))
-        }
-        Note::ReleaseSignature(release, url, None) => {
-            out.warn(format!("release {release}: signature {url} travels unverified (no --release-key)"))
-        }
-        Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
-        Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
-        Note::Channel(c) => super::list::channel_lines(c, &|s| s.to_string()).into_iter().for_each(|l| out.info(l)),
-    };
+    let note = |n: Note| tell(out, n);
     let plan = Plan::resolve(&request(args)?, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
@@ -98,6 +84,25 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         "fetch": fetch.map(|(report, _)| report),
     }));
     Ok(Status::Ok)
+}
+
+/// What resolving says as it goes, on stderr.
+fn tell(out: &Output, note: Note) {
+    match note {
+        Note::Warning(w) => out.warn(w),
+        Note::Release(source, version, n) => out.info(format!("release {version} ({source}): {n} components")),
+        Note::CatalogImage(source, digest, size) => out
+            .info(format!("operator catalog {source}: {digest}, {} to fetch (if not cached) and filter", human(size))),
+        Note::ReleaseSignature(release, url, Some(key)) => {
+            out.info(format!("release {release}: signature {url} verified with {}", key.display()))
+        }
+        Note::ReleaseSignature(release, url, None) => {
+            out.warn(format!("release {release}: signature {url} travels unverified (no --release-key)"))
+        }
+        Note::Catalog(source, n) if n.is_warning() => out.warn(format!("{source}: {n}")),
+        Note::Catalog(source, n) => out.info(format!("{source}: {n}")),
+        Note::Channel(c) => super::list::channel_lines(c, &|s| s.to_string()).into_iter().for_each(|l| out.info(l)),
+    }
 }
 
 /// What the arguments ask to pack.

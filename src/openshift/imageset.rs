@@ -301,16 +301,7 @@ impl Reader<'_> {
                         wanted.push(self.additional_image(item, &format!("{path}[{i}]"))?);
                     }
                 }
-                "blockedImages" => {
-                    for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
-                        let path = format!("{path}[{i}]");
-                        let name = self.image_name(item, &path)?;
-                        let pattern = Blocked::new(name).map_err(|e| {
-                            self.error(&format!("{path}.name"), format!("'{name}' is not a valid regular expression: {e}"))
-                        })?;
-                        blocked.push(pattern);
-                    }
-                }
+                "blockedImages" => blocked = self.blocked_images(value, &path)?,
                 "operators" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         operators.push((format!("{path}[{i}]"), self.operator(item, &format!("{path}[{i}]"))?));
@@ -369,6 +360,20 @@ impl Reader<'_> {
         set.additional = additional.items;
         set.warnings = self.warnings;
         Ok(set)
+    }
+
+    /// `mirror.blockedImages`: each entry's `name`, a regular expression.
+    fn blocked_images(&self, value: &Value, path: &str) -> Result<Vec<Blocked>> {
+        let mut blocked = Vec::new();
+        for (i, item) in self.sequence(value, path)?.iter().enumerate() {
+            let path = format!("{path}[{i}]");
+            let name = self.image_name(item, &path)?;
+            let pattern = Blocked::new(name).map_err(|e| {
+                self.error(&format!("{path}.name"), format!("'{name}' is not a valid regular expression: {e}"))
+            })?;
+            blocked.push(pattern);
+        }
+        Ok(blocked)
     }
 
     /// `mirror.signatures`: `policy` and `keys` (each `scope` and `key`).

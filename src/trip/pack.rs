@@ -205,17 +205,7 @@ impl Plan {
         items.extend(blobs);
 
         let id = bundle_id(key_id, &shape, &items, &catalogs);
-        let settings = Settings {
-            dir: shape.out,
-            name: shape.name,
-            sequence: shape.sequence.unwrap_or(shape.created),
-            created: shape.created,
-            // From now: SOURCE_DATE_EPOCH fixes the creation time (reproducible), but a
-            // bundle made today from an old commit must not be born expired.
-            expires: shape.expires_in.map(|d| crate::time::now().saturating_add(d)),
-            volume_size: shape.volume_size,
-            chunk_size: shape.chunk_size,
-        };
+        let settings = settings(shape);
         Ok(Plan { images, items, releases, catalogs, channels, id, settings, registry, wanted })
     }
 
@@ -258,6 +248,21 @@ impl Plan {
         let manifest = written?;
         let fetch = fetch.zip(registry.as_ref().map(|r| r.cache().root().to_path_buf()));
         Ok(Packed { manifest, fetch })
+    }
+}
+
+/// The writer's settings for a bundle of `shape`.
+fn settings(shape: Shape) -> Settings {
+    Settings {
+        dir: shape.out,
+        name: shape.name,
+        sequence: shape.sequence.unwrap_or(shape.created),
+        created: shape.created,
+        // From now: SOURCE_DATE_EPOCH fixes the creation time (reproducible), but a
+        // bundle made today from an old commit must not be born expired.
+        expires: shape.expires_in.map(|d| crate::time::now().saturating_add(d)),
+        volume_size: shape.volume_size,
+        chunk_size: shape.chunk_size,
     }
 }
 
