@@ -131,6 +131,7 @@ pub fn record(
     found: &[Found],
     policy: Policy,
     releases: &[String],
+    built: &HashSet<Digest>,
     warn: &dyn Fn(&str),
 ) -> Result<()> {
     if policy == Policy::Skip {
@@ -148,7 +149,9 @@ pub fn record(
         }
     }
     let mut unsigned = Vec::new();
-    for image in images.iter_mut().take(subjects) {
+    // Images built by this pack (a rebuilt catalog, the graph-data image) were never
+    // signed by anyone: they have no signature state.
+    for image in images.iter_mut().take(subjects).filter(|i| !built.contains(&i.digest)) {
         let signed = image.attached.iter().any(|a| a.kind == AttachedKind::Signature);
         image.signature = Some(if signed { SignatureState::Signed } else { SignatureState::Unsigned });
         if !signed {
@@ -325,7 +328,7 @@ mod tests {
         let releases = ["docker://r.example/ocp/release:4.21".to_string()];
         let warnings = std::cell::RefCell::new(Vec::new());
         let warn = |w: &str| warnings.borrow_mut().push(w.to_string());
-        record(&mut images, 2, &found, Policy::Optional, &releases, &warn).unwrap();
+        record(&mut images, 2, &found, Policy::Optional, &releases, &HashSet::new(), &warn).unwrap();
         assert_eq!(images[0].signature, Some(SignatureState::Signed));
         assert_eq!(images[0].attached, [Attached { kind: AttachedKind::Signature, digest: Digest::of(&[3]) }]);
         assert_eq!(images[1].signature, Some(SignatureState::Unsigned));
@@ -333,17 +336,17 @@ mod tests {
         assert!(warnings.borrow().is_empty(), "the release is signed, the unsigned image is no release");
 
         let (mut images, _) = packed();
-        record(&mut images, 2, &[], Policy::Optional, &releases, &warn).unwrap();
+        record(&mut images, 2, &[], Policy::Optional, &releases, &HashSet::new(), &warn).unwrap();
         assert!(warnings.borrow()[0].contains("release image docker://r.example/ocp/release:4.21"));
         assert_eq!(warnings.borrow().len(), 1);
 
         let (mut images, found) = packed();
-        let e = record(&mut images, 2, &found, Policy::Require, &releases, &warn).unwrap_err();
+        let e = record(&mut images, 2, &found, Policy::Require, &releases, &HashSet::new(), &warn).unwrap_err();
         assert!(e.to_string().contains("docker://r.example/app:1") && !e.to_string().contains("4.21"), "{e}");
         assert_eq!(e.status().code(), 2);
 
         let (mut images, found) = packed();
-        record(&mut images, 2, &found, Policy::Skip, &releases, &warn).unwrap();
+        record(&mut images, 2, &found, Policy::Skip, &releases, &HashSet::new(), &warn).unwrap();
         assert!(images.iter().all(|i| i.signature.is_none() && i.attached.is_empty()));
     }
 

@@ -177,10 +177,15 @@ impl Plan {
         }
         let catalogs: Vec<Catalog> = packed_catalogs.iter().map(|c| c.record.clone()).collect();
         let subjects = resolved.len();
+        let built = built_here(&resolved, &catalogs);
         let (policy, keys) = attached::settings(request, imageset.as_ref())?;
         let found = match &registry {
             Some(reg) if policy != attached::Policy::Skip => {
-                let of: Vec<(&str, &Digest)> = resolved.iter().map(|(s, img, _)| (*s, &img.digest)).collect();
+                // Nothing is attached to an image built here in any registry.
+                let of: Vec<(&str, &Digest)> = resolved
+                    .iter()
+                    .map(|(s, img, _)| (if built.contains(&img.digest) { "" } else { *s }, &img.digest))
+                    .collect();
                 attached::discover(reg, &of, request.registry.parallel)?
             }
             _ => Vec::new(),
@@ -193,7 +198,7 @@ impl Plan {
         wanted.extend(more_wanted);
         let (mut images, blobs) = images_and_blobs(resolved);
         let warn = |w: &str| note(Note::Warning(w));
-        attached::record(&mut images, subjects, &found, policy, &release_sources, &warn)?;
+        attached::record(&mut images, subjects, &found, policy, &release_sources, &built, &warn)?;
         if let (Some(reg), Some(keys)) = (&registry, &keys) {
             attached::verify_at_pack(reg, &images, &wanted, keys)?;
         }
@@ -249,6 +254,17 @@ impl Plan {
         let fetch = fetch.zip(registry.as_ref().map(|r| r.cache().root().to_path_buf()));
         Ok(Packed { manifest, fetch })
     }
+}
+
+/// The images this pack builds (rebuilt catalogs, the graph-data image): no registry has
+/// them, nor anything attached to them.
+fn built_here(resolved: &Resolved, catalogs: &[Catalog]) -> HashSet<Digest> {
+    resolved
+        .iter()
+        .filter(|(s, _, _)| *s == graphdata::GRAPH_IMAGE_SOURCE)
+        .map(|(_, img, _)| img.digest.clone())
+        .chain(catalogs.iter().filter_map(|c| c.rebuilt.clone()))
+        .collect()
 }
 
 /// The writer's settings for a bundle of `shape`.
