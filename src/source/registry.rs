@@ -248,6 +248,13 @@ impl RegistrySource {
         result
     }
 
+    /// [`fetch`](RegistrySource::fetch) without progress or a waiting writer: the few
+    /// blobs pack reads before it writes (a release payload's layers, a catalog image,
+    /// signatures).
+    pub fn fetch_now(&self, wanted: &[(ImageRef, BlobRef)]) -> Result<FetchReport> {
+        self.fetch(wanted, &crate::progress::Silent, &Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone())))
+    }
+
     fn fetch_into_cache(
         &self,
         wanted: &[(ImageRef, BlobRef)],

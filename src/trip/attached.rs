@@ -23,10 +23,9 @@ use crate::oci::layout::{read_limited, BlobRef};
 use crate::oci::names::{ImageRef, Reference, Tag, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
 use crate::openshift::imageset::ImageSet;
-use crate::progress::Silent;
 use crate::sigstore::cosign_tags;
 use crate::sigstore::{verify, PublicKey, Verdict};
-use crate::source::registry::{Arrivals, RegistrySource};
+use crate::source::registry::RegistrySource;
 use crate::store;
 use crate::trip::mirror::digest_tag;
 use crate::trip::pack::Request;
@@ -260,8 +259,7 @@ pub fn verify_at_pack(
     let blobs: HashSet<&Digest> =
         images.iter().filter(|i| signatures.contains(&i.digest)).flat_map(|i| &i.blobs).collect();
     let needed: Vec<(ImageRef, BlobRef)> = wanted.iter().filter(|(_, b)| blobs.contains(&b.digest)).cloned().collect();
-    let arrivals = Arrivals::new(needed.iter().map(|(_, b)| b.digest.clone()));
-    registry.fetch(&needed, &Silent, &arrivals)?;
+    registry.fetch_now(&needed)?;
     let root = registry.cache().root();
     let blob = |d: &Digest| read_limited(&store::blob_path(root, d), MAX_MANIFEST).ok();
     for (image, verdict) in verdicts(images, &blob, keys) {

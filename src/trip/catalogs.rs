@@ -19,8 +19,7 @@ use crate::error::{integrity, usage, IoContext};
 use crate::oci::layout::{read_limited, LayoutSource, ResolvedImage, SourceLayout};
 use crate::oci::names::{split, valid_tag, with_transport, ImageRef, TRANSPORT};
 use crate::openshift::imageset::{ImageSet, MAX_IMAGESET_FILE};
-use crate::progress::Silent;
-use crate::source::registry::{Arrivals, Platform, RegistrySource};
+use crate::source::registry::{Platform, RegistrySource};
 use crate::store::{BlobStore, State};
 use crate::trip::mirror::layout_repository;
 use crate::trip::pack::{Note, RegistryOptions};
@@ -143,8 +142,7 @@ fn pin(catalog: &str, registry: &RegistrySource, note: &dyn Fn(Note)) -> Result<
     let original = if catalog.starts_with(TRANSPORT) {
         let source = ImageRef::parse(catalog)?;
         let original = registry.resolve(&source)?;
-        let wanted: Vec<_> = original.blobs.iter().map(|b| (source.clone(), b.clone())).collect();
-        registry.fetch(&wanted, &Silent, &Arrivals::new(original.blobs.iter().map(|b| b.digest.clone())))?;
+        registry.fetch_now(&original.blobs.iter().map(|b| (source.clone(), b.clone())).collect::<Vec<_>>())?;
         original
     } else {
         copy_layout(catalog, registry.cache())?
@@ -170,14 +168,7 @@ fn copy_layout(catalog: &str, cache: &BlobStore) -> crate::error::Result<Resolve
         let path = layout.blob_path(&blob.digest);
         let mut file = std::fs::File::open(&path).at(&path)?.take(blob.size + 1);
         let mut writer = cache.writer(&blob.digest, blob.size)?;
-        let mut buffer = vec![0; 1 << 20];
-        loop {
-            let n = file.read(&mut buffer).at(&path)?;
-            if n == 0 {
-                break;
-            }
-            writer.write_all(&buffer[..n])?;
-        }
+        std::io::copy(&mut file, &mut writer).at(&path)?;
         writer.commit(|w| {
             integrity(format!(
                 "{catalog}: blob {} holds {} bytes of digest {}, not {} bytes of that digest",

@@ -21,7 +21,7 @@ use crate::openshift::graphdata;
 use crate::openshift::imageset::{self, ImageSet};
 use crate::openshift::release::{self, Payload};
 use crate::openshift::signatures::{self, ReleaseKeys};
-use crate::progress::{Progress, Silent};
+use crate::progress::Progress;
 use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
 use crate::store;
@@ -774,8 +774,7 @@ fn read_release(source: &str, registry: Option<&RegistrySource>) -> crate::error
         let image = ImageRef::parse(source)?;
         let resolved = reg.resolve(&image)?;
         let layers: Vec<_> = resolved.blobs.iter().filter(|b| oci::is_layer(&b.media_type)).cloned().collect();
-        let wanted: Vec<_> = layers.iter().map(|b| (image.clone(), b.clone())).collect();
-        reg.fetch(&wanted, &Silent, &Arrivals::new(layers.iter().map(|b| b.digest.clone())))?;
+        reg.fetch_now(&layers.iter().map(|b| (image.clone(), b.clone())).collect::<Vec<_>>())?;
         let paths: Vec<PathBuf> = layers.iter().map(|b| reg.cache().path(&b.digest)).collect();
         return release::read_payload(source, &paths);
     }
