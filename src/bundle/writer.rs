@@ -120,25 +120,7 @@ struct OpenVolume {
 
 impl<'a> BundleWriter<'a> {
     pub fn new(settings: Settings, id: String, progress: &'a dyn Progress) -> Result<BundleWriter<'a>> {
-        if settings.volume_size < MIN_VOLUME {
-            return Err(usage(format!(
-                "volume size {} is below the minimum of {MIN_VOLUME} bytes",
-                settings.volume_size
-            )));
-        }
-        if settings.chunk_size < MIN_CHUNK || settings.chunk_size > crate::bundle::manifest::MAX_CHUNK {
-            return Err(usage(format!(
-                "chunk size {} is out of range ({MIN_CHUNK} to {} bytes)",
-                settings.chunk_size,
-                crate::bundle::manifest::MAX_CHUNK
-            )));
-        }
-        if !names::valid_bundle_name(&settings.name) {
-            return Err(usage(format!(
-                "bundle name '{}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
-                settings.name
-            )));
-        }
+        check_settings(&settings)?;
         fs::create_dir_all(&settings.dir).at(&settings.dir)?;
         // A pack killed earlier may have left volumes half written.
         crate::store::purge_temps_in(&settings.dir)?;
@@ -171,15 +153,7 @@ impl<'a> BundleWriter<'a> {
     }
 
     fn label_bytes(&self, volume: VolumeId) -> Vec<u8> {
-        let s = &self.settings;
-        format!(
-            "{{\"bundle\":\"{}\",\"name\":\"{}\",\"sequence\":{},\"volume\":{}}}\n",
-            self.id,
-            s.name,
-            s.sequence,
-            volume.number()
-        )
-        .into_bytes()
+        label_bytes(&self.settings, &self.id, volume)
     }
 
     /// Compress if it pays; otherwise stream the content as is.
@@ -195,29 +169,11 @@ impl<'a> BundleWriter<'a> {
         };
         if item.compress == Compress::IfItPays && item.size > 0 {
             let mut temp = tempfile::tempfile_in(&self.settings.dir).at(&self.settings.dir)?;
-            let mut hasher = Hasher::new();
-            let mut expanded = 0u64;
-            {
-                let mut enc = zstd::stream::Encoder::new(&mut temp, ZSTD_LEVEL).at(&self.settings.dir)?;
-                let mut reader = open_content(&item.content)?;
-                let mut buf = vec![0u8; BUF];
-                loop {
-                    let n = reader.read(&mut buf).at(content_path(&item.content))?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    expanded += n as u64;
-                    enc.write_all(&buf[..n]).at(&self.settings.dir)?;
-                }
-                enc.finish().at(&self.settings.dir)?;
-            }
-            let digest = hasher.finish();
-            check_source(item, &digest, expanded)?;
+            let (digest, expanded) = compress(item, &mut temp, &self.settings.dir)?;
             entry.digest = digest;
             entry.size = expanded;
             let stored = temp.stream_position().at(&self.settings.dir)?;
-            if stored * 10 <= expanded * 9 {
+            if pays(stored, expanded) {
                 temp.seek(SeekFrom::Start(0)).at(&self.settings.dir)?;
                 entry.compression = Compression::Zstd;
                 entry.stored_size = stored;
@@ -228,39 +184,8 @@ impl<'a> BundleWriter<'a> {
         Ok(Prepared { entry, source: open_content(&item.content)?, verify_raw: true, checked: false })
     }
 
-    /// Lay the stored stream of `len` bytes out from the current cursor.
-    fn plan(&self, len: u64) -> Result<Vec<Placement>> {
-        let vs = self.settings.volume_size;
-        let mut cur = self.cursor;
-        let mut parts = Vec::new();
-        let mut remaining = len;
-        loop {
-            let avail = vs.saturating_sub(cur.pos + END_OF_ARCHIVE);
-            let room = if avail < 2 * BLOCK { 0 } else { (avail - BLOCK) / BLOCK * BLOCK };
-            let fits_empty = remaining == 0 && avail >= BLOCK;
-            let volume = match cur.volume {
-                Some(v) if room > 0 || fits_empty => v,
-                current => {
-                    let next = VolumeId::after(current);
-                    cur = Cursor { volume: Some(next), pos: BLOCK + padded(self.label_bytes(next).len() as u64) };
-                    if cur.pos + 2 * BLOCK + END_OF_ARCHIVE > vs {
-                        return Err(usage(format!("volume size {vs} is too small")));
-                    }
-                    continue;
-                }
-            };
-            let take = remaining.min(self.settings.chunk_size).min(room);
-            parts.push(Placement { volume, len: take });
-            cur.pos += BLOCK + padded(take);
-            remaining -= take;
-            if remaining == 0 {
-                return Ok(parts);
-            }
-        }
-    }
-
     fn store(&mut self, mut prepared: Prepared) -> Result<()> {
-        let parts = self.plan(prepared.entry.stored_size)?;
+        let parts = plan(&self.settings, &self.id, self.cursor, prepared.entry.stored_size)?;
         let verify = prepared.verify_raw && !prepared.checked;
         let mut blob_hasher = (verify && parts.len() > 1).then(ThreadedHasher::new);
         // A checked raw entry in one chunk: that chunk's hash is the entry's digest.
@@ -449,6 +374,172 @@ impl<'a> BundleWriter<'a> {
     }
 }
 
+/// Lay a stored stream of `len` bytes out from `cursor`: the one layout rule the writer
+/// and [`DryLayout`] share.
+fn plan(settings: &Settings, id: &str, cursor: Cursor, len: u64) -> Result<Vec<Placement>> {
+    let vs = settings.volume_size;
+    let mut cur = cursor;
+    let mut parts = Vec::new();
+    let mut remaining = len;
+    loop {
+        let avail = vs.saturating_sub(cur.pos + END_OF_ARCHIVE);
+        let room = if avail < 2 * BLOCK { 0 } else { (avail - BLOCK) / BLOCK * BLOCK };
+        let fits_empty = remaining == 0 && avail >= BLOCK;
+        let volume = match cur.volume {
+            Some(v) if room > 0 || fits_empty => v,
+            current => {
+                let next = VolumeId::after(current);
+                cur = Cursor { volume: Some(next), pos: after_label(settings, id, next) };
+                if cur.pos + 2 * BLOCK + END_OF_ARCHIVE > vs {
+                    return Err(usage(format!("volume size {vs} is too small")));
+                }
+                continue;
+            }
+        };
+        let take = remaining.min(settings.chunk_size).min(room);
+        parts.push(Placement { volume, len: take });
+        cur.pos += BLOCK + padded(take);
+        remaining -= take;
+        if remaining == 0 {
+            return Ok(parts);
+        }
+    }
+}
+
+/// Where the first entry after a new volume's label starts.
+fn after_label(settings: &Settings, id: &str, volume: VolumeId) -> u64 {
+    BLOCK + padded(label_bytes(settings, id, volume).len() as u64)
+}
+
+/// The label that opens every volume.
+fn label_bytes(settings: &Settings, id: &str, volume: VolumeId) -> Vec<u8> {
+    format!(
+        "{{\"bundle\":\"{id}\",\"name\":\"{}\",\"sequence\":{},\"volume\":{}}}\n",
+        settings.name,
+        settings.sequence,
+        volume.number()
+    )
+    .into_bytes()
+}
+
+/// The bounds [`BundleWriter`] and [`DryLayout`] accept.
+fn check_settings(settings: &Settings) -> Result<()> {
+        if settings.volume_size < MIN_VOLUME {
+            return Err(usage(format!(
+                "volume size {} is below the minimum of {MIN_VOLUME} bytes",
+                settings.volume_size
+            )));
+        }
+        if settings.chunk_size < MIN_CHUNK || settings.chunk_size > crate::bundle::manifest::MAX_CHUNK {
+            return Err(usage(format!(
+                "chunk size {} is out of range ({MIN_CHUNK} to {} bytes)",
+                settings.chunk_size,
+                crate::bundle::manifest::MAX_CHUNK
+            )));
+        }
+        if !names::valid_bundle_name(&settings.name) {
+            return Err(usage(format!(
+                "bundle name '{}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
+                settings.name
+            )));
+        }
+    Ok(())
+}
+
+/// Compressing pays when it saves at least a tenth.
+fn pays(stored: u64, expanded: u64) -> bool {
+    stored * 10 <= expanded * 9
+}
+
+/// zstd-compress an item's content into `into`, checking it against the item's digest
+/// and size; returns (digest, expanded size). `dir` names the output in errors.
+fn compress(item: &Item, into: &mut dyn Write, dir: &Path) -> Result<(Digest, u64)> {
+    let mut hasher = Hasher::new();
+    let mut expanded = 0u64;
+    let mut enc = zstd::stream::Encoder::new(into, ZSTD_LEVEL).at(dir)?;
+    let mut reader = open_content(&item.content)?;
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = reader.read(&mut buf).at(content_path(&item.content))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        expanded += n as u64;
+        enc.write_all(&buf[..n]).at(dir)?;
+    }
+    enc.finish().at(dir)?;
+    let digest = hasher.finish();
+    check_source(item, &digest, expanded)?;
+    Ok((digest, expanded))
+}
+
+/// Lays items out exactly as [`BundleWriter`] would, writing nothing (`pack --dry-run`).
+/// An item worth compressing is compressed into a counter to learn its stored size; any
+/// other item is stored at its size, so its content is not read.
+pub struct DryLayout {
+    settings: Settings,
+    id: String,
+    cursor: Cursor,
+    /// Sizes of the volumes closed so far.
+    volumes: Vec<u64>,
+}
+
+impl DryLayout {
+    pub fn new(settings: Settings, id: String) -> Result<DryLayout> {
+        check_settings(&settings)?;
+        Ok(DryLayout { settings, id, cursor: Cursor { volume: None, pos: 0 }, volumes: Vec::new() })
+    }
+
+    /// Place an item after the ones placed before; returns its stored size.
+    pub fn add(&mut self, item: &Item) -> Result<u64> {
+        let stored = self.stored_size(item)?;
+        for placement in plan(&self.settings, &self.id, self.cursor, stored)? {
+            if Some(placement.volume) != self.cursor.volume {
+                self.close_volume();
+                let pos = after_label(&self.settings, &self.id, placement.volume);
+                self.cursor = Cursor { volume: Some(placement.volume), pos };
+            }
+            self.cursor.pos += BLOCK + padded(placement.len);
+        }
+        Ok(stored)
+    }
+
+    fn stored_size(&self, item: &Item) -> Result<u64> {
+        if item.compress == Compress::Never || item.size == 0 {
+            return Ok(item.size);
+        }
+        let mut counter = Counter(0);
+        let (_, expanded) = compress(item, &mut counter, &self.settings.dir)?;
+        Ok(if pays(counter.0, expanded) { counter.0 } else { expanded })
+    }
+
+    fn close_volume(&mut self) {
+        if self.cursor.volume.is_some() {
+            self.volumes.push(self.cursor.pos + END_OF_ARCHIVE);
+        }
+    }
+
+    /// The size of every volume the bundle takes, in order.
+    pub fn finish(mut self) -> Vec<u64> {
+        self.close_volume();
+        self.volumes
+    }
+}
+
+/// A sink that counts what is written to it.
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl OpenVolume {
     fn create(dir: &Path) -> Result<OpenVolume> {
         let temp = crate::store::temp_in(dir)?;
@@ -556,4 +647,63 @@ pub fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(path: &str, bytes: Vec<u8>, compress: Compress) -> Item {
+        Item {
+            path: path.into(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: bytes.len() as u64,
+            digest: Digest::of(&bytes),
+            content: Content::Bytes(bytes),
+            compress,
+        }
+    }
+
+    fn settings(dir: &Path) -> Settings {
+        Settings {
+            dir: dir.to_path_buf(),
+            name: "dry".into(),
+            sequence: 7,
+            created: 1_700_000_000,
+            expires: None,
+            volume_size: MIN_VOLUME,
+            chunk_size: MIN_CHUNK,
+        }
+    }
+
+    #[test]
+    fn the_dry_layout_takes_the_volumes_the_writer_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let noise: Vec<u8> = (0..30_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let items = [
+            item("files/json", b"{\"a\":1}".repeat(4000), Compress::IfItPays),
+            item("files/noise", noise.clone(), Compress::IfItPays),
+            item("files/raw", noise, Compress::Never),
+            item("files/empty", Vec::new(), Compress::IfItPays),
+            item("files/small", b"x".repeat(700), Compress::IfItPays),
+        ];
+        let mut dry = DryLayout::new(settings(dir.path()), "0".repeat(32)).unwrap();
+        let stored: Vec<u64> = items.iter().map(|i| dry.add(i).unwrap()).collect();
+        let dry = dry.finish();
+        assert!(!dry.is_empty(), "nothing is left");
+        assert!(dry.len() > 2, "several volumes: {dry:?}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a dry layout writes nothing");
+
+        let mut writer = BundleWriter::new(settings(dir.path()), "0".repeat(32), &crate::progress::Silent).unwrap();
+        items.iter().for_each(|i| writer.add(i).unwrap());
+        let (key, _) = SecretKey::generate().unwrap();
+        let manifest = writer.finish(Vec::new(), Vec::new(), Vec::new(), &key).unwrap();
+        assert_eq!(manifest.volumes.iter().map(|v| v.size).collect::<Vec<_>>(), dry);
+        let written: Vec<u64> = items
+            .iter()
+            .map(|i| manifest.entries.iter().find(|e| e.path == i.path).unwrap().stored_size)
+            .collect();
+        assert_eq!(written, stored);
+    }
 }
