@@ -104,9 +104,9 @@ pub struct KeygenArgs {
 
 #[derive(Debug, Args)]
 pub struct PackArgs {
-    /// Secret key (minisign format) used to sign the bundle
-    #[arg(long, value_name = "KEY")]
-    pub key: PathBuf,
+    /// Secret key (minisign format) used to sign the bundle (optional with --dry-run)
+    #[arg(long, value_name = "KEY", required_unless_present = "dry_run")]
+    pub key: Option<PathBuf>,
     /// Password for an encrypted secret key, read from FILE (prompted on a terminal otherwise)
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -138,6 +138,23 @@ pub struct PackArgs {
     /// Replace a bundle of the same name already in --out (its files, extra volumes included)
     #[arg(long)]
     pub force: bool,
+    /// Resolve everything as pack does (registries, the image set, releases, catalogs) and
+    /// print what the bundle would be: images by kind, blobs, bytes before and after dedupe,
+    /// volumes and media, what is still to fetch. Writes no bundle (--out is not created);
+    /// only configs and manifests are fetched into the cache (their stored size depends on
+    /// compression). The figures equal what the same pack writes; without --key only the
+    /// bundle id differs (it hashes the key id)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write oc-mirror's mapping.txt to FILE: a line SOURCE=docker://DESTINATION per image,
+    /// the destination being the reference unpack publishes it by (see --mapping-dest)
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// The registry (and unpack's --prefix) the --mapping destinations name:
+    /// docker://HOST[:PORT][/PREFIX]; default docker://mirror.invalid:8443, a placeholder to
+    /// replace with the mirror registry's name
+    #[arg(long, value_name = "DEST", requires = "mapping")]
+    pub mapping_dest: Option<String>,
     /// Do not carry the airlift executable (the far side already has this version)
     #[arg(long)]
     pub no_installer: bool,

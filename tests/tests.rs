@@ -11,6 +11,7 @@ mod catalog_more;
 mod client;
 mod conformance;
 mod docs;
+mod dryrun;
 mod faults;
 mod format;
 mod graph;

@@ -59,6 +59,7 @@ pub struct Item {
     pub compress: Compress,
 }
 
+#[derive(Clone)]
 pub struct Settings {
     pub dir: PathBuf,
     pub name: String,
@@ -424,25 +425,22 @@ fn label_bytes(settings: &Settings, id: &str, volume: VolumeId) -> Vec<u8> {
 
 /// The bounds [`BundleWriter`] and [`DryLayout`] accept.
 fn check_settings(settings: &Settings) -> Result<()> {
-        if settings.volume_size < MIN_VOLUME {
-            return Err(usage(format!(
-                "volume size {} is below the minimum of {MIN_VOLUME} bytes",
-                settings.volume_size
-            )));
-        }
-        if settings.chunk_size < MIN_CHUNK || settings.chunk_size > crate::bundle::manifest::MAX_CHUNK {
-            return Err(usage(format!(
-                "chunk size {} is out of range ({MIN_CHUNK} to {} bytes)",
-                settings.chunk_size,
-                crate::bundle::manifest::MAX_CHUNK
-            )));
-        }
-        if !names::valid_bundle_name(&settings.name) {
-            return Err(usage(format!(
-                "bundle name '{}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
-                settings.name
-            )));
-        }
+    if settings.volume_size < MIN_VOLUME {
+        return Err(usage(format!("volume size {} is below the minimum of {MIN_VOLUME} bytes", settings.volume_size)));
+    }
+    if settings.chunk_size < MIN_CHUNK || settings.chunk_size > crate::bundle::manifest::MAX_CHUNK {
+        return Err(usage(format!(
+            "chunk size {} is out of range ({MIN_CHUNK} to {} bytes)",
+            settings.chunk_size,
+            crate::bundle::manifest::MAX_CHUNK
+        )));
+    }
+    if !names::valid_bundle_name(&settings.name) {
+        return Err(usage(format!(
+            "bundle name '{}' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'",
+            settings.name
+        )));
+    }
     Ok(())
 }
 
@@ -700,10 +698,8 @@ mod tests {
         let (key, _) = SecretKey::generate().unwrap();
         let manifest = writer.finish(Vec::new(), Vec::new(), Vec::new(), &key).unwrap();
         assert_eq!(manifest.volumes.iter().map(|v| v.size).collect::<Vec<_>>(), dry);
-        let written: Vec<u64> = items
-            .iter()
-            .map(|i| manifest.entries.iter().find(|e| e.path == i.path).unwrap().stored_size)
-            .collect();
+        let written: Vec<u64> =
+            items.iter().map(|i| manifest.entries.iter().find(|e| e.path == i.path).unwrap().stored_size).collect();
         assert_eq!(written, stored);
     }
 }

@@ -1,5 +1,7 @@
-//! `airlift pack`: resolve sources, then write and sign the bundle. The work is
-//! [`crate::trip::pack`]'s; this parses, calls it and presents the result.
+//! `airlift pack`: resolve sources, then write and sign the bundle, or (`--dry-run`) say
+//! what it would be; `--mapping` writes oc-mirror's mapping.txt. The work is
+//! [`crate::trip::pack`]'s and [`crate::trip::plan`]'s; this parses, calls them and
+//! presents the result.
 
 use std::path::PathBuf;
 
@@ -7,15 +9,19 @@ use crate::bundle::manifest::EntryKind;
 use crate::bundle::names;
 use crate::cli::{PackArgs, Signatures};
 use crate::error::{usage, Status};
+use crate::minisign::SecretKey;
 use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
 use crate::trip::attached::{Keys, Policy};
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
+use crate::trip::plan::{mapping, PLACEHOLDER_DEST};
+use crate::trip::publish::Destination;
 use crate::trip::releases::GraphOptions;
+use clap::ValueEnum;
 
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
-    let key = super::load_secret_key(&args.key, args.password_file.as_deref())?;
+    let key = args.key.as_deref().map(|k| super::load_secret_key(k, args.password_file.as_deref())).transpose()?;
     let created = crate::time::now_or_source_date().map_err(usage)?;
     let volume_size = match (args.volume_size, args.media) {
         (Some(s), _) => s.0,
@@ -33,11 +39,86 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         chunk_size: args.chunk_size.0,
     };
     let note = |n: Note| tell(out, n);
-    let plan = Plan::resolve(&request(args)?, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
+    // A dry run without a key: only the bundle id differs from the real pack's.
+    let key_id = key.as_ref().map(|k| k.public_key().key_id()).unwrap_or_default();
+    let plan = Plan::resolve(&request(args)?, shape, &key_id, &note).map_err(super::trip_error)?;
+    if let Some(file) = &args.mapping {
+        crate::store::write_atomic(file, mapping_text(args, &plan)?.as_bytes())?;
+        out.info(format!("mapping of {} image(s) written to {}", plan.images.len(), file.display()));
+    }
+    match key {
+        Some(key) if !args.dry_run => write(args, out, plan, &key, volume_size)?,
+        _ => dry_run(args, out, &plan, volume_size)?,
+    }
+    Ok(Status::Ok)
+}
+
+/// `--mapping`'s lines for the plan's images.
+fn mapping_text(args: &PackArgs, plan: &Plan) -> anyhow::Result<String> {
+    let dest = args.mapping_dest.as_deref().unwrap_or(PLACEHOLDER_DEST);
+    let dest = Destination::parse(dest)
+        .map_err(|_| usage(format!("--mapping-dest '{dest}': expected docker://HOST[:PORT][/PREFIX]")))?;
+    Ok(mapping(&plan.images, &dest)?)
+}
+
+/// Present what a pack of `plan` would write.
+fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64) -> anyhow::Result<()> {
+    let report = plan.dry_run().map_err(super::trip_error)?;
+    let k = &report.images;
+    let bytes = |n: u64| format!("{} ({n} bytes)", human(n));
+    out.info(format!("dry run: nothing is written to {}", args.out.display()));
+    out.info(format!(
+        "{} image(s): {} release(s), {} release component(s), {} catalog(s), {} operator bundle/related, \
+         {} attached, {} graph data, {} additional",
+        k.total, k.releases, k.release_components, k.catalogs, k.operators, k.attached, k.graph, k.additional
+    ));
+    out.info(format!(
+        "{} blob(s): {} before dedupe, {} after, {} after the receipt",
+        report.blobs,
+        bytes(report.bytes_before_dedupe),
+        bytes(report.bytes_after_dedupe),
+        bytes(report.bytes_after_receipt)
+    ));
+    let media = args.media.map(|m| (m, report.media(m)));
+    out.info(format!(
+        "{} volume(s) of at most {} ({} stored){}",
+        report.volumes.len(),
+        human(volume_size),
+        bytes(report.bytes_stored),
+        media.map(|(m, n)| format!(", {n} {} medium/media", media_name(m))).unwrap_or_default()
+    ));
+    out.info(format!("to fetch: {} blob(s), {} not in the cache", report.fetch.blobs, bytes(report.fetch.bytes)));
+    out.document(&serde_json::json!({
+        "status": "ok",
+        "exit_code": 0,
+        "dry_run": true,
+        "images": report.images,
+        "blobs": report.blobs,
+        "bytes_before_dedupe": report.bytes_before_dedupe,
+        "bytes_after_dedupe": report.bytes_after_dedupe,
+        "bytes_after_receipt": report.bytes_after_receipt,
+        "bytes_in": report.bytes_in,
+        "bytes_stored": report.bytes_stored,
+        "volume_size": volume_size,
+        "volumes": report.volumes,
+        "media": media.map(|(m, n)| serde_json::json!({ "kind": media_name(m), "count": n })),
+        "fetch": report.fetch,
+        "mapping": args.mapping,
+    }));
+    Ok(())
+}
+
+/// `--media`'s name for a medium.
+fn media_name(media: Media) -> String {
+    media.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+}
+
+/// Write and sign the bundle of `plan`, and present it.
+fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size: u64) -> anyhow::Result<()> {
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =
-        plan.write(&key, progress.as_ref(), fetch_progress.as_ref()).map_err(super::trip_error)?;
+        plan.write(key, progress.as_ref(), fetch_progress.as_ref()).map_err(super::trip_error)?;
     if let Some((report, cache)) = &fetch {
         out.info(format!(
             "fetched {} blob(s) ({}) from registries, {} already in the cache {}",
@@ -83,7 +164,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         "bytes_stored": stored,
         "fetch": fetch.map(|(report, _)| report),
     }));
-    Ok(Status::Ok)
+    Ok(())
 }
 
 /// What resolving says as it goes, on stderr.

@@ -6,6 +6,8 @@
 //!   [`pack::Plan::write`] (the fetch→volume pipeline); [`catalogs`]: its operator catalog
 //!   step (read, filter, rebuild, and the images the kept bundles bring); [`releases`]: its
 //!   update graph step (an image set's release channels resolved to release images)
+//! - [`plan`]: `pack --dry-run`'s report (the same plan laid out without writing), what
+//!   changed since an earlier bundle, oc-mirror's `mapping.txt`
 //! - [`attached`]: cosign signatures, attestations, SBOMs and OCI referrers found beside
 //!   the packed images, packed with them, and the `--signatures` policy
 //! - [`unpack`]: an unpack's steps over a [`target::Target`] (an OCI layout, a registry
@@ -17,6 +19,7 @@ pub mod attached;
 pub mod catalogs;
 pub mod mirror;
 pub mod pack;
+pub mod plan;
 pub mod publish;
 pub mod releases;
 pub mod target;

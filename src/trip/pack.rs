@@ -219,6 +219,11 @@ impl Plan {
         self.items.iter().map(|i| i.size).sum()
     }
 
+    /// What [`Plan::write`] would write, writing nothing: see [`crate::trip::plan`].
+    pub fn dry_run(&self) -> Result<crate::trip::plan::Report> {
+        Ok(crate::trip::plan::report(self, self.settings.clone(), self.registry.as_ref(), &self.wanted)?)
+    }
+
     /// Write and sign the bundle while the registry blobs are fetched.
     pub fn write(self, key: &SecretKey, progress: &dyn Progress, fetch_progress: &dyn Progress) -> Result<Packed> {
         let Plan { images, items, releases, catalogs, channels, id, settings, registry, wanted } = self;

@@ -1,0 +1,199 @@
+//! `pack --dry-run` and `--mapping` end to end: an image set with a synthetic release and
+//! additional images in Debian's docker-registry; the dry run's figures equal what the
+//! real pack then writes (images, blobs, bytes, volumes), nothing is written to --out, and
+//! the mapping.txt lines are the references unpack publishes (--root and --to).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::cluster::{pack, pack_command, unpack_root, unpack_to};
+use crate::common::distribution::Distribution;
+use crate::common::registry::Registry;
+use crate::common::{self, airlift, testdata};
+use crate::openshift::{publish_release, VERSION};
+
+/// The image set: the release and two additional images, at `DIR/imageset.yaml`.
+fn image_set(dist: &Distribution, dir: &Path) -> PathBuf {
+    let layout = testdata("layout");
+    dist.push(&format!("oci:{}:app-00", layout.display()), "extra/app:1");
+    dist.push(&format!("oci:{}:app-01", layout.display()), "extra/tool:1");
+    let host = dist.host();
+    let config = dir.join("imageset.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\n\
+             mirror:\n  platform:\n    architectures: [amd64]\n    releaseImageBase: {host}/ocp/release\n\
+             \x20   releases:\n      - version: {VERSION}\n\
+             \x20 additionalImages:\n    - name: {host}/extra/app:1\n    - name: {host}/extra/tool:1\n"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `pack --dry-run --json` without --key from `dist` (auth `DIR/auth`, cache `DIR/cache`),
+/// into `out`; its document.
+fn dry_run(dist: &Distribution, dir: &Path, out: &Path, args: &[String]) -> Value {
+    let o = airlift()
+        .args(["pack", "--dry-run", "--no-installer", "--json", "--name", "set", "--out"])
+        .arg(out)
+        .arg("--authfile")
+        .arg(dist.authfile(&dir.join("auth")))
+        .arg("--cert-dir")
+        .arg(&dist.cert_dir)
+        .arg("--cache")
+        .arg(dir.join("cache"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "pack --dry-run failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// (source, destination) of every mapping.txt line.
+fn mapping(file: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut lines: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let (s, d) = l.split_once('=').unwrap_or_else(|| panic!("not SOURCE=DESTINATION: {l}"));
+            (s.to_string(), d.to_string())
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// (source, docker://reference) of every image an unpack published (`images` of its document).
+fn published(images: &Value) -> Vec<(String, String)> {
+    let mut list: Vec<(String, String)> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["source"].as_str().unwrap().to_string(), format!("docker://{}", i["reference"].as_str().unwrap())))
+        .collect();
+    list.sort();
+    list
+}
+
+fn u64_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn the_dry_run_figures_are_what_the_pack_then_writes_and_the_mapping_is_where_unpack_publishes() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let rel = publish_release(&dist, tmp.path(), VERSION, 1);
+    let config = image_set(&dist, tmp.path());
+    let mut reg = Registry::install();
+    let out = tmp.path().join("bundle");
+    let map = tmp.path().join("mapping.txt");
+    let args: Vec<String> =
+        ["--config", &config.display().to_string(), "--volume-size", "64KiB"].iter().map(|s| s.to_string()).collect();
+    let mut dry_args = args.clone();
+    dry_args.extend(["--mapping".into(), map.display().to_string(), "--mapping-dest".into()]);
+    dry_args.push(format!("docker://{}", reg.host()));
+
+    // A dry run on an empty cache: everything is to fetch, nothing is written to --out.
+    let dry = dry_run(&dist, tmp.path(), &out, &dry_args);
+    assert!(!out.exists(), "a dry run creates no --out");
+    assert_eq!(dry["dry_run"], true);
+    let kinds = &dry["images"];
+    assert_eq!(kinds["total"], rel.components.len() + 3, "{dry}");
+    assert_eq!((kinds["releases"].as_u64(), kinds["release_components"].as_u64()), (Some(1), Some(12)), "{dry}");
+    assert_eq!(kinds["additional"], 2, "{dry}");
+    let fetch = u64_of(&dry["fetch"]["bytes"]);
+    assert!(fetch > 0 && u64_of(&dry["fetch"]["blobs"]) > 0, "{dry}");
+    let volumes: Vec<u64> = dry["volumes"].as_array().unwrap().iter().map(u64_of).collect();
+    assert!(volumes.len() > 3, "several volumes: {dry}");
+
+    // The real pack writes exactly that.
+    let doc = pack(&dist, tmp.path(), &out, "set", &args);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("set.manifest.json")).unwrap()).unwrap();
+    let blobs: Vec<u64> = manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "blob")
+        .map(|e| u64_of(&e["size"]))
+        .collect();
+    let images = manifest["images"].as_array().unwrap();
+    assert_eq!(u64_of(&kinds["total"]), images.len() as u64);
+    assert_eq!(u64_of(&dry["blobs"]), blobs.len() as u64);
+    assert_eq!(u64_of(&dry["bytes_after_dedupe"]), blobs.iter().sum::<u64>());
+    assert_eq!(u64_of(&dry["bytes_after_receipt"]), blobs.iter().sum::<u64>());
+    assert_eq!(u64_of(&dry["bytes_before_dedupe"]), images.iter().map(|i| u64_of(&i["total_size"])).sum::<u64>());
+    assert!(u64_of(&dry["bytes_before_dedupe"]) > u64_of(&dry["bytes_after_dedupe"]), "images share blobs");
+    let written: Vec<u64> = doc["volumes"].as_array().unwrap().iter().map(|v| u64_of(&v["size"])).collect();
+    assert_eq!(volumes, written);
+    assert_eq!(dry["bytes_in"], doc["bytes_in"]);
+    assert_eq!(dry["bytes_stored"], doc["bytes_stored"]);
+
+    // Once packed, nothing is left to fetch, and a dry run leaves the bundle alone.
+    let before = common::dir_contents(&out);
+    let again = dry_run(&dist, tmp.path(), &tmp.path().join("elsewhere"), &args);
+    assert_eq!((again["fetch"]["blobs"].as_u64(), again["fetch"]["bytes"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(again["volumes"], dry["volumes"]);
+    assert_eq!(common::dir_contents(&out), before);
+
+    // mapping.txt: one line per image, the source as packed = where unpack --root puts it.
+    let lines = mapping(&map);
+    assert_eq!(lines.len(), images.len());
+    let unpacked = unpack_root(tmp.path(), &out, &reg.root, &[]);
+    assert_eq!(lines, published(&unpacked["registry"]["images"]));
+    reg.serve(&[]);
+    for (_, dest) in lines.iter().take(3) {
+        let mut cmd = reg.skopeo("inspect");
+        let o = cmd.arg("--raw").args(reg.skopeo_args()).arg(dest).output().unwrap();
+        assert!(o.status.success(), "{dest}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    // …and where unpack --to docker://HOST/PREFIX pushes it.
+    let Some(mirror) = Distribution::start() else { return };
+    let mut push_args = args.clone();
+    push_args.extend(["--mapping".into(), map.display().to_string(), "--mapping-dest".into()]);
+    push_args.push(format!("docker://{}/site/mirror", mirror.host()));
+    // (A dry run into --out that holds the bundle is refused as the pack would be.)
+    dry_run(&dist, tmp.path(), &tmp.path().join("elsewhere"), &push_args);
+    let pushed = unpack_to(tmp.path(), &out, &mirror, "site/mirror", &tmp.path().join("push"), &[]);
+    assert_eq!(mapping(&map), published(&pushed["push"]["images"]));
+}
+
+#[test]
+fn a_dry_run_counts_media_and_a_real_pack_without_a_key_is_refused() {
+    if !common::have("skopeo") {
+        return;
+    }
+    let tmp = common::tempdir();
+    let Some(dist) = Distribution::start() else { return };
+    let config = image_set(&dist, tmp.path());
+    publish_release(&dist, tmp.path(), VERSION, 2);
+    let out = tmp.path().join("bundle");
+    let args: Vec<String> = vec!["--config".into(), config.display().to_string(), "--media".into(), "dvd".into()];
+    let dry = dry_run(&dist, tmp.path(), &out, &args);
+    assert_eq!(dry["volume_size"], 2_316_632_064u64, "{dry}");
+    assert_eq!(dry["volumes"].as_array().unwrap().len(), 1, "{dry}");
+    assert_eq!(dry["media"], serde_json::json!({ "kind": "dvd", "count": 1 }), "{dry}");
+    // The mapping's default destination is a placeholder registry.
+    let map = tmp.path().join("mapping.txt");
+    let mut with_map = args.clone();
+    with_map.extend(["--mapping".into(), map.display().to_string()]);
+    dry_run(&dist, tmp.path(), &out, &with_map);
+    let lines = mapping(&map);
+    assert!(lines.iter().all(|(_, d)| d.starts_with("docker://mirror.invalid:8443/")), "{lines:?}");
+    assert!(!out.exists());
+
+    // Without --dry-run, --key is required (exit 2), and a real pack with it writes.
+    let o = airlift().args(["pack", "--out"]).arg(&out).arg("--config").arg(&config).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--key"));
+    let o = pack_command(&dist, tmp.path(), &out, "set", &args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.join("set.manifest.json").exists());
+}
