@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::bundle::manifest::{EntryKind, Image, Manifest};
+use crate::bundle::manifest::{Catalog, EntryKind, Image, Manifest, Release};
 use crate::bundle::writer::{Compress, DryLayout, Settings};
 use crate::digest::Digest;
 use crate::error::Result;
@@ -111,7 +111,7 @@ pub(crate) fn report(
     // place the differential pack's figure enters).
     let omitted: u64 = 0;
     Ok(Report {
-        images: kinds(plan),
+        images: kinds(&plan.images, &plan.releases, &plan.catalogs),
         blobs: blobs.len(),
         bytes_before_dedupe: plan.images.iter().map(|i| i.total_size).sum(),
         bytes_after_dedupe: carried + omitted,
@@ -142,17 +142,17 @@ fn to_fetch(registry: Option<&RegistrySource>, wanted: &[(ImageRef, BlobRef)]) -
     fetch
 }
 
-/// The plan's images by kind.
-fn kinds(plan: &Plan) -> Kinds {
-    let releases: HashSet<&str> = plan.releases.iter().map(|r| r.source.as_str()).collect();
+/// Images by kind, given the releases and catalogs that brought some of them.
+fn kinds(images: &[Image], releases: &[Release], catalogs: &[Catalog]) -> Kinds {
     let components: HashSet<String> =
-        plan.releases.iter().flat_map(|r| r.components.iter().map(|c| format!("{TRANSPORT}{}", c.image))).collect();
-    let catalogs: HashSet<&Digest> = plan.catalogs.iter().map(|c| c.rebuilt.as_ref().unwrap_or(&c.digest)).collect();
+        releases.iter().flat_map(|r| r.components.iter().map(|c| format!("{TRANSPORT}{}", c.image))).collect();
     let operators: HashSet<String> =
-        plan.catalogs.iter().flat_map(|c| c.images.iter().map(|i| format!("{TRANSPORT}{i}"))).collect();
-    let attached: HashSet<&Digest> = plan.images.iter().flat_map(|i| i.attached.iter().map(|a| &a.digest)).collect();
-    let mut kinds = Kinds { total: plan.images.len(), ..Kinds::default() };
-    for image in &plan.images {
+        catalogs.iter().flat_map(|c| c.images.iter().map(|i| format!("{TRANSPORT}{i}"))).collect();
+    let releases: HashSet<&str> = releases.iter().map(|r| r.source.as_str()).collect();
+    let catalogs: HashSet<&Digest> = catalogs.iter().map(|c| c.rebuilt.as_ref().unwrap_or(&c.digest)).collect();
+    let attached: HashSet<&Digest> = images.iter().flat_map(|i| i.attached.iter().map(|a| &a.digest)).collect();
+    let mut kinds = Kinds { total: images.len(), ..Kinds::default() };
+    for image in images {
         let count = if releases.contains(image.source.as_str()) {
             &mut kinds.releases
         } else if components.contains(&image.source) {
@@ -245,4 +245,109 @@ pub fn mapping(images: &[Image], dest: &Destination) -> Result<String> {
         text.push_str(&format!("{}={TRANSPORT}{reference}\n", image.source));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::manifest::{Attached, AttachedKind, Component};
+
+    fn image(source: &str, reference: Option<&str>, n: u8) -> Image {
+        Image { reference: reference.map(str::to_string), ..Image::example(source, n) }
+    }
+
+    fn manifest(images: Vec<Image>) -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "format": "airlift", "version": 1, "id": "0123456789abcdef0123456789abcdef", "name": "trip1",
+            "sequence": 1, "created": 1, "expires": null, "tool": "airlift 0", "volume_size": 1 << 20,
+            "chunk_size": 1 << 20, "images": images, "entries": [], "volumes": [], "chunks": [],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn changes_list_added_removed_and_moved_images() {
+        let old = manifest(vec![
+            image("docker://q.io/ns/app:1.0", None, 1),
+            image("docker://q.io/ns/gone:1", None, 2),
+            image("oci:/srv/l", Some("a"), 3),
+            image("oci:/srv/l", Some("b"), 4),
+        ]);
+        let new = [
+            image("docker://q.io/ns/app:1.0", None, 5),
+            image("oci:/srv/l", Some("a"), 3),
+            image("oci:/srv/l", Some("c"), 4),
+            image("docker://q.io/ns/new@sha256:00", None, 6),
+        ];
+        let c = changes(&old, &new);
+        assert_eq!(c.since, "trip1 (0123456789abcdef0123456789abcdef)");
+        let named =
+            |i: &Image| Named { source: i.source.clone(), reference: i.reference.clone(), digest: i.digest.clone() };
+        assert_eq!(c.added, [named(&new[2]), named(&new[3])]);
+        assert_eq!(c.removed, [named(&old.images[1]), named(&old.images[3])]);
+        assert_eq!(
+            c.moved,
+            [Moved { source: new[0].source.clone(), reference: None, from: Digest::of(&[1]), to: Digest::of(&[5]) }]
+        );
+        assert_eq!(changes(&old, &old.images), Changes { since: c.since.clone(), ..Changes::default() });
+    }
+
+    #[test]
+    fn images_are_counted_once_under_the_kind_that_brought_them() {
+        let mut release = image("docker://q.io/ocp/release:4.16.3-x86_64", None, 1);
+        release.attached = vec![Attached { kind: AttachedKind::Signature, digest: Digest::of(&[9]) }];
+        let images = [
+            release,
+            image("docker://q.io/ocp/art@sha256:aa", None, 2),
+            image("docker://q.io/op/index:v4", None, 3),
+            image("docker://q.io/op/bundle@sha256:bb", None, 4),
+            image("docker://q.io/ocp/release:sha256-01.sig", None, 9),
+            image(GRAPH_IMAGE_SOURCE, None, 5),
+            image("docker://q.io/extra/app:1", None, 6),
+            image("oci:/srv/layout", Some("x"), 7),
+        ];
+        let releases: Vec<Release> = serde_json::from_value(serde_json::json!([{
+            "source": images[0].source, "version": "4.16.3", "digest": images[0].digest,
+            "architectures": ["x86_64"], "components": [Component { name: "cli".into(), image: "q.io/ocp/art@sha256:aa".into() }],
+            "signatures": [],
+        }]))
+        .unwrap();
+        let catalogs: Vec<Catalog> = serde_json::from_value(serde_json::json!([{
+            "source": "docker://q.io/op/index:v4", "digest": Digest::of(&[8]), "filter": {}, "rebuilt": images[2].digest,
+            "target": "q.io/op/index:v4", "bundles": [], "images": ["q.io/op/bundle@sha256:bb"],
+        }]))
+        .unwrap();
+        let want = Kinds {
+            total: 8,
+            releases: 1,
+            release_components: 1,
+            catalogs: 1,
+            operators: 1,
+            attached: 1,
+            graph: 1,
+            additional: 2,
+        };
+        assert_eq!(kinds(&images, &releases, &catalogs), want);
+    }
+
+    #[test]
+    fn mapping_lines_name_the_source_and_the_reference_unpack_publishes() {
+        let tagged = image("docker://q.io/ns/app:1.0", None, 1);
+        let by_digest = image(&format!("docker://q.io/ns/tool@{}", Digest::of(&[2])), None, 2);
+        let layout = image("oci:/srv/ocp:4.16", Some("4.16"), 3);
+        let dest = Destination::parse("docker://mirror.example:5000/site").unwrap();
+        let text = mapping(&[tagged, by_digest, layout], &dest).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "docker://q.io/ns/app:1.0=docker://mirror.example:5000/site/ns/app:1.0".to_string(),
+                format!("docker://q.io/ns/tool@{0}=docker://mirror.example:5000/site/ns/tool@{0}", Digest::of(&[2])),
+                "oci:/srv/ocp:4.16=docker://mirror.example:5000/site/ocp:4.16".to_string(),
+            ]
+        );
+        let placeholder = Destination::parse(PLACEHOLDER_DEST).unwrap();
+        assert_eq!(placeholder.registry, "mirror.invalid:8443");
+        assert!(placeholder.prefix.is_none());
+    }
 }
