@@ -11,6 +11,7 @@ use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
 use crate::trip::attached::{Keys, Policy};
+use crate::trip::delta::Have;
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
 use crate::trip::releases::GraphOptions;
 
@@ -33,7 +34,9 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         chunk_size: args.chunk_size.0,
     };
     let note = |n: Note| tell(out, n);
-    let plan = Plan::resolve(&request(args)?, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
+    let mut request = request(args)?;
+    request.have.bundle_keys.push(key.public_key());
+    let plan = Plan::resolve(&request, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =
@@ -60,6 +63,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         human(stored)
     ));
     super::catalog::print(out, &manifest.catalogs);
+    super::verify::differential_lines(&manifest).into_iter().for_each(|l| out.info(l));
     out.data(format!("bundle {} ({}) written to {}", manifest.name, manifest.id, manifest_path.display()));
     out.document(&serde_json::json!({
         "status": "ok",
@@ -77,6 +81,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
             "source": i.source, "reference": i.reference, "digest": i.digest, "size": i.total_size,
         })).collect::<Vec<_>>(),
         "catalogs": super::catalog::document(&manifest.catalogs),
+        "differential": super::verify::differential_document(&manifest),
         "volumes": manifest.volumes,
         "chunks": manifest.chunks.len(),
         "bytes_in": total,
@@ -127,6 +132,7 @@ fn request(args: &PackArgs) -> anyhow::Result<Request> {
             Signatures::Skip => Policy::Skip,
         }),
         sigstore: Keys::load(&s.sigstore_key, s.rekor_key.as_deref())?,
+        have: have(args)?,
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),
@@ -134,4 +140,11 @@ fn request(args: &PackArgs) -> anyhow::Result<Request> {
             platforms: r.platform.clone(),
         },
     })
+}
+
+/// What the destination holds, as the arguments say (`--have`, `--have-key`, `--since`);
+/// the pack key is added to the keys earlier bundles may be signed by.
+fn have(args: &PackArgs) -> crate::error::Result<Have> {
+    let keys = args.have_key.iter().map(|k| super::load_public_key(k)).collect::<crate::error::Result<Vec<_>>>()?;
+    Ok(Have { receipts: args.have.clone(), receipt_keys: keys.clone(), since: args.since.clone(), bundle_keys: keys })
 }

@@ -6,6 +6,8 @@
 //!   [`pack::Plan::write`] (the fetch→volume pipeline); [`catalogs`]: its operator catalog
 //!   step (read, filter, rebuild, and the images the kept bundles bring); [`releases`]: its
 //!   update graph step (an image set's release channels resolved to release images)
+//! - [`delta`]: a differential pack's bases (receipts, earlier bundles) and the layers it
+//!   leaves out
 //! - [`attached`]: cosign signatures, attestations, SBOMs and OCI referrers found beside
 //!   the packed images, packed with them, and the `--signatures` policy
 //! - [`unpack`]: an unpack's steps over a [`target::Target`] (an OCI layout, a registry
@@ -15,6 +17,7 @@
 
 pub mod attached;
 pub mod catalogs;
+pub mod delta;
 pub mod mirror;
 pub mod pack;
 pub mod publish;
