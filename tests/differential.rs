@@ -337,3 +337,95 @@ fn a_receipt_of_a_registry_reached_with_to_makes_a_differential_push() {
         std::fs::remove_dir_all(&dest).unwrap();
     }
 }
+
+/// Pack layout `src` into `DIR/NAME` (key DIR/keys/site.key) with `args`; returns the bundle.
+fn pack_layout(dir: &Path, src: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    airlift()
+        .args(["pack", "--no-installer", "--name", name, "--key"])
+        .arg(dir.join("keys/site.key"))
+        .arg("--out")
+        .arg(&out)
+        .arg(format!("oci:{}", src.display()))
+        .args(args)
+        .assert()
+        .success();
+    out
+}
+
+fn unpack_layout(dir: &Path, bundle: &Path, layout: &Path) -> std::process::Output {
+    airlift()
+        .args(["unpack", "--json"])
+        .arg(bundle)
+        .arg("--key")
+        .arg(dir.join("keys/site.pub"))
+        .arg("--layout")
+        .arg(layout)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_differential_layout_bundle_waits_for_its_base_and_forged_reliance_is_refused() {
+    let tmp = common::tempdir();
+    let dir = tmp.path();
+    keygen(&dir.join("keys"), "site");
+    // The second layout holds the first's two images (the same bytes) and a new one.
+    common::make_layout(&dir.join("l1"), &[&[30_000, 2_000], &[25_000]], false);
+    common::make_layout(&dir.join("l2"), &[&[30_000, 2_000], &[25_000], &[40_000]], false);
+    let b1 = pack_layout(dir, &dir.join("l1"), "one", &[]);
+    let since = b1.join("one.manifest.json");
+    let b2 = pack_layout(dir, &dir.join("l2"), "two", &["--since", since.to_str().unwrap()]);
+    let m2 = manifest(&b2.join("two.manifest.json"));
+    let m1 = manifest(&since);
+    let l1_layers: BTreeSet<String> =
+        carried(&m1).into_keys().filter(|d| !is_document(&dir.join("l1/blobs/sha256"), d)).collect();
+    assert_eq!(l1_layers.len(), 3);
+    assert_eq!(omitted(&m2).into_keys().collect::<BTreeSet<_>>(), l1_layers);
+    assert!(carried(&m2).keys().all(|d| !l1_layers.contains(d)));
+
+    let layout = dir.join("out");
+    let o = unpack_layout(dir, &b2, &layout);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("bundle {}", m1["id"].as_str().unwrap())) && err.contains("(one, made"), "{err}");
+    // The new image is published already; the two that need the base are not.
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert!(unpack_layout(dir, &b1, &layout).status.success());
+    let o = unpack_layout(dir, &b2, &layout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
+
+    // Signed but inconsistent reliance is refused at the gate (exit 1), naming the fault.
+    let forgeries: [(&str, fn(&mut airlift::bundle::manifest::Manifest)); 5] = [
+        ("which is not listed", |m| m.omitted[0].base = "00".repeat(16)),
+        ("not in the bundle", |m| {
+            m.omitted.remove(0);
+        }),
+        ("both carried and omitted", |m| {
+            let carried = m.entries.iter().find(|e| e.path.starts_with("blobs/")).unwrap().digest.clone();
+            m.omitted[0].digest = carried;
+        }),
+        ("needed by no image", |m| m.omitted[0].digest = airlift::digest::Digest::of(b"nobody")),
+        ("listed twice", |m| {
+            let again = m.bases[0].clone();
+            m.bases.push(again);
+        }),
+    ];
+    for (why, forge) in forgeries {
+        let copy = dir.join("forged");
+        let _ = std::fs::remove_dir_all(&copy);
+        std::fs::create_dir_all(&copy).unwrap();
+        for f in std::fs::read_dir(&b2).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), copy.join(f.file_name())).unwrap();
+        }
+        crate::trust::resign(&copy, "two", &dir.join("keys/site.key"), forge);
+        let o = airlift().arg("verify").arg(&copy).arg("--key").arg(dir.join("keys/site.pub")).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{why}: {err}");
+        assert!(err.contains(why), "{why}: {err}");
+    }
+}

@@ -114,3 +114,67 @@ impl Held {
         (bases, omitted)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::writer::{Compress, Content};
+
+    fn item(n: u8, kind: EntryKind) -> Item {
+        let bytes = vec![n; n as usize];
+        Item {
+            path: format!("blobs/sha256/{}", Digest::of(&bytes).hex()),
+            kind,
+            mode: 0o644,
+            size: bytes.len() as u64,
+            digest: Digest::of(&bytes),
+            content: Content::Bytes(bytes),
+            compress: Compress::Never,
+        }
+    }
+
+    fn held(bases: &[(&str, &[(&Item, u64)])]) -> Held {
+        let mut held = Held { bases: Vec::new(), blobs: HashMap::new() };
+        for (id, blobs) in bases {
+            let base = held.base(BaseKind::Receipt, id, "site", 0).unwrap();
+            for (item, size) in *blobs {
+                held.add(&item.digest, *size, base, Some("ns/app".into()));
+            }
+        }
+        held
+    }
+
+    #[test]
+    fn only_layers_the_destination_holds_with_their_size_are_left_out_first_base_first() {
+        let (layer, config, other_size, unknown) =
+            (item(1, EntryKind::Blob), item(2, EntryKind::Blob), item(3, EntryKind::Blob), item(4, EntryKind::Blob));
+        let file = Item { kind: EntryKind::File, ..item(5, EntryKind::Blob) };
+        let h = held(&[
+            ("aa", &[(&layer, 1), (&config, 2), (&other_size, 99), (&file, 5)]),
+            ("bb", &[(&layer, 1), (&unknown, 4)]),
+        ]);
+        let mut items = vec![layer.clone(), config.clone(), other_size.clone(), unknown.clone(), file.clone()];
+        let layers: HashSet<Digest> = [&layer, &other_size, &unknown, &file].iter().map(|i| i.digest.clone()).collect();
+        let (bases, omitted) = h.omit(&mut items, &layers);
+        let ids: Vec<&str> = bases.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["aa", "bb"]);
+        let left: Vec<(&Digest, &str)> = omitted.iter().map(|o| (&o.digest, o.base.as_str())).collect();
+        assert_eq!(left, [(&layer.digest, "aa"), (&unknown.digest, "bb")]);
+        assert_eq!(omitted[0].repository.as_deref(), Some("ns/app"));
+        // The config (not a layer), the layer of another size and the file travel.
+        let kept: Vec<&Digest> = items.iter().map(|i| &i.digest).collect();
+        assert_eq!(kept, [&config.digest, &other_size.digest, &file.digest]);
+    }
+
+    #[test]
+    fn a_base_unused_is_not_recorded_and_one_id_cannot_be_both_kinds() {
+        let layer = item(1, EntryKind::Blob);
+        let h = held(&[("aa", &[]), ("bb", &[(&layer, 1)])]);
+        let mut items = vec![layer.clone()];
+        let (bases, _) = h.omit(&mut items, &[layer.digest.clone()].into());
+        assert_eq!(bases.len(), 1);
+        assert_eq!(bases[0].id, "bb");
+        let mut h = held(&[("aa", &[])]);
+        assert!(h.base(BaseKind::Bundle, "aa", "x", 0).unwrap_err().to_string().contains("both have id aa"));
+    }
+}
