@@ -338,6 +338,9 @@ fn a_receipt_of_a_registry_reached_with_to_makes_a_differential_push() {
     }
 }
 
+/// An edit of a signed manifest.
+type Forge = fn(&mut airlift::bundle::manifest::Manifest);
+
 /// Pack layout `src` into `DIR/NAME` (key DIR/keys/site.key) with `args`; returns the bundle.
 fn pack_layout(dir: &Path, src: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(name);
@@ -399,7 +402,7 @@ fn a_differential_layout_bundle_waits_for_its_base_and_forged_reliance_is_refuse
     assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
 
     // Signed but inconsistent reliance is refused at the gate (exit 1), naming the fault.
-    let forgeries: [(&str, fn(&mut airlift::bundle::manifest::Manifest)); 5] = [
+    let forgeries: [(&str, Forge); 5] = [
         ("which is not listed", |m| m.omitted[0].base = "00".repeat(16)),
         ("not in the bundle", |m| {
             m.omitted.remove(0);
