@@ -317,13 +317,18 @@ fn a_receipt_of_a_registry_reached_with_to_makes_a_differential_push() {
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
 
-    // Into the registry the receipt describes: only the new layers are uploaded.
+    // Into the registry the receipt describes: only the new layers are uploaded. Under the
+    // same prefix the layers are in the images' repositories; under another, they are
+    // mounted from the repositories the receipt names.
     let d2 = unpack_to(dir, &b2, &mirror, "mirror", &work, &[]);
     assert_eq!(d2["status"], "ok", "{d2}");
     let new_bytes: u64 = carried(&m2).values().sum();
     let uploaded = d2["push"]["bytes"].as_u64().unwrap();
     assert!(uploaded <= new_bytes, "uploaded {uploaded} of {new_bytes}");
-    for image in d2["push"]["images"].as_array().unwrap() {
+    let d3 = unpack_to(dir, &b2, &mirror, "other", &dir.join("work-other"), &[]);
+    assert_eq!(d3["status"], "ok", "{d3}");
+    let images = d2["push"]["images"].as_array().unwrap().iter().chain(d3["push"]["images"].as_array().unwrap());
+    for image in images {
         let reference = image["reference"].as_str().unwrap();
         let dest = dir.join("pulled");
         let o = std::process::Command::new("skopeo")
@@ -386,6 +391,36 @@ fn a_differential_layout_bundle_waits_for_its_base_and_forged_reliance_is_refuse
     assert_eq!(l1_layers.len(), 3);
     assert_eq!(omitted(&m2).into_keys().collect::<BTreeSet<_>>(), l1_layers);
     assert!(carried(&m2).keys().all(|d| !l1_layers.contains(d)));
+
+    // An earlier manifest signed by another key, or altered, is not relied on.
+    let (other, _) = keygen(&dir.join("other-keys"), "other");
+    for (name, edit) in [("signed-elsewhere", None), ("altered", Some(()))] {
+        let copy = dir.join(name);
+        std::fs::create_dir_all(&copy).unwrap();
+        std::fs::copy(&since, copy.join("one.manifest.json")).unwrap();
+        std::fs::copy(b1.join("one.manifest.json.minisig"), copy.join("one.manifest.json.minisig")).unwrap();
+        match edit {
+            None => crate::trust::resign(&copy, "one", &other, |_| {}),
+            Some(()) => {
+                let text = std::fs::read_to_string(copy.join("one.manifest.json")).unwrap();
+                std::fs::write(copy.join("one.manifest.json"), text.replacen("\"one\"", "\"One\"", 1)).unwrap();
+            }
+        }
+        let o = airlift()
+            .args(["pack", "--no-installer", "--name", "x", "--key"])
+            .arg(dir.join("keys/site.key"))
+            .arg("--out")
+            .arg(dir.join("x"))
+            .arg(format!("oci:{}", dir.join("l2").display()))
+            .arg("--since")
+            .arg(copy.join("one.manifest.json"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains("one.manifest.json"), "{name}: {err}");
+        assert!(!dir.join("x").exists());
+    }
 
     let layout = dir.join("out");
     let o = unpack_layout(dir, &b2, &layout);
