@@ -201,6 +201,20 @@ pub struct PackArgs {
     /// graph-data image mirrored as openshift/graph-image
     #[arg(long, value_name = "FILE")]
     pub graph_data: Option<PathBuf>,
+    /// A receipt of what the destination holds (`airlift receipt` there; repeatable): the
+    /// layers it lists are left out of the bundle (a differential bundle; manifests and
+    /// configs always travel), each recorded with the receipt's id
+    #[arg(long, value_name = "RECEIPT")]
+    pub have: Vec<PathBuf>,
+    /// Public key (minisign, repeatable) the --have receipts must be signed by; without it,
+    /// unsigned receipts are taken. Earlier bundles (--since) may be signed by it too
+    #[arg(long, value_name = "PUB")]
+    pub have_key: Vec<PathBuf>,
+    /// An earlier bundle's manifest (NAME.manifest.json, its .minisig beside it; repeatable),
+    /// assumed delivered: the layers it carried (or relied on) are left out. Its signature
+    /// must verify with --key's public half or a --have-key
+    #[arg(long, value_name = "MANIFEST")]
+    pub since: Vec<PathBuf>,
     /// Fetch the signatures of every packed release from this signature store, laid out as
     /// mirror.openshift.com's: URL/sha256=HEX/signature-N, N from 1 until a 404. Fetching is
     /// on when this or --release-key is given (then from

@@ -10,6 +10,7 @@ mod catalog;
 mod catalog_more;
 mod client;
 mod conformance;
+mod differential;
 mod docs;
 mod dryrun;
 mod faults;

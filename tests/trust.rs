@@ -61,7 +61,7 @@ fn doc(o: &Output) -> Value {
 
 /// Re-sign the manifest of the bundle `NAME` in `dir` after `edit`, with the test key, as
 /// pack would have signed it (volumes and SHA256SUMS are unchanged).
-fn resign(dir: &Path, name: &str, key: &Path, edit: impl FnOnce(&mut Manifest)) {
+pub(crate) fn resign(dir: &Path, name: &str, key: &Path, edit: impl FnOnce(&mut Manifest)) {
     let file = format!("{name}.manifest.json");
     let path = dir.join(&file);
     let mut m: Manifest = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();

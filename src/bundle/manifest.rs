@@ -46,6 +46,14 @@ pub struct Manifest {
     /// `mirror.platform.channels`); absent from other bundles.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<Channel>,
+    /// What a differential bundle relies on: the receipts and earlier bundles that say the
+    /// far side holds its omitted blobs; absent from full bundles.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<Base>,
+    /// The blobs the images need that this bundle does not carry (layers only), each
+    /// expected at the destination from one of `bases`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<Omitted>,
     pub entries: Vec<Entry>,
     pub volumes: Vec<Volume>,
     pub chunks: Vec<Chunk>,
@@ -145,6 +153,64 @@ pub struct CatalogBundle {
     pub version: String,
     /// The bundle image, as the catalog names it.
     pub image: String,
+}
+
+/// What a differential bundle's omitted blobs are expected from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    pub kind: BaseKind,
+    /// The receipt's or the earlier bundle's id.
+    pub id: String,
+    /// The receipt's destination, or the earlier bundle's name.
+    pub name: String,
+    /// When the receipt or the earlier bundle was made, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BaseKind {
+    /// A receipt written at the destination (`pack --have`).
+    Receipt,
+    /// An earlier bundle, assumed delivered (`pack --since`).
+    Bundle,
+}
+
+impl BaseKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseKind::Receipt => "receipt",
+            BaseKind::Bundle => "bundle",
+        }
+    }
+}
+
+impl Base {
+    /// How reports name the base: `receipt 0123… (docker://host/ns, 2026-12-04)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} ({}, made {})",
+            self.kind.name(),
+            self.id,
+            crate::text::escaped(&self.name),
+            crate::time::rfc3339(self.created)
+        )
+    }
+}
+
+/// A blob an image needs that the bundle does not carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Omitted {
+    pub digest: Digest,
+    pub size: u64,
+    /// The id of the base that says the destination holds it.
+    pub base: String,
+    /// A repository at the destination that holds it, when the base says (a receipt of a
+    /// registry): `unpack --to` mounts it from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// One image (manifest or index) as packed, with where it came from.
@@ -557,14 +623,16 @@ impl Manifest {
         Ok(())
     }
 
-    /// Every blob an image needs is in the bundle; every release is among the images and
-    /// its signatures are files of the bundle.
+    /// Every blob an image needs is in the bundle or omitted (once, from a listed base,
+    /// never both); every release is among the images and its signatures are files of the
+    /// bundle.
     fn check_references(&self, entry_by_path: &HashMap<&str, EntryId>) -> Result<()> {
         let blobs: HashSet<&Digest> =
             self.entries.iter().filter(|e| e.kind == EntryKind::Blob).map(|e| &e.digest).collect();
+        let omitted = self.check_omitted(&blobs)?;
         for image in &self.images {
             for blob in &image.blobs {
-                if !blobs.contains(blob) {
+                if !blobs.contains(blob) && !omitted.contains(blob) {
                     return bad(format!("image {} needs blob {blob} which is not in the bundle", image.digest));
                 }
             }
@@ -587,6 +655,67 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The omitted blobs: each once, not also carried, from a listed base (each base
+    /// once, with a well-formed id), and needed by an image.
+    fn check_omitted(&self, carried: &HashSet<&Digest>) -> Result<HashSet<&Digest>> {
+        let mut bases = HashSet::new();
+        for base in &self.bases {
+            if base.id.is_empty() || base.id.len() > 64 || !base.id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(format!("base id '{}' is malformed", crate::text::escaped(&base.id)));
+            }
+            if !bases.insert(base.id.as_str()) {
+                return bad(format!("base {} is listed twice", base.id));
+            }
+        }
+        let needed: HashSet<&Digest> = self.images.iter().flat_map(|i| &i.blobs).collect();
+        let mut omitted = HashSet::new();
+        for o in &self.omitted {
+            if !bases.contains(o.base.as_str()) {
+                return bad(format!(
+                    "omitted blob {} is expected from base '{}' which is not listed",
+                    o.digest,
+                    crate::text::escaped(&o.base)
+                ));
+            }
+            if carried.contains(&o.digest) {
+                return bad(format!("blob {} is both carried and omitted", o.digest));
+            }
+            if !needed.contains(&o.digest) {
+                return bad(format!("omitted blob {} is needed by no image", o.digest));
+            }
+            if !omitted.insert(&o.digest) {
+                return bad(format!("omitted blob {} is listed twice", o.digest));
+            }
+            if let Some(repo) = &o.repository {
+                if crate::oci::names::Repository::parse(repo).is_none() {
+                    return bad(format!(
+                        "omitted blob {}: repository '{}' is not valid",
+                        o.digest,
+                        crate::text::escaped(repo)
+                    ));
+                }
+            }
+        }
+        Ok(omitted)
+    }
+
+    /// What a differential bundle relies on, per base: the base, and the number and bytes
+    /// of the omitted blobs expected from it (empty for a full bundle).
+    pub fn reliance(&self) -> Vec<(&Base, usize, u64)> {
+        self.bases
+            .iter()
+            .map(|b| {
+                let from = self.omitted.iter().filter(|o| o.base == b.id);
+                (b, from.clone().count(), from.map(|o| o.size).sum())
+            })
+            .collect()
+    }
+
+    /// The base `id` names.
+    pub fn base(&self, id: &str) -> Option<&Base> {
+        self.bases.iter().find(|b| b.id == id)
     }
 
     /// Stored name (tar entry name) of a chunk.

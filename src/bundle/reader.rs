@@ -85,7 +85,7 @@ pub fn read_manifest_bytes(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)>
 
 /// A signature file (`.minisig`) from the media: minisign's four lines, each within
 /// minisign's own limits (comments of 1 KiB and 8 KiB), so a few KiB at most.
-fn read_signature(path: &Path) -> Result<Option<Vec<u8>>> {
+pub fn read_signature(path: &Path) -> Result<Option<Vec<u8>>> {
     media::read_bounded(path, MAX_SIGNATURE_FILE, "a signature file")
 }
 
@@ -97,30 +97,62 @@ const MAX_SIGNATURE_FILE: u64 = 1024 + 8192 + 2 * 128;
 pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
     let name = bundle_name(dir, name)?;
     let (path, bytes) = read_manifest_bytes(dir, &name)?;
-    let manifest_file = names::manifest_file(&name);
-    let sig_path = dir.join(names::signature_file(&manifest_file));
-    let Some(sig) = read_signature(&sig_path)? else {
-        return Err(integrity(format!("{} is not signed: {} is missing", path.display(), sig_path.display())));
-    };
-    let comment = sign::verify(key, &bytes, &sig).map_err(|e| match e {
-        Error::Sign(s) if s.is_integrity() => integrity(format!("{}: {s}", sig_path.display())),
-        other => other,
-    })?;
-    let (manifest, index) = Manifest::parse(&bytes)?;
-    sign::check_comment(&comment, &manifest, &manifest_file)?;
-    if manifest.name != name {
-        return Err(integrity(format!("{} names bundle '{}'", path.display(), manifest.name)));
+    let signed = check_manifest(&path, &bytes, std::slice::from_ref(key))?;
+    if signed.manifest.name != name {
+        return Err(integrity(format!("{} names bundle '{}'", path.display(), signed.manifest.name)));
     }
-    let sums = check_sums(dir, &manifest, key);
+    let sums = check_sums(dir, &signed.manifest, key);
     Ok(Bundle {
         dir: dir.to_path_buf(),
         manifest_sha256: crate::digest::Digest::of(&bytes),
-        manifest,
-        index,
+        manifest: signed.manifest,
+        index: signed.index,
         key_id: key.key_id_hex(),
-        trusted_comment: comment,
+        trusted_comment: signed.comment,
         sums,
     })
+}
+
+/// A manifest whose signature has been checked, parsed and validated.
+pub struct SignedManifest {
+    pub manifest: Manifest,
+    pub index: Index,
+    /// The signature's trusted comment.
+    pub comment: String,
+}
+
+/// Read the manifest at `path` (a `NAME.manifest.json`, its signature beside it) and
+/// check it was signed by one of `keys`, for it to be trusted (an earlier bundle, `pack
+/// --since`).
+pub fn read_signed_manifest(path: &Path, keys: &[PublicKey]) -> Result<SignedManifest> {
+    let what = "a bundle manifest";
+    let bytes = media::read_bounded(path, crate::bundle::manifest::MAX_BUNDLE_MANIFEST, what)?
+        .ok_or_else(|| usage(format!("{}: no such bundle manifest", path.display())))?;
+    check_manifest(path, &bytes, keys)
+}
+
+/// Check manifest `bytes` (read from `path`) against its signature beside it, signed by
+/// one of `keys`, then parse and validate them.
+fn check_manifest(path: &Path, bytes: &[u8], keys: &[PublicKey]) -> Result<SignedManifest> {
+    let manifest_file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let sig_path = path.with_file_name(names::signature_file(&manifest_file));
+    let Some(sig) = read_signature(&sig_path)? else {
+        return Err(integrity(format!("{} is not signed: {} is missing", path.display(), sig_path.display())));
+    };
+    let mut verified = Err(usage("no key to check the manifest's signature with"));
+    for key in keys {
+        verified = sign::verify(key, bytes, &sig).map_err(|e| match e {
+            Error::Sign(s) if s.is_integrity() => integrity(format!("{}: {s}", sig_path.display())),
+            other => other,
+        });
+        if verified.is_ok() {
+            break;
+        }
+    }
+    let comment = verified?;
+    let (manifest, index) = Manifest::parse(bytes)?;
+    sign::check_comment(&comment, &manifest, &manifest_file)?;
+    Ok(SignedManifest { manifest, index, comment })
 }
 
 /// SHA256SUMS is for gates that trust only standard tools; when present it must be signed

@@ -256,15 +256,18 @@ struct Carried<'a> {
 
 impl Carried<'_> {
     /// Whether blob `dg` (`size` bytes as document `parent` says) is listed for the image
-    /// and carried by the bundle; an error when the bundle's is another size.
+    /// and carried by the bundle, or omitted from it (a differential bundle); an error when
+    /// the bundle's is another size.
     fn listed(&self, parent: &Digest, dg: &Digest, size: u64) -> Result<bool> {
         if !self.image.blobs.contains(dg) {
             return Ok(false);
         }
-        match self.bundle.manifest.entries.iter().find(|e| &e.digest == dg) {
-            Some(e) if e.size == size => Ok(true),
-            Some(e) => {
-                Err(inconsistent(self.image, format!("{parent} says {dg} is {size} bytes, the bundle's is {}", e.size)))
+        let manifest = &self.bundle.manifest;
+        let listed = manifest.entries.iter().find(|e| &e.digest == dg).map(|e| e.size);
+        match listed.or_else(|| manifest.omitted.iter().find(|o| &o.digest == dg).map(|o| o.size)) {
+            Some(s) if s == size => Ok(true),
+            Some(s) => {
+                Err(inconsistent(self.image, format!("{parent} says {dg} is {size} bytes, the bundle's is {s}")))
             }
             None => Ok(false),
         }

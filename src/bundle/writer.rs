@@ -14,7 +14,8 @@ use tempfile::NamedTempFile;
 
 use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{
-    Catalog, Channel, Chunk, Compression, Entry, EntryKind, Image, Manifest, Release, Volume, FORMAT, VERSION,
+    Base, Catalog, Channel, Chunk, Compression, Entry, EntryKind, Image, Manifest, Omitted, Release, Volume, FORMAT,
+    VERSION,
 };
 use crate::bundle::names;
 use crate::bundle::sign;
@@ -106,7 +107,18 @@ pub struct BundleWriter<'a> {
     entries: Vec<Entry>,
     chunks: Vec<Chunk>,
     volumes: Vec<Volume>,
-    channels: Vec<Channel>,
+}
+
+/// What the manifest says besides where the bytes are: the images and what they came
+/// from, and what a differential bundle relies on.
+#[derive(Default)]
+pub struct Contents {
+    pub images: Vec<Image>,
+    pub releases: Vec<Release>,
+    pub catalogs: Vec<Catalog>,
+    pub channels: Vec<Channel>,
+    pub bases: Vec<Base>,
+    pub omitted: Vec<Omitted>,
 }
 
 /// A volume being written: buffers go to a thread of its own that hashes them and
@@ -133,7 +145,6 @@ impl<'a> BundleWriter<'a> {
             volume: None,
             entries: Vec::new(),
             chunks: Vec::new(),
-            channels: Vec::new(),
             volumes: Vec::new(),
         })
     }
@@ -324,22 +335,12 @@ impl<'a> BundleWriter<'a> {
         Ok(())
     }
 
-    /// Record the release channels the bundle's releases were resolved from.
-    pub fn record_channels(&mut self, channels: Vec<Channel>) {
-        self.channels = channels;
-    }
-
     /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
     /// and remove volumes of an earlier, larger bundle of the same name.
-    pub fn finish(
-        mut self,
-        images: Vec<Image>,
-        releases: Vec<Release>,
-        catalogs: Vec<Catalog>,
-        key: &SecretKey,
-    ) -> Result<Manifest> {
+    pub fn finish(mut self, contents: Contents, key: &SecretKey) -> Result<Manifest> {
         self.finish_volume()?;
         let s = &self.settings;
+        let Contents { images, releases, catalogs, channels, bases, omitted } = contents;
         let manifest = Manifest {
             format: FORMAT.into(),
             version: VERSION,
@@ -354,7 +355,9 @@ impl<'a> BundleWriter<'a> {
             images,
             releases,
             catalogs,
-            channels: self.channels,
+            channels,
+            bases,
+            omitted,
             entries: self.entries,
             volumes: self.volumes,
             chunks: self.chunks,
@@ -696,7 +699,7 @@ mod tests {
         let mut writer = BundleWriter::new(settings(dir.path()), "0".repeat(32), &crate::progress::Silent).unwrap();
         items.iter().for_each(|i| writer.add(i).unwrap());
         let (key, _) = SecretKey::generate().unwrap();
-        let manifest = writer.finish(Vec::new(), Vec::new(), Vec::new(), &key).unwrap();
+        let manifest = writer.finish(Contents::default(), &key).unwrap();
         assert_eq!(manifest.volumes.iter().map(|v| v.size).collect::<Vec<_>>(), dry);
         let written: Vec<u64> =
             items.iter().map(|i| manifest.entries.iter().find(|e| e.path == i.path).unwrap().stored_size).collect();

@@ -119,6 +119,30 @@ impl Client {
         }
     }
 
+    /// Mount blob `digest` into the repository of `image` from repository `from` of the
+    /// same registry, without sending it: whether the registry did. When it starts an
+    /// upload instead (it cannot mount), that upload is cancelled.
+    pub fn mount_blob(&self, image: &ImageRef, digest: &Digest, from: &str) -> Result<bool> {
+        let what = format!("mounting blob {digest} from {from}");
+        let scope = push_scope(image, Some(from));
+        let uploads = format!("/v2/{}/blobs/uploads/?mount={digest}&from={from}", image.repository);
+        let resp = self.send_scoped(image, &what, Some(&scope), &|http, base| {
+            http.post(format!("{base}{uploads}")).header(CONTENT_LENGTH, "0")
+        })?;
+        match resp.status().as_u16() {
+            201 => Ok(true),
+            202 => {
+                // Cancelling is a courtesy: the registry expires abandoned uploads anyway.
+                if let Ok(location) = self.location(image, &resp) {
+                    let _ = self.send_scoped(image, &what, Some(&scope), &|http, _| http.delete(location.clone()));
+                }
+                Ok(false)
+            }
+            404 => Ok(false),
+            _ => Err(refused(image, &what, resp)),
+        }
+    }
+
     /// Put blob `digest` (the file at `path`, `size` bytes) into the repository of
     /// `image`: mounted from repository `from` when given and the registry agrees,
     /// else uploaded, in one request up to `chunk` bytes, else in chunks of `chunk`.

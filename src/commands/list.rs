@@ -51,6 +51,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         }
     }
     super::catalog::print(out, &m.catalogs);
+    super::verify::differential_lines(m).into_iter().for_each(|l| out.data(l));
     if !m.channels.is_empty() {
         out.data("channels:");
         for c in &m.channels {
@@ -79,6 +80,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
             "signature": i.signature, "attached": i.attached,
         })).collect::<Vec<_>>(),
         "catalogs": super::catalog::document(&m.catalogs),
+        "differential": super::verify::differential_document(m),
         "channels": m.channels,
         "volumes": m.volumes,
         "files": files.iter().map(|f| serde_json::json!({

@@ -14,6 +14,7 @@ use crate::oci::names::with_transport;
 use crate::output::Output;
 use crate::size::{human, Media};
 use crate::trip::attached::{Keys, Policy};
+use crate::trip::delta::Have;
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
 use crate::trip::plan::{mapping, PLACEHOLDER_DEST};
 use crate::trip::publish::Destination;
@@ -41,7 +42,9 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let note = |n: Note| tell(out, n);
     // A dry run without a key: only the bundle id differs from the real pack's.
     let key_id = key.as_ref().map(|k| k.public_key().key_id()).unwrap_or_default();
-    let plan = Plan::resolve(&request(args)?, shape, &key_id, &note).map_err(super::trip_error)?;
+    let mut request = request(args)?;
+    request.have.bundle_keys.extend(key.as_ref().map(|k| k.public_key()));
+    let plan = Plan::resolve(&request, shape, &key_id, &note).map_err(super::trip_error)?;
     if let Some(file) = &args.mapping {
         crate::store::write_atomic(file, mapping_text(args, &plan)?.as_bytes())?;
         out.info(format!("mapping of {} image(s) written to {}", plan.images.len(), file.display()));
@@ -73,8 +76,9 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64) -> anyh
         k.total, k.releases, k.release_components, k.catalogs, k.operators, k.attached, k.graph, k.additional
     ));
     out.info(format!(
-        "{} blob(s): {} before dedupe, {} after, {} after the receipt",
+        "{} blob(s) carried, {} layer(s) left out: {} before dedupe, {} after, {} after the receipt",
         report.blobs,
+        report.omitted,
         bytes(report.bytes_before_dedupe),
         bytes(report.bytes_after_dedupe),
         bytes(report.bytes_after_receipt)
@@ -94,6 +98,7 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64) -> anyh
         "dry_run": true,
         "images": report.images,
         "blobs": report.blobs,
+        "omitted": report.omitted,
         "bytes_before_dedupe": report.bytes_before_dedupe,
         "bytes_after_dedupe": report.bytes_after_dedupe,
         "bytes_after_receipt": report.bytes_after_receipt,
@@ -141,6 +146,7 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
         human(stored)
     ));
     super::catalog::print(out, &manifest.catalogs);
+    super::verify::differential_lines(&manifest).into_iter().for_each(|l| out.info(l));
     out.data(format!("bundle {} ({}) written to {}", manifest.name, manifest.id, manifest_path.display()));
     out.document(&serde_json::json!({
         "status": "ok",
@@ -158,6 +164,7 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
             "source": i.source, "reference": i.reference, "digest": i.digest, "size": i.total_size,
         })).collect::<Vec<_>>(),
         "catalogs": super::catalog::document(&manifest.catalogs),
+        "differential": super::verify::differential_document(&manifest),
         "volumes": manifest.volumes,
         "chunks": manifest.chunks.len(),
         "bytes_in": total,
@@ -208,6 +215,7 @@ fn request(args: &PackArgs) -> anyhow::Result<Request> {
             Signatures::Skip => Policy::Skip,
         }),
         sigstore: Keys::load(&s.sigstore_key, s.rekor_key.as_deref())?,
+        have: have(args)?,
         registry: RegistryOptions {
             client: super::client_options(&r.connect),
             cache: r.cache.clone(),
@@ -215,4 +223,11 @@ fn request(args: &PackArgs) -> anyhow::Result<Request> {
             platforms: r.platform.clone(),
         },
     })
+}
+
+/// What the destination holds, as the arguments say (`--have`, `--have-key`, `--since`);
+/// the pack key is added to the keys earlier bundles may be signed by.
+fn have(args: &PackArgs) -> crate::error::Result<Have> {
+    let keys = args.have_key.iter().map(|k| super::load_public_key(k)).collect::<crate::error::Result<Vec<_>>>()?;
+    Ok(Have { receipts: args.have.clone(), receipt_keys: keys.clone(), since: args.since.clone(), bundle_keys: keys })
 }

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::bundle::manifest::image_label;
 use crate::bundle::reader::{self, Bundle};
 use crate::cli::UnpackArgs;
 use crate::client::Client;
@@ -12,7 +13,7 @@ use crate::openshift::cluster::Results;
 use crate::output::Output;
 use crate::trip::publish::{Destination, PushOptions};
 use crate::trip::target::{Layout, Published, Push, Root, Target};
-use crate::trip::unpack::Unpack;
+use crate::trip::unpack::{Lacking, Unpack};
 
 pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
@@ -39,6 +40,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     let finished = unpack.finish(&extractor)?;
     present_published(out, &bundle, &finished.published, target.as_ref());
+    let lacking = present_lacking(out, &bundle, &finished.lacking, target.as_ref());
     let image_policy = args.image_policy.as_deref().map(crate::trip::attached::policy_key).transpose()?;
     let results = unpack
         .cluster_results(
@@ -77,6 +79,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         .map(|(path, replaced)| json!({ "entry": path, "replaced": replaced }))
         .collect::<Vec<_>>());
     doc["moved"] = json!(finished.published.moved);
+    doc["lacking"] = lacking;
     if let Some((key, section)) = target.document(&bundle, &finished.published) {
         doc[key] = section;
     }
@@ -136,6 +139,34 @@ fn present_published(out: &Output, bundle: &Bundle, published: &Published, targe
             bundle.manifest.name
         ));
     }
+}
+
+/// Name each blob a differential bundle omits that the target does not hold, the base it
+/// was expected from and the images it keeps back; returns their JSON.
+fn present_lacking(out: &Output, bundle: &Bundle, lacking: &[Lacking], target: &dyn Target) -> Value {
+    let m = &bundle.manifest;
+    let mut doc = Vec::new();
+    for l in lacking {
+        let o = &m.omitted[l.omitted];
+        let base = m.base(&o.base).map(|b| b.describe()).unwrap_or_default();
+        let images: Vec<String> = l.images.iter().map(|&i| image_label(&m.images[i])).collect();
+        out.warn(format!(
+            "blob {} ({}) is not in {}: this differential bundle expects it from {base}; it keeps back {}",
+            o.digest,
+            crate::size::human(o.size),
+            target.describe(),
+            images.join(", ")
+        ));
+        doc.push(json!({ "digest": o.digest, "size": o.size, "base": base, "images": images }));
+    }
+    if !lacking.is_empty() {
+        out.info(format!(
+            "{} image(s) wait for what the bundle relies on: unpack the bundles or content it was made against              into {}, then run this again",
+            lacking.iter().flat_map(|l| &l.images).collect::<std::collections::HashSet<_>>().len(),
+            target.describe()
+        ));
+    }
+    Value::Array(doc)
 }
 
 /// Print where the cluster results are; returns their JSON.

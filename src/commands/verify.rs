@@ -1,10 +1,12 @@
 //! `airlift verify`: read-only check of the signature, then of every volume present.
 
 use crate::bundle::check::Checker;
+use crate::bundle::manifest::Manifest;
 use crate::bundle::reader::{self, Bundle, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
 use crate::error::Status;
 use crate::output::Output;
+use crate::size::human;
 use crate::trip::attached::{self, Keys};
 
 pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
@@ -75,6 +77,7 @@ pub fn print_report(
         bundle.key_id
     ));
     super::catalog::print(out, &m.catalogs);
+    differential_lines(m).into_iter().for_each(|l| out.data(l));
     print_volumes(out, reports);
     for g in general {
         out.data(format!("  problem: {g}"));
@@ -115,7 +118,48 @@ pub fn print_report(
         "problems": general,
         "images": images,
         "catalogs": super::catalog::document(&m.catalogs),
+        "differential": differential_document(m),
         "checked_at": crate::time::rfc3339(crate::time::now()),
+    })
+}
+
+/// A differential bundle, in words: what it relies on the destination holding, and from
+/// which receipts or earlier bundles (nothing for a full bundle).
+pub fn differential_lines(m: &Manifest) -> Vec<String> {
+    if m.omitted.is_empty() {
+        return Vec::new();
+    }
+    let bytes: u64 = m.omitted.iter().map(|o| o.size).sum();
+    let mut lines = vec![format!(
+        "  differential: relies on {} blob(s) ({}) the destination must already hold, from:",
+        m.omitted.len(),
+        human(bytes)
+    )];
+    for (base, count, bytes) in m.reliance() {
+        lines.push(format!("    {}: {count} blob(s), {}", base.describe(), human(bytes)));
+    }
+    lines
+}
+
+/// [`differential_lines`] as JSON: `null` for a full bundle.
+pub fn differential_document(m: &Manifest) -> serde_json::Value {
+    if m.omitted.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let bases: Vec<_> = m
+        .reliance()
+        .into_iter()
+        .map(|(b, count, bytes)| {
+            serde_json::json!({
+                "kind": b.kind, "id": b.id, "name": b.name, "created": crate::time::rfc3339(b.created),
+                "blobs": count, "bytes": bytes,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "blobs": m.omitted.len(),
+        "bytes": m.omitted.iter().map(|o| o.size).sum::<u64>(),
+        "bases": bases,
     })
 }
 

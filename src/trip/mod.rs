@@ -8,6 +8,8 @@
 //!   update graph step (an image set's release channels resolved to release images)
 //! - [`plan`]: `pack --dry-run`'s report (the same plan laid out without writing), what
 //!   changed since an earlier bundle, oc-mirror's `mapping.txt`
+//! - [`delta`]: a differential pack's bases (receipts, earlier bundles) and the layers it
+//!   leaves out
 //! - [`attached`]: cosign signatures, attestations, SBOMs and OCI referrers found beside
 //!   the packed images, packed with them, and the `--signatures` policy
 //! - [`unpack`]: an unpack's steps over a [`target::Target`] (an OCI layout, a registry
@@ -17,6 +19,7 @@
 
 pub mod attached;
 pub mod catalogs;
+pub mod delta;
 pub mod mirror;
 pub mod pack;
 pub mod plan;

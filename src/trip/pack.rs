@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::bundle::manifest::{Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Release};
+use crate::bundle::manifest::{Base, Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Omitted, Release};
 use crate::bundle::names;
-use crate::bundle::writer::{BundleWriter, Compress, Content, Item, Settings};
+use crate::bundle::writer::{BundleWriter, Compress, Content, Contents, Item, Settings};
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext};
 use crate::minisign::SecretKey;
@@ -27,6 +27,7 @@ use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arri
 use crate::store;
 use crate::trip::attached;
 use crate::trip::catalogs::{self, pack_catalogs};
+use crate::trip::delta::{self, Held};
 use crate::trip::releases::{self, GraphOptions};
 use crate::trip::{During, Error, Result};
 
@@ -59,6 +60,8 @@ pub struct Request {
     pub signatures: Option<attached::Policy>,
     /// `--sigstore-key`: the carried cosign signatures must verify with these.
     pub sigstore: Option<attached::Keys>,
+    /// What the destination holds already (`--have`, `--since`): a differential bundle.
+    pub have: delta::Have,
     pub registry: RegistryOptions,
 }
 
@@ -115,6 +118,10 @@ pub struct Plan {
     pub catalogs: Vec<Catalog>,
     /// The release channels the releases were resolved from.
     pub channels: Vec<ChannelRecord>,
+    /// What the omitted blobs are expected from (`--have`, `--since`).
+    pub bases: Vec<Base>,
+    /// The layers left out of `items`: the destination holds them already.
+    pub omitted: Vec<Omitted>,
     pub id: String,
     pub settings: Settings,
     registry: Option<RegistrySource>,
@@ -140,6 +147,7 @@ impl Plan {
         if !shape.force {
             refuse_existing_bundle(&shape.out, &shape.name)?;
         }
+        let held = Held::load(&request.have)?;
         let (sources, mut release_sources, imageset) = all_sources(request, note)?;
         let channels = resolve_channels(imageset.as_ref(), request, &mut release_sources, note)?;
         let operators = imageset.as_ref().is_some_and(|set| !set.operators.is_empty() || set.graph);
@@ -196,7 +204,7 @@ impl Plan {
         let (more, more_wanted) = resolve_images(&artifacts, registry.as_ref())?;
         resolved.extend(more);
         wanted.extend(more_wanted);
-        let (mut images, blobs) = images_and_blobs(resolved);
+        let (mut images, blobs, layers) = images_and_blobs(resolved);
         let warn = |w: &str| note(Note::Warning(w));
         attached::record(&mut images, subjects, &found, policy, &release_sources, &built, &warn)?;
         if let (Some(reg), Some(keys)) = (&registry, &keys) {
@@ -208,10 +216,13 @@ impl Plan {
         items.extend(release_signatures(request, &mut releases, note)?);
         items.extend(layout_items(&images));
         items.extend(blobs);
+        let (bases, omitted) = held.omit(&mut items, &layers);
+        let left_out: HashSet<&Digest> = omitted.iter().map(|o| &o.digest).collect();
+        wanted.retain(|(_, b)| !left_out.contains(&b.digest));
 
-        let id = bundle_id(key_id, &shape, &items, &catalogs);
+        let id = bundle_id(key_id, &shape, &items, (&catalogs, &omitted));
         let settings = settings(shape);
-        Ok(Plan { images, items, releases, catalogs, channels, id, settings, registry, wanted })
+        Ok(Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, registry, wanted })
     }
 
     /// The bytes of every item.
@@ -226,19 +237,16 @@ impl Plan {
 
     /// Write and sign the bundle while the registry blobs are fetched.
     pub fn write(self, key: &SecretKey, progress: &dyn Progress, fetch_progress: &dyn Progress) -> Result<Packed> {
-        let Plan { images, items, releases, catalogs, channels, id, settings, registry, wanted } = self;
+        let Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, registry, wanted } = self;
         let total = items.iter().map(|i| i.size).sum();
         let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
         let (written, fetched) = std::thread::scope(|scope| {
             let fetcher = registry.as_ref().map(|reg| scope.spawn(|| reg.fetch(&wanted, fetch_progress, &arrivals)));
             progress.start("pack", total);
+            let contents = Contents { images, releases, catalogs, channels, bases, omitted };
             let written = BundleWriter::new(settings, id, progress)
-                .map(|mut writer| {
-                    writer.record_channels(channels);
-                    writer
-                })
                 .map_err(Error::from)
-                .and_then(|writer| write_bundle(writer, &items, (images, releases, catalogs), key, &arrivals));
+                .and_then(|writer| write_bundle(writer, &items, contents, key, &arrivals));
             if written.is_err() {
                 arrivals.cancel();
             }
@@ -509,13 +517,18 @@ fn graph_image(request: &Request, cache: &store::BlobStore, note: &dyn Fn(Note))
     graphdata::build(cache, &tarball, &copier).during(|| "building the graph-data image")
 }
 
-/// The bundle's images, and an item for every distinct blob they need.
-fn images_and_blobs(resolved: Resolved) -> (Vec<Image>, Vec<Item>) {
+/// The bundle's images, an item for every distinct blob they need, and which of those
+/// blobs are layers.
+fn images_and_blobs(resolved: Resolved) -> (Vec<Image>, Vec<Item>, HashSet<Digest>) {
     let mut images = Vec::new();
     let mut items = Vec::new();
+    let mut layers = HashSet::new();
     let mut seen: HashSet<Digest> = HashSet::new();
     for (source, img, root) in resolved {
         for blob in &img.blobs {
+            if oci::is_layer(&blob.media_type) {
+                layers.insert(blob.digest.clone());
+            }
             if seen.insert(blob.digest.clone()) {
                 let compress = if oci::is_compressed(&blob.media_type) { Compress::Never } else { Compress::IfItPays };
                 items.push(Item {
@@ -542,7 +555,7 @@ fn images_and_blobs(resolved: Resolved) -> (Vec<Image>, Vec<Item>) {
             signature: None,
         });
     }
-    (images, items)
+    (images, items, layers)
 }
 
 /// The installer first (so the first medium carries it), then the included files.
@@ -654,7 +667,7 @@ fn refuse_existing_bundle(out: &Path, name: &str) -> crate::error::Result<()> {
 fn write_bundle(
     mut writer: BundleWriter,
     items: &[Item],
-    (images, releases, catalogs): (Vec<Image>, Vec<Release>, Vec<Catalog>),
+    contents: Contents,
     key: &SecretKey,
     arrivals: &Arrivals,
 ) -> Result<Manifest> {
@@ -666,7 +679,7 @@ fn write_bundle(
         };
         stored.during(|| format!("storing {}", item.path))?;
     }
-    Ok(writer.finish(images, releases, catalogs, key)?)
+    Ok(writer.finish(contents, key)?)
 }
 
 /// Included files and release signatures are stored as `files/NAME`; signatures get
@@ -825,7 +838,7 @@ fn registry_source(options: &RegistryOptions) -> crate::error::Result<RegistrySo
 
 /// The bundle id: a hash of everything that determines the bundle's content, so the same
 /// inputs give the same id (and the same bytes) and different bundles differ.
-fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], catalogs: &[Catalog]) -> String {
+fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], (catalogs, omitted): (&[Catalog], &[Omitted])) -> String {
     let mut h = Hasher::new();
     h.update(b"airlift bundle id v1\0");
     h.update(key_id);
@@ -843,6 +856,11 @@ fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], catalogs: &[Catalo
     // A catalog carried whole holds the same blobs whatever its filter says.
     for catalog in catalogs {
         h.update(catalog.filter.to_string().as_bytes());
+    }
+    // A differential bundle differs from the full one, and by what it relies on.
+    for o in omitted {
+        h.update(o.digest.hex().as_bytes());
+        h.update(o.base.as_bytes());
     }
     h.finish().hex()[..32].to_string()
 }

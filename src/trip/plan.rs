@@ -36,6 +36,8 @@ pub struct Report {
     pub images: Kinds,
     /// Distinct blobs carried.
     pub blobs: usize,
+    /// Distinct layers left out: the far side holds them (`--have`, `--since`).
+    pub omitted: usize,
     /// The sum over images of every blob they need (a blob shared by two counts twice).
     pub bytes_before_dedupe: u64,
     /// Every distinct blob once.
@@ -107,12 +109,12 @@ pub(crate) fn report(
     let volumes = layout.finish();
     let blobs: Vec<u64> = plan.items.iter().filter(|i| i.kind == EntryKind::Blob).map(|i| i.size).collect();
     let carried: u64 = blobs.iter().sum();
-    // pack --have/--since: the sizes of Plan.omitted, left out of plan.items (the one
-    // place the differential pack's figure enters).
-    let omitted: u64 = 0;
+    // pack --have/--since: the layers the far side holds are left out of plan.items.
+    let omitted: u64 = plan.omitted.iter().map(|o| o.size).sum();
     Ok(Report {
         images: kinds(&plan.images, &plan.releases, &plan.catalogs),
         blobs: blobs.len(),
+        omitted: plan.omitted.len(),
         bytes_before_dedupe: plan.images.iter().map(|i| i.total_size).sum(),
         bytes_after_dedupe: carried + omitted,
         bytes_after_receipt: carried,

@@ -71,6 +71,15 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// Repository `repository` of this registry, as the client addresses it.
+    pub fn repository(&self, repository: &str) -> Result<ImageRef> {
+        let repo = Repository::parse(repository)
+            .ok_or_else(|| usage(format!("'{repository}' is not a valid repository name")))?;
+        Ok(ImageRef { registry: self.registry.clone(), repository: repo, tag: None, digest: None })
+    }
+}
+
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{TRANSPORT}{}", self.registry)?;
@@ -236,25 +245,31 @@ struct Plan<'a> {
     /// Children first, the image last (one packed with --platform leaves some children
     /// out; the registry must then accept the index without them).
     manifests: Vec<(Digest, String)>,
+    /// The blobs a differential bundle left out: the repository holds them already
+    /// (checked before the push).
+    omitted: &'a HashSet<&'a Digest>,
 }
 
 impl<'a> Plan<'a> {
-    fn new(store: &BlobStore, image: &'a Image, dest: &Destination) -> Result<Plan<'a>> {
+    fn new(
+        store: &BlobStore,
+        image: &'a Image,
+        dest: &Destination,
+        omitted: &'a HashSet<&'a Digest>,
+    ) -> Result<Plan<'a>> {
         let mirrored = mirror::target(image, dest.prefix.as_deref())?;
-        let repository = &mirrored.repository;
-        let repo = Repository::parse(repository)
-            .ok_or_else(|| usage(format!("image {}: '{repository}' is not a valid repository name", image.digest)))?;
-        let target = ImageRef { registry: dest.registry.clone(), repository: repo, tag: None, digest: None };
+        let target =
+            dest.repository(&mirrored.repository).map_err(|e| usage(format!("image {}: {e}", image.digest)))?;
         let manifests = mirror::manifests_of(store, &image.digest, &image.media_type)?
             .into_iter()
             .filter(|(m, _)| image.blobs.contains(m))
             .collect();
-        Ok(Plan { image, mirrored, target, manifests })
+        Ok(Plan { image, mirrored, target, manifests, omitted })
     }
 
-    /// The blobs that are not manifests: configs and layers.
+    /// The blobs to push that are not manifests: configs and the layers carried.
     fn blobs(&self) -> impl Iterator<Item = &Digest> {
-        self.image.blobs.iter().filter(|b| !self.manifests.iter().any(|(m, _)| m == *b))
+        self.image.blobs.iter().filter(|b| !self.manifests.iter().any(|(m, _)| m == *b) && !self.omitted.contains(b))
     }
 
     /// The reference the image can be pulled by.
@@ -310,8 +325,9 @@ pub fn push_images(
     dest: &Destination,
     options: PushOptions,
     journal: &Journal,
+    omitted: &HashSet<&Digest>,
 ) -> Result<(Vec<String>, PushReport)> {
-    let plans = images.iter().map(|i| Plan::new(store, i, dest)).collect::<Result<Vec<_>>>()?;
+    let plans = images.iter().map(|i| Plan::new(store, i, dest, omitted)).collect::<Result<Vec<_>>>()?;
     let push = Publisher {
         store,
         options,

@@ -3,16 +3,17 @@
 //! registry over the network ([`Push`], `--to`). Blobs are verified into the target's
 //! store; once an image is whole, [`Target::publish`] makes it visible there.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
-use crate::bundle::manifest::Image;
+use crate::bundle::manifest::{Image, Omitted};
 use crate::bundle::reader::Bundle;
 use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::{usage, Result};
-use crate::oci::names::ImageRef;
 use crate::oci::names::{Reference, Repository, Tag};
 use crate::oci::{IndexEntry, Moved};
 use crate::openshift::cluster::Mirror;
@@ -49,6 +50,12 @@ pub trait Target {
     /// where what it serves is.
     fn record_elsewhere(&self) -> bool {
         false
+    }
+
+    /// Whether the target holds `blob`, which `image` needs and a differential bundle
+    /// does not carry: in its store (a layout, a registry root).
+    fn holds(&self, _image: &Image, blob: &Omitted) -> Result<bool> {
+        Ok(self.store().contains(&blob.digest, blob.size))
     }
 }
 
@@ -235,6 +242,8 @@ pub struct Push {
     client: Client,
     options: PushOptions,
     authfile: Option<PathBuf>,
+    /// (repository, blob) → whether the registry holds it, as [`Target::holds`] found.
+    held: Mutex<HashMap<(String, Digest), bool>>,
 }
 
 impl Push {
@@ -245,7 +254,8 @@ impl Push {
         options: PushOptions,
         authfile: Option<PathBuf>,
     ) -> Result<Push> {
-        Ok(Push { staging: BlobStore::create(staging)?.read_back_soon(), to, client, options, authfile })
+        let staging = BlobStore::create(staging)?.read_back_soon();
+        Ok(Push { staging, to, client, options, authfile, held: Mutex::new(HashMap::new()) })
     }
 }
 
@@ -255,6 +265,23 @@ impl Target for Push {
     }
     fn record_elsewhere(&self) -> bool {
         true
+    }
+    /// The image's repository has the blob (`HEAD`), or it is mounted there from the
+    /// repository the base names.
+    fn holds(&self, image: &Image, blob: &Omitted) -> Result<bool> {
+        let repository = mirror::target(image, self.to.prefix.as_deref())?.repository;
+        let key = (repository, blob.digest.clone());
+        if let Some(&known) = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(known);
+        }
+        let target = self.to.repository(&key.0)?;
+        let held = self.client.blob_exists(&target, &blob.digest)?
+            || match blob.repository.as_deref().filter(|from| *from != key.0) {
+                Some(from) => self.client.mount_blob(&target, &blob.digest, from)?,
+                None => false,
+            };
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(key, held);
+        Ok(held)
     }
     fn files_dir(&self) -> PathBuf {
         self.staging.root().join("files")
@@ -275,8 +302,9 @@ impl Target for Push {
     fn publish(&self, bundle: &Bundle, complete: &[usize]) -> Result<Published> {
         let journal = Journal::open(&self.staging, &bundle.manifest.id, &self.to)?;
         let images: Vec<&Image> = complete.iter().map(|&i| &bundle.manifest.images[i]).collect();
+        let omitted = bundle.manifest.omitted.iter().map(|o| &o.digest).collect();
         let (references, report) =
-            publish::push_images(&self.client, &self.staging, &images, &self.to, self.options, &journal)?;
+            publish::push_images(&self.client, &self.staging, &images, &self.to, self.options, &journal, &omitted)?;
         Ok(Published {
             references: complete.iter().copied().zip(references).collect(),
             moved: Vec::new(),
@@ -308,9 +336,7 @@ impl Mirror for Push {
     }
     /// Point `tag` of `repository` at the (already pushed) `image`.
     fn tag(&self, image: &Image, repository: &str, tag: &str) -> Result<()> {
-        let repo = Repository::parse(repository)
-            .ok_or_else(|| usage(format!("'{repository}' is not a valid repository name")))?;
-        let target = ImageRef { registry: self.to.registry.clone(), repository: repo, tag: None, digest: None };
+        let target = self.to.repository(repository)?;
         let bytes = crate::oci::layout::read_limited(&self.staging.path(&image.digest), crate::oci::MAX_MANIFEST)?;
         self.client.put_manifest(&target, tag, &bytes, &image.media_type, &image.digest)
     }

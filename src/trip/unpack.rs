@@ -4,7 +4,7 @@
 //! serves, and write what a cluster needs. The command calls the steps in order and
 //! presents what each returns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::bundle::extract::Extractor;
@@ -35,8 +35,20 @@ pub struct Finished {
     /// The images whole in the target (indexes into the bundle's images).
     pub complete: Vec<usize>,
     pub published: Published,
-    /// Every blob and file of the bundle is committed.
+    /// Every blob and file of the bundle is committed, and the destination holds every
+    /// blob it omits.
     pub all_done: bool,
+    /// The omitted blobs the destination does not hold (a differential bundle whose base
+    /// has not arrived), with the images each keeps back.
+    pub lacking: Vec<Lacking>,
+}
+
+/// An omitted blob the destination does not hold.
+pub struct Lacking {
+    /// Its index in the manifest's `omitted`.
+    pub omitted: usize,
+    /// The images that need it (indexes into the bundle's images).
+    pub images: Vec<usize>,
 }
 
 impl<'a> Unpack<'a> {
@@ -131,9 +143,25 @@ impl<'a> Unpack<'a> {
         for (e, entry) in entries.iter().enumerate().filter(|(_, e)| e.kind == EntryKind::Blob) {
             blob_entry.entry(&entry.digest).or_insert(e);
         }
-        let complete: Vec<usize> = (0..images.len())
-            .filter(|&i| images[i].blobs.iter().all(|d| blob_entry.get(d).is_some_and(|&e| committed[e])))
-            .collect();
+        let omitted: HashMap<&Digest, usize> =
+            bundle.manifest.omitted.iter().enumerate().map(|(k, o)| (&o.digest, k)).collect();
+        let carried_committed = |i: usize| {
+            images[i].blobs.iter().all(|d| blob_entry.get(d).map_or(omitted.contains_key(d), |&e| committed[e]))
+        };
+        let mut lacking: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut complete = Vec::new();
+        for i in (0..images.len()).filter(|&i| carried_committed(i)) {
+            let mut whole = true;
+            for &k in images[i].blobs.iter().filter_map(|d| omitted.get(d)) {
+                if !self.target.holds(&images[i], &bundle.manifest.omitted[k])? {
+                    lacking.entry(k).or_default().push(i);
+                    whole = false;
+                }
+            }
+            if whole {
+                complete.push(i);
+            }
+        }
         for &i in &complete {
             trust::check_image_graph(bundle, self.target.store(), &images[i])?;
         }
@@ -142,11 +170,13 @@ impl<'a> Unpack<'a> {
             self.claims.iter().filter(|c| complete_digests.contains(&c.digest)).cloned().collect();
         let published = self.target.publish(bundle, &complete)?;
         self.record.accept(bundle, &published_claims)?;
-        let all_done = entries
-            .iter()
-            .zip(&committed)
-            .all(|(entry, &done)| !matches!(entry.kind, EntryKind::Blob | EntryKind::File) || done);
-        Ok(Finished { complete, published, all_done })
+        let all_done = lacking.is_empty()
+            && entries
+                .iter()
+                .zip(&committed)
+                .all(|(entry, &done)| !matches!(entry.kind, EntryKind::Blob | EntryKind::File) || done);
+        let lacking = lacking.into_iter().map(|(omitted, images)| Lacking { omitted, images }).collect();
+        Ok(Finished { complete, published, all_done, lacking })
     }
 
     /// What a cluster needs to pull the complete images from the target: nothing for a
