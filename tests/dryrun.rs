@@ -163,6 +163,62 @@ fn the_dry_run_figures_are_what_the_pack_then_writes_and_the_mapping_is_where_un
     dry_run(&dist, tmp.path(), &tmp.path().join("elsewhere"), &push_args);
     let pushed = unpack_to(tmp.path(), &out, &mirror, "site/mirror", &tmp.path().join("push"), &[]);
     assert_eq!(mapping(&map), published(&pushed["push"]["images"]));
+
+    since_the_bundle(&dist, tmp.path(), &out);
+}
+
+/// After the bundle in `out`: extra/app:1 moves to another image and extra/new:1 is
+/// added; a dry run `--since` the bundle says so, and its figures (what is left out
+/// included) are what the differential pack writes.
+fn since_the_bundle(dist: &Distribution, dir: &Path, out: &Path) {
+    let layout = testdata("layout");
+    dist.push(&format!("oci:{}:app-01", layout.display()), "extra/app:1");
+    dist.push(&format!("oci:{}:app-00", layout.display()), "extra/new:1");
+    let host = dist.host();
+    let config = dir.join("imageset.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}    - name: {host}/extra/new:1\n")).unwrap();
+    let args: Vec<String> = [
+        "--config",
+        &config.display().to_string(),
+        "--volume-size",
+        "64KiB",
+        "--since",
+        &out.join("set.manifest.json").display().to_string(),
+        "--have-key",
+        &dir.join("keys/site.pub").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let second = dir.join("second");
+    let dry = dry_run(dist, dir, &second, &args);
+    let changes = &dry["changes"][0];
+    let sources = |list: &Value| -> Vec<String> {
+        list.as_array().unwrap().iter().map(|i| i["source"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(sources(&changes["added"]), [format!("docker://{host}/extra/new:1")], "{changes}");
+    assert_eq!(sources(&changes["moved"]), [format!("docker://{host}/extra/app:1")], "{changes}");
+    assert_eq!(changes["removed"], serde_json::json!([]), "{changes}");
+    assert!(u64_of(&dry["omitted"]) > 0, "{dry}");
+    assert!(u64_of(&dry["bytes_after_receipt"]) < u64_of(&dry["bytes_after_dedupe"]), "{dry}");
+
+    let doc = pack(dist, dir, &second, "set", &args);
+    let manifest: Value = serde_json::from_slice(&std::fs::read(second.join("set.manifest.json")).unwrap()).unwrap();
+    let carried: u64 = manifest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "blob")
+        .map(|e| u64_of(&e["size"]))
+        .sum();
+    let omitted: Vec<u64> = manifest["omitted"].as_array().unwrap().iter().map(|o| u64_of(&o["size"])).collect();
+    assert_eq!(u64_of(&dry["bytes_after_receipt"]), carried);
+    assert_eq!(u64_of(&dry["bytes_after_dedupe"]), carried + omitted.iter().sum::<u64>());
+    assert_eq!(u64_of(&dry["omitted"]), omitted.len() as u64);
+    assert_eq!(u64_of(&dry["images"]["total"]), manifest["images"].as_array().unwrap().len() as u64);
+    let written: Vec<u64> = doc["volumes"].as_array().unwrap().iter().map(|v| u64_of(&v["size"])).collect();
+    assert_eq!(dry["volumes"], serde_json::json!(written));
 }
 
 #[test]

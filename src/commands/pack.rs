@@ -16,7 +16,7 @@ use crate::size::{human, Media};
 use crate::trip::attached::{Keys, Policy};
 use crate::trip::delta::Have;
 use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
-use crate::trip::plan::{mapping, PLACEHOLDER_DEST};
+use crate::trip::plan::{changes_since, mapping, Changes, PLACEHOLDER_DEST};
 use crate::trip::publish::Destination;
 use crate::trip::releases::GraphOptions;
 use clap::ValueEnum;
@@ -51,7 +51,10 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     match key {
         Some(key) if !args.dry_run => write(args, out, plan, &key, volume_size)?,
-        _ => dry_run(args, out, &plan, volume_size)?,
+        _ => {
+            let changes = changes_since(&request.have, &plan.images)?;
+            dry_run(args, out, &plan, volume_size, &changes)?
+        }
     }
     Ok(Status::Ok)
 }
@@ -65,7 +68,7 @@ fn mapping_text(args: &PackArgs, plan: &Plan) -> anyhow::Result<String> {
 }
 
 /// Present what a pack of `plan` would write.
-fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64) -> anyhow::Result<()> {
+fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64, changes: &[Changes]) -> anyhow::Result<()> {
     let report = plan.dry_run().map_err(super::trip_error)?;
     let k = &report.images;
     let bytes = |n: u64| format!("{} ({n} bytes)", human(n));
@@ -92,6 +95,7 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64) -> anyh
         media.map(|(m, n)| format!(", {n} {} medium/media", media_name(m))).unwrap_or_default()
     ));
     out.info(format!("to fetch: {} blob(s), {} not in the cache", report.fetch.blobs, bytes(report.fetch.bytes)));
+    changes.iter().for_each(|c| tell_changes(out, c));
     out.document(&serde_json::json!({
         "status": "ok",
         "exit_code": 0,
@@ -109,8 +113,36 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64) -> anyh
         "media": media.map(|(m, n)| serde_json::json!({ "kind": media_name(m), "count": n })),
         "fetch": report.fetch,
         "mapping": args.mapping,
+        "changes": changes,
     }));
     Ok(())
+}
+
+/// Changes shown in full; the rest are counted (the JSON document has them all).
+const SHOWN_CHANGES: usize = 20;
+
+/// What changed since an earlier bundle or a receipt, on stderr.
+fn tell_changes(out: &Output, c: &Changes) {
+    let shown = |s: &str| crate::text::untrusted(s);
+    out.info(format!(
+        "since {}: {} image(s) added, {} removed, {} moved",
+        shown(&c.since),
+        c.added.len(),
+        c.removed.len(),
+        c.moved.len()
+    ));
+    let name = |source: &str, reference: &Option<String>| match reference {
+        Some(r) => format!("{} ({})", shown(source), shown(r)),
+        None => shown(source),
+    };
+    let lines = (c.added.iter().map(|n| format!("  added {} {}", name(&n.source, &n.reference), n.digest)))
+        .chain(c.removed.iter().map(|n| format!("  removed {} {}", name(&n.source, &n.reference), n.digest)))
+        .chain(c.moved.iter().map(|m| format!("  moved {} {} -> {}", name(&m.source, &m.reference), m.from, m.to)));
+    let total = c.added.len() + c.removed.len() + c.moved.len();
+    lines.take(SHOWN_CHANGES).for_each(|l| out.info(l));
+    if total > SHOWN_CHANGES {
+        out.info(format!("  … {} more (--json lists them all)", total - SHOWN_CHANGES));
+    }
 }
 
 /// `--media`'s name for a medium.

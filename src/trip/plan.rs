@@ -1,8 +1,9 @@
 //! `pack --dry-run`: what a pack would write, without writing it. [`report`] counts the
 //! plan's images by kind, its blobs and bytes (before dedupe, after it, after what the far
 //! side holds), lays the items out as the writer would ([`DryLayout`]: the same volumes),
-//! and says what is still to fetch. [`changes`] compares the plan with an earlier bundle's
-//! manifest; [`mapping`] writes oc-mirror's `mapping.txt` lines (`SOURCE=DESTINATION`).
+//! and says what is still to fetch. [`changes_since`] compares the plan's images with
+//! earlier bundles' manifests ([`changes`]) and receipts ([`receipt_changes`]);
+//! [`mapping`] writes oc-mirror's `mapping.txt` lines (`SOURCE=DESTINATION`).
 //!
 //! The figures equal what the real pack writes: the same [`Plan`] feeds both, and the
 //! layout is the writer's own. To learn the stored size of a blob worth compressing
@@ -14,6 +15,8 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use crate::bundle::manifest::{Catalog, EntryKind, Image, Manifest, Release};
+use crate::bundle::reader::read_signed_manifest;
+use crate::bundle::receipt::Receipt;
 use crate::bundle::writer::{Compress, DryLayout, Settings};
 use crate::digest::Digest;
 use crate::error::Result;
@@ -22,6 +25,7 @@ use crate::oci::names::{ImageRef, TRANSPORT};
 use crate::openshift::graphdata::GRAPH_IMAGE_SOURCE;
 use crate::size::Media;
 use crate::source::registry::RegistrySource;
+use crate::trip::delta::Have;
 use crate::trip::mirror;
 use crate::trip::pack::Plan;
 use crate::trip::publish::Destination;
@@ -236,6 +240,69 @@ pub fn changes(old: &Manifest, new_images: &[Image]) -> Changes {
     changes
 }
 
+/// What changed since each earlier bundle (`--since`) and each receipt (`--have`) of
+/// `have`, to `images`; each is read as the differential pack reads it (signatures
+/// checked with the same keys).
+pub fn changes_since(have: &Have, images: &[Image]) -> Result<Vec<Changes>> {
+    let mut all = Vec::new();
+    for path in &have.since {
+        all.push(changes(&read_signed_manifest(path, &have.bundle_keys)?.manifest, images));
+    }
+    for path in &have.receipts {
+        all.push(receipt_changes(&Receipt::load(path, &have.receipt_keys)?, images)?);
+    }
+    Ok(all)
+}
+
+/// What changed from the tags a receipt lists to `images`, each image under the tag it
+/// gets at the receipt's destination (a registry: `REPO:TAG` as unpack maps it, under the
+/// prefix of a `docker://HOST/PREFIX` destination; a layout: its ref name): added, a tag
+/// the destination lacks; moved, a tag it holds for another digest; removed, a tag it
+/// holds that no image of the plan sets (it stays there). `Named::source` is the tag.
+pub fn receipt_changes(receipt: &Receipt, images: &[Image]) -> Result<Changes> {
+    let registry = receipt.destination.starts_with(TRANSPORT)
+        || receipt.blobs.iter().chain(&receipt.manifests).any(|h| h.repository.is_some());
+    let prefix = match receipt.destination.starts_with(TRANSPORT) {
+        true => Destination::parse(&receipt.destination)?.prefix,
+        false => None,
+    };
+    let held: HashMap<&str, &Digest> = receipt.tags.iter().map(|t| (t.tag.as_str(), &t.digest)).collect();
+    let mut changes =
+        Changes { since: format!("receipt {} ({})", receipt.destination, receipt.id), ..Changes::default() };
+    let mut set = HashSet::new();
+    for image in images {
+        let tag = match registry {
+            true => {
+                let t = mirror::target(image, prefix.as_deref())?;
+                format!("{}:{}", t.repository, t.tag)
+            }
+            false => match &image.reference {
+                Some(r) => r.clone(),
+                None => continue,
+            },
+        };
+        let named = Named { source: tag.clone(), reference: None, digest: image.digest.clone() };
+        match held.get(tag.as_str()) {
+            None => changes.added.push(named),
+            Some(&from) if *from != image.digest => changes.moved.push(Moved {
+                source: image.source.clone(),
+                reference: Some(tag.clone()),
+                from: from.clone(),
+                to: image.digest.clone(),
+            }),
+            Some(_) => {}
+        }
+        set.insert(tag);
+    }
+    changes.removed = receipt
+        .tags
+        .iter()
+        .filter(|t| !set.contains(&t.tag))
+        .map(|t| Named { source: t.tag.clone(), reference: None, digest: t.digest.clone() })
+        .collect();
+    Ok(changes)
+}
+
 /// oc-mirror's `mapping.txt`: a line `SOURCE=docker://DESTINATION` for each image, the
 /// destination being the reference unpack publishes it by in the registry `dest`
 /// (`docker://HOST[:PORT][/PREFIX]`; the prefix is unpack's `--prefix`).
@@ -292,6 +359,42 @@ mod tests {
             [Moved { source: new[0].source.clone(), reference: None, from: Digest::of(&[1]), to: Digest::of(&[5]) }]
         );
         assert_eq!(changes(&old, &old.images), Changes { since: c.since.clone(), ..Changes::default() });
+    }
+
+    #[test]
+    fn receipt_changes_compare_the_tags_the_destination_holds() {
+        use crate::bundle::receipt::{Held, HeldTag};
+        let app = image("docker://q.io/ns/app:1.0", None, 1);
+        let tool = image("docker://q.io/ns/tool:2", None, 2);
+        let new = image("docker://q.io/ns/new:1", None, 3);
+        let tag = |t: &str, n: u8| HeldTag { tag: t.into(), digest: Digest::of(&[n]) };
+        let held = |n: u8| Held { digest: Digest::of(&[n]), size: 1, repository: Some("site/ns/app".into()) };
+        let receipt = Receipt::new(
+            "docker://mirror.example/site".into(),
+            vec![held(1)],
+            vec![],
+            vec![tag("site/ns/app:1.0", 1), tag("site/ns/tool:2", 9), tag("site/ns/old:1", 7)],
+        );
+        let c = receipt_changes(&receipt, &[app, tool.clone(), new.clone()]).unwrap();
+        assert_eq!(c.since, format!("receipt docker://mirror.example/site ({})", receipt.id));
+        assert_eq!(c.added, [Named { source: "site/ns/new:1".into(), reference: None, digest: new.digest }]);
+        assert_eq!(
+            c.moved,
+            [Moved {
+                source: tool.source,
+                reference: Some("site/ns/tool:2".into()),
+                from: Digest::of(&[9]),
+                to: tool.digest
+            }]
+        );
+        assert_eq!(c.removed, [Named { source: "site/ns/old:1".into(), reference: None, digest: Digest::of(&[7]) }]);
+
+        // A layout's tags are its ref names; an image without one gets none.
+        let layout = Receipt::new("/srv/layout".into(), vec![], vec![], vec![tag("x", 4)]);
+        let images = [image("oci:/a", Some("x"), 5), image("oci:/b", None, 6)];
+        let c = receipt_changes(&layout, &images).unwrap();
+        assert!(c.added.is_empty() && c.removed.is_empty(), "{c:?}");
+        assert_eq!(c.moved.len(), 1);
     }
 
     #[test]
