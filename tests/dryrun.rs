@@ -78,6 +78,14 @@ fn published(images: &Value) -> Vec<(String, String)> {
     list
 }
 
+/// The manifest of bundle `set` in `out`, and the size of every blob it carries.
+fn written(out: &Path) -> (Value, Vec<u64>) {
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("set.manifest.json")).unwrap()).unwrap();
+    let blobs = manifest["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "blob");
+    let sizes = blobs.map(|e| u64_of(&e["size"])).collect();
+    (manifest, sizes)
+}
+
 fn u64_of(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -115,14 +123,7 @@ fn the_dry_run_figures_are_what_the_pack_then_writes_and_the_mapping_is_where_un
 
     // The real pack writes exactly that.
     let doc = pack(&dist, tmp.path(), &out, "set", &args);
-    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("set.manifest.json")).unwrap()).unwrap();
-    let blobs: Vec<u64> = manifest["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "blob")
-        .map(|e| u64_of(&e["size"]))
-        .collect();
+    let (manifest, blobs) = written(&out);
     let images = manifest["images"].as_array().unwrap();
     assert_eq!(u64_of(&kinds["total"]), images.len() as u64);
     assert_eq!(u64_of(&dry["blobs"]), blobs.len() as u64);
@@ -204,14 +205,8 @@ fn since_the_bundle(dist: &Distribution, dir: &Path, out: &Path) {
     assert!(u64_of(&dry["bytes_after_receipt"]) < u64_of(&dry["bytes_after_dedupe"]), "{dry}");
 
     let doc = pack(dist, dir, &second, "set", &args);
-    let manifest: Value = serde_json::from_slice(&std::fs::read(second.join("set.manifest.json")).unwrap()).unwrap();
-    let carried: u64 = manifest["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["kind"] == "blob")
-        .map(|e| u64_of(&e["size"]))
-        .sum();
+    let (manifest, blobs) = written(&second);
+    let carried: u64 = blobs.iter().sum();
     let omitted: Vec<u64> = manifest["omitted"].as_array().unwrap().iter().map(|o| u64_of(&o["size"])).collect();
     assert_eq!(u64_of(&dry["bytes_after_receipt"]), carried);
     assert_eq!(u64_of(&dry["bytes_after_dedupe"]), carried + omitted.iter().sum::<u64>());

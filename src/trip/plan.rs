@@ -179,14 +179,14 @@ fn kinds(images: &[Image], releases: &[Release], catalogs: &[Catalog]) -> Kinds 
     kinds
 }
 
-/// What changed from an earlier bundle's images to the plan's.
+/// What changed from an earlier bundle's images (or a receipt's tags) to the plan's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Changes {
-    /// The earlier bundle: its name and id.
+    /// The earlier bundle (its name and id) or the receipt (its destination and id).
     pub since: String,
-    /// Images the earlier bundle did not have, under any digest.
+    /// Images it did not have, under any digest.
     pub added: Vec<Named>,
-    /// Images of the earlier bundle the plan does not have, under any digest.
+    /// Images it had that the plan does not have, under any digest.
     pub removed: Vec<Named>,
     /// Images under the same source and reference, now another digest.
     pub moved: Vec<Moved>,
