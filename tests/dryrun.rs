@@ -33,11 +33,11 @@ fn image_set(dist: &Distribution, dir: &Path) -> PathBuf {
     config
 }
 
-/// `pack --dry-run --json` without --key from `dist` (auth `DIR/auth`, cache `DIR/cache`),
-/// into `out`; its document.
-fn dry_run(dist: &Distribution, dir: &Path, out: &Path, args: &[String]) -> Value {
-    let o = airlift()
-        .args(["pack", "--dry-run", "--no-installer", "--json", "--name", "set", "--out"])
+/// `pack --dry-run` without --key from `dist` (auth `DIR/auth`, cache `DIR/cache`) into
+/// `out` (not run).
+fn dry_run_command(dist: &Distribution, dir: &Path, out: &Path, args: &[String]) -> assert_cmd::Command {
+    let mut cmd = airlift();
+    cmd.args(["pack", "--dry-run", "--no-installer", "--name", "set", "--out"])
         .arg(out)
         .arg("--authfile")
         .arg(dist.authfile(&dir.join("auth")))
@@ -45,9 +45,13 @@ fn dry_run(dist: &Distribution, dir: &Path, out: &Path, args: &[String]) -> Valu
         .arg(&dist.cert_dir)
         .arg("--cache")
         .arg(dir.join("cache"))
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args);
+    cmd
+}
+
+/// `pack --dry-run --json`: its document.
+fn dry_run(dist: &Distribution, dir: &Path, out: &Path, args: &[String]) -> Value {
+    let o = dry_run_command(dist, dir, out, args).arg("--json").output().unwrap();
     assert!(o.status.success(), "pack --dry-run failed: {}", String::from_utf8_lossy(&o.stderr));
     serde_json::from_slice(&o.stdout).unwrap()
 }
@@ -231,6 +235,26 @@ fn a_dry_run_counts_media_and_a_real_pack_without_a_key_is_refused() {
     assert_eq!(dry["volume_size"], 2_316_632_064u64, "{dry}");
     assert_eq!(dry["volumes"].as_array().unwrap().len(), 1, "{dry}");
     assert_eq!(dry["media"], serde_json::json!({ "kind": "dvd", "count": 1 }), "{dry}");
+    // What a person reads: the same figures on stderr, nothing on stdout.
+    let o = dry_run_command(&dist, tmp.path(), &out, &args).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success() && stdout.is_empty(), "{stdout}{stderr}");
+    let kinds = &dry["images"];
+    for line in [
+        format!("dry run: nothing is written to {}", out.display()),
+        format!("{} image(s): 1 release(s), 12 release component(s), 0 catalog(s)", kinds["total"]),
+        format!("{} blob(s) carried, 0 layer(s) left out: ", dry["blobs"]),
+        format!("({} bytes) after the receipt", dry["bytes_after_receipt"]),
+        format!("({} bytes) stored, 1 dvd medium(s)", dry["bytes_stored"]),
+        "1 volume(s) of at most 2.2 GiB, ".to_string(),
+    ] {
+        assert!(stderr.contains(&line), "{line}\n{stderr}");
+    }
+    // The first dry run fetched the configs and manifests (to learn how they compress),
+    // not the layers.
+    let to_fetch = stderr.lines().find_map(|l| l.strip_prefix("to fetch: ")).unwrap_or_else(|| panic!("{stderr}"));
+    let blobs: u64 = to_fetch.split(' ').next().unwrap().parse().unwrap();
+    assert!(blobs > 0 && blobs < u64_of(&dry["fetch"]["blobs"]), "{to_fetch} after {dry}");
     // The mapping's default destination is a placeholder registry.
     let map = tmp.path().join("mapping.txt");
     let mut with_map = args.clone();

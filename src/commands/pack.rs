@@ -88,11 +88,11 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64, changes
     ));
     let media = args.media.map(|m| (m, report.media(m)));
     out.info(format!(
-        "{} volume(s) of at most {} ({} stored){}",
+        "{} volume(s) of at most {}, {} stored{}",
         report.volumes.len(),
         human(volume_size),
         bytes(report.bytes_stored),
-        media.map(|(m, n)| format!(", {n} {} medium/media", media_name(m))).unwrap_or_default()
+        media.map(|(m, n)| format!(", {n} {} medium(s)", media_name(m))).unwrap_or_default()
     ));
     out.info(format!("to fetch: {} blob(s), {} not in the cache", report.fetch.blobs, bytes(report.fetch.bytes)));
     changes.iter().for_each(|c| tell_changes(out, c));
