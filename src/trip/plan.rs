@@ -92,7 +92,7 @@ impl Report {
 }
 
 /// The report of `plan`, whose registry blobs are `wanted` from `registry`; `settings`
-/// and `id` are the writer's.
+/// are the writer's.
 pub(crate) fn report(
     plan: &Plan,
     settings: Settings,
@@ -102,8 +102,14 @@ pub(crate) fn report(
     let fetch = to_fetch(registry, wanted);
     if let Some(reg) = registry {
         // Their stored size depends on how well they compress.
+        let compressed: HashSet<&Digest> = plan
+            .items
+            .iter()
+            .filter(|i| i.kind == EntryKind::Blob && i.compress == Compress::IfItPays)
+            .map(|i| &i.digest)
+            .collect();
         let small: Vec<(ImageRef, BlobRef)> =
-            wanted.iter().filter(|(_, b)| compressed(plan, &b.digest)).cloned().collect();
+            wanted.iter().filter(|(_, b)| compressed.contains(&b.digest)).cloned().collect();
         reg.fetch_now(&small)?;
     }
     let mut layout = DryLayout::new(settings, plan.id.clone())?;
@@ -127,11 +133,6 @@ pub(crate) fn report(
         volumes,
         fetch,
     })
-}
-
-/// Whether the writer tries to compress the item of blob `digest`.
-fn compressed(plan: &Plan, digest: &Digest) -> bool {
-    plan.items.iter().any(|i| i.kind == EntryKind::Blob && &i.digest == digest && i.compress == Compress::IfItPays)
 }
 
 /// The distinct `wanted` blobs the cache does not hold.
