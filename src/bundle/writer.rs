@@ -1,7 +1,8 @@
 //! Writing a bundle: items are compressed where it pays, cut into chunks, laid out into
 //! volumes that never exceed the volume size, hashed while written, and described by a
 //! signed manifest. Output is a pure function of the inputs, so packing twice gives the
-//! same bytes.
+//! same bytes. [`DryLayout`] lays items out by the same rule without writing anything
+//! (`pack --dry-run`).
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
