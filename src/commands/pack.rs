@@ -34,6 +34,9 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     };
     let note = |n: Note| tell(out, n);
     let plan = Plan::resolve(&request(args)?, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
+    if !args.no_space_check {
+        plan.check_space().map_err(super::trip_error)?;
+    }
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =
