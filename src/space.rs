@@ -33,7 +33,14 @@ struct Filesystem {
     available: u64,
     reserve: u64,
     needed: u64,
-    what: Vec<String>,
+    what: Vec<Written>,
+}
+
+/// What will be written into one directory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub what: Vec<String>,
 }
 
 /// A filesystem without room for what would be written to it.
@@ -47,8 +54,8 @@ pub struct Short {
     pub available: u64,
     /// Bytes kept free on top of `needed`.
     pub reserve: u64,
-    /// What would be written there, and where.
-    pub what: Vec<String>,
+    /// What would be written there, by directory.
+    pub what: Vec<Written>,
 }
 
 /// Every filesystem without room.
@@ -71,7 +78,11 @@ impl Shortage {
                     human(s.reserve),
                     human(s.available),
                     s.available,
-                    s.what.join(", ")
+                    s.what
+                        .iter()
+                        .map(|w| format!("{} in {}", w.what.join(", "), w.dir.display()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )
             })
             .collect()
@@ -94,9 +105,10 @@ impl Needs {
         let fs = &mut self.filesystems[fs];
         // A file takes whole blocks: at most one block more than its bytes.
         fs.needed = fs.needed.saturating_add(bytes).saturating_add(files.saturating_mul(fs.block - 1));
-        let label = format!("{what} ({})", dir.display());
-        if !fs.what.contains(&label) {
-            fs.what.push(label);
+        match fs.what.iter_mut().find(|w| w.dir == dir) {
+            Some(w) if w.what.iter().any(|x| x == what) => {}
+            Some(w) => w.what.push(what.to_string()),
+            None => fs.what.push(Written { dir: dir.to_path_buf(), what: vec![what.to_string()] }),
         }
         Ok(())
     }
@@ -205,7 +217,7 @@ mod tests {
         let line = &shortage.lines()[0];
         assert!(line.contains(&format!("({} bytes)", short.needed)), "{line}");
         assert!(line.contains(&format!("({} bytes) available", short.available)), "{line}");
-        assert!(line.contains("bundle volumes ("), "{line}");
+        assert!(line.ends_with(&format!("for bundle volumes in {}", dir.path().display())), "{line}");
     }
 
     #[test]
