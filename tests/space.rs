@@ -10,6 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::common::distribution::Distribution;
 use crate::common::{self, airlift, keygen, make_layout, run_ok, sha256_hex};
 
 const KIB: u64 = 1024;
@@ -297,4 +298,88 @@ fn unpack_root_with_its_storage_on_a_small_tmpfs_is_refused_then_completes_with_
     let done = fx.unpack(&bundle, &target, &[]);
     assert!(done.status.success(), "{}", stderr(&done));
     assert_eq!(blobs_whole(&storage.join("blobs/sha256")), 7);
+}
+
+/// The fixture's two images pushed to a docker-registry as space/a:1 and space/b:1.
+fn registry_with_fixture(fx: &Fixture) -> Option<(Distribution, Vec<String>)> {
+    let dist = Distribution::start()?;
+    let layout = fx.source.strip_prefix("oci:").unwrap();
+    for (n, name) in ["space/a:1", "space/b:1"].iter().enumerate() {
+        dist.push(&format!("oci:{layout}:img-{n}"), name);
+    }
+    let sources = ["space/a:1", "space/b:1"].iter().map(|n| dist.docker_ref(n)).collect();
+    Some((dist, sources))
+}
+
+#[test]
+fn pack_from_a_registry_counts_the_cache_and_the_bundle_on_one_filesystem_together() {
+    let fx = fixture();
+    let Some((dist, sources)) = registry_with_fixture(&fx) else { return };
+    let mnt = fx.tmp.path().join("mnt");
+    // Room for the 1.15 MB of layers once, not for the cache and the volumes both.
+    let Some(tmpfs) = Tmpfs::mount(&mnt, 1536 * KIB) else { return };
+    let pack = |name: &str, more: &[&str]| {
+        airlift()
+            .args(["pack", "--no-installer", "--name", name, "--key"])
+            .arg(&fx.key)
+            .arg("--out")
+            .arg(mnt.join("out"))
+            .arg("--cache")
+            .arg(mnt.join("cache"))
+            .arg("--authfile")
+            .arg(dist.authfile(fx.tmp.path()))
+            .arg("--cert-dir")
+            .arg(&dist.cert_dir)
+            .args(more)
+            .args(&sources)
+            .output()
+            .unwrap()
+    };
+
+    let refused = pack("one", &["--json"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(!mnt.join("out").exists(), "nothing is written to --out before the refusal");
+    let doc: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    let short = &doc["space"]["filesystems"][0];
+    let dirs: Vec<&str> = short["what"].as_array().unwrap().iter().map(|w| w["dir"].as_str().unwrap()).collect();
+    assert_eq!(dirs, [mnt.join("out").to_str().unwrap(), mnt.join("cache").to_str().unwrap()]);
+    assert!(short["needed"].as_u64().unwrap() >= 2 * 1_150_000, "{short}");
+
+    tmpfs.resize(4 * MIB);
+    let packed = pack("one", &[]);
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    // The blobs are in the cache now: a second bundle needs room for its volumes only.
+    tmpfs.resize(tmpfs.used() + 1536 * KIB);
+    let again = pack("two", &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+}
+
+#[test]
+fn unpack_to_a_registry_checks_the_staging_store() {
+    let fx = fixture();
+    let bundle = fx.bundle();
+    let Some(dist) = Distribution::start() else { return };
+    let mnt = fx.tmp.path().join("mnt");
+    let Some(tmpfs) = Tmpfs::mount(&mnt, 256 * KIB) else { return };
+    let to = format!("docker://{}/mirror", dist.host());
+    let (authfile, staging) = (dist.authfile(fx.tmp.path()), mnt.join("staging"));
+    let target: Vec<&OsStr> = vec![
+        "--to".as_ref(),
+        to.as_ref(),
+        "--authfile".as_ref(),
+        authfile.as_os_str(),
+        "--cert-dir".as_ref(),
+        dist.cert_dir.as_os_str(),
+        "--cache".as_ref(),
+        staging.as_os_str(),
+    ];
+
+    let refused = fx.unpack(&bundle, &target, &[]);
+    assert_refused(&refused, &mnt);
+    assert_eq!(blobs_whole(&mnt.join("staging/blobs/sha256")), 0, "a blob was staged before the refusal");
+
+    tmpfs.resize(4 * MIB);
+    let done = fx.unpack(&bundle, &target, &[]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(dist.digest("mirror/src:img-1").starts_with("sha256:"));
 }
