@@ -903,3 +903,55 @@ fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: usize, size: usize) -> Item {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 31 + n * 7) as u8).collect();
+        let digest = Digest::of(&bytes);
+        Item {
+            path: format!("{}{}", names::BLOBS_PREFIX, digest.hex()),
+            kind: EntryKind::Blob,
+            mode: 0o644,
+            digest,
+            size: size as u64,
+            content: Content::Bytes(bytes),
+            compress: Compress::Never,
+        }
+    }
+
+    /// The bound holds over what the writer really writes: tiny volumes and chunks,
+    /// empty items, items larger than a volume.
+    #[test]
+    fn the_volume_bound_is_above_what_the_writer_writes_and_close_to_it() {
+        let (key, _) = SecretKey::generate().unwrap();
+        let sizes = [0, 1, 511, 512, 513, 4096, 9000, 40_000, 100_000, 3, 70_000];
+        for (volume_size, chunk_size) in
+            [(16 << 10, 4 << 10), (64 << 10, 4 << 10), (256 << 10, 64 << 10), (1 << 30, 1 << 20)]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = || Settings {
+                dir: dir.path().to_path_buf(),
+                name: "bound".into(),
+                sequence: 1,
+                created: 1,
+                expires: None,
+                volume_size,
+                chunk_size,
+            };
+            let items: Vec<Item> = sizes.iter().enumerate().map(|(n, &s)| item(n, s)).collect();
+            let (bytes, volumes, chunks) = volumes_bound(&items, &settings());
+            let mut writer = BundleWriter::new(settings(), "0".repeat(32), &crate::progress::Silent).unwrap();
+            items.iter().for_each(|i| writer.add(i).unwrap());
+            let manifest = writer.finish(Vec::new(), Vec::new(), Vec::new(), &key).unwrap();
+            let written: u64 = manifest.volumes.iter().map(|v| v.size).sum();
+            let shape = format!("volumes of {volume_size}, chunks of {chunk_size}");
+            assert!(written <= bytes, "{shape}: {written} written, bound {bytes}");
+            assert!(manifest.volumes.len() as u64 <= volumes, "{shape}: {} volumes", manifest.volumes.len());
+            assert!(manifest.chunks.len() as u64 <= chunks, "{shape}: {} chunks", manifest.chunks.len());
+            assert!(bytes - written <= written / 3 + 16 * BLOCK, "{shape}: {written} written, bound {bytes}");
+        }
+    }
+}
