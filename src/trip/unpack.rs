@@ -116,7 +116,7 @@ impl<'a> Unpack<'a> {
         needs.add(&self.target.files_dir(), "included files", files.0, files.1)?;
         needs.add(&partials, "compressed entries' parts", parts.0, parts.1)?;
         // A journal line: the chunk's number and sha256 (or `entry N DIGEST`).
-        needs.add(&store.state(State::Journals), "the journal", chunks * 80, 1)?;
+        needs.add(&store.state(State::Journals), "the journal", chunks * 80, u64::from(chunks > 0))?;
         needs.check()
     }
 
