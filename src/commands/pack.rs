@@ -37,6 +37,9 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let mut request = request(args)?;
     request.have.bundle_keys.push(key.public_key());
     let plan = Plan::resolve(&request, shape, &key.public_key().key_id(), &note).map_err(super::trip_error)?;
+    if !args.no_space_check {
+        plan.check_space().map_err(super::trip_error)?;
+    }
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =
