@@ -963,7 +963,7 @@ mod tests {
             let (bytes, volumes, chunks) = volumes_bound(&items, &settings());
             let mut writer = BundleWriter::new(settings(), "0".repeat(32), &crate::progress::Silent).unwrap();
             items.iter().for_each(|i| writer.add(i).unwrap());
-            let manifest = writer.finish(Vec::new(), Vec::new(), Vec::new(), &key).unwrap();
+            let manifest = writer.finish(Contents::default(), &key).unwrap();
             let written: u64 = manifest.volumes.iter().map(|v| v.size).sum();
             let shape = format!("volumes of {volume_size}, chunks of {chunk_size}");
             assert!(written <= bytes, "{shape}: {written} written, bound {bytes}");
