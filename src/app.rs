@@ -79,21 +79,33 @@ fn report_error(out: &Output, err: &anyhow::Error, status: Status) {
         Some(Error::Refused { hint, .. }) => Some(hint.as_str()),
         _ => None,
     });
+    // Not enough free space: one line per short filesystem, and its own hint.
+    let shortage = err.chain().find_map(|c| match c.downcast_ref::<Error>() {
+        Some(Error::NoSpace(shortage)) => Some(shortage),
+        _ => None,
+    });
     let hint = match status {
         Status::Integrity => {
             Some(specific.unwrap_or("do not use this bundle: obtain a good copy of the named file and run again"))
         }
-        _ => None,
+        _ => shortage.map(|_| crate::space::Shortage::HINT),
     };
     if out.json() {
-        out.document(&serde_json::json!({
+        let mut doc = serde_json::json!({
             "status": "error",
             "exit_code": status.code(),
             "error": err.to_string(),
             "causes": causes,
-        }));
+        });
+        if let Some(shortage) = shortage {
+            doc["space"] = serde_json::json!(shortage);
+        }
+        out.document(&doc);
     }
     eprintln!("error: {}", terminal_safe(&err.to_string()));
+    for line in shortage.map(|s| s.lines()).unwrap_or_default() {
+        eprintln!("  {}", terminal_safe(&line));
+    }
     for c in &causes {
         eprintln!("caused by: {}", terminal_safe(c));
     }

@@ -158,6 +158,10 @@ pub struct PackArgs {
     /// Do not carry the airlift executable (the far side already has this version)
     #[arg(long)]
     pub no_installer: bool,
+    /// Start even when the filesystems of --out and the blob cache lack room for what
+    /// packing writes (checked with statvfs before anything is written)
+    #[arg(long)]
+    pub no_space_check: bool,
     /// Extra file to carry in the bundle (repeatable)
     #[arg(long, value_name = "FILE")]
     pub include: Vec<PathBuf>,
@@ -390,6 +394,10 @@ pub struct UnpackArgs {
     /// storage's .airlift/trust.json; for --to, beside the staging cache: this host only)
     #[arg(long)]
     pub allow_rollback: bool,
+    /// Start even when the target's filesystems (the store, the files, the staging store of
+    /// --to) lack room for the blobs and files not there yet (checked before any volume is read)
+    #[arg(long)]
+    pub no_space_check: bool,
     /// Where to write what a cluster needs to pull from the mirror (ImageDigestMirrorSet,
     /// ImageTagMirrorSet, ImageContentSourcePolicy, install-config snippet, release
     /// signature ConfigMap): default ROOT/results/NAME with --root,

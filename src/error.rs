@@ -56,6 +56,9 @@ pub enum Error {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Sign(#[from] crate::minisign::Error),
+    /// Not enough free space for what a command would write (refused before it starts).
+    #[error("not enough free space")]
+    NoSpace(Box<crate::space::Shortage>),
 }
 
 impl Error {
@@ -63,7 +66,7 @@ impl Error {
         match self {
             Error::Integrity(_) | Error::Refused { .. } => Status::Integrity,
             Error::Sign(e) if e.is_integrity() => Status::Integrity,
-            Error::Usage(_) | Error::Io { .. } | Error::Sign(_) => Status::Usage,
+            Error::Usage(_) | Error::Io { .. } | Error::Sign(_) | Error::NoSpace(_) => Status::Usage,
         }
     }
 

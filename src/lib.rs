@@ -12,8 +12,8 @@
 //! - [`oci`] (names, references, media types, the one image walk, layouts, `index.json`),
 //!   [`store`] (blobs, the one `BlobWriter`, `commit_file`, the `.airlift/` paths)
 //! - [`sigstore`] (cosign keys, signature verification, Rekor bundles, image policies)
-//! - [`digest`], [`minisign`], [`media`], [`text`], [`size`], [`time`], [`progress`],
-//!   [`workers`], [`error`]: values and helpers every layer may use
+//! - [`digest`], [`minisign`], [`media`], [`text`], [`size`], [`space`] (free space
+//!   before a write), [`time`], [`progress`], [`workers`], [`error`]: values and helpers every layer may use
 
 pub mod bundle;
 pub mod catalog;
@@ -29,6 +29,7 @@ pub mod registry;
 pub mod sigstore;
 pub mod size;
 pub mod source;
+pub mod space;
 pub mod store;
 pub mod text;
 pub mod time;

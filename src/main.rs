@@ -8,7 +8,8 @@ mod output;
 
 // The library's modules, under the names the command modules use (`crate::bundle`, ...).
 use airlift::{
-    bundle, catalog, client, error, minisign, oci, openshift, progress, registry, size, source, store, text, time, trip,
+    bundle, catalog, client, error, minisign, oci, openshift, progress, registry, size, source, space, store, text,
+    time, trip,
 };
 
 fn main() -> std::process::ExitCode {

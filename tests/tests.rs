@@ -29,5 +29,6 @@ mod registry_unpack;
 mod release_signatures;
 mod resume;
 mod signatures;
+mod space;
 mod tamper;
 mod trust;

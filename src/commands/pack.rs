@@ -152,6 +152,9 @@ fn media_name(media: Media) -> String {
 
 /// Write and sign the bundle of `plan`, and present it.
 fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size: u64) -> anyhow::Result<()> {
+    if !args.no_space_check {
+        plan.check_space().map_err(super::trip_error)?;
+    }
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
     let Packed { manifest, fetch } =

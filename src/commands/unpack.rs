@@ -28,6 +28,9 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let (tags, allow) = (args.release_tags, args.allow_rollback);
     let mut unpack = Unpack::start(&bundle, target.as_ref(), tags, allow, waiting, &|w| out.warn(w))?;
     let extractor = unpack.extractor()?;
+    if !args.no_space_check {
+        unpack.check_space(&extractor)?;
+    }
     let progress = out.progress();
     let missing = |r: &reader::VolumeReport| out.info(format!("{} is not here yet", r.file));
     let reports = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing)?;

@@ -7,8 +7,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{Base, Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Omitted, Release};
 use crate::bundle::names;
+use crate::bundle::tar::{padded, BLOCK, END_OF_ARCHIVE};
 use crate::bundle::writer::{BundleWriter, Compress, Content, Contents, Item, Settings};
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext};
@@ -24,6 +26,7 @@ use crate::openshift::signatures::{self, ReleaseKeys};
 use crate::progress::Progress;
 use crate::source::registry::RegistrySource;
 use crate::source::registry::{default_cache_dir, read_images_file, Arrival, Arrivals, FetchReport};
+use crate::space::Needs;
 use crate::store;
 use crate::trip::attached;
 use crate::trip::catalogs::{self, pack_catalogs};
@@ -233,6 +236,35 @@ impl Plan {
     /// What [`Plan::write`] would write, writing nothing: see [`crate::trip::plan`].
     pub fn dry_run(&self) -> Result<crate::trip::plan::Report> {
         Ok(crate::trip::plan::report(self, self.settings.clone(), self.registry.as_ref(), &self.wanted)?)
+    }
+
+    /// Refuse (exit 2) when the filesystems of `--out` and of the blob cache lack room
+    /// for what writing the bundle puts there: its volumes (an upper bound, see
+    /// [`volumes_bound`]; volumes a killed run of this bundle left are replaced one by
+    /// one, so all but the largest count as free), the largest compressed item's temp
+    /// file, the manifest, and the registry blobs not in the cache yet.
+    pub fn check_space(&self) -> Result<()> {
+        let s = &self.settings;
+        let mut needs = Needs::new();
+        let (volume_bytes, volumes, chunks) = volumes_bound(&self.items, s);
+        let old = old_volumes(&s.dir, &s.name);
+        let replaced = old.iter().sum::<u64>() - old.iter().max().unwrap_or(&0);
+        needs.add(&s.dir, "bundle volumes", volume_bytes.saturating_sub(replaced), volumes)?;
+        let compressed = self.items.iter().filter(|i| i.compress == Compress::IfItPays).map(|i| i.size).max();
+        needs.add(&s.dir, "a compressed entry's temp file", compressed.unwrap_or(0), 1)?;
+        let refs: u64 = self.images.iter().map(|i| i.blobs.len() as u64).sum();
+        let manifest = (chunks + self.items.len() as u64) * 1024 + refs * 256 + self.images.len() as u64 * 4096;
+        needs.add(&s.dir, "the manifest", manifest, 4)?;
+        if let Some(reg) = &self.registry {
+            let cache = reg.cache();
+            let mut seen = HashSet::new();
+            let missing: Vec<u64> = (self.wanted.iter().map(|(_, b)| b))
+                .filter(|b| seen.insert(&b.digest) && !cache.contains(&b.digest, b.size))
+                .map(|b| b.size)
+                .collect();
+            needs.add(cache.root(), "blobs to fetch into the cache", missing.iter().sum(), missing.len() as u64)?;
+        }
+        Ok(needs.check()?)
     }
 
     /// Write and sign the bundle while the registry blobs are fetched.
@@ -865,7 +897,84 @@ fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], (catalogs, omitted
     h.finish().hex()[..32].to_string()
 }
 
+/// An upper bound of what the volumes of `items` take: (bytes, volumes, chunks). Every
+/// item is counted stored whole (compression only ever makes an entry smaller), each of
+/// its chunks with a header and padding; each volume with its label, its end blocks, the
+/// extra part of the item its end splits, and the unused tail (under two blocks) that
+/// makes the layout move on to the next volume.
+fn volumes_bound(items: &[Item], s: &Settings) -> (u64, u64, u64) {
+    let chunk = s.chunk_size.max(BLOCK);
+    let parts: u64 = items.iter().map(|i| i.size.div_ceil(chunk).max(1)).sum();
+    let entries = items.iter().map(|i| i.size).sum::<u64>() + parts * 2 * BLOCK;
+    // The label: {"bundle":ID,"name":NAME,"sequence":N,"volume":N} and its header.
+    let per_volume = BLOCK + padded(192 + s.name.len() as u64) + END_OF_ARCHIVE + 2 * BLOCK;
+    let usable = s.volume_size.saturating_sub(per_volume + 2 * BLOCK).max(BLOCK);
+    let volumes = entries.div_ceil(usable) + 1;
+    (entries + volumes * per_volume, volumes, parts + 2 * volumes)
+}
+
+/// The sizes of the volumes of a bundle called `name` already in `dir` (a killed run's,
+/// or the bundle `--force` replaces).
+fn old_volumes(dir: &Path, name: &str) -> Vec<u64> {
+    (0..)
+        .map(|v| std::fs::metadata(dir.join(names::volume_file(name, VolumeId::new(v)))))
+        .map_while(|meta| meta.ok().filter(|m| m.is_file()).map(|m| m.len()))
+        .collect()
+}
+
 fn is_executable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(n: usize, size: usize) -> Item {
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 31 + n * 7) as u8).collect();
+        let digest = Digest::of(&bytes);
+        Item {
+            path: format!("{}{}", names::BLOBS_PREFIX, digest.hex()),
+            kind: EntryKind::Blob,
+            mode: 0o644,
+            digest,
+            size: size as u64,
+            content: Content::Bytes(bytes),
+            compress: Compress::Never,
+        }
+    }
+
+    /// The bound holds over what the writer really writes: tiny volumes and chunks,
+    /// empty items, items larger than a volume.
+    #[test]
+    fn the_volume_bound_is_above_what_the_writer_writes_and_close_to_it() {
+        let (key, _) = SecretKey::generate().unwrap();
+        let sizes = [0, 1, 511, 512, 513, 4096, 9000, 40_000, 100_000, 3, 70_000];
+        for (volume_size, chunk_size) in
+            [(16 << 10, 4 << 10), (64 << 10, 4 << 10), (256 << 10, 64 << 10), (1 << 30, 1 << 20)]
+        {
+            let dir = tempfile::tempdir().unwrap();
+            let settings = || Settings {
+                dir: dir.path().to_path_buf(),
+                name: "bound".into(),
+                sequence: 1,
+                created: 1,
+                expires: None,
+                volume_size,
+                chunk_size,
+            };
+            let items: Vec<Item> = sizes.iter().enumerate().map(|(n, &s)| item(n, s)).collect();
+            let (bytes, volumes, chunks) = volumes_bound(&items, &settings());
+            let mut writer = BundleWriter::new(settings(), "0".repeat(32), &crate::progress::Silent).unwrap();
+            items.iter().for_each(|i| writer.add(i).unwrap());
+            let manifest = writer.finish(Contents::default(), &key).unwrap();
+            let written: u64 = manifest.volumes.iter().map(|v| v.size).sum();
+            let shape = format!("volumes of {volume_size}, chunks of {chunk_size}");
+            assert!(written <= bytes, "{shape}: {written} written, bound {bytes}");
+            assert!(manifest.volumes.len() as u64 <= volumes, "{shape}: {} volumes", manifest.volumes.len());
+            assert!(manifest.chunks.len() as u64 <= chunks, "{shape}: {} chunks", manifest.chunks.len());
+            assert!(bytes - written <= written / 3 + 16 * BLOCK, "{shape}: {written} written, bound {bytes}");
+        }
+    }
 }

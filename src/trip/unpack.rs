@@ -8,14 +8,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::bundle::extract::Extractor;
-use crate::bundle::manifest::EntryKind;
+use crate::bundle::ids::EntryId;
+use crate::bundle::manifest::{Compression, EntryKind};
 use crate::bundle::reader::{Action, Bundle, Sink, VolumeReport, VolumeStatus};
 use crate::bundle::trust::{self, Claim, Record};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::openshift::{self, cluster, ReleaseTag};
 use crate::progress::Progress;
-use crate::store::RunLock;
+use crate::space::Needs;
+use crate::store::{RunLock, State};
 use crate::trip::target::{Published, Target};
 
 /// One unpack of `bundle` into `target`, holding the target's run lock.
@@ -95,6 +97,39 @@ impl<'a> Unpack<'a> {
     /// The sink the volumes are read into.
     pub fn extractor(&self) -> Result<Extractor<'a>> {
         Extractor::new(self.bundle, self.target.store(), self.target.files_dir())
+    }
+
+    /// Refuse (exit 2) when the target's filesystems lack room for what reading the
+    /// volumes writes: every blob and file not committed yet (a rerun needs only the
+    /// rest), a compressed split entry's parts besides it, and the journal's lines.
+    pub fn check_space(&self, extractor: &Extractor) -> Result<()> {
+        let manifest = &self.bundle.manifest;
+        let store = self.target.store();
+        let partials = store.state(State::Partials);
+        let (mut blobs, mut files, mut parts, mut chunks) = ((0, 0), (0, 0), (0, 0), 0);
+        for (e, entry) in manifest.entries.iter().enumerate() {
+            let sum = match entry.kind {
+                EntryKind::Blob => &mut blobs,
+                EntryKind::File => &mut files,
+                EntryKind::Label | EntryKind::Layout | EntryKind::Installer => continue,
+            };
+            if extractor.committed(e) {
+                continue;
+            }
+            *sum = (sum.0 + entry.size, sum.1 + 1);
+            let split = self.bundle.index.chunks_of(EntryId::new(e)).len() as u64;
+            if split > 1 && entry.compression == Compression::Zstd {
+                parts = (parts.0 + entry.stored_size, parts.1 + 1);
+            }
+            chunks += split;
+        }
+        let mut needs = Needs::new();
+        needs.add(store.root(), "blobs", blobs.0, blobs.1)?;
+        needs.add(&self.target.files_dir(), "included files", files.0, files.1)?;
+        needs.add(&partials, "compressed entries' parts", parts.0, parts.1)?;
+        // A journal line: the chunk's number and sha256 (or `entry N DIGEST`).
+        needs.add(&store.state(State::Journals), "the journal", chunks * 80, u64::from(chunks > 0))?;
+        needs.check()
     }
 
     /// Read every volume that holds something still to write (the others are reported
