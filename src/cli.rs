@@ -27,7 +27,8 @@ Exit codes:
   1  integrity failure: bad or missing signature, wrong key, hash mismatch, foreign, swapped
      or truncated volume, malicious entry, expired bundle, rollback
   2  usage or operational error: bad arguments, unreadable files, source problems, disk errors
-  3  incomplete: volumes are absent, everything present is good; run again when they arrive";
+  3  incomplete: volumes are absent, or a differential bundle's base is not at the destination;
+     everything present is good; run again when they arrive";
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
