@@ -1,7 +1,8 @@
 //! `pack --dry-run` and `--mapping` end to end: an image set with a synthetic release and
 //! additional images in Debian's docker-registry; the dry run's figures equal what the
 //! real pack then writes (images, blobs, bytes, volumes), nothing is written to --out, and
-//! the mapping.txt lines are the references unpack publishes (--root and --to).
+//! the mapping.txt lines are the references unpack publishes (--root and --to); the same
+//! for an operator catalog and for a differential pack --since an earlier bundle.
 
 use std::path::{Path, PathBuf};
 
@@ -82,12 +83,27 @@ fn published(images: &Value) -> Vec<(String, String)> {
     list
 }
 
-/// The manifest of bundle `set` in `out`, and the size of every blob it carries.
-fn written(out: &Path) -> (Value, Vec<u64>) {
+/// Assert that the dry run's document `dry` has the figures of what the pack (its
+/// document `doc`) wrote as bundle `set` in `out`: images, blobs carried and left out,
+/// bytes, volumes. Returns the number of images.
+fn assert_written(dry: &Value, doc: &Value, out: &Path) -> usize {
     let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("set.manifest.json")).unwrap()).unwrap();
-    let blobs = manifest["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "blob");
-    let sizes = blobs.map(|e| u64_of(&e["size"])).collect();
-    (manifest, sizes)
+    let entries = manifest["entries"].as_array().unwrap();
+    let carried: Vec<u64> = entries.iter().filter(|e| e["kind"] == "blob").map(|e| u64_of(&e["size"])).collect();
+    let omitted: Vec<u64> =
+        manifest["omitted"].as_array().map_or(vec![], |o| o.iter().map(|o| u64_of(&o["size"])).collect());
+    let images = manifest["images"].as_array().unwrap();
+    assert_eq!(u64_of(&dry["images"]["total"]), images.len() as u64, "{dry}");
+    assert_eq!(u64_of(&dry["blobs"]), carried.len() as u64, "{dry}");
+    assert_eq!(u64_of(&dry["omitted"]), omitted.len() as u64, "{dry}");
+    assert_eq!(u64_of(&dry["bytes_after_receipt"]), carried.iter().sum::<u64>(), "{dry}");
+    assert_eq!(u64_of(&dry["bytes_after_dedupe"]), carried.iter().chain(&omitted).sum::<u64>(), "{dry}");
+    assert_eq!(u64_of(&dry["bytes_before_dedupe"]), images.iter().map(|i| u64_of(&i["total_size"])).sum::<u64>());
+    let volumes: Vec<u64> = doc["volumes"].as_array().unwrap().iter().map(|v| u64_of(&v["size"])).collect();
+    assert_eq!(dry["volumes"], serde_json::json!(volumes), "{dry}");
+    assert_eq!(dry["bytes_in"], doc["bytes_in"]);
+    assert_eq!(dry["bytes_stored"], doc["bytes_stored"]);
+    images.len()
 }
 
 fn u64_of(v: &Value) -> u64 {
@@ -127,18 +143,8 @@ fn the_dry_run_figures_are_what_the_pack_then_writes_and_the_mapping_is_where_un
 
     // The real pack writes exactly that.
     let doc = pack(&dist, tmp.path(), &out, "set", &args);
-    let (manifest, blobs) = written(&out);
-    let images = manifest["images"].as_array().unwrap();
-    assert_eq!(u64_of(&kinds["total"]), images.len() as u64);
-    assert_eq!(u64_of(&dry["blobs"]), blobs.len() as u64);
-    assert_eq!(u64_of(&dry["bytes_after_dedupe"]), blobs.iter().sum::<u64>());
-    assert_eq!(u64_of(&dry["bytes_after_receipt"]), blobs.iter().sum::<u64>());
-    assert_eq!(u64_of(&dry["bytes_before_dedupe"]), images.iter().map(|i| u64_of(&i["total_size"])).sum::<u64>());
+    let images = assert_written(&dry, &doc, &out);
     assert!(u64_of(&dry["bytes_before_dedupe"]) > u64_of(&dry["bytes_after_dedupe"]), "images share blobs");
-    let written: Vec<u64> = doc["volumes"].as_array().unwrap().iter().map(|v| u64_of(&v["size"])).collect();
-    assert_eq!(volumes, written);
-    assert_eq!(dry["bytes_in"], doc["bytes_in"]);
-    assert_eq!(dry["bytes_stored"], doc["bytes_stored"]);
 
     // Once packed, nothing is left to fetch, and a dry run leaves the bundle alone.
     let before = common::dir_contents(&out);
@@ -149,7 +155,7 @@ fn the_dry_run_figures_are_what_the_pack_then_writes_and_the_mapping_is_where_un
 
     // mapping.txt: one line per image, the source as packed = where unpack --root puts it.
     let lines = mapping(&map);
-    assert_eq!(lines.len(), images.len());
+    assert_eq!(lines.len(), images);
     let unpacked = unpack_root(tmp.path(), &out, &reg.root, &[]);
     assert_eq!(lines, published(&unpacked["registry"]["images"]));
     reg.serve(&[]);
@@ -209,15 +215,7 @@ fn since_the_bundle(dist: &Distribution, dir: &Path, out: &Path) {
     assert!(u64_of(&dry["bytes_after_receipt"]) < u64_of(&dry["bytes_after_dedupe"]), "{dry}");
 
     let doc = pack(dist, dir, &second, "set", &args);
-    let (manifest, blobs) = written(&second);
-    let carried: u64 = blobs.iter().sum();
-    let omitted: Vec<u64> = manifest["omitted"].as_array().unwrap().iter().map(|o| u64_of(&o["size"])).collect();
-    assert_eq!(u64_of(&dry["bytes_after_receipt"]), carried);
-    assert_eq!(u64_of(&dry["bytes_after_dedupe"]), carried + omitted.iter().sum::<u64>());
-    assert_eq!(u64_of(&dry["omitted"]), omitted.len() as u64);
-    assert_eq!(u64_of(&dry["images"]["total"]), manifest["images"].as_array().unwrap().len() as u64);
-    let written: Vec<u64> = doc["volumes"].as_array().unwrap().iter().map(|v| u64_of(&v["size"])).collect();
-    assert_eq!(dry["volumes"], serde_json::json!(written));
+    assert_written(&dry, &doc, &second);
 }
 
 #[test]
@@ -271,4 +269,20 @@ fn a_dry_run_counts_media_and_a_real_pack_without_a_key_is_refused() {
     let o = pack_command(&dist, tmp.path(), &out, "set", &args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.join("set.manifest.json").exists());
+}
+
+#[test]
+fn a_dry_run_of_an_operator_catalog_is_what_the_pack_writes() {
+    let Some(p) = crate::catalog::published() else { return };
+    let tmp = common::tempdir();
+    let config = crate::catalog::imageset(tmp.path(), &p.catalog.reference(), "");
+    let out = tmp.path().join("bundle");
+    let args: Vec<String> =
+        ["--config", &config.display().to_string(), "--volume-size", "64KiB"].iter().map(|s| s.to_string()).collect();
+    let dry = dry_run(&p.dist, tmp.path(), &out, &args);
+    assert!(!out.exists(), "a dry run creates no --out");
+    assert_eq!(dry["images"]["catalogs"], 1, "{dry}");
+    assert!(u64_of(&dry["images"]["operators"]) > 0, "{dry}");
+    let doc = pack(&p.dist, tmp.path(), &out, "set", &args);
+    assert_written(&dry, &doc, &out);
 }
