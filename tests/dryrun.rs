@@ -1,8 +1,9 @@
 //! `pack --dry-run` and `--mapping` end to end: an image set with a synthetic release and
 //! additional images in Debian's docker-registry; the dry run's figures equal what the
 //! real pack then writes (images, blobs, bytes, volumes), nothing is written to --out, and
-//! the mapping.txt lines are the references unpack publishes (--root and --to); the same
-//! for an operator catalog and for a differential pack --since an earlier bundle.
+//! the mapping.txt lines are the references unpack publishes (--root and --to). The
+//! figures are checked the same way for an operator catalog and for differential packs
+//! (--since an earlier bundle, --have a receipt), with what changed since.
 
 use std::path::{Path, PathBuf};
 
@@ -175,13 +176,14 @@ fn the_dry_run_figures_are_what_the_pack_then_writes_and_the_mapping_is_where_un
     let pushed = unpack_to(tmp.path(), &out, &mirror, "site/mirror", &tmp.path().join("push"), &[]);
     assert_eq!(mapping(&map), published(&pushed["push"]["images"]));
 
-    since_the_bundle(&dist, tmp.path(), &out);
+    since_the_bundle(&dist, tmp.path(), &out, &unpacked);
 }
 
-/// After the bundle in `out`: extra/app:1 moves to another image and extra/new:1 is
-/// added; a dry run `--since` the bundle says so, and its figures (what is left out
-/// included) are what the differential pack writes.
-fn since_the_bundle(dist: &Distribution, dir: &Path, out: &Path) {
+/// After the bundle in `out` (`unpacked` into a root): extra/app:1 moves to another image
+/// and extra/new:1 is added; a dry run `--since` the bundle, or `--have` a receipt of the
+/// root, says so, and its figures (what is left out included) are what the differential
+/// pack writes.
+fn since_the_bundle(dist: &Distribution, dir: &Path, out: &Path, unpacked: &Value) {
     let layout = testdata("layout");
     dist.push(&format!("oci:{}:app-01", layout.display()), "extra/app:1");
     dist.push(&format!("oci:{}:app-00", layout.display()), "extra/new:1");
@@ -216,6 +218,42 @@ fn since_the_bundle(dist: &Distribution, dir: &Path, out: &Path) {
 
     let doc = pack(dist, dir, &second, "set", &args);
     assert_written(&dry, &doc, &second);
+
+    let receipt = receipt_of(dir, out, unpacked);
+    let args = [&args[..4], &["--have".to_string(), receipt.display().to_string()]].concat();
+    let third = dir.join("third");
+    let dry = dry_run(dist, dir, &third, &args);
+    let changes = &dry["changes"][0];
+    let moved = &changes["moved"][0];
+    assert_eq!(sources(&changes["added"]), ["extra/new:1"], "{changes}");
+    assert_eq!(moved["source"], format!("docker://{host}/extra/app:1"), "{changes}");
+    assert_eq!(moved["reference"], "extra/app:1", "{changes}");
+    assert_eq!(changes["removed"], serde_json::json!([]), "{changes}");
+    let doc = pack(dist, dir, &third, "set", &args);
+    assert_written(&dry, &doc, &third);
+}
+
+/// A receipt (`DIR/root.receipt`) of a root that holds the bundle in `out` as `unpacked`
+/// published it: its blobs, and a tag for each image at its reference.
+fn receipt_of(dir: &Path, out: &Path, unpacked: &Value) -> PathBuf {
+    use airlift::bundle::receipt::{Held, HeldTag, Receipt};
+    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("set.manifest.json")).unwrap()).unwrap();
+    let entries = manifest["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "blob");
+    let held = |e: &Value| Held {
+        digest: e["digest"].as_str().unwrap().parse().unwrap(),
+        size: u64_of(&e["size"]),
+        repository: Some("extra/app".into()),
+    };
+    // An image published by digest is tagged sha256-HEX there.
+    let tags = unpacked["registry"]["images"].as_array().unwrap().iter().map(|i| {
+        let (_, path) = i["reference"].as_str().unwrap().split_once('/').unwrap();
+        HeldTag { tag: path.replace("@sha256:", ":sha256-"), digest: i["digest"].as_str().unwrap().parse().unwrap() }
+    });
+    let receipt =
+        Receipt::new(dir.join("root").display().to_string(), entries.map(held).collect(), vec![], tags.collect());
+    let path = dir.join("root.receipt");
+    receipt.write(&path, None).unwrap();
+    path
 }
 
 #[test]
