@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::cluster::{pack, pack_command, unpack_root, unpack_to};
+use crate::common::cluster::{keyless_pack_command, pack, pack_command, unpack_root, unpack_to};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
 use crate::common::{self, airlift, testdata};
@@ -38,16 +38,8 @@ fn image_set(dist: &Distribution, dir: &Path) -> PathBuf {
 /// `pack --dry-run` without --key from `dist` (auth `DIR/auth`, cache `DIR/cache`) into
 /// `out` (not run).
 fn dry_run_command(dist: &Distribution, dir: &Path, out: &Path, args: &[String]) -> assert_cmd::Command {
-    let mut cmd = airlift();
-    cmd.args(["pack", "--dry-run", "--no-installer", "--name", "set", "--out"])
-        .arg(out)
-        .arg("--authfile")
-        .arg(dist.authfile(&dir.join("auth")))
-        .arg("--cert-dir")
-        .arg(&dist.cert_dir)
-        .arg("--cache")
-        .arg(dir.join("cache"))
-        .args(args);
+    let mut cmd = keyless_pack_command(dist, dir, out, "set", args);
+    cmd.arg("--dry-run");
     cmd
 }
 

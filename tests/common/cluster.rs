@@ -18,10 +18,23 @@ pub fn pack_command(dist: &Distribution, dir: &Path, out: &Path, name: &str, arg
     if !key.exists() {
         keygen(&dir.join("keys"), "site");
     }
+    let mut cmd = keyless_pack_command(dist, dir, out, name, args);
+    cmd.args(["--json", "--key"]).arg(&key);
+    cmd
+}
+
+/// `airlift pack` from `dist` with `args` and no key (not run): auth `DIR/auth`, cache
+/// `DIR/cache`.
+pub fn keyless_pack_command(
+    dist: &Distribution,
+    dir: &Path,
+    out: &Path,
+    name: &str,
+    args: &[String],
+) -> assert_cmd::Command {
     let auth = dist.authfile(&dir.join("auth"));
     let mut cmd = airlift();
-    cmd.args(["pack", "--no-installer", "--json", "--name", name, "--key"])
-        .arg(&key)
+    cmd.args(["pack", "--no-installer", "--name", name])
         .arg("--out")
         .arg(out)
         .arg("--authfile")
