@@ -1,5 +1,6 @@
 //! The on-media bundle format v1: manifest, typed ids, names, tar framing, signing,
-//! writing, reading and unpacking, and what unpack accepts beyond the signature (`trust`).
+//! writing, reading and unpacking, what unpack accepts beyond the signature (`trust`), and
+//! receipts of what a destination holds (`receipt`).
 
 pub mod check;
 pub mod expand;
@@ -8,6 +9,7 @@ pub mod ids;
 pub mod manifest;
 pub mod names;
 pub mod reader;
+pub mod receipt;
 pub mod sign;
 pub mod tar;
 pub mod trust;

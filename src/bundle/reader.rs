@@ -85,7 +85,7 @@ pub fn read_manifest_bytes(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>)>
 
 /// A signature file (`.minisig`) from the media: minisign's four lines, each within
 /// minisign's own limits (comments of 1 KiB and 8 KiB), so a few KiB at most.
-fn read_signature(path: &Path) -> Result<Option<Vec<u8>>> {
+pub fn read_signature(path: &Path) -> Result<Option<Vec<u8>>> {
     media::read_bounded(path, MAX_SIGNATURE_FILE, "a signature file")
 }
 
