@@ -177,7 +177,7 @@ impl Receipt {
         }
     }
 
-    /// The compressed file: header and body, zstd.
+    /// The compressed file: header and body, zstd with a checksum (a flipped bit is damage).
     fn encode(&self) -> Result<Vec<u8>> {
         let body = self.body();
         if body_id(&body) != self.id {
@@ -193,7 +193,10 @@ impl Receipt {
         };
         let mut text = json_line(&header);
         text.extend_from_slice(&body);
-        zstd::bulk::compress(&text, LEVEL).map_err(|e| usage(format!("receipt {}: compressing: {e}", self.id)))
+        let compressing = |e: std::io::Error| usage(format!("receipt {}: compressing: {e}", self.id));
+        let mut compressor = zstd::bulk::Compressor::new(LEVEL).map_err(compressing)?;
+        compressor.include_checksum(true).map_err(compressing)?;
+        compressor.compress(&text).map_err(compressing)
     }
 
     /// The body lines, each ending in a newline.
@@ -332,7 +335,11 @@ impl Lines<'_> {
         let mut line = Vec::new();
         let limit = self.limits.line as u64 + 1;
         let n = (&mut self.input).take(limit).read_until(b'\n', &mut line).map_err(|e| {
-            integrity(format!("{}: line {}: not a readable zstd receipt: {e}", self.path.display(), self.number + 1))
+            integrity(format!(
+                "{}: not a readable zstd receipt: {e} (reading line {})",
+                self.path.display(),
+                self.number + 1
+            ))
         })?;
         if n == 0 {
             return Ok(None);

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::bundle::receipt::{signature_path, Receipt};
 use crate::cli::ReceiptArgs;
 use crate::client::Client;
-use crate::error::{usage, Status};
+use crate::error::{refused, usage, Error, Status};
 use crate::output::Output;
 use crate::size::human;
 use crate::text::escaped;
@@ -57,16 +57,28 @@ fn summary(file: &Path, key: Option<&Path>, out: &Output) -> anyhow::Result<Stat
     let (receipt, signature) = match key {
         Some(k) => {
             let key = super::load_public_key(k)?;
-            (Receipt::load(file, std::slice::from_ref(&key))?, Signature::Verified(key.key_id_hex()))
+            (Receipt::load(file, std::slice::from_ref(&key)).map_err(damaged)?, Signature::Verified(key.key_id_hex()))
         }
         None => {
-            let receipt = Receipt::load(file, &[])?;
+            let receipt = Receipt::load(file, &[]).map_err(damaged)?;
             let signed = signature_path(file).exists();
             (receipt, if signed { Signature::Unchecked } else { Signature::Unsigned })
         }
     };
     present(out, file, &receipt, &signature);
     Ok(Status::Ok)
+}
+
+/// A receipt that is damaged, altered or signed by another key gets a receipt's hint, not
+/// a bundle's.
+fn damaged(e: Error) -> Error {
+    match e {
+        Error::Integrity(message) => refused(
+            message,
+            "do not trust this receipt: write it again at the destination (airlift receipt … --out) and carry that copy",
+        ),
+        other => other,
+    }
 }
 
 fn signed_note(file: &Path, signature: &Signature) -> String {
