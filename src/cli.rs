@@ -388,7 +388,7 @@ side and give it to `pack --have` to leave those blobs out of the next bundle. S
 --key, it is checked there with `pack --have-key SITE.pub` or `minisign -Vm FILE -p SITE.pub`.
 
 Exit status: 0 done; 1 a receipt that is damaged, altered, or not signed by --key; 2 bad \
-arguments, an unreadable destination or receipt, a registry error.";
+arguments, an unreadable destination or receipt, a malformed line, a registry error.";
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["root", "layout", "to", "summary"])))]
@@ -403,7 +403,7 @@ pub struct ReceiptArgs {
     #[arg(long, value_name = "REF", conflicts_with = "summary")]
     pub to: Option<String>,
     /// Where to write the receipt (its signature goes to FILE.minisig)
-    #[arg(long, value_name = "FILE", required_unless_present = "summary")]
+    #[arg(long, value_name = "FILE", required_unless_present = "summary", conflicts_with = "summary")]
     pub out: Option<PathBuf>,
     /// Show what the receipt FILE says: destination, id, signature, counts, sizes, repositories
     #[arg(long, value_name = "FILE")]

@@ -434,14 +434,7 @@ impl Manifests for RemoteDocs<'_> {
     }
 
     fn invalid(&self, blob: &BlobRef, problem: Invalid) -> Error {
-        let image = self.image;
-        match problem {
-            Invalid::Index(e) => usage(format!("{image}: index {} is not a valid image index: {e}", blob.digest)),
-            Invalid::Manifest(e) => {
-                usage(format!("{image}: manifest {} is not a valid image manifest: {e}", blob.digest))
-            }
-            Invalid::Descriptor(e) => usage(format!("{image}: a descriptor has {e}")),
-        }
+        crate::source::registry::invalid_in(self.image, blob, problem)
     }
 }
 
