@@ -234,7 +234,7 @@ pub fn signature_path(path: &Path) -> PathBuf {
 
 /// The key of `keys` whose valid signature `PATH.minisig` carries over `bytes`; with no
 /// keys, nothing is checked (`Ok(None)`).
-pub fn signed_by<'k>(path: &Path, bytes: &[u8], keys: &'k [PublicKey]) -> Result<Option<(&'k PublicKey, String)>> {
+fn signed_by<'k>(path: &Path, bytes: &[u8], keys: &'k [PublicKey]) -> Result<Option<(&'k PublicKey, String)>> {
     if keys.is_empty() {
         return Ok(None);
     }

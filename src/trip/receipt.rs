@@ -443,6 +443,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn totals_per_repository_count_tags_where_the_content_is() {
+        let held =
+            |n: u8, size, repo: Option<&str>| Held { digest: Digest::of(&[n]), size, repository: repo.map(Into::into) };
+        let tag = |t: &str| HeldTag { tag: t.into(), digest: Digest::of(&[9]) };
+        let r = Receipt::new(
+            "d".into(),
+            vec![held(1, 10, Some("ns/a")), held(2, 20, Some("ns/b")), held(3, 5, None)],
+            vec![held(4, 1, Some("ns/a"))],
+            vec![tag("ns/a:1"), tag("ns/a:2"), tag("reg.example/x:1"), tag("v1")],
+        );
+        let totals = by_repository(&r);
+        let row = |name: Option<&str>, blobs, manifests, tags, bytes| RepositoryTotals {
+            name: name.map(Into::into),
+            blobs,
+            manifests,
+            tags,
+            bytes,
+        };
+        assert_eq!(
+            totals,
+            [row(None, 1, 0, 2, 5), row(Some("ns/a"), 1, 1, 2, 11), row(Some("ns/b"), 1, 0, 0, 20)],
+            "a layout's ref names count for no repository"
+        );
+    }
+
+    #[test]
     fn next_page_links_stay_on_the_registry() {
         assert_eq!(
             next_page(r#"</v2/_catalog?last=b&n=2>; rel="next""#).unwrap().as_deref(),
