@@ -91,10 +91,10 @@ fn signed_note(file: &Path, signature: &Signature) -> String {
 /// The summary a reviewer reads before the receipt crosses the gap; every string from
 /// the receipt is shown escaped (JSON is exact).
 fn present(out: &Output, file: &Path, r: &Receipt, signature: &Signature) {
-    let (state, key_id) = match signature {
-        Signature::Verified(id) => ("verified", Some(id.as_str())),
-        Signature::Unchecked => ("present, not checked (give --key SITE.pub)", None),
-        Signature::Unsigned => ("unsigned", None),
+    let (state, shown, key_id) = match signature {
+        Signature::Verified(id) => ("verified", format!("verified, signed by key {id}"), Some(id.as_str())),
+        Signature::Unchecked => ("unchecked", "present, not checked (give --key SITE.pub)".to_string(), None),
+        Signature::Unsigned => ("unsigned", "unsigned".to_string(), None),
     };
     let blob_bytes: u64 = r.blobs.iter().map(|h| h.size).sum();
     let manifest_bytes: u64 = r.manifests.iter().map(|h| h.size).sum();
@@ -102,10 +102,7 @@ fn present(out: &Output, file: &Path, r: &Receipt, signature: &Signature) {
     out.data(format!("receipt {} ({})", r.id, file.display()));
     out.data(format!("  destination: {}", escaped(&r.destination)));
     out.data(format!("  created:     {} by {}", crate::time::rfc3339(r.created), escaped(&r.tool)));
-    match key_id {
-        Some(id) => out.data(format!("  signature:   verified, signed by key {id}")),
-        None => out.data(format!("  signature:   {state}")),
-    }
+    out.data(format!("  signature:   {shown}"));
     out.data(format!("  blobs:       {} ({})", r.blobs.len(), human(blob_bytes)));
     out.data(format!("  manifests:   {} ({})", r.manifests.len(), human(manifest_bytes)));
     out.data(format!("  tags:        {}", r.tags.len()));
@@ -130,8 +127,7 @@ fn present(out: &Output, file: &Path, r: &Receipt, signature: &Signature) {
         "created": crate::time::rfc3339(r.created),
         "created_secs": r.created,
         "tool": r.tool,
-        "signature": { "state": if key_id.is_some() { "verified" } else if matches!(signature, Signature::Unchecked) { "unchecked" } else { "unsigned" },
-                       "key_id": key_id },
+        "signature": { "state": state, "key_id": key_id },
         "counts": { "blobs": r.blobs.len(), "manifests": r.manifests.len(), "tags": r.tags.len() },
         "bytes": { "blobs": blob_bytes, "manifests": manifest_bytes, "total": r.total_bytes() },
         "repositories": repositories,
