@@ -52,6 +52,9 @@ pub enum Command {
     List(ListArgs),
     /// Verify and unpack a bundle into an OCI layout or a registry root (resumable)
     Unpack(UnpackArgs),
+    /// Write a receipt of what a destination holds (for pack --have), or show one's summary
+    #[command(after_long_help = RECEIPT_HELP)]
+    Receipt(ReceiptArgs),
     /// Set up a registry root: CA and server certificate, credentials, config, systemd unit
     Install(InstallArgs),
     /// Serve a registry root: the OCI distribution API over TLS with basic auth
@@ -416,6 +419,47 @@ pub struct UnpackArgs {
     /// signature by this public key (PEM) for every source repository of a signed image
     #[arg(long, value_name = "KEY", conflicts_with = "layout")]
     pub image_policy: Option<PathBuf>,
+}
+
+const RECEIPT_HELP: &str = "\
+A receipt (zstd-compressed JSON lines) lists every blob (digest, size, a repository that \
+holds it), every manifest and every tag of the destination. Carry it back to the connected \
+side and give it to `pack --have` to leave those blobs out of the next bundle. Signed with \
+--key, it is checked there with `pack --have-key SITE.pub` or `minisign -Vm FILE -p SITE.pub`.
+
+Exit status: 0 done; 1 a receipt that is damaged, altered, or not signed by --key; 2 bad \
+arguments, an unreadable destination or receipt, a malformed line, a registry error.";
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["root", "layout", "to", "summary"])))]
+pub struct ReceiptArgs {
+    /// The registry root (made by `airlift install` or `unpack --root`) to list
+    #[arg(long, value_name = "ROOT", conflicts_with_all = ["layout", "to", "summary"])]
+    pub root: Option<PathBuf>,
+    /// The OCI image layout (written by `unpack --layout`) to list
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["to", "summary"])]
+    pub layout: Option<PathBuf>,
+    /// The registry to list: docker://HOST[:PORT][/PREFIX] (every repository under PREFIX)
+    #[arg(long, value_name = "REF", conflicts_with = "summary")]
+    pub to: Option<String>,
+    /// Where to write the receipt (its signature goes to FILE.minisig)
+    #[arg(long, value_name = "FILE", required_unless_present = "summary", conflicts_with = "summary")]
+    pub out: Option<PathBuf>,
+    /// Show what the receipt FILE says: destination, id, signature, counts, sizes, repositories
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// With --out: the site's secret key (minisign) to sign the receipt with; with
+    /// --summary: the public key its signature must verify with
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<PathBuf>,
+    /// Password for an encrypted secret key, read from FILE (prompted on a terminal otherwise)
+    #[arg(long, value_name = "FILE", requires = "out")]
+    pub password_file: Option<PathBuf>,
+    /// With --to: requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 #[derive(Debug, Args)]

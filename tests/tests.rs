@@ -24,6 +24,7 @@ mod keys;
 mod openshift;
 mod policy;
 mod push;
+mod receipt;
 mod registry;
 mod registry_unpack;
 mod release_signatures;

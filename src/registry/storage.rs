@@ -118,7 +118,9 @@ struct UploadState {
 enum Loc<'a> {
     Repositories,
     Repo(&'a Repository),
+    Links(&'a Repository),
     Link(&'a Repository, &'a Digest),
+    Revisions(&'a Repository),
     Revision(&'a Repository, &'a Digest),
     Tags(&'a Repository),
     Tag(&'a Repository, &'a Tag),
@@ -153,6 +155,8 @@ impl Storage {
         match loc {
             Loc::Repositories => repos,
             Loc::Repo(r) => repos.join(r.as_str()),
+            Loc::Links(r) => repos.join(r.as_str()).join("_links"),
+            Loc::Revisions(r) => repos.join(r.as_str()).join("_manifests").join("revisions"),
             Loc::Link(r, d) => repos.join(r.as_str()).join("_links").join(d.hex()),
             Loc::Revision(r, d) => repos.join(r.as_str()).join("_manifests").join("revisions").join(d.hex()),
             Loc::Tags(r) => repos.join(r.as_str()).join("_manifests").join("tags"),
@@ -432,6 +436,17 @@ impl Storage {
         let mut tags = list_names(&self.path(Loc::Tags(repo)), valid_tag)?;
         tags.sort();
         Ok(tags)
+    }
+
+    /// The blobs `repo` links (manifests included), sorted; temp files are not names.
+    pub fn links(&self, repo: &Repository) -> SResult<Vec<Digest>> {
+        digests_in(&self.path(Loc::Links(repo)))
+    }
+
+    /// The manifests of `repo` (its revisions), sorted by digest.
+    pub fn manifests(&self, repo: &Repository) -> SResult<Vec<Stored>> {
+        let digests = digests_in(&self.path(Loc::Revisions(repo)))?;
+        digests.into_iter().map(|d| self.resolve(repo, &Reference::Digest(d))).collect()
     }
 
     /// Every repository that holds manifests, sorted.
@@ -735,6 +750,14 @@ fn list_names(dir: &Path, keep: impl Fn(&str) -> bool) -> SResult<Vec<String>> {
             }
         }
     }
+    Ok(out)
+}
+
+/// The digests named by the entries of `dir`, sorted; none when `dir` is absent.
+fn digests_in(dir: &Path) -> SResult<Vec<Digest>> {
+    let mut out: Vec<Digest> =
+        list_names(dir, |n| Digest::from_hex(n).is_ok())?.iter().filter_map(|n| Digest::from_hex(n).ok()).collect();
+    out.sort();
     Ok(out)
 }
 

@@ -325,14 +325,16 @@ impl Manifests for Remote<'_> {
     }
 
     fn invalid(&self, blob: &BlobRef, problem: Invalid) -> Error {
-        let image = self.image;
-        match problem {
-            Invalid::Index(e) => usage(format!("{image}: index {} is not a valid image index: {e}", blob.digest)),
-            Invalid::Manifest(e) => {
-                usage(format!("{image}: manifest {} is not a valid image manifest: {e}", blob.digest))
-            }
-            Invalid::Descriptor(e) => usage(format!("{image}: a descriptor has {e}")),
-        }
+        invalid_in(self.image, blob, problem)
+    }
+}
+
+/// The error for a document of `image` (from a registry) that is not what its descriptor says.
+pub fn invalid_in(image: &ImageRef, blob: &BlobRef, problem: Invalid) -> Error {
+    match problem {
+        Invalid::Index(e) => usage(format!("{image}: index {} is not a valid image index: {e}", blob.digest)),
+        Invalid::Manifest(e) => usage(format!("{image}: manifest {} is not a valid image manifest: {e}", blob.digest)),
+        Invalid::Descriptor(e) => usage(format!("{image}: a descriptor has {e}")),
     }
 }
 

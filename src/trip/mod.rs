@@ -16,6 +16,7 @@
 //!   root, a registry pushed to) that the bundle reader feeds
 //! - [`mirror`]: which repository and tag a bundle's image gets in a registry;
 //!   [`publish`]: pushing images into a registry over the network, with a journal
+//! - [`receipt`]: what a destination (root, layout, registry) holds, as a receipt
 
 pub mod attached;
 pub mod catalogs;
@@ -24,6 +25,7 @@ pub mod mirror;
 pub mod pack;
 pub mod plan;
 pub mod publish;
+pub mod receipt;
 pub mod releases;
 pub mod target;
 pub mod unpack;
