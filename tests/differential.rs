@@ -213,8 +213,14 @@ fn a_second_release_packed_against_a_receipt_carries_only_its_new_layers() {
 
     // A receipt signed by another key is refused before anything is fetched.
     let (_, other_pub) = keygen(&dir.join("other-keys"), "other");
-    let wrong =
-        ["--have".to_string(), receipt.display().to_string(), "--have-key".into(), other_pub.display().to_string()];
+    let wrong = [
+        "--release".to_string(),
+        trip.second.reference.clone(),
+        "--have".into(),
+        receipt.display().to_string(),
+        "--have-key".into(),
+        other_pub.display().to_string(),
+    ];
     let o = pack_command(&trip.dist, dir, &dir.join("wrong"), "wrong", &wrong).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
