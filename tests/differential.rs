@@ -319,6 +319,8 @@ fn a_receipt_of_a_registry_reached_with_to_makes_a_differential_push() {
         .arg(&empty.cert_dir)
         .arg("--cache")
         .arg(dir.join("empty-staging"))
+        .arg("--results")
+        .arg(dir.join("empty-results"))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));

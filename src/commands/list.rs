@@ -8,17 +8,7 @@ use crate::output::Output;
 use crate::size::human;
 
 pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
-    let (manifest, signed) = match &args.key {
-        Some(k) => {
-            let key = super::load_public_key(k)?;
-            (reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?.manifest, true)
-        }
-        None => {
-            let name = reader::bundle_name(&args.bundle.dir, args.bundle.name.as_deref())?;
-            let (_, bytes) = reader::read_manifest_bytes(&args.bundle.dir, &name)?;
-            (Manifest::parse(&bytes)?.0, false)
-        }
-    };
+    let (manifest, signed) = load(args)?;
     if !signed {
         out.info("note: signature not checked (pass --key PUB to check it)");
     }
@@ -88,6 +78,17 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         })).collect::<Vec<_>>(),
     }));
     Ok(Status::Ok)
+}
+
+/// The bundle's manifest, and whether its signature was checked (with `--key`).
+fn load(args: &ListArgs) -> crate::error::Result<(Manifest, bool)> {
+    if let Some(k) = &args.key {
+        let key = super::load_public_key(k)?;
+        return Ok((reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?.manifest, true));
+    }
+    let name = reader::bundle_name(&args.bundle.dir, args.bundle.name.as_deref())?;
+    let (_, bytes) = reader::read_manifest_bytes(&args.bundle.dir, &name)?;
+    Ok((Manifest::parse(&bytes)?.0, false))
 }
 
 /// A release channel as resolved: `channel NAME (TYPE, ARCHES): N version(s): V, …`, then

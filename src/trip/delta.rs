@@ -14,6 +14,7 @@ use crate::bundle::writer::Item;
 use crate::digest::Digest;
 use crate::error::{usage, Result};
 use crate::minisign::PublicKey;
+use crate::oci::layout::BlobRef;
 
 /// Where the far side's content is described.
 #[derive(Default)]
@@ -90,8 +91,14 @@ impl Held {
     }
 
     /// Take out of `items` every blob among `layers` the destination holds (with the same
-    /// size); returns the bases relied on (in the order given) and the blobs left out.
-    pub fn omit(&self, items: &mut Vec<Item>, layers: &HashSet<Digest>) -> (Vec<Base>, Vec<Omitted>) {
+    /// size), and out of `wanted` (the blobs to fetch); returns the bases relied on (in
+    /// the order given) and the blobs left out.
+    pub fn omit<T>(
+        &self,
+        items: &mut Vec<Item>,
+        layers: &HashSet<Digest>,
+        wanted: &mut Vec<(T, BlobRef)>,
+    ) -> (Vec<Base>, Vec<Omitted>) {
         let mut omitted = Vec::new();
         let mut used = vec![false; self.bases.len()];
         items.retain(|item| {
@@ -110,6 +117,8 @@ impl Held {
                 None => true,
             }
         });
+        let left_out: HashSet<&Digest> = omitted.iter().map(|o| &o.digest).collect();
+        wanted.retain(|(_, b)| !left_out.contains(&b.digest));
         let bases = self.bases.iter().zip(used).filter(|(_, u)| *u).map(|(b, _)| b.clone()).collect();
         (bases, omitted)
     }
@@ -155,7 +164,14 @@ mod tests {
         ]);
         let mut items = vec![layer.clone(), config.clone(), other_size.clone(), unknown.clone(), file.clone()];
         let layers: HashSet<Digest> = [&layer, &other_size, &unknown, &file].iter().map(|i| i.digest.clone()).collect();
-        let (bases, omitted) = h.omit(&mut items, &layers);
+        let mut wanted: Vec<((), BlobRef)> = [&layer, &config]
+            .iter()
+            .map(|i| ((), BlobRef { digest: i.digest.clone(), size: i.size, media_type: String::new() }))
+            .collect();
+        let (bases, omitted) = h.omit(&mut items, &layers, &mut wanted);
+        // What is left out is not fetched either.
+        assert_eq!(wanted.len(), 1);
+        assert_eq!(wanted[0].1.digest, config.digest);
         let ids: Vec<&str> = bases.iter().map(|b| b.id.as_str()).collect();
         assert_eq!(ids, ["aa", "bb"]);
         let left: Vec<(&Digest, &str)> = omitted.iter().map(|o| (&o.digest, o.base.as_str())).collect();
@@ -171,7 +187,7 @@ mod tests {
         let layer = item(1, EntryKind::Blob);
         let h = held(&[("aa", &[]), ("bb", &[(&layer, 1)])]);
         let mut items = vec![layer.clone()];
-        let (bases, _) = h.omit(&mut items, &[layer.digest.clone()].into());
+        let (bases, _) = h.omit::<()>(&mut items, &[layer.digest.clone()].into(), &mut Vec::new());
         assert_eq!(bases.len(), 1);
         assert_eq!(bases[0].id, "bb");
         let mut h = held(&[("aa", &[])]);

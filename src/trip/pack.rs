@@ -219,9 +219,7 @@ impl Plan {
         items.extend(release_signatures(request, &mut releases, note)?);
         items.extend(layout_items(&images));
         items.extend(blobs);
-        let (bases, omitted) = held.omit(&mut items, &layers);
-        let left_out: HashSet<&Digest> = omitted.iter().map(|o| &o.digest).collect();
-        wanted.retain(|(_, b)| !left_out.contains(&b.digest));
+        let (bases, omitted) = held.omit(&mut items, &layers, &mut wanted);
 
         let id = bundle_id(key_id, &shape, &items, (&catalogs, &omitted));
         let settings = settings(shape);
