@@ -8,9 +8,11 @@
 //! - [`server`], [`gate`], [`body`], [`limits`], [`log`]: TLS listener and lifecycle,
 //!   connection admission and failed-login limits, slow bodies, the request log
 //! - [`config`], [`install`]: the registry root and its installer
+//! - [`certs`]: the root's certificates over time: renewal, CA rollover, reload in `serve`
 
 pub mod auth;
 pub mod body;
+pub mod certs;
 pub mod config;
 pub mod errors;
 pub mod gate;
