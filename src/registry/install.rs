@@ -38,8 +38,8 @@ pub const STORAGE: &str = "storage";
 pub const UNIT_NAME: &str = "airlift-registry.service";
 
 /// Where systemd looks for administrator units, and how to tell that systemd runs the host.
-const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
-const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+pub(super) const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+pub(super) const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 
 pub const DEFAULT_PORT: u16 = 8443;
 pub const DEFAULT_USER: &str = "init";
@@ -1302,6 +1302,11 @@ fn unit_text(root: &Path) -> String {
     )
 }
 
+/// Whether the unit `text` (one in /etc/systemd/system) serves `root`.
+pub(super) fn unit_serves(text: &str, root: &Path) -> bool {
+    text.contains(&format!("\nExecStart={}/{BINARY} serve --root {}\n", root.display(), root.display()))
+}
+
 fn start_systemd_line(root: &Path) -> String {
     format!(
         "cp {}/{UNIT_NAME} {SYSTEMD_UNIT_DIR}/ && systemctl daemon-reload && systemctl enable --now {UNIT_NAME}",
@@ -1394,6 +1399,13 @@ mod tests {
         assert_eq!(a.len(), PASSWORD_LEN);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn units_name_the_root_they_serve() {
+        let unit = unit_text(Path::new("/srv/registry"));
+        assert!(unit_serves(&unit, Path::new("/srv/registry")));
+        assert!(!unit_serves(&unit, Path::new("/srv/reg")));
     }
 
     #[test]
