@@ -11,7 +11,9 @@ pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
         return renew(args, out);
     }
     if !args.san.is_empty() {
-        return Err(usage("--san goes with --renew or --renew-ca (a first install names this host and its addresses)").into());
+        return Err(
+            usage("--san goes with --renew or --renew-ca (a first install names this host and its addresses)").into()
+        );
     }
     if args.reset_password {
         let reset = install::reset_password(&args.root, args.user.as_deref())?;
@@ -33,7 +35,8 @@ pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
 
 /// `--renew`, `--renew-ca`: the root's certificates (see `registry::certs`).
 fn renew(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
-    let opts = RenewOptions { add: args.hostname.iter().chain(&args.san).cloned().collect(), use_next_ca: args.use_next_ca };
+    let opts =
+        RenewOptions { add: args.hostname.iter().chain(&args.san).cloned().collect(), use_next_ca: args.use_next_ca };
     let (summary, document) = if args.renew_ca {
         let next = certs::renew_ca(&args.root, &opts)?;
         (next.summary(), next.document())

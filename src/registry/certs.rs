@@ -378,12 +378,7 @@ pub fn renew_ca(root: &Path, opts: &RenewOptions) -> Result<NextCa> {
     store::write_file(&next_cert, cert.pem().as_bytes(), Commit::mode(0o644))?;
     let bundle_path = root.join(CA_BUNDLE);
     store::write_file(&bundle_path, &bundle, Commit::mode(0o644))?;
-    Ok(NextCa {
-        next: CertInfo::read(&next_cert)?,
-        current: CertInfo::read(&ca_path)?,
-        bundle: bundle_path,
-        root,
-    })
+    Ok(NextCa { next: CertInfo::read(&next_cert)?, current: CertInfo::read(&ca_path)?, bundle: bundle_path, root })
 }
 
 impl Renewed {

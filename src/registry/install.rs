@@ -964,8 +964,7 @@ fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>, ca_key: Option<Key
     let ca_name = format!("airlift registry CA {}", short(hostname));
     let ca_cert = ca_params(ca_name, &names)?.self_signed(&ca_key).map_err(certificate_error)?;
     let key = KeyPair::generate().map_err(certificate_error)?;
-    let server_cert =
-        server_params(hostname, &names)?.signed_by(&key, &ca_cert, &ca_key).map_err(certificate_error)?;
+    let server_cert = server_params(hostname, &names)?.signed_by(&key, &ca_cert, &ca_key).map_err(certificate_error)?;
     Ok(GeneratedTls {
         ca_cert: ca_cert.pem(),
         ca_key: ca_key.serialize_pem(),
@@ -1034,7 +1033,9 @@ pub(super) fn ca_params(common_name: String, names: &Names) -> Result<Certificat
             IpAddr::V6(_) => (*ip, 128),
         });
     }
-    permitted.extend(subnets.into_iter().map(|(ip, prefix)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, prefix))));
+    permitted.extend(
+        subnets.into_iter().map(|(ip, prefix)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, prefix))),
+    );
     ca.name_constraints = Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: Vec::new() });
     validity(&mut ca, CA_VALID_DAYS);
     ca.serial_number = Some(random_serial()?);

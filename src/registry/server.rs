@@ -97,7 +97,9 @@ async fn watch_certificate(app: Arc<App>, certs: Arc<ServedCert>) {
                 app.log.event("certificate_reloaded", serde_json::json!({ "certificate": info.document(now) }));
                 warned = None;
             }
-            Err(e) => app.log.event("warning", serde_json::json!({ "message": format!("certificate not reloaded: {e}") })),
+            Err(e) => {
+                app.log.event("warning", serde_json::json!({ "message": format!("certificate not reloaded: {e}") }))
+            }
         }
         if warned.is_some_and(|at| at.elapsed() < DAY) {
             continue;

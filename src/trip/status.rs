@@ -104,12 +104,21 @@ fn last_unpack(storage: &Path) -> Result<Option<LastUnpack>> {
 impl RootStatus {
     /// Warnings to show: a certificate that expires within 30 days.
     pub fn warnings(&self) -> Vec<String> {
-        [Some(&self.certificate), self.ca.as_ref()].into_iter().flatten().filter_map(|c| c.expiry_warning(self.now)).collect()
+        [Some(&self.certificate), self.ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.expiry_warning(self.now))
+            .collect()
     }
 
     pub fn summary(&self) -> String {
         let cert = |c: &CertInfo| {
-            format!("{} ({}, {} days left)", c.path.display(), crate::time::rfc3339(c.not_after.max(0) as u64), c.days_left(self.now))
+            format!(
+                "{} ({}, {} days left)",
+                c.path.display(),
+                crate::time::rfc3339(c.not_after.max(0) as u64),
+                c.days_left(self.now)
+            )
         };
         let mut text = vec![
             format!("Registry root {} (airlift {})", self.root.display(), self.version),
