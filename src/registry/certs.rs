@@ -229,16 +229,7 @@ fn in_subnet(ip: &IpAddr, c: &[u8]) -> bool {
 
 /// The root, installed and with a CA install generated; canonical.
 fn generated_root(root: &Path) -> Result<(PathBuf, Config)> {
-    let problems = install::problems(root);
-    if !problems.is_empty() {
-        return Err(usage(format!(
-            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
-            root.display(),
-            problems.join("; "),
-            root.display()
-        )));
-    }
-    let root = root.canonicalize().at(root)?;
+    let root = install::installed_root(root)?;
     let config = Config::load(&root)?;
     if config.ca_cert.is_none() {
         return Err(usage(format!(

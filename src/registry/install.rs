@@ -516,16 +516,7 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     if let Some(u) = user {
         check_user(u)?;
     }
-    let problems = problems(root);
-    if !problems.is_empty() {
-        return Err(usage(format!(
-            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
-            root.display(),
-            problems.join("; "),
-            root.display()
-        )));
-    }
-    let root = root.canonicalize().at(root)?;
+    let root = installed_root(root)?;
     let _lock = lock_root(&root)?;
     let config = Config::load(&root)?;
     let path = config.resolve(&root, &config.htpasswd);
@@ -557,6 +548,21 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     bytes.push('\n');
     store::write_file(&path, bytes.as_bytes(), Commit::mode(0o600))?;
     Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
+}
+
+/// `root`, canonical, when it is an installed root (`problems` finds nothing); else a
+/// usage error that says what is wrong and to install it first.
+pub(super) fn installed_root(root: &Path) -> Result<PathBuf> {
+    let problems = problems(root);
+    if !problems.is_empty() {
+        return Err(usage(format!(
+            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
+            root.display(),
+            problems.join("; "),
+            root.display()
+        )));
+    }
+    root.canonicalize().at(root)
 }
 
 /// What an install did, for the caller to present: the human summary, the notes, the

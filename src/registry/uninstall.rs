@@ -36,7 +36,8 @@ pub fn uninstall(root: &Path, data: bool) -> Result<Uninstalled> {
     let mut targets: Vec<PathBuf> = vec![root.join(CONFIG_FILE), config.resolve(&root, &config.htpasswd)];
     // The operator's pair, when there is one, was copied into tls/ too.
     targets.push(root.join("tls"));
-    targets.extend([root.join(UNIT_NAME), root.join(BINARY), root.join("bin"), root.join(".airlift")]);
+    // bin/ holds the copy of airlift (BINARY); .airlift/ the install lock.
+    targets.extend([root.join(UNIT_NAME), root.join(parent_of(BINARY)), root.join(".airlift")]);
     if data {
         targets.extend([storage.clone(), root.join("serve.log")]);
     }
@@ -49,6 +50,11 @@ pub fn uninstall(root: &Path, data: bool) -> Result<Uninstalled> {
         removed.push(root.clone());
     }
     Ok(Uninstalled { root, service, service_done, removed, kept: (!data).then_some(storage) })
+}
+
+/// The directory of a root-relative path (`bin/airlift` → `bin`).
+fn parent_of(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or(rel, |(dir, _)| dir)
 }
 
 /// Remove a file or a directory tree; false when it was not there.
