@@ -288,3 +288,54 @@ fn uninstall_keeps_the_storage_unless_asked_and_refuses_what_is_not_a_root() {
     assert_eq!(code, 2);
     assert!(other.path().join("keep").exists());
 }
+
+#[test]
+fn status_names_the_last_unpack_into_the_root() {
+    let tmp = tempdir();
+    let layout = crate::common::testdata("layout");
+    let (bundle, public) = crate::common::pack_sources(tmp.path(), &[format!("oci:{}", layout.display())]);
+    let root = tmp.path().join("root");
+    let before = airlift::time::now();
+    airlift()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg("--key")
+        .arg(&public)
+        .arg("--root")
+        .arg(&root)
+        .args(["--hostname", "localhost", "--no-start"])
+        .assert()
+        .success();
+    let doc = json_ok(&["status"], &root);
+    let last = &doc["last_unpack"];
+    assert_eq!(last["unfinished"], 0, "{doc}");
+    let finished = last["finished"].as_str().unwrap_or_else(|| panic!("no finished unpack: {doc}"));
+    assert!(finished.ends_with('Z') && finished >= airlift::time::rfc3339(before).as_str(), "{finished}");
+    assert!(doc["images"].as_u64().unwrap() > 0 && doc["tags"].as_u64().unwrap() > 0, "{doc}");
+    assert!(doc["bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn renewals_that_cannot_be_done_exit_2_and_say_why() {
+    let reg = Registry::install();
+    let cert = std::fs::read(reg.root.join("tls/server.crt")).unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["install", "--san", "127.0.0.3"], "--renew"),
+        (&["install", "--renew", "--use-next-ca"], "--renew-ca"),
+        (&["install", "--renew", "--san", "bad_name!"], "invalid hostname"),
+    ];
+    for (args, says) in cases {
+        let (code, doc) = json(args, &reg.root);
+        assert_eq!(code, 2, "{args:?}: {doc}");
+        assert!(doc["error"].as_str().unwrap().contains(says), "{args:?}: {doc}");
+    }
+    assert_eq!(
+        std::fs::read(reg.root.join("tls/server.crt")).unwrap(),
+        cert,
+        "a refused renewal changed the certificate"
+    );
+    let other = tempdir();
+    let (code, doc) = json(&["install", "--renew"], &other.path().join("none"));
+    assert_eq!(code, 2);
+    assert!(doc["error"].as_str().unwrap().contains("not an installed registry root"), "{doc}");
+}
