@@ -199,7 +199,7 @@ fn renewing_the_ca_overlaps_old_and_new_then_switches() {
     reg.stop();
 }
 
-/// A server certificate valid 10 days, issued by the root's CA (read back from its files).
+/// A server certificate valid (almost) 10 days, issued by the root's CA (read back from its files).
 fn issue_short_lived(root: &Path) {
     let ca_pem = std::fs::read_to_string(root.join("tls/ca.crt")).unwrap();
     let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(root.join("tls/ca.key")).unwrap()).unwrap();
@@ -208,7 +208,8 @@ fn issue_short_lived(root: &Path) {
     leaf.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
     let now = std::time::SystemTime::now();
     leaf.not_before = (now - Duration::from_secs(3600)).into();
-    leaf.not_after = (now + Duration::from_secs(10 * 86_400)).into();
+    // An hour short of 10 days: 9 whole days left, however soon serve looks.
+    leaf.not_after = (now + Duration::from_secs(10 * 86_400 - 3600)).into();
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
     std::fs::write(root.join("tls/server.key"), key.serialize_pem()).unwrap();
