@@ -69,6 +69,10 @@ pub enum Command {
     /// Copy a graph-data tree into the update service's volume (the graph-data image's entrypoint)
     #[command(after_long_help = GRAPH_DATA_COPY_HELP)]
     GraphDataCopy(GraphDataCopyArgs),
+    /// Show a registry root: URL, certificate expiry, contents, last unpack, free space
+    Status(StatusArgs),
+    /// Remove a registry root's service, config, certificates and credentials (--data: its images too)
+    Uninstall(UninstallArgs),
 }
 
 const GRAPH_DATA_COPY_HELP: &str = "\
@@ -490,6 +494,37 @@ pub struct InstallArgs {
     /// password, print it, and change nothing else; restart `airlift serve` for it to work
     #[arg(long, conflicts_with_all = ["hostname", "tls_cert", "tls_key"])]
     pub reset_password: bool,
+    /// Issue a new server certificate from the root's CA (same names, plus --hostname and
+    /// --san); the CA clients trust is unchanged and a running `serve` picks it up
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "reset_password", "renew_ca"])]
+    pub renew: bool,
+    /// With --renew or --renew-ca: another DNS name or IP address for the certificate (repeatable)
+    #[arg(long, value_name = "NAME|IP")]
+    pub san: Vec<String>,
+    /// Make a new CA beside the current one (tls/ca-next.crt) and a trust bundle of both
+    /// (tls/ca-bundle.crt) for clients to trust during the overlap; the current CA still issues
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "reset_password"])]
+    pub renew_ca: bool,
+    /// With --renew: issue from the next CA (made by --renew-ca) and make it the CA
+    #[arg(long, requires = "renew")]
+    pub use_next_ca: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Registry root made by `airlift install`
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Registry root made by `airlift install`
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Also remove the storage (every image) and the root directory
+    #[arg(long)]
+    pub data: bool,
 }
 
 #[derive(Debug, Args)]

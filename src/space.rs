@@ -147,14 +147,12 @@ impl Needs {
         let index = match self.filesystems.iter().position(|fs| fs.dev == dev) {
             Some(i) => i,
             None => {
-                let vfs = rustix::fs::statvfs(&existing).map_err(|e| Error::io(&existing, e.into()))?;
-                let block = vfs.f_frsize.max(1);
-                let size = vfs.f_blocks.saturating_mul(block);
+                let (available, size, block) = statvfs(&existing)?;
                 self.filesystems.push(Filesystem {
                     dev,
                     mount: mount_point(&existing, dev),
                     block,
-                    available: vfs.f_bavail.saturating_mul(block),
+                    available,
                     reserve: (size / 100).clamp(RESERVE_MIN, RESERVE_MAX),
                     needed: 0,
                     what: Vec::new(),
@@ -165,6 +163,20 @@ impl Needs {
         self.dirs.push((dir.to_path_buf(), index));
         Ok(index)
     }
+}
+
+/// What an unprivileged writer may still use on the filesystem of `dir`, and its size,
+/// in bytes.
+pub fn available(dir: &Path) -> Result<(u64, u64)> {
+    let (available, size, _) = statvfs(dir)?;
+    Ok((available, size))
+}
+
+/// Available bytes, size and block size of the filesystem of `dir` (which exists).
+fn statvfs(dir: &Path) -> Result<(u64, u64, u64)> {
+    let vfs = rustix::fs::statvfs(dir).map_err(|e| Error::io(dir, e.into()))?;
+    let block = vfs.f_frsize.max(1);
+    Ok((vfs.f_bavail.saturating_mul(block), vfs.f_blocks.saturating_mul(block), block))
 }
 
 /// `dir`, or its nearest ancestor that exists, made absolute with symbolic links resolved.

@@ -8,6 +8,7 @@ mod abuse;
 mod bearer;
 mod catalog;
 mod catalog_more;
+mod certs;
 mod client;
 mod conformance;
 mod differential;

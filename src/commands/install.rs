@@ -1,11 +1,20 @@
 //! `airlift install`: set up a registry root (see `registry::install`).
 
 use crate::cli::InstallArgs;
-use crate::error::Status;
+use crate::error::{usage, Status};
 use crate::output::Output;
+use crate::registry::certs::{self, RenewOptions};
 use crate::registry::install::{self, InstallOptions, Installed};
 
 pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
+    if args.renew || args.renew_ca {
+        return renew(args, out);
+    }
+    if !args.san.is_empty() {
+        return Err(
+            usage("--san goes with --renew or --renew-ca (a first install names this host and its addresses)").into()
+        );
+    }
     if args.reset_password {
         let reset = install::reset_password(&args.root, args.user.as_deref())?;
         out.document(&present(out, &reset));
@@ -21,6 +30,22 @@ pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
     };
     let installed = install::install(&args.root, &opts)?;
     out.document(&present(out, &installed));
+    Ok(Status::Ok)
+}
+
+/// `--renew`, `--renew-ca`: the root's certificates (see `registry::certs`).
+fn renew(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
+    let opts =
+        RenewOptions { add: args.hostname.iter().chain(&args.san).cloned().collect(), use_next_ca: args.use_next_ca };
+    let (summary, document) = if args.renew_ca {
+        let next = certs::renew_ca(&args.root, &opts)?;
+        (next.summary(), next.document())
+    } else {
+        let renewed = certs::renew(&args.root, &opts)?;
+        (renewed.summary(), renewed.document())
+    };
+    out.data(summary);
+    out.document(&document);
     Ok(Status::Ok)
 }
 

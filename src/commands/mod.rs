@@ -9,6 +9,8 @@ pub mod list;
 pub mod pack;
 pub mod receipt;
 pub mod serve;
+pub mod status;
+pub mod uninstall;
 pub mod unpack;
 pub mod verify;
 

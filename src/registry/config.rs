@@ -7,6 +7,7 @@
 //!   htpasswd               bcrypt entries, user:$2y$...
 //!   tls/ca.crt, ca.key     the CA install generated (absent when the operator brought a cert)
 //!   tls/server.crt, .key   the server certificate (SAN: hostname and the host's addresses)
+//!   tls/ca-next.*, ca-bundle.crt, ca-previous.crt   a CA rollover (see certs.rs)
 //!   airlift-registry.service   the systemd unit install wrote
 //!   storage/               registry storage (see storage.rs)
 //! ```

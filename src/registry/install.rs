@@ -38,8 +38,8 @@ pub const STORAGE: &str = "storage";
 pub const UNIT_NAME: &str = "airlift-registry.service";
 
 /// Where systemd looks for administrator units, and how to tell that systemd runs the host.
-const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
-const SYSTEMD_RUNNING: &str = "/run/systemd/system";
+pub(super) const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+pub(super) const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 
 pub const DEFAULT_PORT: u16 = 8443;
 pub const DEFAULT_USER: &str = "init";
@@ -437,7 +437,7 @@ pub fn problems(root: &Path) -> Vec<String> {
 
 /// Take the root's install lock, waiting for another run that holds it. Released when the
 /// file is dropped (or the process ends, killed or not).
-fn lock_root(root: &Path) -> Result<File> {
+pub(super) fn lock_root(root: &Path) -> Result<File> {
     let not_writable =
         |path: &Path, e: std::io::Error| usage(format!("the registry root is not writable: {}: {e}", path.display()));
     let path = store::State::InstallLock.under(root);
@@ -516,16 +516,7 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     if let Some(u) = user {
         check_user(u)?;
     }
-    let problems = problems(root);
-    if !problems.is_empty() {
-        return Err(usage(format!(
-            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
-            root.display(),
-            problems.join("; "),
-            root.display()
-        )));
-    }
-    let root = root.canonicalize().at(root)?;
+    let root = installed_root(root)?;
     let _lock = lock_root(&root)?;
     let config = Config::load(&root)?;
     let path = config.resolve(&root, &config.htpasswd);
@@ -557,6 +548,21 @@ pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
     bytes.push('\n');
     store::write_file(&path, bytes.as_bytes(), Commit::mode(0o600))?;
     Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
+}
+
+/// `root`, canonical, when it is an installed root (`problems` finds nothing); else a
+/// usage error that says what is wrong and to install it first.
+pub(super) fn installed_root(root: &Path) -> Result<PathBuf> {
+    let problems = problems(root);
+    if !problems.is_empty() {
+        return Err(usage(format!(
+            "{} is not an installed registry root ({}); run `airlift install --root {}` first",
+            root.display(),
+            problems.join("; "),
+            root.display()
+        )));
+    }
+    root.canonicalize().at(root)
 }
 
 /// What an install did, for the caller to present: the human summary, the notes, the
@@ -878,7 +884,7 @@ fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<rustls::pki_types::Certifi
 
 /// Read a certificate chain and its key (PEM) and check that they parse and that the key
 /// is the first certificate's. Returns both files' bytes.
-fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+pub(super) fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     use rustls::server::ParsedCertificate;
 
     let cert_pem = fs::read(cert_path).at(cert_path)?;
@@ -920,7 +926,7 @@ fn read_pair(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
 /// Whether a client trusting `ca_pem` accepts the server chain `cert_pem` for `hostname`
 /// (signature, validity, names, name constraints), as podman or skopeo would check it.
 /// The key is checked against the certificate by `read_pair`.
-fn verify_chain(ca_pem: &[u8], cert_pem: &[u8], hostname: &str) -> std::result::Result<(), String> {
+pub(super) fn verify_chain(ca_pem: &[u8], cert_pem: &[u8], hostname: &str) -> std::result::Result<(), String> {
     use rustls::client::danger::ServerCertVerifier;
     use rustls::pki_types::{ServerName, UnixTime};
 
@@ -956,69 +962,15 @@ struct GeneratedTls {
 /// the one made before with that key for this hostname (same name, same key identifier):
 /// only the server certificate is new, and `ca_cert` is not to be written.
 fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>, ca_key: Option<KeyPair>) -> Result<GeneratedTls> {
-    let fail = |e: rcgen::Error| usage(format!("generating the registry's certificates: {e}"));
-    // A day back, for clients whose clock is a little behind.
-    let start = crate::time::now().saturating_sub(DAY);
-    let epoch = rcgen::date_time_ymd(1970, 1, 1);
-    let at = |secs: u64| epoch + std::time::Duration::from_secs(secs);
-
-    // The names the server answers to: the hostname, localhost, the host's addresses.
-    let mut dns_names = Vec::new();
-    let mut ips = addresses.clone();
-    match hostname.parse::<IpAddr>() {
-        Ok(ip) => {
-            ips.insert(ip);
-        }
-        Err(_) => dns_names.push(hostname.to_string()),
-    }
-    if hostname != "localhost" {
-        dns_names.push("localhost".to_string());
-    }
-
+    let names = Names::for_host(hostname, addresses);
     let ca_key = match ca_key {
         Some(key) => key,
-        None => KeyPair::generate().map_err(fail)?,
+        None => KeyPair::generate().map_err(certificate_error)?,
     };
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::OrganizationName, "airlift");
-    ca.distinguished_name.push(DnType::CommonName, format!("airlift registry CA {}", short(hostname)));
-    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    // Clients trust this CA system-wide, and its key lives on the registry host: it may
-    // only vouch for the registry's own names, so a stolen ca.key cannot impersonate
-    // other sites to those clients.
-    let mut permitted: Vec<GeneralSubtree> = dns_names.iter().cloned().map(GeneralSubtree::DnsName).collect();
-    permitted.extend(ips.iter().map(|ip| {
-        let prefix = if ip.is_ipv4() { 32 } else { 128 };
-        GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, prefix))
-    }));
-    ca.name_constraints = Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: Vec::new() });
-    ca.not_before = at(start);
-    ca.not_after = at(start + CA_VALID_DAYS * DAY);
-    ca.serial_number = Some(random_serial()?);
-    let ca_cert = ca.self_signed(&ca_key).map_err(fail)?;
-
-    let key = KeyPair::generate().map_err(fail)?;
-    let mut leaf = CertificateParams::default();
-    leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(DnType::OrganizationName, "airlift");
-    leaf.distinguished_name.push(DnType::CommonName, short(hostname));
-    let mut sans = Vec::new();
-    for name in dns_names {
-        sans.push(SanType::DnsName(name.try_into().map_err(fail)?));
-    }
-    sans.extend(ips.into_iter().map(SanType::IpAddress));
-    leaf.subject_alt_names = sans;
-    leaf.is_ca = IsCa::ExplicitNoCa;
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    leaf.use_authority_key_identifier_extension = true;
-    leaf.not_before = at(start);
-    leaf.not_after = at(start + SERVER_VALID_DAYS * DAY);
-    leaf.serial_number = Some(random_serial()?);
-    let server_cert = leaf.signed_by(&key, &ca_cert, &ca_key).map_err(fail)?;
-
+    let ca_name = format!("airlift registry CA {}", short(hostname));
+    let ca_cert = ca_params(ca_name, &names)?.self_signed(&ca_key).map_err(certificate_error)?;
+    let key = KeyPair::generate().map_err(certificate_error)?;
+    let server_cert = server_params(hostname, &names)?.signed_by(&key, &ca_cert, &ca_key).map_err(certificate_error)?;
     Ok(GeneratedTls {
         ca_cert: ca_cert.pem(),
         ca_key: ca_key.serialize_pem(),
@@ -1027,8 +979,98 @@ fn generate_tls(hostname: &str, addresses: &BTreeSet<IpAddr>, ca_key: Option<Key
     })
 }
 
+/// The names a server certificate carries, and its CA may vouch for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    pub dns: BTreeSet<String>,
+    pub ips: BTreeSet<IpAddr>,
+}
+
+impl Names {
+    /// The hostname (a name or an address), localhost and `addresses`.
+    pub fn for_host(hostname: &str, addresses: &BTreeSet<IpAddr>) -> Names {
+        let mut names = Names { dns: BTreeSet::from(["localhost".to_string()]), ips: addresses.clone() };
+        names.add(hostname);
+        names
+    }
+
+    /// Add a checked name or an address.
+    pub fn add(&mut self, name: &str) {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => {
+                self.ips.insert(ip);
+            }
+            Err(_) => {
+                self.dns.insert(name.to_string());
+            }
+        }
+    }
+}
+
+pub(super) fn certificate_error(e: rcgen::Error) -> Error {
+    usage(format!("generating the registry's certificates: {e}"))
+}
+
+/// Valid from a day back (for clients whose clock is a little behind) for `days`.
+fn validity(params: &mut CertificateParams, days: u64) {
+    let start = crate::time::now().saturating_sub(DAY);
+    let at = |secs: u64| rcgen::date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs);
+    params.not_before = at(start);
+    params.not_after = at(start + days * DAY);
+}
+
+/// A CA named `common_name` (valid 20 years) that may only vouch for `names`: clients
+/// trust it system-wide, and its key lives on the registry host, so a stolen ca.key
+/// cannot impersonate other sites to those clients. Loopback is allowed whole
+/// (127.0.0.0/8), so a renewal may add another loopback address.
+pub(super) fn ca_params(common_name: String, names: &Names) -> Result<CertificateParams> {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::OrganizationName, "airlift");
+    ca.distinguished_name.push(DnType::CommonName, common_name);
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let mut permitted: Vec<GeneralSubtree> = names.dns.iter().cloned().map(GeneralSubtree::DnsName).collect();
+    let mut subnets = BTreeSet::new();
+    for ip in &names.ips {
+        subnets.insert(match ip {
+            IpAddr::V4(v4) if v4.is_loopback() => (IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+            IpAddr::V4(_) => (*ip, 32),
+            IpAddr::V6(_) => (*ip, 128),
+        });
+    }
+    permitted.extend(
+        subnets.into_iter().map(|(ip, prefix)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, prefix))),
+    );
+    ca.name_constraints = Some(NameConstraints { permitted_subtrees: permitted, excluded_subtrees: Vec::new() });
+    validity(&mut ca, CA_VALID_DAYS);
+    ca.serial_number = Some(random_serial()?);
+    Ok(ca)
+}
+
+/// A server certificate for `hostname` (valid 10 years) with `names` as its SAN.
+pub(super) fn server_params(hostname: &str, names: &Names) -> Result<CertificateParams> {
+    let mut leaf = CertificateParams::default();
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(DnType::OrganizationName, "airlift");
+    leaf.distinguished_name.push(DnType::CommonName, short(hostname));
+    let mut sans = Vec::new();
+    for name in &names.dns {
+        sans.push(SanType::DnsName(name.clone().try_into().map_err(certificate_error)?));
+    }
+    sans.extend(names.ips.iter().copied().map(SanType::IpAddress));
+    leaf.subject_alt_names = sans;
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    validity(&mut leaf, SERVER_VALID_DAYS);
+    leaf.serial_number = Some(random_serial()?);
+    Ok(leaf)
+}
+
 /// A common name is at most 64 characters; the SAN carries the full name.
-fn short(name: &str) -> String {
+pub(super) fn short(name: &str) -> String {
     name.chars().take(40).collect()
 }
 
@@ -1267,6 +1309,11 @@ fn unit_text(root: &Path) -> String {
     )
 }
 
+/// Whether the unit `text` (one in /etc/systemd/system) serves `root`.
+pub(super) fn unit_serves(text: &str, root: &Path) -> bool {
+    text.contains(&format!("\nExecStart={}/{BINARY} serve --root {}\n", root.display(), root.display()))
+}
+
 fn start_systemd_line(root: &Path) -> String {
     format!(
         "cp {}/{UNIT_NAME} {SYSTEMD_UNIT_DIR}/ && systemctl daemon-reload && systemctl enable --now {UNIT_NAME}",
@@ -1359,6 +1406,13 @@ mod tests {
         assert_eq!(a.len(), PASSWORD_LEN);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn units_name_the_root_they_serve() {
+        let unit = unit_text(Path::new("/srv/registry"));
+        assert!(unit_serves(&unit, Path::new("/srv/registry")));
+        assert!(!unit_serves(&unit, Path::new("/srv/reg")));
     }
 
     #[test]

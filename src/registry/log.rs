@@ -7,7 +7,10 @@
 //! {"time":"…Z","event":"login_failed","client":"10.0.0.5:51234","user":"admin","reason":"wrong password"}
 //! ```
 //! The server's own events are lines too: `{"time","event":"listening","address"}`,
-//! `{"time","event":"purged","uploads","temp_files"}`, `{"time","event":"warning","message"}`.
+//! `{"time","event":"purged","uploads","temp_files"}`, `{"time","event":"warning","message"}`
+//! (a certificate that expires within 30 days: also `"certificate":{"path","serial",
+//! "not_after","days_left",…}`, at start and daily), and
+//! `{"time","event":"certificate_reloaded","certificate":{…}}` after `install --renew`.
 //! With the log on stderr, the human readiness line `listening on https://…` (which scripts
 //! wait for) is the only line that is not JSON.
 //! `user` is null when the request carried no (valid) credentials; `bytes` is the length of

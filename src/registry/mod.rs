@@ -7,10 +7,12 @@
 //! - [`routes`], [`handlers`], [`errors`], [`auth`]: the HTTP API
 //! - [`server`], [`gate`], [`body`], [`limits`], [`log`]: TLS listener and lifecycle,
 //!   connection admission and failed-login limits, slow bodies, the request log
-//! - [`config`], [`install`]: the registry root and its installer
+//! - [`config`], [`install`], [`uninstall`]: the registry root, its installer and its removal
+//! - [`certs`]: the root's certificates over time: renewal, CA rollover, reload in `serve`
 
 pub mod auth;
 pub mod body;
+pub mod certs;
 pub mod config;
 pub mod errors;
 pub mod gate;
@@ -22,3 +24,4 @@ pub mod names;
 pub mod routes;
 pub mod server;
 pub mod storage;
+pub mod uninstall;

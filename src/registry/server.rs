@@ -1,7 +1,8 @@
 //! The registry's lifecycle: TLS listener, one task per connection (HTTP/1.1 over
 //! rustls), periodic purge of stale uploads and temp files, graceful shutdown on
-//! SIGTERM/SIGINT. Connections are admitted by the [`Gate`] (a share kept for
-//! authenticated clients), time out in the handshake and when idle, and close with
+//! SIGTERM/SIGINT. The certificate is reloaded when its files change, and its expiry
+//! warned of (see [`watch_certificate`]). Connections are admitted by the [`Gate`] (a
+//! share kept for authenticated clients), time out in the handshake and when idle, and close with
 //! close_notify after a bounded drain of what the client still sends (see [`drain`]).
 
 use std::future::Future;
@@ -19,17 +20,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use super::body::MinRate;
+use super::certs::ServedCert;
 use super::config::Config;
 use super::gate::{Conn, Gate};
 use super::limits::Limits;
 use super::routes::{self, App};
-use crate::error::{usage, IoContext, Result};
+use crate::error::{usage, Result};
 
 /// After an answer given before the request body was read, how long the connection
 /// reads what the client still sends, at most…
@@ -45,6 +46,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time in-flight requests get to finish after a shutdown signal (an interrupted upload
 /// resumes after a restart, so nothing is lost by keeping this short).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the certificate's expiry is looked at.
+const DAY: Duration = Duration::from_secs(86_400);
 
 /// The address `serve` listens on when not told: the config's `listen`, which may be
 /// `HOST:PORT` or just a host (then with the config's port).
@@ -60,28 +63,55 @@ pub fn listen_address(config: &Config) -> String {
     }
 }
 
-/// rustls server configuration from a PEM certificate chain and its private key.
-pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
-    let pem = std::fs::read(cert).at(cert)?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| usage(format!("{}: not a PEM certificate chain: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(usage(format!("{}: no certificate in it", cert.display())));
-    }
-    let pem = std::fs::read(key).at(key)?;
-    let key_der: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &pem[..])
-        .map_err(|e| usage(format!("{}: not a PEM private key: {e}", key.display())))?
-        .ok_or_else(|| usage(format!("{}: no private key in it", key.display())))?;
+/// What the listener presents: the rustls configuration, whose certificate is `certs`.
+pub struct Tls {
+    pub config: Arc<ServerConfig>,
+    pub certs: Arc<ServedCert>,
+}
+
+/// rustls server configuration from a PEM certificate chain and its private key, which
+/// `serve` reloads when the files change (`install --renew` writes them).
+pub fn tls_config(cert: &Path, key: &Path) -> Result<Tls> {
+    let certs = Arc::new(ServedCert::load(cert, key)?);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| usage(format!("TLS: {e}")))?
         .with_no_client_auth()
-        .with_single_cert(certs, key_der)
-        .map_err(|e| usage(format!("{} and {}: {e}", cert.display(), key.display())))?;
+        .with_cert_resolver(Arc::clone(&certs) as Arc<dyn rustls::server::ResolvesServerCert>);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Tls { config: Arc::new(config), certs })
+}
+
+/// Every second, load the certificate again when its files changed; at start, daily and
+/// after a reload, warn in the log when it expires within 30 days.
+async fn watch_certificate(app: Arc<App>, certs: Arc<ServedCert>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut warned: Option<Instant> = None;
+    loop {
+        tick.tick().await;
+        match certs.reload() {
+            Ok(None) => {}
+            Ok(Some(info)) => {
+                let now = crate::time::now();
+                app.log.event("certificate_reloaded", serde_json::json!({ "certificate": info.document(now) }));
+                warned = None;
+            }
+            Err(e) => {
+                app.log.event("warning", serde_json::json!({ "message": format!("certificate not reloaded: {e}") }))
+            }
+        }
+        if warned.is_some_and(|at| at.elapsed() < DAY) {
+            continue;
+        }
+        warned = Some(Instant::now());
+        let info = certs.info();
+        let now = crate::time::now();
+        if let Some(message) = info.expiry_warning(now) {
+            let fields = serde_json::json!({ "message": message, "certificate": info.document(now) });
+            app.log.event("warning", fields);
+        }
+    }
 }
 
 /// Bind `addr`, then serve until `shutdown` completes; in-flight requests get a grace
@@ -89,7 +119,7 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
 /// Before that, stale upload sessions and temp files left by killed writers are purged.
 pub async fn serve(
     app: Arc<App>,
-    tls: Arc<ServerConfig>,
+    tls: Tls,
     addr: &str,
     ready: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()>,
@@ -98,9 +128,10 @@ pub async fn serve(
     let local = listener.local_addr().map_err(|e| usage(format!("{addr}: {e}")))?;
     purge(Arc::clone(&app)).await;
     let purge = tokio::spawn(purge_loop(Arc::clone(&app)));
+    let watch = tokio::spawn(watch_certificate(Arc::clone(&app), tls.certs));
     app.log.event("listening", serde_json::json!({ "address": format!("https://{local}") }));
     ready(local);
-    let acceptor = TlsAcceptor::from(tls);
+    let acceptor = TlsAcceptor::from(tls.config);
     let router = routes::router(Arc::clone(&app));
     let gate = Gate::new(app.limits.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -139,6 +170,7 @@ pub async fn serve(
     }
     drop(listener);
     purge.abort();
+    watch.abort();
     let _ = stop_tx.send(true);
     drop(alive_tx);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, alive_rx.recv()).await;

@@ -17,6 +17,7 @@
 //! - [`mirror`]: which repository and tag a bundle's image gets in a registry;
 //!   [`publish`]: pushing images into a registry over the network, with a journal
 //! - [`receipt`]: what a destination (root, layout, registry) holds, as a receipt
+//! - [`status`]: what `airlift status` says of a registry root (certificates, contents, space)
 
 pub mod attached;
 pub mod catalogs;
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod publish;
 pub mod receipt;
 pub mod releases;
+pub mod status;
 pub mod target;
 pub mod unpack;
 
