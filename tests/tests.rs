@@ -33,3 +33,4 @@ mod signatures;
 mod space;
 mod tamper;
 mod trust;
+mod users;

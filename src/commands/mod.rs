@@ -10,6 +10,7 @@ pub mod pack;
 pub mod receipt;
 pub mod serve;
 pub mod unpack;
+pub mod user;
 pub mod verify;
 
 use std::path::Path;

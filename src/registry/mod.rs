@@ -7,7 +7,8 @@
 //! - [`routes`], [`handlers`], [`errors`], [`auth`]: the HTTP API
 //! - [`server`], [`gate`], [`body`], [`limits`], [`log`]: TLS listener and lifecycle,
 //!   connection admission and failed-login limits, slow bodies, the request log
-//! - [`config`], [`install`]: the registry root and its installer
+//! - [`config`], [`install`], [`users`]: the registry root, its installer, its users and
+//!   their roles
 
 pub mod auth;
 pub mod body;
@@ -22,3 +23,4 @@ pub mod names;
 pub mod routes;
 pub mod server;
 pub mod storage;
+pub mod users;
