@@ -20,9 +20,8 @@ const WITHIN: Duration = Duration::from_secs(1);
 /// `airlift user ARGS --root ROOT --json`: exit code and document.
 fn user(root: &Path, args: &[&str]) -> (i32, Value) {
     let out = airlift().arg("user").args(args).arg("--root").arg(root).arg("--json").output().unwrap();
-    let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("user {args:?}: no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("user {args:?}: no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code().unwrap_or(-1), doc)
 }
 
@@ -53,22 +52,24 @@ fn skopeo_creds(reg: &Registry, flag: &str, cert_flag: &str, user: &str, passwor
     vec![cert_flag.into(), reg.cert_dir.display().to_string(), flag.into(), format!("{user}:{password}")]
 }
 
-/// Push testdata's `app-00` to `testdata/app:app-00` as the installer's user.
-fn push_testdata(reg: &Registry) {
+/// A served registry holding testdata's `app-00` as `testdata/app:app-00` (pushed by the
+/// installer's user with skopeo); None when skopeo is missing.
+fn serving_testdata() -> Option<Registry> {
+    if !common::have("skopeo") {
+        return None;
+    }
+    let reg = Registry::start();
     let mut cmd = reg.skopeo("copy");
     cmd.args(reg.skopeo_dest_args());
     cmd.arg(format!("oci:{}:app-00", common::testdata("layout").display())).arg(reg.docker_ref("testdata/app:app-00"));
     run_ok(&mut cmd);
+    Some(reg)
 }
 
 #[test]
 fn a_user_added_while_serving_pulls_within_a_second_and_a_removed_one_is_refused() {
-    if !common::have("skopeo") {
-        return;
-    }
+    let Some(reg) = serving_testdata() else { return };
     let dir = tempdir();
-    let reg = Registry::start();
-    push_testdata(&reg);
     assert_eq!(login(&reg, "bob", "bob-password-1"), 401);
 
     let file = password_file(dir.path(), "bob.pw", "bob-password-1");
@@ -97,12 +98,8 @@ fn a_user_added_while_serving_pulls_within_a_second_and_a_removed_one_is_refused
 
 #[test]
 fn a_read_only_user_pulls_but_cannot_push() {
-    if !common::have("skopeo") {
-        return;
-    }
+    let Some(reg) = serving_testdata() else { return };
     let dir = tempdir();
-    let reg = Registry::start();
-    push_testdata(&reg);
     let (code, doc) = user(&reg.root, &["add", "reader", "--read-only"]);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(doc["role"], "read-only", "{doc}");
@@ -124,9 +121,10 @@ fn a_read_only_user_pulls_but_cannot_push() {
     assert!(stderr.contains("denied") || stderr.contains("403"), "{stderr}");
 
     // The API: a blob upload POST is 403 DENIED in the OCI envelope.
-    let r = reg.anon(Method::POST, "/v2/reader/app/blobs/uploads/").basic_auth("reader", Some(password)).send().unwrap();
+    let r =
+        reg.anon(Method::POST, "/v2/reader/app/blobs/uploads/").basic_auth("reader", Some(password)).send().unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    let body: Value = r.json().unwrap();
+    let body: Value = serde_json::from_slice(&r.bytes().unwrap()).unwrap();
     assert_eq!(body["errors"][0]["code"], "DENIED", "{body}");
     let listed = user(&reg.root, &["list"]).1;
     let roles: Vec<(&str, &str)> = listed["users"]

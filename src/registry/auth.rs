@@ -78,11 +78,8 @@ impl Htpasswd {
         if users.is_empty() {
             return Err("no users".into());
         }
-        let cost = users
-            .values()
-            .filter_map(|(h, _)| h.get(4..6)?.parse::<u32>().ok())
-            .max()
-            .unwrap_or(bcrypt::DEFAULT_COST);
+        let cost =
+            users.values().filter_map(|(h, _)| h.get(4..6)?.parse::<u32>().ok()).max().unwrap_or(bcrypt::DEFAULT_COST);
         let dummy = match previous.filter(|p| cost_of(&p.dummy) == Some(cost)) {
             Some(p) => p.dummy.clone(),
             None => {
@@ -132,6 +129,9 @@ impl Htpasswd {
 fn cost_of(hash: &str) -> Option<u32> {
     hash.get(4..6)?.parse().ok()
 }
+
+/// The stamps of htpasswd and roles.json (None: absent).
+type Stamps = (Option<Stamp>, Option<Stamp>);
 
 /// What a user file looked like when it was loaded: changed when any of these differ
 /// (a rename gives a new inode; an edit in place a new size, mtime or ctime).
@@ -186,7 +186,7 @@ pub struct Credentials {
     files: Option<Files>,
     current: RwLock<Arc<Htpasswd>>,
     /// The stamps of htpasswd and roles.json as last loaded (or last failed to load).
-    stamps: Mutex<(Option<Stamp>, Option<Stamp>)>,
+    stamps: Mutex<Stamps>,
     epoch: Instant,
     /// When the files were last looked at, in milliseconds since `epoch`.
     looked: AtomicU64,
@@ -265,10 +265,10 @@ impl Credentials {
 }
 
 /// Load the table of `files`, with the stamps of what was read.
-fn load(files: &Files, previous: Option<&Htpasswd>) -> Result<(Htpasswd, (Option<Stamp>, Option<Stamp>))> {
+fn load(files: &Files, previous: Option<&Htpasswd>) -> Result<(Htpasswd, Stamps)> {
     let path = &files.htpasswd;
-    let (bytes, htpasswd_stamp) = read_stamped(path)?
-        .ok_or_else(|| usage(format!("{}: missing (the registry root's users)", path.display())))?;
+    let (bytes, htpasswd_stamp) =
+        read_stamped(path)?.ok_or_else(|| usage(format!("{}: missing (the registry root's users)", path.display())))?;
     let (roles, roles_stamp) = match read_stamped(&files.roles)? {
         Some((bytes, stamp)) => {
             let roles = Roles::parse(&bytes).map_err(|e| usage(format!("{}: {e}", files.roles.display())))?;

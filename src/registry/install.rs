@@ -318,7 +318,12 @@ fn write_tls(
 /// its htpasswd holds a user. Otherwise (first install, or one killed before it said
 /// anything) `chosen` or a new one for `user`. Returns the user and the password made, if
 /// any.
-fn write_credentials(root: &Path, repairing: bool, user: &str, chosen: Option<&str>) -> Result<(String, Option<String>)> {
+fn write_credentials(
+    root: &Path,
+    repairing: bool,
+    user: &str,
+    chosen: Option<&str>,
+) -> Result<(String, Option<String>)> {
     let htpasswd = root.join(HTPASSWD);
     let kept_user = if repairing { first_user(&htpasswd).ok().flatten() } else { None };
     match kept_user {
@@ -479,7 +484,9 @@ fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Resul
         ignored.push(format!("user {} (the root's initial user is {user})", opts.user));
     }
     if opts.password.is_some() {
-        ignored.push(format!("--password-file (the root's users keep their passwords; `airlift user passwd` changes one)"));
+        ignored.push(
+            "--password-file (the root's users keep their passwords; `airlift user passwd` changes one)".to_string(),
+        );
     }
     if let Some(cert) = &opts.tls_cert {
         ignored.push(format!(

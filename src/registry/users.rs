@@ -321,7 +321,9 @@ pub fn read_password_file(path: &Path) -> Result<String> {
     File::open(path).at(path)?.take(PASSWORD_FILE_MAX + 1).read_to_end(&mut bytes).at(path)?;
     let origin = path.display().to_string();
     if bytes.len() as u64 > PASSWORD_FILE_MAX {
-        return Err(usage(format!("{origin}: a password file is one line, this one is larger than {PASSWORD_FILE_MAX} bytes")));
+        return Err(usage(format!(
+            "{origin}: a password file is one line, this one is larger than {PASSWORD_FILE_MAX} bytes"
+        )));
     }
     let text = String::from_utf8(bytes).map_err(|_| usage(format!("{origin}: the password is not UTF-8 text")))?;
     let line = text.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&text);
@@ -339,8 +341,7 @@ pub fn generate_password() -> Result<String> {
     let mut password = String::with_capacity(PASSWORD_LEN);
     let mut buf = [0u8; 64];
     while password.len() < PASSWORD_LEN {
-        getrandom::getrandom(&mut buf)
-            .map_err(|e| usage(format!("reading the operating system's randomness: {e}")))?;
+        getrandom::getrandom(&mut buf).map_err(|e| usage(format!("reading the operating system's randomness: {e}")))?;
         for &b in buf.iter().filter(|&&b| b < limit) {
             if password.len() < PASSWORD_LEN {
                 password.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
@@ -476,7 +477,9 @@ mod tests {
     fn password_files_hold_one_line() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("pw");
-        for (text, want) in [("s3cret-pass\n", "s3cret-pass"), ("s3cret-pass", "s3cret-pass"), (" spaced pw \r\n", " spaced pw ")] {
+        for (text, want) in
+            [("s3cret-pass\n", "s3cret-pass"), ("s3cret-pass", "s3cret-pass"), (" spaced pw \r\n", " spaced pw ")]
+        {
             std::fs::write(&file, text).unwrap();
             assert_eq!(read_password_file(&file).unwrap(), want, "{text:?}");
         }
