@@ -608,7 +608,7 @@ stderr or appended to --log FILE:
 time: RFC 3339 UTC; client: address:port; user: null without valid credentials; path: without
 the query; bytes: the response body's length (null when streamed without one); duration_ms:
 until the response started. Passwords and Authorization values are never logged. The
-server's own events are JSON lines too (listening, purged, warning); on stderr the
+server's own events are JSON lines too (listening, purged, users_reloaded, warning); on stderr the
 readiness line `listening on https://…` is the only other line.
 
 Limits: unauthenticated connections are bounded per client address and overall (a share of

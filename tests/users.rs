@@ -180,6 +180,25 @@ fn install_password_file_sets_the_initial_password_and_never_prints_it() {
     let mut reg = Registry::adopt(&root, "init", chosen, &root.join("tls/ca.crt"));
     reg.serve(&[]);
     assert_eq!(login(&reg, "init", chosen), 200);
+
+    // On an installed root it is ignored (said so); with --reset-password it is the new one.
+    let out = install(&short);
+    assert_eq!(out.status.code(), Some(2), "a bad file is refused before anything else");
+    let again = password_file(dir.path(), "again.pw", "another chosen one");
+    let out = install(&again);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("ignored --password-file"), "{stderr}");
+    assert_eq!(login(&reg, "init", chosen), 200);
+    let out = airlift()
+        .args(["install", "--root"])
+        .arg(&root)
+        .args(["--reset-password", "--password-file", &again, "--json"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((doc["password_reset"].as_bool(), doc["password_chosen"].as_bool()), (Some(true), Some(true)), "{doc}");
+    assert!(doc.get("password").is_none() && doc.get("pull_secret").is_none(), "{doc}");
+    until_login(&reg, "init", "another chosen one", 200);
 }
 
 #[test]

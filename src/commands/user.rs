@@ -15,6 +15,7 @@ pub fn run(command: &UserCommand, out: &Output) -> anyhow::Result<Status> {
     let doc = match command {
         UserCommand::Add(a) => {
             let role = if a.read_only { Role::ReadOnly } else { Role::ReadWrite };
+            users::check_user(&a.name)?;
             let (password, generated) = password(a.password_file.as_deref(), &a.name)?;
             let account = users::add(&a.root.root, &a.name, role, &password)?;
             changed(out, "added", &a.root.root, &account, generated.then_some(password))
