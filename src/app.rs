@@ -42,6 +42,7 @@ pub fn run() -> ExitCode {
         Command::GraphDataCopy(a) => crate::commands::graph_data_copy::run(a, &out),
         Command::Status(a) => crate::commands::status::run(a, &out),
         Command::Uninstall(a) => crate::commands::uninstall::run(a, &out),
+        Command::User(c) => crate::commands::user::run(c, &out),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

@@ -73,6 +73,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Remove a registry root's service, config, certificates and credentials (--data: its images too)
     Uninstall(UninstallArgs),
+    /// Add, list, remove the users of a registry root, or change a password
+    #[command(subcommand, after_long_help = USER_HELP)]
+    User(UserCommand),
 }
 
 const GRAPH_DATA_COPY_HELP: &str = "\
@@ -490,8 +493,9 @@ pub struct InstallArgs {
     /// Write the systemd unit but do not enable or start it
     #[arg(long)]
     pub no_start: bool,
-    /// Give an installed root's user (--user, default: its initial user) a new generated
-    /// password, print it, and change nothing else; restart `airlift serve` for it to work
+    /// Give an installed root's user (--user, default: its initial user) a new password
+    /// (generated and printed, or --password-file's) and change nothing else; a running
+    /// `airlift serve` takes it within a second
     #[arg(long, conflicts_with_all = ["hostname", "tls_cert", "tls_key"])]
     pub reset_password: bool,
     /// Issue a new server certificate from the root's CA (same names, plus --hostname and
@@ -508,6 +512,11 @@ pub struct InstallArgs {
     /// With --renew: issue from the next CA (made by --renew-ca) and make it the CA
     #[arg(long, requires = "renew")]
     pub use_next_ca: bool,
+    /// The initial user's password (mirror-registry's --initPassword): the one line of FILE
+    /// without its final newline, 8 to 72 bytes, no control characters; never printed
+    /// (default: a generated one, printed once)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -525,6 +534,80 @@ pub struct UninstallArgs {
     /// Also remove the storage (every image) and the root directory
     #[arg(long)]
     pub data: bool,
+}
+
+/// What `airlift user` says about roles, files and exit codes (user --help, man page).
+const USER_HELP: &str = "\
+Users live in ROOT/htpasswd (bcrypt entries, as `htpasswd -B` writes them) and their roles in
+ROOT/roles.json beside it: read-write users pull and push (install's user is one, and a user
+roles.json does not name is one); read-only users pull, and every write they try (POST, PUT,
+PATCH, DELETE) is answered 403 DENIED. A running `airlift serve` picks up every change within
+a second, without a restart. Edits take the root's install lock and replace each file
+atomically, so two runs never lose an edit.
+
+Passwords: --password-file FILE (its one line without the final newline), else asked twice on
+a terminal, else generated (32 letters and digits) and printed once. A chosen password has 8
+to 72 bytes and no control characters. User names: 1-255 letters, digits, '.', '_', '-', '@'.
+
+Exit status: 0 done; 2 bad name or password, unknown or existing user, the last user, the
+last read-write user without --force, or a root that is not installed.";
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (read-write unless --read-only)
+    Add(UserAddArgs),
+    /// Change a user's password
+    Passwd(UserPasswdArgs),
+    /// Remove a user (never the last one; the last read-write one only with --force)
+    Remove(UserRemoveArgs),
+    /// List the users and their roles
+    List(UserRootArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserRootArgs {
+    /// Registry root made by `airlift install`
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    #[command(flatten)]
+    pub root: UserRootArgs,
+    /// The user's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The user may pull but not push or delete
+    #[arg(long)]
+    pub read_only: bool,
+    /// Read the password from FILE (else asked on a terminal, else generated and printed)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserPasswdArgs {
+    #[command(flatten)]
+    pub root: UserRootArgs,
+    /// The user's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Read the password from FILE (else asked on a terminal, else generated and printed)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UserRemoveArgs {
+    #[command(flatten)]
+    pub root: UserRootArgs,
+    /// The user's name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Remove the last read-write user too (nobody can push until one is added)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -560,7 +643,7 @@ stderr or appended to --log FILE:
 time: RFC 3339 UTC; client: address:port; user: null without valid credentials; path: without
 the query; bytes: the response body's length (null when streamed without one); duration_ms:
 until the response started. Passwords and Authorization values are never logged. The
-server's own events are JSON lines too (listening, purged, warning); on stderr the
+server's own events are JSON lines too (listening, purged, users_reloaded, warning); on stderr the
 readiness line `listening on https://…` is the only other line.
 
 Limits: unauthenticated connections are bounded per client address and overall (a share of

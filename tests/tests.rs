@@ -34,3 +34,4 @@ mod signatures;
 mod space;
 mod tamper;
 mod trust;
+mod users;

@@ -5,6 +5,7 @@ use crate::error::{usage, Status};
 use crate::output::Output;
 use crate::registry::certs::{self, RenewOptions};
 use crate::registry::install::{self, InstallOptions, Installed};
+use crate::registry::users;
 
 pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
     if args.renew || args.renew_ca {
@@ -15,8 +16,9 @@ pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
             usage("--san goes with --renew or --renew-ca (a first install names this host and its addresses)").into()
         );
     }
+    let password = args.password_file.as_deref().map(users::read_password_file).transpose()?;
     if args.reset_password {
-        let reset = install::reset_password(&args.root, args.user.as_deref())?;
+        let reset = install::reset_password(&args.root, args.user.as_deref(), password)?;
         out.document(&present(out, &reset));
         return Ok(Status::Ok);
     }
@@ -27,6 +29,7 @@ pub fn run(args: &InstallArgs, out: &Output) -> anyhow::Result<Status> {
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
         start: !args.no_start,
+        password,
     };
     let installed = install::install(&args.root, &opts)?;
     out.document(&present(out, &installed));

@@ -12,6 +12,7 @@ pub mod serve;
 pub mod status;
 pub mod uninstall;
 pub mod unpack;
+pub mod user;
 pub mod verify;
 
 use std::path::Path;

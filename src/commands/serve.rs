@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::cli::{ServeArgs, ServeLimitArgs};
 use crate::error::{usage, Status};
 use crate::output::Output;
-use crate::registry::auth::Htpasswd;
+use crate::registry::auth::Credentials;
 use crate::registry::config::Config;
 use crate::registry::limits::Limits;
 use crate::registry::log::Log;
@@ -18,14 +18,14 @@ pub fn run(args: &ServeArgs, out: &Output) -> anyhow::Result<Status> {
     let root = &args.root;
     let config = Config::load(root)?;
     let storage = Storage::open(&config.storage_dir(root))?;
-    let htpasswd = Htpasswd::load(&config.resolve(root, &config.htpasswd))?;
+    let users = Credentials::open(&config.resolve(root, &config.htpasswd))?;
     let tls = server::tls_config(&config.resolve(root, &config.tls_cert), &config.resolve(root, &config.tls_key))?;
     let addr = args.addr.clone().unwrap_or_else(|| server::listen_address(&config));
     let log = match &args.log {
         Some(path) => Log::file(path)?,
         None => Log::Stderr,
     };
-    let app = App::with(storage, htpasswd, args.read_only, limits(args.upload_expiry, &args.limits), log);
+    let app = App::with(storage, users, args.read_only, limits(args.upload_expiry, &args.limits), log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 //! ROOT/
 //!   config.json            this file
 //!   htpasswd               bcrypt entries, user:$2y$...
+//!   roles.json             each user's role, read-write or read-only (see users.rs)
 //!   tls/ca.crt, ca.key     the CA install generated (absent when the operator brought a cert)
 //!   tls/server.crt, .key   the server certificate (SAN: hostname and the host's addresses)
 //!   tls/ca-next.*, ca-bundle.crt, ca-previous.crt   a CA rollover (see certs.rs)

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,6 +23,7 @@ use serde_json::json;
 use tokio_rustls::rustls;
 
 use super::config::{self, Config};
+use super::users::{self, check_user, first_user, generate_password};
 use crate::error::{usage, Error, IoContext, Result};
 use crate::store::{self, Commit};
 
@@ -43,11 +43,6 @@ pub(super) const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 
 pub const DEFAULT_PORT: u16 = 8443;
 pub const DEFAULT_USER: &str = "init";
-/// Generated passwords: 32 characters of [A-Za-z0-9], about 190 bits.
-const PASSWORD_LEN: usize = 32;
-/// The password is random, so the cost only has to make the hash slow to check offline, not
-/// to make up for a weak secret; 10 keeps the server's (cached) checks cheap.
-const BCRYPT_COST: u32 = 10;
 const DAY: u64 = 86_400;
 const CA_VALID_DAYS: u64 = 20 * 365;
 const SERVER_VALID_DAYS: u64 = 10 * 365;
@@ -65,6 +60,9 @@ pub struct InstallOptions {
     pub tls_key: Option<PathBuf>,
     /// Enable and start the systemd unit when systemd runs the host and we are root.
     pub start: bool,
+    /// The initial user's password (`--password-file`, checked by `users::check_password`);
+    /// generated when absent.
+    pub password: Option<String>,
 }
 
 impl Default for InstallOptions {
@@ -76,6 +74,7 @@ impl Default for InstallOptions {
             tls_cert: None,
             tls_key: None,
             start: true,
+            password: None,
         }
     }
 }
@@ -90,6 +89,8 @@ pub struct Installed {
     pub user: String,
     /// The generated password, only on a fresh install (the root keeps only its hash).
     pub password: Option<String>,
+    /// The password was the operator's (`--password-file`): set, and never shown.
+    pub password_chosen: bool,
     /// The CA clients must trust, when install generated one.
     pub ca_file: Option<PathBuf>,
     pub service: ServiceState,
@@ -207,7 +208,7 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
     }
 
     let ca_file = write_tls(&root, tls, previous.as_ref(), &hostname, &mut repaired)?;
-    let (user, password) = write_credentials(&root, previous.is_some(), &opts.user)?;
+    let (user, password) = write_credentials(&root, previous.is_some(), &opts.user, opts.password.as_deref())?;
     make_dir(&root.join("bin"), 0o755)?;
     copy_executable(&exe, &root.join(BINARY))?;
     make_dir(&root.join(STORAGE), 0o755)?;
@@ -242,7 +243,8 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
         root,
         fresh: true,
         user,
-        password,
+        password_chosen: opts.password.is_some() && password.is_some(),
+        password: password.filter(|_| opts.password.is_none()),
         ca_file,
         service,
         ignored: Vec::new(),
@@ -314,16 +316,24 @@ fn write_tls(
 
 /// The password of a finished install was shown then: when `repairing`, keep it while
 /// its htpasswd holds a user. Otherwise (first install, or one killed before it said
-/// anything) a new one for `user`. Returns the user and the password made, if any.
-fn write_credentials(root: &Path, repairing: bool, user: &str) -> Result<(String, Option<String>)> {
+/// anything) `chosen` or a new one for `user`. Returns the user and the password made, if
+/// any.
+fn write_credentials(
+    root: &Path,
+    repairing: bool,
+    user: &str,
+    chosen: Option<&str>,
+) -> Result<(String, Option<String>)> {
     let htpasswd = root.join(HTPASSWD);
     let kept_user = if repairing { first_user(&htpasswd).ok().flatten() } else { None };
     match kept_user {
         Some(kept) => Ok((kept, None)),
         None => {
-            let password = generate_password()?;
-            let entry = htpasswd_entry(user, &password)?;
-            store::write_file(&htpasswd, entry.as_bytes(), Commit::mode(0o600))?;
+            let password = match chosen {
+                Some(p) => p.to_string(),
+                None => generate_password()?,
+            };
+            users::create(&htpasswd, user, &password)?;
             Ok((user.to_string(), Some(password)))
         }
     }
@@ -473,6 +483,11 @@ fn existing(root: &Path, opts: &InstallOptions, hostname: Option<&str>) -> Resul
     if opts.user != DEFAULT_USER && opts.user != user {
         ignored.push(format!("user {} (the root's initial user is {user})", opts.user));
     }
+    if opts.password.is_some() {
+        ignored.push(
+            "--password-file (the root's users keep their passwords; `airlift user passwd` changes one)".to_string(),
+        );
+    }
     if let Some(cert) = &opts.tls_cert {
         ignored.push(format!(
             "--tls-cert {} (the root uses {}; replace that file and its key to change it)",
@@ -499,6 +514,7 @@ fn unchanged(config: Config, root: PathBuf, user: String, password: Option<Strin
         fresh: false,
         user,
         password,
+        password_chosen: false,
         ca_file,
         service,
         ignored: Vec::new(),
@@ -507,47 +523,29 @@ fn unchanged(config: Config, root: PathBuf, user: String, password: Option<Strin
     }
 }
 
-/// `install --reset-password`: a new generated password for `user` (default: the root's
-/// initial user, the first of htpasswd), written into htpasswd in place of the old entry,
-/// atomically and under the install lock; other users are kept. The root must be
-/// installed. `airlift serve` reads htpasswd when it starts: a running server needs a
-/// restart for the new password to work.
-pub fn reset_password(root: &Path, user: Option<&str>) -> Result<Installed> {
+/// `install --reset-password`: a new password for `user` (default: the root's initial
+/// user, the first of htpasswd), `chosen` (`--password-file`, never shown) or generated,
+/// written by `users::set_password` (atomically, under the install lock; other users are
+/// kept). The root must be installed. A running `airlift serve` takes it within a second.
+pub fn reset_password(root: &Path, user: Option<&str>, chosen: Option<String>) -> Result<Installed> {
     if let Some(u) = user {
         check_user(u)?;
     }
     let root = installed_root(root)?;
-    let _lock = lock_root(&root)?;
     let config = Config::load(&root)?;
     let path = config.resolve(&root, &config.htpasswd);
-    let text = fs::read_to_string(&path).at(&path)?;
     let user = match user {
         Some(u) => u.to_string(),
         None => first_user(&path)?.ok_or_else(|| usage(format!("{}: holds no user", path.display())))?,
     };
-    let password = generate_password()?;
-    let entry = htpasswd_entry(&user, &password)?;
-    let mut found = false;
-    let mut lines = Vec::new();
-    for line in text.lines() {
-        match line.split_once(':') {
-            Some((name, _)) if name.trim() == user && !name.starts_with('#') => {
-                found = true;
-                lines.push(entry.trim_end().to_string());
-            }
-            _ => lines.push(line.to_string()),
-        }
-    }
-    if !found {
-        return Err(usage(format!(
-            "{}: no user {user:?} to reset (give --user with one of its users)",
-            path.display()
-        )));
-    }
-    let mut bytes = lines.join("\n");
-    bytes.push('\n');
-    store::write_file(&path, bytes.as_bytes(), Commit::mode(0o600))?;
-    Ok(Installed { password_reset: true, ..unchanged(config, root, user, Some(password)) })
+    let password_chosen = chosen.is_some();
+    let password = match chosen {
+        Some(p) => p,
+        None => generate_password()?,
+    };
+    users::set_password(&root, &user, &password)?;
+    let shown = (!password_chosen).then_some(password);
+    Ok(Installed { password_reset: true, password_chosen, ..unchanged(config, root, user, shown) })
 }
 
 /// `root`, canonical, when it is an installed root (`problems` finds nothing); else a
@@ -588,6 +586,9 @@ impl Installed {
                 text.push(format!("  user:      {}", self.user));
                 text.push(format!("  password:  {p}"));
                 text.push("             (shown only now: the root keeps only its bcrypt hash)".into());
+            }
+            None if self.password_chosen => {
+                text.push(format!("  user:      {} (with the password of --password-file)", self.user))
             }
             None => {
                 text.push(format!("  user:      {} (its password was shown when the root was installed)", self.user))
@@ -678,7 +679,9 @@ impl Installed {
         }
         if self.password_reset {
             doc["password_reset"] = json!(true);
-            doc["restart_needed"] = json!(true);
+        }
+        if self.password_chosen {
+            doc["password_chosen"] = json!(true);
         }
         doc
     }
@@ -727,17 +730,6 @@ impl ServiceState {
 fn check_port(port: u16) -> Result<()> {
     if port == 0 {
         return Err(usage("--port 0 is not a port the registry can be reached on: give one in 1-65535 (default 8443)"));
-    }
-    Ok(())
-}
-
-/// The user name goes into htpasswd (`user:hash`) and into basic auth (`user:password`).
-fn check_user(user: &str) -> Result<()> {
-    let ok = !user.is_empty()
-        && user.len() <= 255
-        && user.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
-    if !ok {
-        return Err(usage(format!("invalid user name {user:?}: use 1-255 letters, digits, '.', '_', '-' or '@'")));
     }
     Ok(())
 }
@@ -1195,45 +1187,6 @@ fn random(buf: &mut [u8]) -> Result<()> {
     getrandom::getrandom(buf).map_err(|e| usage(format!("reading the operating system's randomness: {e}")))
 }
 
-/// PASSWORD_LEN characters of [A-Za-z0-9], uniformly (bytes ≥ 248 are drawn again).
-fn generate_password() -> Result<String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let limit = (256 / ALPHABET.len() * ALPHABET.len()) as u8;
-    let mut password = String::with_capacity(PASSWORD_LEN);
-    let mut buf = [0u8; 64];
-    while password.len() < PASSWORD_LEN {
-        random(&mut buf)?;
-        for &b in buf.iter().filter(|&&b| b < limit) {
-            if password.len() < PASSWORD_LEN {
-                password.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
-            }
-        }
-    }
-    Ok(password)
-}
-
-/// `user:$2y$10$...\n`, the form `htpasswd -B` writes.
-fn htpasswd_entry(user: &str, password: &str) -> Result<String> {
-    let hash = bcrypt::hash_with_result(password, BCRYPT_COST)
-        .map_err(|e| usage(format!("hashing the password: {e}")))?
-        .format_for_version(bcrypt::Version::TwoY);
-    Ok(format!("{user}:{hash}\n"))
-}
-
-/// The first user of an htpasswd file.
-fn first_user(path: &Path) -> Result<Option<String>> {
-    let file = File::open(path).at(path)?;
-    for line in BufReader::new(file).lines() {
-        let line = line.at(path)?;
-        if let Some((user, _)) = line.split_once(':') {
-            if !user.trim().is_empty() && !user.starts_with('#') {
-                return Ok(Some(user.trim().to_string()));
-            }
-        }
-    }
-    Ok(None)
-}
-
 // ---- files ----
 
 fn make_dir(dir: &Path, mode: u32) -> Result<()> {
@@ -1400,27 +1353,10 @@ mod tests {
     }
 
     #[test]
-    fn passwords() {
-        let a = generate_password().unwrap();
-        let b = generate_password().unwrap();
-        assert_eq!(a.len(), PASSWORD_LEN);
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
-    }
-
-    #[test]
     fn units_name_the_root_they_serve() {
         let unit = unit_text(Path::new("/srv/registry"));
         assert!(unit_serves(&unit, Path::new("/srv/registry")));
         assert!(!unit_serves(&unit, Path::new("/srv/reg")));
-    }
-
-    #[test]
-    fn users() {
-        assert!(check_user("init").is_ok());
-        for bad in ["", "a:b", "a b", "a\n"] {
-            assert!(check_user(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

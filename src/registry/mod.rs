@@ -9,6 +9,7 @@
 //!   connection admission and failed-login limits, slow bodies, the request log
 //! - [`config`], [`install`], [`uninstall`]: the registry root, its installer and its removal
 //! - [`certs`]: the root's certificates over time: renewal, CA rollover, reload in `serve`
+//! - [`users`]: the root's users and their roles
 
 pub mod auth;
 pub mod body;
@@ -25,3 +26,4 @@ pub mod routes;
 pub mod server;
 pub mod storage;
 pub mod uninstall;
+pub mod users;

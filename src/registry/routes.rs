@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-use super::auth::{self, Htpasswd, Verdict};
+use super::auth::{self, Credentials, Htpasswd, Verdict};
 use super::errors::{ApiError, Code};
 use super::gate::{Conn, LoginLimiter};
 use super::handlers::{blobs, listing, manifests, uploads};
@@ -23,11 +23,13 @@ use super::limits::Limits;
 use super::log::{Log, RequestLine};
 use super::names::{parse_route, Route, UploadId};
 use super::storage::Storage;
+use super::users::Role;
 
 /// What every handler shares.
 pub struct App {
     pub storage: Storage,
-    pub auth: Arc<Htpasswd>,
+    /// The users, reloaded when their files change.
+    pub auth: Arc<Credentials>,
     pub read_only: bool,
     /// Running hashes of upload sessions, so closing one does not re-read its bytes.
     pub uploads: Mutex<HashMap<UploadId, uploads::Slot>>,
@@ -39,10 +41,10 @@ pub struct App {
 impl App {
     /// An app with the default limits that logs nothing (router tests).
     pub fn new(storage: Storage, auth: Htpasswd, read_only: bool) -> Arc<App> {
-        App::with(storage, auth, read_only, Limits::default(), Log::Discard)
+        App::with(storage, Credentials::fixed(auth), read_only, Limits::default(), Log::Discard)
     }
 
-    pub fn with(storage: Storage, auth: Htpasswd, read_only: bool, limits: Limits, log: Log) -> Arc<App> {
+    pub fn with(storage: Storage, auth: Credentials, read_only: bool, limits: Limits, log: Log) -> Arc<App> {
         Arc::new(App {
             storage,
             auth: Arc::new(auth),
@@ -96,18 +98,25 @@ async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
 
 /// Check the credentials of a request: a client address with too many failed logins is
 /// answered 429 without a password check (credentials verified before still pass).
-async fn authenticate(app: &App, authorization: Option<String>, conn: Option<&Conn>) -> Result<String, ApiError> {
+/// The user files are looked at first, so an edit counts from the next request on.
+async fn authenticate(
+    app: &App,
+    authorization: Option<String>,
+    conn: Option<&Conn>,
+) -> Result<(String, Role), ApiError> {
     let client = conn.map(|c| c.peer);
-    if let Some(Verdict::User(user)) = app.auth.cached(authorization.as_deref()) {
-        return Ok(user);
+    auth::reload_if_changed(&app.auth, &app.log).await;
+    let users = app.auth.current();
+    if let Some(Verdict::User { name, role }) = users.cached(authorization.as_deref()) {
+        return Ok((name, role));
     }
     if let (Some(wait), Some(_)) = (client.and_then(|c| app.logins.blocked(c.ip())), &authorization) {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ApiError::new(Code::TooManyRequests, "too many failed logins from this address: try again later")
             .with_header(header::RETRY_AFTER, super::handlers::value(secs.to_string())));
     }
-    match auth::verdict(&app.auth, authorization).await {
-        Verdict::User(user) => Ok(user),
+    match auth::verdict(&users, authorization).await {
+        Verdict::User { name, role } => Ok((name, role)),
         Verdict::Anonymous => Err(ApiError::unauthorized()),
         Verdict::Failed { user, unknown } => {
             app.log.login_failed(client, &user, if unknown { "unknown user" } else { "wrong password" });
@@ -126,17 +135,20 @@ async fn handle(
     user: &mut Option<String>,
 ) -> Result<Response, ApiError> {
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let name = authenticate(app, authorization, conn).await?;
+    let (name, role) = authenticate(app, authorization, conn).await?;
     if let Some(c) = conn {
         c.ticket.authenticated();
     }
-    *user = Some(name);
+    *user = Some(name.clone());
     let app = Arc::clone(app);
     let route = parse_route(req.uri().path())?;
     let params: Params = Query::try_from_uri(req.uri()).map(|Query(q)| q).unwrap_or_default();
     let method = req.method().clone();
     if app.read_only && method != Method::GET && method != Method::HEAD {
         return Err(ApiError::read_only());
+    }
+    if !auth::allows(role, &method) {
+        return Err(ApiError::new(Code::Denied, format!("user {name} is read-only: it may pull, not push or delete")));
     }
     let head = method == Method::HEAD;
     match (route, method) {

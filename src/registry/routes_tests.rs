@@ -368,7 +368,7 @@ async fn upload_sessions_are_capped_per_repository_and_in_total() {
     let storage = Storage::open(&dir.path().join("storage")).unwrap();
     let auth = Htpasswd::parse(&format!("user:{}\n", bcrypt::hash("pw", 4).unwrap())).unwrap();
     let limits = Limits { max_uploads: 3, max_uploads_per_repo: 2, ..Limits::default() };
-    let t = T { dir, app: App::with(storage, auth, false, limits, Log::Discard) };
+    let t = T { dir, app: App::with(storage, Credentials::fixed(auth), false, limits, Log::Discard) };
     let start = |repo: &'static str| {
         let t = &t;
         async move { t.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], vec![]).await }
@@ -412,4 +412,42 @@ async fn an_upload_survives_a_restart() {
     assert_eq!(t2.send("PUT", &format!("{loc}?digest={d}"), &[], vec![]).await.0, StatusCode::CREATED);
     let (_, _, b) = t2.send("GET", &format!("/v2/r/blobs/{d}"), &[], vec![]).await;
     assert_eq!(&b[..], b"abcdef");
+}
+
+/// A read-only user pulls (GET and HEAD) and every write it tries is 403 DENIED in the OCI
+/// envelope; a read-write user's writes go through.
+#[tokio::test]
+async fn read_only_users_may_pull_but_never_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&dir.path().join("storage")).unwrap();
+    let text = format!("user:{}\nreader:{}\n", bcrypt::hash("pw", 4).unwrap(), bcrypt::hash("rpw", 4).unwrap());
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, text).unwrap();
+    std::fs::write(dir.path().join("roles.json"), r#"{"version":1,"users":{"reader":"read-only"}}"#).unwrap();
+    let auth = Credentials::open(&htpasswd).unwrap();
+    let t = T { dir, app: App::with(storage, auth, false, Limits::default(), Log::Discard) };
+    let (s, h, _) = t.send("POST", "/v2/r/blobs/uploads/", &[], vec![]).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "the read-write user uploads");
+    let upload = h["location"].to_str().unwrap().to_string();
+    let reader = basic("reader", "rpw");
+    for (method, path) in [("GET", "/v2/"), ("HEAD", "/v2/"), ("GET", "/v2/_catalog"), ("GET", "/v2/r/tags/list")] {
+        let status = t.send_as(Some(&reader), method, path, &[], vec![]).await.0;
+        assert!(status == StatusCode::OK || status == StatusCode::NOT_FOUND, "{method} {path}: {status}");
+    }
+    let blob = Digest::of(b"x");
+    for (method, path) in [
+        ("POST", "/v2/r/blobs/uploads/".to_string()),
+        ("PATCH", upload.clone()),
+        ("PUT", format!("{upload}?digest={blob}")),
+        ("DELETE", upload.clone()),
+        ("PUT", "/v2/r/manifests/v1".to_string()),
+        ("DELETE", format!("/v2/r/blobs/{blob}")),
+    ] {
+        let (status, _, body) = t.send_as(Some(&reader), method, &path, &[], b"x".to_vec()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["errors"][0]["code"], "DENIED", "{method} {path}: {doc}");
+    }
+    // The upload the reader could not touch is still there for its owner.
+    assert_eq!(t.send("GET", &upload, &[], vec![]).await.0, StatusCode::NO_CONTENT);
 }

@@ -150,8 +150,7 @@ impl Root {
         let installed = if config::installed(root) {
             None
         } else {
-            let opts =
-                InstallOptions { hostname, port: 8443, user: "init".into(), tls_cert: None, tls_key: None, start };
+            let opts = InstallOptions { hostname, start, ..InstallOptions::default() };
             Some(report(&install::install(root, &opts)?))
         };
         let config = Config::load(root)?;
