@@ -8,11 +8,13 @@
 //! - [`server`], [`gate`], [`body`], [`limits`], [`log`]: TLS listener and lifecycle,
 //!   connection admission and failed-login limits, slow bodies, the request log
 //! - [`config`], [`install`]: the registry root and its installer
+//! - [`fsck`]: checking the storage, and restoring damaged blobs from a bundle
 
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod errors;
+pub mod fsck;
 pub mod gate;
 pub mod handlers;
 pub mod install;

@@ -271,8 +271,11 @@ impl Storage {
         match text.trim() {
             "" => Ok(Some(None)),
             t => t.parse().map(|n| Some(Some(n))).map_err(|_| {
-                crate::error::integrity(format!("{}: the link of blob {digest} in {repo} is not a size", path.display()))
-                    .into()
+                crate::error::integrity(format!(
+                    "{}: the link of blob {digest} in {repo} is not a size",
+                    path.display()
+                ))
+                .into()
             }),
         }
     }
@@ -493,6 +496,24 @@ impl Storage {
     /// The blobs `repo` links (manifests included), sorted; temp files are not names.
     pub fn links(&self, repo: &Repository) -> SResult<Vec<Digest>> {
         digests_in(&self.path(Loc::Links(repo)))
+    }
+
+    /// The manifests `repo` registered (its revision files), sorted, without reading them.
+    pub fn revisions(&self, repo: &Repository) -> SResult<Vec<Digest>> {
+        digests_in(&self.path(Loc::Revisions(repo)))
+    }
+
+    /// The files behind a link, a revision and a tag (for reports naming what is at fault).
+    pub fn link_path(&self, repo: &Repository, digest: &Digest) -> PathBuf {
+        self.path(Loc::Link(repo, digest))
+    }
+
+    pub fn revision_path(&self, repo: &Repository, digest: &Digest) -> PathBuf {
+        self.path(Loc::Revision(repo, digest))
+    }
+
+    pub fn tag_path(&self, repo: &Repository, tag: &Tag) -> PathBuf {
+        self.path(Loc::Tag(repo, tag))
     }
 
     /// The manifests of `repo` (its revisions), sorted by digest.
