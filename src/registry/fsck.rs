@@ -404,6 +404,16 @@ impl Checker<'_> {
             let path = self.storage.link_path(repo, &d);
             let (kind, text) = match (blobs.get(&d), self.storage.link_size(repo, &d)) {
                 (_, Err(e)) => (Kind::Unparsable, e.to_string()),
+                // A blob a manifest references is reported missing already.
+                (None, _)
+                    if self
+                        .report
+                        .problems
+                        .iter()
+                        .any(|q| q.kind == Kind::Missing && q.digest.as_ref() == Some(&d)) =>
+                {
+                    continue
+                }
                 (None, _) => (Kind::DanglingLink, format!("{repo} links blob {d}, which is not in the store")),
                 (Some(&actual), Ok(Some(Some(recorded)))) if recorded != actual && !self.bad.contains(&d) => {
                     (Kind::WrongSize, format!("blob {d} is {actual} bytes; its link in {repo} records {recorded}"))
