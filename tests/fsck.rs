@@ -8,7 +8,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::common::registry::{digest_of, Registry};
-use crate::common::{self, airlift, airlift_path, keygen, make_layout, run_ok};
+use crate::common::{self, airlift_path, make_layout, pack_sources, run_ok};
 
 /// A registry root holding the images of a fresh layout (`app:img-0`, `app:img-1`),
 /// unpacked from a bundle kept for repairs.
@@ -28,16 +28,8 @@ impl Fixture {
         let layout = tmp.path().join("app");
         // 64 KiB chunks: img-0's first layer is stored in parts.
         let images = make_layout(&layout, &[&[300_000, 20_000], &[100_000]], false);
-        let (key, public) = keygen(&tmp.path().join("keys"), "site");
-        let bundle = tmp.path().join("bundle");
-        airlift()
-            .args(["pack", "--no-installer", "--chunk-size", "64KiB", "--name", "app", "--key"])
-            .arg(&key)
-            .arg("--out")
-            .arg(&bundle)
-            .arg(format!("oci:{}", layout.display()))
-            .assert()
-            .success();
+        let sources = ["--chunk-size".to_string(), "64KiB".to_string(), format!("oci:{}", layout.display())];
+        let (bundle, public) = pack_sources(tmp.path(), &sources);
         let reg = Registry::install();
         run_ok(
             Command::new(airlift_path())
