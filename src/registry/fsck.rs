@@ -506,3 +506,51 @@ pub fn repair(root: &Path, bundle: &Bundle, report: &Report, jobs: usize, progre
     }
     Ok(repaired)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
+    #[test]
+    fn a_layer_hurts_the_manifests_that_use_it_and_the_indexes_above_them() {
+        // index (tagged v1, v1-latest) → child manifest (untagged) → layer; other (tagged) → its own layer.
+        let mut g = Graph::default();
+        g.revisions.extend([d("index"), d("child"), d("other")]);
+        g.parents.insert(d("layer"), vec![d("child")]);
+        g.parents.insert(d("child"), vec![d("index")]);
+        g.parents.insert(d("own"), vec![d("other")]);
+        g.tags.insert(d("index"), vec!["v1".into(), "v1-latest".into()]);
+        g.tags.insert(d("other"), vec!["v2".into()]);
+        let mut refs: Vec<String> = g.hurt_by("ns/app", &d("layer")).iter().map(Image::reference).collect();
+        refs.sort();
+        let mut want = vec!["ns/app:v1".to_string(), "ns/app:v1-latest".into(), format!("ns/app@{}", d("child"))];
+        want.sort();
+        assert_eq!(refs, want);
+        // A damaged manifest hurts itself and what is above it.
+        let refs: Vec<String> = g.hurt_by("ns/app", &d("other")).iter().map(Image::reference).collect();
+        assert_eq!(refs, ["ns/app:v2"]);
+        assert!(g.hurt_by("ns/app", &d("unrelated")).is_empty());
+    }
+
+    #[test]
+    fn only_damage_to_a_blobs_bytes_is_restorable() {
+        let restorable: Vec<Kind> = [
+            Kind::Missing,
+            Kind::WrongHash,
+            Kind::WrongSize,
+            Kind::Unreadable,
+            Kind::Unparsable,
+            Kind::DanglingTag,
+            Kind::DanglingLink,
+            Kind::Unlinked,
+        ]
+        .into_iter()
+        .filter(|k| k.restorable())
+        .collect();
+        assert_eq!(restorable, [Kind::Missing, Kind::WrongHash, Kind::Unreadable, Kind::DanglingLink]);
+    }
+}
