@@ -248,3 +248,20 @@ fn a_missing_blob_a_dangling_tag_and_link_and_an_unparsable_manifest_are_each_re
     assert!(problems(&doc, "missing").is_empty(), "{doc}");
     assert_eq!(doc["problems"].as_array().unwrap().len(), 3, "{doc}");
 }
+
+#[test]
+fn a_blob_cut_short_while_it_is_served_ends_the_transfer_with_an_error() {
+    let reg = Registry::start();
+    // Far larger than the socket buffers: the server is still reading it when it is cut.
+    let data = common::noise(7, 48 << 20);
+    let digest = reg.push_blob("big", &data);
+    let path = reg.storage().join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap());
+    let r = reg.get(&format!("/v2/big/blobs/{digest}"));
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.content_length(), Some(data.len() as u64));
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(1 << 20).unwrap();
+    match r.bytes() {
+        Ok(body) => panic!("a {}-byte body was accepted for a blob of {} bytes", body.len(), data.len()),
+        Err(e) => assert!(!e.is_status(), "{e}"),
+    }
+}
