@@ -138,7 +138,13 @@ pub fn check(root: &Path, jobs: usize, progress: &dyn Progress) -> Result<Report
     let dir = Config::load(root)?.storage_dir(root);
     let storage = Storage::open(&dir)?;
     let blobs: HashMap<Digest, u64> = crate::store::list_blobs(&dir)?.into_iter().collect();
-    let mut c = Checker { storage: &storage, report: Report::default(), bad: HashSet::new(), graphs: BTreeMap::new() };
+    let mut c = Checker {
+        storage: &storage,
+        report: Report::default(),
+        bad: HashSet::new(),
+        graphs: BTreeMap::new(),
+        seen: HashSet::new(),
+    };
     c.report.blobs = blobs.len();
     c.report.bytes = blobs.values().sum();
     for p in hash_blobs(&storage, &blobs, jobs, progress)? {
@@ -245,14 +251,17 @@ struct Checker<'s> {
     /// Blobs whose bytes are wrong or unreadable (their other checks would only repeat it).
     bad: HashSet<Digest>,
     graphs: BTreeMap<String, Graph>,
+    /// The problems recorded, by [`Key`].
+    seen: HashSet<Key>,
 }
 
+/// What makes a problem one: (kind, digest, repository, tag).
+type Key = (Kind, Option<Digest>, Option<String>, Option<String>);
+
 impl Checker<'_> {
-    /// Record a problem, once per (kind, digest, repository, tag).
+    /// Record a problem, once per [`Key`].
     fn add(&mut self, p: Problem) {
-        let same =
-            |q: &&Problem| q.kind == p.kind && q.digest == p.digest && q.repository == p.repository && q.tag == p.tag;
-        if !self.report.problems.iter().any(|q| same(&q)) {
+        if self.seen.insert((p.kind, p.digest.clone(), p.repository.clone(), p.tag.clone())) {
             self.report.problems.push(p);
         }
     }
@@ -405,15 +414,7 @@ impl Checker<'_> {
             let (kind, text) = match (blobs.get(&d), self.storage.link_size(repo, &d)) {
                 (_, Err(e)) => (Kind::Unparsable, e.to_string()),
                 // A blob a manifest references is reported missing already.
-                (None, _)
-                    if self
-                        .report
-                        .problems
-                        .iter()
-                        .any(|q| q.kind == Kind::Missing && q.digest.as_ref() == Some(&d)) =>
-                {
-                    continue
-                }
+                (None, _) if self.seen.contains(&(Kind::Missing, Some(d.clone()), None, None)) => continue,
                 (None, _) => (Kind::DanglingLink, format!("{repo} links blob {d}, which is not in the store")),
                 (Some(&actual), Ok(Some(Some(recorded)))) if recorded != actual && !self.bad.contains(&d) => {
                     (Kind::WrongSize, format!("blob {d} is {actual} bytes; its link in {repo} records {recorded}"))
