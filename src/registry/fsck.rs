@@ -8,6 +8,9 @@
 //! blob; the others (a descriptor's size, a link, a tag, a revision record) are one
 //! repository's. A child an index names that its repository does not hold at all is not
 //! damage: a bundle packed with `--platform` leaves other platforms out on purpose.
+//!
+//! It reads only, and may run while `serve` and `unpack` write: a blob or manifest that is
+//! not in its listings is looked for again before it is called missing or dangling.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -259,6 +262,12 @@ struct Checker<'s> {
 type Key = (Kind, Option<Digest>, Option<String>, Option<String>);
 
 impl Checker<'_> {
+    /// The size of blob `d`: as listed at the start, else as it is now (a writer at work
+    /// committed it since: not missing).
+    fn size_of(&self, d: &Digest, blobs: &HashMap<Digest, u64>) -> Option<u64> {
+        blobs.get(d).copied().or_else(|| std::fs::metadata(self.storage.blob_path(d)).ok().map(|m| m.len()))
+    }
+
     /// Record a problem, once per [`Key`].
     fn add(&mut self, p: Problem) {
         if self.seen.insert((p.kind, p.digest.clone(), p.repository.clone(), p.tag.clone())) {
@@ -302,7 +311,7 @@ impl Checker<'_> {
                 return Ok(());
             }
         };
-        if !blobs.contains_key(d) {
+        if self.size_of(d, blobs).is_none() {
             let text = format!("manifest {d} of {repo} is not in the store");
             self.add(problem_of(Kind::Missing, d, None, self.storage.blob_path(d), text));
             return Ok(());
@@ -350,14 +359,14 @@ impl Checker<'_> {
         blobs: &HashMap<Digest, u64>,
     ) -> Result<()> {
         let path = self.storage.blob_path(b);
-        match blobs.get(b) {
+        match self.size_of(b, blobs) {
             None => {
                 let text = format!("blob {b} is not in the store (manifest {m} of {repo} references it)");
                 self.add(problem_of(Kind::Missing, b, None, path, text));
                 return Ok(());
             }
             Some(_) if self.bad.contains(b) => return Ok(()),
-            Some(&actual) if actual != size => {
+            Some(actual) if actual != size => {
                 let text = format!("blob {b} is {actual} bytes; manifest {m} of {repo} says {size}");
                 self.add(problem_of(Kind::WrongSize, b, Some(repo), path, text));
             }
@@ -377,7 +386,8 @@ impl Checker<'_> {
             let Some(tag) = Tag::parse(&name) else { continue };
             let path = self.storage.tag_path(repo, &tag);
             let (digest, text) = match self.storage.tag_target(repo, &tag) {
-                Ok(Some(d)) if graph.revisions.contains(&d) => {
+                // A manifest pushed since the revisions were listed is held too.
+                Ok(Some(d)) if graph.revisions.contains(&d) || self.storage.revision_path(repo, &d).is_file() => {
                     graph.tags.entry(d).or_default().push(name);
                     continue;
                 }
@@ -411,12 +421,12 @@ impl Checker<'_> {
         for d in self.storage.links(repo)? {
             self.report.links += 1;
             let path = self.storage.link_path(repo, &d);
-            let (kind, text) = match (blobs.get(&d), self.storage.link_size(repo, &d)) {
+            let (kind, text) = match (self.size_of(&d, blobs), self.storage.link_size(repo, &d)) {
                 (_, Err(e)) => (Kind::Unparsable, e.to_string()),
                 // A blob a manifest references is reported missing already.
                 (None, _) if self.seen.contains(&(Kind::Missing, Some(d.clone()), None, None)) => continue,
                 (None, _) => (Kind::DanglingLink, format!("{repo} links blob {d}, which is not in the store")),
-                (Some(&actual), Ok(Some(Some(recorded)))) if recorded != actual && !self.bad.contains(&d) => {
+                (Some(actual), Ok(Some(Some(recorded)))) if recorded != actual && !self.bad.contains(&d) => {
                     (Kind::WrongSize, format!("blob {d} is {actual} bytes; its link in {repo} records {recorded}"))
                 }
                 _ => continue,
