@@ -7,6 +7,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
 use crate::common::registry::{digest_of, Registry};
 use crate::common::{self, airlift_path, make_layout, pack_sources, run_ok};
 
@@ -69,6 +72,19 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
         assert_eq!(doc["exit_code"].as_i64(), out.status.code().map(i64::from), "{doc}");
         (out.status.code().unwrap(), doc)
+    }
+
+    /// Store `bytes` as a manifest of media type `media_type` of `app` by hand (blob, link,
+    /// revision) and tag it; returns its digest.
+    fn register(&self, bytes: &[u8], media_type: &str, tag: &str) -> String {
+        let digest = digest_of(bytes);
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        std::fs::write(self.blob(&digest), bytes).unwrap();
+        std::fs::write(self.repo().join("_links").join(hex), format!("{}\n", bytes.len())).unwrap();
+        let revision = serde_json::json!({"mediaType": media_type, "size": bytes.len()});
+        std::fs::write(self.repo().join("_manifests/revisions").join(hex), revision.to_string()).unwrap();
+        std::fs::write(self.repo().join("_manifests/tags").join(tag), format!("{digest}\n")).unwrap();
+        digest
     }
 
     fn repair(&self) -> (i32, Value) {
@@ -212,21 +228,22 @@ fn a_missing_blob_a_dangling_tag_and_link_and_an_unparsable_manifest_are_each_re
     std::fs::write(f.repo().join("_manifests/tags/ghost"), format!("{nowhere}\n")).unwrap();
     std::fs::write(f.repo().join("_links").join("0".repeat(64)), "12\n").unwrap();
     // A manifest whose stored bytes are not a manifest, registered and tagged.
-    let junk = b"{\"schemaVersion\":2,\"layers\":\"no\"}".to_vec();
-    let hex = digest_of(&junk).strip_prefix("sha256:").unwrap().to_string();
-    std::fs::write(f.reg.storage().join("blobs/sha256").join(&hex), &junk).unwrap();
-    std::fs::write(f.repo().join("_links").join(&hex), format!("{}\n", junk.len())).unwrap();
-    let revision =
-        format!("{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"size\":{}}}\n", junk.len());
-    std::fs::write(f.repo().join("_manifests/revisions").join(&hex), revision).unwrap();
-    std::fs::write(f.repo().join("_manifests/tags/broken"), format!("sha256:{hex}\n")).unwrap();
+    let junk = f.register(b"{\"schemaVersion\":2,\"layers\":\"no\"}", OCI_MANIFEST, "broken");
+    // An index over img-1 and a platform the root does not hold (not damage).
+    let img1 = std::fs::read(f.layout.join("blobs/sha256").join(f.images[1].strip_prefix("sha256:").unwrap())).unwrap();
+    let child =
+        |digest: &str, size: usize| serde_json::json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size});
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [child(&f.images[1], img1.len()), child(&format!("sha256:{}", "1".repeat(64)), 10)]});
+    let index = f.register(&serde_json::to_vec(&index).unwrap(), OCI_INDEX, "all");
 
     let (code, doc) = f.fsck(&[]);
     assert_eq!(code, 1, "{doc}");
     let missing = problems(&doc, "missing");
     assert_eq!(missing.len(), 1, "{doc}");
     assert_eq!(missing[0]["digest"], config.as_str());
-    assert_eq!(hurt_references(missing[0]), [format!("app:img-1@{}", f.images[1])]);
+    assert_eq!(hurt_references(missing[0]), [format!("app:all@{index}"), format!("app:img-1@{}", f.images[1])]);
+    assert_eq!(doc["absent_children"], 1, "{doc}");
     let dangling = problems(&doc, "dangling-tag");
     assert_eq!(dangling.len(), 1, "{doc}");
     assert_eq!((&dangling[0]["tag"], &dangling[0]["digest"]), (&"ghost".into(), &nowhere.clone().into()));
@@ -236,8 +253,8 @@ fn a_missing_blob_a_dangling_tag_and_link_and_an_unparsable_manifest_are_each_re
     assert_eq!(link[0]["digest"], nowhere.as_str());
     let unparsable = problems(&doc, "unparsable");
     assert_eq!(unparsable.len(), 1, "{doc}");
-    assert_eq!(unparsable[0]["digest"], format!("sha256:{hex}"));
-    assert_eq!(hurt_references(unparsable[0]), [format!("app:broken@sha256:{hex}")]);
+    assert_eq!(unparsable[0]["digest"], junk.as_str());
+    assert_eq!(hurt_references(unparsable[0]), [format!("app:broken@{junk}")]);
     assert_eq!(doc["problems"].as_array().unwrap().len(), 4, "{doc}");
 
     // The repair puts the config back; the rest is not a blob a bundle carries.
