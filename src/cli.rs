@@ -500,8 +500,10 @@ pub struct FsckArgs {
     /// Registry root (made by `airlift install` or `unpack --root`) to check
     #[arg(long, value_name = "DIR")]
     pub root: PathBuf,
-    #[command(flatten)]
-    pub read: ReadArgs,
+    /// Threads hashing blobs (default: one per core, at most 8); with --repair, also
+    /// threads reading the bundle's chunks
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     /// Restore missing and damaged blobs from the bundle in DIR
     #[arg(long, value_name = "DIR", requires = "key")]
     pub repair: Option<PathBuf>,

@@ -10,7 +10,7 @@ use crate::registry::fsck::{self, Repaired, Report};
 use crate::size::human;
 
 pub fn run(args: &FsckArgs, out: &Output) -> anyhow::Result<Status> {
-    let jobs = super::jobs(&args.read);
+    let jobs = super::threads(args.jobs);
     let progress = out.progress();
     let mut report = fsck::check(&args.root, jobs, progress.as_ref())?;
     let mut repair = None;
