@@ -17,7 +17,11 @@ pub fn run(args: &FsckArgs, out: &Output) -> anyhow::Result<Status> {
     if let (Some(dir), Some(key)) = (&args.repair, &args.key) {
         let bundle = reader::open(dir, args.name.as_deref(), &super::load_public_key(key)?)?;
         if report.problems.iter().any(|p| p.kind.restorable()) {
-            let repaired = fsck::repair(&args.root, &bundle, &report, jobs, progress.as_ref())?;
+            let waiting = |pid: Option<u32>| {
+                let holder = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                out.info(format!("waiting for an unpack into {}{holder} to finish", args.root.display()));
+            };
+            let repaired = fsck::repair(&args.root, &bundle, &report, jobs, progress.as_ref(), waiting)?;
             report = fsck::check(&args.root, jobs, progress.as_ref())?;
             repair = Some((bundle, repaired));
         }

@@ -474,8 +474,16 @@ pub struct Repaired {
 
 /// Put back, from `bundle`, every blob whose bytes `report` found damaged or missing: only
 /// those entries are read (verified while read), and written through the store's writer
-/// under the store's run lock (an unpack into the root waits).
-pub fn repair(root: &Path, bundle: &Bundle, report: &Report, jobs: usize, progress: &dyn Progress) -> Result<Repaired> {
+/// under the store's run lock (an unpack into the root waits, and so does this one for an
+/// unpack at work: `waiting` hears the holder's pid).
+pub fn repair(
+    root: &Path,
+    bundle: &Bundle,
+    report: &Report,
+    jobs: usize,
+    progress: &dyn Progress,
+    waiting: impl FnOnce(Option<u32>),
+) -> Result<Repaired> {
     let storage = Storage::open(&Config::load(root)?.storage_dir(root))?;
     let store = storage.blobs();
     let wanted: BTreeSet<&Digest> =
@@ -493,7 +501,7 @@ pub fn repair(root: &Path, bundle: &Bundle, report: &Report, jobs: usize, progre
     if entries.is_empty() {
         return Ok(repaired);
     }
-    let _lock = store.lock_run(|_| {})?;
+    let _lock = store.lock_run(waiting)?;
     let journal_before = store.state(State::Journal(&bundle.manifest.id)).exists();
     // Only blob entries are wanted: no included file is written.
     let ex = Extractor::only(bundle, store, root.join("files"), entries.values().copied().collect())?;
