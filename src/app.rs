@@ -43,6 +43,7 @@ pub fn run() -> ExitCode {
         Command::Status(a) => crate::commands::status::run(a, &out),
         Command::Uninstall(a) => crate::commands::uninstall::run(a, &out),
         Command::User(c) => crate::commands::user::run(c, &out),
+        Command::Fsck(a) => crate::commands::fsck::run(a, &out),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

@@ -104,17 +104,27 @@ impl Hasher {
 
 /// sha256 of a file's content.
 pub fn file_digest(path: &std::path::Path) -> crate::error::Result<Digest> {
+    file_digest_with(path, &mut vec![0u8; 1 << 20]).map(|(d, _)| d)
+}
+
+/// sha256 and length of a file's content, read through `buf` (a caller hashing many files
+/// reuses one buffer).
+pub fn file_digest_with(path: &std::path::Path, buf: &mut [u8]) -> crate::error::Result<(Digest, u64)> {
     use crate::error::IoContext;
     use std::io::Read;
     let mut file = std::fs::File::open(path).at(path)?;
     let mut hasher = Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
     loop {
-        let n = file.read(&mut buf).at(path)?;
+        let n = match file.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.at(path)?,
+        };
         if n == 0 {
-            return Ok(hasher.finish());
+            return Ok((hasher.finish(), len));
         }
         hasher.update(&buf[..n]);
+        len += n as u64;
     }
 }
 

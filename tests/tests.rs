@@ -16,6 +16,7 @@ mod docs;
 mod dryrun;
 mod faults;
 mod format;
+mod fsck;
 mod graph;
 mod graphdata;
 mod guards;

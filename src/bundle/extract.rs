@@ -46,6 +46,8 @@ pub struct Extractor<'b> {
     /// Whole entries written and checked, waiting to be committed together (and then
     /// journaled): the batch and its entries.
     batch: Mutex<(Batch, Vec<usize>)>,
+    /// The entries to write ([`Extractor::only`]); every entry when `None`.
+    only: Option<HashSet<usize>>,
 }
 
 /// A batch of whole entries is committed once it holds this many (each keeps a file
@@ -67,6 +69,26 @@ impl<'b> Extractor<'b> {
     /// already in place that it did not commit, and finish entries whose parts were all
     /// written before that run stopped.
     pub fn new(bundle: &'b Bundle, store: &'b BlobStore, files_dir: PathBuf) -> Result<Extractor<'b>> {
+        Self::with(bundle, store, files_dir, None)
+    }
+
+    /// An extractor of `entries` only (`fsck --repair` restoring damaged blobs): what is in
+    /// place of them is checked, and every other entry is left alone (its chunks skipped).
+    pub fn only(
+        bundle: &'b Bundle,
+        store: &'b BlobStore,
+        files_dir: PathBuf,
+        entries: HashSet<usize>,
+    ) -> Result<Extractor<'b>> {
+        Self::with(bundle, store, files_dir, Some(entries))
+    }
+
+    fn with(
+        bundle: &'b Bundle,
+        store: &'b BlobStore,
+        files_dir: PathBuf,
+        only: Option<HashSet<usize>>,
+    ) -> Result<Extractor<'b>> {
         for dir in [store.state(State::Journals), store.state(State::Partials)] {
             fs::create_dir_all(&dir).at(&dir)?;
         }
@@ -105,14 +127,20 @@ impl<'b> Extractor<'b> {
             from_journal: 0,
             rolling: Mutex::default(),
             batch: Mutex::default(),
+            only,
         };
         ex.check_in_place()?;
-        for e in 0..bundle.manifest.entries.len() {
+        for e in (0..bundle.manifest.entries.len()).filter(|&e| ex.wanted(e)) {
             if ex.entry_chunks(e).len() > 1 && ex.destination(e).is_some() && !ex.committed(e) && ex.all_parts_done(e) {
                 ex.finalize(e, None)?;
             }
         }
         Ok(ex)
+    }
+
+    /// Whether entry `e` is one this extractor writes.
+    fn wanted(&self, e: usize) -> bool {
+        self.only.as_ref().map_or(true, |only| only.contains(&e))
     }
 
     fn entry(&self, e: usize) -> &Entry {
@@ -147,6 +175,9 @@ impl<'b> Extractor<'b> {
         // (entry, path, metadata) of what is in place and must be hashed.
         let mut suspects = Vec::new();
         for e in 0..self.bundle.manifest.entries.len() {
+            if !self.wanted(e) {
+                continue;
+            }
             let Some(dest) = self.destination(e) else { continue };
             let Ok(meta) = fs::symlink_metadata(&dest) else { continue };
             if self.journaled(e) && meta.is_file() && meta.len() == self.entry(e).size {
@@ -367,6 +398,9 @@ impl<'b> Extractor<'b> {
 impl Sink for Extractor<'_> {
     fn action(&self, c: ChunkId) -> Action {
         let e = self.bundle.index.entry_of(c).index();
+        if !self.wanted(e) {
+            return Action::Skip;
+        }
         if self.destination(e).is_none() {
             return Action::Check;
         }

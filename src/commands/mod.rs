@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the status the process exits with.
 
 pub mod catalog;
+pub mod fsck;
 pub mod generate;
 pub mod graph_data_copy;
 pub mod install;
@@ -35,7 +36,12 @@ pub fn load_public_key(path: &Path) -> crate::error::Result<PublicKey> {
 
 /// Threads reading and hashing chunks: as asked, else one per core (at most 8).
 pub fn jobs(args: &crate::cli::ReadArgs) -> usize {
-    match args.jobs {
+    threads(args.jobs)
+}
+
+/// `asked` threads, else one per core (at most 8).
+pub fn threads(asked: Option<u16>) -> usize {
+    match asked {
         Some(n) => n as usize,
         None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8),
     }

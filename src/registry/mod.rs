@@ -10,12 +10,14 @@
 //! - [`config`], [`install`], [`uninstall`]: the registry root, its installer and its removal
 //! - [`certs`]: the root's certificates over time: renewal, CA rollover, reload in `serve`
 //! - [`users`]: the root's users and their roles
+//! - [`fsck`]: checking the storage, and restoring damaged blobs from a bundle
 
 pub mod auth;
 pub mod body;
 pub mod certs;
 pub mod config;
 pub mod errors;
+pub mod fsck;
 pub mod gate;
 pub mod handlers;
 pub mod install;

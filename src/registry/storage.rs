@@ -7,7 +7,7 @@
 //!   blobs/sha256/<hex>                       every blob, shared (crate::store::BlobStore)
 //!   .airlift/tmp/                            BlobStore's temp files (unpack --root)
 //!   repositories/<name>/                     <name> spans directories: ns/app
-//!     _links/<hex>                           empty file: the repository holds this blob
+//!     _links/<hex>                           "<size>\n": the repository holds this blob, of that size
 //!     _manifests/revisions/<hex>             {"mediaType":…,"size":…,"subject":…}: a manifest of the repository
 //!     _manifests/tags/<tag>                  "sha256:<hex>\n"
 //!     _referrers/<subject hex>/<hex>         descriptor of a manifest whose subject is <subject>
@@ -24,6 +24,12 @@
 //! readers ignore a referrer entry whose revision is absent. `airlift unpack --root`
 //! writes blobs into the same store and calls `link_blob`, `link_manifest` and `tag`
 //! while a server may be running: every operation is safe against concurrent ones.
+//!
+//! A link records the blob's size when it is written (the blob was committed, so checked,
+//! just before); a blob file whose size differs from it is damaged and never served (see
+//! [`Storage::open_blob`]). Links written before sizes were recorded are empty: the file's
+//! own size is trusted for them, and `airlift fsck` checks it against every manifest's
+//! descriptors.
 
 use std::fs;
 use std::io::Read;
@@ -215,16 +221,62 @@ impl Storage {
 
     // ---- blobs -------------------------------------------------------------------------
 
-    /// The size of blob `digest` when `repo` holds it.
+    /// The size of blob `digest` when `repo` holds it: the size its link records. A blob
+    /// file of another size is an error (damaged: never served).
     pub fn blob_size(&self, repo: &Repository, digest: &Digest) -> SResult<Option<u64>> {
-        if !self.path(Loc::Link(repo, digest)).is_file() {
-            return Ok(None);
-        }
         let path = self.blobs.path(digest);
         match fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
+            Ok(m) => self.checked_size(repo, digest, m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(crate::error::Error::io(&path, e).into()),
+        }
+    }
+
+    /// Blob `digest` of `repo` opened for serving, and its size, when `repo` holds it; an
+    /// error when the open file's size is not the one its link records.
+    pub fn open_blob(&self, repo: &Repository, digest: &Digest) -> SResult<Option<(u64, fs::File)>> {
+        let path = self.blobs.path(digest);
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+        };
+        let actual = file.metadata().at(&path)?.len();
+        Ok(self.checked_size(repo, digest, actual)?.map(|size| (size, file)))
+    }
+
+    /// `actual` (the blob file's size) when `repo` links the blob and the link records that
+    /// size or none (an old, empty link); an integrity error when it records another.
+    fn checked_size(&self, repo: &Repository, digest: &Digest, actual: u64) -> SResult<Option<u64>> {
+        match self.link_size(repo, digest)? {
+            None => Ok(None),
+            Some(Some(recorded)) if recorded != actual => Err(crate::error::integrity(format!(
+                "{}: blob {digest} of {repo} is {actual} bytes, its link records {recorded}: damaged (run airlift fsck)",
+                self.blobs.path(digest).display()
+            ))
+            .into()),
+            Some(_) => Ok(Some(actual)),
+        }
+    }
+
+    /// Whether `repo` links blob `digest` (outer `None`: it does not), and the size the link
+    /// records (inner `None`: an old, empty link).
+    pub fn link_size(&self, repo: &Repository, digest: &Digest) -> SResult<Option<Option<u64>>> {
+        let path = self.path(Loc::Link(repo, digest));
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+        };
+        match text.trim() {
+            "" => Ok(Some(None)),
+            t => t.parse().map(|n| Some(Some(n))).map_err(|_| {
+                crate::error::integrity(format!(
+                    "{}: the link of blob {digest} in {repo} is not a size",
+                    path.display()
+                ))
+                .into()
+            }),
         }
     }
 
@@ -232,14 +284,16 @@ impl Storage {
         self.blobs.path(digest)
     }
 
-    /// Link a blob the store holds into `repo`.
+    /// Link a blob the store holds into `repo`, recording its size (every writer links a
+    /// blob just after committing it, so the file's size is the checked one).
     pub fn add_link(&self, repo: &Repository, digest: &Digest) -> SResult<()> {
-        if !self.blobs.path(digest).is_file() {
-            return Err(StorageError::BlobUnknown(digest.clone()));
-        }
+        let size = match fs::metadata(self.blobs.path(digest)) {
+            Ok(m) if m.is_file() => m.len(),
+            _ => return Err(StorageError::BlobUnknown(digest.clone())),
+        };
         let link = self.path(Loc::Link(repo, digest));
         if !link.is_file() {
-            write_atomic(&link, b"")?;
+            write_atomic(&link, format!("{size}\n").as_bytes())?;
         }
         Ok(())
     }
@@ -289,7 +343,7 @@ impl Storage {
     }
 
     fn check_blobs(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
-        for d in &parsed.blobs {
+        for (d, _) in &parsed.blobs {
             if self.blob_size(repo, d)?.is_none() {
                 return Err(StorageError::ManifestBlobUnknown(d.clone()));
             }
@@ -298,7 +352,7 @@ impl Storage {
     }
 
     fn check_children(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
-        for d in &parsed.children {
+        for (d, _) in &parsed.children {
             if !self.path(Loc::Revision(repo, d)).is_file() {
                 return Err(StorageError::ManifestBlobUnknown(d.clone()));
             }
@@ -361,7 +415,8 @@ impl Storage {
         Ok(Stored { digest, revision })
     }
 
-    fn tag_target(&self, repo: &Repository, tag: &Tag) -> SResult<Option<Digest>> {
+    /// The digest `tag` of `repo` points at (whether or not that manifest is held).
+    pub fn tag_target(&self, repo: &Repository, tag: &Tag) -> SResult<Option<Digest>> {
         let path = self.path(Loc::Tag(repo, tag));
         match fs::read_to_string(&path) {
             Ok(s) => Ok(Some(s.trim().parse().map_err(|e| crate::error::usage(format!("{}: {e}", path.display())))?)),
@@ -441,6 +496,24 @@ impl Storage {
     /// The blobs `repo` links (manifests included), sorted; temp files are not names.
     pub fn links(&self, repo: &Repository) -> SResult<Vec<Digest>> {
         digests_in(&self.path(Loc::Links(repo)))
+    }
+
+    /// The manifests `repo` registered (its revision files), sorted, without reading them.
+    pub fn revisions(&self, repo: &Repository) -> SResult<Vec<Digest>> {
+        digests_in(&self.path(Loc::Revisions(repo)))
+    }
+
+    /// The files behind a link, a revision and a tag (for reports naming what is at fault).
+    pub fn link_path(&self, repo: &Repository, digest: &Digest) -> PathBuf {
+        self.path(Loc::Link(repo, digest))
+    }
+
+    pub fn revision_path(&self, repo: &Repository, digest: &Digest) -> PathBuf {
+        self.path(Loc::Revision(repo, digest))
+    }
+
+    pub fn tag_path(&self, repo: &Repository, tag: &Tag) -> PathBuf {
+        self.path(Loc::Tag(repo, tag))
     }
 
     /// The manifests of `repo` (its revisions), sorted by digest.
@@ -647,6 +720,20 @@ impl Storage {
     }
 }
 
+/// What a stored manifest of media type `media_type` references: blobs (config and layers)
+/// and child manifests, each with the size its descriptor gives. An error when the bytes do
+/// not parse as that media type.
+pub fn references(bytes: &[u8], media_type: &str) -> SResult<References> {
+    let parsed = parse_manifest(bytes, Some(media_type))?;
+    Ok(References { blobs: parsed.blobs, children: parsed.children })
+}
+
+/// See [`references`].
+pub struct References {
+    pub blobs: Vec<(Digest, u64)>,
+    pub children: Vec<(Digest, u64)>,
+}
+
 fn repository(name: &str) -> SResult<Repository> {
     Repository::parse(name).ok_or_else(|| StorageError::NameInvalid(name.to_string()))
 }
@@ -654,10 +741,10 @@ fn repository(name: &str) -> SResult<Repository> {
 /// What storage needs to know of a manifest.
 struct Parsed {
     media_type: String,
-    /// Blobs an image manifest references (config, layers).
-    blobs: Vec<Digest>,
-    /// Manifests an index references.
-    children: Vec<Digest>,
+    /// Blobs an image manifest references (config, layers), with their descriptors' sizes.
+    blobs: Vec<(Digest, u64)>,
+    /// Manifests an index references, with their descriptors' sizes.
+    children: Vec<(Digest, u64)>,
     /// The subject, and the artifact type the referrers API reports.
     subject: Option<(Digest, Option<String>)>,
     annotations: Option<serde_json::Value>,
@@ -686,17 +773,18 @@ fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
     let digest_of = |d: &Descriptor| -> SResult<Digest> {
         d.digest().to_string().parse().map_err(|e: String| invalid(format!("descriptor digest: {e}")))
     };
+    let reference = |d: &Descriptor| -> SResult<(Digest, u64)> { Ok((digest_of(d)?, d.size())) };
     let subject_of = |s: Option<&Descriptor>, artifact_type: Option<String>| -> SResult<_> {
         s.map(|s| Ok((digest_of(s)?, artifact_type))).transpose()
     };
     if Kind::of(&media_type) == Kind::Manifest {
         let m: ImageManifest =
             serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an image manifest: {e}")))?;
-        let mut blobs = vec![digest_of(m.config())?];
+        let mut blobs = vec![reference(m.config())?];
         for layer in m.layers() {
             // Foreign layers (with urls) live elsewhere and are not pushed.
             if layer.urls().as_ref().map_or(true, |u| u.is_empty()) {
-                blobs.push(digest_of(layer)?);
+                blobs.push(reference(layer)?);
             }
         }
         let artifact_type =
@@ -710,7 +798,7 @@ fn parse_manifest(bytes: &[u8], declared: Option<&str>) -> SResult<Parsed> {
         })
     } else if Kind::of(&media_type) == Kind::Index {
         let i: ImageIndex = serde_json::from_slice(bytes).map_err(|e| invalid(format!("not an image index: {e}")))?;
-        let children = i.manifests().iter().map(digest_of).collect::<SResult<Vec<_>>>()?;
+        let children = i.manifests().iter().map(reference).collect::<SResult<Vec<_>>>()?;
         let artifact_type = i.artifact_type().as_ref().map(|a| a.to_string());
         Ok(Parsed {
             subject: subject_of(i.subject().as_ref(), artifact_type)?,

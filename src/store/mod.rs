@@ -89,6 +89,27 @@ pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
     root.join("blobs").join("sha256").join(digest.hex())
 }
 
+/// The regular files of `ROOT/blobs/sha256` named by a digest, with their sizes (temp and
+/// partial files have other names); none when the directory is absent.
+pub fn list_blobs(root: &Path) -> Result<Vec<(Digest, u64)>> {
+    let blobs = root.join("blobs").join("sha256");
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(&blobs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io(&blobs, e)),
+    };
+    for entry in entries {
+        let entry = entry.at(&blobs)?;
+        let Some(digest) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) else { continue };
+        let meta = entry.metadata().at(entry.path())?;
+        if meta.is_file() {
+            out.push((digest, meta.len()));
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,

@@ -78,7 +78,7 @@ pub fn of_layout(dir: &Path) -> Result<Receipt> {
         walk(&docs, &top, &mut Collect { repository: None, found: &found })?;
     }
     let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    let sizes: HashMap<Digest, u64> = list_blob_files(dir)?.into_iter().collect();
+    let sizes: HashMap<Digest, u64> = crate::store::list_blobs(dir)?.into_iter().collect();
     let manifests: Vec<Held> =
         found.manifests.into_iter().filter_map(|h| sizes.get(&h.digest).map(|&size| Held { size, ..h })).collect();
     let blobs = stored_blobs(dir, &manifests, |_| None)?;
@@ -166,32 +166,11 @@ fn absolute(root: &Path) -> Result<String> {
 /// repository `holder` names for it.
 fn stored_blobs(dir: &Path, manifests: &[Held], holder: impl Fn(&Digest) -> Option<String>) -> Result<Vec<Held>> {
     let manifests: HashSet<&Digest> = manifests.iter().map(|h| &h.digest).collect();
-    Ok(list_blob_files(dir)?
+    Ok(crate::store::list_blobs(dir)?
         .into_iter()
         .filter(|(d, _)| !manifests.contains(d))
         .map(|(digest, size)| Held { repository: holder(&digest), digest, size })
         .collect())
-}
-
-/// The regular files of `DIR/blobs/sha256` named by a digest, with their sizes (temp and
-/// partial files have other names).
-fn list_blob_files(dir: &Path) -> Result<Vec<(Digest, u64)>> {
-    let blobs = dir.join("blobs").join("sha256");
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&blobs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(&blobs, e)),
-    };
-    for entry in entries {
-        let entry = entry.at(&blobs)?;
-        let Some(digest) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) else { continue };
-        let meta = entry.metadata().at(entry.path())?;
-        if meta.is_file() {
-            out.push((digest, meta.len()));
-        }
-    }
-    Ok(out)
 }
 
 /// What walks found: manifests and blobs (each with the repository it was found in) and

@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 
 use super::{blocking, empty, response, value, CONTENT_DIGEST};
 use crate::digest::Digest;
-use crate::error::IoContext;
 use crate::oci::names::Repository;
 use crate::registry::errors::{ApiError, Code};
 use crate::registry::routes::App;
@@ -75,18 +74,16 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let d = digest.clone();
+    // A blob whose size is not the one its link records is an error (500, logged): never
+    // a short or long body a client might accept.
     let (size, file) = blocking(move || {
-        let size = app
-            .storage
-            .blob_size(&repo, &d)?
-            .ok_or_else(|| ApiError::new(Code::BlobUnknown, format!("blob {d} is not known")))?;
-        let file = if head {
-            None
+        let unknown = || ApiError::new(Code::BlobUnknown, format!("blob {d} is not known"));
+        if head {
+            Ok((app.storage.blob_size(&repo, &d)?.ok_or_else(unknown)?, None))
         } else {
-            let path = app.storage.blob_path(&d);
-            Some(File::open(&path).at(&path)?)
-        };
-        Ok((size, file))
+            let (size, file) = app.storage.open_blob(&repo, &d)?.ok_or_else(unknown)?;
+            Ok((size, Some(file)))
+        }
     })
     .await?;
     let mut h = vec![
@@ -117,8 +114,9 @@ pub async fn get(
 
 /// `len` bytes of `file` from `start`, read on the blocking pool in steps of
 /// [`READ_SIZE`] into pooled buffers, one step ahead of what hyper is writing (the disk
-/// read overlaps the TLS write). A file shorter than expected ends the stream with an
-/// error (the client sees a truncated body, never wrong bytes).
+/// read overlaps the TLS write). A file cut short while it is served ends the stream with
+/// an error: hyper then closes the connection before the promised Content-Length, so the
+/// client sees a failed transfer, never a short body.
 fn stream(file: File, start: u64, len: u64) -> Body {
     let file = Arc::new(file);
     let first = read_step(&file, start, len);

@@ -227,3 +227,43 @@ fn stale_temp_files_are_purged_and_fresh_ones_kept() {
     assert_eq!(s.purge_temp_files(Duration::from_secs(3600)).unwrap(), 1);
     assert!(!stale.exists() && fresh.exists());
 }
+
+#[test]
+fn a_link_records_its_blob_size_and_a_blob_of_another_size_is_not_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Storage::open(tmp.path()).unwrap();
+    let r = repo("app");
+    let d = put_blob(&s, b"hello");
+    s.link_blob("app", &d).unwrap();
+    assert_eq!(fs::read_to_string(s.link_path(&r, &d)).unwrap(), "5\n");
+    assert_eq!(s.link_size(&r, &d).unwrap(), Some(Some(5)));
+    assert_eq!(s.open_blob(&r, &d).unwrap().map(|(size, _)| size), Some(5));
+    // Cut short (or grown): neither its size nor the file is given out.
+    fs::write(s.blob_path(&d), b"hell").unwrap();
+    let e = s.blob_size(&r, &d).unwrap_err().to_string();
+    assert!(e.contains(&format!("blob {d} of app is 4 bytes, its link records 5")), "{e}");
+    assert!(s.open_blob(&r, &d).is_err());
+    // An old, empty link trusts the file's size.
+    fs::write(s.link_path(&r, &d), b"").unwrap();
+    assert_eq!(s.link_size(&r, &d).unwrap(), Some(None));
+    assert_eq!(s.blob_size(&r, &d).unwrap(), Some(4));
+    // A link that is not a size is an error naming its file; no link: not held.
+    fs::write(s.link_path(&r, &d), b"five\n").unwrap();
+    let e = s.blob_size(&r, &d).unwrap_err().to_string();
+    assert!(e.contains(&s.link_path(&r, &d).display().to_string()), "{e}");
+    assert_eq!(s.link_size(&repo("other"), &d).unwrap(), None);
+}
+
+#[test]
+fn references_give_the_descriptor_sizes() {
+    let config = Digest::of(b"{}");
+    let layer = Digest::of(b"l");
+    let m = manifest(&config, &[&layer], None);
+    let refs = references(&m, OCI_MANIFEST).unwrap();
+    assert_eq!(refs.blobs, [(config, 2), (layer, 1)]);
+    assert!(refs.children.is_empty());
+    let child = Digest::of(&m);
+    let refs = references(&index(&[&child]), OCI_INDEX).unwrap();
+    assert_eq!(refs.children, [(child, 1)]);
+    assert!(references(b"{\"schemaVersion\":2,\"layers\":1}", OCI_MANIFEST).is_err());
+}
