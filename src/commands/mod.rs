@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the status the process exits with.
 
 pub mod catalog;
+pub mod gc;
 pub mod generate;
 pub mod graph_data_copy;
 pub mod install;

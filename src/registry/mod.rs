@@ -8,12 +8,15 @@
 //! - [`server`], [`gate`], [`body`], [`limits`], [`log`]: TLS listener and lifecycle,
 //!   connection admission and failed-login limits, slow bodies, the request log
 //! - [`config`], [`install`]: the registry root and its installer
+//! - [`gc`]: garbage collection of a root (mark from every revision, sweep under the
+//!   commit lock)
 
 pub mod auth;
 pub mod body;
 pub mod config;
 pub mod errors;
 pub mod gate;
+pub mod gc;
 pub mod handlers;
 pub mod install;
 pub mod limits;

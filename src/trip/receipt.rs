@@ -23,6 +23,7 @@ use crate::oci::walk::{walk, Doc, Invalid, Manifests, Node, Role, Visitor};
 use crate::oci::{MAX_MANIFEST, REF_NAME};
 use crate::registry::config::Config;
 use crate::registry::storage::Storage;
+use crate::store;
 use crate::text::untrusted;
 use crate::trip::publish::Destination;
 
@@ -173,25 +174,9 @@ fn stored_blobs(dir: &Path, manifests: &[Held], holder: impl Fn(&Digest) -> Opti
         .collect())
 }
 
-/// The regular files of `DIR/blobs/sha256` named by a digest, with their sizes (temp and
-/// partial files have other names).
+/// The blob files under `DIR/blobs/sha256`, with their sizes.
 fn list_blob_files(dir: &Path) -> Result<Vec<(Digest, u64)>> {
-    let blobs = dir.join("blobs").join("sha256");
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(&blobs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(&blobs, e)),
-    };
-    for entry in entries {
-        let entry = entry.at(&blobs)?;
-        let Some(digest) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) else { continue };
-        let meta = entry.metadata().at(entry.path())?;
-        if meta.is_file() {
-            out.push((digest, meta.len()));
-        }
-    }
-    Ok(out)
+    Ok(store::list_blobs(dir)?.into_iter().map(|b| (b.digest, b.size)).collect())
 }
 
 /// What walks found: manifests and blobs (each with the repository it was found in) and
