@@ -15,6 +15,7 @@ mod docs;
 mod dryrun;
 mod faults;
 mod format;
+mod gc;
 mod graph;
 mod graphdata;
 mod guards;

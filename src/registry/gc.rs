@@ -199,7 +199,11 @@ impl Mark {
         if self.walked.contains(&stored.digest) {
             return Ok(());
         }
-        let top = BlobRef { digest: stored.digest.clone(), size: stored.revision.size, media_type: stored.revision.media_type };
+        let top = BlobRef {
+            digest: stored.digest.clone(),
+            size: stored.revision.size,
+            media_type: stored.revision.media_type,
+        };
         walk(storage.blobs(), &top, self).map_err(|e| {
             usage(format!(
                 "repository {repo}, manifest {}: {e}; gc removes nothing while a manifest cannot be read: check the root with airlift fsck",
