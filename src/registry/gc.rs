@@ -216,7 +216,7 @@ impl Mark {
     fn sweepable(&self, blob: &StoredBlob, cutoff: SystemTime) -> bool {
         !self.reachable.contains(&blob.digest)
             && blob.modified < cutoff
-            && self.links.get(&blob.digest).is_none_or(|l| l.newest < cutoff)
+            && self.links.get(&blob.digest).map_or(true, |l| l.newest < cutoff)
     }
 }
 
