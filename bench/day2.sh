@@ -18,9 +18,6 @@ export LC_ALL=C
 
 BENCH_DIR_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR_HERE")
-BLOBS=${BENCH_BLOBS:-100000}
-IMAGES=${BENCH_IMAGES:-3000}
-REPOS=${BENCH_REPOS:-300}
 UNREFERENCED=${BENCH_UNREFERENCED:-10}
 
 # shellcheck source=bench/lib.sh
@@ -30,14 +27,7 @@ find_airlift
 start_work airlift-day2 results.tsv
 detect_drop
 
-ROOT=$WORK/root
-say "installing a registry root in $ROOT"
-"$AIRLIFT" install --root "$ROOT" --hostname localhost --no-start --json >"$LOGS/install.json"
-STORE=$(root_store "$ROOT")
-say "generating $BLOBS blobs and $IMAGES manifests in $REPOS repositories under $STORE, $UNREFERENCED% of the images deleted"
-t0=$EPOCHREALTIME
-python3 "$BENCH_DIR_HERE/gen-root.py" "$STORE" "$BLOBS" "$IMAGES" "$REPOS" "$UNREFERENCED"
-say "generated in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s: $(du -sh "$STORE" | cut -f1)"
+generated_root "$UNREFERENCED"
 # What gc must sweep: every blob and the manifest of each deleted image (gen-root.py).
 DELETED=$((IMAGES * UNREFERENCED / 100))
 EXPECTED=$((DELETED * (BLOBS / IMAGES + 1)))

@@ -179,3 +179,21 @@ print_results() {
         printf '%-18s %-5s %9s %9d\n' "$name" "$cache" "$sec" "$((rss / 1024))"
     done <"$RESULTS"
 }
+
+# generated_root PERCENT: install a registry root in $WORK/root (ROOT; STORE: its storage)
+# and fill it with gen-root.py: BENCH_BLOBS blobs (BLOBS, default 100000) in BENCH_IMAGES
+# manifests (IMAGES, default 3000) over BENCH_REPOS repositories (REPOS, default 300), PERCENT
+# of the images deleted.
+generated_root() {
+    BLOBS=${BENCH_BLOBS:-100000}
+    IMAGES=${BENCH_IMAGES:-3000}
+    REPOS=${BENCH_REPOS:-300}
+    ROOT=$WORK/root
+    say "installing a registry root in $ROOT"
+    "$AIRLIFT" install --root "$ROOT" --hostname localhost --no-start --json >"$LOGS/install.json"
+    STORE=$(root_store "$ROOT")
+    say "generating $BLOBS blobs and $IMAGES manifests in $REPOS repositories under $STORE, $1% of the images deleted"
+    local t0=$EPOCHREALTIME
+    python3 "$BENCH_DIR_HERE/gen-root.py" "$STORE" "$BLOBS" "$IMAGES" "$REPOS" "$1"
+    say "generated in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s: $(du -sh "$STORE" | cut -f1)"
+}

@@ -15,9 +15,6 @@ export LC_ALL=C
 
 BENCH_DIR_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR_HERE")
-BLOBS=${BENCH_BLOBS:-100000}
-IMAGES=${BENCH_IMAGES:-3000}
-REPOS=${BENCH_REPOS:-300}
 
 # shellcheck source=bench/lib.sh
 source "$BENCH_DIR_HERE/lib.sh"
@@ -26,15 +23,7 @@ find_airlift
 start_work airlift-receipt results.tsv
 detect_drop
 
-ROOT=$WORK/root
-say "installing a registry root in $ROOT"
-"$AIRLIFT" install --root "$ROOT" --hostname localhost --no-start --json >"$LOGS/install.json"
-STORE=$(root_store "$ROOT")
-
-say "generating $BLOBS blobs and $IMAGES manifests in $REPOS repositories under $STORE"
-t0=$EPOCHREALTIME
-python3 "$BENCH_DIR_HERE/gen-root.py" "$STORE" "$BLOBS" "$IMAGES" "$REPOS"
-say "generated in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s: $(du -sh "$STORE" | cut -f1)"
+generated_root 0
 
 OUT=$WORK/site.receipt
 for cache in cold warm; do

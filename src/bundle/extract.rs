@@ -67,11 +67,7 @@ struct Journal {
 /// keeps them). Parts of split entries not yet assembled are not blobs yet.
 pub fn journaled_blobs(store: &BlobStore) -> Result<Vec<Digest>> {
     let dir = store.state(State::Journals);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
+    let Some(entries) = store::read_dir_if_present(&dir)? else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for entry in entries {
         let path = entry.at(&dir)?.path();

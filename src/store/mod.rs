@@ -89,6 +89,15 @@ pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
     root.join("blobs").join("sha256").join(digest.hex())
 }
 
+/// The entries of `dir`; `None` when it is absent.
+pub fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 /// A blob file found under a root's `blobs/sha256/`.
 #[derive(Debug, Clone)]
 pub struct StoredBlob {
@@ -102,11 +111,7 @@ pub struct StoredBlob {
 /// files have other names); none when the directory is absent.
 pub fn list_blobs(root: &Path) -> Result<Vec<StoredBlob>> {
     let dir = root.join("blobs").join("sha256");
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(&dir, e)),
-    };
+    let Some(entries) = read_dir_if_present(&dir)? else { return Ok(Vec::new()) };
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.at(&dir)?;
