@@ -45,7 +45,7 @@ use crate::digest::Digest;
 use crate::error::{usage, Error, Result};
 use crate::oci::layout::BlobRef;
 use crate::oci::names::{Reference, Repository, Tag};
-use crate::oci::walk::{walk, Node, Role, Visitor};
+use crate::oci::walk::{walk, Doc, Node, Role, Visitor};
 use crate::store::{self, StoredBlob};
 
 use super::config::Config;
@@ -178,7 +178,9 @@ impl Mark {
             links.newest = links.newest.max(made);
         }
         for digest in storage.revision_digests(repo)? {
-            self.mark_manifest(storage, repo, &Reference::Digest(digest))?;
+            if !self.walked.contains(&digest) {
+                self.mark_manifest(storage, repo, &Reference::Digest(digest))?;
+            }
         }
         for tag in storage.tags(repo)? {
             let Some(tag) = Tag::parse(&tag) else { continue };
@@ -187,15 +189,14 @@ impl Mark {
         Ok(())
     }
 
-    /// Mark the manifest `reference` names in `repo`, its subject and its graph. One
-    /// deleted since the listing is skipped.
+    /// Mark the manifest `reference` names in `repo` and its graph. One deleted since the
+    /// listing is skipped.
     fn mark_manifest(&mut self, storage: &Storage, repo: &Repository, reference: &Reference) -> Result<()> {
         let stored = match storage.resolve(repo, reference) {
             Ok(s) => s,
             Err(StorageError::ManifestUnknown(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        self.reachable.extend(stored.revision.subject.clone());
         if self.walked.contains(&stored.digest) {
             return Ok(());
         }
@@ -225,11 +226,19 @@ impl Visitor for Mark {
         Ok(!self.walked.contains(&child.digest))
     }
 
+    /// Record the node, and the subject of a manifest or index (a referrer keeps it).
     fn visit(&mut self, node: &Node) -> Result<()> {
         self.reachable.insert(node.blob.digest.clone());
         if matches!(node.role, Role::Top | Role::Child) {
             self.walked.insert(node.blob.digest.clone());
         }
+        let subject = match node.doc {
+            Doc::Manifest(m) => m.subject().as_ref(),
+            Doc::Index(i) => i.subject().as_ref(),
+            Doc::Schema1 | Doc::Blob | Doc::Absent => None,
+        };
+        // A subject's digest was checked when the manifest was stored.
+        self.reachable.extend(subject.and_then(|s| BlobRef::of(s).ok()).map(|s| s.digest));
         Ok(())
     }
 }
