@@ -122,7 +122,14 @@ fn sweep(storage: &Storage, mark: &mut Mark, candidates: Vec<StoredBlob>, cutoff
     let _no_commits = storage.lock_commits()?;
     mark.scan(storage)?;
     let mut swept = Vec::new();
-    for blob in candidates {
+    for mut blob in candidates {
+        let path = storage.blob_path(&blob.digest);
+        // Written again since the listing (swept by another gc, then pushed anew)?
+        match std::fs::metadata(&path).and_then(|m| m.modified()) {
+            Ok(modified) => blob.modified = modified,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        }
         if !mark.sweepable(&blob, cutoff) {
             continue;
         }
@@ -132,7 +139,6 @@ fn sweep(storage: &Storage, mark: &mut Mark, candidates: Vec<StoredBlob>, cutoff
                 Err(e) => return Err(e.into()),
             }
         }
-        let path = storage.blob_path(&blob.digest);
         match std::fs::remove_file(&path) {
             Ok(()) => swept.push(Swept { digest: blob.digest, size: blob.size }),
             // Another gc swept it first.
