@@ -138,3 +138,62 @@ measure() {
     done
     printf '%s\t%s\t%s\t%s\n' "$step" "$tool" "$best" "$rss" >>"$RESULTS"
 }
+
+# detect_drop: CAN_DROP=1 when this process may drop the page cache (root), else 0.
+detect_drop() {
+    CAN_DROP=0
+    if { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then CAN_DROP=1; fi
+}
+
+# root_store ROOT: the storage directory of the registry root ROOT (from its config.json).
+root_store() {
+    python3 -c 'import json,os,sys; c=json.load(open(sys.argv[1]+"/config.json")); s=c.get("storage","storage"); print(s if os.path.isabs(s) else os.path.join(sys.argv[1], s))' "$1"
+}
+
+# run_cache NAME CACHE CMD...: time CMD with its peak RSS: once after dropping the page cache
+# (cold), once as it is (once: a command that changes what it runs on), or three times
+# (warm; the fastest time and the highest RSS are kept). Appended to $RESULTS.
+run_cache() {
+    local name=$1 cache=$2 best="" rss=0 r runs=3; shift 2
+    if [[ $cache == once ]]; then
+        runs=1
+    elif [[ $cache == cold ]]; then
+        ((CAN_DROP)) || { say "  $name: cold skipped (not root)"; return; }
+        runs=1
+    fi
+    for ((r = 1; r <= runs; r++)); do
+        sync
+        if [[ $cache == cold ]]; then echo 3 >/proc/sys/vm/drop_caches; fi
+        timed "$name-$cache-$r" "$@"
+        if [[ -z $best ]] || awk -v a="$T_SEC" -v b="$best" 'BEGIN { exit !(a < b) }'; then best=$T_SEC; fi
+        if ((T_RSS > rss)); then rss=$T_RSS; fi
+    done
+    say "  $name ($cache): ${best}s, peak RSS $((rss / 1024)) MiB"
+    printf '%s\t%s\t%s\t%s\n' "$name" "$cache" "$best" "$rss" >>"$RESULTS"
+}
+
+# print_results: the table of $RESULTS (name, cache, seconds, peak RSS).
+print_results() {
+    printf '%-18s %-5s %9s %9s\n' command cache seconds "RSS MiB"
+    while IFS=$'\t' read -r name cache sec rss; do
+        printf '%-18s %-5s %9s %9d\n' "$name" "$cache" "$sec" "$((rss / 1024))"
+    done <"$RESULTS"
+}
+
+# generated_root PERCENT: install a registry root in $WORK/root (ROOT; STORE: its storage)
+# and fill it with gen-root.py: BENCH_BLOBS blobs (BLOBS, default 100000) in BENCH_IMAGES
+# manifests (IMAGES, default 3000) over BENCH_REPOS repositories (REPOS, default 300), PERCENT
+# of the images deleted.
+generated_root() {
+    BLOBS=${BENCH_BLOBS:-100000}
+    IMAGES=${BENCH_IMAGES:-3000}
+    REPOS=${BENCH_REPOS:-300}
+    ROOT=$WORK/root
+    say "installing a registry root in $ROOT"
+    "$AIRLIFT" install --root "$ROOT" --hostname localhost --no-start --json >"$LOGS/install.json"
+    STORE=$(root_store "$ROOT")
+    say "generating $BLOBS blobs and $IMAGES manifests in $REPOS repositories under $STORE, $1% of the images deleted"
+    local t0=$EPOCHREALTIME
+    python3 "$BENCH_DIR_HERE/gen-root.py" "$STORE" "$BLOBS" "$IMAGES" "$REPOS" "$1"
+    say "generated in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s: $(du -sh "$STORE" | cut -f1)"
+}

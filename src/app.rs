@@ -44,6 +44,7 @@ pub fn run() -> ExitCode {
         Command::Uninstall(a) => crate::commands::uninstall::run(a, &out),
         Command::User(c) => crate::commands::user::run(c, &out),
         Command::Fsck(a) => crate::commands::fsck::run(a, &out),
+        Command::Gc(a) => crate::commands::gc::run(a, &out),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

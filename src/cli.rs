@@ -79,6 +79,35 @@ pub enum Command {
     /// Add, list, remove the users of a registry root, or change a password
     #[command(subcommand, after_long_help = USER_HELP)]
     User(UserCommand),
+    /// Remove the blobs of a registry root that no manifest, tag or unpack needs any more
+    #[command(after_long_help = GC_HELP)]
+    Gc(GcArgs),
+}
+
+const GC_HELP: &str = "\
+Marks every blob reachable from a manifest the root keeps (tagged or not: `prune` and DELETE \
+remove manifests, gc removes their blobs), from a tag, from a referrer's subject, or named by \
+the journal of an unpack that is running or was cut off; then removes every other blob file \
+older than --grace whose repository links are older too, with those links. Safe while `serve` \
+runs and while `unpack --root` writes: a manifest pushed during the sweep is either stored with \
+every blob present or refused (MANIFEST_BLOB_UNKNOWN) so the client pushes the blob again. \
+Upload sessions untouched for an hour (the server's upload expiry) are removed too.
+
+Exit status: 0 done (also when nothing was removed); 2 bad arguments, a root that is not \
+installed, an unreadable store or manifest (check the root with `airlift fsck`).";
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Registry root made by `airlift install` or `unpack --root`
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// List what would be removed and the bytes it holds; remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep unreferenced blobs younger than this, and those linked more recently (a push or
+    /// an unpack may be about to reference them), e.g. 1h, 30m, 0s
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub grace: crate::size::Duration,
 }
 
 const GRAPH_DATA_COPY_HELP: &str = "\

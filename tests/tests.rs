@@ -17,6 +17,7 @@ mod dryrun;
 mod faults;
 mod format;
 mod fsck;
+mod gc;
 mod graph;
 mod graphdata;
 mod guards;

@@ -20,7 +20,7 @@ use crate::bundle::expand::{expand, Expander};
 use crate::bundle::ids::{ChunkId, EntryId};
 use crate::bundle::manifest::{Compression, Entry, EntryKind};
 use crate::bundle::reader::{Action, Bundle, ChunkWriter, Sink};
-use crate::digest::Hasher;
+use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, Error, IoContext, Result};
 use crate::store::{self, Batch, BlobStore, BlobWriter, DirectWriter, Pending, State, Written};
 
@@ -62,6 +62,32 @@ struct Journal {
     file: Option<File>,
     chunks: HashSet<ChunkId>,
     entries: HashSet<usize>,
+}
+
+/// The blobs the unpack journals in `store` record as committed: what unpacks that are
+/// running, or were cut off, have put in place and not yet registered (`airlift gc`
+/// keeps them). Parts of split entries not yet assembled are not blobs yet.
+pub fn journaled_blobs(store: &BlobStore) -> Result<Vec<Digest>> {
+    let dir = store.state(State::Journals);
+    let Some(entries) = store::read_dir_if_present(&dir)? else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.at(&dir)?.path();
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            // Finished (removed) since the listing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        for line in BufReader::new(file).lines() {
+            // A torn last line (killed mid-append) names nothing.
+            let Ok(line) = line else { break };
+            if let ["entry", _, hex] = line.split(' ').collect::<Vec<_>>()[..] {
+                out.extend(Digest::from_hex(hex).ok());
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl<'b> Extractor<'b> {

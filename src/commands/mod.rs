@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod fsck;
+pub mod gc;
 pub mod generate;
 pub mod graph_data_copy;
 pub mod install;

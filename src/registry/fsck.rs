@@ -140,7 +140,7 @@ impl Report {
 pub fn check(root: &Path, jobs: usize, progress: &dyn Progress) -> Result<Report> {
     let dir = Config::load(root)?.storage_dir(root);
     let storage = Storage::open(&dir)?;
-    let blobs: HashMap<Digest, u64> = crate::store::list_blobs(&dir)?.into_iter().collect();
+    let blobs: HashMap<Digest, u64> = crate::store::list_blobs(&dir)?.into_iter().map(|b| (b.digest, b.size)).collect();
     let mut c = Checker {
         storage: &storage,
         report: Report::default(),

@@ -11,6 +11,8 @@
 //! - [`certs`]: the root's certificates over time: renewal, CA rollover, reload in `serve`
 //! - [`users`]: the root's users and their roles
 //! - [`fsck`]: checking the storage, and restoring damaged blobs from a bundle
+//! - [`gc`]: garbage collection of a root (mark from every revision, sweep under the
+//!   commit lock)
 
 pub mod auth;
 pub mod body;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod errors;
 pub mod fsck;
 pub mod gate;
+pub mod gc;
 pub mod handlers;
 pub mod install;
 pub mod limits;

@@ -14,6 +14,7 @@
 //!   uploads/<id>/state                       {"repository":…,"started":…}
 //!   uploads/<id>/data                        bytes received so far
 //!   uploads/.airlift-tmp-*                   temp files of manifests being stored
+//!   gc.lock                                  flock: shared by manifest commits, exclusive by gc's sweep
 //! ```
 //! [`Storage::path`] builds every path here (blob paths come from `BlobStore`), and only
 //! from validated names, tags, upload ids and digests. Names cannot collide with the
@@ -30,6 +31,8 @@
 //! [`Storage::open_blob`]). Links written before sizes were recorded are empty: the file's
 //! own size is trusted for them, and `airlift fsck` checks it against every manifest's
 //! descriptors.
+//! A manifest's check of its blobs and its commit happen under `gc.lock` (shared), so
+//! `airlift gc`'s sweep (exclusive, see `registry::gc`) falls wholly before or after them.
 
 use std::fs;
 use std::io::Read;
@@ -136,6 +139,7 @@ enum Loc<'a> {
     Upload(&'a UploadId),
     UploadState(&'a UploadId),
     UploadData(&'a UploadId),
+    GcLock,
 }
 
 pub struct Storage {
@@ -173,6 +177,7 @@ impl Storage {
             Loc::Upload(id) => uploads.join(id.as_str()),
             Loc::UploadState(id) => uploads.join(id.as_str()).join("state"),
             Loc::UploadData(id) => uploads.join(id.as_str()).join("data"),
+            Loc::GcLock => self.dir.join("gc.lock"),
         }
     }
 
@@ -204,6 +209,7 @@ impl Storage {
         let repo = repository(repo)?;
         let bytes = self.read_manifest_blob(digest)?;
         let parsed = parse_manifest(&bytes, None)?;
+        let _commit = self.gc_lock(false)?;
         self.check_blobs(&repo, &parsed)?;
         if !sparse {
             self.check_children(&repo, &parsed)?;
@@ -328,6 +334,7 @@ impl Storage {
         let digest = Digest::of(bytes);
         // Validate before anything is written, so a bad manifest leaves nothing behind.
         let parsed = parse_manifest(bytes, content_type)?;
+        let _commit = self.gc_lock(false)?;
         self.check_references(repo, &parsed)?;
         self.served_blobs().put_bytes(&digest, bytes)?;
         let stored = self.commit_manifest(repo, &digest, bytes.len() as u64, parsed)?;
@@ -335,6 +342,24 @@ impl Storage {
             self.set_tag(repo, tag, &digest)?;
         }
         Ok(stored)
+    }
+
+    /// Take `gc.lock`: shared for a manifest's check and commit, exclusive for gc's sweep.
+    /// Released when the file is dropped.
+    fn gc_lock(&self, exclusive: bool) -> Result<fs::File> {
+        let path = self.path(Loc::GcLock);
+        let file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).at(&path)?;
+        if exclusive {
+            store::lock_exclusive(&file, &path, true)?;
+        } else {
+            store::lock_shared(&file, &path)?;
+        }
+        Ok(file)
+    }
+
+    /// Hold off every manifest commit until the returned file is dropped (gc's sweep).
+    pub fn lock_commits(&self) -> Result<fs::File> {
+        self.gc_lock(true)
     }
 
     fn check_references(&self, repo: &Repository, parsed: &Parsed) -> SResult<()> {
@@ -516,14 +541,39 @@ impl Storage {
         self.path(Loc::Tag(repo, tag))
     }
 
+    /// The blobs `repo` links, each with the time its link was made.
+    pub fn link_times(&self, repo: &Repository) -> SResult<Vec<(Digest, SystemTime)>> {
+        let dir = self.path(Loc::Links(repo));
+        let mut out = Vec::new();
+        for digest in digests_in(&dir)? {
+            let path = self.path(Loc::Link(repo, &digest));
+            match fs::metadata(&path).and_then(|m| m.modified()) {
+                Ok(t) => out.push((digest, t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::error::Error::io(&path, e).into()),
+            }
+        }
+        Ok(out)
+    }
+
     /// The manifests of `repo` (its revisions), sorted by digest.
     pub fn manifests(&self, repo: &Repository) -> SResult<Vec<Stored>> {
-        let digests = digests_in(&self.path(Loc::Revisions(repo)))?;
-        digests.into_iter().map(|d| self.resolve(repo, &Reference::Digest(d))).collect()
+        self.revisions(repo)?.into_iter().map(|d| self.resolve(repo, &Reference::Digest(d))).collect()
     }
 
     /// Every repository that holds manifests, sorted.
     pub fn catalog(&self) -> SResult<Vec<String>> {
+        self.repositories_with(&["_manifests"])
+    }
+
+    /// Every repository that holds manifests or blobs (a first push links its blobs
+    /// before its manifest comes), sorted.
+    pub fn repositories(&self) -> SResult<Vec<String>> {
+        self.repositories_with(&["_manifests", "_links"])
+    }
+
+    /// Every repository holding one of the `markers` directories, sorted.
+    fn repositories_with(&self, markers: &[&str]) -> SResult<Vec<String>> {
         let mut out = Vec::new();
         let mut stack = vec![(self.path(Loc::Repositories), String::new())];
         while let Some((dir, prefix)) = stack.pop() {
@@ -535,7 +585,7 @@ impl Storage {
             for entry in entries {
                 let entry = entry.at(&dir)?;
                 let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-                if name == "_manifests" {
+                if markers.contains(&name.as_str()) {
                     out.push(prefix.clone());
                 } else if entry.file_type().at(entry.path())?.is_dir() && valid_repository(&name) {
                     let full = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
@@ -545,6 +595,7 @@ impl Storage {
         }
         out.retain(|r| valid_repository(r));
         out.sort();
+        out.dedup();
         Ok(out)
     }
 

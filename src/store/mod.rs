@@ -89,22 +89,42 @@ pub fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
     root.join("blobs").join("sha256").join(digest.hex())
 }
 
-/// The regular files of `ROOT/blobs/sha256` named by a digest, with their sizes (temp and
-/// partial files have other names); none when the directory is absent.
-pub fn list_blobs(root: &Path) -> Result<Vec<(Digest, u64)>> {
-    let blobs = root.join("blobs").join("sha256");
+/// The entries of `dir`; `None` when it is absent.
+pub fn read_dir_if_present(dir: &Path) -> Result<Option<fs::ReadDir>> {
+    match fs::read_dir(dir) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
+/// A blob file found under a root's `blobs/sha256/`.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub digest: Digest,
+    pub size: u64,
+    /// When its bytes were last written (a blob is committed once, so: when it came).
+    pub modified: std::time::SystemTime,
+}
+
+/// The regular files of `root`'s `blobs/sha256/` named by a digest (temp and partial
+/// files have other names); none when the directory is absent.
+pub fn list_blobs(root: &Path) -> Result<Vec<StoredBlob>> {
+    let dir = root.join("blobs").join("sha256");
+    let Some(entries) = read_dir_if_present(&dir)? else { return Ok(Vec::new()) };
     let mut out = Vec::new();
-    let entries = match fs::read_dir(&blobs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(Error::io(&blobs, e)),
-    };
     for entry in entries {
-        let entry = entry.at(&blobs)?;
+        let entry = entry.at(&dir)?;
         let Some(digest) = entry.file_name().to_str().and_then(|n| Digest::from_hex(n).ok()) else { continue };
-        let meta = entry.metadata().at(entry.path())?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Removed since the listing (a concurrent gc): not a blob any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(entry.path(), e)),
+        };
         if meta.is_file() {
-            out.push((digest, meta.len()));
+            let modified = meta.modified().at(entry.path())?;
+            out.push(StoredBlob { digest, size: meta.len(), modified });
         }
     }
     Ok(out)
@@ -282,8 +302,19 @@ impl BlobStore {
 /// it is free; without, `Ok(false)` when another holds it. The lock goes with the
 /// descriptor: dropped with the file, or when the process ends, killed or not.
 pub fn lock_exclusive(file: &File, path: &Path, wait: bool) -> Result<bool> {
-    use rustix::fs::{flock, FlockOperation};
+    use rustix::fs::FlockOperation;
     let op = if wait { FlockOperation::LockExclusive } else { FlockOperation::NonBlockingLockExclusive };
+    flock_file(file, path, op, wait)
+}
+
+/// Take a shared `flock` on `file` (at `path`, for errors), waiting while another holds
+/// it exclusively; released like [`lock_exclusive`]'s.
+pub fn lock_shared(file: &File, path: &Path) -> Result<()> {
+    flock_file(file, path, rustix::fs::FlockOperation::LockShared, true).map(drop)
+}
+
+fn flock_file(file: &File, path: &Path, op: rustix::fs::FlockOperation, wait: bool) -> Result<bool> {
+    use rustix::fs::flock;
     loop {
         match flock(file, op) {
             Ok(()) => return Ok(true),

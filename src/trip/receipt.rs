@@ -23,6 +23,7 @@ use crate::oci::walk::{walk, Doc, Invalid, Manifests, Node, Role, Visitor};
 use crate::oci::{MAX_MANIFEST, REF_NAME};
 use crate::registry::config::Config;
 use crate::registry::storage::Storage;
+use crate::store;
 use crate::text::untrusted;
 use crate::trip::publish::Destination;
 
@@ -78,7 +79,7 @@ pub fn of_layout(dir: &Path) -> Result<Receipt> {
         walk(&docs, &top, &mut Collect { repository: None, found: &found })?;
     }
     let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
-    let sizes: HashMap<Digest, u64> = crate::store::list_blobs(dir)?.into_iter().collect();
+    let sizes: HashMap<Digest, u64> = list_blob_files(dir)?.into_iter().collect();
     let manifests: Vec<Held> =
         found.manifests.into_iter().filter_map(|h| sizes.get(&h.digest).map(|&size| Held { size, ..h })).collect();
     let blobs = stored_blobs(dir, &manifests, |_| None)?;
@@ -166,11 +167,16 @@ fn absolute(root: &Path) -> Result<String> {
 /// repository `holder` names for it.
 fn stored_blobs(dir: &Path, manifests: &[Held], holder: impl Fn(&Digest) -> Option<String>) -> Result<Vec<Held>> {
     let manifests: HashSet<&Digest> = manifests.iter().map(|h| &h.digest).collect();
-    Ok(crate::store::list_blobs(dir)?
+    Ok(list_blob_files(dir)?
         .into_iter()
         .filter(|(d, _)| !manifests.contains(d))
         .map(|(digest, size)| Held { repository: holder(&digest), digest, size })
         .collect())
+}
+
+/// The blob files under `DIR/blobs/sha256`, with their sizes.
+fn list_blob_files(dir: &Path) -> Result<Vec<(Digest, u64)>> {
+    Ok(store::list_blobs(dir)?.into_iter().map(|b| (b.digest, b.size)).collect())
 }
 
 /// What walks found: manifests and blobs (each with the repository it was found in) and

@@ -87,6 +87,11 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// manifest digests. Images share nothing, except that layer `i` of every image uses
 /// the same seed when `shared` is true.
 pub fn make_layout(dir: &Path, images: &[&[usize]], shared: bool) -> Vec<String> {
+    make_layout_seeded(dir, images, shared, 0)
+}
+
+/// [`make_layout`] with every layer's seed moved by `base`: another base, other bytes.
+pub fn make_layout_seeded(dir: &Path, images: &[&[usize]], shared: bool, base: u64) -> Vec<String> {
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -101,7 +106,7 @@ pub fn make_layout(dir: &Path, images: &[&[usize]], shared: bool) -> Vec<String>
         let mut layer_descs = Vec::new();
         let mut diff_ids = Vec::new();
         for (i, &size) in layers.iter().enumerate() {
-            let seed = if shared { 1000 + i as u64 } else { (n as u64 + 1) * 1000 + i as u64 };
+            let seed = base + if shared { 1000 + i as u64 } else { (n as u64 + 1) * 1000 + i as u64 };
             let data = noise(seed, size);
             diff_ids.push(format!("sha256:{}", sha256_hex(&data)));
             let d = put(&data);
