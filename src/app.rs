@@ -40,6 +40,7 @@ pub fn run() -> ExitCode {
         Command::Catalog(c) => crate::commands::catalog::run(c, &out),
         Command::Generate(g) => crate::commands::generate::run(g, &out),
         Command::GraphDataCopy(a) => crate::commands::graph_data_copy::run(a, &out),
+        Command::Prune(a) => crate::commands::prune::run(a, &out),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

@@ -17,6 +17,7 @@
 //! - [`mirror`]: which repository and tag a bundle's image gets in a registry;
 //!   [`publish`]: pushing images into a registry over the network, with a journal
 //! - [`receipt`]: what a destination (root, layout, registry) holds, as a receipt
+//! - [`prune`]: deleting images from a registry root by a delete file or release retention
 
 pub mod attached;
 pub mod catalogs;
@@ -24,6 +25,7 @@ pub mod delta;
 pub mod mirror;
 pub mod pack;
 pub mod plan;
+pub mod prune;
 pub mod publish;
 pub mod receipt;
 pub mod releases;
