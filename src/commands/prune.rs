@@ -1,16 +1,18 @@
-//! `airlift prune`: delete images from a registry root by an oc-mirror delete file or by
-//! release retention. The work is [`crate::trip::prune`]'s; this parses, calls it and
+//! `airlift prune`: delete images from a registry root (or a registry over the network) by
+//! an oc-mirror delete file or by release retention. The work is [`crate::trip::prune`]'s; this parses, calls it and
 //! presents.
 
 use serde_json::json;
 
 use crate::cli::PruneArgs;
+use crate::client::Client;
 use crate::error::{usage, Status};
 use crate::openshift::deleteset;
 use crate::output::Output;
 use crate::size::human;
 use crate::text::escaped;
-use crate::trip::prune::{prune_root, Report, Selection};
+use crate::trip::prune::{prune, Place, Report, Selection};
+use crate::trip::publish::Destination;
 
 pub fn run(args: &PruneArgs, out: &Output) -> anyhow::Result<Status> {
     let selection = match (&args.config, args.keep_releases) {
@@ -19,7 +21,14 @@ pub fn run(args: &PruneArgs, out: &Output) -> anyhow::Result<Status> {
         (None, Some(_)) => return Err(usage("--keep-releases 0 would delete every release; keep at least 1").into()),
         (None, None) => return Err(usage("give --config DELETE.yaml or --keep-releases N").into()),
     };
-    let report = prune_root(&args.root, &selection, args.prefix.as_deref(), args.dry_run)?;
+    let report = match (&args.root, &args.to) {
+        (Some(root), _) => prune(&Place::Root { root, prefix: args.prefix.as_deref() }, &selection, args.dry_run)?,
+        (None, Some(to)) => {
+            let client = Client::new(super::client_options(&args.connect))?;
+            prune(&Place::Registry { client: &client, to: &Destination::parse(to)? }, &selection, args.dry_run)?
+        }
+        (None, None) => return Err(usage("give --root ROOT or --to docker://HOST/PREFIX").into()),
+    };
     present(out, &report);
     Ok(Status::Ok)
 }

@@ -136,12 +136,17 @@ mod tests {
             refusal("delete:\n  operators:\n    - catalog: r.example/i:1\n      packages: [{name: a}]\n"),
             "delete.yaml: delete.operators[0]: prune deletes a catalog image whole: list only its catalog (packages and targets are not supported)"
         );
-        assert!(refusal("delete:\n  blockedImages: [{name: x}]\n").starts_with("delete.yaml: delete.blockedImages: unknown field"));
-        assert!(refusal("mirror:\n  additionalImages: [{name: a/b:1}]\n").starts_with("delete.yaml: mirror: unknown field"));
+        assert!(refusal("delete:\n  blockedImages: [{name: x}]\n")
+            .starts_with("delete.yaml: delete.blockedImages: unknown field"));
+        assert!(
+            refusal("mirror:\n  additionalImages: [{name: a/b:1}]\n").starts_with("delete.yaml: mirror: unknown field")
+        );
         assert_eq!(refusal("delete: {}\n").split(';').next(), Some("delete.yaml: delete: nothing to delete"));
-        let kind = parse("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\ndelete: {}\n", "d.yaml");
+        let kind =
+            parse("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\ndelete: {}\n", "d.yaml");
         assert!(kind.unwrap_err().to_string().contains("'ImageSetConfiguration' is not DeleteImageSetConfiguration"));
-        let v1 = parse("kind: DeleteImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha2\ndelete: {}\n", "d");
+        let v1 =
+            parse("kind: DeleteImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha2\ndelete: {}\n", "d");
         assert!(v1.unwrap_err().to_string().contains("use mirror.openshift.io/v2alpha1"));
     }
 }

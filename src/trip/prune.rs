@@ -1,9 +1,10 @@
-//! `prune`: delete images from a registry root by a delete file
-//! ([`crate::openshift::deleteset`]) or by release retention (`--keep-releases N`).
+//! `prune`: delete images from a registry root, or a registry over the network, by a
+//! delete file ([`crate::openshift::deleteset`]) or by release retention
+//! (`--keep-releases N`).
 //!
-//! Each image asked for is found where `unpack` put it ([`mirror::place`], under the
-//! same `--prefix`). A release brings its components, read from its payload in the root
-//! itself (the bundle is not needed); an image brings the children of its index, its OCI
+//! Each image asked for is found where `unpack` put it ([`place`], under the same
+//! `--prefix`, or `--to`'s). A release brings its components, read from its payload in the
+//! registry itself (the bundle is not needed); an image brings the children of its index, its OCI
 //! referrers and its cosign tags (`sha256-HEX.sig|.att|.sbom`). Then nothing still used
 //! goes: a manifest stays when a tag other than the ones deleted with it names it, when a
 //! manifest that stays (a kept index) lists it, when it is attached to (a referrer of) an
@@ -11,30 +12,37 @@
 //! reported with the reason; of an image kept so, only the tags the request names go.
 //!
 //! A deleted manifest loses its revision, its tags, its referrer entry and its link
-//! ([`Storage::delete_manifest`]); its blobs are left to `airlift gc`. The bytes freed are
+//! ([`Storage::delete_manifest`]; over the network the registry's `DELETE` by digest); its
+//! blobs are left to `airlift gc` (or the registry's own collector). Over the network the
+//! manifests seen are those the tags under the prefix reach. The bytes freed are
 //! the blobs only deleted manifests reference (no manifest that stays, in any repository):
 //! what gc then sweeps. (gc's mark, in registry::gc, is the one reachability; this small
 //! walk over revisions is the same rule until the two are unified.)
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::Descriptor;
 use serde::Serialize;
 
+use crate::client::Client;
 use crate::digest::Digest;
-use crate::error::{usage, Result};
+use crate::error::{usage, Error, Result};
 use crate::oci::layout::BlobRef;
 use crate::oci::names::{with_transport, ImageRef, Reference, Repository, Tag};
-use crate::oci::walk::{walk, Doc, Node, Visitor};
+use crate::oci::walk::{walk, Doc, Invalid, Manifests, Node, Role, Visitor};
 use crate::openshift::deleteset::{channel_selects, DeleteSet};
 use crate::openshift::graph::Version;
 use crate::openshift::imageset::{is_release_architecture, DEFAULT_RELEASE_BASE};
 use crate::openshift::release::read_payload;
+use crate::progress::Silent;
 use crate::registry::config::Config;
 use crate::registry::storage::Storage;
+use crate::store::BlobStore;
 use crate::text::untrusted;
 use crate::trip::mirror::{digest_tag, place};
+use crate::trip::publish::Destination;
+use crate::trip::receipt;
 
 /// What to delete.
 pub enum Selection {
@@ -84,48 +92,103 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-/// Prune the registry installed at `root`; images sit under `prefix` as unpack put them.
-pub fn prune_root(root: &Path, selection: &Selection, prefix: Option<&str>, dry_run: bool) -> Result<Report> {
-    let config = Config::load(root)?;
-    let storage = Storage::open(&config.storage_dir(root))?;
-    let inventory = Inventory::of_storage(&storage)?;
-    let releases = inventory.releases(&storage, prefix)?;
+/// Where prune works.
+pub enum Place<'a> {
+    /// The registry installed at `root`, its images under `prefix` (unpack's `--prefix`).
+    Root { root: &'a Path, prefix: Option<&'a str> },
+    /// A registry over the network, `docker://HOST/PREFIX` as `unpack --to` pushed to it.
+    Registry { client: &'a Client, to: &'a Destination },
+}
+
+/// Plan the prune and, unless `dry_run`, do it.
+pub fn prune(place: &Place, selection: &Selection, dry_run: bool) -> Result<Report> {
+    match place {
+        Place::Root { root, prefix } => {
+            let config = Config::load(root)?;
+            let storage = Storage::open(&config.storage_dir(root))?;
+            let inventory = Inventory::of_storage(&storage)?;
+            let layers = |_: &str, l: &[BlobRef]| Ok(l.iter().map(|b| storage.blob_path(&b.digest)).collect());
+            let mut report =
+                planned(&inventory, selection, *prefix, &layers, &|d: &Digest| storage.blob_path(d).is_file())?;
+            report.dry_run = dry_run;
+            if !dry_run {
+                let delete = |repo: &str, r: &Reference| Ok(storage.delete_manifest(&repository(repo)?, r)?);
+                apply(&inventory, &mut report, &delete)?;
+            }
+            Ok(report)
+        }
+        Place::Registry { client, to } => {
+            let inventory = Inventory::of_registry(client, to)?;
+            // Release payloads are read from their layers, fetched into a scratch store.
+            let scratch = tempfile::tempdir().map_err(|e| usage(format!("a temporary directory: {e}")))?;
+            let store = BlobStore::create(scratch.path())?;
+            let layers = |repo: &str, l: &[BlobRef]| -> Result<Vec<PathBuf>> {
+                let image = to.repository(repo)?;
+                for b in l {
+                    client.fetch_blob(&image, b, &store, &Silent)?;
+                }
+                Ok(l.iter().map(|b| store.path(&b.digest)).collect())
+            };
+            let mut report = planned(&inventory, selection, to.prefix.as_deref(), &layers, &|_: &Digest| true)?;
+            report.dry_run = dry_run;
+            if !dry_run {
+                let delete = |repo: &str, r: &Reference| client.delete_manifest(&to.repository(repo)?, r);
+                apply(&inventory, &mut report, &delete)?;
+            }
+            Ok(report)
+        }
+    }
+}
+
+/// The layer files of a release image in repository `repo`, in order.
+type Layers<'a> = dyn Fn(&str, &[BlobRef]) -> Result<Vec<PathBuf>> + 'a;
+
+/// What `selection` deletes and keeps in `inventory`; `present` says whether the store
+/// holds a blob (for the bytes freed).
+fn planned(
+    inventory: &Inventory,
+    selection: &Selection,
+    prefix: Option<&str>,
+    layers: &Layers,
+    present: &dyn Fn(&Digest) -> bool,
+) -> Result<Report> {
+    let releases = inventory.releases(layers, prefix)?;
     let mut plan = Plan::default();
     match selection {
-        Selection::Set(set) => plan.ask_set(&inventory, &releases, set, prefix)?,
+        Selection::Set(set) => plan.ask_set(inventory, &releases, set, prefix)?,
         Selection::KeepReleases(n) => plan.ask_older_releases(&releases, *n),
     }
-    plan.expand(&inventory);
-    let kept = plan.keep(&inventory, &releases);
-    let mut report = plan.report(&inventory, &kept, |d| storage.blob_path(d).is_file());
-    report.dry_run = dry_run;
+    plan.expand(inventory);
+    let kept = plan.keep(inventory, &releases);
+    let mut report = plan.report(inventory, &kept, present);
     if let Selection::Set(set) = selection {
         report.warnings.extend(set.warnings.iter().cloned());
-    }
-    if !dry_run {
-        apply(&storage, &inventory, &report)?;
     }
     Ok(report)
 }
 
-/// Delete what the report says: referrers and indexes before what they name.
-fn apply(storage: &Storage, inventory: &Inventory, report: &Report) -> Result<()> {
+/// Delete what the report says, referrers and indexes before what they name, through
+/// `delete`. A tag of a kept image that cannot be deleted (a registry that deletes only by
+/// digest) becomes a warning.
+fn apply(inventory: &Inventory, report: &mut Report, delete: &dyn Fn(&str, &Reference) -> Result<()>) -> Result<()> {
     let mut gone: Vec<&Gone> = report.deleted.iter().collect();
     gone.sort_by_key(|g| {
         let e = inventory.entry(&g.repository, &g.digest);
         (e.is_some_and(|e| e.subject.is_none()), e.is_some_and(|e| e.children.is_empty()))
     });
     for g in gone {
-        let repo = repository(&g.repository)?;
-        storage.delete_manifest(&repo, &Reference::Digest(g.digest.clone()))?;
+        delete(&g.repository, &Reference::Digest(g.digest.clone()))?;
     }
+    let mut warnings = Vec::new();
     for k in &report.kept {
-        let repo = repository(&k.repository)?;
         for t in &k.tags_removed {
             let tag = Tag::parse(t).ok_or_else(|| usage(format!("{}: '{t}' is not a tag", k.repository)))?;
-            storage.delete_manifest(&repo, &Reference::Tag(tag))?;
+            if let Err(e) = delete(&k.repository, &Reference::Tag(tag)) {
+                warnings.push(format!("{}:{t} stays: {e}", k.repository));
+            }
         }
     }
+    report.warnings.extend(warnings);
     Ok(())
 }
 
@@ -140,7 +203,7 @@ struct Entry {
     /// Config and layers, with their descriptor sizes.
     blobs: Vec<(Digest, u64)>,
     /// Layers only, in order (a release payload is read from them).
-    layers: Vec<Digest>,
+    layers: Vec<BlobRef>,
     /// The manifests an index lists.
     children: Vec<Digest>,
     subject: Option<Digest>,
@@ -165,18 +228,43 @@ impl Inventory {
             let repo = repository(&name)?;
             let mut r = Repo::default();
             for stored in storage.manifests(&repo)? {
-                let top = BlobRef {
-                    digest: stored.digest.clone(),
-                    size: stored.revision.size,
-                    media_type: stored.revision.media_type.clone(),
-                };
-                let mut edges = Edges(Entry { size: stored.revision.size, ..Entry::default() });
-                walk(storage.blobs(), &top, &mut edges)?;
-                r.manifests.insert(stored.digest, edges.0);
+                let bytes = storage.read_manifest_blob(&stored.digest)?;
+                let entry = entry_of(&name, &stored.digest, &stored.revision.media_type, bytes)?;
+                r.manifests.insert(stored.digest, entry);
             }
             for tag in storage.tags(&repo)? {
                 let Some(t) = Tag::parse(&tag) else { continue };
                 r.tags.insert(tag, storage.resolve(&repo, &Reference::Tag(t))?.digest);
+            }
+            inventory.repos.insert(name, r);
+        }
+        Ok(inventory)
+    }
+
+    /// The repositories under `to`'s prefix: their tags, the manifests the tags name and
+    /// those manifests' children (a manifest no tag reaches is not listed over the API).
+    fn of_registry(client: &Client, to: &Destination) -> Result<Inventory> {
+        let mut inventory = Inventory::default();
+        for repo in receipt::repositories(client, to)? {
+            let image = to.repository(repo.as_str())?;
+            let name = repo.as_str().to_string();
+            let mut r = Repo::default();
+            for tag in receipt::list_tags(client, to, &repo)? {
+                let t =
+                    Tag::parse(&tag).ok_or_else(|| usage(format!("{image}: '{}' is not a tag", untrusted(&tag))))?;
+                let mut queue = vec![Reference::Tag(t)];
+                while let Some(reference) = queue.pop() {
+                    let m = client.manifest(&image, &reference)?;
+                    if let Reference::Tag(_) = reference {
+                        r.tags.insert(tag.clone(), m.digest.clone());
+                    }
+                    if r.manifests.contains_key(&m.digest) {
+                        continue;
+                    }
+                    let entry = entry_of(&name, &m.digest, &m.media_type, m.bytes)?;
+                    queue.extend(entry.children.iter().map(|c| Reference::Digest(c.clone())));
+                    r.manifests.insert(m.digest, entry);
+                }
             }
             inventory.repos.insert(name, r);
         }
@@ -199,11 +287,12 @@ impl Inventory {
 
     /// The release images: tags `VERSION-ARCH` whose image (or, for an index, its first
     /// child) carries a release payload, with their components as found in the root.
-    fn releases(&self, storage: &Storage, prefix: Option<&str>) -> Result<Vec<Release>> {
+    fn releases(&self, layers: &Layers, prefix: Option<&str>) -> Result<Vec<Release>> {
         let mut out = Vec::new();
         for (name, repo) in &self.repos {
             for (tag, digest) in &repo.tags {
-                let Some((_, arch)) = tag.rsplit_once('-').filter(|(v, a)| is_release_architecture(a) && Version::parse(v).is_some())
+                let Some((_, arch)) =
+                    tag.rsplit_once('-').filter(|(v, a)| is_release_architecture(a) && Version::parse(v).is_some())
                 else {
                     continue;
                 };
@@ -211,11 +300,15 @@ impl Inventory {
                 if let Some(first) = entry.children.first().and_then(|c| repo.manifests.get(c)) {
                     entry = first;
                 }
-                let layers: Vec<_> = entry.layers.iter().map(|d| storage.blob_path(d)).collect();
-                if layers.is_empty() || !layers.iter().all(|l| l.is_file()) {
+                if entry.layers.is_empty() {
                     continue;
                 }
-                let Ok(payload) = read_payload(&format!("{name}:{tag}"), &layers) else { continue };
+                let files = layers(name, &entry.layers)?;
+                if !files.iter().all(|l| l.is_file()) {
+                    continue;
+                }
+                // An image with a release tag's shape but no payload is no release.
+                let Ok(payload) = read_payload(&format!("{name}:{tag}"), &files) else { continue };
                 let Some(version) = Version::parse(&payload.version) else { continue };
                 let mut components = Vec::new();
                 for c in &payload.components {
@@ -237,6 +330,36 @@ impl Inventory {
     }
 }
 
+/// What the manifest `digest` of `repo` (its `bytes`, checked against the digest by the
+/// caller) references.
+fn entry_of(repo: &str, digest: &Digest, media_type: &str, bytes: Vec<u8>) -> Result<Entry> {
+    let top = BlobRef { digest: digest.clone(), size: bytes.len() as u64, media_type: media_type.to_string() };
+    let mut edges = Edges(Entry { size: top.size, ..Entry::default() });
+    walk(&One { repo, bytes }, &top, &mut edges)?;
+    Ok(edges.0)
+}
+
+/// One manifest's bytes, as a walk's source: the walk reads only its top.
+struct One<'a> {
+    repo: &'a str,
+    bytes: Vec<u8>,
+}
+
+impl Manifests for One<'_> {
+    fn manifest(&self, _: &BlobRef, _: Role) -> Result<Option<Vec<u8>>> {
+        Ok(Some(self.bytes.clone()))
+    }
+
+    fn invalid(&self, blob: &BlobRef, problem: Invalid) -> Error {
+        let what = match problem {
+            Invalid::Index(e) => format!("not an image index: {e}"),
+            Invalid::Manifest(e) => format!("not an image manifest: {e}"),
+            Invalid::Descriptor(e) => e,
+        };
+        usage(format!("{}@{}: {what}", untrusted(self.repo), blob.digest))
+    }
+}
+
 /// Records a manifest's direct references; walks no further than its own children.
 struct Edges(Entry);
 
@@ -252,7 +375,7 @@ impl Visitor for Edges {
     fn visit(&mut self, node: &Node) -> Result<()> {
         let subject = match node.doc {
             Doc::Manifest(m) => {
-                self.0.layers = m.layers().iter().filter_map(|l| l.digest().to_string().parse().ok()).collect();
+                self.0.layers = m.layers().iter().filter_map(|l| BlobRef::of(l).ok()).collect();
                 m.subject().clone()
             }
             Doc::Index(i) => i.subject().clone(),
@@ -440,7 +563,10 @@ impl Plan {
     fn report(&self, inv: &Inventory, kept: &BTreeMap<Key, String>, present: impl Fn(&Digest) -> bool) -> Report {
         let mut report = Report { absent: self.absent.clone(), ..Report::default() };
         let tags_of = |(name, digest): &Key| -> Vec<String> {
-            inv.repos.get(name).map(|r| r.tags.iter().filter(|(_, d)| *d == digest).map(|(t, _)| t.clone()).collect()).unwrap_or_default()
+            inv.repos
+                .get(name)
+                .map(|r| r.tags.iter().filter(|(_, d)| *d == digest).map(|(t, _)| t.clone()).collect())
+                .unwrap_or_default()
         };
         for (key, want) in &self.wanted {
             match kept.get(key) {
@@ -559,7 +685,7 @@ mod tests {
         assert_eq!(r.kept[0].kept_because, format!("index r@{}, which stays, lists it", d(1)));
         let r = plan(&inv, &[(1, Some("multi"))]);
         assert_eq!(r.deleted.len(), 3, "the index and both children: {r:?}");
-        assert_eq!(r.bytes_freed, 30 + 100 + 100 + 100, "blob 20 stays for manifest 4");
+        assert_eq!(r.bytes_freed, 30 + 100 + 100, "blob 20 stays for manifest 4");
         let mut inv = inventory();
         inv.repos.get_mut("r").unwrap().tags.insert("latest".into(), d(4));
         let r = plan(&inv, &[(4, Some("solo"))]);
