@@ -485,29 +485,34 @@ impl Plan {
         while let Some(key) = queue.pop() {
             let (name, digest) = &key;
             let Some(repo) = inv.repos.get(name) else { continue };
-            let mut more: Vec<(Key, String, Option<String>)> = Vec::new();
+            // (manifest, why, its tag, whether it is attached to `key` rather than a child)
+            let mut more: Vec<(Key, String, Option<String>, bool)> = Vec::new();
             for child in repo.manifests.get(digest).map(|e| &e.children[..]).unwrap_or_default() {
                 if repo.manifests.contains_key(child) {
-                    more.push(((name.clone(), child.clone()), format!("child of {name}@{digest}"), None));
+                    more.push(((name.clone(), child.clone()), format!("child of {name}@{digest}"), None, false));
                 }
             }
             for (d, e) in &repo.manifests {
                 if e.subject.as_ref() == Some(digest) {
-                    more.push(((name.clone(), d.clone()), format!("referrer of {name}@{digest}"), None));
+                    more.push(((name.clone(), d.clone()), format!("referrer of {name}@{digest}"), None, true));
                 }
             }
             for suffix in ["sig", "att", "sbom"] {
                 let tag = format!("{}.{suffix}", digest_tag(digest));
                 if let Some(d) = repo.tags.get(&tag).filter(|d| repo.manifests.contains_key(*d)) {
-                    more.push(((name.clone(), d.clone()), format!("cosign {suffix} of {name}@{digest}"), Some(tag)));
+                    more.push((
+                        (name.clone(), d.clone()),
+                        format!("cosign {suffix} of {name}@{digest}"),
+                        Some(tag),
+                        true,
+                    ));
                 }
             }
-            for (k, why, tag) in more {
-                let attached = why.starts_with("child").then_some(None).unwrap_or(Some(key.clone()));
+            for (k, why, tag, attached) in more {
                 if !self.wanted.contains_key(&k) {
                     queue.push(k.clone());
                 }
-                self.want(k, why, tag, attached);
+                self.want(k, why, tag, attached.then(|| key.clone()));
             }
         }
     }
@@ -621,8 +626,7 @@ fn located(reference: &str, target: Option<&str>, prefix: Option<&str>) -> Resul
     // An image named by tag only has no digest yet: its tag places it.
     let anchor = image.digest.clone().unwrap_or_else(|| Digest::of(reference.as_bytes()));
     let t = place(reference, target, &anchor, prefix)?;
-    let digest = if image.tag.is_some() && target.map_or(true, |t| !t.contains('@')) { None } else { image.digest };
-    Ok((t.repository, t.tag, digest))
+    Ok((t.repository, t.tag, image.digest))
 }
 
 #[cfg(test)]
