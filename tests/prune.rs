@@ -196,6 +196,17 @@ fn a_kept_index_protects_the_child_a_delete_file_names() {
     ]));
     let doc: Value = serde_json::from_str(&raw).unwrap();
     let child = doc["manifests"][0]["digest"].as_str().unwrap().to_string();
+    // A channel selects the releases the root holds within its range, for its architectures.
+    let channel = delete_file(
+        tmp.path(),
+        &format!(
+            "  platform:\n    releaseImageBase: {}/ocp/release\n    architectures: [amd64]\n    channels:\n      - name: stable-4.16\n        minVersion: 4.16.0\n        maxVersion: 4.16.5\n",
+            dist.host()
+        ),
+    );
+    let planned = prune(&reg.root, &["--config", &channel, "--dry-run"]);
+    assert!(listed(&planned, "deleted").contains(&("ocp/release".to_string(), rel.digest.clone())), "{planned}");
+    assert_eq!(listed(&planned, "deleted").len() + listed(&planned, "kept").len(), 1 + 12 + 2, "{planned}");
     let config = delete_file(
         tmp.path(),
         &format!(
