@@ -45,6 +45,7 @@ pub fn run() -> ExitCode {
         Command::User(c) => crate::commands::user::run(c, &out),
         Command::Fsck(a) => crate::commands::fsck::run(a, &out),
         Command::Gc(a) => crate::commands::gc::run(a, &out),
+        Command::Prune(a) => crate::commands::prune::run(a, &out),
     };
     match result {
         Ok(status) => ExitCode::from(status.code()),

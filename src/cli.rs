@@ -69,6 +69,9 @@ pub enum Command {
     /// Generate man pages or shell completions
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Delete images from a registry root by an oc-mirror delete file, or keep only the newest releases
+    #[command(after_long_help = PRUNE_HELP)]
+    Prune(PruneArgs),
     /// Copy a graph-data tree into the update service's volume (the graph-data image's entrypoint)
     #[command(after_long_help = GRAPH_DATA_COPY_HELP)]
     GraphDataCopy(GraphDataCopyArgs),
@@ -118,6 +121,45 @@ reaches the network.
 
 Exit status: 0 when everything was copied; 2 when SRC is not a directory, holds a symlink \
 or special file, or a file cannot be read or written (the message names the path).";
+
+const PRUNE_HELP: &str = "\
+Each image is found where unpack put it (give the same --prefix); a release brings its \
+components (read from its payload in the root), an image its index's children, referrers \
+and cosign tags. A manifest still named by another tag, listed by an index that stays, \
+attached to an image that stays, or a component of a release that stays, is kept, and the \
+report says why. Blobs stay until `airlift gc --root ROOT` sweeps them; the report gives the \
+bytes that frees. With --to, the registry must allow DELETE (distribution: \
+storage.delete.enabled) and deletes by digest; its own garbage collection frees the blobs.
+
+Exit status: 0 when the prune is done (or, with --dry-run, planned); 2 when the delete file \
+is invalid or the root cannot be read or written (the message names the file and field, or \
+the path).";
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["config", "keep_releases"])))]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["root", "to"])))]
+pub struct PruneArgs {
+    /// oc-mirror v2's delete file (kind: DeleteImageSetConfiguration) naming what to delete
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Keep the newest N release images of each architecture; delete the others with their components
+    #[arg(long, value_name = "N", conflicts_with = "config")]
+    pub keep_releases: Option<usize>,
+    /// The registry root (made by `airlift install` or `unpack --root`)
+    #[arg(long, value_name = "ROOT", conflicts_with = "to")]
+    pub root: Option<PathBuf>,
+    /// With --root: the repository prefix the images were unpacked under (unpack's --prefix)
+    #[arg(long, value_name = "PREFIX", conflicts_with = "to")]
+    pub prefix: Option<String>,
+    /// A registry over the network, as `unpack --to` pushed to it: docker://HOST[:PORT][/PREFIX]
+    #[arg(long, value_name = "REF")]
+    pub to: Option<String>,
+    /// List what would be deleted and kept, and the bytes gc would then free; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct GraphDataCopyArgs {

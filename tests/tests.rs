@@ -26,6 +26,7 @@ mod install;
 mod keys;
 mod openshift;
 mod policy;
+mod prune;
 mod push;
 mod receipt;
 mod registry;

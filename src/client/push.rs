@@ -21,7 +21,7 @@ use crate::client::Client;
 use crate::digest::Digest;
 use crate::error::{usage, Error, IoContext, Result};
 use crate::oci;
-use crate::oci::names::ImageRef;
+use crate::oci::names::{ImageRef, Reference};
 
 /// Default upload chunk: blobs up to this size go in one `PUT`, larger ones in `PATCH`
 /// chunks of this size.
@@ -292,6 +292,21 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+impl Client {
+    /// Delete manifest `reference` (a digest; a tag where the registry allows it) from the
+    /// repository of `image`; one already gone is no error.
+    pub fn delete_manifest(&self, image: &ImageRef, reference: &Reference) -> Result<()> {
+        let what = format!("deleting manifest {reference}");
+        let path = format!("/v2/{}/manifests/{reference}", image.repository);
+        let scope = format!("repository:{}:delete", image.repository);
+        let resp = self.send_scoped(image, &what, Some(&scope), &|http, base| http.delete(format!("{base}{path}")))?;
+        match resp.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(refused(image, &what, resp)),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod install;
 pub mod keygen;
 pub mod list;
 pub mod pack;
+pub mod prune;
 pub mod receipt;
 pub mod serve;
 pub mod status;

@@ -68,8 +68,49 @@ pub const MAX_IMAGESET_FILE: u64 = 1 << 20;
 /// Where `version:` releases are taken from when `releaseImageBase` is not given.
 pub const DEFAULT_RELEASE_BASE: &str = "quay.io/openshift-release-dev/ocp-release";
 
-const KIND: &str = "ImageSetConfiguration";
 const API_VERSIONS: [&str; 2] = ["mirror.openshift.io/v1alpha2", "mirror.openshift.io/v2alpha1"];
+
+/// Which of oc-mirror's files a document is: the image set to mirror, or (oc-mirror v2's
+/// `DeleteImageSetConfiguration`, [`crate::openshift::deleteset`]) the images to delete.
+/// Both describe images the same way; a delete file has no blocked images or signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Mirror,
+    Delete,
+}
+
+impl Purpose {
+    fn kind(self) -> &'static str {
+        match self {
+            Purpose::Mirror => "ImageSetConfiguration",
+            Purpose::Delete => "DeleteImageSetConfiguration",
+        }
+    }
+
+    /// What the file is called in messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Purpose::Mirror => "an image set file",
+            Purpose::Delete => "a delete file",
+        }
+    }
+
+    /// The section that lists the images: `mirror` or `delete`.
+    fn section(self) -> &'static str {
+        match self {
+            Purpose::Mirror => "mirror",
+            Purpose::Delete => "delete",
+        }
+    }
+
+    /// A delete file exists only in oc-mirror v2.
+    fn api_versions(self) -> &'static [&'static str] {
+        match self {
+            Purpose::Mirror => &API_VERSIONS,
+            Purpose::Delete => &API_VERSIONS[1..],
+        }
+    }
+}
 /// Architecture names as the file spells them, and as release image tags spell them.
 const ARCHITECTURES: [(&str, &str); 5] =
     [("amd64", "x86_64"), ("arm64", "aarch64"), ("ppc64le", "ppc64le"), ("s390x", "s390x"), ("multi", "multi")];
@@ -145,6 +186,11 @@ impl Channels {
     }
 }
 
+/// Whether `name` is an architecture as release image tags spell it (`x86_64`, `multi`).
+pub fn is_release_architecture(name: &str) -> bool {
+    ARCHITECTURES.iter().any(|(_, t)| *t == name)
+}
+
 /// The update graph's name (`amd64`) of an architecture as release tags name it (`x86_64`).
 pub fn graph_architecture(tag: &str) -> &str {
     ARCHITECTURES.iter().find(|(_, t)| *t == tag).map_or(tag, |(name, _)| name)
@@ -213,23 +259,34 @@ impl ImageSet {
 
 /// Read and parse an image set file; every error names the file.
 pub fn load(path: &Path) -> Result<ImageSet> {
+    load_as(path, Purpose::Mirror)
+}
+
+/// Read and parse an image set file or a delete file; every error names the file.
+pub fn load_as(path: &Path, purpose: Purpose) -> Result<ImageSet> {
     let origin = path.display().to_string();
     let bytes = read_limited(path, MAX_IMAGESET_FILE)?;
     let text = String::from_utf8(bytes).map_err(|_| usage(format!("{origin}: not UTF-8 text")))?;
-    parse(&text, &origin)
+    parse_as(&text, &origin, purpose)
 }
 
 /// Parse an image set document; `origin` (the file name) starts every error message.
 pub fn parse(text: &str, origin: &str) -> Result<ImageSet> {
+    parse_as(text, origin, Purpose::Mirror)
+}
+
+/// Parse an image set or delete document; `origin` (the file name) starts every error message.
+pub fn parse_as(text: &str, origin: &str, purpose: Purpose) -> Result<ImageSet> {
     let root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| usage(format!("{origin}: not a valid YAML document: {e}")))?;
-    Reader { origin, warnings: Vec::new() }.document(&root)
+    Reader { origin, warnings: Vec::new(), purpose }.document(&root)
 }
 
 /// Walks the document, collecting warnings; errors carry the origin and the field path.
 struct Reader<'a> {
     origin: &'a str,
     warnings: Vec<String>,
+    purpose: Purpose,
 }
 
 /// The fields of one mapping, in file order.
@@ -237,63 +294,70 @@ type Fields<'v> = Vec<(&'v str, &'v Value)>;
 
 impl Reader<'_> {
     fn document(mut self, root: &Value) -> Result<ImageSet> {
+        let (kind, noun) = (self.purpose.kind(), self.purpose.noun());
+        let (section, apis) = (self.purpose.section(), self.purpose.api_versions());
         if !matches!(root, Value::Mapping(_)) {
             return Err(usage(format!(
-                "{}: not an image set file: expected a mapping with kind, apiVersion and mirror",
+                "{}: not {noun}: expected a mapping with kind, apiVersion and {section}",
                 self.origin
             )));
         }
         let fields = self.fields(root, "")?;
         match field(&fields, "kind") {
-            None => return Err(self.error("kind", format!("missing; an image set file says `kind: {KIND}`"))),
+            None => return Err(self.error("kind", format!("missing; {noun} says `kind: {kind}`"))),
             Some(v) => {
-                let kind = self.string(v, "kind")?;
-                if kind != KIND {
-                    return Err(self.error("kind", format!("'{kind}' is not {KIND}, the only kind airlift reads")));
+                let found = self.string(v, "kind")?;
+                if found != kind {
+                    return Err(self.error("kind", format!("'{found}' is not {kind}, the only kind airlift reads")));
                 }
             }
         }
-        let supported = format!("use {} or {}", API_VERSIONS[0], API_VERSIONS[1]);
+        let supported = format!("use {}", apis.join(" or "));
         match field(&fields, "apiVersion") {
             None => return Err(self.error("apiVersion", format!("missing; {supported}"))),
             Some(v) => {
                 let api = self.string(v, "apiVersion")?;
-                if !API_VERSIONS.contains(&api) {
+                if !apis.contains(&api) {
                     return Err(self.error("apiVersion", format!("'{api}' is not supported; {supported}")));
                 }
             }
         }
         let mut mirror = None;
+        let mirroring = self.purpose == Purpose::Mirror;
         for &(key, value) in &fields {
             match key {
                 "kind" | "apiVersion" => {}
-                "storageConfig" => self.warnings.push(format!(
+                _ if key == section => mirror = Some(value),
+                "storageConfig" if mirroring => self.warnings.push(format!(
                     "{}: storageConfig: ignored: airlift keeps no oc-mirror metadata; every pack writes a complete bundle",
                     self.origin
                 )),
-                "mirror" => mirror = Some(value),
-                "archiveSize" => self.warnings.push(format!(
+                "archiveSize" if mirroring => self.warnings.push(format!(
                     "{}: archiveSize: ignored: airlift splits a bundle into volumes of `airlift pack --volume-size` instead",
                     self.origin
                 )),
-                _ => return Err(self.unknown(key, "kind, apiVersion, storageConfig, archiveSize, mirror")),
+                _ if mirroring => {
+                    return Err(self.unknown(key, "kind, apiVersion, storageConfig, archiveSize, mirror"))
+                }
+                _ => return Err(self.unknown(key, &format!("kind, apiVersion, {section}"))),
             }
         }
         match mirror {
             Some(mirror) => self.mirror(mirror),
-            None => Err(self.error("mirror", "missing; nothing to mirror")),
+            None => Err(self.error(section, format!("missing; nothing to {section}"))),
         }
     }
 
+    /// The `mirror` (or `delete`) section.
     fn mirror(mut self, value: &Value) -> Result<ImageSet> {
-        const PATH: &str = "mirror";
+        let (section, mirroring) = (self.purpose.section(), self.purpose == Purpose::Mirror);
         let mut platform = PlatformSection::default();
         let mut wanted = Vec::new();
         let mut blocked = Vec::new();
         let mut operators = Vec::new();
         let mut signatures = Signatures::default();
-        for (key, value) in self.fields(value, PATH)? {
-            let path = format!("{PATH}.{key}");
+        for (key, value) in self.fields(value, section)? {
+            let path = format!("{section}.{key}");
             match key {
                 "platform" => self.platform(value, &path, &mut platform)?,
                 "additionalImages" => {
@@ -301,13 +365,13 @@ impl Reader<'_> {
                         wanted.push(self.additional_image(item, &format!("{path}[{i}]"))?);
                     }
                 }
-                "blockedImages" => blocked = self.blocked_images(value, &path)?,
+                "blockedImages" if mirroring => blocked = self.blocked_images(value, &path)?,
                 "operators" => {
                     for (i, item) in self.sequence(value, &path)?.iter().enumerate() {
                         operators.push((format!("{path}[{i}]"), self.operator(item, &format!("{path}[{i}]"))?));
                     }
                 }
-                "signatures" => signatures = self.signatures(value, &path)?,
+                "signatures" if mirroring => signatures = self.signatures(value, &path)?,
                 "helm" => {
                     return Err(self.error(
                         &path,
@@ -318,7 +382,8 @@ impl Reader<'_> {
                     "{}: {path}: ignored: airlift does not mirror the samples operator's images; list those wanted under mirror.additionalImages",
                     self.origin
                 )),
-                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples, signatures")),
+                _ if mirroring => return Err(self.unknown(&path, "platform, operators, additionalImages, blockedImages, samples, signatures")),
+                _ => return Err(self.unknown(&path, "platform, operators, additionalImages, samples")),
             }
         }
         let PlatformSection { releases, kube_virt, release_platforms, channels, graph } = platform;
@@ -349,10 +414,10 @@ impl Reader<'_> {
         {
             let why = if wanted_any { " (every additional image is blocked)" } else { "" };
             return Err(self.error(
-                PATH,
+                section,
                 format!(
-                    "nothing to mirror{why}; list releases under mirror.platform, catalogs under mirror.operators \
-                     or images under mirror.additionalImages"
+                    "nothing to {section}{why}; list releases under {section}.platform, catalogs under {section}.operators \
+                     or images under {section}.additionalImages"
                 ),
             ));
         }

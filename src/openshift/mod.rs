@@ -3,6 +3,7 @@
 //!
 //! - [`release`]: reading a release payload's image-references and version
 //! - [`imageset`]: the supported subset of oc-mirror's `ImageSetConfiguration`
+//! - [`deleteset`]: oc-mirror v2's `DeleteImageSetConfiguration`, what `prune` deletes
 //! - [`graph`]: the update graph (Cincinnati) and the release versions a channel asks for
 //! - [`mirrorsets`]: ImageDigestMirrorSet / ImageTagMirrorSet / ImageContentSourcePolicy,
 //!   the install-config snippet, the release signature ConfigMap, pull-secret merging
@@ -16,6 +17,7 @@
 //! module stays below the trip library that owns it.
 
 pub mod cluster;
+pub mod deleteset;
 pub mod graph;
 pub mod graphdata;
 pub mod imageset;

@@ -27,18 +27,24 @@ pub struct Target {
 }
 
 pub fn target(image: &Image, prefix: Option<&str>) -> Result<Target> {
-    let (path, tag) = source_path(&image.source, image.reference.as_deref());
+    place(&image.source, image.reference.as_deref(), &image.digest, prefix)
+}
+
+/// Where the image `digest` from `source` (with the reference name a bundle gives it)
+/// lands under `prefix`; [`target`] for a bundle's image, and for `prune`, which finds
+/// again where unpack put an image.
+pub fn place(source: &str, reference: Option<&str>, digest: &Digest, prefix: Option<&str>) -> Result<Target> {
+    let (path, tag) = source_path(source, reference);
     let mut repository = path;
     if let Some(p) = prefix.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
         repository = format!("{p}/{repository}");
     }
     if !valid_repository(&repository) {
         return Err(usage(format!(
-            "image {} from {} maps to repository '{repository}', which is not a valid repository name",
-            image.digest, image.source
+            "image {digest} from {source} maps to repository '{repository}', which is not a valid repository name"
         )));
     }
-    let tag = tag.filter(|t| valid_tag(t)).unwrap_or_else(|| digest_tag(&image.digest));
+    let tag = tag.filter(|t| valid_tag(t)).unwrap_or_else(|| digest_tag(digest));
     Ok(Target { repository, tag })
 }
 

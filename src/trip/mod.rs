@@ -18,6 +18,7 @@
 //!   [`publish`]: pushing images into a registry over the network, with a journal
 //! - [`receipt`]: what a destination (root, layout, registry) holds, as a receipt
 //! - [`status`]: what `airlift status` says of a registry root (certificates, contents, space)
+//! - [`prune`]: deleting images from a registry root by a delete file or release retention
 
 pub mod attached;
 pub mod catalogs;
@@ -25,6 +26,7 @@ pub mod delta;
 pub mod mirror;
 pub mod pack;
 pub mod plan;
+pub mod prune;
 pub mod publish;
 pub mod receipt;
 pub mod releases;

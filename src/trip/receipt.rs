@@ -258,7 +258,7 @@ impl Manifests for LayoutDocs<'_> {
 }
 
 /// The repositories under `to`'s prefix, from `/v2/_catalog`.
-fn repositories(client: &Client, to: &Destination) -> Result<Vec<Repository>> {
+pub(crate) fn repositories(client: &Client, to: &Destination) -> Result<Vec<Repository>> {
     // The catalog belongs to no repository: the prefix (or any name) keys the credentials.
     let anchor = image(to, to.prefix.as_deref().unwrap_or("catalog"))?;
     let first = format!("/v2/_catalog?n={PAGE}");
@@ -279,7 +279,7 @@ fn repositories(client: &Client, to: &Destination) -> Result<Vec<Repository>> {
 }
 
 /// The tags of `repo`, from its `tags/list`.
-fn list_tags(client: &Client, to: &Destination, repo: &Repository) -> Result<Vec<String>> {
+pub(crate) fn list_tags(client: &Client, to: &Destination, repo: &Repository) -> Result<Vec<String>> {
     let image = image(to, repo.as_str())?;
     let first = format!("/v2/{}/tags/list?n={PAGE}", repo.as_str());
     let tags = pages(client, &image, first, None, "tags", "listing the tags")?;
