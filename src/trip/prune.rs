@@ -16,8 +16,9 @@
 //! blobs are left to `airlift gc` (or the registry's own collector). Over the network the
 //! manifests seen are those the tags under the prefix reach. The bytes freed are
 //! the blobs only deleted manifests reference (no manifest that stays, in any repository):
-//! what gc then sweeps. (gc's mark, in registry::gc, is the one reachability; this small
-//! walk over revisions is the same rule until the two are unified.)
+//! what gc then sweeps, by gc's rule (registry::gc marks a root's storage under its lock;
+//! this walk reads the inventory prune already holds, from a root or over the network,
+//! and removes nothing).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
