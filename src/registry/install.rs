@@ -202,10 +202,7 @@ pub fn install(root: &Path, opts: &InstallOptions) -> Result<Installed> {
     }
     prepare_root(&root)?;
     let previous = Config::load(&root).ok();
-    let mut repaired = Vec::new();
-    if previous.is_some() {
-        repaired.extend(problems(&root));
-    }
+    let mut repaired = if previous.is_some() { problems(&root) } else { Vec::new() };
 
     let ca_file = write_tls(&root, tls, previous.as_ref(), &hostname, &mut repaired)?;
     let (user, password) = write_credentials(&root, previous.is_some(), &opts.user, opts.password.as_deref())?;
