@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::common::cluster::{digest_mirrors, pack, pull_through, unpack_root, unpack_to, yaml};
 use crate::common::distribution::Distribution;
 use crate::common::registry::Registry;
-use crate::common::{self, airlift, make_layout, run_ok, sha256_hex, testdata};
+use crate::common::{self, airlift, make_tar_layout, run_ok, sha256_hex, testdata};
 
 pub(crate) const VERSION: &str = "4.16.3";
 
@@ -33,7 +33,7 @@ pub(crate) fn publish_release(dist: &Distribution, dir: &Path, version: &str, se
     let sizes: Vec<Vec<usize>> =
         (0..11).map(|i| vec![20_000 + i * 1000 + if i >= 6 { seed * 10 } else { 0 }, 3_000]).collect();
     let sizes: Vec<&[usize]> = sizes.iter().map(|v| &v[..]).collect();
-    make_layout(&src, &sizes, false);
+    make_tar_layout(&src, &sizes);
     let mut components = Vec::new();
     for i in 0..11 {
         let name = format!("ocp/art-dev:{version}-c{i}");

@@ -92,6 +92,35 @@ pub fn make_layout(dir: &Path, images: &[&[usize]], shared: bool) -> Vec<String>
 
 /// [`make_layout`] with every layer's seed moved by `base`: another base, other bytes.
 pub fn make_layout_seeded(dir: &Path, images: &[&[usize]], shared: bool, base: u64) -> Vec<String> {
+    layout_with(dir, images, shared, base, |data| (data.to_vec(), sha256_hex(data)))
+}
+
+/// [`make_layout`] with layers a container runtime can apply: each a gzip tar holding one
+/// file of the random bytes (podman pulls them), its diff_id the tar's digest.
+pub fn make_tar_layout(dir: &Path, images: &[&[usize]]) -> Vec<String> {
+    layout_with(dir, images, false, 0, |data| {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("data-{}", &sha256_hex(data)[..12]), data).unwrap();
+        let tar = tar.into_inner().unwrap();
+        let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        (gz.finish().unwrap(), sha256_hex(&tar))
+    })
+}
+
+/// A layout of `images`; `layer` turns a layer's random bytes into its blob and diff_id.
+fn layout_with(
+    dir: &Path,
+    images: &[&[usize]],
+    shared: bool,
+    base: u64,
+    layer: impl Fn(&[u8]) -> (Vec<u8>, String),
+) -> Vec<String> {
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -107,11 +136,11 @@ pub fn make_layout_seeded(dir: &Path, images: &[&[usize]], shared: bool, base: u
         let mut diff_ids = Vec::new();
         for (i, &size) in layers.iter().enumerate() {
             let seed = base + if shared { 1000 + i as u64 } else { (n as u64 + 1) * 1000 + i as u64 };
-            let data = noise(seed, size);
-            diff_ids.push(format!("sha256:{}", sha256_hex(&data)));
-            let d = put(&data);
+            let (blob, diff_id) = layer(&noise(seed, size));
+            diff_ids.push(format!("sha256:{diff_id}"));
+            let d = put(&blob);
             layer_descs.push(serde_json::json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": size }));
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": blob.len() }));
         }
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": "amd64", "os": "linux",
