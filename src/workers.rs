@@ -2,9 +2,15 @@
 //! first error.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+
+/// The data behind `m`, even when a worker panicked holding it (what it guards is
+/// always left consistent between statements).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Run `job(&mut state, i)` for every `i` in `0..count` on up to `threads` threads, each
 /// with its own `state` made by `init`. Jobs are taken in index order. After the first
@@ -34,7 +40,7 @@ pub fn run<S>(
                 };
                 if let Err(e) = work() {
                     failed.store(true, Ordering::SeqCst);
-                    first.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
+                    lock(&first).get_or_insert(e);
                 }
             });
         }

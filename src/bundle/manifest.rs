@@ -713,6 +713,11 @@ impl Manifest {
             .collect()
     }
 
+    /// The bytes of the blobs the bundle relies on the destination holding.
+    pub fn omitted_bytes(&self) -> u64 {
+        self.omitted.iter().map(|o| o.size).sum()
+    }
+
     /// The base `id` names.
     pub fn base(&self, id: &str) -> Option<&Base> {
         self.bases.iter().find(|b| b.id == id)

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{RequestBuilder, Response};
@@ -24,6 +24,7 @@ use crate::oci::names::{ImageRef, Reference};
 use crate::oci::{self, MAX_MANIFEST};
 use crate::progress::Progress;
 use crate::store::{self, BlobStore, BlobWriter};
+use crate::workers::lock;
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
@@ -125,10 +126,6 @@ enum Retry {
 const BUF: usize = 256 << 10;
 const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 const MAX_ERROR_BODY: u64 = 16 << 10;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Client {
     pub fn new(options: Options) -> Result<Client> {

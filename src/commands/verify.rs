@@ -129,11 +129,10 @@ pub fn differential_lines(m: &Manifest) -> Vec<String> {
     if m.omitted.is_empty() {
         return Vec::new();
     }
-    let bytes: u64 = m.omitted.iter().map(|o| o.size).sum();
     let mut lines = vec![format!(
         "  differential: relies on {} blob(s) ({}) the destination must already hold, from:",
         m.omitted.len(),
-        human(bytes)
+        human(m.omitted_bytes())
     )];
     for (base, count, bytes) in m.reliance() {
         lines.push(format!("    {}: {count} blob(s), {}", base.describe(), human(bytes)));
@@ -158,7 +157,7 @@ pub fn differential_document(m: &Manifest) -> serde_json::Value {
         .collect();
     serde_json::json!({
         "blobs": m.omitted.len(),
-        "bytes": m.omitted.iter().map(|o| o.size).sum::<u64>(),
+        "bytes": m.omitted_bytes(),
         "bases": bases,
     })
 }

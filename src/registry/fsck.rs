@@ -190,7 +190,7 @@ fn hash_blobs(
             };
             if let Some((kind, text)) = problem {
                 let p = problem_of(kind, digest, None, path, format!("blob {digest}: {text}"));
-                found.lock().unwrap_or_else(|p| p.into_inner()).push(p);
+                crate::workers::lock(&found).push(p);
             }
             Ok(())
         },

@@ -22,6 +22,7 @@ use crate::oci::{is_manifest, MAX_MANIFEST};
 use crate::progress::Progress;
 use crate::store::BlobStore;
 use crate::workers;
+use crate::workers::lock;
 
 /// `--platform OS/ARCH[/VARIANT]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,10 +485,6 @@ impl Arrivals {
     fn cancelled(&self) -> bool {
         lock(&self.state).cancelled
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The references of an `--images` file: one a line, `#` starts a comment; a line

@@ -22,7 +22,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::bundle::manifest::Image;
 use crate::client::push::BlobOutcome;
@@ -34,7 +34,7 @@ use crate::oci::names::{valid_host, ImageRef, Repository, TRANSPORT};
 use crate::oci::MAX_MANIFEST;
 use crate::store::{BlobStore, State};
 use crate::trip::mirror::{self, Target};
-use crate::workers;
+use crate::workers::{self, lock};
 
 /// `docker://HOST[:PORT]/PREFIX`: where `unpack --to` pushes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,10 +137,6 @@ impl Entries {
         self.manifests.insert((repo.to_string(), d.clone()));
         self.tags.insert((repo.to_string(), tag.to_string()), d);
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Journal {

@@ -26,6 +26,7 @@ use crate::registry::storage::Storage;
 use crate::store;
 use crate::text::untrusted;
 use crate::trip::publish::Destination;
+use crate::workers::lock;
 
 /// Most names one listing (`_catalog`, a repository's tags) may return, over every page.
 const MAX_NAMES: usize = 10_000_000;
@@ -187,10 +188,6 @@ struct Found {
     blobs: Vec<Held>,
     tags: Vec<HeldTag>,
     seen: HashSet<(Option<String>, Digest)>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Records the manifests and blobs of one image into [`Found`], skipping the children

@@ -24,6 +24,7 @@ use crate::registry::storage::Storage;
 use crate::store::BlobStore;
 use crate::trip::mirror;
 use crate::trip::publish::{self, Journal, PushOptions, PushReport};
+use crate::workers::lock;
 
 /// Where an unpack writes.
 pub trait Target {
@@ -270,7 +271,7 @@ impl Target for Push {
     fn holds(&self, image: &Image, blob: &Omitted) -> Result<bool> {
         let repository = mirror::target(image, self.to.prefix.as_deref())?.repository;
         let key = (repository, blob.digest.clone());
-        if let Some(&known) = self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(&known) = lock(&self.held).get(&key) {
             return Ok(known);
         }
         let target = self.to.repository(&key.0)?;
@@ -279,7 +280,7 @@ impl Target for Push {
                 Some(from) => self.client.mount_blob(&target, &blob.digest, from)?,
                 None => false,
             };
-        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(key, held);
+        lock(&self.held).insert(key, held);
         Ok(held)
     }
     fn files_dir(&self) -> PathBuf {
