@@ -54,6 +54,13 @@ pub struct Manifest {
     /// expected at the destination from one of `bases`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub omitted: Vec<Omitted>,
+    /// Recovery volumes (`pack --parity`); absent from bundles without parity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<Parity>,
+    /// The discs the volume files go on (`--media` naming a disc), in order; absent for
+    /// other media.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discs: Option<Discs>,
     pub entries: Vec<Entry>,
     pub volumes: Vec<Volume>,
     pub chunks: Vec<Chunk>,
@@ -386,6 +393,47 @@ pub struct Chunk {
     pub part: u32,
 }
 
+/// Reed–Solomon recovery volumes over the data volumes. Stripe `j` is bytes
+/// `[j * shard_size, (j + 1) * shard_size)` of every volume (the last stripe shorter), data
+/// volumes read as zeros past their end; recovery volume `p` holds recovery shard `p` of
+/// every stripe at the stripe's offset. So any `volumes.len()` lost or damaged volumes, data
+/// or recovery, can be rebuilt. Recovery volumes are raw bytes (not tar) exactly as long as
+/// the largest data volume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parity {
+    /// The code: [`PARITY_CODE`] (reed-solomon-simd's Leopard-RS over GF(2^16)).
+    pub code: String,
+    /// Bytes per shard: even, from [`MIN_SHARD`] to [`MAX_SHARD`].
+    pub shard_size: u64,
+    /// The recovery volumes, named by [`names::parity_file`].
+    pub volumes: Vec<Volume>,
+}
+
+pub const PARITY_CODE: &str = "reed-solomon-simd";
+pub const MIN_SHARD: u64 = 64;
+pub const MAX_SHARD: u64 = 64 << 20;
+/// Most recovery volumes a bundle may have (the code's own bound is far higher).
+pub const MAX_PARITY_VOLUMES: usize = 1024;
+
+/// How the volume files are laid out on discs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discs {
+    /// Bytes one disc holds (the `--media` preset's, or `--disc-size`).
+    pub capacity: u64,
+    pub discs: Vec<Disc>,
+}
+
+/// One disc: its label and the volume files it carries (data volumes, then recovery volumes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disc {
+    /// The ISO 9660 volume identifier, and what a prompt asks for: [`names::disc_label`].
+    pub label: String,
+    pub files: Vec<String>,
+}
+
 /// Facts derived from a validated manifest, for fast lookups.
 #[derive(Debug, Clone)]
 pub struct Index {
@@ -467,6 +515,8 @@ impl Manifest {
         }
         let entry_by_path = self.check_entries()?;
         self.check_volume_names()?;
+        self.check_parity()?;
+        self.check_discs()?;
         let mut index = self.map_chunks(&entry_by_path)?;
         index.chunk_stored_offset = self.stored_offsets(&index)?;
         self.check_volume_layout(&index)?;
@@ -527,6 +577,71 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// Recovery volumes: the known code, a shard size in range, names in order, each as
+    /// long as the largest data volume.
+    fn check_parity(&self) -> Result<()> {
+        let Some(p) = &self.parity else { return Ok(()) };
+        if p.code != PARITY_CODE {
+            return bad(format!("parity code '{}' is not known (expected '{PARITY_CODE}')", p.code.escape_debug()));
+        }
+        if p.shard_size % 2 != 0 || !(MIN_SHARD..=MAX_SHARD).contains(&p.shard_size) {
+            return bad(format!(
+                "parity shard size {} is not an even number from {MIN_SHARD} to {MAX_SHARD}",
+                p.shard_size
+            ));
+        }
+        if p.volumes.is_empty() || p.volumes.len() > MAX_PARITY_VOLUMES || self.volumes.is_empty() {
+            return bad(format!("{} recovery volumes for {} data volumes", p.volumes.len(), self.volumes.len()));
+        }
+        let longest = self.volumes.iter().map(|v| v.size).max().unwrap_or(0);
+        for (i, vol) in p.volumes.iter().enumerate() {
+            let expected = names::parity_file(&self.name, i + 1);
+            if vol.file != expected {
+                return bad(format!("recovery volume {} is named '{}', expected '{expected}'", i + 1, vol.file));
+            }
+            if vol.size != longest {
+                return bad(format!("recovery volume '{}' is {} bytes, not {longest}", vol.file, vol.size));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every volume file (data and recovery) on exactly one disc; labels well formed and
+    /// distinct.
+    fn check_discs(&self) -> Result<()> {
+        let Some(d) = &self.discs else { return Ok(()) };
+        if d.discs.is_empty() {
+            return bad("the disc list is empty".into());
+        }
+        let mut placed = HashSet::new();
+        let mut labels = HashSet::new();
+        for disc in &d.discs {
+            if !names::valid_disc_label(&disc.label) || !labels.insert(disc.label.as_str()) {
+                return bad(format!("disc label '{}' is malformed or repeated", disc.label.escape_debug()));
+            }
+            for f in &disc.files {
+                if !placed.insert(f.as_str()) {
+                    return bad(format!("'{}' is on more than one disc", f.escape_debug()));
+                }
+            }
+        }
+        let all: HashSet<&str> = self.volume_files().collect();
+        if placed != all {
+            return bad("the discs do not list exactly the bundle's volume files".into());
+        }
+        Ok(())
+    }
+
+    /// Every volume file: the data volumes, then the recovery volumes.
+    pub fn volume_files(&self) -> impl Iterator<Item = &str> {
+        self.all_volumes().map(|v| v.file.as_str())
+    }
+
+    /// Every volume, data then recovery: what `SHA256SUMS` lists.
+    pub fn all_volumes(&self) -> impl Iterator<Item = &Volume> {
+        self.volumes.iter().chain(self.parity.iter().flat_map(|p| p.volumes.iter()))
     }
 
     /// Every chunk belongs to a known entry, in part order, and to a listed volume:

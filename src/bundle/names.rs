@@ -28,6 +28,30 @@ pub fn volume_file(bundle: &str, volume: VolumeId) -> String {
     format!("{bundle}.{:04}.tar", volume.number())
 }
 
+/// Recovery volume `n` (1-based) of a bundle with parity.
+pub fn parity_file(bundle: &str, n: usize) -> String {
+    format!("{bundle}.parity.{n:04}")
+}
+
+/// The label of disc `n` (1-based) of `count`: ISO 9660 d-characters (`A`–`Z`, `0`–`9`,
+/// `_`), at most 32, from the bundle name, e.g. `OCP_4_16_2OF5`.
+pub fn disc_label(bundle: &str, n: usize, count: usize) -> String {
+    let tail = format!("_{n}OF{count}");
+    let head: String = bundle
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { b.to_ascii_uppercase() as char } else { '_' })
+        .take(32 - tail.len())
+        .collect();
+    format!("{head}{tail}")
+}
+
+/// What [`disc_label`] can produce.
+pub fn valid_disc_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 32
+        && label.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 pub fn manifest_file(bundle: &str) -> String {
     format!("{bundle}.manifest.json")
 }
@@ -97,6 +121,17 @@ mod tests {
             stored_size: 1,
             mode: 0o644,
         }
+    }
+
+    #[test]
+    fn disc_labels_are_iso_d_characters_within_32() {
+        assert_eq!(disc_label("ocp-4.16", 2, 5), "OCP_4_16_2OF5");
+        let long = disc_label(&"a".repeat(64), 12, 12);
+        assert_eq!(long.len(), 32);
+        assert!(long.ends_with("_12OF12"));
+        assert!(valid_disc_label(&long) && valid_disc_label("OCP_1OF1"));
+        assert!(!valid_disc_label("ocp_1of1") && !valid_disc_label("") && !valid_disc_label(&"A".repeat(33)));
+        assert_eq!(parity_file("ocp", 2), "ocp.parity.0002");
     }
 
     #[test]

@@ -241,7 +241,12 @@ impl Bundle {
     }
 
     pub fn volume_path(&self, v: VolumeId) -> PathBuf {
-        self.dir.join(&self.manifest.volume(v).file)
+        self.locate(&self.manifest.volume(v).file)
+    }
+
+    /// Where a volume file (data or recovery) of this bundle is read from.
+    pub fn locate(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
     }
 
     fn problem(&self, chunk: ChunkId, offset: u64, problem: String) -> Problem {

@@ -37,7 +37,8 @@ pub fn check_comment(comment: &str, m: &Manifest, file: &str) -> Result<()> {
     }
 }
 
-/// `SHA256SUMS` text: one `<hex>  <volume file>` line per volume, as `sha256sum` writes.
+/// `SHA256SUMS` text: one `<hex>  <volume file>` line per volume (data, then recovery), as
+/// `sha256sum` writes.
 pub fn sums_text(m: &Manifest) -> String {
-    m.volumes.iter().map(|v| format!("{}  {}\n", v.sha256.hex(), v.file)).collect()
+    m.all_volumes().map(|v| format!("{}  {}\n", v.sha256.hex(), v.file)).collect()
 }

@@ -359,6 +359,8 @@ impl<'a> BundleWriter<'a> {
             channels,
             bases,
             omitted,
+            parity: None,
+            discs: None,
             entries: self.entries,
             volumes: self.volumes,
             chunks: self.chunks,
