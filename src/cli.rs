@@ -537,8 +537,8 @@ all of one bundle (manifest sha256, bundle id and key id agree) or refused.
 
 Exit status: 0 every volume was seen intact; 3 some volume was never seen, everything seen \
 is intact; 1 a volume was only seen damaged or foreign, a report names a problem of the \
-bundle, or the reports are malformed or of different bundles; 2 bad arguments or an \
-unreadable report.";
+bundle, or the reports are malformed, oversized or of different bundles; 2 bad arguments or \
+an unreadable report.";
 
 #[derive(Debug, Args)]
 pub struct EvidenceArgs {

@@ -223,10 +223,12 @@ impl Feeder<'_, '_> {
             found = Found::Read;
         }
         // A disc holding nothing still needed: said once.
-        if found == Found::Nothing && !partial && !done_here.is_empty() {
-            if self.tell_once(format!("{}: done already; insert another disc", done_here.join(", "))) {
-                found = Found::Said;
-            }
+        if found == Found::Nothing
+            && !partial
+            && !done_here.is_empty()
+            && self.tell_once(format!("{}: done already; insert another disc", done_here.join(", ")))
+        {
+            found = Found::Said;
         }
         Ok(found)
     }
