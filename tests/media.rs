@@ -411,3 +411,37 @@ fn a_disc_plan_names_the_disc_to_insert_and_where_each_volume_was_seen() {
         assert_eq!(v["seen"]["disc"], label, "{v}");
     }
 }
+
+/// SIGTERM while unpack waits for a disc ends it; run again with the rest, it resumes from
+/// its journal (what the first disc gave is not read again) and completes.
+#[test]
+fn an_unpack_stopped_while_waiting_resumes() {
+    let fx = Fixture::new();
+    let vols = fx.volumes();
+    let w = fx.disc("drive", &fx.a, true, &[&vols[0]]);
+    let out = fx.path("layout");
+    let mut run = Running::start(
+        Command::new(airlift_path())
+            .args(["unpack", "--wait-for-media"])
+            .arg(&w)
+            .arg("--key")
+            .arg(&fx.public)
+            .arg("--layout")
+            .arg(&out),
+    );
+    run.expect(&["insert the disc holding", &vols[1]]);
+    let pid = run.child.as_ref().unwrap().id();
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let (code, _) = run.finish();
+    assert_ne!(code, 0, "unpack ended by SIGTERM");
+    let rest: Vec<&str> = vols[1..].iter().map(String::as_str).collect();
+    let d2 = fx.disc("rest", &fx.a, true, &rest);
+    let o =
+        airlift().arg("unpack").arg(&d2).arg("--key").arg(&fx.public).arg("--layout").arg(&out).arg("--json").output();
+    let o = o.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["already_complete"]["from_journal"].as_u64().unwrap() > 0, "{doc:#}");
+    fx.assert_unpacked(&out);
+}

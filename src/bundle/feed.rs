@@ -146,6 +146,20 @@ struct Feeder<'b, 'w> {
     last: Digest,
 }
 
+/// How one volume stands, looked at.
+enum Look {
+    /// Not in any directory.
+    Absent,
+    /// Done already; `here` when its file is in the watched directory.
+    Done { here: bool },
+    /// In the watched directory, still being written.
+    Partial,
+    /// In the watched directory, another bundle's or volume's (named).
+    Wrong,
+    /// Read now.
+    Read,
+}
+
 /// What looking at the watched directory found.
 #[derive(PartialEq, Eq)]
 enum Found {
@@ -187,40 +201,19 @@ impl Feeder<'_, '_> {
     /// Look at what the directories hold now: read every volume needed that is whole,
     /// name a wrong disc, say once which volumes there are done already.
     fn visit(&mut self, read: &mut ReadVolume) -> Result<Found> {
-        let bundle = self.bundle;
         if let Some(why) = self.other_bundle() {
             self.wrong(why);
             return Ok(Found::Said);
         }
         let (mut found, mut done_here, mut partial) = (Found::Nothing, Vec::new(), false);
-        for v in bundle.manifest.volume_ids() {
-            let (file, size) = (&bundle.manifest.volume(v).file, bundle.manifest.volume(v).size);
-            let path = bundle.locate(file);
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
-            if let Some(report) = &self.reports[v.index()] {
-                if path.parent() == Some(self.watch.dir) && report.status != VolumeStatus::Skipped {
-                    done_here.push(file.as_str());
-                }
-                continue;
+        for v in self.bundle.manifest.volume_ids() {
+            match self.look(v, read)? {
+                Look::Absent => {}
+                Look::Done { here } => done_here.extend(here.then(|| self.bundle.manifest.volume(v).file.as_str())),
+                Look::Partial => partial = true,
+                Look::Wrong => found = Found::Said,
+                Look::Read => found = Found::Read,
             }
-            if meta.is_file() && meta.len() < size {
-                if let Some(why) = bundle.foreign_label(v, &path) {
-                    self.wrong(why);
-                    found = Found::Said;
-                } else {
-                    partial = true;
-                    self.tell_once(format!("{} is {} of {size} bytes: waiting for the rest", file, meta.len()));
-                }
-                continue;
-            }
-            let report = read(v)?;
-            if report.status == VolumeStatus::Foreign {
-                self.wrong(report.problems.first().map(|p| p.problem.clone()).unwrap_or_default());
-                found = Found::Said;
-                continue;
-            }
-            self.reports[v.index()] = Some(report);
-            found = Found::Read;
         }
         // A disc holding nothing still needed: said once.
         if found == Found::Nothing
@@ -231,6 +224,36 @@ impl Feeder<'_, '_> {
             found = Found::Said;
         }
         Ok(found)
+    }
+
+    /// Look at volume `v`: read it when it is needed and whole. In the watched directory a
+    /// file shorter than the volume is waited for (unless its label already says it is
+    /// another's) and a foreign one is a wrong disc; elsewhere (a directory that does not
+    /// change) either is read and reported as it is.
+    fn look(&mut self, v: VolumeId, read: &mut ReadVolume) -> Result<Look> {
+        let bundle = self.bundle;
+        let (file, size) = (&bundle.manifest.volume(v).file, bundle.manifest.volume(v).size);
+        let path = bundle.locate(file);
+        let Ok(meta) = std::fs::metadata(&path) else { return Ok(Look::Absent) };
+        let watched = path.parent() == Some(self.watch.dir);
+        if let Some(report) = &self.reports[v.index()] {
+            return Ok(Look::Done { here: watched && report.status != VolumeStatus::Skipped });
+        }
+        if watched && meta.is_file() && meta.len() < size {
+            if let Some(why) = bundle.foreign_label(v, &path) {
+                self.wrong(why);
+                return Ok(Look::Wrong);
+            }
+            self.tell_once(format!("{} is {} of {size} bytes: waiting for the rest", file, meta.len()));
+            return Ok(Look::Partial);
+        }
+        let report = read(v)?;
+        if watched && report.status == VolumeStatus::Foreign {
+            self.wrong(report.problems.first().map(|p| p.problem.clone()).unwrap_or_default());
+            return Ok(Look::Wrong);
+        }
+        self.reports[v.index()] = Some(report);
+        Ok(Look::Read)
     }
 
     /// The watched directory holds another bundle: a manifest of this name with other

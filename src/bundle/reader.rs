@@ -705,8 +705,9 @@ impl Bundle {
         let mut stored = Vec::new();
         for &c in self.index.chunks_of(e) {
             let chunk = self.manifest.chunk(c);
-            let volume = self.volume_path(self.index.volume_of(c));
-            let Ok(file) = File::open(&volume) else { return Ok(None) };
+            let v = self.index.volume_of(c);
+            let volume = self.volume_path(v);
+            let Some(file) = media::open_regular(&volume, &format!("volume {v}"))? else { return Ok(None) };
             let mut buf = vec![0; chunk.length as usize];
             file.read_exact_at(&mut buf, chunk.offset).at(&volume)?;
             if Digest::of(&buf) != chunk.sha256 {
