@@ -410,6 +410,17 @@ fn a_disc_plan_names_the_disc_to_insert_and_where_each_volume_was_seen() {
         let label = if one.contains(&v["file"].as_str().unwrap().to_string()) { "MEDIA_1OF2" } else { "MEDIA_2OF2" };
         assert_eq!(v["seen"]["disc"], label, "{v}");
     }
+    // The evidence says which discs were seen, and when.
+    std::fs::write(fx.path("report.json"), &stdout).unwrap();
+    let o = airlift().arg("evidence").arg(fx.path("report.json")).arg("--json").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let evidence: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let discs: Vec<&str> = evidence["discs"].as_array().unwrap().iter().filter_map(|d| d["label"].as_str()).collect();
+    assert_eq!(discs, ["MEDIA_1OF2", "MEDIA_2OF2"], "{evidence:#}");
+    assert!(
+        evidence["discs"][1]["seen"][0]["at"].as_str().unwrap()
+            >= evidence["discs"][0]["seen"][0]["at"].as_str().unwrap()
+    );
 }
 
 /// SIGTERM while unpack waits for a disc ends it; run again with the rest, it resumes from

@@ -118,8 +118,16 @@ pub struct Sighting {
 #[derive(Debug, Serialize)]
 pub struct DiscSeen {
     pub label: String,
-    /// (report index, when) for each report that read a volume of it, earliest first.
-    pub seen: Vec<(usize, String)>,
+    /// Each report that read a volume of it, earliest first.
+    pub seen: Vec<DiscSighting>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiscSighting {
+    /// Index into [`Evidence::reports`].
+    pub report: usize,
+    /// When a volume of it was read (the first of its volumes that report lists).
+    pub at: String,
 }
 
 impl Evidence {
@@ -184,10 +192,11 @@ impl Evidence {
             let at = seen.seen.as_ref().map_or(&report.checked_at, |s| &s.at).clone();
             let disc = seen.seen.as_ref().and_then(|s| s.disc.clone());
             if let Some(label) = &disc {
+                let sighting = DiscSighting { report: k, at: at.clone() };
                 match self.discs.iter_mut().find(|d| d.label == *label) {
-                    Some(d) if d.seen.iter().any(|(r, _)| *r == k) => {}
-                    Some(d) => d.seen.push((k, at.clone())),
-                    None => self.discs.push(DiscSeen { label: label.clone(), seen: vec![(k, at.clone())] }),
+                    Some(d) if d.seen.iter().any(|s| s.report == k) => {}
+                    Some(d) => d.seen.push(sighting),
+                    None => self.discs.push(DiscSeen { label: label.clone(), seen: vec![sighting] }),
                 }
             }
             v.sightings.push(Sighting {
@@ -200,7 +209,7 @@ impl Evidence {
             });
         }
         for d in &mut self.discs {
-            d.seen.sort_by(|a, b| a.1.cmp(&b.1));
+            d.seen.sort_by(|a, b| a.at.cmp(&b.at));
         }
     }
 }

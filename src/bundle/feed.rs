@@ -55,8 +55,6 @@ pub struct Fed {
     /// One report per data volume, in order.
     pub reports: Vec<VolumeReport>,
     pub wrong_discs: Vec<WrongDisc>,
-    /// The wait for a disc timed out (its volumes are reported as they stand).
-    pub timed_out: bool,
 }
 
 /// Reads one volume: a report of it (missing, skipped, read).
@@ -73,7 +71,7 @@ pub fn feed(
 ) -> Result<Fed> {
     let Some(watch) = watch else {
         let reports = bundle.manifest.volume_ids().map(&mut *read).collect::<Result<_>>()?;
-        return Ok(Fed { reports, wrong_discs: Vec::new(), timed_out: false });
+        return Ok(Fed { reports, wrong_discs: Vec::new() });
     };
     let mut feeder = Feeder {
         bundle,
@@ -87,11 +85,9 @@ pub fn feed(
         feeder.reports[v.index()] = Some(read(v)?);
     }
     feeder.visit(read)?;
-    let mut timed_out = false;
     while let Some(prompt) = feeder.prompt() {
         (watch.tell)(&prompt);
         if !feeder.wait(read)? {
-            timed_out = true;
             (watch.tell)(&format!("no disc needed arrived in {}: giving up", watch.dir.display()));
             break;
         }
@@ -103,7 +99,7 @@ pub fn feed(
             None => read(v)?,
         });
     }
-    Ok(Fed { reports, wrong_discs: feeder.wrong_discs, timed_out })
+    Ok(Fed { reports, wrong_discs: feeder.wrong_discs })
 }
 
 /// Before the bundle can be opened: while none of `dirs` holds a manifest (the drive is

@@ -45,7 +45,7 @@ fn present(out: &Output, e: &Evidence, status: Status) {
     }
     for d in &e.discs {
         let seen: Vec<String> =
-            d.seen.iter().map(|(k, at)| format!("{} ({})", untrusted(at), report_name(*k))).collect();
+            d.seen.iter().map(|s| format!("{} ({})", untrusted(&s.at), report_name(s.report))).collect();
         out.data(format!("  disc {} seen {}", untrusted(&d.label), seen.join(", ")));
     }
     for p in &e.problems {
