@@ -33,6 +33,7 @@ pub fn run() -> ExitCode {
         Command::Pack(a) => crate::commands::pack::run(a, &out),
         Command::Verify(a) => crate::commands::verify::run(a, &out),
         Command::List(a) => crate::commands::list::run(a, &out),
+        Command::Evidence(a) => crate::commands::evidence::run(a, &out),
         Command::Unpack(a) => crate::commands::unpack::run(a, &out),
         Command::Receipt(a) => crate::commands::receipt::run(a, &out),
         Command::Install(a) => crate::commands::install::run(a, &out),

@@ -50,6 +50,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// List the images, volumes and files of a bundle
     List(ListArgs),
+    /// Merge per-disc `verify --json` reports of one bundle into one evidence document
+    #[command(after_long_help = EVIDENCE_HELP)]
+    Evidence(EvidenceArgs),
     /// Verify and unpack a bundle into an OCI layout or a registry root (resumable)
     Unpack(UnpackArgs),
     /// Write a receipt of what a destination holds (for pack --have), or show one's summary
@@ -390,9 +393,12 @@ pub struct ConnectArgs {
 
 #[derive(Debug, Args)]
 pub struct BundleArgs {
-    /// Bundle directory (manifest, signatures, volumes)
+    /// Bundle directories (manifest, signatures, volumes): one, or several such as the mount
+    /// points of its discs; the manifest comes from the first holding it, each volume from
+    /// whichever holds it, and a directory holding another bundle's manifest of the same
+    /// name is named and not read
     #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
+    pub dirs: Vec<PathBuf>,
     /// Bundle name, when DIR holds more than one bundle
     #[arg(long)]
     pub name: Option<String>,
@@ -405,12 +411,30 @@ pub struct ReadArgs {
     pub jobs: Option<u16>,
 }
 
+/// Reading a bundle disc by disc with one drive.
+#[derive(Debug, Args)]
+pub struct MediaArgs {
+    /// Read the bundle disc by disc from DIR (a drive's mount point, also a bundle directory,
+    /// so DIR... may be left out): every volume there is read, then the disc holding the next
+    /// volume still needed is asked for (by label and files) and waited for; another
+    /// bundle's disc is named and asked again for; a file still being written is not read
+    /// before it is whole
+    #[arg(long, value_name = "DIR")]
+    pub wait_for_media: Option<PathBuf>,
+    /// With --wait-for-media: give up when no disc needed arrives within DURATION of
+    /// asking (e.g. 90s, 30m, 2h); the report names what is still missing (exit 3)
+    #[arg(long, value_name = "DURATION", requires = "wait_for_media")]
+    pub wait_timeout: Option<crate::size::Duration>,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub bundle: BundleArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Also hash every split file whole (when all its volumes are present) and check it
     /// against its digest, as unpack does before committing it
     #[arg(long)]
@@ -437,6 +461,8 @@ pub struct UnpackArgs {
     pub bundle: BundleArgs,
     #[command(flatten)]
     pub read: ReadArgs,
+    #[command(flatten)]
+    pub media: MediaArgs,
     /// Trusted public key (minisign format); never taken from the bundle
     #[arg(long, value_name = "PUB")]
     pub key: PathBuf,
@@ -500,6 +526,25 @@ pub struct UnpackArgs {
     /// signature by this public key (PEM) for every source repository of a signed image
     #[arg(long, value_name = "KEY", conflicts_with = "layout")]
     pub image_policy: Option<PathBuf>,
+}
+
+const EVIDENCE_HELP: &str = "\
+Each disc (or directory) verified alone at the gate gives a report (`airlift verify DIR --key \
+PUB --json > discN.json`); this merges them into one evidence document: for each volume, every \
+report that saw it, when, where and on which disc, and its combined state (ok when one report \
+found it intact). Reports are read as untrusted input: each at most 64 MiB, strictly parsed, \
+all of one bundle (manifest sha256, bundle id and key id agree) or refused.
+
+Exit status: 0 every volume was seen intact; 3 some volume was never seen, everything seen \
+is intact; 1 a volume was only seen damaged or foreign, a report names a problem of the \
+bundle, or the reports are malformed, oversized or of different bundles; 2 bad arguments or \
+an unreadable report.";
+
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// Reports written by `airlift verify --json`, one per disc or directory, of one bundle
+    #[arg(value_name = "REPORT", required = true)]
+    pub reports: Vec<PathBuf>,
 }
 
 const RECEIPT_HELP: &str = "\

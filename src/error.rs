@@ -52,6 +52,9 @@ pub enum Error {
     /// Bad arguments or input the user supplied (not bundle content).
     #[error("{0}")]
     Usage(String),
+    /// What was to be read is not there (no disc arrived in time); nothing present is bad.
+    #[error("{0}")]
+    Incomplete(String),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -67,6 +70,7 @@ impl Error {
             Error::Integrity(_) | Error::Refused { .. } => Status::Integrity,
             Error::Sign(e) if e.is_integrity() => Status::Integrity,
             Error::Usage(_) | Error::Io { .. } | Error::Sign(_) | Error::NoSpace(_) => Status::Usage,
+            Error::Incomplete(_) => Status::Incomplete,
         }
     }
 
@@ -96,6 +100,10 @@ pub fn integrity(msg: impl Into<String>) -> Error {
 /// A signed bundle refused by policy, with the hint printed after the error.
 pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Error {
     Error::Refused { message: message.into(), hint: hint.into() }
+}
+
+pub fn incomplete(msg: impl Into<String>) -> Error {
+    Error::Incomplete(msg.into())
 }
 
 pub fn usage(msg: impl Into<String>) -> Error {

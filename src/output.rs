@@ -44,6 +44,12 @@ impl Output {
         }
     }
 
+    /// A prompt on stderr (insert the next disc), shown even with `--quiet`: the run waits
+    /// for what it asks.
+    pub fn prompt(&self, msg: impl std::fmt::Display) {
+        self.bars.suspend(|| eprintln!("{}", terminal_safe(&msg.to_string())));
+    }
+
     /// A warning on stderr, shown even with `--quiet`.
     pub fn warn(&self, msg: impl std::fmt::Display) {
         self.bars.suspend(|| eprintln!("warning: {}", terminal_safe(&msg.to_string())));

@@ -24,6 +24,7 @@ mod guards;
 mod imageset;
 mod install;
 mod keys;
+mod media;
 mod openshift;
 mod policy;
 mod prune;

@@ -639,6 +639,11 @@ impl Manifest {
         self.all_volumes().map(|v| v.file.as_str())
     }
 
+    /// The disc that carries volume file `file`, when the manifest plans discs.
+    pub fn disc_of(&self, file: &str) -> Option<&Disc> {
+        self.discs.as_ref()?.discs.iter().find(|d| d.files.iter().any(|f| f == file))
+    }
+
     /// Every volume, data then recovery: what `SHA256SUMS` lists.
     pub fn all_volumes(&self) -> impl Iterator<Item = &Volume> {
         self.volumes.iter().chain(self.parity.iter().flat_map(|p| p.volumes.iter()))

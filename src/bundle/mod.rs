@@ -1,16 +1,21 @@
 //! The on-media bundle format v1: manifest, typed ids, names, tar framing, signing,
 //! writing, reading and unpacking, what unpack accepts beyond the signature (`trust`), and
-//! receipts of what a destination holds (`receipt`).
+//! receipts of what a destination holds (`receipt`). A bundle is read from several
+//! directories (`sources`), disc by disc from one drive (`feed`), and per-disc verify
+//! reports merge into one evidence document (`evidence`).
 
 pub mod check;
+pub mod evidence;
 pub mod expand;
 pub mod extract;
+pub mod feed;
 pub mod ids;
 pub mod manifest;
 pub mod names;
 pub mod reader;
 pub mod receipt;
 pub mod sign;
+pub mod sources;
 pub mod tar;
 pub mod trust;
 pub mod writer;

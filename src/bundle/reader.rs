@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bundle::ids::{ChunkId, EntryId, VolumeId};
 use crate::bundle::manifest::{Index, Manifest};
 use crate::bundle::names;
 use crate::bundle::sign;
+use crate::bundle::sources;
 use crate::bundle::tar::{describe_unexpected, header, padded, BLOCK, END_OF_ARCHIVE};
 use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, Error, IoContext, Result};
@@ -28,7 +29,13 @@ const BUF: usize = 1 << 20;
 
 /// A bundle whose manifest signature has been checked and whose manifest is valid.
 pub struct Bundle {
+    /// The directory the manifest was read from.
     pub dir: PathBuf,
+    /// Every directory the bundle's files are looked for in, in order ([`sources`]).
+    pub dirs: Vec<PathBuf>,
+    /// Directories set aside because they hold another bundle's manifest of this name,
+    /// each described.
+    pub elsewhere: Vec<String>,
     pub manifest: Manifest,
     pub index: Index,
     /// sha256 of the exact manifest bytes.
@@ -45,33 +52,6 @@ pub enum SumsState {
     Ok,
     Absent,
     Bad(String),
-}
-
-/// The name of the one bundle in `dir`, or check the one asked for exists.
-pub fn bundle_name(dir: &Path, name: Option<&str>) -> Result<String> {
-    if let Some(n) = name {
-        if !names::valid_bundle_name(n) {
-            return Err(usage(format!("'{n}' is not a valid bundle name")));
-        }
-        return Ok(n.to_string());
-    }
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        let file = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = file.strip_suffix(".manifest.json") {
-            found.push(n.to_string());
-        }
-    }
-    found.sort();
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(usage(format!("{}: no bundle manifest (*.manifest.json) found", dir.display()))),
-        _ => {
-            let shown: Vec<String> = found.iter().map(|n| untrusted(n)).collect();
-            Err(usage(format!("{}: several bundles ({}); choose one with --name", dir.display(), shown.join(", "))))
-        }
-    }
 }
 
 /// Read the manifest bytes (unverified), for `list` without a key.
@@ -95,22 +75,46 @@ const MAX_SIGNATURE_FILE: u64 = 1024 + 8192 + 2 * 128;
 
 /// Check the manifest's signature with `key`, then parse and validate it.
 pub fn open(dir: &Path, name: Option<&str>, key: &PublicKey) -> Result<Bundle> {
-    let name = bundle_name(dir, name)?;
+    open_in(&[dir.to_path_buf()], name, key, None)
+}
+
+/// [`open`] over several directories ([`sources`]). `watched` (a drive's mount point whose
+/// discs change, `--wait-for-media`) is kept whatever it holds now: it is checked as it
+/// changes.
+pub fn open_in(dirs: &[PathBuf], name: Option<&str>, key: &PublicKey, watched: Option<&Path>) -> Result<Bundle> {
+    let name = sources::bundle_name(dirs, name)?;
+    let manifest_file = names::manifest_file(&name);
+    let dir = sources::holder(dirs, &manifest_file)
+        .ok_or_else(|| usage(format!("no directory holds the bundle manifest {manifest_file}")))?;
     let (path, bytes) = read_manifest_bytes(dir, &name)?;
     let signed = check_manifest(&path, &bytes, std::slice::from_ref(key))?;
     if signed.manifest.name != name {
         return Err(integrity(format!("{} names bundle '{}'", path.display(), signed.manifest.name)));
     }
-    let sums = check_sums(dir, &signed.manifest, key);
-    Ok(Bundle {
+    let sha256 = Digest::of(&bytes);
+    let (mut kept, mut elsewhere) = (Vec::<PathBuf>::new(), Vec::new());
+    for d in dirs {
+        if kept.contains(d) {
+            continue;
+        }
+        match sources::other_bundle(d, &sha256, &signed.manifest).filter(|_| Some(d.as_path()) != watched) {
+            Some(why) => elsewhere.push(why),
+            None => kept.push(d.clone()),
+        }
+    }
+    let mut bundle = Bundle {
         dir: dir.to_path_buf(),
-        manifest_sha256: crate::digest::Digest::of(&bytes),
+        dirs: kept,
+        elsewhere,
+        manifest_sha256: sha256,
         manifest: signed.manifest,
         index: signed.index,
         key_id: key.key_id_hex(),
         trusted_comment: signed.comment,
-        sums,
-    })
+        sums: SumsState::Absent,
+    };
+    bundle.sums = bundle.check_sums(key);
+    Ok(bundle)
 }
 
 /// A manifest whose signature has been checked, parsed and validated.
@@ -155,28 +159,34 @@ fn check_manifest(path: &Path, bytes: &[u8], keys: &[PublicKey]) -> Result<Signe
     Ok(SignedManifest { manifest, index, comment })
 }
 
-/// SHA256SUMS is for gates that trust only standard tools; when present it must be signed
-/// and agree with the manifest. It can only be the text the manifest gives, so it is read
-/// up to that length: anything longer, or not a regular file, or unreadable, is bad.
-fn check_sums(dir: &Path, m: &Manifest, key: &PublicKey) -> SumsState {
-    let file = names::sums_file(&m.name);
-    let path = dir.join(&file);
-    let expected = sign::sums_text(m);
-    let text = match media::read_bounded(&path, expected.len() as u64, "SHA256SUMS") {
-        Ok(Some(text)) => text,
-        Ok(None) => return SumsState::Absent,
-        Err(e) => return SumsState::Bad(e.to_string()),
-    };
-    let sig_path = dir.join(names::signature_file(&file));
-    let sig = match read_signature(&sig_path) {
-        Ok(Some(sig)) => sig,
-        Ok(None) => return SumsState::Bad(format!("{} is not signed ({} missing)", file, sig_path.display())),
-        Err(e) => return SumsState::Bad(e.to_string()),
-    };
-    match sign::verify(key, &text, &sig).and_then(|c| sign::check_comment(&c, m, &file)) {
-        Err(e) => SumsState::Bad(format!("{file}: {e}")),
-        Ok(()) if text != expected.as_bytes() => SumsState::Bad(format!("{file} does not list the manifest's volumes")),
-        Ok(()) => SumsState::Ok,
+impl Bundle {
+    /// SHA256SUMS is for gates that trust only standard tools; when present (in the first
+    /// directory that holds it) it must be signed and agree with the manifest. It can only
+    /// be the text the manifest gives, so it is read up to that length: anything longer,
+    /// or not a regular file, or unreadable, is bad.
+    fn check_sums(&self, key: &PublicKey) -> SumsState {
+        let m = &self.manifest;
+        let file = names::sums_file(&m.name);
+        let path = self.locate(&file);
+        let expected = sign::sums_text(m);
+        let text = match media::read_bounded(&path, expected.len() as u64, "SHA256SUMS") {
+            Ok(Some(text)) => text,
+            Ok(None) => return SumsState::Absent,
+            Err(e) => return SumsState::Bad(e.to_string()),
+        };
+        let sig_path = path.with_file_name(names::signature_file(&file));
+        let sig = match read_signature(&sig_path) {
+            Ok(Some(sig)) => sig,
+            Ok(None) => return SumsState::Bad(format!("{} is not signed ({} missing)", file, sig_path.display())),
+            Err(e) => return SumsState::Bad(e.to_string()),
+        };
+        match sign::verify(key, &text, &sig).and_then(|c| sign::check_comment(&c, m, &file)) {
+            Err(e) => SumsState::Bad(format!("{file}: {e}")),
+            Ok(()) if text != expected.as_bytes() => {
+                SumsState::Bad(format!("{file} does not list the manifest's volumes"))
+            }
+            Ok(()) => SumsState::Ok,
+        }
     }
 }
 
@@ -214,7 +224,7 @@ pub struct Problem {
     pub hurts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VolumeStatus {
     Ok,
@@ -232,6 +242,22 @@ pub struct VolumeReport {
     pub status: VolumeStatus,
     pub size: u64,
     pub problems: Vec<Problem>,
+    /// When and where the volume was found (absent when it was not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen: Option<Seen>,
+}
+
+/// Where and when a volume file was found: the evidence of which disc was at the gate when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seen {
+    /// The directory (mount point) it was read from.
+    pub dir: PathBuf,
+    /// The label of the disc that carries it, when the manifest plans discs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disc: Option<String>,
+    /// When it was opened (RFC 3339, UTC).
+    pub at: String,
 }
 
 impl Bundle {
@@ -244,9 +270,11 @@ impl Bundle {
         self.locate(&self.manifest.volume(v).file)
     }
 
-    /// Where a volume file (data or recovery) of this bundle is read from.
+    /// Where a file of this bundle (a volume, data or recovery, or a small file) is read
+    /// from: the first of its directories that holds it, else where it would be in the
+    /// first.
     pub fn locate(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
+        sources::holder(&self.dirs, file).unwrap_or(&self.dir).join(file)
     }
 
     fn problem(&self, chunk: ChunkId, offset: u64, problem: String) -> Problem {
@@ -279,7 +307,15 @@ impl Bundle {
             status: VolumeStatus::Ok,
             size: vol.size,
             problems: Vec::new(),
+            seen: None,
         };
+        if path.symlink_metadata().is_ok() {
+            report.seen = Some(Seen {
+                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                disc: self.manifest.disc_of(&vol.file).map(|d| d.label.clone()),
+                at: crate::time::rfc3339(crate::time::now()),
+            });
+        }
         let (file, actual) = match self.open_volume(v, &path) {
             Ok(opened) => opened,
             Err((status, problem)) => {
@@ -584,24 +620,35 @@ impl Bundle {
         self.problem(c, at, format!("{}: cannot read byte {at}: {e}", path.display()))
     }
 
-    /// Files in the directory that look like volumes of this bundle but are not listed.
+    /// Files in the bundle's directories that look like volumes of this bundle but are not
+    /// listed.
     pub fn unlisted_volumes(&self) -> Vec<String> {
         let mut extra = Vec::new();
         let prefix = format!("{}.", self.manifest.name);
-        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+        for dir in &self.dirs {
+            let Ok(rd) = std::fs::read_dir(dir) else { continue };
             for entry in rd.flatten() {
                 let f = entry.file_name().to_string_lossy().into_owned();
                 let is_volume = f
                     .strip_prefix(&prefix)
                     .and_then(|s| s.strip_suffix(".tar"))
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-                if is_volume && !self.manifest.volumes.iter().any(|v| v.file == f) {
+                if is_volume && !self.manifest.volumes.iter().any(|v| v.file == f) && !extra.contains(&f) {
                     extra.push(f);
                 }
             }
         }
         extra.sort();
         extra
+    }
+
+    /// `Some(why)` when the file at `path`, opened as volume `v`, is labelled as another
+    /// bundle's volume or another volume of this one: what [`Bundle::read_volume`] would
+    /// report as foreign, found from the label alone (a file still being written is
+    /// recognised before it is whole).
+    pub fn foreign_label(&self, v: VolumeId, path: &Path) -> Option<String> {
+        let file = media::open_regular(path, &format!("volume {v}")).ok().flatten()?;
+        self.check_label(&file, path, v).ok().flatten()
     }
 }
 
@@ -658,8 +705,9 @@ impl Bundle {
         let mut stored = Vec::new();
         for &c in self.index.chunks_of(e) {
             let chunk = self.manifest.chunk(c);
-            let volume = self.volume_path(self.index.volume_of(c));
-            let Ok(file) = File::open(&volume) else { return Ok(None) };
+            let v = self.index.volume_of(c);
+            let volume = self.volume_path(v);
+            let Some(file) = media::open_regular(&volume, &format!("volume {v}"))? else { return Ok(None) };
             let mut buf = vec![0; chunk.length as usize];
             file.read_exact_at(&mut buf, chunk.offset).at(&volume)?;
             if Digest::of(&buf) != chunk.sha256 {

@@ -1,7 +1,7 @@
 //! `airlift list`: what a bundle holds, from its manifest.
 
 use crate::bundle::manifest::{Channel, EntryKind, Manifest};
-use crate::bundle::reader;
+use crate::bundle::{reader, sources};
 use crate::cli::ListArgs;
 use crate::error::Status;
 use crate::output::Output;
@@ -84,10 +84,12 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
 fn load(args: &ListArgs) -> crate::error::Result<(Manifest, bool)> {
     if let Some(k) = &args.key {
         let key = super::load_public_key(k)?;
-        return Ok((reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?.manifest, true));
+        return Ok((super::open_bundle(&args.bundle, None, &key)?.manifest, true));
     }
-    let name = reader::bundle_name(&args.bundle.dir, args.bundle.name.as_deref())?;
-    let (_, bytes) = reader::read_manifest_bytes(&args.bundle.dir, &name)?;
+    let dirs = &args.bundle.dirs;
+    let name = sources::bundle_name(dirs, args.bundle.name.as_deref())?;
+    let dir = sources::holder(dirs, &crate::bundle::names::manifest_file(&name)).unwrap_or(&dirs[0]);
+    let (_, bytes) = reader::read_manifest_bytes(dir, &name)?;
     Ok((Manifest::parse(&bytes)?.0, false))
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand; each returns the status the process exits with.
 
 pub mod catalog;
+pub mod evidence;
 pub mod fsck;
 pub mod gc;
 pub mod generate;
@@ -19,7 +20,11 @@ pub mod user;
 pub mod verify;
 
 use std::path::Path;
+use std::time::Duration;
 
+use crate::bundle::feed::{self, Watch};
+use crate::bundle::reader::{self, Bundle};
+use crate::cli::{BundleArgs, MediaArgs};
 use crate::minisign::{PublicKey, SecretKey};
 
 /// Load a secret key, asking for its password when it is encrypted.
@@ -34,6 +39,26 @@ pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> crate::erro
 
 pub fn load_public_key(path: &Path) -> crate::error::Result<PublicKey> {
     Ok(PublicKey::from_file(path)?)
+}
+
+/// The bundle the arguments name, its signature checked with `key`: from its directories
+/// and the watched one (`--wait-for-media`, where a first disc is waited for when no
+/// directory holds a manifest yet).
+pub fn open_bundle(args: &BundleArgs, watch: Option<&Watch>, key: &PublicKey) -> crate::error::Result<Bundle> {
+    let mut dirs = args.dirs.clone();
+    if let Some(w) = watch {
+        if !dirs.iter().any(|d| d == w.dir) {
+            dirs.push(w.dir.to_path_buf());
+        }
+        feed::wait_for_manifest(&dirs, w)?;
+    }
+    reader::open_in(&dirs, args.name.as_deref(), key, watch.map(|w| w.dir))
+}
+
+/// The watched directory `--wait-for-media` names, telling the user through `tell`.
+pub fn watch<'a>(args: &'a MediaArgs, tell: &'a dyn Fn(&str)) -> Option<Watch<'a>> {
+    let timeout = args.wait_timeout.as_ref().map(|d| Duration::from_secs(d.0));
+    args.wait_for_media.as_deref().map(|dir| Watch { dir, timeout, tell })
 }
 
 /// Threads reading and hashing chunks: as asked, else one per core (at most 8).

@@ -17,7 +17,9 @@ use crate::trip::unpack::{Lacking, Unpack};
 
 pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
-    let bundle = reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?;
+    let tell = |s: &str| out.prompt(s);
+    let watch = super::watch(&args.media, &tell);
+    let bundle = super::open_bundle(&args.bundle, watch.as_ref(), &key)?;
     bundle.check_expiry(crate::time::now())?;
     let target = open_target(args, out)?;
     let root = target.store().root().display().to_string();
@@ -33,7 +35,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     let progress = out.progress();
     let missing = |r: &reader::VolumeReport| out.info(format!("{} is not here yet", r.file));
-    let reports = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing)?;
+    let fed = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing, watch.as_ref())?;
     let damaged = extractor.damaged();
     for (path, replaced) in &damaged {
         out.warn(format!(
@@ -60,15 +62,15 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
              {checked_now} found in place and checked against their signed digests now"
         ));
     }
-    let general = Vec::new();
-    let status = match super::verify::summarize(&reports, &general) {
+    let general = bundle.elsewhere.clone();
+    let status = match super::verify::summarize(&fed.reports, &general) {
         Status::Ok if !finished.all_done => Status::Incomplete,
         status => status,
     };
     if finished.all_done && status == Status::Ok {
         extractor.cleanup()?;
     }
-    let mut doc = super::verify::print_report(out, &bundle, &reports, &general, &[], status, "unpack");
+    let mut doc = super::verify::print_report(out, &bundle, &fed, &general, &[], status, "unpack");
     out.info(format!(
         "{} of {} image(s) complete in {}",
         finished.complete.len(),

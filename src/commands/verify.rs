@@ -1,6 +1,8 @@
 //! `airlift verify`: read-only check of the signature, then of every volume present.
 
 use crate::bundle::check::Checker;
+use crate::bundle::feed::{self, Fed};
+use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::Manifest;
 use crate::bundle::reader::{self, Bundle, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
@@ -11,16 +13,19 @@ use crate::trip::attached::{self, Keys};
 
 pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
-    let bundle = reader::open(&args.bundle.dir, args.bundle.name.as_deref(), &key)?;
+    let tell = |s: &str| out.prompt(s);
+    let watch = super::watch(&args.media, &tell);
+    let bundle = super::open_bundle(&args.bundle, watch.as_ref(), &key)?;
     let progress = out.progress();
     let checker = Checker::new(&bundle, args.deep);
-    let mut reports = Vec::new();
-    for v in bundle.manifest.volume_ids() {
+    let mut read = |v: VolumeId| {
         progress.start(&format!("volume {v}"), bundle.volume_payload(v));
-        reports.push(bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref())?);
+        let report = bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref());
         progress.finish();
-    }
-    let mut general = Vec::new();
+        report
+    };
+    let fed = feed::feed(&bundle, watch.as_ref(), &|_| true, &mut read)?;
+    let mut general = bundle.elsewhere.clone();
     if let Err(e) = bundle.check_expiry(crate::time::now()) {
         general.push(e.to_string());
     }
@@ -36,8 +41,8 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
     for s in signatures.iter().filter(|s| s.state == "bad") {
         general.push(format!("{}: its cosign signature is bad: {}", s.source, s.detail.as_deref().unwrap_or("")));
     }
-    let status = summarize(&reports, &general);
-    let mut doc = print_report(out, &bundle, &reports, &general, &unlisted, status, "verify");
+    let status = summarize(&fed.reports, &general);
+    let mut doc = print_report(out, &bundle, &fed, &general, &unlisted, status, "verify");
     doc["image_signatures"] = serde_json::json!(signatures);
     out.document(&doc);
     Ok(status)
@@ -61,13 +66,13 @@ pub fn summarize(reports: &[VolumeReport], general: &[String]) -> Status {
 pub fn print_report(
     out: &Output,
     bundle: &Bundle,
-    reports: &[VolumeReport],
+    fed: &Fed,
     general: &[String],
     unlisted: &[String],
     status: Status,
     command: &str,
 ) -> serde_json::Value {
-    let m = &bundle.manifest;
+    let (m, reports) = (&bundle.manifest, &fed.reports);
     out.data(format!(
         "bundle {} ({}), sequence {}, created {}, signed by key {}",
         m.name,
@@ -78,7 +83,7 @@ pub fn print_report(
     ));
     super::catalog::print(out, &m.catalogs);
     differential_lines(m).into_iter().for_each(|l| out.data(l));
-    print_volumes(out, reports);
+    print_volumes(out, reports, bundle.dirs.len() > 1 || m.discs.is_some());
     for g in general {
         out.data(format!("  problem: {g}"));
     }
@@ -102,6 +107,7 @@ pub fn print_report(
         "exit_code": status.code(),
         "bundle": {
             "dir": bundle.dir,
+            "dirs": bundle.dirs,
             "id": m.id,
             "name": m.name,
             "sequence": m.sequence,
@@ -115,6 +121,7 @@ pub fn print_report(
         "volumes": reports,
         "missing": missing,
         "foreign": unlisted,
+        "wrong_discs": fed.wrong_discs,
         "problems": general,
         "images": images,
         "catalogs": super::catalog::document(&m.catalogs),
@@ -162,9 +169,9 @@ pub fn differential_document(m: &Manifest) -> serde_json::Value {
     })
 }
 
-/// One line per volume (its state and file), then each problem found in it: where, which
-/// chunk, which images it hurts.
-fn print_volumes(out: &Output, reports: &[VolumeReport]) {
+/// One line per volume (its state and file; with `whence`, where it was found and on which
+/// disc), then each problem found in it: where, which chunk, which images it hurts.
+fn print_volumes(out: &Output, reports: &[VolumeReport], whence: bool) {
     for r in reports {
         let word = match r.status {
             VolumeStatus::Ok => "ok",
@@ -173,7 +180,14 @@ fn print_volumes(out: &Output, reports: &[VolumeReport]) {
             VolumeStatus::Missing => "missing",
             VolumeStatus::Foreign => "FOREIGN",
         };
-        out.data(format!("  {word:<8} {}", r.file));
+        let place = match (&r.seen, whence) {
+            (Some(seen), true) => match &seen.disc {
+                Some(disc) => format!("  (disc {disc}, {})", seen.dir.display()),
+                None => format!("  ({})", seen.dir.display()),
+            },
+            _ => String::new(),
+        };
+        out.data(format!("  {word:<8} {}{place}", r.file));
         for p in &r.problems {
             let mut line = format!("           at byte {}: {}", p.offset, p.problem);
             if let Some(c) = p.chunk {

@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::bundle::extract::Extractor;
-use crate::bundle::ids::EntryId;
+use crate::bundle::feed::{self, Fed, Watch};
+use crate::bundle::ids::{EntryId, VolumeId};
 use crate::bundle::manifest::{Compression, EntryKind};
 use crate::bundle::reader::{Action, Bundle, Sink, VolumeReport, VolumeStatus};
 use crate::bundle::trust::{self, Claim, Record};
@@ -133,27 +134,29 @@ impl<'a> Unpack<'a> {
     }
 
     /// Read every volume that holds something still to write (the others are reported
-    /// skipped); `missing` hears of each volume not present.
+    /// skipped), through the feed: disc by disc with `watch`. `missing` hears of each
+    /// volume not present.
     pub fn read_volumes(
         &self,
         extractor: &Extractor,
         jobs: usize,
         progress: &dyn Progress,
         missing: &dyn Fn(&VolumeReport),
-    ) -> Result<Vec<VolumeReport>> {
+        watch: Option<&Watch>,
+    ) -> Result<Fed> {
         let bundle = self.bundle;
-        let mut reports = Vec::new();
-        for v in bundle.manifest.volume_ids() {
-            if !bundle.index.chunks_in(v).iter().any(|&c| extractor.action(c) == Action::Write) {
+        let needed = |v: VolumeId| bundle.index.chunks_in(v).iter().any(|&c| extractor.action(c) == Action::Write);
+        let mut read = |v: VolumeId| -> Result<VolumeReport> {
+            if !needed(v) {
                 let volume = bundle.manifest.volume(v);
-                reports.push(VolumeReport {
+                return Ok(VolumeReport {
                     volume: v.number(),
                     file: volume.file.clone(),
                     status: VolumeStatus::Skipped,
                     size: volume.size,
                     problems: vec![],
+                    seen: None,
                 });
-                continue;
             }
             progress.start(&format!("volume {v}"), bundle.volume_payload(v));
             let report = bundle.read_volume(v, extractor, jobs, progress)?;
@@ -162,9 +165,9 @@ impl<'a> Unpack<'a> {
             if report.status == VolumeStatus::Missing {
                 missing(&report);
             }
-            reports.push(report);
-        }
-        Ok(reports)
+            Ok(report)
+        };
+        feed::feed(bundle, watch, &needed, &mut read)
     }
 
     /// Check and publish every image whose blobs are all committed, then record the tags
