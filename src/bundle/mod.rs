@@ -1,11 +1,13 @@
 //! The on-media bundle format v1: manifest, typed ids, names, tar framing, signing,
-//! writing, reading and unpacking, what unpack accepts beyond the signature (`trust`), and
+//! writing, reading and unpacking, discs and their ISO 9660 images, what unpack accepts beyond the signature (`trust`), and
 //! receipts of what a destination holds (`receipt`).
 
 pub mod check;
+pub mod discs;
 pub mod expand;
 pub mod extract;
 pub mod ids;
+pub mod images;
 pub mod manifest;
 pub mod names;
 pub mod reader;
