@@ -167,6 +167,9 @@ mod tests {
         }
         assert_eq!(Media::Dvd.volumes_per_medium(), 2);
         assert_eq!(Media::Bd25.volumes_per_medium(), 6);
+        // --disc-size: the same split; a small disc keeps a sixteenth, not 64 MiB.
+        assert_eq!((disc_volumes(4_707_319_808), disc_volume_size(4_707_319_808)), (2, 2_320_105_472));
+        assert_eq!((disc_volumes(3_000_000), disc_volume_size(3_000_000)), (1, 2_812_416));
     }
 
     #[test]

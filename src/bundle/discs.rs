@@ -301,3 +301,6 @@ pub fn readme(m: &Manifest, n: usize) -> String {
     }
     t
 }
+
+#[cfg(test)]
+mod tests;
