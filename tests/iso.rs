@@ -340,3 +340,94 @@ fn the_dry_run_plans_the_discs_the_pack_then_writes() {
         assert!(size <= bound && bound <= 1_200_000, "image {size}, planned at most {bound}");
     }
 }
+
+/// An OCI layout in `dir` of one image whose layers are sparse files of zeros of `sizes`
+/// bytes (cheap to make, read at memory speed); returns its source.
+fn sparse_layout(dir: &Path, sizes: &[u64]) -> String {
+    use sha2::Digest as _;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = common::sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len() as u64)
+    };
+    let zeros = vec![0u8; 1 << 20];
+    let mut layers = Vec::new();
+    for &size in sizes {
+        let mut hasher = sha2::Sha256::new();
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            hasher.update(&zeros[..n]);
+            left -= n as u64;
+        }
+        let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::File::create(blobs.join(&hex)).unwrap().set_len(size).unwrap();
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": format!("sha256:{hex}"), "size": size }));
+    }
+    let config = put(&serde_json::to_vec(&serde_json::json!({ "architecture": "amd64", "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": [] } }))
+    .unwrap());
+    let manifest = put(&serde_json::to_vec(&serde_json::json!({ "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.0, "size": config.1 },
+        "layers": layers }))
+    .unwrap());
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest.0, "size": manifest.1,
+        "annotations": { "org.opencontainers.image.ref.name": "big" } }] });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    format!("oci:{}", dir.display())
+}
+
+/// Must-show 2 at full size: `pack --media dvd --iso` of 4.6 GB over two DVDs.
+#[test]
+fn dvd_images_fit_a_dvd_list_their_files_and_disc_two_verifies_alone() {
+    if !have_readers() {
+        return;
+    }
+    const DVD: u64 = 4_700_372_992;
+    // On the local disk (the temp dir may be a tmpfs): two DVD images are written there.
+    let tmp = tempfile::Builder::new().prefix("airlift-dvd").tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (key, public) = common::keygen(&tmp.path().join("keys"), "site");
+    // With the executable, more than two DVD volumes (2,316,632,064 bytes each): two discs.
+    let source = sparse_layout(&tmp.path().join("layout"), &[2_300_000_000, 2_300_000_001]);
+    let out = tmp.path().join("bundle");
+    let started = std::time::Instant::now();
+    let doc = pack(&key, &out, &source, &["--media", "dvd", "--iso"]);
+    eprintln!("pack --media dvd --iso of 4.6 GB: {:?}", started.elapsed());
+    let discs = discs(&doc);
+    assert_eq!(discs.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(), [2, 1], "{doc}");
+    for (image, (label, volumes)) in doc["images"].as_array().unwrap().iter().zip(&discs) {
+        let iso = out.join(image["file"].as_str().unwrap());
+        let bytes = std::fs::metadata(&iso).unwrap().len();
+        assert!(bytes <= DVD, "{} is {bytes} bytes, a DVD holds {DVD}", iso.display());
+        let mut expected: BTreeSet<String> = shared_files().into_iter().chain(volumes.iter().cloned()).collect();
+        expected.insert("airlift".into());
+        assert_eq!(xorriso_files(&iso), expected, "xorriso -find {} ({label})", iso.display());
+    }
+    // The airlift copied off disc 1 runs.
+    let copied = tmp.path().join("airlift");
+    let disc1 = out.join("ocp.disc01.iso");
+    common::run_ok(
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(&disc1)
+            .arg("-extract")
+            .arg("/airlift")
+            .arg(&copied),
+    );
+    assert!(common::run_ok(Command::new(&copied).arg("--version")).contains(env!("CARGO_PKG_VERSION")));
+    std::fs::remove_file(&disc1).unwrap();
+    let Some(mounted) = mount(&out.join("ocp.disc02.iso"), &tmp.path().join("disc2")) else { return };
+    let o = airlift().arg("verify").arg(&mounted.dir).arg("--key").arg(&public).arg("--json").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let states: Vec<&str> =
+        report["volumes"].as_array().unwrap().iter().map(|v| v["status"].as_str().unwrap()).collect();
+    assert_eq!(states, ["missing", "missing", "ok"], "{report}");
+    eprintln!("the DVD test took {:?}", started.elapsed());
+}
