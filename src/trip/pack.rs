@@ -150,7 +150,7 @@ pub struct Plan {
     pub id: String,
     pub settings: Settings,
     /// The discs asked for, if any (the layout chosen is `settings.discs`).
-    pub disc_shape: Option<DiscShape>,
+    pub discs: Option<DiscShape>,
     registry: Option<RegistrySource>,
     /// The registry blobs to fetch, with the image that needs each.
     wanted: Vec<(ImageRef, BlobRef)>,
@@ -249,24 +249,8 @@ impl Plan {
         items.extend(blobs);
         let (bases, omitted) = held.omit(&mut items, &layers, &mut wanted);
 
-        let spec = fit_discs(&mut shape, &items, &images)?;
-        let id = bundle_id(key_id, &shape, &items, (&catalogs, &omitted));
-        let settings = settings(&shape, spec);
-        let disc_shape = shape.discs;
-        Ok(Plan {
-            images,
-            items,
-            releases,
-            catalogs,
-            channels,
-            bases,
-            omitted,
-            id,
-            settings,
-            disc_shape,
-            registry,
-            wanted,
-        })
+        let (id, settings, discs) = finish_shape(shape, key_id, (&items, &images), (&catalogs, &omitted))?;
+        Ok(Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, discs, registry, wanted })
     }
 
     /// The bytes of every item.
@@ -295,7 +279,7 @@ impl Plan {
         let compressed = self.items.iter().filter(|i| i.compress == Compress::IfItPays).map(|i| i.size).max();
         needs.add(&s.dir, "a compressed entry's temp file", compressed.unwrap_or(0), 1)?;
         needs.add(&s.dir, "the manifest", manifest_estimate(&self.items, &self.images, chunks), 4)?;
-        if let (Some(shape), Some(spec)) = (self.disc_shape.filter(|d| d.iso), s.discs) {
+        if let (Some(shape), Some(spec)) = (self.discs.filter(|d| d.iso), s.discs) {
             let (bytes, files, what) = images_bound(&self.shared_bound(), s, shape, spec, volumes)?;
             needs.add(&s.dir, what, bytes, files)?;
         }
@@ -313,20 +297,8 @@ impl Plan {
 
     /// Write and sign the bundle while the registry blobs are fetched.
     pub fn write(self, key: &SecretKey, progress: &dyn Progress, fetch_progress: &dyn Progress) -> Result<Packed> {
-        let Plan {
-            images,
-            items,
-            releases,
-            catalogs,
-            channels,
-            bases,
-            omitted,
-            id,
-            settings,
-            disc_shape,
-            registry,
-            wanted,
-        } = self;
+        let Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, discs, registry, wanted } =
+            self;
         let dir = settings.dir.clone();
         let total = items.iter().map(|i| i.size).sum();
         let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
@@ -355,7 +327,7 @@ impl Plan {
         };
         let manifest = written?;
         let fetch = fetch.zip(registry.as_ref().map(|r| r.cache().root().to_path_buf()));
-        let images = match disc_shape.filter(|d| d.iso) {
+        let images = match discs.filter(|d| d.iso) {
             Some(shape) => {
                 let executable = items.iter().find(|i| i.kind == EntryKind::Installer).and_then(|i| match &i.content {
                     Content::File(path) => Some(path.clone()),
@@ -381,6 +353,19 @@ fn shared_bound(items: &[Item], images: &[Image], settings: &Settings) -> Vec<Me
     let installer = items.iter().find(|i| i.kind == EntryKind::Installer).map(|i| i.size);
     let (_, volumes, chunks) = volumes_bound(items, settings);
     discs::shared_bound(&settings.name, installer, manifest_estimate(items, images, chunks), volumes)
+}
+
+/// The bundle's id and the writer's settings, once the volume size and the volumes per
+/// disc are chosen for what the bundle holds (see [`fit_discs`]).
+fn finish_shape(
+    mut shape: Shape,
+    key_id: &[u8; 8],
+    (items, images): (&[Item], &[Image]),
+    recorded: (&[Catalog], &[Omitted]),
+) -> Result<(String, Settings, Option<DiscShape>)> {
+    let spec = fit_discs(&mut shape, items, images)?;
+    let id = bundle_id(key_id, &shape, items, recorded);
+    Ok((id, settings(&shape, spec), shape.discs))
 }
 
 /// Choose the volume size and the volumes per disc of `shape`'s discs (if any) for a
