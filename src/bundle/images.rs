@@ -58,25 +58,32 @@ pub fn write_images(m: &Manifest, how: &Images, progress: &dyn Progress) -> Resu
         .sum();
     // Each byte is copied, then read back and hashed.
     progress.start("disc images", 2 * data);
-    let mut images = Vec::new();
-    for (n, disc) in plan.discs.iter().enumerate() {
-        let file = names::iso_file(&m.name, n + 1, plan.discs.len());
-        let size = write_image(m, &signed, n, &how.dir.join(&file), how, progress)?;
-        if size > plan.capacity {
-            return Err(usage(format!("internal: {file} is {size} bytes, more than a disc's {}", plan.capacity)));
-        }
-        if !how.keep_volumes {
-            for v in &disc.files {
-                let path = how.dir.join(v);
-                std::fs::remove_file(&path).at(&path)?;
+    let written = (plan.discs.iter().enumerate())
+        .map(|(n, disc)| {
+            let file = names::iso_file(&m.name, n + 1, plan.discs.len());
+            let size = write_image(m, &signed, n, &how.dir.join(&file), how, progress)?;
+            if size > plan.capacity {
+                return Err(usage(format!("internal: {file} is {size} bytes, more than a disc's {}", plan.capacity)));
             }
-            sync_dir(&how.dir.join(&file))?;
-        }
-        images.push(DiscImage { file, label: disc.label.clone(), size, volumes: disc.files.clone() });
-    }
+            if !how.keep_volumes {
+                remove_volumes(how.dir, &disc.files)?;
+            }
+            Ok(DiscImage { file, label: disc.label.clone(), size, volumes: disc.files.clone() })
+        })
+        .collect::<Result<Vec<_>>>();
     progress.finish();
+    let images = written?;
     remove_stale_images(how.dir, &m.name, &images)?;
     Ok(images)
+}
+
+/// Remove `files` (a disc's volume files, now in its image) from `dir`, durably.
+fn remove_volumes(dir: &Path, files: &[String]) -> Result<()> {
+    for f in files {
+        let path = dir.join(f);
+        std::fs::remove_file(&path).at(&path)?;
+    }
+    sync_dir(&dir.join("."))
 }
 
 /// Write and commit the image of disc `n` at `dest`; its bytes.
