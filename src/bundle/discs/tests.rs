@@ -228,4 +228,10 @@ fn images_replace_the_volumes_and_a_changed_volume_never_lands_in_one() {
         .collect();
     assert_eq!(left, ["ocp.disc01.iso"], "no image of disc 2, no temp file");
     assert!(m.volumes.iter().all(|v| other.path().join(&v.file).exists()), "--keep-volumes");
+
+    // A volume swapped for a FIFO is never opened for reading (it would block).
+    std::fs::remove_file(&v2).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&v2).status().unwrap().success());
+    let e = write_images(&m, &how, &Silent).unwrap_err();
+    assert!(matches!(e, Error::Integrity(_)) && e.to_string().contains("is a FIFO"), "{e}");
 }
