@@ -151,10 +151,10 @@ root_store() {
 }
 
 # run_cache NAME CACHE CMD...: time CMD with its peak RSS: once after dropping the page cache
-# (cold), once as it is (once: a command that changes what it runs on), or three times
-# (warm; the fastest time and the highest RSS are kept). Appended to $RESULTS.
+# (cold), once as it is (once: a command that changes what it runs on), or BENCH_WARM_RUNS
+# times (warm, default 3; the fastest time and the highest RSS are kept). Appended to $RESULTS.
 run_cache() {
-    local name=$1 cache=$2 best="" rss=0 r runs=3; shift 2
+    local name=$1 cache=$2 best="" rss=0 r runs=${BENCH_WARM_RUNS:-3}; shift 2
     if [[ $cache == once ]]; then
         runs=1
     elif [[ $cache == cold ]]; then

@@ -207,9 +207,27 @@ pub struct PackArgs {
     /// Maximum size of one volume file (bytes, or k/M/G, KiB/MiB/GiB)
     #[arg(long, value_name = "SIZE", conflicts_with = "media")]
     pub volume_size: Option<ByteSize>,
-    /// Size volumes for a medium (default fat32, the 4 GiB file limit)
-    #[arg(long, value_enum)]
+    /// Size volumes for a medium (default fat32, the 4 GiB file limit). A disc (dvd: 4,700,372,992
+    /// bytes, dvd-dl: 8,543,666,176, bd25: 24,220,008,448) also puts the volumes on discs in
+    /// the signed manifest, each disc labelled (NAME_2OF5) and left room for the manifest,
+    /// signatures, README and airlift executable every disc carries
+    #[arg(long, value_enum, conflicts_with = "disc_size")]
     pub media: Option<Media>,
+    /// Discs of SIZE bytes, for media the presets do not cover (DVD-R: 4707319808): volumes are
+    /// sized as for a preset, or with --volume-size as many as fit go on each disc (a size
+    /// that cannot fit beside what every disc carries is refused)
+    #[arg(long, value_name = "SIZE")]
+    pub disc_size: Option<ByteSize>,
+    /// Also write one ISO 9660 image per disc, NAME.discNN.iso (needs a disc: --media
+    /// dvd|dvd-dl|bd25 or --disc-size): that disc's volumes, the signed manifest,
+    /// SHA256SUMS and their signatures, the airlift executable and a README with the
+    /// commands, Joliet and Rock Ridge names, never larger than the disc. Each disc's
+    /// volume files are removed once its image is written (the images hold them)
+    #[arg(long)]
+    pub iso: bool,
+    /// With --iso: keep the volume files beside the images
+    #[arg(long, requires = "iso")]
+    pub keep_volumes: bool,
     /// Maximum size of one stored chunk
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub chunk_size: ByteSize,

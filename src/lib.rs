@@ -12,6 +12,7 @@
 //! - [`oci`] (names, references, media types, the one image walk, layouts, `index.json`),
 //!   [`store`] (blobs, the one `BlobWriter`, `commit_file`, the `.airlift/` paths)
 //! - [`sigstore`] (cosign keys, signature verification, Rekor bundles, image policies)
+//! - [`iso9660`] (disc images of one flat directory, Joliet and Rock Ridge names)
 //! - [`digest`], [`minisign`], [`media`], [`text`], [`size`], [`space`] (free space
 //!   before a write), [`time`], [`progress`], [`workers`], [`error`]: values and helpers every layer may use
 
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod client;
 pub mod digest;
 pub mod error;
+pub mod iso9660;
 pub mod media;
 pub mod minisign;
 pub mod oci;

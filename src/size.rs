@@ -57,7 +57,9 @@ pub fn human(n: u64) -> String {
 /// Largest file FAT32 and ISO 9660 (without multi-extent files) can hold.
 pub const MAX_MEDIA_FILE: u64 = 4_294_967_295;
 
-/// Room left on a disc for the filesystem and the bundle's small files.
+/// Room left on a disc for the filesystem and the bundle's small files (the manifest,
+/// its signatures, the airlift executable, a README): 64 MiB, or a sixteenth of a disc
+/// smaller than a GiB. Pack lowers the volume size when what every disc carries needs more.
 const DISC_RESERVE: u64 = 64 << 20;
 
 /// Media the volume size can be chosen for.
@@ -87,21 +89,30 @@ impl Media {
 
     /// Volumes that fit on one medium.
     pub fn volumes_per_medium(self) -> u64 {
-        match self.capacity() {
-            None => 1,
-            Some(c) => (c - DISC_RESERVE).div_ceil(MAX_MEDIA_FILE),
-        }
+        self.capacity().map_or(1, disc_volumes)
     }
 
     /// Volume size: the medium (less a reserve) split into files no larger than the
     /// FAT32/ISO 9660 limit, rounded down to whole tar blocks.
     pub fn volume_size(self) -> u64 {
-        let raw = match self.capacity() {
-            None => MAX_MEDIA_FILE,
-            Some(c) => (c - DISC_RESERVE) / self.volumes_per_medium(),
-        };
-        raw / 512 * 512
+        self.capacity().map_or(MAX_MEDIA_FILE / 512 * 512, disc_volume_size)
     }
+}
+
+fn disc_reserve(capacity: u64) -> u64 {
+    DISC_RESERVE.min(capacity / 16)
+}
+
+/// Volumes on a disc of `capacity` bytes (`--media`, `--disc-size`): as few as keep each
+/// under the FAT32/ISO 9660 file limit once the reserve is left.
+pub fn disc_volumes(capacity: u64) -> u64 {
+    (capacity - disc_reserve(capacity)).div_ceil(MAX_MEDIA_FILE).max(1)
+}
+
+/// The volume size for a disc of `capacity` bytes: what is left after the reserve,
+/// shared by [`disc_volumes`] volumes, in whole tar blocks.
+pub fn disc_volume_size(capacity: u64) -> u64 {
+    (capacity - disc_reserve(capacity)) / disc_volumes(capacity) / 512 * 512
 }
 
 /// A duration like `30d`, `12h`, `90m`, `45s` or `2w`.
@@ -156,6 +167,9 @@ mod tests {
         }
         assert_eq!(Media::Dvd.volumes_per_medium(), 2);
         assert_eq!(Media::Bd25.volumes_per_medium(), 6);
+        // --disc-size: the same split; a small disc keeps a sixteenth, not 64 MiB.
+        assert_eq!((disc_volumes(4_707_319_808), disc_volume_size(4_707_319_808)), (2, 2_320_105_472));
+        assert_eq!((disc_volumes(3_000_000), disc_volume_size(3_000_000)), (1, 2_812_416));
     }
 
     #[test]

@@ -383,3 +383,24 @@ fn unpack_to_a_registry_checks_the_staging_store() {
     assert!(done.status.success(), "{}", stderr(&done));
     assert!(dist.digest("mirror/src:img-1").starts_with("sha256:"));
 }
+
+#[test]
+fn pack_iso_counts_its_images_and_the_volumes_it_removes_as_each_is_written() {
+    let fx = fixture();
+    let mnt = fx.tmp.path().join("mnt");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, 11 * MIB / 4) else { return };
+    let out = mnt.join("bundle");
+    let iso = ["--disc-size", "1200000", "--iso", "--json"];
+    // Every image beside every volume does not fit; the error says the images are why.
+    let kept = fx.pack(&out, &[&iso[..], &["--keep-volumes"]].concat());
+    assert_refused(&kept, &mnt);
+    let doc: Value = serde_json::from_slice(&kept.stdout).unwrap();
+    let what = doc["space"]["filesystems"][0]["what"].to_string();
+    assert!(what.contains("disc images"), "{what}");
+    // Each disc's volumes removed once its image is written: the bundle and one image fit.
+    let packed = fx.pack(&out, &iso);
+    assert!(packed.status.success(), "{}", stderr(&packed));
+    let doc: Value = serde_json::from_slice(&packed.stdout).unwrap();
+    assert_eq!(doc["images"].as_array().unwrap().len(), 2, "{doc}");
+    assert!(files(&out).iter().all(|f| !f.ends_with(".tar")), "the volumes are in the images: {:?}", files(&out));
+}

@@ -23,6 +23,7 @@ mod graphdata;
 mod guards;
 mod imageset;
 mod install;
+mod iso;
 mod keys;
 mod media;
 mod openshift;

@@ -45,6 +45,19 @@ pub fn disc_label(bundle: &str, n: usize, count: usize) -> String {
     format!("{head}{tail}")
 }
 
+/// The ISO 9660 image of disc `n` (1-based) of `count` (`pack --iso`), numbered with as
+/// many digits as `count` has (at least two), so images sort in disc order.
+pub fn iso_file(bundle: &str, n: usize, count: usize) -> String {
+    let width = count.to_string().len().max(2);
+    format!("{bundle}.disc{n:0width$}.iso")
+}
+
+/// The plain-text guide on every disc: what the bundle is, its discs, the commands.
+pub const DISC_README: &str = "README.txt";
+
+/// The airlift executable on every disc.
+pub const DISC_EXECUTABLE: &str = "airlift";
+
 /// What [`disc_label`] can produce.
 pub fn valid_disc_label(label: &str) -> bool {
     !label.is_empty()
@@ -132,6 +145,8 @@ mod tests {
         assert!(valid_disc_label(&long) && valid_disc_label("OCP_1OF1"));
         assert!(!valid_disc_label("ocp_1of1") && !valid_disc_label("") && !valid_disc_label(&"A".repeat(33)));
         assert_eq!(parity_file("ocp", 2), "ocp.parity.0002");
+        assert_eq!(iso_file("ocp", 2, 5), "ocp.disc02.iso");
+        assert_eq!(iso_file("ocp", 7, 120), "ocp.disc007.iso");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Signing the manifest and SHA256SUMS in minisign's format, with a trusted comment
 //! that binds the signature to the bundle id, name, sequence and expiry.
 
+use std::path::Path;
+
 use crate::bundle::manifest::Manifest;
+use crate::bundle::names;
 use crate::error::{integrity, Result};
 use crate::minisign::{PublicKey, SecretKey};
 
@@ -41,4 +44,59 @@ pub fn check_comment(comment: &str, m: &Manifest, file: &str) -> Result<()> {
 /// `sha256sum` writes.
 pub fn sums_text(m: &Manifest) -> String {
     m.all_volumes().map(|v| format!("{}  {}\n", v.sha256.hex(), v.file)).collect()
+}
+
+/// The four small signed files of a bundle, as bytes: the manifest and `SHA256SUMS`, each
+/// with its signature. They are written beside the volumes and copied onto every disc.
+pub struct Signed {
+    pub manifest: Vec<u8>,
+    pub manifest_sig: Vec<u8>,
+    pub sums: Vec<u8>,
+    pub sums_sig: Vec<u8>,
+}
+
+impl Signed {
+    /// Sign `m` (validated) and its `SHA256SUMS` with `key`.
+    pub fn new(m: &Manifest, key: &SecretKey) -> Signed {
+        let manifest = m.to_bytes();
+        let sums = sums_text(m).into_bytes();
+        Signed {
+            manifest_sig: sign(key, &manifest, m, &names::manifest_file(&m.name)).into_bytes(),
+            sums_sig: sign(key, &sums, m, &names::sums_file(&m.name)).into_bytes(),
+            manifest,
+            sums,
+        }
+    }
+
+    /// The signed files of `m` as written in `dir`: the signatures read back (bounded)
+    /// and checked with `key`, for them to be copied elsewhere (disc images).
+    pub fn load(dir: &Path, m: &Manifest, key: &PublicKey) -> Result<Signed> {
+        let manifest = m.to_bytes();
+        let sums = sums_text(m).into_bytes();
+        let read = |file: &str, bytes: &[u8]| -> Result<Vec<u8>> {
+            let path = dir.join(names::signature_file(file));
+            let sig = crate::bundle::reader::read_signature(&path)?
+                .ok_or_else(|| integrity(format!("{}: missing", path.display())))?;
+            check_comment(&verify(key, bytes, &sig)?, m, file)?;
+            Ok(sig)
+        };
+        Ok(Signed {
+            manifest_sig: read(&names::manifest_file(&m.name), &manifest)?,
+            sums_sig: read(&names::sums_file(&m.name), &sums)?,
+            manifest,
+            sums,
+        })
+    }
+
+    /// Each file's name in a bundle called `name`, with its bytes; the manifest last, so
+    /// a bundle is complete when its manifest is there.
+    pub fn files(&self, name: &str) -> [(String, &[u8]); 4] {
+        let (manifest, sums) = (names::manifest_file(name), names::sums_file(name));
+        [
+            (sums.clone(), &self.sums),
+            (names::signature_file(&sums), &self.sums_sig),
+            (names::signature_file(&manifest), &self.manifest_sig),
+            (manifest, &self.manifest),
+        ]
+    }
 }

@@ -70,6 +70,9 @@ pub struct Settings {
     pub expires: Option<u64>,
     pub volume_size: u64,
     pub chunk_size: u64,
+    /// The discs the volumes go on (`--media` naming a disc, `--disc-size`), recorded in
+    /// the manifest; none for other media.
+    pub discs: Option<crate::bundle::discs::DiscSpec>,
 }
 
 /// Where one part of an entry goes.
@@ -336,8 +339,9 @@ impl<'a> BundleWriter<'a> {
         Ok(())
     }
 
-    /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
-    /// and remove volumes of an earlier, larger bundle of the same name.
+    /// Close the last volume, place the volumes on discs (when asked), write SHA256SUMS
+    /// and the manifest with their signatures, and remove volumes of an earlier, larger
+    /// bundle of the same name.
     pub fn finish(mut self, contents: Contents, key: &SecretKey) -> Result<Manifest> {
         self.finish_volume()?;
         let s = &self.settings;
@@ -365,17 +369,17 @@ impl<'a> BundleWriter<'a> {
             volumes: self.volumes,
             chunks: self.chunks,
         };
-        manifest.validate()?;
-        let sums_name = names::sums_file(&s.name);
-        let sums = sign::sums_text(&manifest);
-        write_atomic(&s.dir.join(&sums_name), sums.as_bytes())?;
-        let sums_sig = sign::sign(key, sums.as_bytes(), &manifest, &sums_name);
-        write_atomic(&s.dir.join(names::signature_file(&sums_name)), sums_sig.as_bytes())?;
-        let manifest_name = names::manifest_file(&s.name);
-        let bytes = manifest.to_bytes();
-        let sig = sign::sign(key, &bytes, &manifest, &manifest_name);
-        write_atomic(&s.dir.join(names::signature_file(&manifest_name)), sig.as_bytes())?;
-        write_atomic(&s.dir.join(&manifest_name), &bytes)?;
+        let (manifest, signed) = match s.discs {
+            Some(spec) => crate::bundle::discs::place(manifest, spec, key)?,
+            None => {
+                manifest.validate()?;
+                let signed = sign::Signed::new(&manifest, key);
+                (manifest, signed)
+            }
+        };
+        for (file, bytes) in signed.files(&s.name) {
+            write_atomic(&s.dir.join(file), bytes)?;
+        }
         remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len())?;
         Ok(manifest)
     }
@@ -678,6 +682,7 @@ mod tests {
             expires: None,
             volume_size: MIN_VOLUME,
             chunk_size: MIN_CHUNK,
+            discs: None,
         }
     }
 

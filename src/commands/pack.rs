@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::bundle::manifest::EntryKind;
+use crate::bundle::discs::PlannedDisc;
+use crate::bundle::images::DiscImage;
+use crate::bundle::manifest::{EntryKind, Manifest};
 use crate::bundle::names;
 use crate::cli::{PackArgs, Signatures};
 use crate::error::{usage, Status};
@@ -15,7 +17,7 @@ use crate::output::Output;
 use crate::size::{human, Media};
 use crate::trip::attached::{Keys, Policy};
 use crate::trip::delta::Have;
-use crate::trip::pack::{Note, Packed, Plan, RegistryOptions, Request, Shape};
+use crate::trip::pack::{DiscShape, Note, Packed, Plan, RegistryOptions, Request, Shape};
 use crate::trip::plan::{changes_since, mapping, Changes, PLACEHOLDER_DEST};
 use crate::trip::publish::Destination;
 use crate::trip::releases::GraphOptions;
@@ -24,10 +26,12 @@ use clap::ValueEnum;
 pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = args.key.as_deref().map(|k| super::load_secret_key(k, args.password_file.as_deref())).transpose()?;
     let created = crate::time::now_or_source_date().map_err(usage)?;
-    let volume_size = match (args.volume_size, args.media) {
-        (Some(s), _) => s.0,
-        (None, Some(m)) => m.volume_size(),
-        (None, None) => Media::Fat32.volume_size(),
+    let discs = disc_shape(args)?;
+    let volume_size = match (args.volume_size, args.media, discs) {
+        (Some(s), _, _) => s.0,
+        (None, Some(m), _) => m.volume_size(),
+        (None, None, Some(d)) => crate::size::disc_volume_size(d.capacity),
+        (None, None, None) => Media::Fat32.volume_size(),
     };
     let shape = Shape {
         out: args.out.clone(),
@@ -38,6 +42,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         expires_in: args.expires.map(|d| d.0),
         volume_size,
         chunk_size: args.chunk_size.0,
+        discs,
     };
     let note = |n: Note| tell(out, n);
     // A dry run without a key: only the bundle id differs from the real pack's.
@@ -49,6 +54,8 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         crate::store::write_atomic(file, mapping_text(args, &plan)?.as_bytes())?;
         out.info(format!("mapping of {} image(s) written to {}", plan.images.len(), file.display()));
     }
+    // The volume size a disc preset gave is lowered when the discs need the room.
+    let volume_size = plan.settings.volume_size;
     match key {
         Some(key) if !args.dry_run => write(args, out, plan, &key, volume_size)?,
         _ => {
@@ -57,6 +64,24 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         }
     }
     Ok(Status::Ok)
+}
+
+/// The discs `--media` or `--disc-size` name, if any; `--iso` needs one.
+fn disc_shape(args: &PackArgs) -> anyhow::Result<Option<DiscShape>> {
+    let capacity = args.disc_size.map(|s| s.0).or_else(|| args.media.and_then(Media::capacity));
+    let Some(capacity) = capacity else {
+        if args.iso {
+            return Err(usage("--iso needs a disc: --media dvd|dvd-dl|bd25, or --disc-size BYTES").into());
+        }
+        return Ok(None);
+    };
+    Ok(Some(DiscShape {
+        capacity,
+        per_disc: crate::size::disc_volumes(capacity) as usize,
+        fixed_volume_size: args.volume_size.is_some(),
+        iso: args.iso,
+        keep_volumes: args.keep_volumes,
+    }))
 }
 
 /// `--mapping`'s lines for the plan's images.
@@ -95,6 +120,7 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64, changes
         media.map(|(m, n)| format!(", {n} {} medium(s)", media_name(m))).unwrap_or_default()
     ));
     out.info(format!("to fetch: {} blob(s), {} not in the cache", report.fetch.blobs, bytes(report.fetch.bytes)));
+    disc_lines(&report.discs, plan.settings.discs.map(|d| d.capacity), args.iso).into_iter().for_each(|l| out.info(l));
     changes.iter().for_each(|c| tell_changes(out, c));
     out.document(&serde_json::json!({
         "status": "ok",
@@ -111,11 +137,28 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64, changes
         "volume_size": volume_size,
         "volumes": report.volumes,
         "media": media.map(|(m, n)| serde_json::json!({ "kind": media_name(m), "count": n })),
+        "discs": report.discs,
+        "iso": args.iso,
         "fetch": report.fetch,
         "mapping": args.mapping,
         "changes": changes,
     }));
     Ok(())
+}
+
+/// The discs a dry run plans, one line each, after a line saying how many.
+fn disc_lines(discs: &[PlannedDisc], capacity: Option<u64>, iso: bool) -> Vec<String> {
+    let Some(capacity) = capacity else { return Vec::new() };
+    let mut lines = vec![format!(
+        "{} disc(s) of {} ({capacity} bytes){}",
+        discs.len(),
+        human(capacity),
+        if iso { ", one ISO 9660 image each" } else { "" }
+    )];
+    lines.extend(
+        discs.iter().map(|d| format!("  {}: {} (image at most {} bytes)", d.label, d.volumes.join(" "), d.image_bytes)),
+    );
+    lines
 }
 
 /// Changes shown in full; the rest are counted (the JSON document has them all).
@@ -157,7 +200,7 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
     }
     let total = plan.total();
     let (progress, fetch_progress) = (out.progress(), out.progress());
-    let Packed { manifest, fetch } =
+    let Packed { manifest, images, fetch } =
         plan.write(key, progress.as_ref(), fetch_progress.as_ref()).map_err(super::trip_error)?;
     if let Some((report, cache)) = &fetch {
         out.info(format!(
@@ -182,6 +225,7 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
     ));
     super::catalog::print(out, &manifest.catalogs);
     super::verify::differential_lines(&manifest).into_iter().for_each(|l| out.info(l));
+    image_lines(args, &manifest, &images).into_iter().for_each(|l| out.info(l));
     out.data(format!("bundle {} ({}) written to {}", manifest.name, manifest.id, manifest_path.display()));
     out.document(&serde_json::json!({
         "status": "ok",
@@ -201,12 +245,36 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
         "catalogs": super::catalog::document(&manifest.catalogs),
         "differential": super::verify::differential_document(&manifest),
         "volumes": manifest.volumes,
+        "discs": manifest.discs,
+        "images": images,
         "chunks": manifest.chunks.len(),
         "bytes_in": total,
         "bytes_stored": stored,
         "fetch": fetch.map(|(report, _)| report),
     }));
     Ok(())
+}
+
+/// The discs of a written bundle and, with `--iso`, their images, one line each.
+fn image_lines(args: &PackArgs, manifest: &Manifest, images: &[DiscImage]) -> Vec<String> {
+    let Some(discs) = &manifest.discs else { return Vec::new() };
+    let mut lines = vec![format!("{} disc(s) of {} bytes", discs.discs.len(), discs.capacity)];
+    if images.is_empty() {
+        lines.extend(discs.discs.iter().map(|d| format!("  {}: {}", d.label, d.files.join(" "))));
+        return lines;
+    }
+    lines.extend(
+        images.iter().map(|i| {
+            format!("  {} ({}): {} ({} bytes), {}", i.file, i.label, human(i.size), i.size, i.volumes.join(" "))
+        }),
+    );
+    if !args.keep_volumes {
+        lines.push(format!(
+            "the volume files are in the images now (removed from {}; --keep-volumes keeps them)",
+            args.out.display()
+        ));
+    }
+    lines
 }
 
 /// What resolving says as it goes, on stderr.

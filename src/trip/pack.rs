@@ -7,13 +7,16 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::bundle::discs::{self, DiscSpec};
 use crate::bundle::ids::VolumeId;
+use crate::bundle::images::{write_images, DiscImage, Images};
 use crate::bundle::manifest::{Base, Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Omitted, Release};
 use crate::bundle::names;
 use crate::bundle::tar::{padded, BLOCK, END_OF_ARCHIVE};
 use crate::bundle::writer::{BundleWriter, Compress, Content, Contents, Item, Settings};
 use crate::digest::{Digest, Hasher};
 use crate::error::{usage, IoContext};
+use crate::iso9660::Meta;
 use crate::minisign::SecretKey;
 use crate::oci::layout::BlobRef;
 use crate::oci::layout::{LayoutSource, ResolvedImage, SourceLayout};
@@ -91,6 +94,25 @@ pub struct Shape {
     pub expires_in: Option<u64>,
     pub volume_size: u64,
     pub chunk_size: u64,
+    /// The discs the volumes go on (`--media` naming a disc, `--disc-size`).
+    pub discs: Option<DiscShape>,
+}
+
+/// Discs the bundle is laid out for.
+#[derive(Debug, Clone, Copy)]
+pub struct DiscShape {
+    /// Bytes one disc holds.
+    pub capacity: u64,
+    /// Volumes a disc (the preset's, or [`crate::size::disc_volumes`]).
+    pub per_disc: usize,
+    /// `--volume-size` was given: it stays, as many volumes as fit go on a disc, and a size
+    /// that cannot fit beside what every disc carries is refused; otherwise the volume
+    /// size is lowered until `per_disc` volumes fit.
+    pub fixed_volume_size: bool,
+    /// `--iso`: write one image per disc.
+    pub iso: bool,
+    /// `--keep-volumes`: keep the volume files once their disc's image is written.
+    pub keep_volumes: bool,
 }
 
 /// What resolving tells as it goes.
@@ -127,6 +149,8 @@ pub struct Plan {
     pub omitted: Vec<Omitted>,
     pub id: String,
     pub settings: Settings,
+    /// The discs asked for, if any (the layout chosen is `settings.discs`).
+    pub discs: Option<DiscShape>,
     registry: Option<RegistrySource>,
     /// The registry blobs to fetch, with the image that needs each.
     wanted: Vec<(ImageRef, BlobRef)>,
@@ -135,6 +159,8 @@ pub struct Plan {
 /// A written bundle.
 pub struct Packed {
     pub manifest: Manifest,
+    /// The disc images written (`--iso`).
+    pub images: Vec<DiscImage>,
     /// How the registry blobs were obtained, and the cache they are in.
     pub fetch: Option<(FetchReport, PathBuf)>,
 }
@@ -146,10 +172,13 @@ impl Plan {
     /// Resolve every source; blobs shared by images are stored once. Releases come
     /// first: a release image's payload names its components, which are packed with it.
     /// Registry images are resolved together (manifests only, several at a time).
-    pub fn resolve(request: &Request, shape: Shape, key_id: &[u8; 8], note: &dyn Fn(Note)) -> Result<Plan> {
+    pub fn resolve(request: &Request, mut shape: Shape, key_id: &[u8; 8], note: &dyn Fn(Note)) -> Result<Plan> {
         if !shape.force {
             refuse_existing_bundle(&shape.out, &shape.name)?;
         }
+        let mut items = front_items(request)?;
+        // A volume size that cannot fit a disc beside the executable is refused now.
+        fit_discs(&mut shape, &items, &[])?;
         let held = Held::load(&request.have)?;
         let (sources, mut release_sources, imageset) = all_sources(request, note)?;
         let channels = resolve_channels(imageset.as_ref(), request, &mut release_sources, note)?;
@@ -214,16 +243,14 @@ impl Plan {
             attached::verify_at_pack(reg, &images, &wanted, keys)?;
         }
 
-        let mut items = front_items(request)?;
         let mut releases = releases(&release_sources, payloads, &images)?;
         items.extend(release_signatures(request, &mut releases, note)?);
         items.extend(layout_items(&images));
         items.extend(blobs);
         let (bases, omitted) = held.omit(&mut items, &layers, &mut wanted);
 
-        let id = bundle_id(key_id, &shape, &items, (&catalogs, &omitted));
-        let settings = settings(shape);
-        Ok(Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, registry, wanted })
+        let (id, settings, discs) = finish_shape(shape, key_id, (&items, &images), (&catalogs, &omitted))?;
+        Ok(Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, discs, registry, wanted })
     }
 
     /// The bytes of every item.
@@ -240,7 +267,8 @@ impl Plan {
     /// for what writing the bundle puts there: its volumes (an upper bound, see
     /// [`volumes_bound`]; volumes a killed run of this bundle left are replaced one by
     /// one, so all but the largest count as free), the largest compressed item's temp
-    /// file, the manifest, and the registry blobs not in the cache yet.
+    /// file, the manifest, the disc images (`--iso`: see [`images_bound`]), and the
+    /// registry blobs not in the cache yet.
     pub fn check_space(&self) -> Result<()> {
         let s = &self.settings;
         let mut needs = Needs::new();
@@ -250,9 +278,11 @@ impl Plan {
         needs.add(&s.dir, "bundle volumes", volume_bytes.saturating_sub(replaced), volumes)?;
         let compressed = self.items.iter().filter(|i| i.compress == Compress::IfItPays).map(|i| i.size).max();
         needs.add(&s.dir, "a compressed entry's temp file", compressed.unwrap_or(0), 1)?;
-        let refs: u64 = self.images.iter().map(|i| i.blobs.len() as u64).sum();
-        let manifest = (chunks + self.items.len() as u64) * 1024 + refs * 256 + self.images.len() as u64 * 4096;
-        needs.add(&s.dir, "the manifest", manifest, 4)?;
+        needs.add(&s.dir, "the manifest", manifest_estimate(&self.items, &self.images, chunks), 4)?;
+        if let (Some(shape), Some(spec)) = (self.discs.filter(|d| d.iso), s.discs) {
+            let (bytes, files, what) = images_bound(&self.shared_bound(), s, shape, spec, volumes)?;
+            needs.add(&s.dir, what, bytes, files)?;
+        }
         if let Some(reg) = &self.registry {
             let cache = reg.cache();
             let mut seen = HashSet::new();
@@ -267,7 +297,9 @@ impl Plan {
 
     /// Write and sign the bundle while the registry blobs are fetched.
     pub fn write(self, key: &SecretKey, progress: &dyn Progress, fetch_progress: &dyn Progress) -> Result<Packed> {
-        let Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, registry, wanted } = self;
+        let Plan { images, items, releases, catalogs, channels, bases, omitted, id, settings, discs, registry, wanted } =
+            self;
+        let dir = settings.dir.clone();
         let total = items.iter().map(|i| i.size).sum();
         let arrivals = Arrivals::new(wanted.iter().map(|(_, b)| b.digest.clone()));
         let (written, fetched) = std::thread::scope(|scope| {
@@ -295,8 +327,85 @@ impl Plan {
         };
         let manifest = written?;
         let fetch = fetch.zip(registry.as_ref().map(|r| r.cache().root().to_path_buf()));
-        Ok(Packed { manifest, fetch })
+        let images = match discs.filter(|d| d.iso) {
+            Some(shape) => {
+                let executable = items.iter().find(|i| i.kind == EntryKind::Installer).and_then(|i| match &i.content {
+                    Content::File(path) => Some(path.clone()),
+                    Content::Bytes(_) => None,
+                });
+                let how = Images { dir: &dir, key: &key.public_key(), executable, keep_volumes: shape.keep_volumes };
+                write_images(&manifest, &how, progress).during(|| "writing the disc images")?
+            }
+            None => Vec::new(),
+        };
+        Ok(Packed { manifest, images, fetch })
     }
+
+    /// What every disc carries besides its volumes, at most (see [`discs::shared_bound`]).
+    pub fn shared_bound(&self) -> Vec<Meta> {
+        shared_bound(&self.items, &self.images, &self.settings)
+    }
+}
+
+/// What every disc of a bundle of `items` and `images` written with `settings` carries
+/// besides its volumes, at most.
+fn shared_bound(items: &[Item], images: &[Image], settings: &Settings) -> Vec<Meta> {
+    let installer = items.iter().find(|i| i.kind == EntryKind::Installer).map(|i| i.size);
+    let (_, volumes, chunks) = volumes_bound(items, settings);
+    discs::shared_bound(&settings.name, installer, manifest_estimate(items, images, chunks), volumes)
+}
+
+/// The bundle's id and the writer's settings, once the volume size and the volumes per
+/// disc are chosen for what the bundle holds (see [`fit_discs`]).
+fn finish_shape(
+    mut shape: Shape,
+    key_id: &[u8; 8],
+    (items, images): (&[Item], &[Image]),
+    recorded: (&[Catalog], &[Omitted]),
+) -> Result<(String, Settings, Option<DiscShape>)> {
+    let spec = fit_discs(&mut shape, items, images)?;
+    let id = bundle_id(key_id, &shape, items, recorded);
+    Ok((id, settings(&shape, spec), shape.discs))
+}
+
+/// Choose the volume size and the volumes per disc of `shape`'s discs (if any) for a
+/// bundle of `items` and `images` (see [`discs::fit`]); the volume size is lowered in
+/// `shape` when a preset's does not leave room for what every disc carries.
+fn fit_discs(shape: &mut Shape, items: &[Item], images: &[Image]) -> Result<Option<DiscSpec>> {
+    let Some(d) = shape.discs else { return Ok(None) };
+    let shared = shared_bound(items, images, &settings(shape, None));
+    let (volume_size, spec) =
+        discs::fit(&shape.name, d.capacity, shape.volume_size, d.per_disc, d.fixed_volume_size, &shared)?;
+    shape.volume_size = volume_size;
+    Ok(Some(spec))
+}
+
+/// A generous estimate of the manifest's bytes for `items` in `chunks` chunks and `images`.
+fn manifest_estimate(items: &[Item], images: &[Image], chunks: u64) -> u64 {
+    let refs: u64 = images.iter().map(|i| i.blobs.len() as u64).sum();
+    (chunks + items.len() as u64) * 1024 + refs * 256 + images.len() as u64 * 4096
+}
+
+/// What `--iso` adds to the bundle directory, at most: (bytes, files, what). Images of at
+/// most `spec.per_disc` volumes and what every disc carries (`shared`), one a disc for
+/// the `volumes` (at most) volumes; unless kept, each disc's volumes go once its image is
+/// committed, so beside the bundle there is one image and, for each image already
+/// written, the bytes it holds beyond its volumes.
+fn images_bound(
+    shared: &[Meta],
+    s: &Settings,
+    shape: DiscShape,
+    spec: DiscSpec,
+    volumes: u64,
+) -> Result<(u64, u64, &'static str)> {
+    let per = spec.per_disc.max(1) as u64;
+    let image = discs::image_bound(&s.name, shared, spec.per_disc, s.volume_size)?.min(spec.capacity);
+    let discs = volumes.div_ceil(per).max(1);
+    if shape.keep_volumes {
+        return Ok((image * discs, discs, "disc images"));
+    }
+    let beyond = image.saturating_sub(per * s.volume_size);
+    Ok((image + (discs - 1) * beyond, discs, "disc images (each disc's volumes removed once its image is written)"))
 }
 
 /// The images this pack builds (rebuilt catalogs, the graph-data image): no registry has
@@ -310,11 +419,11 @@ fn built_here(resolved: &Resolved, catalogs: &[Catalog]) -> HashSet<Digest> {
         .collect()
 }
 
-/// The writer's settings for a bundle of `shape`.
-fn settings(shape: Shape) -> Settings {
+/// The writer's settings for a bundle of `shape` laid out on discs by `discs`.
+fn settings(shape: &Shape, discs: Option<DiscSpec>) -> Settings {
     Settings {
-        dir: shape.out,
-        name: shape.name,
+        dir: shape.out.clone(),
+        name: shape.name.clone(),
         sequence: shape.sequence.unwrap_or(shape.created),
         created: shape.created,
         // From now: SOURCE_DATE_EPOCH fixes the creation time (reproducible), but a
@@ -322,6 +431,7 @@ fn settings(shape: Shape) -> Settings {
         expires: shape.expires_in.map(|d| crate::time::now().saturating_add(d)),
         volume_size: shape.volume_size,
         chunk_size: shape.chunk_size,
+        discs,
     }
 }
 
@@ -961,6 +1071,7 @@ mod tests {
                 expires: None,
                 volume_size,
                 chunk_size,
+                discs: None,
             };
             let items: Vec<Item> = sizes.iter().enumerate().map(|(n, &s)| item(n, s)).collect();
             let (bytes, volumes, chunks) = volumes_bound(&items, &settings());

@@ -14,7 +14,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::bundle::discs::{planned, PlannedDisc};
+use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{Catalog, EntryKind, Image, Manifest, Release};
+use crate::bundle::names;
 use crate::bundle::reader::read_signed_manifest;
 use crate::bundle::receipt::Receipt;
 use crate::bundle::writer::{Compress, DryLayout, Settings};
@@ -55,6 +58,9 @@ pub struct Report {
     pub volumes: Vec<u64>,
     /// The bytes of every volume.
     pub bytes_stored: u64,
+    /// The discs the volumes go on (`--media` naming a disc, `--disc-size`), with what
+    /// each image takes at most.
+    pub discs: Vec<PlannedDisc>,
     /// Registry blobs not yet in the cache when the dry run started.
     pub fetch: Fetch,
 }
@@ -87,7 +93,10 @@ pub struct Fetch {
 impl Report {
     /// Media of `media`'s kind the volumes take (one volume a medium for fat32).
     pub fn media(&self, media: Media) -> u64 {
-        (self.volumes.len() as u64).div_ceil(media.volumes_per_medium())
+        match self.discs.len() {
+            0 => (self.volumes.len() as u64).div_ceil(media.volumes_per_medium()),
+            n => n as u64,
+        }
     }
 }
 
@@ -112,11 +121,21 @@ pub(crate) fn report(
             wanted.iter().filter(|(_, b)| compressed.contains(&b.digest)).cloned().collect();
         reg.fetch_now(&small)?;
     }
+    let (name, disc_spec) = (settings.name.clone(), settings.discs);
     let mut layout = DryLayout::new(settings, plan.id.clone())?;
     for item in &plan.items {
         layout.add(item)?;
     }
     let volumes = layout.finish();
+    let discs = match disc_spec {
+        Some(spec) => {
+            let named: Vec<(String, u64)> = (volumes.iter().enumerate())
+                .map(|(i, &size)| (names::volume_file(&name, VolumeId::new(i)), size))
+                .collect();
+            planned(&name, &named, spec, &plan.shared_bound())?
+        }
+        None => Vec::new(),
+    };
     let blobs: Vec<u64> = plan.items.iter().filter(|i| i.kind == EntryKind::Blob).map(|i| i.size).collect();
     let carried: u64 = blobs.iter().sum();
     // pack --have/--since: the layers the far side holds are left out of plan.items.
@@ -131,6 +150,7 @@ pub(crate) fn report(
         bytes_in: plan.total(),
         bytes_stored: volumes.iter().sum(),
         volumes,
+        discs,
         fetch,
     })
 }
