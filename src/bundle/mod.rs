@@ -8,6 +8,7 @@ pub mod extract;
 pub mod ids;
 pub mod manifest;
 pub mod names;
+pub mod parity;
 pub mod reader;
 pub mod receipt;
 pub mod sign;

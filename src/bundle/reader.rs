@@ -223,11 +223,24 @@ pub enum VolumeStatus {
     Damaged,
     Missing,
     Foreign,
+    /// Missing or damaged on the media (its problems say which), rebuilt from the
+    /// recovery volumes and read whole from the rebuilt copy.
+    Rebuilt,
+}
+
+/// A data volume (a tar of chunks) or a recovery volume (parity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeKind {
+    Data,
+    Recovery,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeReport {
+    /// The volume's number among those of its kind, from 1.
     pub volume: u32,
+    pub kind: VolumeKind,
     pub file: String,
     pub status: VolumeStatus,
     pub size: u64,
@@ -271,10 +284,24 @@ impl Bundle {
         jobs: usize,
         progress: &dyn Progress,
     ) -> Result<VolumeReport> {
+        self.read_volume_from(v, &self.volume_path(v), sink, jobs, progress)
+    }
+
+    /// [`Bundle::read_volume`] from a copy of volume `v` at `path` (one rebuilt from
+    /// parity).
+    pub fn read_volume_from(
+        &self,
+        v: VolumeId,
+        path: &Path,
+        sink: &dyn Sink,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<VolumeReport> {
         let vol = self.manifest.volume(v);
-        let path = self.volume_path(v);
+        let path = path.to_path_buf();
         let mut report = VolumeReport {
             volume: v.number(),
+            kind: VolumeKind::Data,
             file: vol.file.clone(),
             status: VolumeStatus::Ok,
             size: vol.size,
@@ -609,7 +636,7 @@ impl Bundle {
 type VolumeFile<'a> = (&'a File, &'a Path, u64);
 
 /// A problem of the volume as a whole (no chunk), at its start.
-fn whole(problem: String) -> Problem {
+pub(crate) fn whole(problem: String) -> Problem {
     Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] }
 }
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::bundle::extract::Extractor;
 use crate::bundle::ids::EntryId;
 use crate::bundle::manifest::{Compression, EntryKind};
-use crate::bundle::reader::{Action, Bundle, Sink, VolumeReport, VolumeStatus};
+use crate::bundle::reader::{Action, Bundle, Sink, VolumeKind, VolumeReport, VolumeStatus};
 use crate::bundle::trust::{self, Claim, Record};
 use crate::digest::Digest;
 use crate::error::Result;
@@ -148,6 +148,7 @@ impl<'a> Unpack<'a> {
                 let volume = bundle.manifest.volume(v);
                 reports.push(VolumeReport {
                     volume: v.number(),
+                    kind: VolumeKind::Data,
                     file: volume.file.clone(),
                     status: VolumeStatus::Skipped,
                     size: volume.size,
