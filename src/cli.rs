@@ -210,6 +210,12 @@ pub struct PackArgs {
     /// Maximum size of one stored chunk
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub chunk_size: ByteSize,
+    /// Also write N recovery volumes (NAME.parity.0001, …; N% of the data volumes, rounded
+    /// up): Reed–Solomon parity over the data volumes, signed like them, so that any N lost
+    /// or damaged volumes, data or recovery, can be rebuilt (`airlift repair`; unpack does it
+    /// on the fly). Each is as large as the largest data volume
+    #[arg(long, value_name = "N|P%")]
+    pub parity: Option<crate::bundle::parity::Amount>,
     /// Sequence number of this bundle among the bundles of its name and key; unpack refuses
     /// an older one, and another bundle under a sequence it accepted. Default: the signed
     /// creation time in seconds since the epoch (SOURCE_DATE_EPOCH when set), so it grows by

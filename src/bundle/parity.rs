@@ -24,6 +24,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use tempfile::NamedTempFile;
 
+use crate::bundle::manifest::{Parity, Volume, PARITY_CODE};
+use crate::bundle::names;
 use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::progress::Progress;
@@ -87,6 +89,31 @@ impl std::str::FromStr for Amount {
             },
         }
     }
+}
+
+/// Compute `amount` recovery volumes over the data `volumes` of bundle `name` in `dir`
+/// (pack, after the last data volume): the manifest's parity section.
+pub fn encode(
+    dir: &Path,
+    name: &str,
+    volumes: &[Volume],
+    amount: Amount,
+    progress: &dyn Progress,
+) -> Result<Parity> {
+    let count = amount.count(volumes.len())?;
+    let shard = shard_size(volumes.len(), count);
+    let length = volumes.iter().map(|v| v.size).max().unwrap_or(0);
+    let data = volumes.iter().map(|v| Slot { source: Some(dir.join(&v.file)), size: v.size, target: None });
+    let files: Vec<String> = (1..=count).map(|n| names::parity_file(name, n)).collect();
+    let recovery =
+        files.iter().map(|f| Slot { source: None, size: length, target: Some(Target { dest: dir.join(f), sha256: None }) });
+    let slots: Vec<Slot> = data.chain(recovery).collect();
+    let digests = run(volumes.len(), shard, &slots, progress)?;
+    Ok(Parity {
+        code: PARITY_CODE.to_string(),
+        shard_size: shard,
+        volumes: files.into_iter().zip(digests).map(|(file, sha256)| Volume { file, size: length, sha256 }).collect(),
+    })
 }
 
 /// One volume of a parity computation. Slots are in manifest order: the `K` data volumes,

@@ -70,6 +70,8 @@ pub struct Settings {
     pub expires: Option<u64>,
     pub volume_size: u64,
     pub chunk_size: u64,
+    /// Recovery volumes to compute over the data volumes (`pack --parity`).
+    pub parity: Option<crate::bundle::parity::Amount>,
 }
 
 /// Where one part of an entry goes.
@@ -336,11 +338,16 @@ impl<'a> BundleWriter<'a> {
         Ok(())
     }
 
-    /// Close the last volume, write SHA256SUMS and the manifest with their signatures,
-    /// and remove volumes of an earlier, larger bundle of the same name.
+    /// Close the last volume, compute the recovery volumes (`parity`), write SHA256SUMS
+    /// and the manifest with their signatures, and remove volumes of an earlier, larger
+    /// bundle of the same name.
     pub fn finish(mut self, contents: Contents, key: &SecretKey) -> Result<Manifest> {
         self.finish_volume()?;
         let s = &self.settings;
+        let parity = match s.parity {
+            Some(amount) => Some(crate::bundle::parity::encode(&s.dir, &s.name, &self.volumes, amount, self.progress)?),
+            None => None,
+        };
         let Contents { images, releases, catalogs, channels, bases, omitted } = contents;
         let manifest = Manifest {
             format: FORMAT.into(),
@@ -359,7 +366,7 @@ impl<'a> BundleWriter<'a> {
             channels,
             bases,
             omitted,
-            parity: None,
+            parity,
             discs: None,
             entries: self.entries,
             volumes: self.volumes,
@@ -376,7 +383,8 @@ impl<'a> BundleWriter<'a> {
         let sig = sign::sign(key, &bytes, &manifest, &manifest_name);
         write_atomic(&s.dir.join(names::signature_file(&manifest_name)), sig.as_bytes())?;
         write_atomic(&s.dir.join(&manifest_name), &bytes)?;
-        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len())?;
+        let recovery = manifest.parity.as_ref().map_or(0, |p| p.volumes.len());
+        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len(), recovery)?;
         Ok(manifest)
     }
 }
@@ -590,16 +598,20 @@ impl OpenVolume {
     }
 }
 
-fn remove_stale_volumes(dir: &Path, name: &str, count: usize) -> Result<()> {
-    let mut v = VolumeId::new(count);
-    loop {
-        let path = dir.join(names::volume_file(name, v));
-        if !path.exists() {
-            return Ok(());
+/// Remove the data volumes after the first `count` and the recovery volumes after the
+/// first `recovery` that an earlier bundle of this name left in `dir`.
+fn remove_stale_volumes(dir: &Path, name: &str, count: usize, recovery: usize) -> Result<()> {
+    let data = (count..).map(|v| names::volume_file(name, VolumeId::new(v)));
+    let parity = (recovery + 1..).map(|n| names::parity_file(name, n));
+    for files in [Box::new(data) as Box<dyn Iterator<Item = String>>, Box::new(parity)] {
+        for path in files.map(|f| dir.join(f)) {
+            if !path.exists() {
+                break;
+            }
+            fs::remove_file(&path).at(&path)?;
         }
-        fs::remove_file(&path).at(&path)?;
-        v = v.next();
     }
+    Ok(())
 }
 
 fn open_content(content: &Content) -> Result<Box<dyn Read>> {
@@ -678,6 +690,7 @@ mod tests {
             expires: None,
             volume_size: MIN_VOLUME,
             chunk_size: MIN_CHUNK,
+            parity: None,
         }
     }
 

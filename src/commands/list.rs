@@ -52,6 +52,17 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
     for v in &m.volumes {
         out.data(format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex()));
     }
+    if let Some(p) = &m.parity {
+        out.data(format!(
+            "recovery volumes ({}, shards of {}; any {} lost volume(s) can be rebuilt):",
+            shown(&p.code),
+            human(p.shard_size),
+            p.volumes.len()
+        ));
+        for v in &p.volumes {
+            out.data(format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex()));
+        }
+    }
     let files: Vec<_> = m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Installer)).collect();
     out.data("files:");
     for f in &files {
@@ -73,6 +84,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         "differential": super::verify::differential_document(m),
         "channels": m.channels,
         "volumes": m.volumes,
+        "parity": m.parity,
         "files": files.iter().map(|f| serde_json::json!({
             "path": f.path, "kind": f.kind, "size": f.size, "sha256": f.digest,
         })).collect::<Vec<_>>(),

@@ -2,7 +2,8 @@
 
 use crate::bundle::check::Checker;
 use crate::bundle::manifest::Manifest;
-use crate::bundle::reader::{self, Bundle, VolumeReport, VolumeStatus};
+use crate::bundle::parity;
+use crate::bundle::reader::{self, Bundle, VolumeKind, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
 use crate::error::Status;
 use crate::output::Output;
@@ -20,6 +21,10 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
         reports.push(bundle.read_volume(v, &checker, super::jobs(&args.read), progress.as_ref())?);
         progress.finish();
     }
+    // Recovery volumes are checked whole: the census says whether they can rebuild what is lost.
+    let data = bundle.manifest.volumes.len();
+    let recovery: Vec<usize> = (data..bundle.manifest.all_volumes().count()).collect();
+    reports.extend(parity::check_volumes(&bundle, &recovery, super::jobs(&args.read), progress.as_ref()));
     let mut general = Vec::new();
     if let Err(e) = bundle.check_expiry(crate::time::now()) {
         general.push(e.to_string());
@@ -48,7 +53,7 @@ pub fn summarize(reports: &[VolumeReport], general: &[String]) -> Status {
     let mut status = if general.is_empty() { Status::Ok } else { Status::Integrity };
     for r in reports {
         status = status.worst(match r.status {
-            VolumeStatus::Ok | VolumeStatus::Skipped => Status::Ok,
+            VolumeStatus::Ok | VolumeStatus::Skipped | VolumeStatus::Rebuilt => Status::Ok,
             VolumeStatus::Missing => Status::Incomplete,
             VolumeStatus::Damaged | VolumeStatus::Foreign => Status::Integrity,
         });
@@ -93,6 +98,10 @@ pub fn print_report(
             out.data(line);
         }
     }
+    let census = parity::census(m, reports);
+    if let Some(c) = &census {
+        out.data(format!("  {}", c.line()));
+    }
     let missing: Vec<&str> =
         reports.iter().filter(|r| r.status == VolumeStatus::Missing).map(|r| r.file.as_str()).collect();
     out.data(verdict(reports, &missing, status));
@@ -113,6 +122,7 @@ pub fn print_report(
         "signature": { "key_id": bundle.key_id, "trusted_comment": bundle.trusted_comment, "valid": true },
         "sha256sums": bundle.sums,
         "volumes": reports,
+        "parity": census,
         "missing": missing,
         "foreign": unlisted,
         "problems": general,
@@ -172,8 +182,10 @@ fn print_volumes(out: &Output, reports: &[VolumeReport]) {
             VolumeStatus::Damaged => "DAMAGED",
             VolumeStatus::Missing => "missing",
             VolumeStatus::Foreign => "FOREIGN",
+            VolumeStatus::Rebuilt => "rebuilt",
         };
-        out.data(format!("  {word:<8} {}", r.file));
+        let kind = if r.kind == VolumeKind::Recovery { " (recovery)" } else { "" };
+        out.data(format!("  {word:<8} {}{kind}", r.file));
         for p in &r.problems {
             let mut line = format!("           at byte {}: {}", p.offset, p.problem);
             if let Some(c) = p.chunk {

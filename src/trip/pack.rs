@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::{Base, Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Omitted, Release};
 use crate::bundle::names;
+use crate::bundle::parity::Amount;
 use crate::bundle::tar::{padded, BLOCK, END_OF_ARCHIVE};
 use crate::bundle::writer::{BundleWriter, Compress, Content, Contents, Item, Settings};
 use crate::digest::{Digest, Hasher};
@@ -91,6 +92,8 @@ pub struct Shape {
     pub expires_in: Option<u64>,
     pub volume_size: u64,
     pub chunk_size: u64,
+    /// Recovery volumes (`--parity`).
+    pub parity: Option<Amount>,
 }
 
 /// What resolving tells as it goes.
@@ -248,6 +251,11 @@ impl Plan {
         let old = old_volumes(&s.dir, &s.name);
         let replaced = old.iter().sum::<u64>() - old.iter().max().unwrap_or(&0);
         needs.add(&s.dir, "bundle volumes", volume_bytes.saturating_sub(replaced), volumes)?;
+        if let Some(amount) = s.parity {
+            // Each recovery volume is as long as the longest data volume.
+            let recovery = amount.count(volumes as usize)? as u64;
+            needs.add(&s.dir, "recovery volumes", recovery * s.volume_size.min(volume_bytes), recovery)?;
+        }
         let compressed = self.items.iter().filter(|i| i.compress == Compress::IfItPays).map(|i| i.size).max();
         needs.add(&s.dir, "a compressed entry's temp file", compressed.unwrap_or(0), 1)?;
         let refs: u64 = self.images.iter().map(|i| i.blobs.len() as u64).sum();
@@ -322,6 +330,7 @@ fn settings(shape: Shape) -> Settings {
         expires: shape.expires_in.map(|d| crate::time::now().saturating_add(d)),
         volume_size: shape.volume_size,
         chunk_size: shape.chunk_size,
+        parity: shape.parity,
     }
 }
 
@@ -878,6 +887,10 @@ fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], (catalogs, omitted
     h.update(&shape.expires_in.map(|d| d + 1).unwrap_or(0).to_le_bytes());
     h.update(&shape.volume_size.to_le_bytes());
     h.update(&shape.chunk_size.to_le_bytes());
+    // A bundle with parity differs from one without (ids of bundles without stay as they were).
+    if let Some(parity) = shape.parity {
+        h.update(format!("parity {parity:?}").as_bytes());
+    }
     for item in items {
         h.update(item.path.as_bytes());
         h.update(&item.size.to_le_bytes());
@@ -961,6 +974,7 @@ mod tests {
                 expires: None,
                 volume_size,
                 chunk_size,
+                parity: None,
             };
             let items: Vec<Item> = sizes.iter().enumerate().map(|(n, &s)| item(n, s)).collect();
             let (bytes, volumes, chunks) = volumes_bound(&items, &settings());

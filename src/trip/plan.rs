@@ -55,6 +55,10 @@ pub struct Report {
     pub volumes: Vec<u64>,
     /// The bytes of every volume.
     pub bytes_stored: u64,
+    /// The size of each recovery volume (`--parity`), in order.
+    pub parity_volumes: Vec<u64>,
+    /// The bytes of every recovery volume.
+    pub bytes_parity: u64,
     /// Registry blobs not yet in the cache when the dry run started.
     pub fetch: Fetch,
 }
@@ -85,9 +89,9 @@ pub struct Fetch {
 }
 
 impl Report {
-    /// Media of `media`'s kind the volumes take (one volume a medium for fat32).
+    /// Media of `media`'s kind the volumes, data and recovery, take (one volume a medium for fat32).
     pub fn media(&self, media: Media) -> u64 {
-        (self.volumes.len() as u64).div_ceil(media.volumes_per_medium())
+        ((self.volumes.len() + self.parity_volumes.len()) as u64).div_ceil(media.volumes_per_medium())
     }
 }
 
@@ -112,11 +116,17 @@ pub(crate) fn report(
             wanted.iter().filter(|(_, b)| compressed.contains(&b.digest)).cloned().collect();
         reg.fetch_now(&small)?;
     }
+    let parity = settings.parity;
     let mut layout = DryLayout::new(settings, plan.id.clone())?;
     for item in &plan.items {
         layout.add(item)?;
     }
     let volumes = layout.finish();
+    // Every recovery volume is as long as the longest data volume.
+    let parity_volumes = match parity {
+        Some(amount) => vec![volumes.iter().copied().max().unwrap_or(0); amount.count(volumes.len())?],
+        None => Vec::new(),
+    };
     let blobs: Vec<u64> = plan.items.iter().filter(|i| i.kind == EntryKind::Blob).map(|i| i.size).collect();
     let carried: u64 = blobs.iter().sum();
     // pack --have/--since: the layers the far side holds are left out of plan.items.
@@ -131,6 +141,8 @@ pub(crate) fn report(
         bytes_in: plan.total(),
         bytes_stored: volumes.iter().sum(),
         volumes,
+        bytes_parity: parity_volumes.iter().sum(),
+        parity_volumes,
         fetch,
     })
 }
