@@ -52,6 +52,9 @@ pub enum Command {
     List(ListArgs),
     /// Verify and unpack a bundle into an OCI layout or a registry root (resumable)
     Unpack(UnpackArgs),
+    /// Rebuild a bundle's lost or damaged volumes from its recovery volumes (pack --parity)
+    #[command(after_long_help = REPAIR_HELP)]
+    Repair(RepairArgs),
     /// Write a receipt of what a destination holds (for pack --have), or show one's summary
     #[command(after_long_help = RECEIPT_HELP)]
     Receipt(ReceiptArgs),
@@ -506,6 +509,36 @@ pub struct UnpackArgs {
     /// signature by this public key (PEM) for every source repository of a signed image
     #[arg(long, value_name = "KEY", conflicts_with = "layout")]
     pub image_policy: Option<PathBuf>,
+}
+
+const REPAIR_HELP: &str = "\
+Every volume, data and recovery, is checked whole against the signed manifest (size, then \
+sha256). A bundle packed with --parity N survives any N lost or damaged volumes: they are \
+rebuilt byte-identical, each committed only once it matches its signed sha256. With more \
+lost than that, repair says so and writes nothing. Without --out the rebuilt volumes replace \
+the damaged ones in DIR (a read-only DIR is refused: give --out). With --out DIR2 the source \
+is only read; DIR2 receives the rebuilt volumes and a copy of the manifest, SHA256SUMS and \
+their signatures, so DIR2's files plus DIR's intact volumes make the bundle: copy them into \
+one directory (or onto the media) and run verify. A repair killed midway leaves only temp \
+files, removed by the next run; a second repair into the same directory waits for the first.
+
+Exit status: 0 repaired (or nothing to repair); 1 bad signature, or more volumes lost than \
+there are intact recovery volumes (nothing written); 2 bad arguments, a bundle without \
+recovery volumes, a read-only DIR without --out, a disk error.";
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Trusted public key (minisign format); never taken from the bundle
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+    /// Write the rebuilt volumes and a copy of the signed files into DIR2 (created if
+    /// missing) instead of DIR, which is then only read
+    #[arg(long, value_name = "DIR2")]
+    pub out: Option<PathBuf>,
 }
 
 const RECEIPT_HELP: &str = "\

@@ -11,6 +11,7 @@ pub mod names;
 pub mod parity;
 pub mod reader;
 pub mod receipt;
+pub mod repair;
 pub mod sign;
 pub mod tar;
 pub mod trust;

@@ -26,6 +26,7 @@ use tempfile::NamedTempFile;
 
 use crate::bundle::manifest::{Parity, Volume, PARITY_CODE};
 use crate::bundle::names;
+use crate::bundle::reader::Bundle;
 use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, Error, IoContext, Result};
 use crate::progress::Progress;
@@ -33,7 +34,7 @@ use crate::store::{commit_file, temp_in, Commit, Writeback};
 
 mod census;
 
-pub use census::{census, check_volumes, Census};
+pub use census::{census, check_volumes, intact, volume_at, Census};
 
 /// Bytes one buffer set (a shard of every volume) may take: `(K + N) x S` stays within it
 /// while `S` can shrink.
@@ -114,6 +115,39 @@ pub fn encode(
         shard_size: shard,
         volumes: files.into_iter().zip(digests).map(|(file, sha256)| Volume { file, size: length, sha256 }).collect(),
     })
+}
+
+/// Rebuild the volumes `lost` (indexes among every volume, data then recovery) of `bundle`
+/// into `into`, from the volumes `intact` (same indexes) says are whole, once `into`'s
+/// filesystem is known to have room; the rebuilt files' paths. Each is committed only
+/// when it matches its signed sha256 and size.
+pub fn rebuild(
+    bundle: &Bundle,
+    intact: &[bool],
+    lost: &[usize],
+    into: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<PathBuf>> {
+    let m = &bundle.manifest;
+    let parity = m.parity.as_ref().ok_or_else(|| usage(format!("bundle '{}' has no recovery volumes", m.name)))?;
+    let volumes: Vec<_> = (0..intact.len()).filter_map(|i| census::volume_at(m, i)).collect();
+    let mut needs = crate::space::Needs::new();
+    let bytes = lost.iter().filter_map(|&i| volumes.get(i)).map(|(v, _, _)| v.size).sum();
+    needs.add(into, "volumes rebuilt from parity", bytes, lost.len() as u64)?;
+    needs.check()?;
+    let slots: Vec<Slot> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, (v, _, _))| Slot {
+            source: intact[i].then(|| bundle.locate(&v.file)),
+            size: v.size,
+            target: lost
+                .contains(&i)
+                .then(|| Target { dest: into.join(&v.file), sha256: Some(v.sha256.clone()) }),
+        })
+        .collect();
+    run(m.volumes.len(), parity.shard_size, &slots, progress)?;
+    Ok(lost.iter().filter_map(|&i| volumes.get(i)).map(|(v, _, _)| into.join(&v.file)).collect())
 }
 
 /// One volume of a parity computation. Slots are in manifest order: the `K` data volumes,

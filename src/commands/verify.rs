@@ -174,7 +174,7 @@ pub fn differential_document(m: &Manifest) -> serde_json::Value {
 
 /// One line per volume (its state and file), then each problem found in it: where, which
 /// chunk, which images it hurts.
-fn print_volumes(out: &Output, reports: &[VolumeReport]) {
+pub fn print_volumes(out: &Output, reports: &[VolumeReport]) {
     for r in reports {
         let word = match r.status {
             VolumeStatus::Ok => "ok",

@@ -26,6 +26,13 @@ pub fn volume_at(m: &Manifest, i: usize) -> Option<(&Volume, VolumeKind, u32)> {
     }
 }
 
+/// For every volume of `m` (data, then recovery), whether `reports` found it whole.
+pub fn intact(m: &Manifest, reports: &[VolumeReport]) -> Vec<bool> {
+    m.all_volumes()
+        .map(|v| reports.iter().any(|r| r.file == v.file && r.status == VolumeStatus::Ok))
+        .collect()
+}
+
 /// Check the volumes `which` (indexes among every volume) whole, `jobs` at a time: one
 /// report each, in the order asked.
 pub fn check_volumes(bundle: &Bundle, which: &[usize], jobs: usize, progress: &dyn Progress) -> Vec<VolumeReport> {
