@@ -733,8 +733,10 @@ impl Bundle {
 
     /// Each image's state given the reports of the volumes read.
     pub fn image_states(&self, reports: &[VolumeReport]) -> Vec<ImageState> {
-        let bad_chunks: HashSet<ChunkId> =
-            reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
+        // A rebuilt volume's problems were the media's: what was read from it is whole.
+        let bad_chunks: HashSet<ChunkId> = (reports.iter().filter(|r| r.status != VolumeStatus::Rebuilt))
+            .flat_map(|r| r.problems.iter().filter_map(|p| p.chunk))
+            .collect();
         let entry_of: HashMap<&crate::digest::Digest, EntryId> = self
             .manifest
             .entries

@@ -33,7 +33,14 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     let progress = out.progress();
     let missing = |r: &reader::VolumeReport| out.info(format!("{} is not here yet", r.file));
-    let reports = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing)?;
+    let mut reports = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing)?;
+    let recovered = unpack.recover(&extractor, &mut reports, super::jobs(&args.read), progress.as_ref())?;
+    for file in &recovered.rebuilt {
+        out.info(format!("{file} was missing or damaged: rebuilt from the recovery volumes and read from the rebuilt copy"));
+    }
+    if let Some(why) = &recovered.failed {
+        out.warn(format!("the lost volumes could not be rebuilt from the recovery volumes: {why}"));
+    }
     let damaged = extractor.damaged();
     for (path, replaced) in &damaged {
         out.warn(format!(
@@ -82,6 +89,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         .map(|(path, replaced)| json!({ "entry": path, "replaced": replaced }))
         .collect::<Vec<_>>());
     doc["moved"] = json!(finished.published.moved);
+    doc["rebuilt_from_parity"] = json!(recovered.rebuilt);
     doc["lacking"] = lacking;
     if let Some((key, section)) = target.document(&bundle, &finished.published) {
         doc[key] = section;
