@@ -25,6 +25,7 @@ mod imageset;
 mod install;
 mod keys;
 mod openshift;
+mod parity;
 mod policy;
 mod prune;
 mod push;

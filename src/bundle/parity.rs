@@ -94,20 +94,17 @@ impl std::str::FromStr for Amount {
 
 /// Compute `amount` recovery volumes over the data `volumes` of bundle `name` in `dir`
 /// (pack, after the last data volume): the manifest's parity section.
-pub fn encode(
-    dir: &Path,
-    name: &str,
-    volumes: &[Volume],
-    amount: Amount,
-    progress: &dyn Progress,
-) -> Result<Parity> {
+pub fn encode(dir: &Path, name: &str, volumes: &[Volume], amount: Amount, progress: &dyn Progress) -> Result<Parity> {
     let count = amount.count(volumes.len())?;
     let shard = shard_size(volumes.len(), count);
     let length = volumes.iter().map(|v| v.size).max().unwrap_or(0);
     let data = volumes.iter().map(|v| Slot { source: Some(dir.join(&v.file)), size: v.size, target: None });
     let files: Vec<String> = (1..=count).map(|n| names::parity_file(name, n)).collect();
-    let recovery =
-        files.iter().map(|f| Slot { source: None, size: length, target: Some(Target { dest: dir.join(f), sha256: None }) });
+    let recovery = files.iter().map(|f| Slot {
+        source: None,
+        size: length,
+        target: Some(Target { dest: dir.join(f), sha256: None }),
+    });
     let slots: Vec<Slot> = data.chain(recovery).collect();
     let digests = run(volumes.len(), shard, &slots, progress)?;
     Ok(Parity {
@@ -141,9 +138,7 @@ pub fn rebuild(
         .map(|(i, (v, _, _))| Slot {
             source: intact[i].then(|| bundle.locate(&v.file)),
             size: v.size,
-            target: lost
-                .contains(&i)
-                .then(|| Target { dest: into.join(&v.file), sha256: Some(v.sha256.clone()) }),
+            target: lost.contains(&i).then(|| Target { dest: into.join(&v.file), sha256: Some(v.sha256.clone()) }),
         })
         .collect();
     run(m.volumes.len(), parity.shard_size, &slots, progress)?;
@@ -434,8 +429,14 @@ impl Coder {
             data_input,
             inputs: inputs.to_vec(),
             targets: targets.iter().map(|&t| (t, slots[t].size)).collect(),
-            encoder: encode.then(|| ReedSolomonEncoder::new(g.data, g.recovery, shard)).transpose().map_err(code_error)?,
-            decoder: decode.then(|| ReedSolomonDecoder::new(g.data, g.recovery, shard)).transpose().map_err(code_error)?,
+            encoder: encode
+                .then(|| ReedSolomonEncoder::new(g.data, g.recovery, shard))
+                .transpose()
+                .map_err(code_error)?,
+            decoder: decode
+                .then(|| ReedSolomonDecoder::new(g.data, g.recovery, shard))
+                .transpose()
+                .map_err(code_error)?,
             ready_for: shard,
         })
     }

@@ -103,8 +103,10 @@ fn lock_dir(dir: &Path, is_out: bool, waiting: &dyn Fn()) -> Result<File> {
     Ok(handle)
 }
 
+/// A read-only mount, or a directory this user may not write to.
 fn is_read_only(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EROFS | libc::EACCES | libc::EPERM))
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied)
 }
 
 /// Copy the manifest, `SHA256SUMS` (when present and good) and their signatures into

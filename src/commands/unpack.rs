@@ -36,7 +36,9 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let mut reports = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing)?;
     let recovered = unpack.recover(&extractor, &mut reports, super::jobs(&args.read), progress.as_ref())?;
     for file in &recovered.rebuilt {
-        out.info(format!("{file} was missing or damaged: rebuilt from the recovery volumes and read from the rebuilt copy"));
+        out.info(format!(
+            "{file} was missing or damaged: rebuilt from the recovery volumes and read from the rebuilt copy"
+        ));
     }
     if let Some(why) = &recovered.failed {
         out.warn(format!("the lost volumes could not be rebuilt from the recovery volumes: {why}"));

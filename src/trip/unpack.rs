@@ -9,8 +9,8 @@ use std::path::Path;
 
 use crate::bundle::extract::Extractor;
 use crate::bundle::ids::{EntryId, VolumeId};
-use crate::bundle::parity;
 use crate::bundle::manifest::{Compression, EntryKind};
+use crate::bundle::parity;
 use crate::bundle::reader::{whole, Action, Bundle, Sink, VolumeKind, VolumeReport, VolumeStatus};
 use crate::bundle::trust::{self, Claim, Record};
 use crate::digest::Digest;
@@ -196,7 +196,9 @@ impl<'a> Unpack<'a> {
     ) -> Result<Recovered> {
         let bundle = self.bundle;
         let m = &bundle.manifest;
-        let is_lost = |r: &VolumeReport| matches!(r.status, VolumeStatus::Missing | VolumeStatus::Damaged | VolumeStatus::Foreign);
+        let is_lost = |r: &VolumeReport| {
+            matches!(r.status, VolumeStatus::Missing | VolumeStatus::Damaged | VolumeStatus::Foreign)
+        };
         let lost: Vec<usize> = (0..reports.len()).filter(|&i| is_lost(&reports[i])).collect();
         if m.parity.is_none() || lost.is_empty() {
             return Ok(Recovered::default());

@@ -28,9 +28,7 @@ pub fn volume_at(m: &Manifest, i: usize) -> Option<(&Volume, VolumeKind, u32)> {
 
 /// For every volume of `m` (data, then recovery), whether `reports` found it whole.
 pub fn intact(m: &Manifest, reports: &[VolumeReport]) -> Vec<bool> {
-    m.all_volumes()
-        .map(|v| reports.iter().any(|r| r.file == v.file && r.status == VolumeStatus::Ok))
-        .collect()
+    m.all_volumes().map(|v| reports.iter().any(|r| r.file == v.file && r.status == VolumeStatus::Ok)).collect()
 }
 
 /// Check the volumes `which` (indexes among every volume) whole, `jobs` at a time: one
@@ -67,8 +65,14 @@ fn check_whole(
     buf: &mut [u8],
     progress: &dyn Progress,
 ) -> VolumeReport {
-    let mut report =
-        VolumeReport { volume: number, kind, file: vol.file.clone(), status: VolumeStatus::Ok, size: vol.size, problems: vec![] };
+    let mut report = VolumeReport {
+        volume: number,
+        kind,
+        file: vol.file.clone(),
+        status: VolumeStatus::Ok,
+        size: vol.size,
+        problems: vec![],
+    };
     let what = match kind {
         VolumeKind::Data => format!("volume {number}"),
         VolumeKind::Recovery => format!("recovery volume {number}"),
@@ -187,11 +191,12 @@ impl Census {
         if self.lost.is_empty() {
             return format!("parity: all {total} volumes intact, {parity}: nothing to repair");
         }
-        let how: Vec<String> = [(self.damaged, "damaged"), (self.missing, "missing"), (self.rebuilt, "rebuilt from parity")]
-            .iter()
-            .filter(|(n, _)| *n > 0)
-            .map(|(n, what)| format!("{n} {what}"))
-            .collect();
+        let how: Vec<String> =
+            [(self.damaged, "damaged"), (self.missing, "missing"), (self.rebuilt, "rebuilt from parity")]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
         let verdict = if self.recoverable {
             "recoverable (airlift repair)".to_string()
         } else {
