@@ -13,7 +13,7 @@ use crate::openshift::cluster::Results;
 use crate::output::Output;
 use crate::trip::publish::{Destination, PushOptions};
 use crate::trip::target::{Layout, Published, Push, Root, Target};
-use crate::trip::unpack::{Lacking, Unpack};
+use crate::trip::unpack::{Lacking, Recovered, Unpack};
 
 pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
@@ -35,14 +35,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let missing = |r: &reader::VolumeReport| out.info(format!("{} is not here yet", r.file));
     let mut reports = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing)?;
     let recovered = unpack.recover(&extractor, &mut reports, super::jobs(&args.read), progress.as_ref())?;
-    for file in &recovered.rebuilt {
-        out.info(format!(
-            "{file} was missing or damaged: rebuilt from the recovery volumes and read from the rebuilt copy"
-        ));
-    }
-    if let Some(why) = &recovered.failed {
-        out.warn(format!("the lost volumes could not be rebuilt from the recovery volumes: {why}"));
-    }
+    present_recovered(out, &recovered);
     let damaged = extractor.damaged();
     for (path, replaced) in &damaged {
         out.warn(format!(
@@ -180,6 +173,18 @@ fn present_lacking(out: &Output, bundle: &Bundle, lacking: &[Lacking], target: &
         ));
     }
     Value::Array(doc)
+}
+
+/// Say which volumes were rebuilt from parity, or why they could not be.
+fn present_recovered(out: &Output, recovered: &Recovered) {
+    for file in &recovered.rebuilt {
+        out.info(format!(
+            "{file} was missing or damaged: rebuilt from the recovery volumes and read from the rebuilt copy"
+        ));
+    }
+    if let Some(why) = &recovered.failed {
+        out.warn(format!("the lost volumes could not be rebuilt from the recovery volumes: {why}"));
+    }
 }
 
 /// Print where the cluster results are; returns their JSON.
