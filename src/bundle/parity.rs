@@ -5,12 +5,16 @@
 //! One codec ([`run`]) both writes the recovery volumes (pack) and rebuilds lost volumes,
 //! data or recovery (repair, unpack), from any `K` intact ones of the `K + N`.
 //!
-//! It streams: a thread reads the inputs' shards of one stripe, the caller's thread codes
-//! it, a thread hashes and writes the outputs, over a few buffer sets that go round. So
-//! memory is about three sets of `(K + N) x S` plus the code's own work space, whatever the
-//! bundle size; [`shard_size`] keeps a set within [`SET_BUDGET`]. Outputs are temp files
-//! beside their destination, hashed while written, committed (fsync, rename) only when the
-//! whole run succeeded and, when rebuilding, each matches its signed sha256 and size.
+//! It streams: a thread reads the inputs' bytes of one piece of a stripe, the caller's thread
+//! codes it, a thread hashes and writes the outputs, over a few buffer sets that go round.
+//! The code works on each 64-byte block of a stripe independently (every 32 symbols of
+//! GF(2^16) are one codeword position), so a stripe is coded in pieces of a multiple of 64
+//! bytes that keep a set of `(K + N)` pieces within [`SET_BUDGET`]: memory is about a few
+//! sets plus the code's own work space, whatever the bundle and whatever its manifest's
+//! shard size ([`shard_size`] chooses pack's so that, up to 256 volumes, a piece is a whole
+//! stripe). Outputs are temp files beside their destination, hashed while written,
+//! committed (fsync, rename) only when the whole run succeeded and, when rebuilding, each
+//! matches its signed sha256 and size.
 //! What is intact is decided by the callers ([`census`]); what the codec reads is not
 //! trusted: anything wrong in it makes the rebuilt volume's hash differ, and nothing is
 //! committed.
@@ -166,24 +170,37 @@ pub struct Target {
 }
 
 /// The shape of a computation: `data` + `recovery` volumes, shards of `shard` bytes over
-/// volumes of at most `length` bytes.
+/// volumes of at most `length` bytes, coded in pieces of at most `piece` bytes.
 #[derive(Debug, Clone, Copy)]
 struct Geometry {
     data: usize,
     recovery: usize,
     shard: u64,
+    piece: u64,
     length: u64,
 }
 
 impl Geometry {
-    fn stripes(&self) -> u64 {
-        self.length.div_ceil(self.shard)
+    /// (offset, length) of every piece in order: each stripe (the last shorter) cut into
+    /// pieces of `piece` bytes from its start (its last piece shorter). Every length is
+    /// even, as `length` and `shard` are, and `piece` is a multiple of 64 or the shard.
+    fn pieces(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        (0..self.length.div_ceil(self.shard)).flat_map(move |j| {
+            let start = j * self.shard;
+            let stripe = (self.length - start).min(self.shard);
+            (0..stripe.div_ceil(self.piece)).map(move |q| {
+                let at = q * self.piece;
+                (start + at, (stripe - at).min(self.piece) as usize)
+            })
+        })
     }
+}
 
-    /// The bytes of stripe `j` (the last is shorter; always even, as `length` is).
-    fn stripe_len(&self, j: u64) -> usize {
-        (self.length - j * self.shard).min(self.shard) as usize
-    }
+/// The bytes of one piece: a whole shard when `volumes` of them fit in [`SET_BUDGET`],
+/// else the largest multiple of 64 that does.
+fn piece_size(shard: u64, volumes: usize) -> u64 {
+    let fits = (SET_BUDGET / volumes.max(1) as u64) / 64 * 64;
+    shard.min(fits.max(64))
 }
 
 /// Read the intact slots' shards, stripe by stripe, and write every target slot; the
@@ -191,7 +208,12 @@ impl Geometry {
 /// `shard` bytes. Fails before writing anything when fewer than `data` slots are intact;
 /// commits nothing unless every target is whole (and matches its sha256 when given).
 pub fn run(data: usize, shard: u64, slots: &[Slot], progress: &dyn Progress) -> Result<Vec<Digest>> {
-    let geometry = geometry(data, shard, slots)?;
+    run_in_pieces(data, shard, piece_size(shard, slots.len()), slots, progress)
+}
+
+/// [`run`], coding pieces of `piece` bytes (a multiple of 64, or `shard`).
+fn run_in_pieces(data: usize, shard: u64, piece: u64, slots: &[Slot], progress: &dyn Progress) -> Result<Vec<Digest>> {
+    let geometry = geometry(data, shard, piece, slots)?;
     let inputs: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].source.is_some()).take(data).collect();
     let targets: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].target.is_some()).collect();
     let mut files = Vec::new();
@@ -214,7 +236,7 @@ pub fn run(data: usize, shard: u64, slots: &[Slot], progress: &dyn Progress) -> 
 }
 
 /// Check the slots make a computation the code can do.
-fn geometry(data: usize, shard: u64, slots: &[Slot]) -> Result<Geometry> {
+fn geometry(data: usize, shard: u64, piece: u64, slots: &[Slot]) -> Result<Geometry> {
     let recovery = slots.len().saturating_sub(data);
     if data == 0 || recovery == 0 || !ReedSolomonEncoder::supports(data, recovery) {
         return Err(usage(format!("parity over {data} data and {recovery} recovery volumes is not supported")));
@@ -236,7 +258,10 @@ fn geometry(data: usize, shard: u64, slots: &[Slot]) -> Result<Geometry> {
             slots.len()
         )));
     }
-    Ok(Geometry { data, recovery, shard, length })
+    if piece == 0 || (piece != shard && piece % 64 != 0) {
+        return Err(usage(format!("internal: pieces of {piece} bytes over shards of {shard}")));
+    }
+    Ok(Geometry { data, recovery, shard, piece, length })
 }
 
 /// A volume being written: a temp file beside its destination, hashed as it grows.
@@ -303,7 +328,7 @@ fn commit(written: Vec<Written>, targets: &[usize], slots: &[Slot]) -> Result<Ve
 /// Buffer sets going round between the threads.
 const SETS: usize = 2;
 
-/// Read, code and write every stripe on three threads; the outputs once all went well.
+/// Read, code and write every piece on three threads; the outputs once all went well.
 fn pipeline(
     g: Geometry,
     files: &[(File, PathBuf, u64)],
@@ -316,9 +341,9 @@ fn pipeline(
     let (coded_tx, coded_rx) = sync_channel::<Vec<Vec<u8>>>(SETS);
     let (spent_tx, spent_rx) = sync_channel::<Vec<Vec<u8>>>(SETS);
     for _ in 0..SETS {
-        let shard = vec![0u8; g.shard as usize];
-        let _ = empty_tx.send(vec![shard.clone(); files.len()]);
-        let _ = spent_tx.send(vec![Vec::with_capacity(g.shard as usize); outputs.len()]);
+        let piece = vec![0u8; g.piece as usize];
+        let _ = empty_tx.send(vec![piece.clone(); files.len()]);
+        let _ = spent_tx.send(vec![Vec::with_capacity(g.piece as usize); outputs.len()]);
     }
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_stripes(g, files, empty_rx, full_tx));
@@ -333,24 +358,32 @@ fn pipeline(
     })
 }
 
-/// The reader thread: each stripe's shard of every input, zeros past a volume's end.
+/// Pieces of each input asked for ahead of the one read.
+const READ_AHEAD: u64 = 4;
+
+/// The reader thread: each piece of every input, zeros past a volume's end.
 fn read_stripes(
     g: Geometry,
     files: &[(File, PathBuf, u64)],
     empty: Receiver<Vec<Vec<u8>>>,
     full: SyncSender<(u64, Vec<Vec<u8>>)>,
 ) -> Result<()> {
-    for j in 0..g.stripes() {
+    for (start, len) in g.pieces() {
         let Ok(mut set) = empty.recv() else { return Ok(()) };
-        let len = g.stripe_len(j);
-        let start = j * g.shard;
         for ((file, path, size), buf) in files.iter().zip(set.iter_mut()) {
             buf.resize(len, 0);
             let have = size.saturating_sub(start).min(len as u64) as usize;
             file.read_exact_at(&mut buf[..have], start).map_err(|e| read_error(path, start, have, e))?;
             buf[have..].fill(0);
+            // The inputs are read a piece of each in turn: ask for the next pieces of this one
+            // now, so the disk works on every input at once (a hint: its result does not matter).
+            let next = start + len as u64;
+            let ahead = (READ_AHEAD * g.piece).min(size.saturating_sub(next));
+            if let Some(ahead) = std::num::NonZeroU64::new(ahead) {
+                let _ = rustix::fs::fadvise(file, next, Some(ahead), rustix::fs::Advice::WillNeed);
+            }
         }
-        if full.send((j, set)).is_err() {
+        if full.send((start, set)).is_err() {
             return Ok(());
         }
     }
@@ -364,7 +397,7 @@ fn read_error(path: &Path, start: u64, len: usize, e: std::io::Error) -> Error {
     Error::io(path, e)
 }
 
-/// The writer thread: each output's bytes of every stripe, in order.
+/// The writer thread: each output's bytes of every piece, in order.
 fn write_stripes(
     mut outputs: Vec<Output>,
     coded: Receiver<Vec<Vec<u8>>>,
@@ -380,7 +413,7 @@ fn write_stripes(
     Ok(outputs.into_iter().map(|o| (o.temp, o.hasher.finish(), o.written)).collect())
 }
 
-/// The caller's thread: code each stripe read, hand the outputs to the writer.
+/// The caller's thread: code each piece read, hand the outputs to the writer.
 fn code_stripes(
     coder: &mut Coder,
     full: Receiver<(u64, Vec<Vec<u8>>)>,
@@ -389,10 +422,11 @@ fn code_stripes(
     coded: SyncSender<Vec<Vec<u8>>>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    for (j, set) in full {
+    for (start, set) in full {
         let Ok(mut out) = spent.recv() else { break };
-        coder.stripe(j, &set, &mut out)?;
-        progress.advance((coder.geometry.stripe_len(j) * set.len()) as u64);
+        let len = set.first().map_or(0, Vec::len);
+        coder.piece(start, len, &set, &mut out)?;
+        progress.advance((len * set.len()) as u64);
         let _ = empty.send(set);
         if coded.send(out).is_err() {
             break;
@@ -401,7 +435,7 @@ fn code_stripes(
     Ok(())
 }
 
-/// The code over one stripe: restore lost data shards from any `K` intact shards, encode
+/// The code over one piece: restore lost data shards from any `K` intact shards, encode
 /// the recovery shards when some are written, copy out each target's bytes.
 struct Coder {
     geometry: Geometry,
@@ -420,7 +454,7 @@ struct Coder {
 impl Coder {
     fn new(g: Geometry, inputs: &[usize], targets: &[usize], slots: &[Slot]) -> Result<Coder> {
         let data_input: Vec<Option<usize>> = (0..g.data).map(|i| inputs.iter().position(|&k| k == i)).collect();
-        let shard = g.shard as usize;
+        let piece = g.piece as usize;
         let code_error = |e: reed_solomon_simd::Error| usage(format!("parity code: {e}"));
         let encode = targets.iter().any(|&t| t >= g.data);
         let decode = data_input.iter().any(|p| p.is_none());
@@ -430,22 +464,22 @@ impl Coder {
             inputs: inputs.to_vec(),
             targets: targets.iter().map(|&t| (t, slots[t].size)).collect(),
             encoder: encode
-                .then(|| ReedSolomonEncoder::new(g.data, g.recovery, shard))
+                .then(|| ReedSolomonEncoder::new(g.data, g.recovery, piece))
                 .transpose()
                 .map_err(code_error)?,
             decoder: decode
-                .then(|| ReedSolomonDecoder::new(g.data, g.recovery, shard))
+                .then(|| ReedSolomonDecoder::new(g.data, g.recovery, piece))
                 .transpose()
                 .map_err(code_error)?,
-            ready_for: shard,
+            ready_for: piece,
         })
     }
 
-    /// Stripe `j`: the inputs' shards in `set`, each target's bytes into `out`.
-    fn stripe(&mut self, j: u64, set: &[Vec<u8>], out: &mut [Vec<u8>]) -> Result<()> {
+    /// The piece of `len` bytes at `start`: the inputs' bytes in `set`, each target's
+    /// bytes into `out`.
+    fn piece(&mut self, start: u64, len: usize, set: &[Vec<u8>], out: &mut [Vec<u8>]) -> Result<()> {
         let g = self.geometry;
-        let len = g.stripe_len(j);
-        let code_error = |e: reed_solomon_simd::Error| usage(format!("parity code, stripe {j}: {e}"));
+        let code_error = |e: reed_solomon_simd::Error| usage(format!("parity code at byte {start}: {e}"));
         if len != self.ready_for {
             if let Some(d) = self.decoder.as_mut() {
                 d.reset(g.data, g.recovery, len).map_err(code_error)?;
@@ -475,10 +509,9 @@ impl Coder {
                 None => restored
                     .as_ref()
                     .and_then(|r| r.restored_original(i))
-                    .ok_or_else(|| usage(format!("internal: data shard {i} of stripe {j} was not restored"))),
+                    .ok_or_else(|| usage(format!("internal: data shard {i} at byte {start} was not restored"))),
             }
         };
-        let start = j * g.shard;
         for (&(slot, size), buf) in self.targets.iter().zip(out.iter_mut()).filter(|((s, _), _)| *s < g.data) {
             let have = size.saturating_sub(start).min(len as u64) as usize;
             buf.clear();
@@ -492,7 +525,7 @@ impl Coder {
         for (&(slot, _), buf) in self.targets.iter().zip(out.iter_mut()).filter(|((s, _), _)| *s >= g.data) {
             let shard = recovery
                 .recovery(slot - g.data)
-                .ok_or_else(|| usage(format!("internal: recovery shard {} of stripe {j} missing", slot - g.data)))?;
+                .ok_or_else(|| usage(format!("internal: recovery shard {} at byte {start} missing", slot - g.data)))?;
             buf.clear();
             buf.extend_from_slice(shard);
         }

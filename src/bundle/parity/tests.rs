@@ -185,3 +185,44 @@ fn parity_amounts_are_counts_or_percentages_rounded_up() {
     }
     assert!(parse("5000").unwrap().count(3).is_err());
 }
+
+#[test]
+fn coding_in_pieces_of_64_bytes_gives_the_same_volumes_as_whole_shards() {
+    // Shards of 1000 bytes (not a multiple of 64) over volumes of up to 2998 bytes: pieces of
+    // 64 bytes end inside every stripe, and the last stripe is shorter still.
+    let dir = tempfile::tempdir().unwrap();
+    let volumes = encoded(dir.path(), &[2998, 1500, 2000], 2, 1000);
+    let pieced = tempfile::tempdir().unwrap();
+    let slots: Vec<Slot> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, (path, b))| Slot {
+            source: (i < 3).then(|| path.clone()),
+            size: if i < 3 { b.len() as u64 } else { 2998 },
+            target: (i >= 3)
+                .then(|| Target { dest: pieced.path().join(format!("p.{i}")), sha256: Some(Digest::of(b)) }),
+        })
+        .collect();
+    run_in_pieces(3, 1000, 64, &slots, &Silent).expect("recovery volumes coded in pieces match");
+    // And rebuilding two data volumes in pieces of 128 bytes.
+    let out = tempfile::tempdir().unwrap();
+    let slots: Vec<Slot> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, (path, b))| Slot {
+            source: (i >= 2).then(|| path.clone()),
+            size: if i < 3 { b.len() as u64 } else { 2998 },
+            target: (i < 2).then(|| Target { dest: out.path().join(format!("r.{i}")), sha256: Some(Digest::of(b)) }),
+        })
+        .collect();
+    run_in_pieces(3, 1000, 128, &slots, &Silent).expect("volumes rebuilt in pieces match");
+    assert!(std::fs::read(out.path().join("r.0")).unwrap() == volumes[0].1);
+}
+
+#[test]
+fn pieces_keep_a_set_within_the_budget_whatever_the_shard() {
+    assert_eq!(piece_size(1 << 20, 12), 1 << 20);
+    assert_eq!(piece_size(64 << 20, 1024), SET_BUDGET / 1024);
+    assert_eq!(piece_size(64 << 20, 65535), 256);
+    assert_eq!(piece_size(1000, 3), 1000);
+}
