@@ -35,6 +35,7 @@ pub fn run() -> ExitCode {
         Command::List(a) => crate::commands::list::run(a, &out),
         Command::Evidence(a) => crate::commands::evidence::run(a, &out),
         Command::Unpack(a) => crate::commands::unpack::run(a, &out),
+        Command::Repair(a) => crate::commands::repair::run(a, &out),
         Command::Receipt(a) => crate::commands::receipt::run(a, &out),
         Command::Install(a) => crate::commands::install::run(a, &out),
         Command::Serve(a) => crate::commands::serve::run(a, &out),

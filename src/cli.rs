@@ -55,6 +55,9 @@ pub enum Command {
     Evidence(EvidenceArgs),
     /// Verify and unpack a bundle into an OCI layout or a registry root (resumable)
     Unpack(UnpackArgs),
+    /// Rebuild a bundle's lost or damaged volumes from its recovery volumes (pack --parity)
+    #[command(after_long_help = REPAIR_HELP)]
+    Repair(RepairArgs),
     /// Write a receipt of what a destination holds (for pack --have), or show one's summary
     #[command(after_long_help = RECEIPT_HELP)]
     Receipt(ReceiptArgs),
@@ -231,6 +234,12 @@ pub struct PackArgs {
     /// Maximum size of one stored chunk
     #[arg(long, value_name = "SIZE", default_value = "64MiB")]
     pub chunk_size: ByteSize,
+    /// Also write N recovery volumes (NAME.parity.0001, …; N% of the data volumes, rounded
+    /// up): Reed–Solomon parity over the data volumes, signed like them, so that any N lost
+    /// or damaged volumes, data or recovery, can be rebuilt (`airlift repair`; unpack does it
+    /// on the fly). Each is as large as the largest data volume
+    #[arg(long, value_name = "N|P%")]
+    pub parity: Option<crate::bundle::parity::Amount>,
     /// Sequence number of this bundle among the bundles of its name and key; unpack refuses
     /// an older one, and another bundle under a sequence it accepted. Default: the signed
     /// creation time in seconds since the epoch (SOURCE_DATE_EPOCH when set), so it grows by
@@ -563,6 +572,38 @@ pub struct EvidenceArgs {
     /// Reports written by `airlift verify --json`, one per disc or directory, of one bundle
     #[arg(value_name = "REPORT", required = true)]
     pub reports: Vec<PathBuf>,
+}
+
+const REPAIR_HELP: &str = "\
+Every volume, data and recovery, is checked whole against the signed manifest (size, then \
+sha256). A bundle packed with --parity N survives any N lost or damaged volumes: they are \
+rebuilt byte-identical, each committed only once it matches its signed sha256. With more \
+lost than that, repair says so and writes nothing. The bundle may be spread over several \
+directories (DIR...: the volumes are found in whichever holds them). Without --out the rebuilt \
+volumes go into the directory holding the manifest, replacing damaged ones (a read-only one is \
+refused: give --out). With --out DIR2 the source \
+is only read; DIR2 receives the rebuilt volumes and a copy of the manifest, SHA256SUMS and \
+their signatures, so DIR2's files plus DIR's intact volumes make the bundle: `airlift verify \
+DIR DIR2` reads both, or copy them into one directory (or onto the media). A repair killed midway leaves only temp \
+files, removed by the next run; a second repair into the same directory waits for the first.
+
+Exit status: 0 repaired (or nothing to repair); 1 bad signature, or more volumes lost than \
+there are intact recovery volumes (nothing written); 2 bad arguments, a bundle without \
+recovery volumes, a read-only DIR without --out, a disk error.";
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
+    /// Trusted public key (minisign format); never taken from the bundle
+    #[arg(long, value_name = "PUB")]
+    pub key: PathBuf,
+    /// Write the rebuilt volumes and a copy of the signed files into DIR2 (created if
+    /// missing) instead of DIR, which is then only read
+    #[arg(long, value_name = "DIR2")]
+    pub out: Option<PathBuf>,
 }
 
 const RECEIPT_HELP: &str = "\

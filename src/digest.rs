@@ -111,12 +111,23 @@ pub fn file_digest(path: &std::path::Path) -> crate::error::Result<Digest> {
 /// reuses one buffer).
 pub fn file_digest_with(path: &std::path::Path, buf: &mut [u8]) -> crate::error::Result<(Digest, u64)> {
     use crate::error::IoContext;
-    use std::io::Read;
     let mut file = std::fs::File::open(path).at(path)?;
+    read_digest(&mut file, path, buf, &|_| {})
+}
+
+/// sha256 and length of what `reader` (reading `path`, for errors) gives until its end,
+/// read through `buf`; `seen` hears of every piece's length as it is hashed (progress).
+pub fn read_digest(
+    reader: &mut dyn std::io::Read,
+    path: &std::path::Path,
+    buf: &mut [u8],
+    seen: &dyn Fn(u64),
+) -> crate::error::Result<(Digest, u64)> {
+    use crate::error::IoContext;
     let mut hasher = Hasher::new();
     let mut len = 0u64;
     loop {
-        let n = match file.read(buf) {
+        let n = match reader.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             r => r.at(path)?,
         };
@@ -125,6 +136,7 @@ pub fn file_digest_with(path: &std::path::Path, buf: &mut [u8]) -> crate::error:
         }
         hasher.update(&buf[..n]);
         len += n as u64;
+        seen(n as u64);
     }
 }
 

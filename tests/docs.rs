@@ -161,7 +161,7 @@ fn the_readme_starts_with_the_demo_and_the_test_suite() {
 #[test]
 fn the_readme_documents_every_subcommand_and_media_preset() {
     let readme = readme();
-    for sub in ["keygen", "pack", "verify", "unpack", "list", "generate"] {
+    for sub in ["keygen", "pack", "verify", "unpack", "list", "generate", "repair"] {
         assert!(readme.contains(&format!("airlift {sub}")), "README mentions `airlift {sub}`");
         let out = common::airlift().args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "airlift {sub} --help");

@@ -27,6 +27,7 @@ mod iso;
 mod keys;
 mod media;
 mod openshift;
+mod parity;
 mod policy;
 mod prune;
 mod push;

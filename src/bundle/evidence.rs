@@ -137,7 +137,7 @@ impl Evidence {
         let mut status = if self.problems.is_empty() { Status::Ok } else { Status::Integrity };
         for v in &self.volumes {
             status = status.worst(match v.status {
-                VolumeStatus::Ok | VolumeStatus::Skipped => Status::Ok,
+                VolumeStatus::Ok | VolumeStatus::Skipped | VolumeStatus::Rebuilt => Status::Ok,
                 VolumeStatus::Missing => Status::Incomplete,
                 VolumeStatus::Damaged | VolumeStatus::Foreign => Status::Integrity,
             });

@@ -596,6 +596,9 @@ impl Manifest {
             return bad(format!("{} recovery volumes for {} data volumes", p.volumes.len(), self.volumes.len()));
         }
         let longest = self.volumes.iter().map(|v| v.size).max().unwrap_or(0);
+        if longest % 2 != 0 {
+            return bad(format!("the longest data volume has an odd length ({longest}): no parity over it"));
+        }
         for (i, vol) in p.volumes.iter().enumerate() {
             let expected = names::parity_file(&self.name, i + 1);
             if vol.file != expected {

@@ -233,11 +233,24 @@ pub enum VolumeStatus {
     Damaged,
     Missing,
     Foreign,
+    /// Missing or damaged on the media (its problems say which), rebuilt from the
+    /// recovery volumes and read whole from the rebuilt copy.
+    Rebuilt,
+}
+
+/// A data volume (a tar of chunks) or a recovery volume (parity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeKind {
+    Data,
+    Recovery,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VolumeReport {
+    /// The volume's number among those of its kind, from 1.
     pub volume: u32,
+    pub kind: VolumeKind,
     pub file: String,
     pub status: VolumeStatus,
     pub size: u64,
@@ -261,6 +274,17 @@ pub struct Seen {
 }
 
 impl Bundle {
+    /// Where and when the volume file `file` (data or recovery) was found at `path`, if it is
+    /// there: the report's evidence.
+    pub fn seen(&self, path: &Path, file: &str) -> Option<Seen> {
+        path.symlink_metadata().ok()?;
+        Some(Seen {
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            disc: self.manifest.disc_of(file).map(|d| d.label.clone()),
+            at: crate::time::rfc3339(crate::time::now()),
+        })
+    }
+
     /// Bytes of chunk data in volume `v` (what progress counts).
     pub fn volume_payload(&self, v: VolumeId) -> u64 {
         self.index.chunks_in(v).iter().map(|&c| self.manifest.chunk(c).length).sum()
@@ -299,23 +323,31 @@ impl Bundle {
         jobs: usize,
         progress: &dyn Progress,
     ) -> Result<VolumeReport> {
+        self.read_volume_from(v, &self.volume_path(v), sink, jobs, progress)
+    }
+
+    /// [`Bundle::read_volume`] from a copy of volume `v` at `path` (one rebuilt from
+    /// parity).
+    pub fn read_volume_from(
+        &self,
+        v: VolumeId,
+        path: &Path,
+        sink: &dyn Sink,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<VolumeReport> {
         let vol = self.manifest.volume(v);
-        let path = self.volume_path(v);
+        let path = path.to_path_buf();
         let mut report = VolumeReport {
             volume: v.number(),
+            kind: VolumeKind::Data,
             file: vol.file.clone(),
             status: VolumeStatus::Ok,
             size: vol.size,
             problems: Vec::new(),
             seen: None,
         };
-        if path.symlink_metadata().is_ok() {
-            report.seen = Some(Seen {
-                dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                disc: self.manifest.disc_of(&vol.file).map(|d| d.label.clone()),
-                at: crate::time::rfc3339(crate::time::now()),
-            });
-        }
+        report.seen = self.seen(&path, &vol.file);
         let (file, actual) = match self.open_volume(v, &path) {
             Ok(opened) => opened,
             Err((status, problem)) => {
@@ -656,7 +688,7 @@ impl Bundle {
 type VolumeFile<'a> = (&'a File, &'a Path, u64);
 
 /// A problem of the volume as a whole (no chunk), at its start.
-fn whole(problem: String) -> Problem {
+pub(crate) fn whole(problem: String) -> Problem {
     Problem { chunk: None, entry: None, offset: 0, problem, hurts: vec![] }
 }
 
@@ -754,8 +786,10 @@ impl Bundle {
 
     /// Each image's state given the reports of the volumes read.
     pub fn image_states(&self, reports: &[VolumeReport]) -> Vec<ImageState> {
-        let bad_chunks: HashSet<ChunkId> =
-            reports.iter().flat_map(|r| r.problems.iter().filter_map(|p| p.chunk)).collect();
+        // A rebuilt volume's problems were the media's: what was read from it is whole.
+        let bad_chunks: HashSet<ChunkId> = (reports.iter().filter(|r| r.status != VolumeStatus::Rebuilt))
+            .flat_map(|r| r.problems.iter().filter_map(|p| p.chunk))
+            .collect();
         let entry_of: HashMap<&crate::digest::Digest, EntryId> = self
             .manifest
             .entries

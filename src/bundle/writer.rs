@@ -73,6 +73,8 @@ pub struct Settings {
     /// The discs the volumes go on (`--media` naming a disc, `--disc-size`), recorded in
     /// the manifest; none for other media.
     pub discs: Option<crate::bundle::discs::DiscSpec>,
+    /// Recovery volumes to compute over the data volumes (`pack --parity`).
+    pub parity: Option<crate::bundle::parity::Amount>,
 }
 
 /// Where one part of an entry goes.
@@ -339,12 +341,17 @@ impl<'a> BundleWriter<'a> {
         Ok(())
     }
 
-    /// Close the last volume, place the volumes on discs (when asked), write SHA256SUMS
+    /// Close the last volume, compute the recovery volumes (`parity`), place the volumes on
+    /// discs (when asked), write SHA256SUMS
     /// and the manifest with their signatures, and remove volumes of an earlier, larger
     /// bundle of the same name.
     pub fn finish(mut self, contents: Contents, key: &SecretKey) -> Result<Manifest> {
         self.finish_volume()?;
         let s = &self.settings;
+        let parity = match s.parity {
+            Some(amount) => Some(crate::bundle::parity::encode(&s.dir, &s.name, &self.volumes, amount, self.progress)?),
+            None => None,
+        };
         let Contents { images, releases, catalogs, channels, bases, omitted } = contents;
         let manifest = Manifest {
             format: FORMAT.into(),
@@ -363,7 +370,7 @@ impl<'a> BundleWriter<'a> {
             channels,
             bases,
             omitted,
-            parity: None,
+            parity,
             discs: None,
             entries: self.entries,
             volumes: self.volumes,
@@ -380,7 +387,8 @@ impl<'a> BundleWriter<'a> {
         for (file, bytes) in signed.files(&s.name) {
             write_atomic(&s.dir.join(file), bytes)?;
         }
-        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len())?;
+        let recovery = manifest.parity.as_ref().map_or(0, |p| p.volumes.len());
+        remove_stale_volumes(&s.dir, &s.name, manifest.volumes.len(), recovery)?;
         Ok(manifest)
     }
 }
@@ -594,16 +602,20 @@ impl OpenVolume {
     }
 }
 
-fn remove_stale_volumes(dir: &Path, name: &str, count: usize) -> Result<()> {
-    let mut v = VolumeId::new(count);
-    loop {
-        let path = dir.join(names::volume_file(name, v));
-        if !path.exists() {
-            return Ok(());
+/// Remove the data volumes after the first `count` and the recovery volumes after the
+/// first `recovery` that an earlier bundle of this name left in `dir`.
+fn remove_stale_volumes(dir: &Path, name: &str, count: usize, recovery: usize) -> Result<()> {
+    let data = (count..).map(|v| names::volume_file(name, VolumeId::new(v)));
+    let parity = (recovery + 1..).map(|n| names::parity_file(name, n));
+    for files in [Box::new(data) as Box<dyn Iterator<Item = String>>, Box::new(parity)] {
+        for path in files.map(|f| dir.join(f)) {
+            if !path.exists() {
+                break;
+            }
+            fs::remove_file(&path).at(&path)?;
         }
-        fs::remove_file(&path).at(&path)?;
-        v = v.next();
     }
+    Ok(())
 }
 
 fn open_content(content: &Content) -> Result<Box<dyn Read>> {
@@ -683,6 +695,7 @@ mod tests {
             volume_size: MIN_VOLUME,
             chunk_size: MIN_CHUNK,
             discs: None,
+            parity: None,
         }
     }
 

@@ -68,6 +68,7 @@ fn volume_lines(v: &VolumeEvidence, report_name: &dyn Fn(usize) -> String) -> Ve
         VolumeStatus::Damaged => "DAMAGED",
         VolumeStatus::Foreign => "FOREIGN",
         VolumeStatus::Skipped => "skipped",
+        VolumeStatus::Rebuilt => "rebuilt",
     };
     let mut lines = vec![format!("  {word:<8} {}", untrusted(&v.file))];
     if v.sightings.is_empty() {

@@ -1,6 +1,6 @@
 //! `airlift list`: what a bundle holds, from its manifest.
 
-use crate::bundle::manifest::{Channel, EntryKind, Manifest};
+use crate::bundle::manifest::{Channel, EntryKind, Manifest, Volume};
 use crate::bundle::{reader, sources};
 use crate::cli::ListArgs;
 use crate::error::Status;
@@ -48,10 +48,7 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
             channel_lines(c, &shown).into_iter().for_each(|line| out.data(format!("  {line}")));
         }
     }
-    out.data("volumes:");
-    for v in &m.volumes {
-        out.data(format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex()));
-    }
+    volume_lines(m, &shown).into_iter().for_each(|l| out.data(l));
     let files: Vec<_> = m.entries.iter().filter(|e| matches!(e.kind, EntryKind::File | EntryKind::Installer)).collect();
     out.data("files:");
     for f in &files {
@@ -73,11 +70,29 @@ pub fn run(args: &ListArgs, out: &Output) -> anyhow::Result<Status> {
         "differential": super::verify::differential_document(m),
         "channels": m.channels,
         "volumes": m.volumes,
+        "parity": m.parity,
         "files": files.iter().map(|f| serde_json::json!({
             "path": f.path, "kind": f.kind, "size": f.size, "sha256": f.digest,
         })).collect::<Vec<_>>(),
     }));
     Ok(Status::Ok)
+}
+
+/// The data volumes, then the recovery volumes: file, size, sha256.
+fn volume_lines(m: &Manifest, shown: &dyn Fn(&str) -> String) -> Vec<String> {
+    let line = |v: &Volume| format!("  {}  {:>10}  {}", shown(&v.file), human(v.size), v.sha256.hex());
+    let mut lines = vec!["volumes:".to_string()];
+    lines.extend(m.volumes.iter().map(line));
+    if let Some(p) = &m.parity {
+        lines.push(format!(
+            "recovery volumes ({}, shards of {}; any {} lost volume(s) can be rebuilt):",
+            shown(&p.code),
+            human(p.shard_size),
+            p.volumes.len()
+        ));
+        lines.extend(p.volumes.iter().map(line));
+    }
+    lines
 }
 
 /// The bundle's manifest, and whether its signature was checked (with `--key`).

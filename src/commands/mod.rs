@@ -12,6 +12,7 @@ pub mod list;
 pub mod pack;
 pub mod prune;
 pub mod receipt;
+pub mod repair;
 pub mod serve;
 pub mod status;
 pub mod uninstall;

@@ -43,6 +43,7 @@ pub fn run(args: &PackArgs, out: &Output) -> anyhow::Result<Status> {
         volume_size,
         chunk_size: args.chunk_size.0,
         discs,
+        parity: args.parity,
     };
     let note = |n: Note| tell(out, n);
     // A dry run without a key: only the bundle id differs from the real pack's.
@@ -119,6 +120,13 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64, changes
         bytes(report.bytes_stored),
         media.map(|(m, n)| format!(", {n} {} medium(s)", media_name(m))).unwrap_or_default()
     ));
+    if !report.parity_volumes.is_empty() {
+        out.info(format!(
+            "{} recovery volume(s) (--parity), {}",
+            report.parity_volumes.len(),
+            bytes(report.bytes_parity)
+        ));
+    }
     out.info(format!("to fetch: {} blob(s), {} not in the cache", report.fetch.blobs, bytes(report.fetch.bytes)));
     disc_lines(&report.discs, plan.settings.discs.map(|d| d.capacity), args.iso).into_iter().for_each(|l| out.info(l));
     changes.iter().for_each(|c| tell_changes(out, c));
@@ -136,6 +144,8 @@ fn dry_run(args: &PackArgs, out: &Output, plan: &Plan, volume_size: u64, changes
         "bytes_stored": report.bytes_stored,
         "volume_size": volume_size,
         "volumes": report.volumes,
+        "parity_volumes": report.parity_volumes,
+        "bytes_parity": report.bytes_parity,
         "media": media.map(|(m, n)| serde_json::json!({ "kind": media_name(m), "count": n })),
         "discs": report.discs,
         "iso": args.iso,
@@ -223,6 +233,18 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
         human(volume_size),
         human(stored)
     ));
+    if let Some(p) = &manifest.parity {
+        let names: Vec<&str> = p.volumes.iter().map(|v| v.file.as_str()).collect();
+        out.info(format!(
+            "{} recovery volume(s) of {} (Reed–Solomon, shards of {}): any {} lost or damaged volume(s) can be \
+             rebuilt: {}",
+            p.volumes.len(),
+            human(p.volumes.first().map_or(0, |v| v.size)),
+            human(p.shard_size),
+            p.volumes.len(),
+            names.join(", ")
+        ));
+    }
     super::catalog::print(out, &manifest.catalogs);
     super::verify::differential_lines(&manifest).into_iter().for_each(|l| out.info(l));
     image_lines(args, &manifest, &images).into_iter().for_each(|l| out.info(l));
@@ -247,6 +269,7 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
         "volumes": manifest.volumes,
         "discs": manifest.discs,
         "images": images,
+        "parity": manifest.parity,
         "chunks": manifest.chunks.len(),
         "bytes_in": total,
         "bytes_stored": stored,

@@ -13,7 +13,7 @@ use crate::openshift::cluster::Results;
 use crate::output::Output;
 use crate::trip::publish::{Destination, PushOptions};
 use crate::trip::target::{Layout, Published, Push, Root, Target};
-use crate::trip::unpack::{Lacking, Unpack};
+use crate::trip::unpack::{Lacking, Recovered, Unpack};
 
 pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let key = super::load_public_key(&args.key)?;
@@ -35,7 +35,10 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     let progress = out.progress();
     let missing = |r: &reader::VolumeReport| out.info(format!("{} is not here yet", r.file));
-    let fed = unpack.read_volumes(&extractor, super::jobs(&args.read), progress.as_ref(), &missing, watch.as_ref())?;
+    let jobs = super::jobs(&args.read);
+    let mut fed = unpack.read_volumes(&extractor, jobs, progress.as_ref(), &missing, watch.as_ref())?;
+    let recovered = unpack.recover(&extractor, &mut fed.reports, jobs, progress.as_ref())?;
+    present_recovered(out, &recovered);
     let damaged = extractor.damaged();
     for (path, replaced) in &damaged {
         out.warn(format!(
@@ -84,6 +87,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
         .map(|(path, replaced)| json!({ "entry": path, "replaced": replaced }))
         .collect::<Vec<_>>());
     doc["moved"] = json!(finished.published.moved);
+    doc["rebuilt_from_parity"] = json!(recovered.rebuilt);
     doc["lacking"] = lacking;
     if let Some((key, section)) = target.document(&bundle, &finished.published) {
         doc[key] = section;
@@ -172,6 +176,18 @@ fn present_lacking(out: &Output, bundle: &Bundle, lacking: &[Lacking], target: &
         ));
     }
     Value::Array(doc)
+}
+
+/// Say which volumes were rebuilt from parity, or why they could not be.
+fn present_recovered(out: &Output, recovered: &Recovered) {
+    for file in &recovered.rebuilt {
+        out.info(format!(
+            "{file} was missing or damaged: rebuilt from the recovery volumes and read from the rebuilt copy"
+        ));
+    }
+    if let Some(why) = &recovered.failed {
+        out.warn(format!("the lost volumes could not be rebuilt from the recovery volumes: {why}"));
+    }
 }
 
 /// Print where the cluster results are; returns their JSON.

@@ -4,7 +4,8 @@ use crate::bundle::check::Checker;
 use crate::bundle::feed::{self, Fed};
 use crate::bundle::ids::VolumeId;
 use crate::bundle::manifest::Manifest;
-use crate::bundle::reader::{self, Bundle, VolumeReport, VolumeStatus};
+use crate::bundle::parity;
+use crate::bundle::reader::{self, Bundle, VolumeKind, VolumeReport, VolumeStatus};
 use crate::cli::VerifyArgs;
 use crate::error::Status;
 use crate::output::Output;
@@ -24,7 +25,11 @@ pub fn run(args: &VerifyArgs, out: &Output) -> anyhow::Result<Status> {
         progress.finish();
         report
     };
-    let fed = feed::feed(&bundle, watch.as_ref(), &|_| true, &mut read)?;
+    let mut fed = feed::feed(&bundle, watch.as_ref(), &|_| true, &mut read)?;
+    // Recovery volumes are checked whole: the census says whether they can rebuild what is lost.
+    let data = bundle.manifest.volumes.len();
+    let recovery: Vec<usize> = (data..bundle.manifest.all_volumes().count()).collect();
+    fed.reports.extend(parity::check_volumes(&bundle, &recovery, super::jobs(&args.read), progress.as_ref()));
     let mut general = bundle.elsewhere.clone();
     if let Err(e) = bundle.check_expiry(crate::time::now()) {
         general.push(e.to_string());
@@ -53,7 +58,7 @@ pub fn summarize(reports: &[VolumeReport], general: &[String]) -> Status {
     let mut status = if general.is_empty() { Status::Ok } else { Status::Integrity };
     for r in reports {
         status = status.worst(match r.status {
-            VolumeStatus::Ok | VolumeStatus::Skipped => Status::Ok,
+            VolumeStatus::Ok | VolumeStatus::Skipped | VolumeStatus::Rebuilt => Status::Ok,
             VolumeStatus::Missing => Status::Incomplete,
             VolumeStatus::Damaged | VolumeStatus::Foreign => Status::Integrity,
         });
@@ -98,6 +103,10 @@ pub fn print_report(
             out.data(line);
         }
     }
+    let census = parity::census(m, reports);
+    if let Some(c) = &census {
+        out.data(format!("  {}", c.line()));
+    }
     let missing: Vec<&str> =
         reports.iter().filter(|r| r.status == VolumeStatus::Missing).map(|r| r.file.as_str()).collect();
     out.data(verdict(reports, &missing, status));
@@ -119,6 +128,7 @@ pub fn print_report(
         "signature": { "key_id": bundle.key_id, "trusted_comment": bundle.trusted_comment, "valid": true },
         "sha256sums": bundle.sums,
         "volumes": reports,
+        "parity": census,
         "missing": missing,
         "foreign": unlisted,
         "wrong_discs": fed.wrong_discs,
@@ -169,9 +179,10 @@ pub fn differential_document(m: &Manifest) -> serde_json::Value {
     })
 }
 
-/// One line per volume (its state and file; with `whence`, where it was found and on which
-/// disc), then each problem found in it: where, which chunk, which images it hurts.
-fn print_volumes(out: &Output, reports: &[VolumeReport], whence: bool) {
+/// One line per volume (its state and file, whether it is a recovery volume; with `whence`,
+/// where it was found and on which disc), then each problem found in it: where, which chunk,
+/// which images it hurts.
+pub fn print_volumes(out: &Output, reports: &[VolumeReport], whence: bool) {
     for r in reports {
         let word = match r.status {
             VolumeStatus::Ok => "ok",
@@ -179,7 +190,9 @@ fn print_volumes(out: &Output, reports: &[VolumeReport], whence: bool) {
             VolumeStatus::Damaged => "DAMAGED",
             VolumeStatus::Missing => "missing",
             VolumeStatus::Foreign => "FOREIGN",
+            VolumeStatus::Rebuilt => "rebuilt",
         };
+        let kind = if r.kind == VolumeKind::Recovery { " (recovery)" } else { "" };
         let place = match (&r.seen, whence) {
             (Some(seen), true) => match &seen.disc {
                 Some(disc) => format!("  (disc {disc}, {})", seen.dir.display()),
@@ -187,7 +200,7 @@ fn print_volumes(out: &Output, reports: &[VolumeReport], whence: bool) {
             },
             _ => String::new(),
         };
-        out.data(format!("  {word:<8} {}{place}", r.file));
+        out.data(format!("  {word:<8} {}{kind}{place}", r.file));
         for p in &r.problems {
             let mut line = format!("           at byte {}: {}", p.offset, p.problem);
             if let Some(c) = p.chunk {

@@ -16,6 +16,7 @@
 //!     push/<id>@<host>      what an unpack --to pushed
 //!     lock, install.lock    the run lock; the registry installer's lock
 //!     trust.json            rollback protection (see bundle::trust); accepted.json before it
+//!     rebuilt/<volume>      data volumes an unpack rebuilt from parity, read, then removed
 //! ```
 //! This module is the only place that builds blob paths and state paths.
 
@@ -62,6 +63,8 @@ pub enum State<'a> {
     Trust,
     /// What an earlier airlift kept in place of `trust.json`.
     Accepted,
+    /// Data volumes an unpack rebuilt from parity, until they are read.
+    Rebuilt,
 }
 
 impl State<'_> {
@@ -80,6 +83,7 @@ impl State<'_> {
             State::InstallLock => dir.join("install.lock"),
             State::Trust => dir.join("trust.json"),
             State::Accepted => dir.join("accepted.json"),
+            State::Rebuilt => dir.join("rebuilt"),
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::bundle::ids::VolumeId;
 use crate::bundle::images::{write_images, DiscImage, Images};
 use crate::bundle::manifest::{Base, Catalog, Channel as ChannelRecord, EntryKind, Image, Manifest, Omitted, Release};
 use crate::bundle::names;
+use crate::bundle::parity::Amount;
 use crate::bundle::tar::{padded, BLOCK, END_OF_ARCHIVE};
 use crate::bundle::writer::{BundleWriter, Compress, Content, Contents, Item, Settings};
 use crate::digest::{Digest, Hasher};
@@ -94,6 +95,8 @@ pub struct Shape {
     pub expires_in: Option<u64>,
     pub volume_size: u64,
     pub chunk_size: u64,
+    /// Recovery volumes (`--parity`).
+    pub parity: Option<Amount>,
     /// The discs the volumes go on (`--media` naming a disc, `--disc-size`).
     pub discs: Option<DiscShape>,
 }
@@ -276,11 +279,17 @@ impl Plan {
         let old = old_volumes(&s.dir, &s.name);
         let replaced = old.iter().sum::<u64>() - old.iter().max().unwrap_or(&0);
         needs.add(&s.dir, "bundle volumes", volume_bytes.saturating_sub(replaced), volumes)?;
+        let recovery = match s.parity {
+            Some(amount) => amount.count(volumes as usize)? as u64,
+            None => 0,
+        };
+        // Each recovery volume is as long as the longest data volume.
+        needs.add(&s.dir, "recovery volumes", recovery * s.volume_size.min(volume_bytes), recovery)?;
         let compressed = self.items.iter().filter(|i| i.compress == Compress::IfItPays).map(|i| i.size).max();
         needs.add(&s.dir, "a compressed entry's temp file", compressed.unwrap_or(0), 1)?;
         needs.add(&s.dir, "the manifest", manifest_estimate(&self.items, &self.images, chunks), 4)?;
         if let (Some(shape), Some(spec)) = (self.discs.filter(|d| d.iso), s.discs) {
-            let (bytes, files, what) = images_bound(&self.shared_bound(), s, shape, spec, volumes)?;
+            let (bytes, files, what) = images_bound(&self.shared_bound(), s, shape, spec, volumes + recovery)?;
             needs.add(&s.dir, what, bytes, files)?;
         }
         if let Some(reg) = &self.registry {
@@ -432,6 +441,7 @@ fn settings(shape: &Shape, discs: Option<DiscSpec>) -> Settings {
         volume_size: shape.volume_size,
         chunk_size: shape.chunk_size,
         discs,
+        parity: shape.parity,
     }
 }
 
@@ -988,6 +998,10 @@ fn bundle_id(key_id: &[u8; 8], shape: &Shape, items: &[Item], (catalogs, omitted
     h.update(&shape.expires_in.map(|d| d + 1).unwrap_or(0).to_le_bytes());
     h.update(&shape.volume_size.to_le_bytes());
     h.update(&shape.chunk_size.to_le_bytes());
+    // A bundle with parity differs from one without (ids of bundles without stay as they were).
+    if let Some(parity) = shape.parity {
+        h.update(format!("parity {parity:?}").as_bytes());
+    }
     for item in items {
         h.update(item.path.as_bytes());
         h.update(&item.size.to_le_bytes());
@@ -1072,6 +1086,7 @@ mod tests {
                 volume_size,
                 chunk_size,
                 discs: None,
+                parity: None,
             };
             let items: Vec<Item> = sizes.iter().enumerate().map(|(n, &s)| item(n, s)).collect();
             let (bytes, volumes, chunks) = volumes_bound(&items, &settings());

@@ -58,8 +58,12 @@ pub struct Report {
     pub volumes: Vec<u64>,
     /// The bytes of every volume.
     pub bytes_stored: u64,
-    /// The discs the volumes go on (`--media` naming a disc, `--disc-size`), with what
-    /// each image takes at most.
+    /// The size of each recovery volume (`--parity`), in order.
+    pub parity_volumes: Vec<u64>,
+    /// The bytes of every recovery volume.
+    pub bytes_parity: u64,
+    /// The discs the volumes, data and recovery, go on (`--media` naming a disc,
+    /// `--disc-size`), with what each image takes at most.
     pub discs: Vec<PlannedDisc>,
     /// Registry blobs not yet in the cache when the dry run started.
     pub fetch: Fetch,
@@ -91,10 +95,10 @@ pub struct Fetch {
 }
 
 impl Report {
-    /// Media of `media`'s kind the volumes take (one volume a medium for fat32).
+    /// Media of `media`'s kind the volumes, data and recovery, take (one volume a medium for fat32).
     pub fn media(&self, media: Media) -> u64 {
         match self.discs.len() {
-            0 => (self.volumes.len() as u64).div_ceil(media.volumes_per_medium()),
+            0 => ((self.volumes.len() + self.parity_volumes.len()) as u64).div_ceil(media.volumes_per_medium()),
             n => n as u64,
         }
     }
@@ -121,17 +125,22 @@ pub(crate) fn report(
             wanted.iter().filter(|(_, b)| compressed.contains(&b.digest)).cloned().collect();
         reg.fetch_now(&small)?;
     }
-    let (name, disc_spec) = (settings.name.clone(), settings.discs);
+    let (name, disc_spec, parity) = (settings.name.clone(), settings.discs, settings.parity);
     let mut layout = DryLayout::new(settings, plan.id.clone())?;
     for item in &plan.items {
         layout.add(item)?;
     }
     let volumes = layout.finish();
+    // Every recovery volume is as long as the longest data volume.
+    let parity_volumes = match parity {
+        Some(amount) => vec![volumes.iter().copied().max().unwrap_or(0); amount.count(volumes.len())?],
+        None => Vec::new(),
+    };
     let discs = match disc_spec {
         Some(spec) => {
-            let named: Vec<(String, u64)> = (volumes.iter().enumerate())
-                .map(|(i, &size)| (names::volume_file(&name, VolumeId::new(i)), size))
-                .collect();
+            let data = volumes.iter().enumerate().map(|(i, &size)| (names::volume_file(&name, VolumeId::new(i)), size));
+            let recovery = parity_volumes.iter().enumerate().map(|(i, &size)| (names::parity_file(&name, i + 1), size));
+            let named: Vec<(String, u64)> = data.chain(recovery).collect();
             planned(&name, &named, spec, &plan.shared_bound())?
         }
         None => Vec::new(),
@@ -150,6 +159,8 @@ pub(crate) fn report(
         bytes_in: plan.total(),
         bytes_stored: volumes.iter().sum(),
         volumes,
+        bytes_parity: parity_volumes.iter().sum(),
+        parity_volumes,
         discs,
         fetch,
     })

@@ -11,10 +11,11 @@ use crate::bundle::extract::Extractor;
 use crate::bundle::feed::{self, Fed, Watch};
 use crate::bundle::ids::{EntryId, VolumeId};
 use crate::bundle::manifest::{Compression, EntryKind};
-use crate::bundle::reader::{Action, Bundle, Sink, VolumeReport, VolumeStatus};
+use crate::bundle::parity;
+use crate::bundle::reader::{whole, Action, Bundle, Sink, VolumeKind, VolumeReport, VolumeStatus};
 use crate::bundle::trust::{self, Claim, Record};
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, IoContext, Result};
 use crate::openshift::{self, cluster, ReleaseTag};
 use crate::progress::Progress;
 use crate::space::Needs;
@@ -70,6 +71,8 @@ impl<'a> Unpack<'a> {
         let store = target.store();
         let lock = store.lock_run(waiting)?;
         store.purge_temps(&lock)?;
+        // Volumes a killed run rebuilt from parity: the run that needs them rebuilds them.
+        remove_scratch(&store.state(State::Rebuilt))?;
         trust::check_image_list(bundle)?;
         let release_tags = match target.mirror().filter(|_| release_tags) {
             Some(mirror) => bundle
@@ -130,6 +133,17 @@ impl<'a> Unpack<'a> {
         needs.add(&partials, "compressed entries' parts", parts.0, parts.1)?;
         // A journal line: the chunk's number and sha256 (or `entry N DIGEST`).
         needs.add(&store.state(State::Journals), "the journal", chunks * 80, u64::from(chunks > 0))?;
+        // Needed volumes not here that parity can rebuild (damaged ones are known later:
+        // `recover` checks again for exactly those it rebuilds).
+        let needed = |v: VolumeId| self.bundle.index.chunks_in(v).iter().any(|&c| extractor.action(c) == Action::Write);
+        let absent: Vec<u64> = (manifest.volume_ids())
+            .filter(|&v| needed(v) && !self.bundle.volume_path(v).exists())
+            .map(|v| manifest.volume(v).size)
+            .collect();
+        if manifest.parity.as_ref().is_some_and(|p| !absent.is_empty() && absent.len() <= p.volumes.len()) {
+            let scratch = store.state(State::Rebuilt);
+            needs.add(&scratch, "volumes rebuilt from parity", absent.iter().sum(), absent.len() as u64)?;
+        }
         needs.check()
     }
 
@@ -151,6 +165,7 @@ impl<'a> Unpack<'a> {
                 let volume = bundle.manifest.volume(v);
                 return Ok(VolumeReport {
                     volume: v.number(),
+                    kind: VolumeKind::Data,
                     file: volume.file.clone(),
                     status: VolumeStatus::Skipped,
                     size: volume.size,
@@ -168,6 +183,71 @@ impl<'a> Unpack<'a> {
             Ok(report)
         };
         feed::feed(bundle, watch, &needed, &mut read)
+    }
+
+    /// When data volumes were missing or damaged and the bundle has parity: check the
+    /// recovery volumes (and the volumes not read) whole, and if what is intact is enough,
+    /// rebuild the lost volumes into the store's scratch directory and read them from there
+    /// (their reports become `Rebuilt`), removing each once read. The recovery volumes'
+    /// reports are added to `reports` for the census.
+    pub fn recover(
+        &self,
+        extractor: &Extractor,
+        reports: &mut Vec<VolumeReport>,
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<Recovered> {
+        let bundle = self.bundle;
+        let m = &bundle.manifest;
+        let is_lost = |r: &VolumeReport| {
+            matches!(r.status, VolumeStatus::Missing | VolumeStatus::Damaged | VolumeStatus::Foreign)
+        };
+        let lost: Vec<usize> = (0..reports.len()).filter(|&i| is_lost(&reports[i])).collect();
+        if m.parity.is_none() || lost.is_empty() {
+            return Ok(Recovered::default());
+        }
+        let skipped: Vec<usize> = (0..reports.len()).filter(|&i| reports[i].status == VolumeStatus::Skipped).collect();
+        let which: Vec<usize> = skipped.iter().copied().chain(m.volumes.len()..m.all_volumes().count()).collect();
+        let mut checked = parity::check_volumes(bundle, &which, jobs, progress);
+        let recovery = checked.split_off(skipped.len());
+        // A volume not read and found whole is ok; one not whole is still not needed.
+        for (&i, report) in skipped.iter().zip(checked) {
+            if report.status == VolumeStatus::Ok {
+                reports[i] = report;
+            }
+        }
+        reports.extend(recovery);
+        let intact = parity::intact(m, reports);
+        if intact.iter().filter(|&&ok| ok).count() < m.volumes.len() {
+            return Ok(Recovered::default());
+        }
+        let scratch = self.target.store().state(State::Rebuilt);
+        std::fs::create_dir_all(&scratch).at(&scratch)?;
+        let rebuilt = match parity::rebuild(bundle, &intact, &lost, &scratch, progress) {
+            Ok(paths) => paths,
+            Err(Error::Integrity(why)) => return Ok(Recovered { rebuilt: vec![], failed: Some(why) }),
+            Err(e) => return Err(e),
+        };
+        let mut done = Recovered::default();
+        for (&i, path) in lost.iter().zip(&rebuilt) {
+            let v = VolumeId::new(i);
+            progress.start(&format!("volume {v} (rebuilt)"), bundle.volume_payload(v));
+            let mut report = bundle.read_volume_from(v, path, extractor, jobs, progress)?;
+            extractor.flush()?;
+            progress.finish();
+            std::fs::remove_file(path).at(path)?;
+            if report.status == VolumeStatus::Ok {
+                report.status = VolumeStatus::Rebuilt;
+                report.problems = match reports[i].status {
+                    VolumeStatus::Missing => vec![whole("missing on the media".into())],
+                    _ => std::mem::take(&mut reports[i].problems),
+                };
+                done.rebuilt.push(report.file.clone());
+            }
+            reports[i] = report;
+        }
+        remove_scratch(&scratch)?;
+        Ok(done)
     }
 
     /// Check and publish every image whose blobs are all committed, then record the tags
@@ -242,6 +322,23 @@ impl<'a> Unpack<'a> {
             image_policy,
         };
         cluster::write(mirror, &request)
+    }
+}
+
+/// What [`Unpack::recover`] did.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The data volumes rebuilt from parity and read.
+    pub rebuilt: Vec<String>,
+    /// Why rebuilding failed: the rebuilt volumes did not match the signed manifest.
+    pub failed: Option<String>,
+}
+
+/// Remove the scratch directory of rebuilt volumes, if any.
+fn remove_scratch(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::error::Error::io(dir, e)),
+        _ => Ok(()),
     }
 }
 

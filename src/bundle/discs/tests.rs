@@ -35,6 +35,7 @@ fn bundle_with(
         volume_size: 64 << 10,
         chunk_size: MIN_CHUNK,
         discs,
+        parity: None,
     };
     let (key, public) = SecretKey::generate().unwrap();
     let mut writer = BundleWriter::new(settings, "ab".repeat(16), &Silent).unwrap();
@@ -143,6 +144,7 @@ fn signing_puts_fewer_volumes_on_a_disc_when_the_exact_images_need_it() {
             volume_size: 64 << 10,
             chunk_size: MIN_CHUNK,
             discs: Some(DiscSpec { capacity: 64 << 10, per_disc: 1 }),
+            parity: None,
         },
         "cd".repeat(16),
         &Silent,
