@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::bundle::extract::Extractor;
 use crate::bundle::manifest::image_label;
 use crate::bundle::reader::{self, Bundle};
 use crate::cli::UnpackArgs;
@@ -39,13 +40,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     let mut fed = unpack.read_volumes(&extractor, jobs, progress.as_ref(), &missing, watch.as_ref())?;
     let recovered = unpack.recover(&extractor, &mut fed.reports, jobs, progress.as_ref())?;
     present_recovered(out, &recovered);
-    let damaged = extractor.damaged();
-    for (path, replaced) in &damaged {
-        out.warn(format!(
-            "the stored copy of {path} did not match its signed digest: {}",
-            if *replaced { "replaced from the bundle" } else { "removed; the volume holding it is needed" }
-        ));
-    }
+    let damaged = present_damaged(out, &extractor);
     let finished = unpack.finish(&extractor)?;
     present_published(out, &bundle, &finished.published, target.as_ref());
     let lacking = present_lacking(out, &bundle, &finished.lacking, target.as_ref());
@@ -58,13 +53,7 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
             image_policy.as_deref(),
         )?
         .map(|r| present_results(out, &r));
-    let (from_journal, checked_now) = extractor.already_complete();
-    if from_journal + checked_now > 0 {
-        out.data(format!(
-            "already complete: {from_journal} entr(y/ies) committed by an earlier run of this bundle (its journal), \
-             {checked_now} found in place and checked against their signed digests now"
-        ));
-    }
+    let (from_journal, checked_now) = present_already_complete(out, &extractor);
     let general = bundle.elsewhere.clone();
     let status = match super::verify::summarize(&fed.reports, &general) {
         Status::Ok if !finished.all_done => Status::Incomplete,
@@ -97,6 +86,31 @@ pub fn run(args: &UnpackArgs, out: &Output) -> anyhow::Result<Status> {
     }
     out.document(&doc);
     Ok(status)
+}
+
+/// Entries the store held that did not match their signed digests (warned of): each path
+/// and whether it was replaced from the bundle.
+fn present_damaged(out: &Output, extractor: &Extractor) -> Vec<(String, bool)> {
+    let damaged = extractor.damaged();
+    for (path, replaced) in &damaged {
+        out.warn(format!(
+            "the stored copy of {path} did not match its signed digest: {}",
+            if *replaced { "replaced from the bundle" } else { "removed; the volume holding it is needed" }
+        ));
+    }
+    damaged
+}
+
+/// What an earlier run (its journal) or the store already held, said when anything was.
+fn present_already_complete(out: &Output, extractor: &Extractor) -> (usize, usize) {
+    let (from_journal, checked_now) = extractor.already_complete();
+    if from_journal + checked_now > 0 {
+        out.data(format!(
+            "already complete: {from_journal} entr(y/ies) committed by an earlier run of this bundle (its journal), \
+             {checked_now} found in place and checked against their signed digests now"
+        ));
+    }
+    (from_journal, checked_now)
 }
 
 /// The target the arguments name.
