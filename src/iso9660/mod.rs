@@ -14,7 +14,7 @@
 //! 23      the continuation area of the root's Rock Ridge entries (its ER)
 //! 24..    the primary root directory (SUSP SP and CE, Rock Ridge PX, TF, NM), then the
 //!         Joliet root directory, each as many sectors as its records take
-//! then    each file's data, from a sector boundary, zero-padded to the next
+//! then    each file's data, from a 4 KiB boundary, zero-padded to the next sector
 //! ```
 //!
 //! Files are single extents, so each is below 4 GiB (what ISO 9660 level 1 to 3 and
@@ -29,6 +29,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{integrity, usage, IoContext, Result};
@@ -47,6 +48,10 @@ const TERMINATOR: u32 = 18;
 const PATH_TABLES: u32 = 19;
 const CONTINUATION: u32 = 23;
 const FIRST_DIRECTORY: u32 = 24;
+/// Every file's data starts on a 4 KiB boundary (two sectors): a filesystem of 4 KiB
+/// blocks can then share a volume's blocks with the image (`copy_file_range` makes a
+/// reflink on XFS and btrfs) instead of copying them.
+const ALIGN: u64 = 2;
 
 /// A file of the image: its name (Rock Ridge and Joliet), size and mode (Rock Ridge).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +121,7 @@ impl Layout {
         layout.joliet_sectors = records::directory_sectors(&layout.records(&layout.tree(true)));
         let mut next = u64::from(layout.first_data());
         for f in &mut layout.files {
+            next = next.next_multiple_of(ALIGN);
             f.sector = u32::try_from(next).map_err(|_| too_large(label))?;
             next += f.meta.size.div_ceil(SECTOR);
         }
@@ -199,67 +205,104 @@ pub fn write(layout: &Layout, sources: &[Source], out: &mut File, path: &Path, p
     out.write_all(&layout.head()).at(path)?;
     let mut pos = u64::from(layout.first_data()) * SECTOR;
     for (file, source) in layout.files.iter().zip(sources) {
-        debug_assert_eq!(pos, u64::from(file.sector) * SECTOR);
+        let start = u64::from(file.sector) * SECTOR;
+        out.write_all(&vec![0u8; (start - pos) as usize]).at(path)?;
+        pos = start;
         let size = file.meta.size;
-        let expected = copy(source, size, out, path)?;
-        progress.advance(size);
-        check_copy(out, path, pos, size, &expected, &file.meta.name)?;
-        progress.advance(size);
-        let padded = size.div_ceil(SECTOR) * SECTOR;
-        out.write_all(&vec![0u8; (padded - size) as usize]).at(path)?;
-        pos += padded;
+        let (expected, actual) = match source {
+            Source::Bytes(bytes) => {
+                if bytes.len() as u64 != size {
+                    return Err(usage("internal: an image's bytes do not match their size"));
+                }
+                out.write_all(bytes).at(path)?;
+                progress.advance(size);
+                (Digest::of(bytes), hash_back(out, path, pos, [size], progress)?)
+            }
+            Source::File { path: from, sha256 } => (sha256.clone(), copy_file(from, size, out, (path, pos), progress)?),
+        };
+        if actual != expected {
+            return Err(integrity(format!(
+                "{}: the copy of {} hashes to {actual}, expected {expected}: it changed since it was written",
+                path.display(),
+                file.meta.name
+            )));
+        }
+        pos += size;
     }
-    debug_assert_eq!(pos, layout.size());
+    out.write_all(&vec![0u8; (layout.size() - pos) as usize]).at(path)?;
     out.flush().at(path)?;
-    Ok(pos)
+    Ok(layout.size())
 }
 
-/// Append `size` bytes of `source` to `out`; what they must hash to.
-fn copy(source: &Source, size: u64, out: &mut File, path: &Path) -> Result<Digest> {
-    match source {
-        Source::Bytes(bytes) => {
-            if bytes.len() as u64 != size {
-                return Err(usage("internal: an image's bytes do not match their size"));
-            }
-            out.write_all(bytes).at(path)?;
-            Ok(Digest::of(bytes))
-        }
-        Source::File { path: from, sha256 } => {
-            let file = crate::media::open_regular(from, "a file for a disc image")?
-                .ok_or_else(|| usage(format!("{}: missing, cannot be put in {}", from.display(), path.display())))?;
-            let actual = file.metadata().at(from)?.len();
-            if actual != size {
-                return Err(integrity(format!("{} is {actual} bytes, expected {size}", from.display())));
-            }
-            // File to File: std copies with copy_file_range (in the kernel, or a reflink).
-            let copied = std::io::copy(&mut file.take(size), out).at(from)?;
-            if copied != size {
-                return Err(integrity(format!("{} ended after {copied} of {size} bytes", from.display())));
-            }
-            Ok(sha256.clone())
-        }
+/// Bytes copied at a time; each piece is read back and hashed while the next is copied.
+const COPY_CHUNK: u64 = 64 << 20;
+
+/// Append the `size` bytes of the file `from` to `out` (at `at` of the image `path`),
+/// copied in the kernel (`copy_file_range`: std's `io::copy` of File to File), each piece
+/// read back from `out` and hashed on another thread while the next is copied. Returns
+/// the sha256 of what `out` now holds there.
+fn copy_file(
+    from: &Path,
+    size: u64,
+    out: &mut File,
+    (path, at): (&Path, u64),
+    progress: &dyn Progress,
+) -> Result<Digest> {
+    let file = crate::media::open_regular(from, "a file for a disc image")?
+        .ok_or_else(|| usage(format!("{}: missing, cannot be put in {}", from.display(), path.display())))?;
+    let actual = file.metadata().at(from)?.len();
+    if actual != size {
+        return Err(integrity(format!("{} is {actual} bytes, expected {size}", from.display())));
     }
+    let reader = out.try_clone().at(path)?;
+    let (tx, rx) = sync_channel::<u64>(4);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || hash_back(&reader, path, at, rx, progress));
+        let mut copied = Ok(());
+        let mut done = 0;
+        while done < size && copied.is_ok() {
+            let n = (size - done).min(COPY_CHUNK);
+            copied = match std::io::copy(&mut (&file).take(n), out).at(from) {
+                Ok(got) if got == n => Ok(()),
+                Ok(got) => Err(integrity(format!("{} ended after {} of {size} bytes", from.display(), done + got))),
+                Err(e) => Err(e),
+            };
+            done += n;
+            progress.advance(n);
+            // A closed channel: the hasher stopped at an error, which is returned below.
+            if copied.is_ok() && tx.send(n).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let hashed = hasher.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        copied.and(hashed)
+    })
 }
 
-/// Read back `size` bytes of `out` at `at` and compare their sha256 with `expected`.
-fn check_copy(out: &File, path: &Path, at: u64, size: u64, expected: &Digest, name: &str) -> Result<()> {
+/// Hash what `out` holds from `at`: each length received is read back (from the page
+/// cache, just written) in order. The sha256 of it all.
+fn hash_back(
+    out: &File,
+    path: &Path,
+    at: u64,
+    pieces: impl IntoIterator<Item = u64>,
+    progress: &dyn Progress,
+) -> Result<Digest> {
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0;
-    while done < size {
-        let n = (size - done).min(buf.len() as u64) as usize;
-        out.read_exact_at(&mut buf[..n], at + done).at(path)?;
-        hasher.update(&buf[..n]);
-        done += n as u64;
+    let mut pos = at;
+    for len in pieces {
+        let end = pos + len;
+        while pos < end {
+            let n = (end - pos).min(buf.len() as u64) as usize;
+            out.read_exact_at(&mut buf[..n], pos).at(path)?;
+            hasher.update(&buf[..n]);
+            pos += n as u64;
+        }
+        progress.advance(len);
     }
-    let actual = hasher.finish();
-    if &actual != expected {
-        return Err(integrity(format!(
-            "{}: the copy of {name} hashes to {actual}, expected {expected}: it changed since it was written",
-            path.display()
-        )));
-    }
-    Ok(())
+    Ok(hasher.finish())
 }
 
 fn check_label(label: &str) -> Result<()> {

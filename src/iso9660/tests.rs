@@ -184,6 +184,7 @@ fn rock_ridge_gives_names_modes_and_times_and_is_announced() {
         assert_eq!((both(px), both(&px[8..])), (0o100_000 | mode, 1), "{name}: mode and links");
         assert_eq!(entry(&su, "TF")[0], 0b1110, "{name}: TF flags");
         assert_eq!(r.flags, 0);
+        assert_eq!(r.extent % 2, 0, "{name}: data on a 4 KiB boundary (a reflink can share it)");
         let at = r.extent as usize * S;
         assert_eq!(&img[at..at + r.size as usize], &content[..], "{name}: data at its extent");
     }
@@ -231,8 +232,9 @@ fn the_same_inputs_give_the_same_bytes_and_the_size_is_known_first() {
     let (a, img_a) = image("OCP_2OF3", &three_files());
     let (_, img_b) = image("OCP_2OF3", &three_files());
     assert_eq!(img_a, img_b);
-    // 24 fixed sectors, one sector per directory, then 2 + 3 + 2 data sectors.
-    assert_eq!(a.size(), (24 + 2 + 7) * SECTOR);
+    // 24 fixed sectors, one sector per directory, then 2 + 3 (+ 1 to a 4 KiB boundary) + 2
+    // data sectors.
+    assert_eq!(a.size(), (24 + 2 + 8) * SECTOR);
 }
 
 #[test]
