@@ -127,7 +127,7 @@ fn every_image_lists_and_extracts_its_files_byte_for_byte_and_packs_reproduce() 
     let doc = pack(&key, &out, &source, &args);
     let discs = discs(&doc);
     assert_eq!(discs.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(), [2, 1], "{doc}");
-    let images = doc["images"].as_array().unwrap();
+    let images = doc["disc_images"].as_array().unwrap();
     assert_eq!(images.len(), discs.len());
     for (image, (label, volumes)) in images.iter().zip(&discs) {
         let iso = out.join(image["file"].as_str().unwrap());
@@ -168,7 +168,7 @@ fn every_image_lists_and_extracts_its_files_byte_for_byte_and_packs_reproduce() 
     // The same inputs, key and time: the same images, byte for byte.
     let again = tmp.path().join("again");
     let doc2 = pack(&key, &again, &source, &args);
-    assert_eq!(doc2["images"], doc["images"]);
+    assert_eq!(doc2["disc_images"], doc["disc_images"]);
     for image in images {
         let file = image["file"].as_str().unwrap();
         assert!(std::fs::read(out.join(file)).unwrap() == std::fs::read(again.join(file)).unwrap(), "{file} differs");
@@ -335,7 +335,7 @@ fn the_dry_run_plans_the_discs_the_pack_then_writes() {
         })
         .collect();
     assert_eq!(planned, discs(&doc), "the dry run's discs are the pack's");
-    for (d, image) in dry["discs"].as_array().unwrap().iter().zip(doc["images"].as_array().unwrap()) {
+    for (d, image) in dry["discs"].as_array().unwrap().iter().zip(doc["disc_images"].as_array().unwrap()) {
         let (bound, size) = (d["image_bytes"].as_u64().unwrap(), image["size"].as_u64().unwrap());
         assert!(size <= bound && bound <= 1_200_000, "image {size}, planned at most {bound}");
     }
@@ -401,7 +401,7 @@ fn dvd_images_fit_a_dvd_list_their_files_and_disc_two_verifies_alone() {
     eprintln!("pack --media dvd --iso of 4.6 GB: {:?}", started.elapsed());
     let discs = discs(&doc);
     assert_eq!(discs.iter().map(|(_, v)| v.len()).collect::<Vec<_>>(), [2, 1], "{doc}");
-    for (image, (label, volumes)) in doc["images"].as_array().unwrap().iter().zip(&discs) {
+    for (image, (label, volumes)) in doc["disc_images"].as_array().unwrap().iter().zip(&discs) {
         let iso = out.join(image["file"].as_str().unwrap());
         let bytes = std::fs::metadata(&iso).unwrap().len();
         assert!(bytes <= DVD, "{} is {bytes} bytes, a DVD holds {DVD}", iso.display());

@@ -401,6 +401,6 @@ fn pack_iso_counts_its_images_and_the_volumes_it_removes_as_each_is_written() {
     let packed = fx.pack(&out, &iso);
     assert!(packed.status.success(), "{}", stderr(&packed));
     let doc: Value = serde_json::from_slice(&packed.stdout).unwrap();
-    assert_eq!(doc["images"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(doc["disc_images"].as_array().unwrap().len(), 2, "{doc}");
     assert!(files(&out).iter().all(|f| !f.ends_with(".tar")), "the volumes are in the images: {:?}", files(&out));
 }

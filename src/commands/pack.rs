@@ -268,7 +268,7 @@ fn write(args: &PackArgs, out: &Output, plan: Plan, key: &SecretKey, volume_size
         "differential": super::verify::differential_document(&manifest),
         "volumes": manifest.volumes,
         "discs": manifest.discs,
-        "images": images,
+        "disc_images": images,
         "parity": manifest.parity,
         "chunks": manifest.chunks.len(),
         "bytes_in": total,
