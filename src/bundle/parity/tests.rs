@@ -1,4 +1,6 @@
+use super::stream::piece_size;
 use super::*;
+use crate::error::Error;
 use crate::progress::Silent;
 
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -33,13 +35,38 @@ fn encoded(dir: &Path, sizes: &[usize], recovery: usize, shard: u64) -> Vec<(Pat
     }
     let digests = run(sizes.len(), shard, &slots, &Silent).unwrap();
     assert_eq!(digests.len(), recovery);
+    let expected = by_stripes(&volumes[..sizes.len()], recovery, shard as usize);
     for (k, digest) in digests.iter().enumerate() {
         let (path, data) = &mut volumes[sizes.len() + k];
         *data = std::fs::read(&*path).unwrap();
         assert_eq!(data.len() as u64, length, "a recovery volume is as long as the longest data volume");
         assert_eq!(&Digest::of(data), digest, "the digest returned is the file's");
+        assert!(*data == expected[k], "recovery volume {k} is not the manifest's stripe layout");
     }
     volumes
+}
+
+/// The recovery volumes as the manifest draws them, one stripe at a time: stripe `j` is
+/// bytes `[j * shard, (j + 1) * shard)` of every data volume (zeros past its end), and
+/// recovery volume `p` holds recovery shard `p` of each stripe at the stripe's offset.
+fn by_stripes(data: &[(PathBuf, Vec<u8>)], recovery: usize, shard: usize) -> Vec<Vec<u8>> {
+    let length = data.iter().map(|(_, b)| b.len()).max().unwrap();
+    let mut out = vec![Vec::new(); recovery];
+    for start in (0..length).step_by(shard) {
+        let len = shard.min(length - start);
+        let stripe: Vec<Vec<u8>> = data
+            .iter()
+            .map(|(_, b)| {
+                let mut s = b.get(start..).unwrap_or(&[]).iter().copied().take(len).collect::<Vec<u8>>();
+                s.resize(len, 0);
+                s
+            })
+            .collect();
+        for (p, shard) in reed_solomon_simd::encode(data.len(), recovery, &stripe).unwrap().into_iter().enumerate() {
+            out[p].extend(shard);
+        }
+    }
+    out
 }
 
 /// Rebuild the volumes `lost` (indexes among all) into `out`; each must come back
@@ -220,9 +247,29 @@ fn coding_in_pieces_of_64_bytes_gives_the_same_volumes_as_whole_shards() {
 }
 
 #[test]
+fn pieces_across_stripes_of_a_multiple_of_64_give_the_same_volumes() {
+    // Shards of 1024 bytes; pieces of 192 bytes run across stripe boundaries.
+    let dir = tempfile::tempdir().unwrap();
+    let volumes = encoded(dir.path(), &[5000, 4098, 4608], 2, 1024);
+    let pieced = tempfile::tempdir().unwrap();
+    let slots: Vec<Slot> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, (path, b))| Slot {
+            source: (i != 1 && i != 4).then(|| path.clone()),
+            size: if i < 3 { b.len() as u64 } else { 5000 },
+            target: (i == 1 || i == 4)
+                .then(|| Target { dest: pieced.path().join(format!("p.{i}")), sha256: Some(Digest::of(b)) }),
+        })
+        .collect();
+    run_in_pieces(3, 1024, 192, &slots, &Silent).expect("a data and a recovery volume rebuilt across stripes");
+}
+
+#[test]
 fn pieces_keep_a_set_within_the_budget_whatever_the_shard() {
-    assert_eq!(piece_size(1 << 20, 12), 1 << 20);
+    assert_eq!(piece_size(1 << 20, 12), 128 << 10);
     assert_eq!(piece_size(64 << 20, 1024), SET_BUDGET / 1024);
     assert_eq!(piece_size(64 << 20, 65535), 256);
     assert_eq!(piece_size(1000, 3), 1000);
+    assert_eq!(piece_size(1_000_000, 3), 128 << 10);
 }
