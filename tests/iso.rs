@@ -272,7 +272,7 @@ fn one_disc_holds_a_small_bundle_and_verifies_whole_from_its_image() {
     let out = tmp.path().join("bundle");
     let doc = pack(&key, &out, &layout(tmp.path()), &["--disc-size", "3MB", "--iso", "--no-installer"]);
     assert_eq!(discs(&doc).iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(), ["OCP_1OF1"]);
-    assert_eq!(doc["images"][0]["file"], "ocp.disc01.iso");
+    assert_eq!(doc["disc_images"][0]["file"], "ocp.disc01.iso");
     // Everything on the one disc: what 7z takes out of it verifies whole.
     let dir = tmp.path().join("disc1");
     sevenz_extract(&out.join("ocp.disc01.iso"), &dir);
