@@ -239,7 +239,7 @@ const COPY_CHUNK: u64 = 64 << 20;
 
 /// Filesystems on which `copy_file_range` shares the blocks (a reflink) instead of copying
 /// them: XFS and btrfs (`statfs`'s `f_type`).
-const SHARING_FILESYSTEMS: [i64; 2] = [0x5846_5342, 0x9123_683E];
+const SHARING_FILESYSTEMS: [rustix::fs::FsWord; 2] = [0x5846_5342, 0x9123_683E];
 
 /// Append the `size` bytes of the file `from` to `out` (at `at` of the image `path`),
 /// each piece read back from `out` and hashed on another thread while the next is
@@ -260,7 +260,7 @@ fn copy_file(
     if actual != size {
         return Err(integrity(format!("{} is {actual} bytes, expected {size}", from.display())));
     }
-    let share = rustix::fs::fstatfs(&*out).is_ok_and(|fs| SHARING_FILESYSTEMS.contains(&(fs.f_type as i64)));
+    let share = rustix::fs::fstatfs(&*out).is_ok_and(|fs| SHARING_FILESYSTEMS.contains(&fs.f_type));
     let mut buf = if share { Vec::new() } else { vec![0u8; 1 << 20] };
     let reader = out.try_clone().at(path)?;
     let (tx, rx) = sync_channel::<u64>(4);
