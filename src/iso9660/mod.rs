@@ -1,6 +1,6 @@
 //! ISO 9660 images of one flat directory, written by airlift itself: byte-exact and
-//! reproducible (every time is the one given, nothing random), file data streamed
-//! (`copy_file_range` where the kernel offers it) and read back to check its sha256.
+//! reproducible (every time is the one given, nothing random), file data streamed (a
+//! reflink through `copy_file_range` on XFS and btrfs) and read back to check its sha256.
 //!
 //! What an image holds, sector by sector (2048 bytes each):
 //!
@@ -237,10 +237,16 @@ pub fn write(layout: &Layout, sources: &[Source], out: &mut File, path: &Path, p
 /// Bytes copied at a time; each piece is read back and hashed while the next is copied.
 const COPY_CHUNK: u64 = 64 << 20;
 
+/// Filesystems on which `copy_file_range` shares the blocks (a reflink) instead of copying
+/// them: XFS and btrfs (`statfs`'s `f_type`).
+const SHARING_FILESYSTEMS: [rustix::fs::FsWord; 2] = [0x5846_5342, 0x9123_683E];
+
 /// Append the `size` bytes of the file `from` to `out` (at `at` of the image `path`),
-/// copied in the kernel (`copy_file_range`: std's `io::copy` of File to File), each piece
-/// read back from `out` and hashed on another thread while the next is copied. Returns
-/// the sha256 of what `out` now holds there.
+/// each piece read back from `out` and hashed on another thread while the next is
+/// copied. Returns the sha256 of what `out` now holds there. Where the filesystem shares
+/// blocks, pieces are copied with `copy_file_range` (std's `io::copy` of File to File),
+/// costing no space; elsewhere through a buffer: on ext4 the kernel's copy (a splice
+/// through a 64 KiB pipe) measured half as fast as `cat` (bench/README.md).
 fn copy_file(
     from: &Path,
     size: u64,
@@ -254,6 +260,8 @@ fn copy_file(
     if actual != size {
         return Err(integrity(format!("{} is {actual} bytes, expected {size}", from.display())));
     }
+    let share = rustix::fs::fstatfs(&*out).is_ok_and(|fs| SHARING_FILESYSTEMS.contains(&fs.f_type));
+    let mut buf = if share { Vec::new() } else { vec![0u8; 1 << 20] };
     let reader = out.try_clone().at(path)?;
     let (tx, rx) = sync_channel::<u64>(4);
     std::thread::scope(|scope| {
@@ -262,7 +270,7 @@ fn copy_file(
         let mut done = 0;
         while done < size && copied.is_ok() {
             let n = (size - done).min(COPY_CHUNK);
-            copied = match std::io::copy(&mut (&file).take(n), out).at(from) {
+            copied = match copy_piece(&file, from, n, out, path, &mut buf) {
                 Ok(got) if got == n => Ok(()),
                 Ok(got) => Err(integrity(format!("{} ended after {} of {size} bytes", from.display(), done + got))),
                 Err(e) => Err(e),
@@ -278,6 +286,28 @@ fn copy_file(
         let hashed = hasher.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
         copied.and(hashed)
     })
+}
+
+/// Copy up to `n` bytes of `file` to `out`: in the kernel when `buf` is empty, else
+/// through it. The bytes copied (fewer only at the end of `file`).
+fn copy_piece(file: &File, from: &Path, n: u64, out: &mut File, path: &Path, buf: &mut [u8]) -> Result<u64> {
+    if buf.is_empty() {
+        return std::io::copy(&mut file.take(n), out).at(from);
+    }
+    let mut done = 0;
+    while done < n {
+        let want = (n - done).min(buf.len() as u64) as usize;
+        let got = match (&*file).read(&mut buf[..want]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.at(from)?,
+        };
+        if got == 0 {
+            break;
+        }
+        out.write_all(&buf[..got]).at(path)?;
+        done += got as u64;
+    }
+    Ok(done)
 }
 
 /// Hash what `out` holds from `at`: each length received is read back (from the page
